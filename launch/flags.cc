@@ -1,0 +1,235 @@
+#include "launch/flags.h"
+
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace po = boost::program_options;
+
+namespace tessera::launch {
+namespace {
+
+ParseOutcome Fail(const std::string& message) { return {false, 2, message}; }
+
+bool IsReadableFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), R_OK) == 0;
+}
+
+// Parses an INI file whose keys may sit in sections ("[model]\ndim = 32" sets "dim").
+Status StoreConfigFile(const std::string& path, const po::options_description& desc,
+                       po::variables_map* vm) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read --config " + path);
+  po::parsed_options parsed(&desc);
+  try {
+    parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/true);
+  } catch (const po::error& e) {
+    return Status::InvalidArgument("--config " + path + ": " + e.what());
+  }
+  for (po::option& o : parsed.options) {
+    std::string name = o.string_key;
+    const size_t dot = name.rfind('.');
+    if (dot != std::string::npos) name = name.substr(dot + 1);
+    if (name == "config" || desc.find_nothrow(name, false) == nullptr) {
+      return Status::InvalidArgument("--config " + path + ": unknown option '" + o.string_key +
+                                     "'");
+    }
+    o.string_key = name;
+    o.unregistered = false;
+  }
+  try {
+    po::store(parsed, *vm);
+  } catch (const po::error& e) {
+    return Status::InvalidArgument("--config " + path + ": " + e.what());
+  }
+  return OkStatus();
+}
+
+std::string Summarize(const po::variables_map& vm) {
+  std::ostringstream out;
+  for (const auto& [name, value] : vm) {
+    out << "  " << name << " = ";
+    const auto& any = value.value();
+    if (const auto* s = boost::any_cast<std::string>(&any)) {
+      out << *s;
+    } else if (const auto* i = boost::any_cast<int>(&any)) {
+      out << *i;
+    } else if (const auto* f = boost::any_cast<float>(&any)) {
+      out << *f;
+    } else if (const auto* d = boost::any_cast<double>(&any)) {
+      out << *d;
+    } else if (const auto* u = boost::any_cast<uint64_t>(&any)) {
+      out << *u;
+    } else if (const auto* i64 = boost::any_cast<int64_t>(&any)) {
+      out << *i64;
+    } else if (const auto* b = boost::any_cast<bool>(&any)) {
+      out << (*b ? "true" : "false");
+    } else {
+      out << "(set)";
+    }
+    out << (value.defaulted() ? " (default)" : "") << "\n";
+  }
+  return out.str();
+}
+
+// Runs Boost.Program_options over `args` (+ --config) and returns the outcome of the parse.
+ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_description& desc,
+                       const std::string& usage, po::variables_map* vm) {
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), *vm);
+  } catch (const po::error& e) {
+    return Fail(std::string(e.what()) + " (see --help)");
+  }
+  if (vm->count("help")) {
+    std::ostringstream out;
+    out << usage << "\n" << desc;
+    return {false, 0, out.str()};
+  }
+  if (vm->count("config")) {
+    Status s = StoreConfigFile((*vm)["config"].as<std::string>(), desc, vm);
+    if (!s.ok()) return Fail(s.message());
+  }
+  try {
+    po::notify(*vm);
+  } catch (const po::error& e) {
+    return Fail(std::string(e.what()) + " (see --help)");
+  }
+  return {true, 0, ""};
+}
+
+}  // namespace
+
+ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOptions* options) {
+  TrainOptions& o = *options;
+  std::string format = "auto", optimizer = "adagrad", device = "cpu", transport = "inproc";
+  uint64_t seed = 1;
+  int timeout_s = 600, register_timeout_s = 120;
+  po::options_description desc("tessera train options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value<std::string>(&o.config_path), "read options from an INI file; flags override it")
+    ("model", po::value<std::string>(&o.model)->default_value("mf"), "model: mf (biased matrix factorisation)")
+    ("train", po::value<std::string>(&o.mf.train_path), "training ratings file (omit for the embedded demo: a generated planted set)")
+    ("test", po::value<std::string>(&o.mf.test_path), "test ratings file, evaluated after every epoch")
+    ("format", po::value<std::string>(&format)->default_value("auto"), "input format: auto|tab|dat|csv|libmf")
+    ("skip-bad-lines", po::bool_switch(&o.mf.skip_bad_lines), "count and skip malformed lines instead of stopping")
+    ("dim", po::value<int>(&o.mf.dim)->default_value(o.mf.dim), "latent factors per user/item")
+    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data")
+    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings per worker per step")
+    ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer")
+    ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of factors and biases (per rating)")
+    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer: sgd|adagrad")
+    ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors")
+    ("servers", po::value<int>(&o.servers)->default_value(1), "parameter servers")
+    ("workers", po::value<int>(&o.workers)->default_value(1), "workers (under mpirun: the remaining ranks)")
+    ("server-threads", po::value<int>(&o.server_threads)->default_value(1), "shard threads per server")
+    ("reader-threads", po::value<int>(&o.mf.reader_threads)->default_value(2), "parser threads per worker")
+    ("seed", po::value<uint64_t>(&seed)->default_value(1), "seed of row initialisation and shuffling")
+    ("deterministic", po::bool_switch(&o.deterministic), "apply each step's pushes in worker order: bit-identical runs")
+    ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
+    ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu|cuda")
+    ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
+    ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
+    ("register-timeout", po::value<int>(&register_timeout_s)->default_value(120), "seconds to wait for all nodes to join")
+    ("v", po::value<int>(&o.verbosity)->default_value(0), "log verbosity");
+  // clang-format on
+  po::variables_map vm;
+  ParseOutcome outcome = ParseWith(args, desc, "usage: tessera train [options]", &vm);
+  if (!outcome.run) return outcome;
+
+  if (o.model != "mf") {
+    return Fail("--model " + o.model + " is not supported (choices: mf)");
+  }
+  auto parsed_format = worker::ParseRatingFormat(format);
+  if (!parsed_format.ok()) return Fail("--format: " + parsed_format.status().message());
+  o.mf.format = *parsed_format;
+  auto parsed_optimizer = kernels::ParseOptimizer(optimizer);
+  if (!parsed_optimizer.ok()) return Fail("--optimizer: " + parsed_optimizer.status().message());
+  o.optimizer.kind = *parsed_optimizer;
+  auto parsed_device = kernels::ParseDevice(device);
+  if (!parsed_device.ok()) return Fail("--device: " + parsed_device.status().message());
+  o.mf.device = *parsed_device;
+  if (transport == "inproc") {
+    o.transport = TransportKind::kInProc;
+  } else if (transport == "zmq") {
+    o.transport = TransportKind::kZmq;
+  } else {
+    return Fail("--transport " + transport + " is not one of inproc|zmq");
+  }
+  if (o.mf.dim < 1 || o.mf.dim > 4096) return Fail("--dim must be in [1, 4096]");
+  if (o.mf.epochs < 1) return Fail("--epochs must be at least 1");
+  if (o.mf.batch_size < 1 || o.mf.batch_size > (1 << 24)) {
+    return Fail("--batch-size must be in [1, 16777216]");
+  }
+  if (!(o.optimizer.lr > 0) || !std::isfinite(o.optimizer.lr)) return Fail("--lr must be > 0");
+  if (!(o.mf.l2 >= 0) || !std::isfinite(o.mf.l2)) return Fail("--l2 must be >= 0");
+  if (!(o.init_std >= 0) || !std::isfinite(o.init_std)) return Fail("--init-std must be >= 0");
+  if (o.servers < 1 || o.servers > 1024) return Fail("--servers must be in [1, 1024]");
+  if (o.workers < 1 || o.workers > 1024) return Fail("--workers must be in [1, 1024]");
+  if (o.server_threads < 1 || o.server_threads > 64) {
+    return Fail("--server-threads must be in [1, 64]");
+  }
+  if (o.mf.reader_threads < 1 || o.mf.reader_threads > 64) {
+    return Fail("--reader-threads must be in [1, 64]");
+  }
+  if (timeout_s < 1 || register_timeout_s < 1) return Fail("timeouts must be at least 1 second");
+  o.mf.timeout = std::chrono::seconds(timeout_s);
+  o.register_timeout = std::chrono::seconds(register_timeout_s);
+  o.workers_given = !vm["workers"].defaulted();
+  o.mf.seed = seed;
+  o.init_seed = seed;
+  if (o.mf.train_path.empty()) {
+    if (!o.mf.test_path.empty()) return Fail("--test needs --train");
+    o.embedded_default = true;
+    o.embedded_data.users = 5000;
+    o.embedded_data.items = 1000;
+    o.embedded_data.ratings = 500000;
+    o.embedded_data.rank = 8;
+    o.embedded_data.noise = 0.5;
+    o.embedded_data.seed = seed;
+  } else {
+    if (!IsReadableFile(o.mf.train_path)) {
+      return Fail("--train " + o.mf.train_path + ": no such readable file");
+    }
+    if (!o.mf.test_path.empty() && !IsReadableFile(o.mf.test_path)) {
+      return Fail("--test " + o.mf.test_path + ": no such readable file");
+    }
+  }
+  o.summary = Summarize(vm);
+  return outcome;
+}
+
+ParseOutcome ParseGenRatingsOptions(const std::vector<std::string>& args,
+                                    worker::RatingGenOptions* options, std::string* out_dir) {
+  worker::RatingGenOptions& o = *options;
+  po::options_description desc("tessera gen ratings options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value<std::string>(), "read options from an INI file; flags override it")
+    ("users", po::value<int64_t>(&o.users)->default_value(o.users), "number of users")
+    ("items", po::value<int64_t>(&o.items)->default_value(o.items), "number of items")
+    ("ratings", po::value<int64_t>(&o.ratings)->default_value(o.ratings), "number of ratings (train + test)")
+    ("rank", po::value<int>(&o.rank)->default_value(o.rank), "rank of the planted factors")
+    ("noise", po::value<double>(&o.noise)->default_value(o.noise), "std-dev σ of the rating noise")
+    ("seed", po::value<uint64_t>(&o.seed)->default_value(o.seed), "random seed")
+    ("test-fraction", po::value<double>(&o.test_fraction)->default_value(o.test_fraction), "share of ratings written to test.txt")
+    ("user-zipf", po::value<double>(&o.user_zipf)->default_value(o.user_zipf), "Zipf exponent of user activity")
+    ("item-zipf", po::value<double>(&o.item_zipf)->default_value(o.item_zipf), "Zipf exponent of item popularity")
+    ("out", po::value<std::string>(out_dir)->required(), "output directory");
+  // clang-format on
+  po::variables_map vm;
+  ParseOutcome outcome =
+      ParseWith(args, desc, "usage: tessera gen ratings --out DIR [options]", &vm);
+  if (!outcome.run) return outcome;
+  Status valid = worker::ValidateRatingGenOptions(o);
+  if (!valid.ok()) return Fail(valid.message());
+  return outcome;
+}
+
+}  // namespace tessera::launch

@@ -1,0 +1,247 @@
+#include "launch/job.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "core/inproc_transport.h"
+#include "core/logging.h"
+#include "core/zmq_transport.h"
+#include "scheduler/scheduler.h"
+#include "server/server.h"
+#include "worker/mf_trainer.h"
+
+namespace tessera::launch {
+namespace {
+
+server::ServerOptions MakeServerOptions(const TrainOptions& o) {
+  server::ServerOptions s;
+  for (uint32_t table_id : {worker::kUserTable, worker::kItemTable}) {
+    server::TableOptions t;
+    t.table_id = table_id;
+    t.dim = o.mf.dim + 1;  // factors + bias
+    t.seed = o.init_seed;
+    t.init_std = o.init_std;
+    t.zero_tail = 1;  // the bias starts at 0
+    t.optimizer = o.optimizer;
+    s.tables.push_back(t);
+  }
+  s.num_shard_threads = o.server_threads;
+  s.deterministic = o.deterministic;
+  return s;
+}
+
+scheduler::SchedulerOptions MakeSchedulerOptions(const TrainOptions& o, int workers) {
+  scheduler::SchedulerOptions s;
+  s.num_servers = o.servers;
+  s.num_workers = workers;
+  s.register_timeout = o.register_timeout;
+  return s;
+}
+
+// A temporary directory removed when this goes out of scope.
+class ScratchDir {
+ public:
+  static StatusOr<std::unique_ptr<ScratchDir>> Create() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/tessera-demo-XXXXXX";
+    std::vector<char> buf(pattern.begin(), pattern.end());
+    buf.push_back('\0');
+    if (mkdtemp(buf.data()) == nullptr) {
+      return Status::Unavailable("cannot create a scratch directory under " + pattern);
+    }
+    return std::unique_ptr<ScratchDir>(new ScratchDir(buf.data()));
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit ScratchDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// Generates the embedded demo's planted data set and points the options at it.
+StatusOr<std::unique_ptr<ScratchDir>> PrepareEmbeddedData(TrainOptions* o) {
+  TS_ASSIGN_OR_RETURN(auto dir, ScratchDir::Create());
+  TS_LOG(INFO) << "no --train given: generating a planted rating set (" << o->embedded_data.users
+               << " users x " << o->embedded_data.items << " items, "
+               << o->embedded_data.ratings << " ratings, rank " << o->embedded_data.rank
+               << ", noise σ " << o->embedded_data.noise << ") in " << dir->path();
+  TS_RETURN_IF_ERROR(worker::GenerateRatings(o->embedded_data, dir->path()));
+  o->mf.train_path = dir->path() + "/train.txt";
+  o->mf.test_path = dir->path() + "/test.txt";
+  o->mf.noise_floor = o->embedded_data.noise;
+  return dir;
+}
+
+// The root cause among the nodes' results: the scheduler's abort reason names the node that
+// failed first; otherwise the first failing worker, then server.
+Status FirstFailure(const Status& scheduler, const std::vector<Status>& workers,
+                    const std::vector<Status>& servers) {
+  if (!scheduler.ok()) return scheduler;
+  for (const Status& s : workers)
+    if (!s.ok()) return s;
+  for (const Status& s : servers)
+    if (!s.ok()) return s;
+  return OkStatus();
+}
+
+void LogStartup(const TrainOptions& o, const std::string& mode) {
+  TS_LOG(INFO) << "tessera train (" << mode << "): " << o.servers << " server(s), "
+               << "options:\n" << o.summary;
+}
+
+}  // namespace
+
+Status RunTrainInProcess(const TrainOptions& options) {
+  TrainOptions o = options;
+  std::unique_ptr<ScratchDir> scratch;
+  if (o.embedded_default) {
+    TS_ASSIGN_OR_RETURN(scratch, PrepareEmbeddedData(&o));
+  }
+  LogStartup(o, o.transport == TransportKind::kZmq ? "one process, ZeroMQ loopback"
+                                                   : "one process");
+  InProcHub hub;
+  std::vector<NodeId> ids = {NodeId::Scheduler()};
+  for (int r = 0; r < o.servers; ++r) ids.push_back(NodeId::Server(r));
+  for (int r = 0; r < o.workers; ++r) ids.push_back(NodeId::Worker(r));
+  std::vector<std::unique_ptr<Transport>> transports;
+  for (const NodeId& id : ids) {
+    if (o.transport == TransportKind::kZmq) {
+      TS_ASSIGN_OR_RETURN(auto t, ZmqTransport::Create(id, ZmqTransportOptions()));
+      transports.push_back(std::move(t));
+    } else {
+      transports.push_back(std::make_unique<InProcTransport>(&hub, id));
+    }
+  }
+  for (auto& t : transports) {
+    TS_RETURN_IF_ERROR(t->AddPeer(NodeId::Scheduler(), transports[0]->endpoint().empty()
+                                                           ? "inproc"
+                                                           : transports[0]->endpoint()));
+  }
+  std::vector<std::unique_ptr<RpcNode>> rpcs;
+  for (auto& t : transports) rpcs.push_back(std::make_unique<RpcNode>(t.get()));
+
+  const server::ServerOptions server_options = MakeServerOptions(o);
+  std::vector<Status> server_status(o.servers), worker_status(o.workers);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < o.servers; ++r) {
+    threads.emplace_back([&, r] {
+      logging::SetThreadLogTag(NodeId::Server(r).ToString());
+      server_status[r] = server::RunServerNode(server_options, rpcs[1 + r].get(),
+                                               o.register_timeout);
+    });
+  }
+  for (int r = 0; r < o.workers; ++r) {
+    threads.emplace_back([&, r] {
+      logging::SetThreadLogTag(NodeId::Worker(r).ToString());
+      worker_status[r] =
+          worker::RunMfWorkerNode(o.mf, rpcs[1 + o.servers + r].get(), o.register_timeout)
+              .status();
+    });
+  }
+  logging::SetThreadLogTag(NodeId::Scheduler().ToString());
+  scheduler::Scheduler sched(MakeSchedulerOptions(o, o.workers), rpcs[0].get());
+  Status sched_status = sched.Start();
+  if (sched_status.ok()) sched_status = sched.Run();
+  for (auto& t : threads) t.join();
+  rpcs[0]->Stop();
+  return FirstFailure(sched_status, worker_status, server_status);
+}
+
+Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
+  TrainOptions o = options;
+  int rank = 0, size = 1;
+  MPI_Init(nullptr, nullptr);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  auto finish = [](Status s) {
+    MPI_Finalize();
+    return s;
+  };
+  const int workers = size - 1 - o.servers;
+  if (workers < 1) {
+    return finish(Status::InvalidArgument(
+        "under " + env.launcher + " with " + std::to_string(size) + " ranks and --servers " +
+        std::to_string(o.servers) + " there is no rank left for a worker (need at least " +
+        std::to_string(o.servers + 2) + " ranks)"));
+  }
+  if (o.workers_given && o.workers != workers) {
+    return finish(Status::InvalidArgument(
+        "--workers " + std::to_string(o.workers) + " does not match " + std::to_string(size) +
+        " ranks - 1 scheduler - " + std::to_string(o.servers) + " servers = " +
+        std::to_string(workers)));
+  }
+  o.workers = workers;
+  const NodeId self = rank == 0             ? NodeId::Scheduler()
+                      : rank <= o.servers   ? NodeId::Server(rank - 1)
+                                            : NodeId::Worker(rank - 1 - o.servers);
+  logging::SetThreadLogTag(self.ToString());
+
+  // Bootstrap: bind on loopback when every rank runs on this host, else on all interfaces and
+  // advertise the host name; then exchange endpoints with MPI_Allgather.
+  constexpr int kNameBytes = 256;
+  std::vector<char> host(kNameBytes, 0);
+  std::strncpy(host.data(), HostName().c_str(), kNameBytes - 1);
+  std::vector<char> hosts(static_cast<size_t>(kNameBytes) * size);
+  MPI_Allgather(host.data(), kNameBytes, MPI_CHAR, hosts.data(), kNameBytes, MPI_CHAR,
+                MPI_COMM_WORLD);
+  bool one_host = true;
+  for (int r = 0; r < size; ++r) one_host &= std::strcmp(hosts.data() + r * kNameBytes, host.data()) == 0;
+  ZmqTransportOptions zmq_options;
+  zmq_options.bind_host = one_host ? "127.0.0.1" : "*";
+  auto transport = ZmqTransport::Create(self, zmq_options);
+  if (!transport.ok()) return finish(transport.status());
+  std::string endpoint = (*transport)->endpoint();
+  if (!one_host) {
+    endpoint = "tcp://" + HostName() + endpoint.substr(endpoint.rfind(':'));
+  }
+  std::vector<char> mine(kNameBytes, 0);
+  std::strncpy(mine.data(), endpoint.c_str(), kNameBytes - 1);
+  std::vector<char> all(static_cast<size_t>(kNameBytes) * size);
+  MPI_Allgather(mine.data(), kNameBytes, MPI_CHAR, all.data(), kNameBytes, MPI_CHAR,
+                MPI_COMM_WORLD);
+  for (int r = 0; r < size; ++r) {
+    const NodeId peer = r == 0 ? NodeId::Scheduler()
+                        : r <= o.servers ? NodeId::Server(r - 1)
+                                         : NodeId::Worker(r - 1 - o.servers);
+    Status s = (*transport)->AddPeer(peer, std::string(all.data() + r * kNameBytes));
+    if (!s.ok()) return finish(s);
+  }
+
+  std::unique_ptr<ScratchDir> scratch;
+  if (o.embedded_default && self.role == Role::kWorker) {
+    // Every worker generates the same planted set (same seed) and reads its own partition.
+    auto dir = PrepareEmbeddedData(&o);
+    if (!dir.ok()) return finish(dir.status());
+    scratch = std::move(*dir);
+  }
+  RpcNode rpc(transport->get());
+  Status result;
+  switch (self.role) {
+    case Role::kScheduler: {
+      LogStartup(o, env.launcher + ", " + std::to_string(size) + " ranks");
+      scheduler::Scheduler sched(MakeSchedulerOptions(o, workers), &rpc);
+      result = sched.Start();
+      if (result.ok()) result = sched.Run();
+      rpc.Stop();
+      break;
+    }
+    case Role::kServer:
+      result = server::RunServerNode(MakeServerOptions(o), &rpc, o.register_timeout);
+      break;
+    case Role::kWorker:
+      result = worker::RunMfWorkerNode(o.mf, &rpc, o.register_timeout).status();
+      break;
+  }
+  return finish(result);
+}
+
+}  // namespace tessera::launch

@@ -1,1 +1,86 @@
-int main() { return 0; }
+// The `tessera` command: flags -> typed options -> the job. The only place that maps a Status to
+// an exit code (2: bad flags, config, input data or environment; 1: anything else).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/logging.h"
+#include "launch/flags.h"
+#include "launch/job.h"
+#include "launch/launcher_env.h"
+#include "worker/rating_gen.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: tessera <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train         train a model (no options: a demo on generated data, in one process;\n"
+    "                under mpirun/srun the role comes from the rank)\n"
+    "  gen ratings   write a planted low-rank rating set (train.txt, test.txt, truth.json)\n"
+    "\n"
+    "`tessera <command> --help` lists a command's options.\n";
+
+int ExitCodeFor(const tessera::Status& s) {
+  switch (s.code()) {
+    case tessera::StatusCode::kOk: return 0;
+    case tessera::StatusCode::kInvalidArgument:
+    case tessera::StatusCode::kNotFound:
+    case tessera::StatusCode::kFailedPrecondition:
+    case tessera::StatusCode::kOutOfRange:
+    case tessera::StatusCode::kAlreadyExists: return 2;
+    default: return 1;
+  }
+}
+
+int Finish(const tessera::Status& s) {
+  if (!s.ok()) std::fprintf(stderr, "tessera: error: %s\n", s.message().c_str());
+  return ExitCodeFor(s);
+}
+
+int Report(const tessera::launch::ParseOutcome& outcome) {
+  if (outcome.exit_code == 0) {
+    std::fputs(outcome.text.c_str(), stdout);
+  } else {
+    std::fprintf(stderr, "tessera: error: %s\n", outcome.text.c_str());
+  }
+  return outcome.exit_code;
+}
+
+int Train(const std::vector<std::string>& args) {
+  tessera::launch::TrainOptions options;
+  auto outcome = tessera::launch::ParseTrainOptions(args, &options);
+  if (!outcome.run) return Report(outcome);
+  tessera::logging::SetVerbosity(options.verbosity);
+  const tessera::launch::LaunchEnv env = tessera::launch::DetectLaunchEnv();
+  if (env.under_mpi) return Finish(tessera::launch::RunTrainMpi(options, env));
+  return Finish(tessera::launch::RunTrainInProcess(options));
+}
+
+int GenRatings(const std::vector<std::string>& args) {
+  tessera::worker::RatingGenOptions options;
+  std::string out_dir;
+  auto outcome = tessera::launch::ParseGenRatingsOptions(args, &options, &out_dir);
+  if (!outcome.run) return Report(outcome);
+  return Finish(tessera::worker::GenerateRatings(options, out_dir));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string command = args[0];
+  if (command == "train") return Train({args.begin() + 1, args.end()});
+  if (command == "gen") {
+    if (args.size() >= 2 && args[1] == "ratings") return GenRatings({args.begin() + 2, args.end()});
+    std::fprintf(stderr, "tessera: error: `tessera gen` needs a kind: ratings\n");
+    return 2;
+  }
+  std::fprintf(stderr, "tessera: error: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,467 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <optional>
+
+#include "core/logging.h"
+#include "kernels/sparse_optimizer.h"
+
+namespace tessera::server {
+
+struct Server::Request {
+  Message message;
+  int worker_rank = 0;
+  std::vector<uint64_t> key_offset;    // per header table: index of its first key
+  std::vector<uint64_t> value_offset;  // per header table: index of its first value float
+  Frame reply_frame;
+  float* reply_values = nullptr;
+  std::atomic<int> remaining{0};
+  std::mutex error_mu;
+  Status error;  // GUARDED_BY(error_mu): the first failure of any part
+
+  void Fail(const Status& s) {
+    std::lock_guard lock(error_mu);
+    if (error.ok()) error = s;
+  }
+};
+
+struct Server::Shard {
+  int index = 0;
+  std::vector<std::unique_ptr<EmbeddingTable>> tables;  // by table id; this thread's rows only
+  BlockingQueue<WorkItem> queue;
+  std::thread thread;
+  // Every push with clock < applied_clock has been applied.
+  int64_t applied_clock = 0;
+  std::map<int64_t, int> pushes_applied;                           // non-deterministic mode
+  std::map<int64_t, std::vector<std::optional<WorkItem>>> held;    // deterministic mode
+  std::deque<WorkItem> parked_pulls;                               // clock > applied_clock
+  std::vector<float*> rows;                                        // scratch
+  std::vector<uint64_t> keys;                                      // scratch
+  std::vector<float> grads;                                        // scratch
+  std::atomic<int64_t> pulls{0}, pushes{0}, keys_pulled{0}, keys_pushed{0};
+};
+
+Server::Server(const ServerOptions& options, int rank, RpcNode* rpc)
+    : options_(options), rank_(rank), rpc_(rpc) {}
+
+Server::~Server() { Stop(); }
+
+StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, int rank,
+                                                 RpcNode* rpc) {
+  if (options.tables.empty()) return Status::InvalidArgument("a server needs at least one table");
+  if (options.num_shard_threads < 1 || options.num_shard_threads > 64) {
+    return Status::InvalidArgument("server shard threads must be in [1, 64], got " +
+                                   std::to_string(options.num_shard_threads));
+  }
+  std::unique_ptr<Server> server(new Server(options, rank, rpc));
+  for (size_t t = 0; t < options.tables.size(); ++t) {
+    if (options.tables[t].table_id != t) {
+      return Status::InvalidArgument("table options must be indexed by table id");
+    }
+    server->layout_.dims.push_back(options.tables[t].dim);
+  }
+  for (int i = 0; i < options.num_shard_threads; ++i) {
+    auto shard = std::make_unique<Shard>();
+    shard->index = i;
+    for (const TableOptions& t : options.tables) {
+      TS_ASSIGN_OR_RETURN(auto table, EmbeddingTable::Create(t));
+      shard->tables.push_back(std::move(table));
+    }
+    server->shards_.push_back(std::move(shard));
+  }
+  return server;
+}
+
+Status Server::Start(const ShardMap& shard_map, int num_workers) {
+  if (num_workers < 1) return Status::InvalidArgument("no workers");
+  std::vector<Message> early;
+  shard_map_ = shard_map;
+  num_workers_ = num_workers;
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    s->thread = std::thread([this, s] {
+      logging::SetThreadLogTag("server:" + std::to_string(rank_) + "/shard" +
+                               std::to_string(s->index));
+      ShardLoop(s);
+    });
+  }
+  {
+    std::lock_guard lock(mu_);
+    started_ = true;
+    early.swap(early_requests_);
+  }
+  for (Message& m : early) HandleRequest(std::move(m));
+  TS_LOG(INFO) << "serving " << options_.tables.size() << " table(s) with "
+               << shards_.size() << " shard thread(s)"
+               << (options_.deterministic ? ", deterministic" : "");
+  return OkStatus();
+}
+
+void Server::Stop() {
+  for (auto& shard : shards_) shard->queue.Close();
+  for (auto& shard : shards_) {
+    if (shard->thread.joinable()) shard->thread.join();
+  }
+}
+
+ServerStats Server::stats() const {
+  ServerStats s;
+  for (const auto& shard : shards_) {
+    s.pulls += shard->pulls.load();
+    s.pushes += shard->pushes.load();
+    s.keys_pulled += shard->keys_pulled.load();
+    s.keys_pushed += shard->keys_pushed.load();
+    for (const auto& t : shard->tables) s.rows += t->size();
+  }
+  if (!shards_.empty()) {
+    s.pulls /= static_cast<int64_t>(shards_.size());
+    s.pushes /= static_cast<int64_t>(shards_.size());
+  }
+  s.rejected = rejected_.load();
+  return s;
+}
+
+const float* Server::PeekRow(uint32_t table_id, uint64_t key) const {
+  if (table_id >= options_.tables.size()) return nullptr;
+  int shard = static_cast<int>(SlotOf(table_id, key) % shards_.size());
+  return static_cast<const EmbeddingTable&>(*shards_[shard]->tables[table_id]).Find(key);
+}
+
+void Server::HandleRequest(Message&& request) {
+  const proto::Command command = request.header.command();
+  if (command == proto::COMMAND_PULL || command == proto::COMMAND_PUSH) {
+    {
+      std::lock_guard lock(mu_);
+      if (!started_) {
+        early_requests_.push_back(std::move(request));
+        return;
+      }
+    }
+    Message copy_for_error;
+    copy_for_error.header = request.header;
+    Status s = ValidateAndRoute(std::move(request));
+    if (!s.ok()) {
+      ++rejected_;
+      TS_LOG(WARNING) << "rejected " << copy_for_error.DebugString() << ": " << s.message();
+      (void)rpc_->ReplyError(copy_for_error, s);
+    }
+    return;
+  }
+  switch (command) {
+    case proto::COMMAND_SHUTDOWN: {
+      (void)rpc_->Reply(request, Message());
+      std::lock_guard lock(mu_);
+      shutdown_requested_ = true;
+      stopped_cv_.notify_all();
+      return;
+    }
+    case proto::COMMAND_ABORT: {
+      proto::AbortNotice notice;
+      Status parsed = ParseControlBody(request, &notice);
+      std::lock_guard lock(mu_);
+      abort_status_ = parsed.ok() && notice.code() != 0
+                          ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
+                          : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted");
+      stopped_cv_.notify_all();
+      return;
+    }
+    case proto::COMMAND_ECHO: {
+      Message reply;
+      reply.frames = request.frames;
+      (void)rpc_->Reply(request, std::move(reply));
+      return;
+    }
+    default: {
+      ++rejected_;
+      Status s = Status::InvalidArgument("a server does not handle " +
+                                         proto::Command_Name(command));
+      TS_LOG(WARNING) << s.message();
+      (void)rpc_->ReplyError(request, s);
+    }
+  }
+}
+
+Status Server::ValidateAndRoute(Message&& message) {
+  if (message.header.is_reply()) return Status::InvalidArgument("unexpected reply");
+  TS_RETURN_IF_ERROR(ValidateKeyValueMessage(layout_, &message));
+  TS_ASSIGN_OR_RETURN(NodeId sender, NodeId::FromProto(message.header.sender()));
+  if (sender.role != Role::kWorker || sender.rank >= num_workers_) {
+    return Status::InvalidArgument("data request from " + sender.ToString() +
+                                   ", which is not a worker of this job");
+  }
+  if (message.header.shard_map_version() != 0 &&
+      message.header.shard_map_version() != shard_map_.version()) {
+    return Status::FailedPrecondition("shard map version " +
+                                      std::to_string(message.header.shard_map_version()) +
+                                      " is not the current " +
+                                      std::to_string(shard_map_.version()));
+  }
+  if (message.header.clock() < 0) return Status::InvalidArgument("negative clock");
+
+  auto request = std::make_shared<Request>();
+  request->worker_rank = sender.rank;
+  const proto::Header& h = message.header;
+  uint64_t key_offset = 0, value_offset = 0;
+  for (const auto& t : h.tables()) {
+    request->key_offset.push_back(key_offset);
+    request->value_offset.push_back(value_offset);
+    key_offset += t.num_keys();
+    value_offset += t.num_keys() * static_cast<uint64_t>(layout_.DimOf(t.table_id()));
+  }
+  if (h.command() == proto::COMMAND_PULL) {
+    void* out = nullptr;
+    request->reply_frame = Frame::Allocate(value_offset * sizeof(float), &out);
+    request->reply_values = static_cast<float*>(out);
+  }
+
+  // Every key must belong to this server; with several shard threads, split keys among them.
+  const uint64_t* keys = message.frames[0].as<uint64_t>();
+  const size_t num_shards = shards_.size();
+  std::vector<std::vector<uint32_t>> positions(num_shards > 1 ? num_shards : 0);
+  for (int ti = 0; ti < h.tables_size(); ++ti) {
+    const uint32_t table_id = h.tables(ti).table_id();
+    const uint64_t begin = request->key_offset[ti];
+    const uint64_t end = begin + h.tables(ti).num_keys();
+    for (uint64_t i = begin; i < end; ++i) {
+      const uint32_t slot = SlotOf(table_id, keys[i]);
+      if (shard_map_.ServerOfSlot(slot) != rank_) {
+        return Status::InvalidArgument("key " + std::to_string(keys[i]) + " of table " +
+                                       std::to_string(table_id) + " belongs to server:" +
+                                       std::to_string(shard_map_.ServerOfSlot(slot)));
+      }
+      if (num_shards > 1) positions[slot % num_shards].push_back(static_cast<uint32_t>(i));
+    }
+  }
+  request->message = std::move(message);
+  request->remaining.store(static_cast<int>(num_shards));
+  for (size_t s = 0; s < num_shards; ++s) {
+    WorkItem item;
+    item.request = request;
+    if (num_shards == 1) {
+      item.all = true;
+    } else {
+      item.positions = std::move(positions[s]);
+    }
+    shards_[s]->queue.Push(std::move(item));
+  }
+  return OkStatus();
+}
+
+void Server::ShardLoop(Shard* shard) {
+  while (auto item = shard->queue.Pop()) Process(shard, *item);
+  // Closed: answer whatever is still parked so no worker waits for a stopped server.
+  for (WorkItem& pull : shard->parked_pulls) {
+    pull.request->Fail(Status::Unavailable("server:" + std::to_string(rank_) + " stopped"));
+    FinishPart(pull.request);
+  }
+  shard->parked_pulls.clear();
+}
+
+void Server::Process(Shard* shard, WorkItem& item) {
+  const proto::Header& h = item.request->message.header;
+  const int64_t clock = h.clock();
+  if (h.command() == proto::COMMAND_PULL) {
+    if (clock <= shard->applied_clock) {
+      ServePull(shard, item);
+    } else {
+      shard->parked_pulls.push_back(std::move(item));
+    }
+    return;
+  }
+  if (clock < shard->applied_clock) {
+    item.request->Fail(Status::FailedPrecondition(
+        "push for step " + std::to_string(clock) + " arrived after that step was closed"));
+    FinishPart(item.request);
+    return;
+  }
+  if (options_.deterministic) {
+    auto& slots = shard->held[clock];
+    if (slots.empty()) slots.resize(num_workers_);
+    auto& slot = slots[item.request->worker_rank];
+    if (slot.has_value()) {
+      item.request->Fail(Status::InvalidArgument("second push for step " + std::to_string(clock)));
+      FinishPart(item.request);
+      return;
+    }
+    slot = std::move(item);
+    // Apply whole steps, each in worker-rank order, as soon as all their pushes are here.
+    while (true) {
+      auto it = shard->held.find(shard->applied_clock);
+      if (it == shard->held.end()) break;
+      bool complete = std::all_of(it->second.begin(), it->second.end(),
+                                  [](const auto& w) { return w.has_value(); });
+      if (!complete) break;
+      for (auto& w : it->second) ApplyPush(shard, *w);
+      shard->held.erase(it);
+      ++shard->applied_clock;
+    }
+  } else {
+    ApplyPush(shard, item);
+    ++shard->pushes_applied[clock];
+    while (true) {
+      auto it = shard->pushes_applied.find(shard->applied_clock);
+      if (it == shard->pushes_applied.end() || it->second < num_workers_) break;
+      shard->pushes_applied.erase(it);
+      ++shard->applied_clock;
+    }
+  }
+  // Serve the pulls this push released, in arrival order.
+  std::deque<WorkItem> still_parked;
+  for (WorkItem& pull : shard->parked_pulls) {
+    if (pull.request->message.header.clock() <= shard->applied_clock) {
+      ServePull(shard, pull);
+    } else {
+      still_parked.push_back(std::move(pull));
+    }
+  }
+  shard->parked_pulls.swap(still_parked);
+}
+
+void Server::ServePull(Shard* shard, WorkItem& item) {
+  Request& r = *item.request;
+  const proto::Header& h = r.message.header;
+  const bool create = (h.flags() & proto::FLAG_NO_CREATE) == 0;
+  const uint64_t* keys = r.message.frames[0].as<uint64_t>();
+  int64_t served = 0;
+  for (int ti = 0; ti < h.tables_size(); ++ti) {
+    const uint32_t table_id = h.tables(ti).table_id();
+    EmbeddingTable& table = *shard->tables[table_id];
+    const int dim = table.dim();
+    const uint64_t begin = r.key_offset[ti];
+    const uint64_t n = h.tables(ti).num_keys();
+    float* out = r.reply_values + r.value_offset[ti];
+    if (item.all) {
+      shard->rows.resize(n);
+      table.FindBatch(keys + begin, static_cast<int64_t>(n), create, shard->rows.data());
+      for (uint64_t i = 0; i < n; ++i) {
+        if (shard->rows[i] != nullptr) {
+          std::memcpy(out + i * dim, shard->rows[i], dim * sizeof(float));
+        } else {
+          table.InitialWeights(keys[begin + i], out + i * dim);
+        }
+      }
+      served += static_cast<int64_t>(n);
+      continue;
+    }
+    shard->keys.clear();
+    for (uint32_t p : item.positions) {
+      if (p >= begin && p < begin + n) shard->keys.push_back(keys[p]);
+    }
+    shard->rows.resize(shard->keys.size());
+    table.FindBatch(shard->keys.data(), static_cast<int64_t>(shard->keys.size()), create,
+                    shard->rows.data());
+    size_t k = 0;
+    for (uint32_t p : item.positions) {
+      if (p < begin || p >= begin + n) continue;
+      float* dst = out + (p - begin) * dim;
+      if (shard->rows[k] != nullptr) {
+        std::memcpy(dst, shard->rows[k], dim * sizeof(float));
+      } else {
+        table.InitialWeights(shard->keys[k], dst);
+      }
+      ++k;
+    }
+    served += static_cast<int64_t>(k);
+  }
+  shard->pulls.fetch_add(1, std::memory_order_relaxed);
+  shard->keys_pulled.fetch_add(served, std::memory_order_relaxed);
+  FinishPart(item.request);
+}
+
+void Server::ApplyPush(Shard* shard, WorkItem& item) {
+  Request& r = *item.request;
+  const proto::Header& h = r.message.header;
+  const uint64_t* keys = r.message.frames[0].as<uint64_t>();
+  const float* grads = r.message.frames[1].as<float>();
+  int64_t applied = 0;
+  for (int ti = 0; ti < h.tables_size(); ++ti) {
+    const uint32_t table_id = h.tables(ti).table_id();
+    EmbeddingTable& table = *shard->tables[table_id];
+    const int dim = table.dim();
+    const uint64_t begin = r.key_offset[ti];
+    const uint64_t n = h.tables(ti).num_keys();
+    const float* table_grads = grads + r.value_offset[ti];
+    int64_t count = static_cast<int64_t>(n);
+    const uint64_t* table_keys = keys + begin;
+    if (!item.all) {
+      shard->keys.clear();
+      shard->grads.clear();
+      for (uint32_t p : item.positions) {
+        if (p < begin || p >= begin + n) continue;
+        shard->keys.push_back(keys[p]);
+        const float* g = table_grads + (p - begin) * dim;
+        shard->grads.insert(shard->grads.end(), g, g + dim);
+      }
+      count = static_cast<int64_t>(shard->keys.size());
+      table_keys = shard->keys.data();
+      table_grads = shard->grads.data();
+    }
+    shard->rows.resize(count);
+    table.FindBatch(table_keys, count, /*create=*/true, shard->rows.data());
+    Status s = kernels::ApplySparseUpdateCpu(table.options().optimizer, shard->rows.data(),
+                                             table_grads, count, dim);
+    if (!s.ok()) r.Fail(s);
+    applied += count;
+  }
+  shard->pushes.fetch_add(1, std::memory_order_relaxed);
+  shard->keys_pushed.fetch_add(applied, std::memory_order_relaxed);
+  FinishPart(item.request);
+}
+
+void Server::FinishPart(const std::shared_ptr<Request>& request) {
+  if (request->remaining.fetch_sub(1) != 1) return;
+  Status error;
+  {
+    std::lock_guard lock(request->error_mu);
+    error = request->error;
+  }
+  if (!error.ok()) {
+    ++rejected_;
+    (void)rpc_->ReplyError(request->message, error);
+    return;
+  }
+  Message reply;
+  reply.header.set_clock(request->message.header.clock());
+  if (request->message.header.command() == proto::COMMAND_PULL) {
+    *reply.header.mutable_tables() = request->message.header.tables();
+    reply.header.set_dtype(proto::DTYPE_FLOAT32);
+    reply.frames.push_back(std::move(request->reply_frame));
+  }
+  Status sent = rpc_->Reply(request->message, std::move(reply));
+  if (!sent.ok()) TS_VLOG(1) << "reply not sent: " << sent.message();
+}
+
+Status Server::WaitForShutdown(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!stopped_cv_.wait_for(lock, timeout,
+                            [&] { return shutdown_requested_ || !abort_status_.ok(); })) {
+    return Status::DeadlineExceeded("server:" + std::to_string(rank_) +
+                                    " received no SHUTDOWN in time");
+  }
+  return abort_status_;
+}
+
+Status RunServerNode(const ServerOptions& options, RpcNode* rpc,
+                     std::chrono::milliseconds register_timeout) {
+  const int rank = rpc->self().rank;
+  TS_ASSIGN_OR_RETURN(auto server, Server::Create(options, rank, rpc));
+  TS_RETURN_IF_ERROR(rpc->Start([s = server.get()](Message&& m) { s->HandleRequest(std::move(m)); }));
+  auto view = RegisterWithScheduler(*rpc, register_timeout);
+  if (!view.ok()) {
+    rpc->Stop();
+    return view.status().WithContext("server:" + std::to_string(rank) + " registration");
+  }
+  TS_RETURN_IF_ERROR(server->Start(view->shard_map, view->num_workers));
+  Status result = server->WaitForShutdown(std::chrono::hours(24 * 365));
+  rpc->Stop();
+  server->Stop();
+  ServerStats st = server->stats();
+  TS_LOG(INFO) << "stopped: " << st.rows << " rows, " << st.pulls << " pulls (" << st.keys_pulled
+               << " keys), " << st.pushes << " pushes (" << st.keys_pushed << " keys), "
+               << st.rejected << " rejected";
+  return result;
+}
+
+}  // namespace tessera::server

@@ -1,0 +1,412 @@
+#include "worker/mf_trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "core/cluster.h"
+#include "core/logging.h"
+#include "kernels/mf.h"
+#include "kernels/random_math.h"
+#include "worker/metrics_writer.h"
+#include "worker/ps_client.h"
+
+namespace tessera::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Fisher-Yates with a counter-based generator: the same permutation on every platform.
+void Shuffle(std::vector<uint32_t>& order, uint64_t seed) {
+  uint64_t state = kernels::SplitMix64(seed);
+  for (size_t i = order.size(); i > 1; --i) {
+    state = kernels::SplitMix64(state);
+    size_t j = static_cast<size_t>((static_cast<unsigned __int128>(state) * i) >> 64);
+    std::swap(order[i - 1], order[j]);
+  }
+}
+
+std::string FormatRate(double per_sec) {
+  char buf[32];
+  if (per_sec >= 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.2fM", per_sec / 1e6);
+  } else if (per_sec >= 1e3) {
+    std::snprintf(buf, sizeof(buf), "%.1fk", per_sec / 1e3);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.0f", per_sec);
+  }
+  return buf;
+}
+
+// One step's batch on its way through the parameter servers.
+struct StepBatch {
+  std::vector<uint64_t> user_keys, item_keys;
+  std::vector<float> ratings;
+  std::vector<int32_t> user_index, item_index;
+  std::vector<std::vector<uint64_t>> unique{2};
+  BatchPlan plan;
+  PsClient::PendingPull pull;
+};
+
+class MfTrainer {
+ public:
+  MfTrainer(const MfTrainerOptions& options, RpcNode* rpc) : options_(options), rpc_(rpc) {}
+
+  StatusOr<MfResult> Run(std::chrono::milliseconds register_timeout);
+
+ private:
+  bool IsReporter() const { return rpc_->self().rank == 0; }
+  Status ReadData();
+  StatusOr<std::vector<double>> Reduce(std::vector<double> values, proto::ReduceOp op);
+  void Prepare(const RatingData& data, const uint32_t* order, size_t n, StepBatch* batch);
+  Status TrainEpoch(int epoch, double* loss_sum, int64_t* samples);
+  Status Evaluate(double* sse, double* sae, int64_t* count);
+  kernels::MfBatch MakeKernelBatch(const StepBatch& b, const std::vector<const float*>& rows) const;
+  void LogProgress(int epoch, int64_t step, int64_t local_samples, double loss_sum, bool force);
+
+  const MfTrainerOptions& options_;
+  RpcNode* rpc_;
+  kernels::DeviceContext device_;
+  RatingData train_, test_;
+  std::unique_ptr<PsClient> ps_;
+  KeyDeduper dedup_;
+  int num_workers_ = 1;
+  uint64_t reduce_round_ = 0;
+  float global_mean_ = 0;
+  float min_rating_ = 0, max_rating_ = 0;
+  int64_t steps_per_epoch_ = 0;
+  int64_t clock_ = 0;  // global step counter, the BSP clock
+  int64_t total_train_ratings_ = 0;
+  Clock::time_point train_start_, last_progress_;
+  double train_seconds_ = 0;
+};
+
+Status MfTrainer::ReadData() {
+  RatingReadOptions read;
+  read.format = options_.format;
+  read.skip_bad_lines = options_.skip_bad_lines;
+  read.num_threads = options_.reader_threads;
+  read.partition = rpc_->self().rank;
+  read.num_partitions = num_workers_;
+  auto start = Clock::now();
+  TS_ASSIGN_OR_RETURN(RatingReadResult train, ReadRatings(options_.train_path, read));
+  if (train.bad_lines > 0) {
+    TS_LOG(WARNING) << "skipped " << train.bad_lines << " bad line(s) in " << options_.train_path
+                    << "; first: " << train.first_bad_line;
+  }
+  train_ = std::move(train.data);
+  TS_VLOG(1) << "read " << train_.size() << " ratings (" << RatingFormatName(train.format)
+             << ") in " << Seconds(Clock::now() - start) << " s";
+  if (!options_.test_path.empty()) {
+    TS_ASSIGN_OR_RETURN(RatingReadResult test, ReadRatings(options_.test_path, read));
+    if (test.bad_lines > 0) {
+      TS_LOG(WARNING) << "skipped " << test.bad_lines << " bad line(s) in "
+                      << options_.test_path << "; first: " << test.first_bad_line;
+    }
+    test_ = std::move(test.data);
+  }
+  return OkStatus();
+}
+
+StatusOr<std::vector<double>> MfTrainer::Reduce(std::vector<double> values, proto::ReduceOp op) {
+  proto::ReduceRequest request;
+  request.set_round(reduce_round_++);
+  request.set_op(op);
+  for (double v : values) request.add_values(v);
+  TS_ASSIGN_OR_RETURN(Message reply,
+                      rpc_->CallAndWait(NodeId::Scheduler(),
+                                        MakeControlMessage(proto::COMMAND_REDUCE, request),
+                                        options_.timeout));
+  proto::ReduceReply body;
+  TS_RETURN_IF_ERROR(ParseControlBody(reply, &body));
+  if (body.values_size() != static_cast<int>(values.size())) {
+    return Status::DataLoss("reduce reply has the wrong length");
+  }
+  return std::vector<double>(body.values().begin(), body.values().end());
+}
+
+void MfTrainer::Prepare(const RatingData& data, const uint32_t* order, size_t n,
+                        StepBatch* batch) {
+  batch->user_keys.resize(n);
+  batch->item_keys.resize(n);
+  batch->ratings.resize(n);
+  batch->user_index.resize(n);
+  batch->item_index.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t r = order != nullptr ? order[i] : static_cast<uint32_t>(i);
+    batch->user_keys[i] = data.users[r];
+    batch->item_keys[i] = data.items[r];
+    batch->ratings[i] = data.ratings[r];
+  }
+  dedup_.Deduplicate(batch->user_keys.data(), n, &batch->unique[kUserTable],
+                     batch->user_index.data());
+  dedup_.Deduplicate(batch->item_keys.data(), n, &batch->unique[kItemTable],
+                     batch->item_index.data());
+  batch->plan = ps_->Plan(batch->unique);
+}
+
+kernels::MfBatch MfTrainer::MakeKernelBatch(const StepBatch& b,
+                                            const std::vector<const float*>& rows) const {
+  kernels::MfBatch k;
+  k.num_samples = static_cast<int64_t>(b.ratings.size());
+  k.user_index = b.user_index.data();
+  k.item_index = b.item_index.data();
+  k.ratings = b.ratings.data();
+  k.dim = options_.dim;
+  k.user_rows = rows[kUserTable];
+  k.num_users = static_cast<int64_t>(b.unique[kUserTable].size());
+  k.item_rows = rows[kItemTable];
+  k.num_items = static_cast<int64_t>(b.unique[kItemTable].size());
+  k.global_mean = global_mean_;
+  k.l2 = options_.l2;
+  return k;
+}
+
+void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, double loss_sum,
+                            bool force) {
+  if (!IsReporter() || !options_.progress) return;
+  auto now = Clock::now();
+  if (!force && Seconds(now - last_progress_) < 2.0) return;
+  last_progress_ = now;
+  const double elapsed = Seconds(now - train_start_);
+  const int64_t done_steps = static_cast<int64_t>(epoch) * steps_per_epoch_ + step;
+  const int64_t all_steps = static_cast<int64_t>(options_.epochs) * steps_per_epoch_;
+  const double rate = elapsed > 0 ? static_cast<double>(done_steps) * options_.batch_size *
+                                        num_workers_ / elapsed
+                                  : 0;
+  const double eta = done_steps > 0 ? elapsed * (all_steps - done_steps) / done_steps : 0;
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "epoch %d/%d step %lld/%lld (%.0f%%), %s ratings/s, loss %.4f, ETA %.0f s",
+                epoch + 1, options_.epochs, static_cast<long long>(step),
+                static_cast<long long>(steps_per_epoch_),
+                100.0 * static_cast<double>(done_steps) / std::max<int64_t>(all_steps, 1),
+                FormatRate(std::min(rate, static_cast<double>(total_train_ratings_) /
+                                              std::max(elapsed, 1e-9)))
+                    .c_str(),
+                local_samples > 0 ? loss_sum / static_cast<double>(local_samples) : 0.0, eta);
+  TS_LOG(INFO) << line;
+}
+
+Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
+  std::vector<uint32_t> order(train_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+  Shuffle(order, options_.seed ^ (0x5851F42D4C957F2Dull * (epoch + 1)) ^
+                     (0x2545F4914F6CDD1Dull * (rpc_->self().rank + 1)));
+  const size_t batch_size = static_cast<size_t>(options_.batch_size);
+  auto batch_range = [&](int64_t step, size_t* begin) {
+    *begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
+    return std::min(order.size(), *begin + batch_size) - *begin;
+  };
+  *loss_sum = 0;
+  *samples = 0;
+  std::unique_ptr<StepBatch> current = std::make_unique<StepBatch>();
+  std::unique_ptr<StepBatch> next = std::make_unique<StepBatch>();
+  size_t begin = 0;
+  size_t n = batch_range(0, &begin);
+  Prepare(train_, order.data() + begin, n, current.get());
+  current->pull = ps_->StartPull(current->plan, clock_, proto::FLAG_NONE);
+  std::vector<const float*> rows;
+  for (int64_t step = 0; step < steps_per_epoch_; ++step) {
+    TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+    std::vector<float> grads(current->plan.total_floats);
+    const kernels::MfBatch kb = MakeKernelBatch(*current, rows);
+    double sse = 0;
+    TS_RETURN_IF_ERROR(kernels::MfBatchGradient(
+        device_, kb, grads.data() + current->plan.value_offset[kUserTable],
+        grads.data() + current->plan.value_offset[kItemTable], &sse));
+    *loss_sum += sse;
+    *samples += kb.num_samples;
+    TS_RETURN_IF_ERROR(ps_->WaitPushes());
+    TS_RETURN_IF_ERROR(ps_->StartPush(current->plan, std::move(grads), clock_));
+    ++clock_;
+    // While the servers apply this step, prepare the next batch and ask for its rows: they
+    // are sent as soon as every worker's push of this step has been applied (BSP).
+    if (step + 1 < steps_per_epoch_) {
+      n = batch_range(step + 1, &begin);
+      Prepare(train_, order.data() + begin, n, next.get());
+      next->pull = ps_->StartPull(next->plan, clock_, proto::FLAG_NONE);
+      std::swap(current, next);
+    }
+    LogProgress(epoch, step + 1, *samples, *loss_sum, false);
+  }
+  return ps_->WaitPushes();
+}
+
+Status MfTrainer::Evaluate(double* sse, double* sae, int64_t* count) {
+  *sse = 0;
+  *sae = 0;
+  *count = 0;
+  constexpr size_t kEvalBatch = 16384;
+  StepBatch batch;
+  std::vector<float> predictions;
+  std::vector<const float*> rows;
+  for (size_t begin = 0; begin < test_.size(); begin += kEvalBatch) {
+    const size_t n = std::min(kEvalBatch, test_.size() - begin);
+    std::vector<uint32_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(begin + i);
+    Prepare(test_, order.data(), n, &batch);
+    // Rows for unseen keys come back as their initial values without being created.
+    batch.pull = ps_->StartPull(batch.plan, clock_, proto::FLAG_NO_CREATE);
+    TS_RETURN_IF_ERROR(ps_->FinishPull(batch.plan, batch.pull, &rows));
+    predictions.resize(n);
+    TS_RETURN_IF_ERROR(kernels::MfPredict(device_, MakeKernelBatch(batch, rows),
+                                          predictions.data()));
+    for (size_t i = 0; i < n; ++i) {
+      const double p = std::clamp(predictions[i], min_rating_, max_rating_);
+      const double e = static_cast<double>(batch.ratings[i]) - p;
+      *sse += e * e;
+      *sae += std::abs(e);
+    }
+    *count += static_cast<int64_t>(n);
+  }
+  return OkStatus();
+}
+
+StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
+  device_.device = options_.device;
+  TS_ASSIGN_OR_RETURN(ClusterView view, RegisterWithScheduler(*rpc_, register_timeout));
+  num_workers_ = view.num_workers;
+  TS_RETURN_IF_ERROR(ReadData());
+
+  MetricsWriter metrics;
+  if (IsReporter() && !options_.metrics_out.empty()) {
+    TS_RETURN_IF_ERROR(metrics.Open(options_.metrics_out));
+  }
+  TableLayout layout;
+  layout.dims = {options_.dim + 1, options_.dim + 1};
+  ps_ = std::make_unique<PsClient>(rpc_, view.shard_map, layout, options_.timeout);
+
+  // Global statistics: mean rating, range (for clipping predictions), steps per epoch.
+  double local_sum = 0;
+  float local_min = INFINITY, local_max = -INFINITY;
+  for (float r : train_.ratings) {
+    local_sum += r;
+    local_min = std::min(local_min, r);
+    local_max = std::max(local_max, r);
+  }
+  TS_ASSIGN_OR_RETURN(auto sums,
+                      Reduce({local_sum, static_cast<double>(train_.size()),
+                              static_cast<double>(test_.size())},
+                             proto::REDUCE_OP_SUM));
+  TS_ASSIGN_OR_RETURN(auto maxima, Reduce({static_cast<double>(train_.size()), local_max,
+                                           -static_cast<double>(local_min)},
+                                          proto::REDUCE_OP_MAX));
+  total_train_ratings_ = static_cast<int64_t>(sums[1]);
+  if (total_train_ratings_ == 0) {
+    return Status::InvalidArgument("no training ratings in " + options_.train_path);
+  }
+  global_mean_ = static_cast<float>(sums[0] / sums[1]);
+  max_rating_ = static_cast<float>(maxima[1]);
+  min_rating_ = static_cast<float>(-maxima[2]);
+  steps_per_epoch_ = (static_cast<int64_t>(maxima[0]) + options_.batch_size - 1) /
+                     options_.batch_size;
+  if (IsReporter()) {
+    TS_LOG(INFO) << "training MF dim " << options_.dim << " on " << total_train_ratings_
+                 << " ratings (mean " << global_mean_ << ", range [" << min_rating_ << ", "
+                 << max_rating_ << "]), " << static_cast<int64_t>(sums[2])
+                 << " test ratings; " << num_workers_ << " worker(s) x " << steps_per_epoch_
+                 << " steps/epoch of " << options_.batch_size << " on " << view.num_servers
+                 << " server(s)";
+  }
+
+  MfResult result;
+  train_start_ = last_progress_ = Clock::now();
+  for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+    auto epoch_start = Clock::now();
+    double loss_sum = 0;
+    int64_t samples = 0;
+    TS_RETURN_IF_ERROR(TrainEpoch(epoch, &loss_sum, &samples));
+    const double epoch_seconds = Seconds(Clock::now() - epoch_start);
+    train_seconds_ += epoch_seconds;
+    TS_ASSIGN_OR_RETURN(auto train_sums,
+                        Reduce({loss_sum, static_cast<double>(samples)}, proto::REDUCE_OP_SUM));
+    TS_ASSIGN_OR_RETURN(auto slowest, Reduce({epoch_seconds}, proto::REDUCE_OP_MAX));
+    result.train_loss = train_sums[0] / std::max(train_sums[1], 1.0);
+    result.samples_per_sec = train_sums[1] / std::max(slowest[0], 1e-9);
+    metrics.Train(epoch + 1, result.train_loss, result.samples_per_sec);
+    std::string eval_text;
+    if (!options_.test_path.empty()) {
+      double sse, sae;
+      int64_t count;
+      TS_RETURN_IF_ERROR(Evaluate(&sse, &sae, &count));
+      TS_ASSIGN_OR_RETURN(auto eval, Reduce({sse, sae, static_cast<double>(count)},
+                                            proto::REDUCE_OP_SUM));
+      const double n = std::max(eval[2], 1.0);
+      result.test_rmse = std::sqrt(eval[0] / n);
+      result.test_mae = eval[1] / n;
+      metrics.Eval(epoch + 1, "test", result.test_rmse, result.test_mae);
+      char buf[96];
+      std::snprintf(buf, sizeof(buf), ", test RMSE %.4f MAE %.4f", result.test_rmse,
+                    result.test_mae);
+      eval_text = buf;
+    }
+    if (IsReporter() && options_.progress) {
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "epoch %d/%d: train MSE %.4f%s, %s ratings/s, %.2f s",
+                    epoch + 1, options_.epochs, result.train_loss, eval_text.c_str(),
+                    FormatRate(result.samples_per_sec).c_str(), epoch_seconds);
+      TS_LOG(INFO) << buf;
+    }
+  }
+  result.train_seconds = train_seconds_;
+  if (IsReporter()) {
+    metrics.Done(options_.epochs, result.test_rmse, result.test_mae, result.train_seconds,
+                 result.samples_per_sec);
+    TS_RETURN_IF_ERROR(metrics.Close());
+  }
+  // DONE is also the final barrier: the scheduler answers once every worker has finished.
+  Message done;
+  done.header.set_command(proto::COMMAND_DONE);
+  TS_RETURN_IF_ERROR(rpc_->CallAndWait(NodeId::Scheduler(), std::move(done), options_.timeout)
+                         .status());
+  return result;
+}
+
+}  // namespace
+
+StatusOr<MfResult> RunMfWorkerNode(const MfTrainerOptions& options, RpcNode* rpc,
+                                   std::chrono::milliseconds register_timeout) {
+  if (options.device == kernels::Device::kCuda) TS_RETURN_IF_ERROR(kernels::CheckCudaAvailable());
+  auto aborted_by_peer = std::make_shared<std::atomic<bool>>(false);
+  TS_RETURN_IF_ERROR(rpc->Start([rpc, aborted_by_peer](Message&& m) {
+    switch (m.header.command()) {
+      case proto::COMMAND_ABORT: {
+        proto::AbortNotice notice;
+        Status parsed = ParseControlBody(m, &notice);
+        aborted_by_peer->store(true);
+        rpc->FailPending(parsed.ok() && notice.code() != 0
+                             ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
+                             : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted"));
+        return;
+      }
+      case proto::COMMAND_SHUTDOWN:
+        (void)rpc->Reply(m, Message());
+        return;
+      default:
+        (void)rpc->ReplyError(m, Status::InvalidArgument(
+                                     "a worker does not handle " +
+                                     proto::Command_Name(m.header.command())));
+    }
+  }));
+  MfTrainer trainer(options, rpc);
+  StatusOr<MfResult> result = trainer.Run(register_timeout);
+  if (!result.ok() && !aborted_by_peer->load()) {
+    // Tell the scheduler, which stops every other node with this reason.
+    proto::AbortNotice notice;
+    *notice.mutable_node() = rpc->self().ToProto();
+    notice.set_reason(rpc->self().ToString() + ": " + result.status().message());
+    notice.set_code(static_cast<int>(result.status().code()));
+    (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
+  }
+  rpc->Stop();
+  return result;
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,41 @@
+#include "core/cluster.h"
+
+#include <unistd.h>
+
+#include "core/logging.h"
+
+namespace tessera {
+
+std::string HostName() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
+  return name;
+}
+
+StatusOr<ClusterView> RegisterWithScheduler(RpcNode& rpc, std::chrono::milliseconds timeout) {
+  proto::RegisterRequest request;
+  *request.mutable_node() = rpc.self().ToProto();
+  request.set_endpoint(rpc.transport().endpoint());
+  request.set_host(HostName());
+  request.set_pid(static_cast<int>(getpid()));
+  TS_ASSIGN_OR_RETURN(Message reply,
+                      rpc.CallAndWait(NodeId::Scheduler(),
+                                      MakeControlMessage(proto::COMMAND_REGISTER, request), timeout));
+  proto::ClusterInfo info;
+  TS_RETURN_IF_ERROR(ParseControlBody(reply, &info));
+  ClusterView view;
+  view.num_servers = info.num_servers();
+  view.num_workers = info.num_workers();
+  TS_ASSIGN_OR_RETURN(view.shard_map, ShardMap::FromProto(info.shard_map()));
+  if (view.shard_map.num_servers() != view.num_servers) {
+    return Status::DataLoss("shard map names " + std::to_string(view.shard_map.num_servers()) +
+                            " servers, cluster has " + std::to_string(view.num_servers));
+  }
+  for (const auto& peer : info.peers()) {
+    TS_ASSIGN_OR_RETURN(NodeId id, NodeId::FromProto(peer.node()));
+    if (!peer.endpoint().empty()) TS_RETURN_IF_ERROR(rpc.transport().AddPeer(id, peer.endpoint()));
+  }
+  return view;
+}
+
+}  // namespace tessera

@@ -1,0 +1,53 @@
+// Command-line flags and --config files -> typed options, validated once. Every option of
+// `tessera train` is a flag; `--config FILE` reads the same options from an INI file (sections
+// are allowed and ignored for lookup: `[model]` + `dim = 32` sets --dim), and flags override it.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "kernels/sparse_optimizer.h"
+#include "worker/mf_trainer.h"
+#include "worker/rating_gen.h"
+
+namespace tessera::launch {
+
+enum class TransportKind { kInProc, kZmq };
+
+struct TrainOptions {
+  std::string model = "mf";
+  worker::MfTrainerOptions mf;          // data, model and loop options
+  kernels::OptimizerParams optimizer;   // for the embedding rows, on the servers
+  float init_std = 0.1f;                // factors start as N(0, init_std^2); biases at 0
+  uint64_t init_seed = 0;               // row initialisation seed (from --seed)
+  int servers = 1;
+  int workers = 1;                      // under MPI: the ranks left after scheduler and servers
+  bool workers_given = false;           // --workers was set explicitly
+  int server_threads = 1;
+  bool deterministic = false;
+  TransportKind transport = TransportKind::kInProc;
+  std::chrono::milliseconds register_timeout{120000};
+  int verbosity = 0;
+  bool embedded_default = false;        // no --train: generate a planted set and train on it
+  worker::RatingGenOptions embedded_data;
+  std::string config_path;
+  std::string summary;                  // "option = value" lines, printed at start-up
+};
+
+// The result of parsing: either options, or "exit now with `exit_code`" after printing `text`
+// (help is exit 0 on stdout; an error is exit 2 with one line on stderr).
+struct ParseOutcome {
+  bool run = false;
+  int exit_code = 0;
+  std::string text;
+};
+
+// `args` are the arguments after "train".
+ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOptions* options);
+// `args` are the arguments after "gen ratings".
+ParseOutcome ParseGenRatingsOptions(const std::vector<std::string>& args,
+                                    worker::RatingGenOptions* options, std::string* out_dir);
+
+}  // namespace tessera::launch

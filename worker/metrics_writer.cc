@@ -1,0 +1,63 @@
+#include "worker/metrics_writer.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+namespace tessera::worker {
+
+std::string JsonNumber(double value) {
+  if (!std::isfinite(value)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", value);
+  return buf;
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+Status MetricsWriter::Open(const std::string& path) {
+  file_ = std::fopen(path.c_str(), "w");
+  if (file_ == nullptr) {
+    return Status::InvalidArgument("cannot write --metrics-out " + path + ": " +
+                                   std::strerror(errno));
+  }
+  path_ = path;
+  return OkStatus();
+}
+
+void MetricsWriter::Line(const std::string& json) {
+  if (file_ == nullptr) return;
+  if (std::fputs(json.c_str(), file_) < 0 || std::fputc('\n', file_) == EOF ||
+      std::fflush(file_) != 0) {
+    failed_ = true;
+  }
+}
+
+void MetricsWriter::Train(int epoch, double loss, double samples_per_sec) {
+  Line("{\"event\":\"train\",\"epoch\":" + std::to_string(epoch) + ",\"loss\":" +
+       JsonNumber(loss) + ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
+}
+
+void MetricsWriter::Eval(int epoch, const std::string& split, double rmse, double mae) {
+  Line("{\"event\":\"eval\",\"epoch\":" + std::to_string(epoch) + ",\"split\":\"" + split +
+       "\",\"rmse\":" + JsonNumber(rmse) + ",\"mae\":" + JsonNumber(mae) + "}");
+}
+
+void MetricsWriter::Done(int epochs, double rmse, double mae, double train_seconds,
+                         double samples_per_sec) {
+  Line("{\"event\":\"done\",\"epochs\":" + std::to_string(epochs) + ",\"rmse\":" +
+       JsonNumber(rmse) + ",\"mae\":" + JsonNumber(mae) + ",\"train_seconds\":" +
+       JsonNumber(train_seconds) + ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
+}
+
+Status MetricsWriter::Close() {
+  if (file_ == nullptr) return OkStatus();
+  int rc = std::fclose(file_);
+  file_ = nullptr;
+  if (rc != 0 || failed_) return Status::DataLoss("writing " + path_ + " failed");
+  return OkStatus();
+}
+
+}  // namespace tessera::worker
