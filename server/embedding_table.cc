@@ -1,0 +1,258 @@
+#include "server/embedding_table.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/logging.h"
+#include "kernels/random_math.h"
+
+namespace tessera::server {
+namespace {
+
+// The index hashes keys with a salt so that its hash is unrelated to the sharding hash
+// (core/shard_map.h: SlotOf = Mix64(...) mod 16384): all keys of one shard share those bits, and
+// an index that probed on them would cluster. It also takes the *top* bits of the mix.
+constexpr uint64_t kIndexSalt = 0x2545F4914F6CDD1Dull;
+
+inline uint64_t IndexHash(uint64_t key) { return kernels::SplitMix64(key ^ kIndexSalt); }
+
+// Rows per arena chunk: a power of two (row -> chunk is a shift) of at most 4096 rows and about
+// 2 MiB, so the partly filled last chunk is a negligible part of a large table and a small
+// table does not hold megabytes. 4096 rows of a 16-byte multiple stride are a multiple of 64 KiB,
+// a whole number of pages; chunks of wider rows are rounded up to whole pages.
+constexpr size_t kMaxRowsPerChunk = 4096;
+constexpr size_t kTargetChunkBytes = size_t{2} << 20;
+constexpr size_t kPageBytes = 4096;
+
+// Load factor 0.8 as 4/5 in integers.
+inline int64_t MaxRowsForSlots(uint64_t num_slots) {
+  return static_cast<int64_t>(num_slots / 5 * 4 + (num_slots % 5) * 4 / 5);
+}
+
+// Anonymous mappings rather than malloc: untouched pages are not resident (the unused end of the
+// last chunk costs nothing) and munmap returns memory to the OS at once, where glibc's
+// adaptive mmap threshold would keep freed index arrays on the heap.
+void* MapBytes(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  TS_CHECK(p != MAP_FAILED) << "mmap of " << bytes << " bytes failed: " << std::strerror(errno);
+  return p;
+}
+
+void UnmapBytes(void* p, size_t bytes) {
+  if (p != nullptr) TS_CHECK_EQ(munmap(p, bytes), 0) << std::strerror(errno);
+}
+
+size_t IndexBytes(uint64_t num_slots) {
+  return static_cast<size_t>(num_slots) * (sizeof(uint64_t) + sizeof(uint32_t));
+}
+
+// The index lives in one mapping: keys first, then row numbers (8-byte aligned after the keys).
+struct IndexArrays {
+  uint64_t* keys;
+  uint32_t* rows;
+};
+
+IndexArrays MapIndex(uint64_t num_slots) {
+  char* base = static_cast<char*>(MapBytes(IndexBytes(num_slots)));
+  IndexArrays index{reinterpret_cast<uint64_t*>(base),
+                    reinterpret_cast<uint32_t*>(base + num_slots * sizeof(uint64_t))};
+  // 0xFF bytes make every row number kEmptySlot.
+  std::memset(index.rows, 0xFF, num_slots * sizeof(uint32_t));
+  return index;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(const TableOptions& options) {
+  if (options.dim <= 0 || options.dim > kMaxDim) {
+    return Status::InvalidArgument("table " + std::to_string(options.table_id) + ": dim " +
+                                   std::to_string(options.dim) + " not in [1, " +
+                                   std::to_string(kMaxDim) + "]");
+  }
+  if (options.zero_tail < 0 || options.zero_tail > options.dim) {
+    return Status::InvalidArgument("table " + std::to_string(options.table_id) + ": zero_tail " +
+                                   std::to_string(options.zero_tail) +
+                                   " not in [0, dim=" + std::to_string(options.dim) + "]");
+  }
+  if (!std::isfinite(options.init_std) || options.init_std < 0.0f) {
+    return Status::InvalidArgument("table " + std::to_string(options.table_id) + ": init_std " +
+                                   std::to_string(options.init_std) + " must be finite and >= 0");
+  }
+  if (options.initial_capacity < 0) {
+    return Status::InvalidArgument("table " + std::to_string(options.table_id) +
+                                   ": initial_capacity " +
+                                   std::to_string(options.initial_capacity) + " is negative");
+  }
+  Status optimizer_status = kernels::ValidateOptimizerParams(options.optimizer);
+  if (!optimizer_status.ok()) {
+    return optimizer_status.WithContext("table " + std::to_string(options.table_id));
+  }
+  const int state_floats = kernels::OptimizerStateFloats(options.optimizer.kind, options.dim);
+  TS_CHECK(state_floats >= 0 && state_floats <= 4 * kMaxDim) << state_floats;
+  return std::unique_ptr<EmbeddingTable>(new EmbeddingTable(options, state_floats));
+}
+
+EmbeddingTable::EmbeddingTable(const TableOptions& options, int state_floats)
+    : options_(options), state_floats_(state_floats) {
+  stride_floats_ = (row_floats() + 3) / 4 * 4;
+  const size_t stride_bytes = static_cast<size_t>(stride_floats_) * sizeof(float);
+  size_t rows_per_chunk = kMaxRowsPerChunk;
+  while (rows_per_chunk > 1 && rows_per_chunk * stride_bytes > kTargetChunkBytes) {
+    rows_per_chunk /= 2;
+  }
+  chunk_shift_ = 0;
+  while ((size_t{1} << chunk_shift_) < rows_per_chunk) ++chunk_shift_;
+  chunk_mask_ = static_cast<uint32_t>(rows_per_chunk - 1);
+  chunk_bytes_ = (rows_per_chunk * stride_bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
+
+  uint64_t num_slots = 16;
+  while (MaxRowsForSlots(num_slots) < options_.initial_capacity) num_slots *= 2;
+  AllocateIndex(num_slots);
+}
+
+EmbeddingTable::~EmbeddingTable() {
+  for (float* chunk : chunks_) UnmapBytes(chunk, chunk_bytes_);
+  UnmapBytes(slot_keys_, IndexBytes(num_slots_));
+}
+
+void EmbeddingTable::AllocateIndex(uint64_t num_slots) {
+  IndexArrays index = MapIndex(num_slots);
+  slot_keys_ = index.keys;
+  slot_rows_ = index.rows;
+  num_slots_ = num_slots;
+  slot_shift_ = 64;
+  for (uint64_t s = num_slots; s > 1; s >>= 1) --slot_shift_;
+  grow_at_rows_ = MaxRowsForSlots(num_slots);
+}
+
+void EmbeddingTable::GrowIndex() {
+  uint64_t* old_keys = slot_keys_;
+  uint32_t* old_rows = slot_rows_;
+  const uint64_t old_slots = num_slots_;
+  AllocateIndex(old_slots * 2);
+  // Every key is distinct and absent from the new index, so each takes the first empty slot.
+  const uint64_t mask = num_slots_ - 1;
+  for (uint64_t s = 0; s < old_slots; ++s) {
+    const uint32_t row = old_rows[s];
+    if (row == kEmptySlot) continue;
+    const uint64_t key = old_keys[s];
+    uint64_t slot = IndexHash(key) >> slot_shift_;
+    while (slot_rows_[slot] != kEmptySlot) slot = (slot + 1) & mask;
+    slot_keys_[slot] = key;
+    slot_rows_[slot] = row;
+  }
+  UnmapBytes(old_keys, IndexBytes(old_slots));
+}
+
+uint64_t EmbeddingTable::Probe(uint64_t key, uint64_t hash) const {
+  const uint64_t mask = num_slots_ - 1;
+  uint64_t slot = hash >> slot_shift_;
+  // Terminates: the load factor stays <= 0.8, so an empty slot exists.
+  while (slot_rows_[slot] != kEmptySlot && slot_keys_[slot] != key) slot = (slot + 1) & mask;
+  return slot;
+}
+
+float* EmbeddingTable::Insert(uint64_t key, uint64_t hash, uint64_t slot) {
+  TS_CHECK_LT(num_rows_, static_cast<int64_t>(kEmptySlot))
+      << "table " << options_.table_id << " is full";
+  if (num_rows_ + 1 > grow_at_rows_) {
+    GrowIndex();
+    slot = Probe(key, hash);
+  }
+  const uint32_t row = static_cast<uint32_t>(num_rows_);
+  if ((row >> chunk_shift_) == chunks_.size()) {
+    chunks_.push_back(static_cast<float*>(MapBytes(chunk_bytes_)));
+  }
+  float* row_ptr = RowPointer(row);
+  InitRow(key, row_ptr);
+  slot_keys_[slot] = key;
+  slot_rows_[slot] = row;
+  ++num_rows_;
+  return row_ptr;
+}
+
+void EmbeddingTable::InitialWeights(uint64_t key, float* out) const {
+  const uint64_t stream = kernels::RowStream(options_.seed, options_.table_id, key);
+  const int random_weights = options_.dim - options_.zero_tail;
+  for (int j = 0; j < random_weights; ++j) {
+    out[j] = options_.init_std * kernels::CounterNormal(stream, static_cast<uint32_t>(j));
+  }
+  for (int j = random_weights; j < options_.dim; ++j) out[j] = 0.0f;
+}
+
+void EmbeddingTable::InitRow(uint64_t key, float* row) const {
+  InitialWeights(key, row);
+  kernels::InitOptimizerState(options_.optimizer, row + options_.dim, options_.dim);
+  for (int j = row_floats(); j < stride_floats_; ++j) row[j] = 0.0f;
+}
+
+float* EmbeddingTable::FindOrCreate(uint64_t key) {
+  const uint64_t hash = IndexHash(key);
+  const uint64_t slot = Probe(key, hash);
+  if (slot_rows_[slot] != kEmptySlot) return RowPointer(slot_rows_[slot]);
+  return Insert(key, hash, slot);
+}
+
+float* EmbeddingTable::Find(uint64_t key) {
+  const uint64_t slot = Probe(key, IndexHash(key));
+  const uint32_t row = slot_rows_[slot];
+  return row == kEmptySlot ? nullptr : RowPointer(row);
+}
+
+const float* EmbeddingTable::Find(uint64_t key) const {
+  const uint64_t slot = Probe(key, IndexHash(key));
+  const uint32_t row = slot_rows_[slot];
+  return row == kEmptySlot ? nullptr : RowPointer(row);
+}
+
+void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, float** rows) {
+  TS_DCHECK(n >= 0);
+  // Blocks of kBlock keys: hashing a whole block and prefetching its slots before probing any
+  // of them keeps many cache misses in flight instead of one per key (random keys over a large
+  // index miss in every level of cache). kBlock bounds the stack scratch.
+  constexpr int64_t kBlock = 64;
+  uint64_t hashes[kBlock];
+  // Prefetch at most the first 8 lines of a row: enough for common widths, and no flood of
+  // prefetches for very wide rows.
+  const int row_lines = std::min(8, (stride_floats_ * 4 + 63) / 64);
+  for (int64_t begin = 0; begin < n; begin += kBlock) {
+    const int64_t count = n - begin < kBlock ? n - begin : kBlock;
+    const uint64_t* block_keys = keys + begin;
+    float** block_rows = rows + begin;
+    for (int64_t i = 0; i < count; ++i) {
+      const uint64_t hash = IndexHash(block_keys[i]);
+      hashes[i] = hash;
+      const uint64_t slot = hash >> slot_shift_;
+      __builtin_prefetch(slot_rows_ + slot);
+      __builtin_prefetch(slot_keys_ + slot);
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      const uint64_t key = block_keys[i];
+      // slot_shift_ is read here, not in the first pass: an Insert may have grown the index.
+      const uint64_t slot = Probe(key, hashes[i]);
+      const uint32_t row = slot_rows_[slot];
+      float* row_ptr;
+      if (row != kEmptySlot) {
+        row_ptr = RowPointer(row);
+        // The caller reads or updates the row next; start fetching all of it.
+        const char* line = reinterpret_cast<const char*>(row_ptr);
+        for (int l = 0; l < row_lines; ++l) __builtin_prefetch(line + 64 * l);
+      } else {
+        row_ptr = create ? Insert(key, hashes[i], slot) : nullptr;
+      }
+      block_rows[i] = row_ptr;
+    }
+  }
+}
+
+size_t EmbeddingTable::MemoryBytes() const {
+  return IndexBytes(num_slots_) + chunks_.size() * chunk_bytes_ +
+         chunks_.capacity() * sizeof(float*);
+}
+
+}  // namespace tessera::server
