@@ -1,0 +1,26 @@
+#include "kernels/device.h"
+
+namespace tessera::kernels {
+
+StatusOr<Device> ParseDevice(const std::string& name) {
+  if (name == "cpu") return Device::kCpu;
+  if (name == "cuda") return Device::kCuda;
+  return Status::InvalidArgument("unknown device '" + name + "'; choices: cpu, cuda");
+}
+
+const char* DeviceName(Device d) {
+  switch (d) {
+    case Device::kCpu:
+      return "cpu";
+    case Device::kCuda:
+      return "cuda";
+  }
+  return "unknown";
+}
+
+#if !TESSERA_WITH_CUDA
+// With CUDA the definition lives in device_cuda.cu, which asks the runtime.
+Status CheckCudaAvailable() { return Status::FailedPrecondition("built without CUDA support"); }
+#endif
+
+}  // namespace tessera::kernels

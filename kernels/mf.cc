@@ -1,0 +1,83 @@
+#include "kernels/mf.h"
+
+#include <string>
+
+namespace tessera::kernels {
+
+Status ValidateMfBatch(const MfBatch& b) {
+  if (b.num_samples < 0 || b.num_users < 0 || b.num_items < 0) {
+    return Status::InvalidArgument(
+        "MfBatch: sizes must be >= 0, got num_samples=" + std::to_string(b.num_samples) +
+        " num_users=" + std::to_string(b.num_users) + " num_items=" + std::to_string(b.num_items));
+  }
+  if (b.dim <= 0) {
+    return Status::InvalidArgument("MfBatch: dim must be > 0, got " + std::to_string(b.dim));
+  }
+  if (b.num_samples == 0) return OkStatus();
+  if (b.user_index == nullptr || b.item_index == nullptr) {
+    return Status::InvalidArgument("MfBatch: user_index and item_index must be non-null");
+  }
+  if (b.num_users == 0 || b.num_items == 0) {
+    return Status::InvalidArgument("MfBatch: samples need num_users > 0 and num_items > 0");
+  }
+  if (b.user_rows == nullptr || b.item_rows == nullptr) {
+    return Status::InvalidArgument("MfBatch: user_rows and item_rows must be non-null");
+  }
+  return OkStatus();
+}
+
+namespace internal {
+
+Status ValidateMfGradientArgs(const MfBatch& b, const float* user_grads, const float* item_grads) {
+  TS_RETURN_IF_ERROR(ValidateMfBatch(b));
+  if (b.num_samples > 0 && b.ratings == nullptr) {
+    return Status::InvalidArgument("MfBatchGradient: ratings must be non-null");
+  }
+  if ((b.num_users > 0 && user_grads == nullptr) || (b.num_items > 0 && item_grads == nullptr)) {
+    return Status::InvalidArgument("MfBatchGradient: user_grads and item_grads must be non-null");
+  }
+  return OkStatus();
+}
+
+Status ValidateMfPredictArgs(const MfBatch& b, const float* predictions) {
+  TS_RETURN_IF_ERROR(ValidateMfBatch(b));
+  if (b.num_samples > 0 && predictions == nullptr) {
+    return Status::InvalidArgument("MfPredict: predictions must be non-null");
+  }
+  return OkStatus();
+}
+
+}  // namespace internal
+
+Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
+                       float* item_grads, double* sq_error_sum) {
+  switch (ctx.device) {
+    case Device::kCpu:
+      return MfBatchGradientCpu(b, user_grads, item_grads, sq_error_sum);
+    case Device::kCuda:
+#if TESSERA_WITH_CUDA
+      return MfBatchGradientCuda(b, user_grads, item_grads, sq_error_sum, ctx.stream);
+#else
+      return Status::FailedPrecondition("MfBatchGradient on device cuda: built without CUDA");
+#endif
+  }
+  return Status::InvalidArgument("MfBatchGradient: unknown device " +
+                                 std::to_string(static_cast<int>(ctx.device)));
+}
+
+Status MfPredict(const DeviceContext& ctx, const MfBatch& b, float* predictions) {
+  switch (ctx.device) {
+    case Device::kCpu:
+      return MfPredictCpu(b, predictions);
+    case Device::kCuda:
+#if TESSERA_WITH_CUDA
+      return MfPredictCuda(b, predictions, ctx.stream);
+#else
+      return Status::FailedPrecondition("MfPredict on device cuda: built without CUDA");
+#endif
+  }
+  return Status::InvalidArgument("MfPredict: unknown device " +
+                                 std::to_string(static_cast<int>(ctx.device)));
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,70 @@
+// CUDA sparse optimizer: one thread per (row, element), grid-stride, calling the TS_HD step of
+// optimizer_math.h. Rows are distinct (header contract), so no two threads write one float.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "kernels/optimizer_math.h"
+#include "kernels/sparse_optimizer.h"
+
+namespace tessera::kernels {
+namespace {
+
+constexpr int kThreadsPerBlock = 256;
+// Enough blocks to fill any current GPU; larger inputs are covered by the grid-stride loop.
+constexpr int64_t kMaxBlocks = 65536;
+
+struct SgdElement {
+  SgdParams params;
+  __device__ void operator()(float* row, int j, int /*dim*/, float g) const {
+    row[j] = SgdStep(row[j], g, params);
+  }
+};
+
+struct AdagradElement {
+  AdagradParams params;
+  __device__ void operator()(float* row, int j, int dim, float g) const {
+    row[j] = AdagradStep(row[j], g, &row[dim + j], params);
+  }
+};
+
+template <typename Element>
+__global__ void SparseUpdateKernel(Element element, float* const* __restrict__ rows,
+                                   const float* __restrict__ grads, int64_t num_rows, int dim) {
+  const int64_t total = num_rows * dim;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += stride) {
+    const int64_t i = idx / dim;
+    const int j = static_cast<int>(idx - i * dim);
+    element(rows[i], j, dim, grads[idx]);
+  }
+}
+
+template <typename Element>
+void Launch(const Element& element, float* const* d_rows, const float* d_grads, int64_t num_rows,
+            int dim, cudaStream_t stream) {
+  const int64_t total = num_rows * dim;
+  const int64_t blocks = std::min(kMaxBlocks, (total + kThreadsPerBlock - 1) / kThreadsPerBlock);
+  SparseUpdateKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(
+      element, d_rows, d_grads, num_rows, dim);
+}
+
+}  // namespace
+
+Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, const float* d_grads,
+                             int64_t num_rows, int dim, struct CUstream_st* stream) {
+  TS_RETURN_IF_ERROR(internal::ValidateSparseUpdateArgs(p, d_rows, d_grads, num_rows, dim));
+  if (num_rows == 0) return OkStatus();
+  switch (p.kind) {
+    case OptimizerKind::kSgd:
+      Launch(SgdElement{SgdParams{p.lr}}, d_rows, d_grads, num_rows, dim, stream);
+      break;
+    case OptimizerKind::kAdagrad:
+      Launch(AdagradElement{AdagradParams{p.lr, p.eps}}, d_rows, d_grads, num_rows, dim, stream);
+      break;
+  }
+  return internal::CudaLaunchStatus("ApplySparseUpdateCuda");
+}
+
+}  // namespace tessera::kernels

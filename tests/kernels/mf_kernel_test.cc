@@ -1,0 +1,369 @@
+// Biased MF kernels on CPU, checked three independent ways: a sample worked by hand, central
+// finite differences of the loss (in double), and a plain double-precision reference loop.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/mf.h"
+#include "kernels/mf_math.h"
+
+namespace tessera::kernels {
+namespace {
+
+// A random batch with its own storage. Few users and items so rows repeat across samples.
+struct Problem {
+  int dim = 0;
+  int64_t num_users = 0;
+  int64_t num_items = 0;
+  std::vector<int32_t> user_index;
+  std::vector<int32_t> item_index;
+  std::vector<float> ratings;
+  std::vector<float> user_rows;
+  std::vector<float> item_rows;
+  float global_mean = 3.5f;
+  float l2 = 0.05f;
+
+  MfBatch Batch() const {
+    MfBatch b;
+    b.num_samples = static_cast<int64_t>(ratings.size());
+    b.user_index = user_index.data();
+    b.item_index = item_index.data();
+    b.ratings = ratings.data();
+    b.dim = dim;
+    b.user_rows = user_rows.data();
+    b.num_users = num_users;
+    b.item_rows = item_rows.data();
+    b.num_items = num_items;
+    b.global_mean = global_mean;
+    b.l2 = l2;
+    return b;
+  }
+};
+
+Problem RandomProblem(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
+                      int64_t num_items) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
+  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
+  Problem pr;
+  pr.dim = dim;
+  pr.num_users = num_users;
+  pr.num_items = num_items;
+  pr.user_rows.resize(num_users * (dim + 1));
+  pr.item_rows.resize(num_items * (dim + 1));
+  for (float& v : pr.user_rows) v = factor(rng);
+  for (float& v : pr.item_rows) v = factor(rng);
+  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
+  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
+  for (int64_t s = 0; s < num_samples; ++s) {
+    pr.user_index.push_back(user(rng));
+    pr.item_index.push_back(item(rng));
+    pr.ratings.push_back(rating(rng));
+  }
+  return pr;
+}
+
+// Loss of the whole batch in double, with parameters given in double.
+double Loss(const Problem& pr, const std::vector<double>& user_rows,
+            const std::vector<double>& item_rows) {
+  const int dim = pr.dim;
+  double loss = 0.0;
+  for (size_t s = 0; s < pr.ratings.size(); ++s) {
+    const double* p = &user_rows[pr.user_index[s] * (dim + 1)];
+    const double* q = &item_rows[pr.item_index[s] * (dim + 1)];
+    double prediction = pr.global_mean + p[dim] + q[dim];
+    double norms = p[dim] * p[dim] + q[dim] * q[dim];
+    for (int j = 0; j < dim; ++j) {
+      prediction += p[j] * q[j];
+      norms += p[j] * p[j] + q[j] * q[j];
+    }
+    const double err = pr.ratings[s] - prediction;
+    loss += 0.5 * err * err + 0.5 * pr.l2 * norms;
+  }
+  return loss;
+}
+
+struct Grads {
+  std::vector<double> user;
+  std::vector<double> item;
+  double sq_error = 0.0;
+};
+
+// Straightforward per-sample loop in double, written from the loss (no shared code).
+Grads ReferenceGrads(const Problem& pr) {
+  const int dim = pr.dim;
+  Grads g;
+  g.user.assign(pr.user_rows.size(), 0.0);
+  g.item.assign(pr.item_rows.size(), 0.0);
+  for (size_t s = 0; s < pr.ratings.size(); ++s) {
+    const float* p = &pr.user_rows[pr.user_index[s] * (dim + 1)];
+    const float* q = &pr.item_rows[pr.item_index[s] * (dim + 1)];
+    double* gp = &g.user[pr.user_index[s] * (dim + 1)];
+    double* gq = &g.item[pr.item_index[s] * (dim + 1)];
+    double prediction = pr.global_mean + p[dim] + q[dim];
+    for (int j = 0; j < dim; ++j) prediction += static_cast<double>(p[j]) * q[j];
+    const double err = pr.ratings[s] - prediction;
+    g.sq_error += err * err;
+    for (int j = 0; j <= dim; ++j) {
+      const double other_p = j < dim ? q[j] : 1.0;  // d r_hat / d b_u = 1
+      const double other_q = j < dim ? p[j] : 1.0;
+      gp[j] += -err * other_p + pr.l2 * p[j];
+      gq[j] += -err * other_q + pr.l2 * q[j];
+    }
+  }
+  return g;
+}
+
+void ExpectNear(const std::vector<float>& actual, const std::vector<double>& expected, double tol) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t k = 0; k < actual.size(); ++k) {
+    EXPECT_NEAR(actual[k], expected[k], tol * (1.0 + std::fabs(expected[k]))) << "element " << k;
+  }
+}
+
+TEST(MfGradientTest, MatchesHandComputedSample) {
+  // dim 2, mu 3, p = [0.5 1 | 0.2], q = [2 -1 | -0.1], r = 4, l2 = 0.1.
+  // dot 0, r_hat 3.1, e 0.9; grad p = -e q + l2 p, grad q = -e p + l2 q, grad b = -e + l2 b.
+  Problem pr;
+  pr.dim = 2;
+  pr.num_users = 1;
+  pr.num_items = 1;
+  pr.user_index = {0};
+  pr.item_index = {0};
+  pr.ratings = {4.0f};
+  pr.user_rows = {0.5f, 1.0f, 0.2f};
+  pr.item_rows = {2.0f, -1.0f, -0.1f};
+  pr.global_mean = 3.0f;
+  pr.l2 = 0.1f;
+  std::vector<float> user_grads(3), item_grads(3);
+  double sq_error = -1.0;
+  ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), &sq_error).ok());
+  EXPECT_NEAR(sq_error, 0.81, 1e-6);
+  EXPECT_NEAR(user_grads[0], -1.75f, 1e-6);  // -0.9 * 2 + 0.1 * 0.5
+  EXPECT_NEAR(user_grads[1], 1.0f, 1e-6);    // 0.9 + 0.1
+  EXPECT_NEAR(user_grads[2], -0.88f, 1e-6);  // -0.9 + 0.1 * 0.2
+  EXPECT_NEAR(item_grads[0], -0.25f, 1e-6);  // -0.9 * 0.5 + 0.1 * 2
+  EXPECT_NEAR(item_grads[1], -1.0f, 1e-6);   // -0.9 * 1 - 0.1
+  EXPECT_NEAR(item_grads[2], -0.91f, 1e-6);  // -0.9 - 0.01
+  float prediction = 0.0f;
+  ASSERT_TRUE(MfPredictCpu(pr.Batch(), &prediction).ok());
+  EXPECT_NEAR(prediction, 3.1f, 1e-6);
+}
+
+TEST(MfGradientTest, MatchesFiniteDifferencesOfTheLoss) {
+  const unsigned seed = 7;
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  const Problem pr = RandomProblem(seed, 12, 5, 3, 4);
+  std::vector<float> user_grads(pr.user_rows.size()), item_grads(pr.item_rows.size());
+  ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), nullptr).ok());
+  std::vector<double> user_rows(pr.user_rows.begin(), pr.user_rows.end());
+  std::vector<double> item_rows(pr.item_rows.begin(), pr.item_rows.end());
+  const double h = 1e-4;
+  auto central_difference = [&](double& param) {
+    const double saved = param;
+    param = saved + h;
+    const double plus = Loss(pr, user_rows, item_rows);
+    param = saved - h;
+    const double minus = Loss(pr, user_rows, item_rows);
+    param = saved;
+    return (plus - minus) / (2 * h);
+  };
+  for (size_t k = 0; k < user_rows.size(); ++k) {
+    EXPECT_NEAR(user_grads[k], central_difference(user_rows[k]), 1e-4) << "user element " << k;
+  }
+  for (size_t k = 0; k < item_rows.size(); ++k) {
+    EXPECT_NEAR(item_grads[k], central_difference(item_rows[k]), 1e-4) << "item element " << k;
+  }
+}
+
+// Dims around the 8-float unrolled block and its remainder, the sizes the trainer uses, and
+// heavy row reuse.
+TEST(MfGradientTest, MatchesReferenceLoopForManyShapes) {
+  const int dims[] = {1, 3, 7, 8, 9, 16, 31, 32, 33, 128};
+  unsigned seed = 100;
+  for (int dim : dims) {
+    for (int64_t num_samples : {1, 2, 57, 400}) {
+      ++seed;
+      SCOPED_TRACE("seed=" + std::to_string(seed) + " dim=" + std::to_string(dim) +
+                   " samples=" + std::to_string(num_samples));
+      const Problem pr = RandomProblem(seed, num_samples, dim, 5, 11);
+      std::vector<float> user_grads(pr.user_rows.size()), item_grads(pr.item_rows.size());
+      double sq_error = 0.0;
+      ASSERT_TRUE(
+          MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), &sq_error).ok());
+      const Grads expected = ReferenceGrads(pr);
+      ExpectNear(user_grads, expected.user, 1e-4);
+      ExpectNear(item_grads, expected.item, 1e-4);
+      EXPECT_NEAR(sq_error, expected.sq_error, 1e-5 * (1.0 + expected.sq_error));
+    }
+  }
+}
+
+TEST(MfGradientTest, SqErrorSumIsSumOfSquaredResiduals) {
+  // Zero factors and biases: r_hat = mu = 2, residuals 1, -1, 3.
+  Problem pr;
+  pr.dim = 4;
+  pr.num_users = 2;
+  pr.num_items = 2;
+  pr.user_index = {0, 1, 1};
+  pr.item_index = {1, 0, 1};
+  pr.ratings = {3.0f, 1.0f, 5.0f};
+  pr.user_rows.assign(2 * 5, 0.0f);
+  pr.item_rows.assign(2 * 5, 0.0f);
+  pr.global_mean = 2.0f;
+  std::vector<float> user_grads(10), item_grads(10);
+  double sq_error = -1.0;
+  ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), &sq_error).ok());
+  EXPECT_DOUBLE_EQ(sq_error, 11.0);
+  EXPECT_FLOAT_EQ(user_grads[4], -1.0f);  // bias of user 0: -e = -1
+  EXPECT_FLOAT_EQ(user_grads[9], -2.0f);  // bias of user 1: 1 - 3
+}
+
+TEST(MfGradientTest, OverwritesOutputsAndZeroesUntouchedRows) {
+  const Problem pr = RandomProblem(3, 4, 6, 10, 10);
+  std::vector<float> user_grads(pr.user_rows.size(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> item_grads(pr.item_rows.size(), 123.0f);
+  ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), nullptr).ok());
+  const Grads expected = ReferenceGrads(pr);
+  ExpectNear(user_grads, expected.user, 1e-4);
+  ExpectNear(item_grads, expected.item, 1e-4);
+  for (int32_t u = 0; u < 10; ++u) {
+    bool touched = false;
+    for (int32_t used : pr.user_index) touched |= used == u;
+    if (touched) continue;
+    for (int j = 0; j <= pr.dim; ++j) EXPECT_EQ(user_grads[u * (pr.dim + 1) + j], 0.0f);
+  }
+}
+
+TEST(MfGradientTest, IsBitwiseDeterministic) {
+  const Problem pr = RandomProblem(11, 300, 32, 7, 9);
+  std::vector<float> u1(pr.user_rows.size()), i1(pr.item_rows.size());
+  std::vector<float> u2(pr.user_rows.size()), i2(pr.item_rows.size());
+  double sq1 = 0.0, sq2 = 0.0;
+  ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), u1.data(), i1.data(), &sq1).ok());
+  ASSERT_TRUE(MfBatchGradient(DeviceContext{}, pr.Batch(), u2.data(), i2.data(), &sq2).ok());
+  EXPECT_EQ(u1, u2);
+  EXPECT_EQ(i1, i2);
+  EXPECT_EQ(sq1, sq2);
+}
+
+TEST(MfGradientTest, EmptyBatchZeroesGradientsAndErrorSum) {
+  Problem pr = RandomProblem(5, 0, 4, 2, 3);
+  std::vector<float> user_grads(pr.user_rows.size(), 1.0f), item_grads(pr.item_rows.size(), 1.0f);
+  double sq_error = 1.0;
+  ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), &sq_error).ok());
+  for (float v : user_grads) EXPECT_EQ(v, 0.0f);
+  for (float v : item_grads) EXPECT_EQ(v, 0.0f);
+  EXPECT_EQ(sq_error, 0.0);
+  MfBatch nothing;
+  nothing.dim = 8;
+  EXPECT_TRUE(MfBatchGradientCpu(nothing, nullptr, nullptr, nullptr).ok());
+  EXPECT_TRUE(MfPredictCpu(nothing, nullptr).ok());
+}
+
+TEST(MfGradientTest, RejectsInvalidArgumentsWithoutWritingOutputs) {
+  const Problem pr = RandomProblem(9, 6, 4, 3, 3);
+  std::vector<float> user_grads(pr.user_rows.size(), 7.0f), item_grads(pr.item_rows.size(), 7.0f);
+  double sq_error = 7.0;
+  auto gradient_code = [&](const MfBatch& b) {
+    return MfBatchGradientCpu(b, user_grads.data(), item_grads.data(), &sq_error).code();
+  };
+  MfBatch b = pr.Batch();
+  b.num_samples = -1;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  b = pr.Batch();
+  b.dim = 0;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  b = pr.Batch();
+  b.num_users = -2;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  b = pr.Batch();
+  b.ratings = nullptr;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  b = pr.Batch();
+  b.item_index = nullptr;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  b = pr.Batch();
+  b.user_rows = nullptr;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MfBatchGradientCpu(pr.Batch(), nullptr, item_grads.data(), &sq_error).code(),
+            StatusCode::kInvalidArgument);
+  // An index out of range is caught before anything is written.
+  std::vector<int32_t> bad_items = pr.item_index;
+  bad_items.back() = 3;
+  b = pr.Batch();
+  b.item_index = bad_items.data();
+  Status s = MfBatchGradientCpu(b, user_grads.data(), item_grads.data(), &sq_error);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sample 5"), std::string::npos) << s.message();
+  bad_items.back() = -1;
+  EXPECT_EQ(gradient_code(b), StatusCode::kInvalidArgument);
+  for (float v : user_grads) EXPECT_EQ(v, 7.0f);
+  for (float v : item_grads) EXPECT_EQ(v, 7.0f);
+  EXPECT_EQ(sq_error, 7.0);
+}
+
+TEST(MfPredictTest, MatchesBiasedDotProduct) {
+  const Problem pr = RandomProblem(21, 50, 13, 4, 6);
+  std::vector<float> predictions(50);
+  ASSERT_TRUE(MfPredict(DeviceContext{}, pr.Batch(), predictions.data()).ok());
+  const int dim = pr.dim;
+  for (int s = 0; s < 50; ++s) {
+    const float* p = &pr.user_rows[pr.user_index[s] * (dim + 1)];
+    const float* q = &pr.item_rows[pr.item_index[s] * (dim + 1)];
+    double expected = pr.global_mean + p[dim] + q[dim];
+    for (int j = 0; j < dim; ++j) expected += static_cast<double>(p[j]) * q[j];
+    EXPECT_NEAR(predictions[s], expected, 1e-5) << "sample " << s;
+  }
+}
+
+TEST(MfPredictTest, IsUnclippedAndIgnoresRatings) {
+  Problem pr;
+  pr.dim = 1;
+  pr.num_users = 1;
+  pr.num_items = 1;
+  pr.user_index = {0};
+  pr.item_index = {0};
+  pr.user_rows = {3.0f, 1.0f};
+  pr.item_rows = {2.0f, 0.5f};
+  pr.global_mean = 4.0f;
+  MfBatch b = pr.Batch();
+  b.num_samples = 1;  // no ratings vector
+  b.ratings = nullptr;
+  float prediction = 0.0f;
+  ASSERT_TRUE(MfPredictCpu(b, &prediction).ok());
+  EXPECT_FLOAT_EQ(prediction, 11.5f);  // 4 + 1 + 0.5 + 6, above any rating scale
+}
+
+TEST(MfPredictTest, RejectsInvalidArguments) {
+  const Problem pr = RandomProblem(4, 3, 4, 2, 2);
+  std::vector<float> predictions(3, 9.0f);
+  EXPECT_EQ(MfPredictCpu(pr.Batch(), nullptr).code(), StatusCode::kInvalidArgument);
+  MfBatch b = pr.Batch();
+  b.dim = -1;
+  EXPECT_EQ(MfPredictCpu(b, predictions.data()).code(), StatusCode::kInvalidArgument);
+  std::vector<int32_t> bad_users = {0, 2, 1};
+  b = pr.Batch();
+  b.user_index = bad_users.data();
+  EXPECT_EQ(MfPredictCpu(b, predictions.data()).code(), StatusCode::kInvalidArgument);
+  for (float v : predictions) EXPECT_EQ(v, 9.0f);
+}
+
+#if !TESSERA_WITH_CUDA
+TEST(MfGradientTest, CudaDeviceFailsWithoutCudaBuild) {
+  DeviceContext ctx;
+  ctx.device = Device::kCuda;
+  MfBatch b;
+  b.dim = 4;
+  EXPECT_EQ(MfBatchGradient(ctx, b, nullptr, nullptr, nullptr).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(MfPredict(ctx, b, nullptr).code(), StatusCode::kFailedPrecondition);
+}
+#endif
+
+}  // namespace
+}  // namespace tessera::kernels

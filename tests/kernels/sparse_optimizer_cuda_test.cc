@@ -1,0 +1,165 @@
+// ApplySparseUpdateCuda against ApplySparseUpdateCpu on the same random rows (label gpu).
+// Skips when no CUDA device is usable. Tolerance: 1e-5 relative (nvcc may fuse acc += g * g
+// into an FMA; otherwise the formulas and IEEE sqrt/division are the same).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/device.h"
+#include "kernels/sparse_optimizer.h"
+
+#if TESSERA_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace tessera::kernels {
+namespace {
+
+#if TESSERA_WITH_CUDA
+
+#define TS_SKIP_WITHOUT_CUDA_DEVICE()                             \
+  do {                                                            \
+    Status cuda_status = CheckCudaAvailable();                    \
+    if (!cuda_status.ok()) GTEST_SKIP() << cuda_status.message(); \
+  } while (0)
+
+#define TS_ASSERT_CUDA_OK(expr)                                                        \
+  do {                                                                                 \
+    cudaError_t cuda_err = (expr);                                                     \
+    ASSERT_EQ(cuda_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(cuda_err); \
+  } while (0)
+
+// Device copy of a host vector, freed on scope exit.
+template <typename T>
+class DeviceVector {
+ public:
+  explicit DeviceVector(const std::vector<T>& host) : size_(host.size()) {
+    if (size_ == 0) return;
+    EXPECT_EQ(cudaMalloc(&data_, size_ * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(data_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice),
+              cudaSuccess);
+  }
+  ~DeviceVector() { cudaFree(data_); }
+  DeviceVector(const DeviceVector&) = delete;
+  DeviceVector& operator=(const DeviceVector&) = delete;
+
+  T* data() const { return data_; }
+  std::vector<T> ToHost() const {
+    std::vector<T> host(size_);
+    if (size_ > 0) {
+      EXPECT_EQ(cudaMemcpy(host.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost),
+                cudaSuccess);
+    }
+    return host;
+  }
+
+ private:
+  size_t size_ = 0;
+  T* data_ = nullptr;
+};
+
+// Runs one update on CPU and CUDA over the same table and compares the whole table. Rows are
+// a random subset of the table in random order (distinct, as the CUDA kernel requires).
+void CompareCpuAndCuda(const OptimizerParams& p, int64_t num_rows, int dim, unsigned seed,
+                       cudaStream_t stream) {
+  SCOPED_TRACE("seed=" + std::to_string(seed) + " optimizer=" + OptimizerName(p.kind) +
+               " num_rows=" + std::to_string(num_rows) + " dim=" + std::to_string(dim));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const int64_t row_floats = dim + OptimizerStateFloats(p.kind, dim);
+  const int64_t table_rows = num_rows + 3;  // some rows stay untouched
+  std::vector<float> table(table_rows * row_floats);
+  for (float& v : table) v = uniform(rng);
+  for (int64_t r = 0; r < table_rows; ++r) {
+    float* state = &table[r * row_floats + dim];
+    InitOptimizerState(p, state, dim);
+    for (int j = 0; j < OptimizerStateFloats(p.kind, dim); ++j) state[j] += std::fabs(uniform(rng));
+  }
+  std::vector<int64_t> order(table_rows);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  order.resize(num_rows);
+  std::vector<float> grads(num_rows * dim);
+  for (float& v : grads) v = uniform(rng);
+
+  DeviceVector<float> d_table(table);
+  DeviceVector<float> d_grads(grads);
+  std::vector<float*> h_rows, d_row_ptrs;
+  std::vector<float> cpu_table = table;
+  for (int64_t r : order) {
+    h_rows.push_back(&cpu_table[r * row_floats]);
+    d_row_ptrs.push_back(d_table.data() + r * row_floats);
+  }
+  DeviceVector<float*> d_rows(d_row_ptrs);
+
+  ASSERT_TRUE(ApplySparseUpdateCpu(p, h_rows.data(), grads.data(), num_rows, dim).ok());
+  DeviceContext ctx;
+  ctx.device = Device::kCuda;
+  ctx.stream = stream;
+  Status s = ApplySparseUpdate(ctx, p, d_rows.data(), d_grads.data(), num_rows, dim);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  TS_ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
+  const std::vector<float> gpu_table = d_table.ToHost();
+  ASSERT_EQ(gpu_table.size(), cpu_table.size());
+  for (size_t k = 0; k < cpu_table.size(); ++k) {
+    ASSERT_NEAR(gpu_table[k], cpu_table[k], 1e-5f * (1.0f + std::fabs(cpu_table[k])))
+        << "element " << k;
+  }
+}
+
+TEST(SparseOptimizerCudaTest, MatchesCpuOnRandomRows) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  cudaStream_t stream = nullptr;
+  TS_ASSERT_CUDA_OK(cudaStreamCreate(&stream));
+  // Sizes 0, 1, around the 256-thread block, and large enough for several blocks.
+  const int64_t row_counts[] = {0, 1, 7, 255, 256, 257, 1000, 5003};
+  const int dims[] = {1, 8, 31, 32, 33, 128};
+  unsigned seed = 2024;
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad}) {
+    OptimizerParams p;
+    p.kind = kind;
+    p.lr = 0.05f;
+    p.initial_accumulator = 0.1f;
+    for (int64_t num_rows : row_counts) {
+      for (int dim : dims) CompareCpuAndCuda(p, num_rows, dim, ++seed, stream);
+    }
+  }
+  TS_ASSERT_CUDA_OK(cudaStreamDestroy(stream));
+}
+
+TEST(SparseOptimizerCudaTest, RandomSizesMatchCpuOnDefaultStream) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  const unsigned seed = 77;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int64_t> rows(0, 3000);
+  std::uniform_int_distribution<int> dims(1, 200);
+  OptimizerParams p;  // adagrad defaults
+  for (int trial = 0; trial < 10; ++trial) {
+    CompareCpuAndCuda(p, rows(rng), dims(rng), seed + trial, nullptr);
+  }
+}
+
+TEST(SparseOptimizerCudaTest, RejectsInvalidArgumentsWithoutTouchingTheDevice) {
+  const OptimizerParams p;
+  EXPECT_EQ(ApplySparseUpdateCuda(p, nullptr, nullptr, -1, 4, nullptr).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplySparseUpdateCuda(p, nullptr, nullptr, 3, 4, nullptr).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplySparseUpdateCuda(p, nullptr, nullptr, 0, 0, nullptr).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ApplySparseUpdateCuda(p, nullptr, nullptr, 0, 4, nullptr).ok());
+}
+
+#else  // !TESSERA_WITH_CUDA
+
+TEST(SparseOptimizerCudaTest, MatchesCpuOnRandomRows) { GTEST_SKIP() << "built without CUDA"; }
+
+#endif
+
+}  // namespace
+}  // namespace tessera::kernels

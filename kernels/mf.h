@@ -1,0 +1,74 @@
+// Biased matrix factorization kernels: batch gradient and prediction for
+// r_hat(u, i) = mu + b_u + b_i + p_u . q_i (per-sample math in kernels/mf_math.h).
+// The caller gathers the rows a batch touches into dense user/item matrices (row layout
+// [factors(dim) | bias], stride dim + 1) and owns every buffer; kernels never allocate.
+// For kCuda every pointer inside MfBatch and every output pointer is device memory.
+// Thread-compatible: concurrent calls must not share output buffers.
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+#include "kernels/device.h"
+
+namespace tessera::kernels {
+
+struct MfBatch {
+  int64_t num_samples = 0;
+  const int32_t* user_index = nullptr;  // sample -> row in user_rows, in [0, num_users)
+  const int32_t* item_index = nullptr;  // sample -> row in item_rows, in [0, num_items)
+  const float* ratings = nullptr;       // observed r per sample (gradient only; predict ignores)
+  int dim = 0;                          // factors; row stride is dim + 1 (bias last)
+  const float* user_rows = nullptr;     // num_users x (dim + 1)
+  int64_t num_users = 0;
+  const float* item_rows = nullptr;  // num_items x (dim + 1)
+  int64_t num_items = 0;
+  float global_mean = 0.f;  // mu
+  float l2 = 0.f;           // regularisation weight, applied once per sample (see below)
+};
+
+// InvalidArgument for negative sizes, dim <= 0, or a null pointer that a non-empty batch
+// needs (indices, rows). Reads no pointer, so it works for host and device batches. Index
+// values are range-checked by the CPU kernels only (see MfBatchGradientCuda).
+Status ValidateMfBatch(const MfBatch& b);
+
+// Gradients of 0.5 * (r - r_hat)^2 + 0.5 * l2 * (|p_u|^2 + b_u^2 + |q_i|^2 + b_i^2) for each
+// sample, summed per row, written to user_grads (num_users x (dim + 1)) and item_grads
+// (num_items x (dim + 1)), which are overwritten (rows no sample touches get zeros). A row used
+// by k samples therefore gets k times the l2 term. *sq_error_sum = sum over samples of
+// (r - r_hat)^2, accumulated in double; sq_error_sum may be null when not wanted.
+// CPU: samples are accumulated in index order, so the result is deterministic.
+// REQUIRES: user_grads and item_grads overlap neither each other nor the batch's inputs.
+// InvalidArgument for a bad batch (ValidateMfBatch), null ratings with samples, null grads with
+// rows, or (CPU) an index out of range, in which case no output is written.
+Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
+                       float* item_grads, double* sq_error_sum);
+Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
+                          double* sq_error_sum);
+
+// predictions[s] = mu + b_u + b_i + p_u . q_i for every sample (unclipped).
+// InvalidArgument as above, or for null predictions with samples.
+Status MfPredict(const DeviceContext& ctx, const MfBatch& b, float* predictions);
+Status MfPredictCpu(const MfBatch& b, float* predictions);
+
+#if TESSERA_WITH_CUDA
+// Device twins: every pointer in `b` and every output is device memory; work is queued on
+// `stream` (outputs are zeroed with cudaMemsetAsync first) and the call returns after the
+// launch without synchronising. Per-row sums use float atomicAdd and the error sum a double
+// atomicAdd per block, so results are NOT bitwise reproducible run to run; they match the CPU
+// to float rounding. Index values are not checked on the host (they live on the device):
+// REQUIRES in range; a sample with an out-of-range index is skipped rather than read (the
+// gradient ignores it, the prediction is NaN).
+Status MfBatchGradientCuda(const MfBatch& b, float* d_user_grads, float* d_item_grads,
+                           double* d_sq_error_sum, struct CUstream_st* stream);
+Status MfPredictCuda(const MfBatch& b, float* d_predictions, struct CUstream_st* stream);
+#endif
+
+namespace internal {
+// Pointer checks of the gradient/predict entry points beyond ValidateMfBatch, shared by Cpu and
+// Cuda.
+Status ValidateMfGradientArgs(const MfBatch& b, const float* user_grads, const float* item_grads);
+Status ValidateMfPredictArgs(const MfBatch& b, const float* predictions);
+}  // namespace internal
+
+}  // namespace tessera::kernels
