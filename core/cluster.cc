@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "core/logging.h"
 
 namespace tessera {
@@ -18,11 +21,27 @@ StatusOr<ClusterView> RegisterWithScheduler(RpcNode& rpc, std::chrono::milliseco
   request.set_endpoint(rpc.transport().endpoint());
   request.set_host(HostName());
   request.set_pid(static_cast<int>(getpid()));
-  TS_ASSIGN_OR_RETURN(Message reply,
-                      rpc.CallAndWait(NodeId::Scheduler(),
-                                      MakeControlMessage(proto::COMMAND_REGISTER, request), timeout));
+  // The scheduler may not be listening yet (threads of one process start in any order):
+  // retry "unavailable" with a short backoff until the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(1);
+  StatusOr<Message> reply = Status::Unavailable("not sent");
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    reply =
+        rpc.CallAndWait(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_REGISTER, request),
+                        std::max(left, std::chrono::milliseconds(1)));
+    if (reply.ok() || reply.status().code() != StatusCode::kUnavailable ||
+        std::chrono::steady_clock::now() + backoff >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
+  }
+  if (!reply.ok()) return reply.status();
   proto::ClusterInfo info;
-  TS_RETURN_IF_ERROR(ParseControlBody(reply, &info));
+  TS_RETURN_IF_ERROR(ParseControlBody(*reply, &info));
   ClusterView view;
   view.num_servers = info.num_servers();
   view.num_workers = info.num_workers();

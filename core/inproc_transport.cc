@@ -61,6 +61,10 @@ Status InProcTransport::Start(MessageHandler handler) {
 }
 
 Status InProcTransport::Send(const NodeId& to, Message message) {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_) return Status::Unavailable(self_.ToString() + " transport is stopped");
+  }
   *message.header.mutable_sender() = self_.ToProto();
   return hub_->Deliver(to, std::move(message));
 }

@@ -24,8 +24,8 @@ class InProcHub {
     MessageHandler handler;
     std::mutex mu;
     std::condition_variable idle;
-    int active = 0;     // GUARDED_BY(mu)
-    bool open = true;   // GUARDED_BY(mu)
+    int active = 0;    // GUARDED_BY(mu)
+    bool open = true;  // GUARDED_BY(mu)
   };
 
   Status Register(const NodeId& id, std::shared_ptr<Receiver> receiver);

@@ -46,26 +46,27 @@ struct Voidify {
 #define TS_LOG_SEVERITY_ERROR ::tessera::logging::Severity::kError
 #define TS_LOG_SEVERITY_FATAL ::tessera::logging::Severity::kFatal
 
-#define TS_LOG(sev)                                                            \
-  !(TS_LOG_SEVERITY_##sev >= ::tessera::logging::MinSeverity())                \
-      ? (void)0                                                                \
-      : ::tessera::logging::Voidify() &                                        \
+#define TS_LOG(sev)                                             \
+  !(TS_LOG_SEVERITY_##sev >= ::tessera::logging::MinSeverity()) \
+      ? (void)0                                                 \
+      : ::tessera::logging::Voidify() &                         \
             ::tessera::logging::LogMessage(TS_LOG_SEVERITY_##sev, __FILE__, __LINE__).stream()
 
-#define TS_VLOG(n)                                         \
-  !((n) <= ::tessera::logging::Verbosity())                \
-      ? (void)0                                            \
-      : ::tessera::logging::Voidify() &                    \
-            ::tessera::logging::LogMessage(::tessera::logging::Severity::kInfo, __FILE__, __LINE__) \
+#define TS_VLOG(n)                                                                        \
+  !((n) <= ::tessera::logging::Verbosity())                                               \
+      ? (void)0                                                                           \
+      : ::tessera::logging::Voidify() &                                                   \
+            ::tessera::logging::LogMessage(::tessera::logging::Severity::kInfo, __FILE__, \
+                                           __LINE__)                                      \
                 .stream()
 
 // Always on: our own invariants. Aborts with the condition and the streamed message.
-#define TS_CHECK(cond)                                                                     \
-  (cond) ? (void)0                                                                         \
-         : ::tessera::logging::Voidify() &                                                 \
+#define TS_CHECK(cond)                                                                        \
+  (cond) ? (void)0                                                                            \
+         : ::tessera::logging::Voidify() &                                                    \
                ::tessera::logging::LogMessage(::tessera::logging::Severity::kFatal, __FILE__, \
-                                              __LINE__)                                    \
-                       .stream()                                                           \
+                                              __LINE__)                                       \
+                       .stream()                                                              \
                    << "Check failed: " #cond " "
 
 #define TS_CHECK_OP(a, op, b) TS_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "
@@ -75,9 +76,9 @@ struct Voidify {
 #define TS_CHECK_LE(a, b) TS_CHECK_OP(a, <=, b)
 #define TS_CHECK_GT(a, b) TS_CHECK_OP(a, >, b)
 #define TS_CHECK_GE(a, b) TS_CHECK_OP(a, >=, b)
-#define TS_CHECK_OK(expr)                                            \
-  do {                                                               \
-    ::tessera::Status ts_check_status_ = (expr);                     \
+#define TS_CHECK_OK(expr)                                           \
+  do {                                                              \
+    ::tessera::Status ts_check_status_ = (expr);                    \
     TS_CHECK(ts_check_status_.ok()) << ts_check_status_.ToString(); \
   } while (0)
 

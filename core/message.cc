@@ -1,9 +1,9 @@
 #include "core/message.h"
 
+#include <google/protobuf/message_lite.h>
+
 #include <cstdlib>
 #include <sstream>
-
-#include <google/protobuf/message_lite.h>
 
 namespace tessera {
 
@@ -31,7 +31,8 @@ std::string Message::DebugString() const {
       << " table(s), " << frames.size() << " frame(s) [";
   for (size_t i = 0; i < frames.size(); ++i) out << (i ? " " : "") << frames[i].size() << " B";
   out << "]";
-  if (header.status_code() != 0) out << " status " << header.status_code() << " " << header.status_message();
+  if (header.status_code() != 0)
+    out << " status " << header.status_code() << " " << header.status_message();
   return out.str();
 }
 
@@ -98,7 +99,8 @@ Status ValidateKeyValueMessage(const TableLayout& layout, Message* message) {
   uint64_t total_floats = 0;
   for (const auto& t : h.tables()) {
     int dim = layout.DimOf(t.table_id());
-    if (dim <= 0) return Status::InvalidArgument("unknown table id " + std::to_string(t.table_id()));
+    if (dim <= 0)
+      return Status::InvalidArgument("unknown table id " + std::to_string(t.table_id()));
     if (t.num_keys() > kMaxKeys) {
       return Status::InvalidArgument("table " + std::to_string(t.table_id()) + " claims " +
                                      std::to_string(t.num_keys()) + " keys");
@@ -111,8 +113,8 @@ Status ValidateKeyValueMessage(const TableLayout& layout, Message* message) {
   const size_t expected_frames = (has_keys ? 1 : 0) + (has_values ? 1 : 0);
   if (expected_frames == 0) {
     if (!message->frames.empty()) {
-      return Status::InvalidArgument("PUSH reply carries " + std::to_string(message->frames.size()) +
-                                     " unexpected frame(s)");
+      return Status::InvalidArgument(
+          "PUSH reply carries " + std::to_string(message->frames.size()) + " unexpected frame(s)");
     }
     return OkStatus();
   }

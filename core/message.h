@@ -59,7 +59,9 @@ class Frame {
     return reinterpret_cast<uintptr_t>(data_) % alignment == 0;
   }
   // This frame if aligned to `alignment`, else an aligned copy.
-  Frame Aligned(size_t alignment) const { return IsAligned(alignment) ? *this : Copy(data_, size_); }
+  Frame Aligned(size_t alignment) const {
+    return IsAligned(alignment) ? *this : Copy(data_, size_);
+  }
   const std::shared_ptr<const void>& owner() const { return owner_; }
 
  private:
@@ -93,9 +95,7 @@ Status ParseControlBody(const Message& message, google::protobuf::MessageLite* b
 // (floats per key in a value frame); 0 means "no such table".
 struct TableLayout {
   std::vector<int> dims;
-  int DimOf(uint32_t table_id) const {
-    return table_id < dims.size() ? dims[table_id] : 0;
-  }
+  int DimOf(uint32_t table_id) const { return table_id < dims.size() ? dims[table_id] : 0; }
 };
 
 // Checks a PULL/PUSH request or a PULL reply against its header before anyone touches the data:

@@ -60,7 +60,7 @@ class RpcNode {
   std::atomic<uint64_t> next_request_id_{1};
   std::mutex mu_;
   std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_;  // GUARDED_BY(mu_)
-  bool stopped_ = false;                                                     // GUARDED_BY(mu_)
+  bool stopped_ = false;                                                   // GUARDED_BY(mu_)
 };
 
 // The Status carried by a reply header (OK when status_code is 0).

@@ -78,7 +78,7 @@ inline Status OkStatus() { return Status(); }
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(const Status& status) : status_(status) { assert(!status_.ok()); }  // NOLINT
+  StatusOr(const Status& status) : status_(status) { assert(!status_.ok()); }        // NOLINT
   StatusOr(Status&& status) : status_(std::move(status)) { assert(!status_.ok()); }  // NOLINT
   StatusOr(const T& value) : value_(value) {}                                        // NOLINT
   StatusOr(T&& value) : value_(std::move(value)) {}                                  // NOLINT
@@ -107,10 +107,10 @@ class [[nodiscard]] StatusOr {
 #define TS_STATUS_CONCAT_INNER(a, b) a##b
 #define TS_STATUS_CONCAT(a, b) TS_STATUS_CONCAT_INNER(a, b)
 
-#define TS_RETURN_IF_ERROR(expr)                  \
-  do {                                            \
-    ::tessera::Status ts_status_ = (expr);        \
-    if (!ts_status_.ok()) return ts_status_;      \
+#define TS_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::tessera::Status ts_status_ = (expr);   \
+    if (!ts_status_.ok()) return ts_status_; \
   } while (0)
 
 #define TS_ASSIGN_OR_RETURN(lhs, expr) \

@@ -66,7 +66,8 @@ Status ZmqTransport::Send(const NodeId& to, Message message) {
   *message.header.mutable_sender() = self_.ToProto();
   {
     std::lock_guard lock(mu_);
-    if (!started_ || stopping_) return Status::Unavailable(self_.ToString() + " transport is stopped");
+    if (!started_ || stopping_)
+      return Status::Unavailable(self_.ToString() + " transport is stopped");
     if (peers_.find(to) == peers_.end()) {
       return Status::Unavailable("no address known for " + to.ToString());
     }
@@ -169,7 +170,8 @@ void ZmqTransport::ReceiveAll() {
 }
 
 void ZmqTransport::IoLoop() {
-  zmq::pollitem_t items[2] = {{router_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[2] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
+                              {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
   std::deque<Outgoing> batch;
   while (true) {
     try {

@@ -1,11 +1,12 @@
 #include "launch/flags.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
 #include <sstream>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace po = boost::program_options;
 

@@ -18,22 +18,22 @@ enum class TransportKind { kInProc, kZmq };
 
 struct TrainOptions {
   std::string model = "mf";
-  worker::MfTrainerOptions mf;          // data, model and loop options
-  kernels::OptimizerParams optimizer;   // for the embedding rows, on the servers
-  float init_std = 0.1f;                // factors start as N(0, init_std^2); biases at 0
-  uint64_t init_seed = 0;               // row initialisation seed (from --seed)
+  worker::MfTrainerOptions mf;         // data, model and loop options
+  kernels::OptimizerParams optimizer;  // for the embedding rows, on the servers
+  float init_std = 0.1f;               // factors start as N(0, init_std^2); biases at 0
+  uint64_t init_seed = 0;              // row initialisation seed (from --seed)
   int servers = 1;
-  int workers = 1;                      // under MPI: the ranks left after scheduler and servers
-  bool workers_given = false;           // --workers was set explicitly
+  int workers = 1;             // under MPI: the ranks left after scheduler and servers
+  bool workers_given = false;  // --workers was set explicitly
   int server_threads = 1;
   bool deterministic = false;
   TransportKind transport = TransportKind::kInProc;
   std::chrono::milliseconds register_timeout{120000};
   int verbosity = 0;
-  bool embedded_default = false;        // no --train: generate a planted set and train on it
+  bool embedded_default = false;  // no --train: generate a planted set and train on it
   worker::RatingGenOptions embedded_data;
   std::string config_path;
-  std::string summary;                  // "option = value" lines, printed at start-up
+  std::string summary;  // "option = value" lines, printed at start-up
 };
 
 // The result of parsing: either options, or "exit now with `exit_code`" after printing `text`

@@ -71,9 +71,9 @@ class ScratchDir {
 StatusOr<std::unique_ptr<ScratchDir>> PrepareEmbeddedData(TrainOptions* o) {
   TS_ASSIGN_OR_RETURN(auto dir, ScratchDir::Create());
   TS_LOG(INFO) << "no --train given: generating a planted rating set (" << o->embedded_data.users
-               << " users x " << o->embedded_data.items << " items, "
-               << o->embedded_data.ratings << " ratings, rank " << o->embedded_data.rank
-               << ", noise σ " << o->embedded_data.noise << ") in " << dir->path();
+               << " users x " << o->embedded_data.items << " items, " << o->embedded_data.ratings
+               << " ratings, rank " << o->embedded_data.rank << ", noise σ "
+               << o->embedded_data.noise << ") in " << dir->path();
   TS_RETURN_IF_ERROR(worker::GenerateRatings(o->embedded_data, dir->path()));
   o->mf.train_path = dir->path() + "/train.txt";
   o->mf.test_path = dir->path() + "/test.txt";
@@ -95,7 +95,8 @@ Status FirstFailure(const Status& scheduler, const std::vector<Status>& workers,
 
 void LogStartup(const TrainOptions& o, const std::string& mode) {
   TS_LOG(INFO) << "tessera train (" << mode << "): " << o.servers << " server(s), "
-               << "options:\n" << o.summary;
+               << "options:\n"
+               << o.summary;
 }
 
 }  // namespace
@@ -106,8 +107,8 @@ Status RunTrainInProcess(const TrainOptions& options) {
   if (o.embedded_default) {
     TS_ASSIGN_OR_RETURN(scratch, PrepareEmbeddedData(&o));
   }
-  LogStartup(o, o.transport == TransportKind::kZmq ? "one process, ZeroMQ loopback"
-                                                   : "one process");
+  LogStartup(o,
+             o.transport == TransportKind::kZmq ? "one process, ZeroMQ loopback" : "one process");
   InProcHub hub;
   std::vector<NodeId> ids = {NodeId::Scheduler()};
   for (int r = 0; r < o.servers; ++r) ids.push_back(NodeId::Server(r));
@@ -129,28 +130,28 @@ Status RunTrainInProcess(const TrainOptions& options) {
   std::vector<std::unique_ptr<RpcNode>> rpcs;
   for (auto& t : transports) rpcs.push_back(std::make_unique<RpcNode>(t.get()));
 
+  // The scheduler listens before any other node starts.
+  logging::SetThreadLogTag(NodeId::Scheduler().ToString());
+  scheduler::Scheduler sched(MakeSchedulerOptions(o, o.workers), rpcs[0].get());
+  TS_RETURN_IF_ERROR(sched.Start());
   const server::ServerOptions server_options = MakeServerOptions(o);
   std::vector<Status> server_status(o.servers), worker_status(o.workers);
   std::vector<std::thread> threads;
   for (int r = 0; r < o.servers; ++r) {
     threads.emplace_back([&, r] {
       logging::SetThreadLogTag(NodeId::Server(r).ToString());
-      server_status[r] = server::RunServerNode(server_options, rpcs[1 + r].get(),
-                                               o.register_timeout);
+      server_status[r] =
+          server::RunServerNode(server_options, rpcs[1 + r].get(), o.register_timeout);
     });
   }
   for (int r = 0; r < o.workers; ++r) {
     threads.emplace_back([&, r] {
       logging::SetThreadLogTag(NodeId::Worker(r).ToString());
       worker_status[r] =
-          worker::RunMfWorkerNode(o.mf, rpcs[1 + o.servers + r].get(), o.register_timeout)
-              .status();
+          worker::RunMfWorkerNode(o.mf, rpcs[1 + o.servers + r].get(), o.register_timeout).status();
     });
   }
-  logging::SetThreadLogTag(NodeId::Scheduler().ToString());
-  scheduler::Scheduler sched(MakeSchedulerOptions(o, o.workers), rpcs[0].get());
-  Status sched_status = sched.Start();
-  if (sched_status.ok()) sched_status = sched.Run();
+  Status sched_status = sched.Run();
   for (auto& t : threads) t.join();
   rpcs[0]->Stop();
   return FirstFailure(sched_status, worker_status, server_status);
@@ -174,15 +175,15 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
         std::to_string(o.servers + 2) + " ranks)"));
   }
   if (o.workers_given && o.workers != workers) {
-    return finish(Status::InvalidArgument(
-        "--workers " + std::to_string(o.workers) + " does not match " + std::to_string(size) +
-        " ranks - 1 scheduler - " + std::to_string(o.servers) + " servers = " +
-        std::to_string(workers)));
+    return finish(Status::InvalidArgument("--workers " + std::to_string(o.workers) +
+                                          " does not match " + std::to_string(size) +
+                                          " ranks - 1 scheduler - " + std::to_string(o.servers) +
+                                          " servers = " + std::to_string(workers)));
   }
   o.workers = workers;
-  const NodeId self = rank == 0             ? NodeId::Scheduler()
-                      : rank <= o.servers   ? NodeId::Server(rank - 1)
-                                            : NodeId::Worker(rank - 1 - o.servers);
+  const NodeId self = rank == 0           ? NodeId::Scheduler()
+                      : rank <= o.servers ? NodeId::Server(rank - 1)
+                                          : NodeId::Worker(rank - 1 - o.servers);
   logging::SetThreadLogTag(self.ToString());
 
   // Bootstrap: bind on loopback when every rank runs on this host, else on all interfaces and
@@ -194,7 +195,8 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
   MPI_Allgather(host.data(), kNameBytes, MPI_CHAR, hosts.data(), kNameBytes, MPI_CHAR,
                 MPI_COMM_WORLD);
   bool one_host = true;
-  for (int r = 0; r < size; ++r) one_host &= std::strcmp(hosts.data() + r * kNameBytes, host.data()) == 0;
+  for (int r = 0; r < size; ++r)
+    one_host &= std::strcmp(hosts.data() + r * kNameBytes, host.data()) == 0;
   ZmqTransportOptions zmq_options;
   zmq_options.bind_host = one_host ? "127.0.0.1" : "*";
   auto transport = ZmqTransport::Create(self, zmq_options);
@@ -209,7 +211,7 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
   MPI_Allgather(mine.data(), kNameBytes, MPI_CHAR, all.data(), kNameBytes, MPI_CHAR,
                 MPI_COMM_WORLD);
   for (int r = 0; r < size; ++r) {
-    const NodeId peer = r == 0 ? NodeId::Scheduler()
+    const NodeId peer = r == 0           ? NodeId::Scheduler()
                         : r <= o.servers ? NodeId::Server(r - 1)
                                          : NodeId::Worker(r - 1 - o.servers);
     Status s = (*transport)->AddPeer(peer, std::string(all.data() + r * kNameBytes));

@@ -24,13 +24,16 @@ constexpr char kUsage[] =
 
 int ExitCodeFor(const tessera::Status& s) {
   switch (s.code()) {
-    case tessera::StatusCode::kOk: return 0;
+    case tessera::StatusCode::kOk:
+      return 0;
     case tessera::StatusCode::kInvalidArgument:
     case tessera::StatusCode::kNotFound:
     case tessera::StatusCode::kFailedPrecondition:
     case tessera::StatusCode::kOutOfRange:
-    case tessera::StatusCode::kAlreadyExists: return 2;
-    default: return 1;
+    case tessera::StatusCode::kAlreadyExists:
+      return 2;
+    default:
+      return 1;
   }
 }
 

@@ -18,10 +18,14 @@ Status Scheduler::Start() {
 
 void Scheduler::HandleRequest(Message&& request) {
   switch (request.header.command()) {
-    case proto::COMMAND_REGISTER: return HandleRegister(std::move(request));
-    case proto::COMMAND_REDUCE: return HandleReduce(std::move(request));
-    case proto::COMMAND_DONE: return HandleDone(std::move(request));
-    case proto::COMMAND_ABORT: return HandleAbort(std::move(request));
+    case proto::COMMAND_REGISTER:
+      return HandleRegister(std::move(request));
+    case proto::COMMAND_REDUCE:
+      return HandleReduce(std::move(request));
+    case proto::COMMAND_DONE:
+      return HandleDone(std::move(request));
+    case proto::COMMAND_ABORT:
+      return HandleAbort(std::move(request));
     case proto::COMMAND_ECHO: {
       Message reply;
       reply.frames = request.frames;
@@ -55,10 +59,10 @@ void Scheduler::HandleRegister(Message&& request) {
     return;
   }
   if (id.rank >= limit) {
-    (void)rpc_->ReplyError(request, Status::InvalidArgument(
-                                        id.ToString() + " is not part of this job (" +
-                                        std::to_string(options_.num_servers) + " servers, " +
-                                        std::to_string(options_.num_workers) + " workers)"));
+    (void)rpc_->ReplyError(
+        request, Status::InvalidArgument(id.ToString() + " is not part of this job (" +
+                                         std::to_string(options_.num_servers) + " servers, " +
+                                         std::to_string(options_.num_workers) + " workers)"));
     return;
   }
   if (!registered_.emplace(id, body).second || all_registered_) {
@@ -85,7 +89,8 @@ void Scheduler::HandleRegister(Message&& request) {
   *info.add_peers()->mutable_node() = NodeId::Scheduler().ToProto();
   info.mutable_peers()->rbegin()->set_endpoint(rpc_->transport().endpoint());
   for (const auto& r : shard_map_.ranges()) {
-    TS_LOG(INFO) << "server:" << r.server_rank << " owns slots [" << r.begin << ", " << r.end << ")";
+    TS_LOG(INFO) << "server:" << r.server_rank << " owns slots [" << r.begin << ", " << r.end
+                 << ")";
   }
   TS_LOG(INFO) << "all " << registered_.size() << " nodes registered; shard map version "
                << shard_map_.version();
@@ -166,8 +171,8 @@ void Scheduler::HandleAbort(Message&& request) {
   StatusOr<NodeId> node = NodeId::FromProto(request.header.sender());
   std::string who = node.ok() ? node->ToString() : "an unknown node";
   std::lock_guard lock(mu_);
-  StatusCode code = s.ok() && body.code() != 0 ? static_cast<StatusCode>(body.code())
-                                               : StatusCode::kAborted;
+  StatusCode code =
+      s.ok() && body.code() != 0 ? static_cast<StatusCode>(body.code()) : StatusCode::kAborted;
   AbortLocked(Status(code, s.ok() ? body.reason() : who + " aborted"));
 }
 
@@ -202,8 +207,7 @@ Status Scheduler::Run() {
                                          " ms:" + missing));
   }
   changed_.wait(lock, [&] {
-    return static_cast<int>(done_requests_.size()) == options_.num_workers ||
-           !abort_status_.ok();
+    return static_cast<int>(done_requests_.size()) == options_.num_workers || !abort_status_.ok();
   });
   std::vector<NodeId> nodes;
   for (const auto& [id, reg] : registered_) nodes.push_back(id);

@@ -61,7 +61,7 @@ class Scheduler {
   std::mutex mu_;
   std::condition_variable changed_;
   std::map<NodeId, proto::RegisterRequest> registered_;  // GUARDED_BY(mu_)
-  std::vector<Message> register_requests_;              // GUARDED_BY(mu_)
+  std::vector<Message> register_requests_;               // GUARDED_BY(mu_)
   bool all_registered_ = false;                          // GUARDED_BY(mu_)
   std::map<uint64_t, PendingReduce> reduces_;            // GUARDED_BY(mu_)
   std::vector<Message> done_requests_;                   // GUARDED_BY(mu_)

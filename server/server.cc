@@ -34,12 +34,12 @@ struct Server::Shard {
   std::thread thread;
   // Every push with clock < applied_clock has been applied.
   int64_t applied_clock = 0;
-  std::map<int64_t, int> pushes_applied;                           // non-deterministic mode
-  std::map<int64_t, std::vector<std::optional<WorkItem>>> held;    // deterministic mode
-  std::deque<WorkItem> parked_pulls;                               // clock > applied_clock
-  std::vector<float*> rows;                                        // scratch
-  std::vector<uint64_t> keys;                                      // scratch
-  std::vector<float> grads;                                        // scratch
+  std::map<int64_t, int> pushes_applied;                         // non-deterministic mode
+  std::map<int64_t, std::vector<std::optional<WorkItem>>> held;  // deterministic mode
+  std::deque<WorkItem> parked_pulls;                             // clock > applied_clock
+  std::vector<float*> rows;                                      // scratch
+  std::vector<uint64_t> keys;                                    // scratch
+  std::vector<float> grads;                                      // scratch
   std::atomic<int64_t> pulls{0}, pushes{0}, keys_pulled{0}, keys_pushed{0};
 };
 
@@ -93,9 +93,8 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
     early.swap(early_requests_);
   }
   for (Message& m : early) HandleRequest(std::move(m));
-  TS_LOG(INFO) << "serving " << options_.tables.size() << " table(s) with "
-               << shards_.size() << " shard thread(s)"
-               << (options_.deterministic ? ", deterministic" : "");
+  TS_LOG(INFO) << "serving " << options_.tables.size() << " table(s) with " << shards_.size()
+               << " shard thread(s)" << (options_.deterministic ? ", deterministic" : "");
   return OkStatus();
 }
 
@@ -175,8 +174,8 @@ void Server::HandleRequest(Message&& request) {
     }
     default: {
       ++rejected_;
-      Status s = Status::InvalidArgument("a server does not handle " +
-                                         proto::Command_Name(command));
+      Status s =
+          Status::InvalidArgument("a server does not handle " + proto::Command_Name(command));
       TS_LOG(WARNING) << s.message();
       (void)rpc_->ReplyError(request, s);
     }
@@ -193,10 +192,9 @@ Status Server::ValidateAndRoute(Message&& message) {
   }
   if (message.header.shard_map_version() != 0 &&
       message.header.shard_map_version() != shard_map_.version()) {
-    return Status::FailedPrecondition("shard map version " +
-                                      std::to_string(message.header.shard_map_version()) +
-                                      " is not the current " +
-                                      std::to_string(shard_map_.version()));
+    return Status::FailedPrecondition(
+        "shard map version " + std::to_string(message.header.shard_map_version()) +
+        " is not the current " + std::to_string(shard_map_.version()));
   }
   if (message.header.clock() < 0) return Status::InvalidArgument("negative clock");
 
@@ -227,9 +225,9 @@ Status Server::ValidateAndRoute(Message&& message) {
     for (uint64_t i = begin; i < end; ++i) {
       const uint32_t slot = SlotOf(table_id, keys[i]);
       if (shard_map_.ServerOfSlot(slot) != rank_) {
-        return Status::InvalidArgument("key " + std::to_string(keys[i]) + " of table " +
-                                       std::to_string(table_id) + " belongs to server:" +
-                                       std::to_string(shard_map_.ServerOfSlot(slot)));
+        return Status::InvalidArgument(
+            "key " + std::to_string(keys[i]) + " of table " + std::to_string(table_id) +
+            " belongs to server:" + std::to_string(shard_map_.ServerOfSlot(slot)));
       }
       if (num_shards > 1) positions[slot % num_shards].push_back(static_cast<uint32_t>(i));
     }
@@ -271,8 +269,8 @@ void Server::Process(Shard* shard, WorkItem& item) {
     return;
   }
   if (clock < shard->applied_clock) {
-    item.request->Fail(Status::FailedPrecondition(
-        "push for step " + std::to_string(clock) + " arrived after that step was closed"));
+    item.request->Fail(Status::FailedPrecondition("push for step " + std::to_string(clock) +
+                                                  " arrived after that step was closed"));
     FinishPart(item.request);
     return;
   }
@@ -447,7 +445,8 @@ Status RunServerNode(const ServerOptions& options, RpcNode* rpc,
                      std::chrono::milliseconds register_timeout) {
   const int rank = rpc->self().rank;
   TS_ASSIGN_OR_RETURN(auto server, Server::Create(options, rank, rpc));
-  TS_RETURN_IF_ERROR(rpc->Start([s = server.get()](Message&& m) { s->HandleRequest(std::move(m)); }));
+  TS_RETURN_IF_ERROR(
+      rpc->Start([s = server.get()](Message&& m) { s->HandleRequest(std::move(m)); }));
   auto view = RegisterWithScheduler(*rpc, register_timeout);
   if (!view.ok()) {
     rpc->Stop();

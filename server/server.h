@@ -89,10 +89,10 @@ class Server {
 
   std::mutex mu_;
   std::condition_variable stopped_cv_;
-  bool started_ = false;             // GUARDED_BY(mu_)
+  bool started_ = false;                 // GUARDED_BY(mu_)
   std::vector<Message> early_requests_;  // GUARDED_BY(mu_): arrived before Start()
-  bool shutdown_requested_ = false;  // GUARDED_BY(mu_)
-  Status abort_status_;              // GUARDED_BY(mu_)
+  bool shutdown_requested_ = false;      // GUARDED_BY(mu_)
+  Status abort_status_;                  // GUARDED_BY(mu_)
   std::atomic<int64_t> rejected_{0};
 };
 

@@ -36,8 +36,8 @@ void MetricsWriter::Line(const std::string& json) {
 }
 
 void MetricsWriter::Train(int epoch, double loss, double samples_per_sec) {
-  Line("{\"event\":\"train\",\"epoch\":" + std::to_string(epoch) + ",\"loss\":" +
-       JsonNumber(loss) + ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
+  Line("{\"event\":\"train\",\"epoch\":" + std::to_string(epoch) + ",\"loss\":" + JsonNumber(loss) +
+       ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
 }
 
 void MetricsWriter::Eval(int epoch, const std::string& split, double rmse, double mae) {
@@ -47,8 +47,8 @@ void MetricsWriter::Eval(int epoch, const std::string& split, double rmse, doubl
 
 void MetricsWriter::Done(int epochs, double rmse, double mae, double train_seconds,
                          double samples_per_sec) {
-  Line("{\"event\":\"done\",\"epochs\":" + std::to_string(epochs) + ",\"rmse\":" +
-       JsonNumber(rmse) + ",\"mae\":" + JsonNumber(mae) + ",\"train_seconds\":" +
+  Line("{\"event\":\"done\",\"epochs\":" + std::to_string(epochs) +
+       ",\"rmse\":" + JsonNumber(rmse) + ",\"mae\":" + JsonNumber(mae) + ",\"train_seconds\":" +
        JsonNumber(train_seconds) + ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
 }
 

@@ -83,6 +83,7 @@ class MfTrainer {
   int64_t steps_per_epoch_ = 0;
   int64_t clock_ = 0;  // global step counter, the BSP clock
   int64_t total_train_ratings_ = 0;
+  int64_t samples_done_ = 0;  // local training samples of finished epochs
   Clock::time_point train_start_, last_progress_;
   double train_seconds_ = 0;
 };
@@ -106,8 +107,8 @@ Status MfTrainer::ReadData() {
   if (!options_.test_path.empty()) {
     TS_ASSIGN_OR_RETURN(RatingReadResult test, ReadRatings(options_.test_path, read));
     if (test.bad_lines > 0) {
-      TS_LOG(WARNING) << "skipped " << test.bad_lines << " bad line(s) in "
-                      << options_.test_path << "; first: " << test.first_bad_line;
+      TS_LOG(WARNING) << "skipped " << test.bad_lines << " bad line(s) in " << options_.test_path
+                      << "; first: " << test.first_bad_line;
     }
     test_ = std::move(test.data);
   }
@@ -119,10 +120,10 @@ StatusOr<std::vector<double>> MfTrainer::Reduce(std::vector<double> values, prot
   request.set_round(reduce_round_++);
   request.set_op(op);
   for (double v : values) request.add_values(v);
-  TS_ASSIGN_OR_RETURN(Message reply,
-                      rpc_->CallAndWait(NodeId::Scheduler(),
-                                        MakeControlMessage(proto::COMMAND_REDUCE, request),
-                                        options_.timeout));
+  TS_ASSIGN_OR_RETURN(
+      Message reply,
+      rpc_->CallAndWait(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_REDUCE, request),
+                        options_.timeout));
   proto::ReduceReply body;
   TS_RETURN_IF_ERROR(ParseControlBody(reply, &body));
   if (body.values_size() != static_cast<int>(values.size())) {
@@ -131,8 +132,7 @@ StatusOr<std::vector<double>> MfTrainer::Reduce(std::vector<double> values, prot
   return std::vector<double>(body.values().begin(), body.values().end());
 }
 
-void MfTrainer::Prepare(const RatingData& data, const uint32_t* order, size_t n,
-                        StepBatch* batch) {
+void MfTrainer::Prepare(const RatingData& data, const uint32_t* order, size_t n, StepBatch* batch) {
   batch->user_keys.resize(n);
   batch->item_keys.resize(n);
   batch->ratings.resize(n);
@@ -177,9 +177,8 @@ void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, doub
   const double elapsed = Seconds(now - train_start_);
   const int64_t done_steps = static_cast<int64_t>(epoch) * steps_per_epoch_ + step;
   const int64_t all_steps = static_cast<int64_t>(options_.epochs) * steps_per_epoch_;
-  const double rate = elapsed > 0 ? static_cast<double>(done_steps) * options_.batch_size *
-                                        num_workers_ / elapsed
-                                  : 0;
+  const double rate =
+      elapsed > 0 ? static_cast<double>(samples_done_ + local_samples) * num_workers_ / elapsed : 0;
   const double eta = done_steps > 0 ? elapsed * (all_steps - done_steps) / done_steps : 0;
   char line[256];
   std::snprintf(line, sizeof(line),
@@ -187,9 +186,7 @@ void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, doub
                 epoch + 1, options_.epochs, static_cast<long long>(step),
                 static_cast<long long>(steps_per_epoch_),
                 100.0 * static_cast<double>(done_steps) / std::max<int64_t>(all_steps, 1),
-                FormatRate(std::min(rate, static_cast<double>(total_train_ratings_) /
-                                              std::max(elapsed, 1e-9)))
-                    .c_str(),
+                FormatRate(rate).c_str(),
                 local_samples > 0 ? loss_sum / static_cast<double>(local_samples) : 0.0, eta);
   TS_LOG(INFO) << line;
 }
@@ -218,9 +215,9 @@ Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
     std::vector<float> grads(current->plan.total_floats);
     const kernels::MfBatch kb = MakeKernelBatch(*current, rows);
     double sse = 0;
-    TS_RETURN_IF_ERROR(kernels::MfBatchGradient(
-        device_, kb, grads.data() + current->plan.value_offset[kUserTable],
-        grads.data() + current->plan.value_offset[kItemTable], &sse));
+    TS_RETURN_IF_ERROR(
+        kernels::MfBatchGradient(device_, kb, grads.data() + current->plan.value_offset[kUserTable],
+                                 grads.data() + current->plan.value_offset[kItemTable], &sse));
     *loss_sum += sse;
     *samples += kb.num_samples;
     TS_RETURN_IF_ERROR(ps_->WaitPushes());
@@ -256,8 +253,8 @@ Status MfTrainer::Evaluate(double* sse, double* sae, int64_t* count) {
     batch.pull = ps_->StartPull(batch.plan, clock_, proto::FLAG_NO_CREATE);
     TS_RETURN_IF_ERROR(ps_->FinishPull(batch.plan, batch.pull, &rows));
     predictions.resize(n);
-    TS_RETURN_IF_ERROR(kernels::MfPredict(device_, MakeKernelBatch(batch, rows),
-                                          predictions.data()));
+    TS_RETURN_IF_ERROR(
+        kernels::MfPredict(device_, MakeKernelBatch(batch, rows), predictions.data()));
     for (size_t i = 0; i < n; ++i) {
       const double p = std::clamp(predictions[i], min_rating_, max_rating_);
       const double e = static_cast<double>(batch.ratings[i]) - p;
@@ -291,10 +288,9 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
     local_min = std::min(local_min, r);
     local_max = std::max(local_max, r);
   }
-  TS_ASSIGN_OR_RETURN(auto sums,
-                      Reduce({local_sum, static_cast<double>(train_.size()),
-                              static_cast<double>(test_.size())},
-                             proto::REDUCE_OP_SUM));
+  TS_ASSIGN_OR_RETURN(auto sums, Reduce({local_sum, static_cast<double>(train_.size()),
+                                         static_cast<double>(test_.size())},
+                                        proto::REDUCE_OP_SUM));
   TS_ASSIGN_OR_RETURN(auto maxima, Reduce({static_cast<double>(train_.size()), local_max,
                                            -static_cast<double>(local_min)},
                                           proto::REDUCE_OP_MAX));
@@ -305,15 +301,14 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
   global_mean_ = static_cast<float>(sums[0] / sums[1]);
   max_rating_ = static_cast<float>(maxima[1]);
   min_rating_ = static_cast<float>(-maxima[2]);
-  steps_per_epoch_ = (static_cast<int64_t>(maxima[0]) + options_.batch_size - 1) /
-                     options_.batch_size;
+  steps_per_epoch_ =
+      (static_cast<int64_t>(maxima[0]) + options_.batch_size - 1) / options_.batch_size;
   if (IsReporter()) {
     TS_LOG(INFO) << "training MF dim " << options_.dim << " on " << total_train_ratings_
                  << " ratings (mean " << global_mean_ << ", range [" << min_rating_ << ", "
-                 << max_rating_ << "]), " << static_cast<int64_t>(sums[2])
-                 << " test ratings; " << num_workers_ << " worker(s) x " << steps_per_epoch_
-                 << " steps/epoch of " << options_.batch_size << " on " << view.num_servers
-                 << " server(s)";
+                 << max_rating_ << "]), " << static_cast<int64_t>(sums[2]) << " test ratings; "
+                 << num_workers_ << " worker(s) x " << steps_per_epoch_ << " steps/epoch of "
+                 << options_.batch_size << " on " << view.num_servers << " server(s)";
   }
 
   MfResult result;
@@ -324,6 +319,7 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
     int64_t samples = 0;
     TS_RETURN_IF_ERROR(TrainEpoch(epoch, &loss_sum, &samples));
     const double epoch_seconds = Seconds(Clock::now() - epoch_start);
+    samples_done_ += samples;
     train_seconds_ += epoch_seconds;
     TS_ASSIGN_OR_RETURN(auto train_sums,
                         Reduce({loss_sum, static_cast<double>(samples)}, proto::REDUCE_OP_SUM));
@@ -336,8 +332,8 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
       double sse, sae;
       int64_t count;
       TS_RETURN_IF_ERROR(Evaluate(&sse, &sae, &count));
-      TS_ASSIGN_OR_RETURN(auto eval, Reduce({sse, sae, static_cast<double>(count)},
-                                            proto::REDUCE_OP_SUM));
+      TS_ASSIGN_OR_RETURN(auto eval,
+                          Reduce({sse, sae, static_cast<double>(count)}, proto::REDUCE_OP_SUM));
       const double n = std::max(eval[2], 1.0);
       result.test_rmse = std::sqrt(eval[0] / n);
       result.test_mae = eval[1] / n;
@@ -356,6 +352,20 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
     }
   }
   result.train_seconds = train_seconds_;
+  if (IsReporter() && options_.progress && !options_.test_path.empty()) {
+    char buf[200];
+    if (std::isnan(options_.noise_floor)) {
+      std::snprintf(buf, sizeof(buf), "final test RMSE %.4f, MAE %.4f after %d epoch(s), %.1f s",
+                    result.test_rmse, result.test_mae, options_.epochs, result.train_seconds);
+    } else {
+      std::snprintf(buf, sizeof(buf),
+                    "final test RMSE %.4f next to the noise floor %.4f (σ of the planted noise): "
+                    "%.3f x σ; MAE %.4f; %.1f s",
+                    result.test_rmse, options_.noise_floor, result.test_rmse / options_.noise_floor,
+                    result.test_mae, result.train_seconds);
+    }
+    TS_LOG(INFO) << buf;
+  }
   if (IsReporter()) {
     metrics.Done(options_.epochs, result.test_rmse, result.test_mae, result.train_seconds,
                  result.samples_per_sec);
@@ -364,8 +374,8 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
   // DONE is also the final barrier: the scheduler answers once every worker has finished.
   Message done;
   done.header.set_command(proto::COMMAND_DONE);
-  TS_RETURN_IF_ERROR(rpc_->CallAndWait(NodeId::Scheduler(), std::move(done), options_.timeout)
-                         .status());
+  TS_RETURN_IF_ERROR(
+      rpc_->CallAndWait(NodeId::Scheduler(), std::move(done), options_.timeout).status());
   return result;
 }
 
@@ -390,9 +400,8 @@ StatusOr<MfResult> RunMfWorkerNode(const MfTrainerOptions& options, RpcNode* rpc
         (void)rpc->Reply(m, Message());
         return;
       default:
-        (void)rpc->ReplyError(m, Status::InvalidArgument(
-                                     "a worker does not handle " +
-                                     proto::Command_Name(m.header.command())));
+        (void)rpc->ReplyError(m, Status::InvalidArgument("a worker does not handle " +
+                                                         proto::Command_Name(m.header.command())));
     }
   }));
   MfTrainer trainer(options, rpc);

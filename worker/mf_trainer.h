@@ -24,27 +24,27 @@ inline constexpr uint32_t kItemTable = 1;
 
 struct MfTrainerOptions {
   std::string train_path;
-  std::string test_path;         // "" = no evaluation
+  std::string test_path;  // "" = no evaluation
   RatingFormat format = RatingFormat::kAuto;
   bool skip_bad_lines = false;
   int reader_threads = 2;
-  int dim = 64;                  // factors per row (the row also holds the bias)
+  int dim = 64;  // factors per row (the row also holds the bias)
   int epochs = 20;
-  int batch_size = 256;          // ratings per worker per step
-  float l2 = 0.05f;              // L2 on factors and biases, per rating
-  uint64_t seed = 1;             // shuffling (row initialisation is seeded on the servers)
+  int batch_size = 256;  // ratings per worker per step
+  float l2 = 0.05f;      // L2 on factors and biases, per rating
+  uint64_t seed = 1;     // shuffling (row initialisation is seeded on the servers)
   kernels::Device device = kernels::Device::kCpu;
-  std::string metrics_out;       // JSON lines, written by worker 0
-  double noise_floor = NAN;      // σ of planted data, printed next to the final RMSE
-  bool progress = true;          // worker 0 logs progress lines
+  std::string metrics_out;                    // JSON lines, written by worker 0
+  double noise_floor = NAN;                   // σ of planted data, printed next to the final RMSE
+  bool progress = true;                       // worker 0 logs progress lines
   std::chrono::milliseconds timeout{600000};  // bound on any single wait for a peer
 };
 
 struct MfResult {
   double test_rmse = NAN;
   double test_mae = NAN;
-  double train_loss = NAN;        // MSE over the last epoch
-  double samples_per_sec = 0;     // all workers, training loop only, last epoch
+  double train_loss = NAN;     // MSE over the last epoch
+  double samples_per_sec = 0;  // all workers, training loop only, last epoch
   double train_seconds = 0;
 };
 

@@ -153,9 +153,8 @@ Status PsClient::FinishPull(const BatchPlan& plan, PendingPull& pending,
   rows->assign(num_tables, nullptr);
   if (plan.parts.size() == 1 && plan.parts[0].identity) {
     // One server: the reply already holds table after table in unique-key order.
-    const float* values = pending.messages[0].frames.empty()
-                              ? nullptr
-                              : pending.messages[0].frames[0].as<float>();
+    const float* values =
+        pending.messages[0].frames.empty() ? nullptr : pending.messages[0].frames[0].as<float>();
     for (size_t t = 0; t < num_tables; ++t) {
       (*rows)[t] = values == nullptr ? nullptr : values + plan.value_offset[t];
     }

@@ -41,12 +41,12 @@ class KeyDeduper {
 // Which server gets which unique keys of a batch.
 struct BatchPlan {
   struct Part {
-    Frame keys;                                 // this server's keys, table after table
-    std::vector<uint64_t> counts;               // keys per table
+    Frame keys;                                    // this server's keys, table after table
+    std::vector<uint64_t> counts;                  // keys per table
     std::vector<std::vector<uint32_t>> positions;  // per table: indices into the unique keys
-    bool identity = false;                      // positions are 0..n-1 of every table (one server)
+    bool identity = false;  // positions are 0..n-1 of every table (one server)
   };
-  std::vector<Part> parts;            // by server rank
+  std::vector<Part> parts;             // by server rank
   std::vector<uint64_t> unique_count;  // per table
   std::vector<uint64_t> value_offset;  // per table: first float in a table-after-table buffer
   uint64_t total_floats = 0;
@@ -55,8 +55,7 @@ struct BatchPlan {
 class PsClient {
  public:
   // `layout.dims[t]` is the width of table t's rows. Borrows rpc.
-  PsClient(RpcNode* rpc, ShardMap shard_map, TableLayout layout,
-           std::chrono::milliseconds timeout);
+  PsClient(RpcNode* rpc, ShardMap shard_map, TableLayout layout, std::chrono::milliseconds timeout);
 
   BatchPlan Plan(const std::vector<std::vector<uint64_t>>& unique_keys) const;
 

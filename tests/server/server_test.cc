@@ -1,0 +1,295 @@
+#include "server/server.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "core/inproc_transport.h"
+#include "core/logging.h"
+#include "kernels/optimizer_math.h"
+
+namespace tessera::server {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr milliseconds kWait(10000);
+
+// One server (in-process transport) and `num_workers` worker RpcNodes that talk to it directly.
+class ServerHarness {
+ public:
+  ServerHarness(int num_workers, int shard_threads, bool deterministic, int dim = 3,
+                kernels::OptimizerKind kind = kernels::OptimizerKind::kAdagrad) {
+    server_transport_ = std::make_unique<InProcTransport>(&hub_, NodeId::Server(0));
+    server_rpc_ = std::make_unique<RpcNode>(server_transport_.get());
+    for (uint32_t t = 0; t < 2; ++t) {
+      TableOptions table;
+      table.table_id = t;
+      table.dim = dim;
+      table.seed = 11;
+      table.init_std = 0.1f;
+      table.optimizer.kind = kind;
+      table.optimizer.lr = 0.1f;
+      options_.tables.push_back(table);
+    }
+    options_.num_shard_threads = shard_threads;
+    options_.deterministic = deterministic;
+    auto server = Server::Create(options_, 0, server_rpc_.get());
+    TS_CHECK(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    TS_CHECK_OK(server_rpc_->Start([this](Message&& m) { server_->HandleRequest(std::move(m)); }));
+    TS_CHECK_OK(server_->Start(ShardMap::Even(1, 1), num_workers));
+    for (int w = 0; w < num_workers; ++w) {
+      worker_transports_.push_back(std::make_unique<InProcTransport>(&hub_, NodeId::Worker(w)));
+      workers_.push_back(std::make_unique<RpcNode>(worker_transports_.back().get()));
+      TS_CHECK_OK(workers_.back()->Start(nullptr));
+    }
+  }
+  ~ServerHarness() {
+    for (auto& w : workers_) w->Stop();
+    server_rpc_->Stop();
+    server_->Stop();
+  }
+
+  static Message KeyMessage(proto::Command command, uint32_t table, std::vector<uint64_t> keys,
+                            int64_t clock) {
+    Message m;
+    m.header.set_command(command);
+    m.header.set_clock(clock);
+    m.header.set_dtype(proto::DTYPE_FLOAT32);
+    auto* t = m.header.add_tables();
+    t->set_table_id(table);
+    t->set_num_keys(keys.size());
+    m.frames.push_back(Frame::FromVector(std::move(keys)));
+    return m;
+  }
+  std::future<StatusOr<Message>> Pull(int worker, uint32_t table, std::vector<uint64_t> keys,
+                                      int64_t clock, uint32_t flags = 0) {
+    Message m = KeyMessage(proto::COMMAND_PULL, table, std::move(keys), clock);
+    m.header.set_flags(flags);
+    return workers_[worker]->Call(NodeId::Server(0), std::move(m));
+  }
+  std::future<StatusOr<Message>> Push(int worker, uint32_t table, std::vector<uint64_t> keys,
+                                      std::vector<float> grads, int64_t clock) {
+    Message m = KeyMessage(proto::COMMAND_PUSH, table, std::move(keys), clock);
+    m.frames.push_back(Frame::FromVector(std::move(grads)));
+    return workers_[worker]->Call(NodeId::Server(0), std::move(m));
+  }
+  StatusOr<std::vector<float>> PullValues(int worker, uint32_t table, std::vector<uint64_t> keys,
+                                          int64_t clock, uint32_t flags = 0) {
+    auto f = Pull(worker, table, std::move(keys), clock, flags);
+    TS_ASSIGN_OR_RETURN(Message reply, RpcNode::Wait(f, kWait, "pull"));
+    if (reply.frames.size() != 1) return Status::DataLoss("no values");
+    const float* v = reply.frames[0].as<float>();
+    return std::vector<float>(v, v + reply.frames[0].count<float>());
+  }
+  Status PushAndWait(int worker, uint32_t table, std::vector<uint64_t> keys,
+                     std::vector<float> grads, int64_t clock) {
+    auto ack = Push(worker, table, std::move(keys), std::move(grads), clock);
+    return RpcNode::Wait(ack, kWait, "push").status();
+  }
+  // A table built like the server's, for initial values (as on any other server).
+  std::vector<float> InitialRow(uint32_t table, uint64_t key) {
+    auto t = EmbeddingTable::Create(options_.tables[table]);
+    std::vector<float> row(options_.tables[table].dim);
+    (*t)->InitialWeights(key, row.data());
+    return row;
+  }
+
+  InProcHub hub_;
+  ServerOptions options_;
+  std::unique_ptr<Transport> server_transport_;
+  std::unique_ptr<RpcNode> server_rpc_;
+  std::unique_ptr<Server> server_;
+  std::vector<std::unique_ptr<Transport>> worker_transports_;
+  std::vector<std::unique_ptr<RpcNode>> workers_;
+};
+
+TEST(ServerTest, PullOfUnseenKeyReturnsItsDeterministicInitialRow) {
+  ServerHarness h(1, 1, false);
+  auto values = h.PullValues(0, 1, {42, 7}, 0);
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  std::vector<float> expect = h.InitialRow(1, 42), second = h.InitialRow(1, 7);
+  expect.insert(expect.end(), second.begin(), second.end());
+  EXPECT_EQ(*values, expect);
+  EXPECT_NE(h.server_->PeekRow(1, 42), nullptr);  // created on first touch
+}
+
+TEST(ServerTest, NoCreatePullAnswersInitialValuesWithoutCreatingRows) {
+  ServerHarness h(1, 1, false);
+  auto values = h.PullValues(0, 0, {5}, 0, proto::FLAG_NO_CREATE);
+  ASSERT_TRUE(values.ok());
+  EXPECT_EQ(*values, h.InitialRow(0, 5));
+  EXPECT_EQ(h.server_->PeekRow(0, 5), nullptr);
+}
+
+TEST(ServerTest, PushAppliesAdagradToTheRow) {
+  ServerHarness h(1, 1, false);
+  std::vector<float> w = h.InitialRow(0, 9);
+  ASSERT_TRUE(h.PushAndWait(0, 0, {9}, {0.5f, -1.0f, 2.0f}, 0).ok());
+  auto values = h.PullValues(0, 0, {9}, 1);
+  ASSERT_TRUE(values.ok());
+  // Adagrad from a zero accumulator: acc = g^2, w -= lr * g / (|g| + eps) = w - lr * sign(g).
+  const float g[3] = {0.5f, -1.0f, 2.0f};
+  for (int j = 0; j < 3; ++j) {
+    float expect = w[j] - 0.1f * g[j] / (std::sqrt(g[j] * g[j]) + 1e-8f);
+    EXPECT_FLOAT_EQ((*values)[j], expect) << j;
+  }
+}
+
+TEST(ServerTest, MalformedRequestGetsAnErrorReplyAndTheServerKeepsServing) {
+  ServerHarness h(1, 2, false);
+  Message bad = ServerHarness::KeyMessage(proto::COMMAND_PULL, 0, {1, 2, 3}, 0);
+  bad.header.mutable_tables(0)->set_num_keys(5);  // header claims more keys than the frame has
+  auto reply = h.workers_[0]->CallAndWait(NodeId::Server(0), std::move(bad), kWait);
+  EXPECT_EQ(reply.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(reply.status().message().find("key frame"), std::string::npos);
+
+  Message unknown_table = ServerHarness::KeyMessage(proto::COMMAND_PULL, 7, {1}, 0);
+  EXPECT_EQ(h.workers_[0]
+                ->CallAndWait(NodeId::Server(0), std::move(unknown_table), kWait)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  Message odd;
+  odd.header.set_command(proto::COMMAND_REDUCE);
+  EXPECT_FALSE(h.workers_[0]->CallAndWait(NodeId::Server(0), std::move(odd), kWait).ok());
+
+  EXPECT_TRUE(h.PullValues(0, 0, {1, 2, 3}, 0).ok());
+  EXPECT_EQ(h.server_->stats().rejected, 3);
+}
+
+TEST(ServerTest, KeysOfAnotherServerAreRefused) {
+  InProcHub hub;
+  InProcTransport st(&hub, NodeId::Server(1)), wt(&hub, NodeId::Worker(0));
+  RpcNode server_rpc(&st), worker(&wt);
+  ServerOptions options;
+  TableOptions table;
+  table.dim = 2;
+  options.tables.push_back(table);
+  auto server = Server::Create(options, 1, &server_rpc);
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE(server_rpc.Start([&](Message&& m) { (*server)->HandleRequest(std::move(m)); }).ok());
+  ShardMap map = ShardMap::Even(2, 1);
+  ASSERT_TRUE((*server)->Start(map, 1).ok());
+  ASSERT_TRUE(worker.Start(nullptr).ok());
+  uint64_t foreign = 0;
+  while (map.ServerOf(0, foreign) != 0) ++foreign;
+  auto reply = worker.CallAndWait(
+      NodeId::Server(1), ServerHarness::KeyMessage(proto::COMMAND_PULL, 0, {foreign}, 0), kWait);
+  EXPECT_EQ(reply.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(reply.status().message().find("belongs to server:0"), std::string::npos);
+  worker.Stop();
+  server_rpc.Stop();
+}
+
+TEST(ServerTest, BspPullWaitsForEveryWorkersPushOfThePreviousStep) {
+  ServerHarness h(2, 1, false);
+  auto push0 = h.Push(0, 0, {1}, {1, 1, 1}, 0);
+  auto early_pull = h.Pull(0, 0, {1}, 1);  // step 1 needs both pushes of step 0
+  ASSERT_TRUE(RpcNode::Wait(push0, kWait, "push").ok());
+  EXPECT_EQ(early_pull.wait_for(milliseconds(100)), std::future_status::timeout);
+  auto push1 = h.Push(1, 0, {1}, {1, 1, 1}, 0);
+  auto pulled = RpcNode::Wait(early_pull, kWait, "pull");
+  ASSERT_TRUE(pulled.ok());
+  ASSERT_TRUE(RpcNode::Wait(push1, kWait, "push").ok());
+  // Both pushes were applied before the pull was answered.
+  std::vector<float> after(pulled->frames[0].as<float>(), pulled->frames[0].as<float>() + 3);
+  auto again = h.PullValues(1, 0, {1}, 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(after, *again);
+  EXPECT_NE(after, h.InitialRow(0, 1));
+}
+
+TEST(ServerTest, PushForAClosedStepIsRefused) {
+  ServerHarness h(1, 1, false);
+  ASSERT_TRUE(h.PushAndWait(0, 0, {1}, {1, 1, 1}, 0).ok());
+  auto stale = h.Push(0, 0, {1}, {1, 1, 1}, 0);
+  EXPECT_EQ(RpcNode::Wait(stale, kWait, "push").status().code(), StatusCode::kFailedPrecondition);
+}
+
+// Deterministic mode applies the pushes of a step in worker-rank order, whatever the arrival
+// order: the result equals applying them sequentially, worker 0 first.
+TEST(ServerTest, DeterministicModeAppliesPushesInWorkerRankOrder) {
+  for (bool worker1_first : {false, true}) {
+    ServerHarness h(2, 2, true, 3, kernels::OptimizerKind::kAdagrad);
+    std::vector<float> g0 = {0.3f, -0.7f, 1.1f}, g1 = {-2.0f, 0.25f, 0.5f};
+    std::vector<std::future<StatusOr<Message>>> acks;
+    if (worker1_first) acks.push_back(h.Push(1, 0, {4}, g1, 0));
+    acks.push_back(h.Push(0, 0, {4}, g0, 0));
+    if (!worker1_first) acks.push_back(h.Push(1, 0, {4}, g1, 0));
+    for (auto& a : acks) ASSERT_TRUE(RpcNode::Wait(a, kWait, "push").ok());
+    auto got = h.PullValues(0, 0, {4}, 1);
+    ASSERT_TRUE(got.ok());
+    std::vector<float> w = h.InitialRow(0, 4), acc(3, 0.0f);
+    kernels::AdagradParams p;
+    p.lr = 0.1f;
+    for (const auto& g : {g0, g1}) {
+      for (int j = 0; j < 3; ++j) w[j] = kernels::AdagradStep(w[j], g[j], &acc[j], p);
+    }
+    EXPECT_EQ(*got, w) << "worker 1 first: " << worker1_first;
+  }
+}
+
+// Property: random pulls and pushes (random keys, duplicates, both tables, several shard
+// threads) give exactly the rows of a sequential in-memory reference.
+TEST(ServerPropertyTest, RandomPullPushSequencesMatchAnInMemoryReference) {
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  for (int shard_threads : {1, 3}) {
+    ServerHarness h(1, shard_threads, false, 4, kernels::OptimizerKind::kAdagrad);
+    std::map<std::pair<uint32_t, uint64_t>, std::pair<std::vector<float>, std::vector<float>>> ref;
+    kernels::AdagradParams p;
+    p.lr = 0.1f;
+    auto ref_row = [&](uint32_t t, uint64_t k) -> auto& {
+      auto it = ref.find({t, k});
+      if (it == ref.end()) {
+        it = ref.emplace(std::make_pair(t, k),
+                         std::make_pair(h.InitialRow(t, k), std::vector<float>(4, 0.0f)))
+                 .first;
+      }
+      return it->second;
+    };
+    int64_t clock = 0;
+    for (int op = 0; op < 300; ++op) {
+      const uint32_t table = rng() % 2;
+      std::vector<uint64_t> keys(1 + rng() % 20);
+      for (auto& k : keys) k = rng() % 50 + (rng() % 4 == 0 ? (uint64_t{1} << 63) : 0);
+      if (rng() % 2 == 0) {
+        auto got = h.PullValues(0, table, keys, clock);
+        ASSERT_TRUE(got.ok());
+        for (size_t i = 0; i < keys.size(); ++i) {
+          const auto& w = ref_row(table, keys[i]).first;
+          for (int j = 0; j < 4; ++j) ASSERT_EQ((*got)[i * 4 + j], w[j]) << "op " << op;
+        }
+      } else {
+        std::vector<float> grads(keys.size() * 4);
+        for (auto& g : grads) g = std::uniform_real_distribution<float>(-1, 1)(rng);
+        for (size_t i = 0; i < keys.size(); ++i) {
+          auto& [w, acc] = ref_row(table, keys[i]);
+          for (int j = 0; j < 4; ++j)
+            w[j] = kernels::AdagradStep(w[j], grads[i * 4 + j], &acc[j], p);
+        }
+        auto ack = h.Push(0, table, keys, grads, clock++);
+        ASSERT_TRUE(RpcNode::Wait(ack, kWait, "push").ok());
+      }
+    }
+    for (const auto& [tk, row] : ref) {
+      const float* got = h.server_->PeekRow(tk.first, tk.second);
+      ASSERT_NE(got, nullptr);
+      for (int j = 0; j < 4; ++j) EXPECT_EQ(got[j], row.first[j]);
+    }
+  }
+}
+
+TEST(ServerTest, ShutdownIsAcknowledgedAndEndsTheWait) {
+  ServerHarness h(1, 1, false);
+  Message m;
+  m.header.set_command(proto::COMMAND_SHUTDOWN);
+  EXPECT_TRUE(h.workers_[0]->CallAndWait(NodeId::Server(0), std::move(m), kWait).ok());
+  EXPECT_TRUE(h.server_->WaitForShutdown(milliseconds(1000)).ok());
+}
+
+}  // namespace
+}  // namespace tessera::server
