@@ -1,0 +1,145 @@
+#include "launch/flags.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/testing/test_util.h"
+
+namespace tessera::launch {
+namespace {
+
+using testing::TempDir;
+using testing::WriteFile;
+
+ParseOutcome Parse(std::vector<std::string> args, TrainOptions* options) {
+  return ParseTrainOptions(args, options);
+}
+
+class FlagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    train_ = dir_.Join("train.txt");
+    WriteFile(train_, "1 2 3.5\n");
+  }
+  TempDir dir_;
+  std::string train_;
+};
+
+TEST_F(FlagsTest, NoTrainFileMeansTheEmbeddedDemo) {
+  TrainOptions o;
+  ParseOutcome out = Parse({}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_TRUE(o.embedded_default);
+  EXPECT_GT(o.embedded_data.ratings, 0);
+  EXPECT_EQ(o.servers, 1);
+  EXPECT_EQ(o.workers, 1);
+}
+
+TEST_F(FlagsTest, TypedValuesAreParsedAndSummarised) {
+  TrainOptions o;
+  ParseOutcome out = Parse(
+      {"--train", train_, "--dim", "16", "--epochs", "3", "--optimizer", "sgd", "--lr", "0.01",
+       "--servers", "2", "--workers", "3", "--deterministic", "--format", "libmf", "--seed", "9"},
+      &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(o.mf.dim, 16);
+  EXPECT_EQ(o.mf.epochs, 3);
+  EXPECT_EQ(o.optimizer.kind, kernels::OptimizerKind::kSgd);
+  EXPECT_FLOAT_EQ(o.optimizer.lr, 0.01f);
+  EXPECT_EQ(o.servers, 2);
+  EXPECT_EQ(o.workers, 3);
+  EXPECT_TRUE(o.workers_given);
+  EXPECT_TRUE(o.deterministic);
+  EXPECT_EQ(o.mf.format, worker::RatingFormat::kLibmf);
+  EXPECT_EQ(o.init_seed, 9u);
+  EXPECT_NE(o.summary.find("dim = 16"), std::string::npos) << o.summary;
+  EXPECT_NE(o.summary.find("l2 = 0.05 (default)"), std::string::npos) << o.summary;
+}
+
+TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"--bogus"},
+      {"--dim", "abc"},
+      {"--dim", "0"},
+      {"--epochs", "-1"},
+      {"--lr", "0"},
+      {"--format", "xml"},
+      {"--optimizer", "adamw"},
+      {"--device", "tpu"},
+      {"--model", "deepfm"},
+      {"--servers", "0"},
+      {"--transport", "carrier-pigeon"},
+  };
+  for (auto args : bad) {
+    args.insert(args.begin(), {"--train", train_});
+    TrainOptions o;
+    ParseOutcome out = Parse(args, &o);
+    EXPECT_FALSE(out.run) << args[2];
+    EXPECT_EQ(out.exit_code, 2) << args[2];
+    EXPECT_FALSE(out.text.empty());
+    EXPECT_EQ(out.text.find('\n'), std::string::npos) << out.text;
+  }
+}
+
+TEST_F(FlagsTest, MissingDataFilesAreReportedByName) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", dir_.Join("nope.txt")}, &o);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("nope.txt"), std::string::npos);
+  out = Parse({"--train", train_, "--test", dir_.Join("missing-test.txt")}, &o);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("missing-test.txt"), std::string::npos);
+}
+
+TEST_F(FlagsTest, HelpListsTheOptionsAndExitsZero) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--help"}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_EQ(out.exit_code, 0);
+  EXPECT_NE(out.text.find("--batch-size"), std::string::npos);
+}
+
+TEST_F(FlagsTest, ConfigFileSectionsAreReadAndFlagsOverrideThem) {
+  const std::string config = dir_.Join("job.ini");
+  WriteFile(config,
+            "# a job\n[model]\ndim = 8\nl2 = 0.5\n[train]\nepochs = 4\ntrain = " + train_ + "\n");
+  TrainOptions o;
+  ParseOutcome out = Parse({"--config", config, "--epochs", "7"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(o.mf.dim, 8);
+  EXPECT_FLOAT_EQ(o.mf.l2, 0.5f);
+  EXPECT_EQ(o.mf.epochs, 7);  // the flag wins
+  EXPECT_EQ(o.mf.train_path, train_);
+  EXPECT_FALSE(o.embedded_default);
+}
+
+TEST_F(FlagsTest, ConfigFileWithUnknownKeyOrBadValueIsRefused) {
+  const std::string config = dir_.Join("bad.ini");
+  WriteFile(config, "[model]\ndimension = 8\n");
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--config", config}, &o);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("model.dimension"), std::string::npos) << out.text;
+  WriteFile(config, "[model]\ndim = eight\n");
+  out = Parse({"--train", train_, "--config", config}, &o);
+  EXPECT_EQ(out.exit_code, 2);
+  out = Parse({"--train", train_, "--config", dir_.Join("absent.ini")}, &o);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("absent.ini"), std::string::npos);
+}
+
+TEST(GenFlagsTest, OutIsRequiredAndValuesAreValidated) {
+  worker::RatingGenOptions o;
+  std::string out_dir;
+  EXPECT_EQ(ParseGenRatingsOptions({}, &o, &out_dir).exit_code, 2);
+  EXPECT_EQ(ParseGenRatingsOptions({"--out", "/tmp/x", "--rank", "0"}, &o, &out_dir).exit_code, 2);
+  worker::RatingGenOptions ok;
+  ParseOutcome out =
+      ParseGenRatingsOptions({"--out", "/tmp/x", "--users", "50", "--noise", "0.2"}, &ok, &out_dir);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(ok.users, 50);
+  EXPECT_DOUBLE_EQ(ok.noise, 0.2);
+  EXPECT_EQ(out_dir, "/tmp/x");
+}
+
+}  // namespace
+}  // namespace tessera::launch
