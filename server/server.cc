@@ -40,6 +40,29 @@ struct Server::Shard {
   std::vector<float*> rows;                                      // scratch
   std::vector<uint64_t> keys;                                    // scratch
   std::vector<float> grads;                                      // scratch
+  // Per worker: the keys and rows of its last pull (whole requests only). A worker pushes the
+  // keys it just pulled, so the push can reuse the rows instead of probing the index again.
+  // Rows never move (EmbeddingTable's arena contract), and the keys are compared before reuse.
+  struct PullCache {
+    Frame keys;
+    std::vector<std::pair<uint32_t, uint64_t>> tables;  // (table id, keys) as in the header
+    std::vector<float*> rows;
+
+    bool Matches(const proto::Header& h, const Frame& other) const {
+      if (keys.size() != other.size() || tables.size() != static_cast<size_t>(h.tables_size())) {
+        return false;
+      }
+      for (size_t t = 0; t < tables.size(); ++t) {
+        if (tables[t].first != h.tables(t).table_id() ||
+            tables[t].second != h.tables(t).num_keys()) {
+          return false;
+        }
+      }
+      return keys.data() == other.data() ||
+             std::memcmp(keys.data(), other.data(), keys.size()) == 0;
+    }
+  };
+  std::vector<PullCache> last_pull;  // by worker rank
   std::atomic<int64_t> pulls{0}, pushes{0}, keys_pulled{0}, keys_pushed{0};
 };
 
@@ -79,6 +102,7 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
   std::vector<Message> early;
   shard_map_ = shard_map;
   num_workers_ = num_workers;
+  for (auto& shard : shards_) shard->last_pull.resize(num_workers);
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->thread = std::thread([this, s] {
@@ -323,6 +347,14 @@ void Server::ServePull(Shard* shard, WorkItem& item) {
   const bool create = (h.flags() & proto::FLAG_NO_CREATE) == 0;
   const uint64_t* keys = r.message.frames[0].as<uint64_t>();
   int64_t served = 0;
+  Shard::PullCache* cache = nullptr;
+  if (item.all && create) {
+    cache = &shard->last_pull[r.worker_rank];
+    cache->keys = r.message.frames[0];
+    cache->tables.clear();
+    for (const auto& t : h.tables()) cache->tables.emplace_back(t.table_id(), t.num_keys());
+    cache->rows.resize(TotalKeys(h));
+  }
   for (int ti = 0; ti < h.tables_size(); ++ti) {
     const uint32_t table_id = h.tables(ti).table_id();
     EmbeddingTable& table = *shard->tables[table_id];
@@ -331,11 +363,17 @@ void Server::ServePull(Shard* shard, WorkItem& item) {
     const uint64_t n = h.tables(ti).num_keys();
     float* out = r.reply_values + r.value_offset[ti];
     if (item.all) {
-      shard->rows.resize(n);
-      table.FindBatch(keys + begin, static_cast<int64_t>(n), create, shard->rows.data());
+      float** rows = shard->rows.data();
+      if (cache != nullptr) {
+        rows = cache->rows.data() + begin;
+      } else {
+        shard->rows.resize(n);
+        rows = shard->rows.data();
+      }
+      table.FindBatch(keys + begin, static_cast<int64_t>(n), create, rows);
       for (uint64_t i = 0; i < n; ++i) {
-        if (shard->rows[i] != nullptr) {
-          std::memcpy(out + i * dim, shard->rows[i], dim * sizeof(float));
+        if (rows[i] != nullptr) {
+          std::memcpy(out + i * dim, rows[i], dim * sizeof(float));
         } else {
           table.InitialWeights(keys[begin + i], out + i * dim);
         }
@@ -374,6 +412,12 @@ void Server::ApplyPush(Shard* shard, WorkItem& item) {
   const uint64_t* keys = r.message.frames[0].as<uint64_t>();
   const float* grads = r.message.frames[1].as<float>();
   int64_t applied = 0;
+  // Rows of the same keys' pull, if this worker's last pull asked for exactly these keys.
+  float* const* cached_rows = nullptr;
+  if (item.all) {
+    const Shard::PullCache& cache = shard->last_pull[r.worker_rank];
+    if (cache.Matches(h, r.message.frames[0])) cached_rows = cache.rows.data();
+  }
   for (int ti = 0; ti < h.tables_size(); ++ti) {
     const uint32_t table_id = h.tables(ti).table_id();
     EmbeddingTable& table = *shard->tables[table_id];
@@ -396,10 +440,16 @@ void Server::ApplyPush(Shard* shard, WorkItem& item) {
       table_keys = shard->keys.data();
       table_grads = shard->grads.data();
     }
-    shard->rows.resize(count);
-    table.FindBatch(table_keys, count, /*create=*/true, shard->rows.data());
-    Status s = kernels::ApplySparseUpdateCpu(table.options().optimizer, shard->rows.data(),
-                                             table_grads, count, dim);
+    float* const* rows;
+    if (cached_rows != nullptr) {
+      rows = cached_rows + begin;
+    } else {
+      shard->rows.resize(count);
+      table.FindBatch(table_keys, count, /*create=*/true, shard->rows.data());
+      rows = shard->rows.data();
+    }
+    Status s =
+        kernels::ApplySparseUpdateCpu(table.options().optimizer, rows, table_grads, count, dim);
     if (!s.ok()) r.Fail(s);
     applied += count;
   }
