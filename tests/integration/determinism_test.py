@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""With --deterministic, training is bit-identical whatever the layout of the job.
+
+Reference: 2 servers + 2 workers in one process, --deterministic --seed 7 --epochs 3. Every
+per-epoch loss and test rmse/mae (compared as the exact JSON text, timings ignored) must equal
+the reference's for: a second identical run, 1 and 3 servers, --transport zmq,
+--server-threads 3 (default mode), or `mpirun -np 5 ... --servers 2` (--mpi mode).
+A different number of workers is a different SGD schedule: 1 server + 1 worker must only land
+within 1% of the reference's final RMSE.
+"""
+
+import tessera_it as it
+
+SEED = 7
+DATA_SEED = 11
+EPOCHS = 3
+RUN_LIMIT_S = 120
+
+
+def train(ctx, data, name, extra, mpi_ranks=None):
+    train_path, test_path = data
+    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+    metrics = ctx.path(f"metrics-{slug}.jsonl")
+    args = ["train", "--train", train_path, "--test", test_path, "--deterministic",
+            "--seed", SEED, "--epochs", EPOCHS, "--metrics-out", metrics] + extra
+    if mpi_ranks:
+        # Short peer timeouts: should mpirun be killed, orphaned ranks give up soon.
+        res = ctx.mpirun(mpi_ranks, args + ["--timeout", "60", "--register-timeout", "60"],
+                         RUN_LIMIT_S)
+    else:
+        res = ctx.tessera_run(args, RUN_LIMIT_S)
+    it.expect_exit(res, 0, f"run '{name}'")
+    records = it.read_metrics(metrics)
+    series = it.model_series(records)
+    epochs_seen = sum(1 for r in records if r.get("event") == "eval")
+    it.check(epochs_seen == EPOCHS,
+             f"run '{name}': {epochs_seen} eval records in {metrics}, expected {EPOCHS}")
+    return records, series
+
+
+def expect_identical(name, series, ref_series):
+    if series == ref_series:
+        print(f"  '{name}' is bit-identical to the reference ({len(series)} numbers)")
+        return
+    for i, (got, want) in enumerate(zip(series, ref_series)):
+        if got != want:
+            raise it.TestFailure(f"run '{name}' differs from the reference at number {i}: "
+                                 f"{got} != {want} (seed {SEED}, data seed {DATA_SEED})")
+    raise it.TestFailure(f"run '{name}' has {len(series)} numbers, the reference "
+                         f"{len(ref_series)} (seed {SEED}, data seed {DATA_SEED})")
+
+
+def test(ctx):
+    train_path, test_path, _ = ctx.gen_ratings("data", users=2000, items=500, ratings=60000,
+                                               seed=DATA_SEED)
+    data = (train_path, test_path)
+    ref_records, ref = train(ctx, data, "2 servers + 2 workers", ["--servers", 2, "--workers", 2])
+    if ctx.args.mpi:
+        _, series = train(ctx, data, "mpirun -np 5 --servers 2", ["--servers", 2], mpi_ranks=5)
+        expect_identical("mpirun -np 5 --servers 2", series, ref)
+        return
+
+    variants = {
+        "2 servers + 2 workers, again": ["--servers", 2, "--workers", 2],
+        "1 server + 2 workers": ["--servers", 1, "--workers", 2],
+        "3 servers + 2 workers": ["--servers", 3, "--workers", 2],
+        "--transport zmq": ["--servers", 2, "--workers", 2, "--transport", "zmq"],
+        "--server-threads 3": ["--servers", 2, "--workers", 2, "--server-threads", 3],
+    }
+    for name, extra in variants.items():
+        _, series = train(ctx, data, name, extra)
+        expect_identical(name, series, ref)
+
+    one_records, _ = train(ctx, data, "1 server + 1 worker", ["--servers", 1, "--workers", 1])
+    ref_rmse, one_rmse = it.final_rmse(ref_records), it.final_rmse(one_records)
+    gap = abs(one_rmse - ref_rmse) / ref_rmse
+    print(f"  final test RMSE: 2 workers {ref_rmse:.6f}, 1 worker {one_rmse:.6f} "
+          f"(gap {100 * gap:.3f}%)")
+    it.check(gap <= 0.01, f"1 worker reaches RMSE {one_rmse}, 2 workers {ref_rmse}: "
+                          f"{100 * gap:.2f}% apart, more than 1% (seed {SEED})")
+
+
+def add_args(p):
+    p.add_argument("--mpi", action="store_true",
+                   help="compare `mpirun -np 5` with the in-process reference")
+
+
+if __name__ == "__main__":
+    it.main(test, __doc__, add_args)
