@@ -24,7 +24,8 @@ struct MfBatch {
   const float* item_rows = nullptr;  // num_items x (dim + 1)
   int64_t num_items = 0;
   float global_mean = 0.f;  // mu
-  float l2 = 0.f;           // regularisation weight, applied once per sample (see below)
+  float l2 = 0.f;           // regularisation of the factors, applied once per sample (see below)
+  float l2_bias = 0.f;      // regularisation of the biases, applied once per sample
 };
 
 // InvalidArgument for negative sizes, dim <= 0, or a null pointer that a non-empty batch
@@ -32,15 +33,15 @@ struct MfBatch {
 // values are range-checked by the CPU kernels only (see MfBatchGradientCuda).
 Status ValidateMfBatch(const MfBatch& b);
 
-// Gradients of 0.5 * (r - r_hat)^2 + 0.5 * l2 * (|p_u|^2 + b_u^2 + |q_i|^2 + b_i^2) for each
-// sample, summed per row, written to user_grads (num_users x (dim + 1)) and item_grads
-// (num_items x (dim + 1)), which are overwritten (rows no sample touches get zeros). A row used
-// by k samples therefore gets k times the l2 term. *sq_error_sum = sum over samples of
-// (r - r_hat)^2, accumulated in double; sq_error_sum may be null when not wanted.
-// CPU: samples are accumulated in index order, so the result is deterministic.
-// REQUIRES: user_grads and item_grads overlap neither each other nor the batch's inputs.
-// InvalidArgument for a bad batch (ValidateMfBatch), null ratings with samples, null grads with
-// rows, or (CPU) an index out of range, in which case no output is written.
+// Gradients of 0.5 * (r - r_hat)^2 + 0.5 * l2 * (|p_u|^2 + |q_i|^2) + 0.5 * l2_bias * (b_u^2 +
+// b_i^2) for each sample, summed per row, written to user_grads (num_users x (dim + 1)) and
+// item_grads (num_items x (dim + 1)), which are overwritten (rows no sample touches get zeros). A
+// row used by k samples therefore gets k times the l2 terms. *sq_error_sum = sum over samples of (r
+// - r_hat)^2, accumulated in double; sq_error_sum may be null when not wanted. CPU: samples are
+// accumulated in index order, so the result is deterministic. REQUIRES: user_grads and item_grads
+// overlap neither each other nor the batch's inputs. InvalidArgument for a bad batch
+// (ValidateMfBatch), null ratings with samples, null grads with rows, or (CPU) an index out of
+// range, in which case no output is written.
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
                        float* item_grads, double* sq_error_sum);
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,

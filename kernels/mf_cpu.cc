@@ -80,8 +80,8 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
     const float err = MfError(b.ratings[s], prediction);
     sq_error += static_cast<double>(err) * err;
     AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim);
-    grad_p[dim] += MfBiasGrad(err, p[dim], b.l2);
-    grad_q[dim] += MfBiasGrad(err, q[dim], b.l2);
+    grad_p[dim] += MfBiasGrad(err, p[dim], b.l2_bias);
+    grad_q[dim] += MfBiasGrad(err, q[dim], b.l2_bias);
   }
   if (sq_error_sum != nullptr) *sq_error_sum = sq_error;
   return OkStatus();

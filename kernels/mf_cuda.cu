@@ -67,8 +67,8 @@ __global__ void MfGradientKernel(MfBatch b, float* __restrict__ user_grads,
       atomicAdd(&grad_q[j], MfFactorGrad(err, p[j], q[j], b.l2));
     }
     if (lane == 0) {
-      atomicAdd(&grad_p[dim], MfBiasGrad(err, p[dim], b.l2));
-      atomicAdd(&grad_q[dim], MfBiasGrad(err, q[dim], b.l2));
+      atomicAdd(&grad_p[dim], MfBiasGrad(err, p[dim], b.l2_bias));
+      atomicAdd(&grad_q[dim], MfBiasGrad(err, q[dim], b.l2_bias));
       sq_error += static_cast<double>(err) * err;
     }
   }

@@ -1,6 +1,7 @@
 // Per-sample math of biased matrix factorization (Koren, Bell, Volinsky 2009, eq. 4-5):
 //   r_hat(u, i) = mu + b_u + b_i + p_u . q_i
-//   loss        = 0.5 * e^2 + 0.5 * l2 * (|p_u|^2 + b_u^2 + |q_i|^2 + b_i^2),  e = r - r_hat
+//   loss        = 0.5 * e^2 + 0.5 * l2 * (|p_u|^2 + |q_i|^2) + 0.5 * l2_bias * (b_u^2 + b_i^2),
+//   e = r - r_hat
 // A user or item row is [factors(dim) | bias], stride MfRowStride(dim). Shared by the CPU loops
 // and the CUDA kernels (TS_HD); the dot product itself is a loop and lives in each kernel.
 #pragma once
@@ -27,7 +28,7 @@ TS_HD float MfFactorGrad(float err, float other_factor, float own_factor, float 
   return l2 * own_factor - err * other_factor;
 }
 
-// d loss / d b_u = -e + l2 * b_u (and symmetrically for b_i).
+// d loss / d b_u = -e + l2_bias * b_u (and symmetrically for b_i).
 TS_HD float MfBiasGrad(float err, float bias, float l2) { return l2 * bias - err; }
 
 }  // namespace tessera::kernels

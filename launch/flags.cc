@@ -123,7 +123,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data")
     ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings per worker per step")
     ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer")
-    ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of factors and biases (per rating)")
+    ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating)")
+    ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating)")
     ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer: sgd|adagrad")
     ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors")
     ("servers", po::value<int>(&o.servers)->default_value(1), "parameter servers")
@@ -169,6 +170,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   }
   if (!(o.optimizer.lr > 0) || !std::isfinite(o.optimizer.lr)) return Fail("--lr must be > 0");
   if (!(o.mf.l2 >= 0) || !std::isfinite(o.mf.l2)) return Fail("--l2 must be >= 0");
+  if (!(o.mf.l2_bias >= 0) || !std::isfinite(o.mf.l2_bias)) return Fail("--l2-bias must be >= 0");
   if (!(o.init_std >= 0) || !std::isfinite(o.init_std)) return Fail("--init-std must be >= 0");
   if (o.servers < 1 || o.servers > 1024) return Fail("--servers must be in [1, 1024]");
   if (o.workers < 1 || o.workers > 1024) return Fail("--workers must be in [1, 1024]");

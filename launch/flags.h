@@ -17,10 +17,12 @@ namespace tessera::launch {
 enum class TransportKind { kInProc, kZmq };
 
 struct TrainOptions {
+  TrainOptions() { optimizer.lr = 0.02f; }  // tuned with the MF defaults on MovieLens 100K
+
   std::string model = "mf";
   worker::MfTrainerOptions mf;         // data, model and loop options
   kernels::OptimizerParams optimizer;  // for the embedding rows, on the servers
-  float init_std = 0.1f;               // factors start as N(0, init_std^2); biases at 0
+  float init_std = 0.01f;              // factors start as N(0, init_std^2); biases at 0
   uint64_t init_seed = 0;              // row initialisation seed (from --seed)
   int servers = 1;
   int workers = 1;             // under MPI: the ranks left after scheduler and servers

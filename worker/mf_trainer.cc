@@ -165,6 +165,7 @@ kernels::MfBatch MfTrainer::MakeKernelBatch(const StepBatch& b,
   k.num_items = static_cast<int64_t>(b.unique[kItemTable].size());
   k.global_mean = global_mean_;
   k.l2 = options_.l2;
+  k.l2_bias = options_.l2_bias;
   return k;
 }
 

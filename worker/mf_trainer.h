@@ -28,11 +28,12 @@ struct MfTrainerOptions {
   RatingFormat format = RatingFormat::kAuto;
   bool skip_bad_lines = false;
   int reader_threads = 2;
-  int dim = 64;  // factors per row (the row also holds the bias)
-  int epochs = 20;
-  int batch_size = 256;  // ratings per worker per step
-  float l2 = 0.05f;      // L2 on factors and biases, per rating
-  uint64_t seed = 1;     // shuffling (row initialisation is seeded on the servers)
+  int dim = 32;  // factors per row (the row also holds the bias)
+  int epochs = 80;
+  int batch_size = 64;    // ratings per worker per step
+  float l2 = 0.09f;       // L2 on the factors, per rating
+  float l2_bias = 0.01f;  // L2 on the biases, per rating
+  uint64_t seed = 1;      // shuffling (row initialisation is seeded on the servers)
   kernels::Device device = kernels::Device::kCpu;
   std::string metrics_out;                    // JSON lines, written by worker 0
   double noise_floor = NAN;                   // σ of planted data, printed next to the final RMSE

@@ -111,6 +111,7 @@ MfBatch View(const HostBatch& h, const int32_t* user_index, const int32_t* item_
   b.num_items = h.num_items;
   b.global_mean = 3.6f;
   b.l2 = 0.02f;
+  b.l2_bias = 0.005f;
   return b;
 }
 

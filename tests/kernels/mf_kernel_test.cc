@@ -26,6 +26,7 @@ struct Problem {
   std::vector<float> item_rows;
   float global_mean = 3.5f;
   float l2 = 0.05f;
+  float l2_bias = 0.02f;
 
   MfBatch Batch() const {
     MfBatch b;
@@ -40,6 +41,7 @@ struct Problem {
     b.num_items = num_items;
     b.global_mean = global_mean;
     b.l2 = l2;
+    b.l2_bias = l2_bias;
     return b;
   }
 };
@@ -76,13 +78,14 @@ double Loss(const Problem& pr, const std::vector<double>& user_rows,
     const double* p = &user_rows[pr.user_index[s] * (dim + 1)];
     const double* q = &item_rows[pr.item_index[s] * (dim + 1)];
     double prediction = pr.global_mean + p[dim] + q[dim];
-    double norms = p[dim] * p[dim] + q[dim] * q[dim];
+    const double bias_norms = p[dim] * p[dim] + q[dim] * q[dim];
+    double norms = 0.0;
     for (int j = 0; j < dim; ++j) {
       prediction += p[j] * q[j];
       norms += p[j] * p[j] + q[j] * q[j];
     }
     const double err = pr.ratings[s] - prediction;
-    loss += 0.5 * err * err + 0.5 * pr.l2 * norms;
+    loss += 0.5 * err * err + 0.5 * pr.l2 * norms + 0.5 * pr.l2_bias * bias_norms;
   }
   return loss;
 }
@@ -111,8 +114,9 @@ Grads ReferenceGrads(const Problem& pr) {
     for (int j = 0; j <= dim; ++j) {
       const double other_p = j < dim ? q[j] : 1.0;  // d r_hat / d b_u = 1
       const double other_q = j < dim ? p[j] : 1.0;
-      gp[j] += -err * other_p + pr.l2 * p[j];
-      gq[j] += -err * other_q + pr.l2 * q[j];
+      const double l2 = j < dim ? pr.l2 : pr.l2_bias;
+      gp[j] += -err * other_p + l2 * p[j];
+      gq[j] += -err * other_q + l2 * q[j];
     }
   }
   return g;
@@ -126,8 +130,9 @@ void ExpectNear(const std::vector<float>& actual, const std::vector<double>& exp
 }
 
 TEST(MfGradientTest, MatchesHandComputedSample) {
-  // dim 2, mu 3, p = [0.5 1 | 0.2], q = [2 -1 | -0.1], r = 4, l2 = 0.1.
-  // dot 0, r_hat 3.1, e 0.9; grad p = -e q + l2 p, grad q = -e p + l2 q, grad b = -e + l2 b.
+  // dim 2, mu 3, p = [0.5 1 | 0.2], q = [2 -1 | -0.1], r = 4, l2 = 0.1, l2_bias = 0.5.
+  // dot 0, r_hat 3.1, e 0.9; grad p = -e q + l2 p, grad q = -e p + l2 q,
+  // grad b = -e + l2_bias b.
   Problem pr;
   pr.dim = 2;
   pr.num_users = 1;
@@ -139,16 +144,17 @@ TEST(MfGradientTest, MatchesHandComputedSample) {
   pr.item_rows = {2.0f, -1.0f, -0.1f};
   pr.global_mean = 3.0f;
   pr.l2 = 0.1f;
+  pr.l2_bias = 0.5f;
   std::vector<float> user_grads(3), item_grads(3);
   double sq_error = -1.0;
   ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), user_grads.data(), item_grads.data(), &sq_error).ok());
   EXPECT_NEAR(sq_error, 0.81, 1e-6);
   EXPECT_NEAR(user_grads[0], -1.75f, 1e-6);  // -0.9 * 2 + 0.1 * 0.5
   EXPECT_NEAR(user_grads[1], 1.0f, 1e-6);    // 0.9 + 0.1
-  EXPECT_NEAR(user_grads[2], -0.88f, 1e-6);  // -0.9 + 0.1 * 0.2
+  EXPECT_NEAR(user_grads[2], -0.8f, 1e-6);   // -0.9 + 0.5 * 0.2
   EXPECT_NEAR(item_grads[0], -0.25f, 1e-6);  // -0.9 * 0.5 + 0.1 * 2
   EXPECT_NEAR(item_grads[1], -1.0f, 1e-6);   // -0.9 * 1 - 0.1
-  EXPECT_NEAR(item_grads[2], -0.91f, 1e-6);  // -0.9 - 0.01
+  EXPECT_NEAR(item_grads[2], -0.95f, 1e-6);  // -0.9 + 0.5 * -0.1
   float prediction = 0.0f;
   ASSERT_TRUE(MfPredictCpu(pr.Batch(), &prediction).ok());
   EXPECT_NEAR(prediction, 3.1f, 1e-6);

@@ -52,7 +52,7 @@ TEST_F(FlagsTest, TypedValuesAreParsedAndSummarised) {
   EXPECT_EQ(o.mf.format, worker::RatingFormat::kLibmf);
   EXPECT_EQ(o.init_seed, 9u);
   EXPECT_NE(o.summary.find("dim = 16"), std::string::npos) << o.summary;
-  EXPECT_NE(o.summary.find("l2 = 0.05 (default)"), std::string::npos) << o.summary;
+  EXPECT_NE(o.summary.find("l2 = 0.09 (default)"), std::string::npos) << o.summary;
 }
 
 TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
