@@ -1,5 +1,7 @@
 #include "core/inproc_transport.h"
 
+#include "core/logging.h"
+
 namespace tessera {
 
 Status InProcHub::Register(const NodeId& id, std::shared_ptr<Receiver> receiver) {
@@ -37,8 +39,12 @@ Status InProcHub::Deliver(const NodeId& to, Message&& message) {
     if (!receiver->open) return Status::Unavailable(to.ToString() + " has stopped");
     ++receiver->active;
   }
-  // No lock is held while the handler runs, so it may itself send (e.g. reply) freely.
+  // No lock is held while the handler runs, so it may itself send (e.g. reply) freely. Its log
+  // lines carry the receiving node's tag, not the sender's whose thread this is.
+  const std::string sender_tag = logging::ThreadLogTag();
+  logging::SetThreadLogTag(receiver->tag);
   receiver->handler(std::move(message));
+  logging::SetThreadLogTag(sender_tag);
   {
     std::lock_guard lock(receiver->mu);
     if (--receiver->active == 0) receiver->idle.notify_all();
@@ -55,6 +61,7 @@ Status InProcTransport::Start(MessageHandler handler) {
   if (started_) return Status::FailedPrecondition("transport already started");
   auto receiver = std::make_shared<InProcHub::Receiver>();
   receiver->handler = std::move(handler);
+  receiver->tag = self_.ToString();
   TS_RETURN_IF_ERROR(hub_->Register(self_, std::move(receiver)));
   started_ = true;
   return OkStatus();

@@ -22,6 +22,7 @@ class InProcHub {
   // One registered node's handler, and how many deliveries are running in it.
   struct Receiver {
     MessageHandler handler;
+    std::string tag;  // log tag of the node while its handler runs
     std::mutex mu;
     std::condition_variable idle;
     int active = 0;    // GUARDED_BY(mu)

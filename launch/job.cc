@@ -11,6 +11,7 @@
 #include "core/inproc_transport.h"
 #include "core/logging.h"
 #include "core/zmq_transport.h"
+#include "kernels/device.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
 #include "worker/mf_trainer.h"
@@ -103,6 +104,9 @@ void LogStartup(const TrainOptions& o, const std::string& mode) {
 
 Status RunTrainInProcess(const TrainOptions& options) {
   TrainOptions o = options;
+  if (o.mf.device == kernels::Device::kCuda) {
+    TS_RETURN_IF_ERROR(kernels::CheckCudaAvailable().WithContext("--device cuda"));
+  }
   std::unique_ptr<ScratchDir> scratch;
   if (o.embedded_default) {
     TS_ASSIGN_OR_RETURN(scratch, PrepareEmbeddedData(&o));
