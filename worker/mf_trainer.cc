@@ -11,6 +11,7 @@
 #include "core/cluster.h"
 #include "core/logging.h"
 #include "kernels/mf.h"
+#include "kernels/mf_device.h"
 #include "kernels/random_math.h"
 #include "worker/metrics_writer.h"
 #include "worker/ps_client.h"
@@ -73,6 +74,9 @@ class MfTrainer {
   const MfTrainerOptions& options_;
   RpcNode* rpc_;
   kernels::DeviceContext device_;
+  // Runs the MF kernels on the host batches: a pass-through on CPU, staging through device
+  // buffers on CUDA. Created at the start of Run.
+  std::unique_ptr<kernels::MfDeviceWorkspace> workspace_;
   RatingData train_, test_;
   std::unique_ptr<PsClient> ps_;
   KeyDeduper dedup_;
@@ -217,8 +221,8 @@ Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
     const kernels::MfBatch kb = MakeKernelBatch(*current, rows);
     double sse = 0;
     TS_RETURN_IF_ERROR(
-        kernels::MfBatchGradient(device_, kb, grads.data() + current->plan.value_offset[kUserTable],
-                                 grads.data() + current->plan.value_offset[kItemTable], &sse));
+        workspace_->BatchGradient(kb, grads.data() + current->plan.value_offset[kUserTable],
+                                  grads.data() + current->plan.value_offset[kItemTable], &sse));
     *loss_sum += sse;
     *samples += kb.num_samples;
     TS_RETURN_IF_ERROR(ps_->WaitPushes());
@@ -254,8 +258,7 @@ Status MfTrainer::Evaluate(double* sse, double* sae, int64_t* count) {
     batch.pull = ps_->StartPull(batch.plan, clock_, proto::FLAG_NO_CREATE);
     TS_RETURN_IF_ERROR(ps_->FinishPull(batch.plan, batch.pull, &rows));
     predictions.resize(n);
-    TS_RETURN_IF_ERROR(
-        kernels::MfPredict(device_, MakeKernelBatch(batch, rows), predictions.data()));
+    TS_RETURN_IF_ERROR(workspace_->Predict(MakeKernelBatch(batch, rows), predictions.data()));
     for (size_t i = 0; i < n; ++i) {
       const double p = std::clamp(predictions[i], min_rating_, max_rating_);
       const double e = static_cast<double>(batch.ratings[i]) - p;
@@ -269,6 +272,7 @@ Status MfTrainer::Evaluate(double* sse, double* sae, int64_t* count) {
 
 StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
   device_.device = options_.device;
+  TS_ASSIGN_OR_RETURN(workspace_, kernels::MfDeviceWorkspace::Create(device_));
   TS_ASSIGN_OR_RETURN(ClusterView view, RegisterWithScheduler(*rpc_, register_timeout));
   num_workers_ = view.num_workers;
   TS_RETURN_IF_ERROR(ReadData());

@@ -1,0 +1,212 @@
+// The kCuda MfDeviceWorkspace against the CPU kernels on the same random host batches (label
+// gpu); skips when no CUDA device is usable. One workspace serves batches of growing, shrinking
+// and zero size, so the growable device buffers and their reuse are exercised. As in
+// mf_cuda_test.cc the CUDA gradients sum with atomicAdd in unspecified order: gradients are
+// compared with a tolerance of 1e-4 * (1 + |cpu|), predictions 1e-5 * (1 + |cpu|) and the
+// squared-error sum 1e-5 relative.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/device.h"
+#include "kernels/mf.h"
+#include "kernels/mf_device.h"
+
+namespace tessera::kernels {
+namespace {
+
+#define TS_SKIP_WITHOUT_CUDA_DEVICE()                             \
+  do {                                                            \
+    Status cuda_status = CheckCudaAvailable();                    \
+    if (!cuda_status.ok()) GTEST_SKIP() << cuda_status.message(); \
+  } while (0)
+
+struct HostBatch {
+  int dim = 0;
+  int64_t num_users = 0;
+  int64_t num_items = 0;
+  std::vector<int32_t> user_index, item_index;
+  std::vector<float> ratings, user_rows, item_rows;
+
+  MfBatch View() const {
+    MfBatch b;
+    b.num_samples = static_cast<int64_t>(ratings.size());
+    b.user_index = user_index.data();
+    b.item_index = item_index.data();
+    b.ratings = ratings.data();
+    b.dim = dim;
+    b.user_rows = user_rows.data();
+    b.num_users = num_users;
+    b.item_rows = item_rows.data();
+    b.num_items = num_items;
+    b.global_mean = 3.6f;
+    b.l2 = 0.02f;
+    return b;
+  }
+};
+
+HostBatch RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
+                      int64_t num_items) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
+  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
+  HostBatch h;
+  h.dim = dim;
+  h.num_users = num_users;
+  h.num_items = num_items;
+  h.user_rows.resize(num_users * (dim + 1));
+  h.item_rows.resize(num_items * (dim + 1));
+  for (float& v : h.user_rows) v = factor(rng);
+  for (float& v : h.item_rows) v = factor(rng);
+  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
+  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
+  for (int64_t s = 0; s < num_samples; ++s) {
+    h.user_index.push_back(user(rng));
+    h.item_index.push_back(item(rng));
+    h.ratings.push_back(rating(rng));
+  }
+  return h;
+}
+
+void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, float tol) {
+  ASSERT_EQ(gpu.size(), cpu.size());
+  for (size_t k = 0; k < cpu.size(); ++k) {
+    ASSERT_NEAR(gpu[k], cpu[k], tol * (1.0f + std::fabs(cpu[k]))) << "element " << k;
+  }
+}
+
+std::unique_ptr<MfDeviceWorkspace> CudaWorkspace() {
+  DeviceContext ctx;
+  ctx.device = Device::kCuda;
+  auto ws = MfDeviceWorkspace::Create(ctx);
+  EXPECT_TRUE(ws.ok()) << ws.status().ToString();
+  return ws.ok() ? std::move(*ws) : nullptr;
+}
+
+void CompareWithCpu(MfDeviceWorkspace* ws, int64_t num_samples, int dim, int64_t num_users,
+                    int64_t num_items, unsigned seed) {
+  SCOPED_TRACE("seed=" + std::to_string(seed) + " samples=" + std::to_string(num_samples) +
+               " dim=" + std::to_string(dim) + " users=" + std::to_string(num_users) +
+               " items=" + std::to_string(num_items));
+  const HostBatch h = RandomBatch(seed, num_samples, dim, num_users, num_items);
+  const MfBatch b = h.View();
+  std::vector<float> cpu_user(h.user_rows.size()), cpu_item(h.item_rows.size());
+  std::vector<float> cpu_pred(num_samples);
+  double cpu_sq = 0.0;
+  ASSERT_TRUE(MfBatchGradientCpu(b, cpu_user.data(), cpu_item.data(), &cpu_sq).ok());
+  ASSERT_TRUE(MfPredictCpu(b, cpu_pred.data()).ok());
+
+  // Host outputs start as garbage: the workspace must overwrite every element.
+  std::vector<float> user(cpu_user.size(), 42.0f), item(cpu_item.size(), 42.0f);
+  std::vector<float> pred(num_samples, 42.0f);
+  double sq = 42.0;
+  Status s = ws->BatchGradient(b, user.data(), item.data(), &sq);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  s = ws->Predict(b, pred.data());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ExpectClose(user, cpu_user, 1e-4f);
+  ExpectClose(item, cpu_item, 1e-4f);
+  ExpectClose(pred, cpu_pred, 1e-5f);
+  EXPECT_NEAR(sq, cpu_sq, 1e-5 * (1.0 + cpu_sq));
+
+  // Without the error sum the gradients are the same.
+  std::fill(user.begin(), user.end(), 42.0f);
+  s = ws->BatchGradient(b, user.data(), item.data(), nullptr);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ExpectClose(user, cpu_user, 1e-4f);
+}
+
+TEST(MfDeviceCudaTest, MatchesCpuOnRandomBatches) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  EXPECT_EQ(ws->device(), Device::kCuda);
+  unsigned seed = 900;
+  for (int64_t num_samples : {1, 7, 256, 257, 3001}) {
+    for (int dim : {1, 31, 32, 33, 130}) CompareWithCpu(ws.get(), num_samples, dim, 37, 53, ++seed);
+  }
+}
+
+TEST(MfDeviceCudaTest, BuffersGrowAndShrinkAcrossCalls) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  // Sizes increase (each call reallocates), then drop (reuse of larger buffers), hit 0, and
+  // grow again past every earlier size.
+  struct Shape {
+    int64_t samples;
+    int dim;
+    int64_t users, items;
+  };
+  const Shape shapes[] = {{0, 8, 0, 0},
+                          {0, 8, 3, 5},
+                          {1, 8, 1, 1},
+                          {10, 16, 4, 9},
+                          {100, 32, 40, 70},
+                          {1000, 64, 300, 500},
+                          {20, 64, 5, 5},
+                          {0, 64, 300, 500},
+                          {5000, 96, 2000, 1500},
+                          {3, 5, 2, 2},
+                          {20000, 128, 4000, 6000}};
+  unsigned seed = 3100;
+  for (const Shape& sh : shapes) {
+    CompareWithCpu(ws.get(), sh.samples, sh.dim, sh.users, sh.items, ++seed);
+  }
+}
+
+TEST(MfDeviceCudaTest, ReserveThenUse) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  ASSERT_TRUE(ws->Reserve(4096, 64, 1024, 1024).ok());
+  CompareWithCpu(ws.get(), 4096, 64, 1024, 1024, 11);
+  CompareWithCpu(ws.get(), 100, 64, 10, 10, 12);
+  EXPECT_EQ(ws->Reserve(-1, 64, 1, 1).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MfDeviceCudaTest, EmptyBatchZeroesHostOutputs) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  MfBatch b;
+  b.dim = 4;
+  b.num_users = 3;
+  b.num_items = 2;
+  std::vector<float> user(15, 1.0f), item(10, 1.0f);
+  double sq = 1.0;
+  ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), &sq).ok());
+  for (float v : user) EXPECT_EQ(v, 0.0f);
+  for (float v : item) EXPECT_EQ(v, 0.0f);
+  EXPECT_EQ(sq, 0.0);
+  EXPECT_TRUE(ws->Predict(b, nullptr).ok());
+}
+
+TEST(MfDeviceCudaTest, RejectsBadBatchesLikeTheCpu) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  HostBatch h = RandomBatch(8, 10, 4, 3, 3);
+  h.user_index[4] = -1;
+  const MfBatch b = h.View();
+  std::vector<float> user(h.user_rows.size(), 7.0f), item(h.item_rows.size(), 7.0f);
+  std::vector<float> pred(10, 7.0f);
+  EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr),
+            MfBatchGradientCpu(b, user.data(), item.data(), nullptr));
+  EXPECT_EQ(ws->Predict(b, pred.data()), MfPredictCpu(b, pred.data()));
+  for (float v : user) EXPECT_EQ(v, 7.0f);
+  for (float v : pred) EXPECT_EQ(v, 7.0f);
+  MfBatch bad = b;
+  bad.dim = 0;
+  EXPECT_EQ(ws->BatchGradient(bad, user.data(), item.data(), nullptr).code(),
+            StatusCode::kInvalidArgument);
+  // The workspace still works after rejected calls.
+  CompareWithCpu(ws.get(), 50, 8, 6, 6, 9);
+}
+
+}  // namespace
+}  // namespace tessera::kernels

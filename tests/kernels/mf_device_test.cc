@@ -1,0 +1,168 @@
+// MfDeviceWorkspace without a GPU (label unit): the kCpu workspace is a pure pass-through, so
+// its outputs and Status are bit-for-bit those of MfBatchGradientCpu / MfPredictCpu; Create for
+// kCuda fails with CheckCudaAvailable's reason where no device is usable.
+#include "kernels/mf_device.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/device.h"
+#include "kernels/mf.h"
+
+namespace tessera::kernels {
+namespace {
+
+struct Problem {
+  int dim = 0;
+  int64_t num_users = 0;
+  int64_t num_items = 0;
+  std::vector<int32_t> user_index, item_index;
+  std::vector<float> ratings, user_rows, item_rows;
+
+  MfBatch Batch() const {
+    MfBatch b;
+    b.num_samples = static_cast<int64_t>(ratings.size());
+    b.user_index = user_index.data();
+    b.item_index = item_index.data();
+    b.ratings = ratings.data();
+    b.dim = dim;
+    b.user_rows = user_rows.data();
+    b.num_users = num_users;
+    b.item_rows = item_rows.data();
+    b.num_items = num_items;
+    b.global_mean = 3.5f;
+    b.l2 = 0.05f;
+    return b;
+  }
+};
+
+Problem RandomProblem(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
+                      int64_t num_items) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
+  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
+  Problem pr;
+  pr.dim = dim;
+  pr.num_users = num_users;
+  pr.num_items = num_items;
+  pr.user_rows.resize(num_users * (dim + 1));
+  pr.item_rows.resize(num_items * (dim + 1));
+  for (float& v : pr.user_rows) v = factor(rng);
+  for (float& v : pr.item_rows) v = factor(rng);
+  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
+  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
+  for (int64_t s = 0; s < num_samples; ++s) {
+    pr.user_index.push_back(user(rng));
+    pr.item_index.push_back(item(rng));
+    pr.ratings.push_back(rating(rng));
+  }
+  return pr;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::unique_ptr<MfDeviceWorkspace> CpuWorkspace() {
+  auto ws = MfDeviceWorkspace::Create(DeviceContext{});
+  EXPECT_TRUE(ws.ok()) << ws.status().ToString();
+  return ws.ok() ? std::move(*ws) : nullptr;
+}
+
+TEST(MfDeviceWorkspaceTest, CpuIsBitIdenticalToCpuKernels) {
+  auto ws = CpuWorkspace();
+  ASSERT_NE(ws, nullptr);
+  EXPECT_EQ(ws->device(), Device::kCpu);
+  unsigned seed = 77;
+  // One workspace across calls of changing sizes, 0 samples included.
+  for (int64_t num_samples : {0, 1, 9, 300, 2000, 0, 40}) {
+    for (int dim : {1, 8, 13, 64}) {
+      const Problem pr = RandomProblem(++seed, num_samples, dim, 17, 29);
+      const MfBatch b = pr.Batch();
+      std::vector<float> ref_user(pr.user_rows.size()), ref_item(pr.item_rows.size());
+      std::vector<float> ref_pred(num_samples);
+      double ref_sq = -1.0;
+      ASSERT_TRUE(MfBatchGradientCpu(b, ref_user.data(), ref_item.data(), &ref_sq).ok());
+      ASSERT_TRUE(MfPredictCpu(b, ref_pred.data()).ok());
+
+      std::vector<float> user(ref_user.size(), 42.0f), item(ref_item.size(), 42.0f);
+      std::vector<float> pred(num_samples, 42.0f);
+      double sq = 42.0;
+      ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), &sq).ok());
+      ASSERT_TRUE(ws->Predict(b, pred.data()).ok());
+      EXPECT_TRUE(SameBits(user, ref_user)) << "samples " << num_samples << " dim " << dim;
+      EXPECT_TRUE(SameBits(item, ref_item)) << "samples " << num_samples << " dim " << dim;
+      EXPECT_TRUE(SameBits(pred, ref_pred)) << "samples " << num_samples << " dim " << dim;
+      EXPECT_EQ(std::memcmp(&sq, &ref_sq, sizeof(double)), 0);
+      // A null sq_error_sum is allowed, as for the kernels.
+      ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), nullptr).ok());
+      EXPECT_TRUE(SameBits(user, ref_user));
+    }
+  }
+}
+
+TEST(MfDeviceWorkspaceTest, CpuReturnsTheKernelsErrors) {
+  auto ws = CpuWorkspace();
+  ASSERT_NE(ws, nullptr);
+  Problem pr = RandomProblem(5, 10, 4, 3, 3);
+  pr.item_index[6] = 3;  // out of range
+  const MfBatch b = pr.Batch();
+  std::vector<float> user(pr.user_rows.size(), 7.0f), item(pr.item_rows.size(), 7.0f);
+  std::vector<float> pred(10, 7.0f);
+  const Status want_grad = MfBatchGradientCpu(b, user.data(), item.data(), nullptr);
+  const Status want_pred = MfPredictCpu(b, pred.data());
+  ASSERT_EQ(want_grad.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr), want_grad);
+  EXPECT_EQ(ws->Predict(b, pred.data()), want_pred);
+  for (float v : user) EXPECT_EQ(v, 7.0f);  // nothing written
+  for (float v : pred) EXPECT_EQ(v, 7.0f);
+
+  MfBatch bad = pr.Batch();
+  bad.dim = 0;
+  EXPECT_EQ(ws->BatchGradient(bad, user.data(), item.data(), nullptr).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws->Predict(bad, pred.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws->Predict(pr.Batch(), nullptr).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MfDeviceWorkspaceTest, ReserveChecksItsArguments) {
+  auto ws = CpuWorkspace();
+  ASSERT_NE(ws, nullptr);
+  EXPECT_TRUE(ws->Reserve(0, 1, 0, 0).ok());
+  EXPECT_TRUE(ws->Reserve(1000, 64, 500, 800).ok());
+  EXPECT_EQ(ws->Reserve(-1, 8, 1, 1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws->Reserve(1, 0, 1, 1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws->Reserve(1, 8, -1, 1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws->Reserve(1, 8, 1, -1).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MfDeviceWorkspaceTest, CudaCreateFollowsCheckCudaAvailable) {
+  DeviceContext ctx;
+  ctx.device = Device::kCuda;
+  auto ws = MfDeviceWorkspace::Create(ctx);
+  const Status available = CheckCudaAvailable();
+  if (available.ok()) {
+    ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+    EXPECT_EQ((*ws)->device(), Device::kCuda);
+    return;
+  }
+  // No usable device here (or a build without CUDA): the same reason, not a crash later.
+  ASSERT_FALSE(ws.ok());
+  EXPECT_EQ(ws.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(ws.status().message().empty());
+  EXPECT_EQ(ws.status(), available);
+}
+
+TEST(MfDeviceWorkspaceTest, UnknownDeviceIsInvalidArgument) {
+  DeviceContext ctx;
+  ctx.device = static_cast<Device>(7);
+  auto ws = MfDeviceWorkspace::Create(ctx);
+  ASSERT_FALSE(ws.ok());
+  EXPECT_EQ(ws.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tessera::kernels
