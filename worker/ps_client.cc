@@ -179,16 +179,23 @@ Status PsClient::FinishPull(const BatchPlan& plan, PendingPull& pending,
   return OkStatus();
 }
 
-Status PsClient::StartPush(const BatchPlan& plan, std::vector<float>&& grads, int64_t clock) {
-  if (grads.size() != plan.total_floats) {
-    return Status::InvalidArgument("push of " + std::to_string(grads.size()) +
+Frame PsClient::AllocateGradients(const BatchPlan& plan, float** writable) {
+  void* out = nullptr;
+  Frame frame = Frame::Allocate(plan.total_floats * sizeof(float), &out);
+  *writable = static_cast<float*>(out);
+  return frame;
+}
+
+Status PsClient::StartPush(const BatchPlan& plan, Frame grads, int64_t clock) {
+  if (grads.size() != plan.total_floats * sizeof(float)) {
+    return Status::InvalidArgument("push of " + std::to_string(grads.count<float>()) +
                                    " gradient floats, plan expects " +
                                    std::to_string(plan.total_floats));
   }
   const size_t num_tables = plan.unique_count.size();
   if (plan.parts.size() == 1 && plan.parts[0].identity) {
     Message m = MakeRequest(proto::COMMAND_PUSH, plan.parts[0], clock);
-    m.frames.push_back(Frame::FromVector(std::move(grads)));
+    m.frames.push_back(std::move(grads));
     push_acks_.push_back(rpc_->Call(NodeId::Server(0), std::move(m)));
     return OkStatus();
   }
@@ -201,7 +208,7 @@ Status PsClient::StartPush(const BatchPlan& plan, std::vector<float>&& grads, in
     float* dst = static_cast<float*>(out);
     for (size_t t = 0; t < num_tables; ++t) {
       const int dim = layout_.DimOf(t);
-      const float* src = grads.data() + plan.value_offset[t];
+      const float* src = grads.as<float>() + plan.value_offset[t];
       for (uint32_t p : part.positions[t]) {
         std::memcpy(dst, src + static_cast<size_t>(p) * dim, dim * sizeof(float));
         dst += dim;
@@ -211,7 +218,6 @@ Status PsClient::StartPush(const BatchPlan& plan, std::vector<float>&& grads, in
     m.frames.push_back(std::move(values));
     push_acks_.push_back(rpc_->Call(NodeId::Server(static_cast<int>(s)), std::move(m)));
   }
-  grads.clear();
   return OkStatus();
 }
 

@@ -70,9 +70,13 @@ class PsClient {
   // valid while `pending` lives.
   Status FinishPull(const BatchPlan& plan, PendingPull& pending, std::vector<const float*>* rows);
 
+  // A buffer for a step's gradients: plan.total_floats floats, table after table
+  // (plan.value_offset) in unique-key order, 64-byte aligned and NOT zeroed. `*writable` may be
+  // written until the frame is handed to StartPush.
+  static Frame AllocateGradients(const BatchPlan& plan, float** writable);
   // Sends one PUSH per server (every server, even with no keys: BSP counts pushes per step).
-  // `grads` holds table after table (plan.value_offset) in unique-key order; it is consumed.
-  Status StartPush(const BatchPlan& plan, std::vector<float>&& grads, int64_t clock);
+  // With one server the gradient frame itself is sent.
+  Status StartPush(const BatchPlan& plan, Frame grads, int64_t clock);
   // Waits for the acknowledgements of every push sent so far; the first error wins.
   Status WaitPushes();
 

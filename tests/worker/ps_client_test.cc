@@ -126,9 +126,11 @@ TEST(PsClientTest, PullAndPushAcrossTwoServers) {
   }
   std::vector<float> before(rows[0], rows[0] + 18);
 
-  std::vector<float> grads(plan.total_floats, 0.0f);
+  float* grads = nullptr;
+  Frame frame = PsClient::AllocateGradients(plan, &grads);
+  std::fill_n(grads, plan.total_floats, 0.0f);
   for (size_t i = 0; i < unique[0].size(); ++i) grads[i * 3] = static_cast<float>(i + 1);
-  ASSERT_TRUE(client.StartPush(plan, std::move(grads), 0).ok());
+  ASSERT_TRUE(client.StartPush(plan, std::move(frame), 0).ok());
   ASSERT_TRUE(client.WaitPushes().ok());
   auto again = client.StartPull(plan, 1, proto::FLAG_NONE);
   ASSERT_TRUE(client.FinishPull(plan, again, &rows).ok());
@@ -143,7 +145,8 @@ TEST(PsClientTest, PullAndPushAcrossTwoServers) {
 TEST(PsClientTest, PushWithTheWrongNumberOfGradientsIsRefused) {
   PsClient client(nullptr, ShardMap::Even(1, 1), TableLayout{{2}}, milliseconds(1000));
   BatchPlan plan = client.Plan({{1, 2}});
-  EXPECT_EQ(client.StartPush(plan, std::vector<float>(3), 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.StartPush(plan, Frame::FromVector(std::vector<float>(3)), 0).code(),
+            StatusCode::kInvalidArgument);
 }
 
 }  // namespace
