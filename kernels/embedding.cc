@@ -1,0 +1,99 @@
+#include "kernels/embedding.h"
+
+#include <string>
+
+#include "kernels/dense.h"
+
+namespace tessera::kernels {
+namespace internal {
+
+Status ValidateGatherArgs(const char* op, const float* rows, int64_t num_rows,
+                          const int32_t* indices, const float* out, int64_t batch_size,
+                          int num_fields, int dim) {
+  if (num_rows < 0 || batch_size < 0 || num_fields <= 0 || dim <= 0) {
+    return Status::InvalidArgument(
+        std::string(op) + ": need num_rows >= 0, batch_size >= 0, num_fields > 0, dim > 0, got " +
+        "num_rows=" + std::to_string(num_rows) + " batch_size=" + std::to_string(batch_size) +
+        " num_fields=" + std::to_string(num_fields) + " dim=" + std::to_string(dim));
+  }
+  TS_RETURN_IF_ERROR(ValidateSizeAndPointers(op, num_rows, {rows}));
+  return ValidateSizeAndPointers(op, batch_size, {indices, out});
+}
+
+Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, const int64_t* offsets,
+                        const int32_t* indices, const float* out, int64_t num_bags, int dim) {
+  if (num_rows < 0 || num_bags < 0 || dim <= 0) {
+    return Status::InvalidArgument(
+        std::string(op) +
+        ": need num_rows >= 0, num_bags >= 0, dim > 0, got num_rows=" + std::to_string(num_rows) +
+        " num_bags=" + std::to_string(num_bags) + " dim=" + std::to_string(dim));
+  }
+  TS_RETURN_IF_ERROR(ValidateSizeAndPointers(op, num_rows, {rows}));
+  return ValidateSizeAndPointers(op, num_bags, {offsets, indices, out});
+}
+
+}  // namespace internal
+
+Status EmbeddingGather(const DeviceContext& ctx, const float* rows, int64_t num_rows,
+                       const int32_t* indices, float* out, int64_t batch_size, int num_fields,
+                       int dim) {
+  if (ctx.device == Device::kCpu) {
+    return EmbeddingGatherCpu(rows, num_rows, indices, out, batch_size, num_fields, dim);
+  }
+#if TESSERA_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    return EmbeddingGatherCuda(rows, num_rows, indices, out, batch_size, num_fields, dim,
+                               ctx.stream);
+  }
+#endif
+  return internal::UnsupportedDevice("EmbeddingGather", ctx.device);
+}
+
+Status EmbeddingGatherBackward(const DeviceContext& ctx, const int32_t* indices,
+                               const float* grad_out, float* grad_rows, int64_t num_rows,
+                               int64_t batch_size, int num_fields, int dim) {
+  if (ctx.device == Device::kCpu) {
+    return EmbeddingGatherBackwardCpu(indices, grad_out, grad_rows, num_rows, batch_size,
+                                      num_fields, dim);
+  }
+#if TESSERA_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    return EmbeddingGatherBackwardCuda(indices, grad_out, grad_rows, num_rows, batch_size,
+                                       num_fields, dim, ctx.stream);
+  }
+#endif
+  return internal::UnsupportedDevice("EmbeddingGatherBackward", ctx.device);
+}
+
+Status EmbeddingPool(const DeviceContext& ctx, const float* rows, int64_t num_rows,
+                     const int64_t* offsets, const int32_t* indices, const float* weights,
+                     float* out, int64_t num_bags, int dim) {
+  if (ctx.device == Device::kCpu) {
+    return EmbeddingPoolCpu(rows, num_rows, offsets, indices, weights, out, num_bags, dim);
+  }
+#if TESSERA_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    return EmbeddingPoolCuda(rows, num_rows, offsets, indices, weights, out, num_bags, dim,
+                             ctx.stream);
+  }
+#endif
+  return internal::UnsupportedDevice("EmbeddingPool", ctx.device);
+}
+
+Status EmbeddingPoolBackward(const DeviceContext& ctx, const int64_t* offsets,
+                             const int32_t* indices, const float* weights, const float* grad_out,
+                             float* grad_rows, int64_t num_rows, int64_t num_bags, int dim) {
+  if (ctx.device == Device::kCpu) {
+    return EmbeddingPoolBackwardCpu(offsets, indices, weights, grad_out, grad_rows, num_rows,
+                                    num_bags, dim);
+  }
+#if TESSERA_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    return EmbeddingPoolBackwardCuda(offsets, indices, weights, grad_out, grad_rows, num_rows,
+                                     num_bags, dim, ctx.stream);
+  }
+#endif
+  return internal::UnsupportedDevice("EmbeddingPoolBackward", ctx.device);
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,99 @@
+// Embedding lookups of the CTR models on the rows a batch pulled from the servers: the worker
+// holds the batch's UNIQUE rows as a dense num_rows x dim matrix (row-major) and maps every
+// feature occurrence to a row index (int32, in [0, num_rows)).
+// - Gather (one-hot fields): out[b, f, :] = rows[indices[b * num_fields + f], :], giving the
+//   batch_size x num_fields x dim field embeddings that FmForward and the MLP input take.
+// - Pool (multi-hot fields): bag k covers positions [offsets[k], offsets[k + 1]) of indices and
+//   weights (CSR); out[k, :] = sum_p weights[p] * rows[indices[p], :] (weights null: all 1, a
+//   plain sum; an empty bag gives zeros). With bag = b * num_multi_hot_fields + f the output is
+//   again batch_size x fields x dim. Mean pooling is weights[p] = 1 / bag size.
+// - The backwards scatter-ADD into grad_rows (num_rows x dim), the gradient per unique row that
+//   the worker pushes: they are ADDED to, so one zeroed buffer collects every lookup of a
+//   table (gathers and pools). The weights get no gradient (they are feature values).
+// Memory, errors and devices as in kernels/dense.h: caller-owned buffers, kCuda pointers are
+// device memory (offsets, indices and weights included) and work is queued on ctx.stream
+// without a sync. InvalidArgument for negative sizes, num_fields <= 0, dim <= 0, a null
+// pointer the call needs, and on CPU (where the host can read them) an index out of range or
+// decreasing / negative offsets, found before any output is written.
+// Thread-compatible: concurrent calls must not share outputs.
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+#include "kernels/device.h"
+
+namespace tessera::kernels {
+
+// indices: batch_size x num_fields; out: batch_size x num_fields x dim.
+// REQUIRES: out does not overlap rows.
+Status EmbeddingGather(const DeviceContext& ctx, const float* rows, int64_t num_rows,
+                       const int32_t* indices, float* out, int64_t batch_size, int num_fields,
+                       int dim);
+Status EmbeddingGatherCpu(const float* rows, int64_t num_rows, const int32_t* indices, float* out,
+                          int64_t batch_size, int num_fields, int dim);
+
+// grad_rows[indices[i], :] += grad_out[i, :] for every lookup i (grad_out: batch_size x
+// num_fields x dim). CPU adds in lookup order (deterministic). REQUIRES: grad_rows overlaps no
+// input.
+Status EmbeddingGatherBackward(const DeviceContext& ctx, const int32_t* indices,
+                               const float* grad_out, float* grad_rows, int64_t num_rows,
+                               int64_t batch_size, int num_fields, int dim);
+Status EmbeddingGatherBackwardCpu(const int32_t* indices, const float* grad_out, float* grad_rows,
+                                  int64_t num_rows, int64_t batch_size, int num_fields, int dim);
+
+// offsets: num_bags + 1 non-decreasing values >= 0; indices and weights (weights may be null)
+// are read at positions [offsets[0], offsets[num_bags]). out: num_bags x dim.
+// REQUIRES: out does not overlap rows.
+Status EmbeddingPool(const DeviceContext& ctx, const float* rows, int64_t num_rows,
+                     const int64_t* offsets, const int32_t* indices, const float* weights,
+                     float* out, int64_t num_bags, int dim);
+Status EmbeddingPoolCpu(const float* rows, int64_t num_rows, const int64_t* offsets,
+                        const int32_t* indices, const float* weights, float* out, int64_t num_bags,
+                        int dim);
+
+// grad_rows[indices[p], :] += weights[p] * grad_out[k, :] for every position p of bag k
+// (grad_out: num_bags x dim). CPU adds in bag, then position order (deterministic).
+Status EmbeddingPoolBackward(const DeviceContext& ctx, const int64_t* offsets,
+                             const int32_t* indices, const float* weights, const float* grad_out,
+                             float* grad_rows, int64_t num_rows, int64_t num_bags, int dim);
+Status EmbeddingPoolBackwardCpu(const int64_t* offsets, const int32_t* indices,
+                                const float* weights, const float* grad_out, float* grad_rows,
+                                int64_t num_rows, int64_t num_bags, int dim);
+
+#if TESSERA_WITH_CUDA
+// Device twins, one thread per output float (grid-stride). Index values and offsets live on the
+// device and are not checked on the host: REQUIRES valid. An out-of-range index is never read:
+// the forward writes NaN into the affected output row (gather) or bag (pool), and the backward
+// skips it. Forwards are deterministic; the backwards add with float atomicAdd, so a row that
+// several lookups share gets its sum in unspecified order (not bitwise reproducible; equal to
+// the CPU to float rounding).
+Status EmbeddingGatherCuda(const float* d_rows, int64_t num_rows, const int32_t* d_indices,
+                           float* d_out, int64_t batch_size, int num_fields, int dim,
+                           struct CUstream_st* stream);
+Status EmbeddingGatherBackwardCuda(const int32_t* d_indices, const float* d_grad_out,
+                                   float* d_grad_rows, int64_t num_rows, int64_t batch_size,
+                                   int num_fields, int dim, struct CUstream_st* stream);
+Status EmbeddingPoolCuda(const float* d_rows, int64_t num_rows, const int64_t* d_offsets,
+                         const int32_t* d_indices, const float* d_weights, float* d_out,
+                         int64_t num_bags, int dim, struct CUstream_st* stream);
+Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indices,
+                                 const float* d_weights, const float* d_grad_out,
+                                 float* d_grad_rows, int64_t num_rows, int64_t num_bags, int dim,
+                                 struct CUstream_st* stream);
+#endif
+
+namespace internal {
+// Size and pointer checks shared by the Cpu and Cuda entry points (pointer values only).
+// `rows` is the rows (forward) or grad_rows (backward) matrix; `out` the output or its grad.
+// rows may be null only when num_rows == 0; indices and out only when there is no lookup (gather)
+// or no bag (pool: indices must be non-null even when every bag is empty); offsets only when
+// num_bags == 0.
+Status ValidateGatherArgs(const char* op, const float* rows, int64_t num_rows,
+                          const int32_t* indices, const float* out, int64_t batch_size,
+                          int num_fields, int dim);
+Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, const int64_t* offsets,
+                        const int32_t* indices, const float* out, int64_t num_bags, int dim);
+}  // namespace internal
+
+}  // namespace tessera::kernels

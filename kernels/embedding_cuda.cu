@@ -1,0 +1,149 @@
+// CUDA embedding gather / pool: one thread per output float (grid-stride), consecutive threads
+// on consecutive dims of a row so row reads and writes coalesce. Pool threads walk their bag's
+// positions in order (deterministic); the backwards scatter with float atomicAdd because
+// lookups share rows. Indices are checked on the device: an out-of-range row is never read.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "kernels/embedding.h"
+
+namespace tessera::kernels {
+namespace {
+
+constexpr int kThreadsPerBlock = 256;
+constexpr int64_t kMaxBlocks = 65536;  // grid cap; the grid-stride loops cover the rest
+
+unsigned NumBlocks(int64_t total) {
+  return static_cast<unsigned>(
+      std::min(kMaxBlocks, (total + kThreadsPerBlock - 1) / kThreadsPerBlock));
+}
+
+__device__ float QuietNan() { return __int_as_float(0x7fc00000); }
+
+__device__ bool RowInRange(int32_t row, int64_t num_rows) { return row >= 0 && row < num_rows; }
+
+__global__ void GatherKernel(const float* __restrict__ rows, int64_t num_rows,
+                             const int32_t* __restrict__ indices, float* __restrict__ out,
+                             int64_t total, int dim) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t lookup = i / dim;
+    const int32_t row = indices[lookup];
+    out[i] = RowInRange(row, num_rows) ? rows[row * static_cast<int64_t>(dim) + (i - lookup * dim)]
+                                       : QuietNan();
+  }
+}
+
+__global__ void GatherBackwardKernel(const int32_t* __restrict__ indices,
+                                     const float* __restrict__ grad_out,
+                                     float* __restrict__ grad_rows, int64_t num_rows, int64_t total,
+                                     int dim) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t lookup = i / dim;
+    const int32_t row = indices[lookup];
+    if (!RowInRange(row, num_rows)) continue;
+    atomicAdd(&grad_rows[row * static_cast<int64_t>(dim) + (i - lookup * dim)], grad_out[i]);
+  }
+}
+
+__global__ void PoolKernel(const float* __restrict__ rows, int64_t num_rows,
+                           const int64_t* __restrict__ offsets, const int32_t* __restrict__ indices,
+                           const float* __restrict__ weights, float* __restrict__ out,
+                           int64_t total, int dim) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t bag = i / dim;
+    const int64_t d = i - bag * dim;
+    float sum = 0.0f;
+    for (int64_t p = offsets[bag]; p < offsets[bag + 1]; ++p) {
+      const int32_t row = indices[p];
+      if (!RowInRange(row, num_rows)) {
+        sum = QuietNan();
+        break;
+      }
+      const float weight = weights != nullptr ? weights[p] : 1.0f;
+      sum += weight * rows[row * static_cast<int64_t>(dim) + d];
+    }
+    out[i] = sum;
+  }
+}
+
+__global__ void PoolBackwardKernel(const int64_t* __restrict__ offsets,
+                                   const int32_t* __restrict__ indices,
+                                   const float* __restrict__ weights,
+                                   const float* __restrict__ grad_out,
+                                   float* __restrict__ grad_rows, int64_t num_rows, int64_t total,
+                                   int dim) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t bag = i / dim;
+    const int64_t d = i - bag * dim;
+    const float g = grad_out[i];
+    for (int64_t p = offsets[bag]; p < offsets[bag + 1]; ++p) {
+      const int32_t row = indices[p];
+      if (!RowInRange(row, num_rows)) continue;
+      const float weight = weights != nullptr ? weights[p] : 1.0f;
+      atomicAdd(&grad_rows[row * static_cast<int64_t>(dim) + d], weight * g);
+    }
+  }
+}
+
+}  // namespace
+
+Status EmbeddingGatherCuda(const float* d_rows, int64_t num_rows, const int32_t* d_indices,
+                           float* d_out, int64_t batch_size, int num_fields, int dim,
+                           cudaStream_t stream) {
+  TS_RETURN_IF_ERROR(internal::ValidateGatherArgs("EmbeddingGather", d_rows, num_rows, d_indices,
+                                                  d_out, batch_size, num_fields, dim));
+  const int64_t total = batch_size * num_fields * dim;
+  if (total == 0) return OkStatus();
+  GatherKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(d_rows, num_rows, d_indices,
+                                                                  d_out, total, dim);
+  return internal::CudaLaunchStatus("EmbeddingGatherCuda");
+}
+
+Status EmbeddingGatherBackwardCuda(const int32_t* d_indices, const float* d_grad_out,
+                                   float* d_grad_rows, int64_t num_rows, int64_t batch_size,
+                                   int num_fields, int dim, cudaStream_t stream) {
+  TS_RETURN_IF_ERROR(internal::ValidateGatherArgs("EmbeddingGatherBackward", d_grad_rows, num_rows,
+                                                  d_indices, d_grad_out, batch_size, num_fields,
+                                                  dim));
+  const int64_t total = batch_size * num_fields * dim;
+  if (total == 0) return OkStatus();
+  GatherBackwardKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(
+      d_indices, d_grad_out, d_grad_rows, num_rows, total, dim);
+  return internal::CudaLaunchStatus("EmbeddingGatherBackwardCuda");
+}
+
+Status EmbeddingPoolCuda(const float* d_rows, int64_t num_rows, const int64_t* d_offsets,
+                         const int32_t* d_indices, const float* d_weights, float* d_out,
+                         int64_t num_bags, int dim, cudaStream_t stream) {
+  TS_RETURN_IF_ERROR(internal::ValidatePoolArgs("EmbeddingPool", d_rows, num_rows, d_offsets,
+                                                d_indices, d_out, num_bags, dim));
+  const int64_t total = num_bags * dim;
+  if (total == 0) return OkStatus();
+  PoolKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(
+      d_rows, num_rows, d_offsets, d_indices, d_weights, d_out, total, dim);
+  return internal::CudaLaunchStatus("EmbeddingPoolCuda");
+}
+
+Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indices,
+                                 const float* d_weights, const float* d_grad_out,
+                                 float* d_grad_rows, int64_t num_rows, int64_t num_bags, int dim,
+                                 cudaStream_t stream) {
+  TS_RETURN_IF_ERROR(internal::ValidatePoolArgs("EmbeddingPoolBackward", d_grad_rows, num_rows,
+                                                d_offsets, d_indices, d_grad_out, num_bags, dim));
+  const int64_t total = num_bags * dim;
+  if (total == 0) return OkStatus();
+  PoolBackwardKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(
+      d_offsets, d_indices, d_weights, d_grad_out, d_grad_rows, num_rows, total, dim);
+  return internal::CudaLaunchStatus("EmbeddingPoolBackwardCuda");
+}
+
+}  // namespace tessera::kernels
