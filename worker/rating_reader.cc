@@ -1,126 +1,33 @@
 #include "worker/rating_reader.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <memory>
 #include <string_view>
-#include <system_error>
-#include <thread>
 #include <utility>
 
 #include "core/logging.h"
+#include "worker/text_chunks.h"
 
 namespace tessera::worker {
 namespace {
 
+using internal::ByteOrderMarkLength;
+using internal::DescribeBadLine;
+using internal::EstimateLines;
+using internal::FileBytes;
+using internal::IsBlankLine;
+using internal::LineEnd;
+using internal::LineStartAtOrAfter;
+using internal::RunChunks;
+using internal::SkipBlanks;
+using internal::SplitAtLineStarts;
+using internal::SplitPoint;
+
 constexpr int kMaxThreads = 256;
-constexpr size_t kMaxShownChars = 60;  // of a bad line, in error messages
-
-// The bytes of one file, read-only: mmap'ed for regular files (so a partition only touches its
-// own pages), read into memory for anything else (pipes, /dev/stdin).
-class FileBytes {
- public:
-  static StatusOr<std::unique_ptr<FileBytes>> Open(const std::string& path);
-  ~FileBytes() {
-    if (mapped_ != nullptr) munmap(mapped_, size_);
-  }
-  FileBytes(const FileBytes&) = delete;
-  FileBytes& operator=(const FileBytes&) = delete;
-
-  const char* data() const {
-    return mapped_ != nullptr ? static_cast<char*>(mapped_) : copy_.data();
-  }
-  size_t size() const { return size_; }
-
- private:
-  FileBytes() = default;
-  void* mapped_ = nullptr;
-  std::string copy_;
-  size_t size_ = 0;
-};
-
-Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
-  std::string message = what + " " + path + ": " + std::strerror(err);
-  if (err == ENOENT || err == ENOTDIR) return Status::NotFound(message);
-  return Status::InvalidArgument(message);
-}
-
-StatusOr<std::unique_ptr<FileBytes>> FileBytes::Open(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
-  std::unique_ptr<FileBytes> file(new FileBytes());
-  struct stat st;
-  Status status;
-  if (fstat(fd, &st) != 0) {
-    status = ErrnoStatus("cannot stat", path, errno);
-  } else if (S_ISDIR(st.st_mode)) {
-    status = Status::InvalidArgument("cannot read " + path + ": is a directory");
-  } else if (S_ISREG(st.st_mode)) {
-    file->size_ = static_cast<size_t>(st.st_size);
-    if (file->size_ > 0) {
-      void* p = mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        status = ErrnoStatus("cannot mmap", path, errno);
-      } else {
-        file->mapped_ = p;
-        madvise(p, file->size_, MADV_SEQUENTIAL);
-      }
-    }
-  } else {
-    char buf[1 << 16];
-    for (;;) {
-      ssize_t n = read(fd, buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) status = ErrnoStatus("cannot read", path, errno);
-      if (n <= 0) break;
-      file->copy_.append(buf, static_cast<size_t>(n));
-    }
-    file->size_ = file->copy_.size();
-  }
-  close(fd);
-  if (!status.ok()) return status;
-  return file;
-}
-
-// floor(size * k / n) without overflowing 64 bits.
-size_t SplitPoint(size_t size, size_t k, size_t n) { return size / n * k + size % n * k / n; }
-
-// The first line start >= pos. Lines start at offset 0 and after each '\n'.
-size_t LineStartAtOrAfter(const char* data, size_t size, size_t pos) {
-  if (pos == 0) return 0;
-  if (pos >= size) return size;
-  if (data[pos - 1] == '\n') return pos;
-  const void* nl = std::memchr(data + pos, '\n', size - pos);
-  return nl == nullptr ? size : static_cast<size_t>(static_cast<const char*>(nl) - data) + 1;
-}
-
-// End of the line starting at p, before "\n" or "\r\n".
-const char* LineEnd(const char* p, const char* end) {
-  const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
-  const char* le = nl == nullptr ? end : nl;
-  if (le > p && le[-1] == '\r') --le;
-  return le;
-}
-
-bool IsBlankChar(char c) { return c == ' ' || c == '\t' || c == '\r'; }
-
-bool IsBlankLine(const char* p, const char* le) {
-  return std::all_of(p, le, [](char c) { return IsBlankChar(c); });
-}
-
-const char* SkipBlanks(const char* p, const char* le) {
-  while (p < le && (*p == ' ' || *p == '\t')) ++p;
-  return p;
-}
+constexpr size_t kMinRatingLineBytes = 6;  // "1 2 3\n"
 
 template <RatingFormat F>
 inline bool IsFieldEnd(const char* p, const char* le) {
@@ -193,18 +100,6 @@ struct ChunkResult {
   const char* first_bad = nullptr;         // start of the first bad line
   const char* first_bad_reason = nullptr;  // what is wrong with it
 };
-
-// Estimates the ratings in [begin, end) from the newline density of its first 64 KiB, so that
-// the output arrays are allocated once. Capped by the shortest rating line ("1 2 3\n", 6 bytes)
-// so that an unrepresentative start (blank lines) cannot ask for absurd amounts of memory.
-size_t EstimateLines(const char* begin, const char* end) {
-  size_t size = static_cast<size_t>(end - begin);
-  size_t sample = std::min<size_t>(size, 1 << 16);
-  if (sample == 0) return 0;
-  size_t lines = static_cast<size_t>(std::count(begin, begin + sample, '\n')) + 1;
-  size_t estimate = static_cast<size_t>(static_cast<double>(lines) * size / sample * 1.05) + 16;
-  return std::min(estimate, size / 6 + 1);
-}
 
 // Parses the lines in [begin, end) into *out, reserving room for `reserve` ratings first.
 template <RatingFormat F>
@@ -288,22 +183,6 @@ bool IsCsvHeader(const char* p, const char* le) {
   return ec != std::errc() || rest != field_end;
 }
 
-std::string DescribeBadLine(const std::string& path, const char* data, const char* file_end,
-                            const char* line, const char* reason) {
-  int64_t line_number = std::count(data, line, '\n') + 1;
-  const char* le = LineEnd(line, file_end);
-  std::string shown;
-  for (const char* c = line; c < le && shown.size() < kMaxShownChars; ++c) {
-    if (*c == '\t') {
-      shown += "\\t";
-    } else {
-      shown += static_cast<unsigned char>(*c) < 0x20 ? '?' : *c;
-    }
-  }
-  if (shown.size() >= kMaxShownChars) shown += "...";
-  return path + ":" + std::to_string(line_number) + ": " + reason + " (" + shown + ")";
-}
-
 Status ValidateOptions(const RatingReadOptions& o) {
   if (o.format != RatingFormat::kAuto && o.format != RatingFormat::kTab &&
       o.format != RatingFormat::kDat && o.format != RatingFormat::kCsv &&
@@ -361,8 +240,7 @@ StatusOr<RatingReadResult> ReadRatings(const std::string& path, const RatingRead
   const size_t size = file->size();
   const char* file_end = data + size;
 
-  size_t body = 0;  // offset of the first byte after a UTF-8 byte-order mark
-  if (size >= 3 && std::memcmp(data, "\xEF\xBB\xBF", 3) == 0) body = 3;
+  const size_t body = ByteOrderMarkLength(data, size);  // offset of the first byte after a BOM
   RatingReadResult result;
   result.format =
       options.format == RatingFormat::kAuto ? DetectFormat(data + body, file_end) : options.format;
@@ -383,36 +261,17 @@ StatusOr<RatingReadResult> ReadRatings(const std::string& path, const RatingRead
 
   // Per-thread chunks, split at line starts; chunk k is [bounds[k], bounds[k + 1]).
   const size_t num_chunks = static_cast<size_t>(options.num_threads);
-  std::vector<size_t> bounds(num_chunks + 1, end);
-  bounds[0] = begin;
-  for (size_t k = 1; k < num_chunks; ++k) {
-    size_t pos = begin + SplitPoint(end - begin, k, num_chunks);
-    bounds[k] = std::clamp(LineStartAtOrAfter(data, size, pos), bounds[k - 1], end);
-  }
+  const std::vector<size_t> bounds = SplitAtLineStarts(data, size, begin, end, num_chunks);
 
   ChunkParser parse = ParserFor(result.format);
   std::vector<ChunkResult> chunks(num_chunks);
-  auto work = [&](size_t k) {
-    try {
-      // Chunk 0 becomes the result, so it reserves room for the whole partition (pages are only
-      // touched when written) and the merge copies only chunks 1.. .
-      size_t reserve = EstimateLines(data + bounds[k], data + bounds[k == 0 ? num_chunks : k + 1]);
-      parse(data + bounds[k], data + bounds[k + 1], options.skip_bad_lines, reserve, &chunks[k]);
-    } catch (const std::exception& e) {
-      TS_LOG(FATAL) << "parsing " << path << " failed: " << e.what();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (size_t k = 1; k < num_chunks; ++k) {
-    try {
-      threads.emplace_back(work, k);
-    } catch (const std::system_error& e) {
-      TS_LOG(WARNING) << "cannot start a parser thread (" << e.what() << "); parsing inline";
-      work(k);
-    }
-  }
-  work(0);
-  for (std::thread& t : threads) t.join();
+  RunChunks(num_chunks, "parsing " + path, [&](size_t k) {
+    // Chunk 0 becomes the result, so it reserves room for the whole partition (pages are only
+    // touched when written) and the merge copies only chunks 1.. .
+    size_t reserve = EstimateLines(data + bounds[k], data + bounds[k == 0 ? num_chunks : k + 1],
+                                   kMinRatingLineBytes);
+    parse(data + bounds[k], data + bounds[k + 1], options.skip_bad_lines, reserve, &chunks[k]);
+  });
 
   // Chunks are in file order, so the first chunk with a bad line holds the first bad line.
   for (const ChunkResult& chunk : chunks) {

@@ -1,0 +1,398 @@
+#include "worker/ctr_cache.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/logging.h"
+#include "worker/text_chunks.h"
+
+namespace tessera::worker {
+namespace {
+
+// Records are copied to and from memory as they are, so the host must be little-endian as the
+// file is (every platform we build for is).
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the CTR cache assumes little-endian");
+
+constexpr size_t kChecksumOffset = kCtrCacheHeaderBytes - 8;
+// Below this many bytes of records per thread a read uses fewer threads.
+constexpr size_t kMinReadBytesPerThread = 64 << 10;
+// Records are written in batches of about this many bytes.
+constexpr size_t kWriteBufferBytes = 4 << 20;
+
+void PutU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+void PutU64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+
+uint64_t Fnv1a64(const char* p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 0x100000001b3ULL;
+  return h;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[19];
+  std::snprintf(buf, sizeof(buf), "0x%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+const char* OnOff(bool b) { return b ? "on" : "off"; }
+
+// Writes all of [p, p + n) at the file position of fd.
+Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return internal::ErrnoStatus("cannot write", path, errno);
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return OkStatus();
+}
+
+// The cache file being written: removed again unless Commit succeeds.
+class CacheFile {
+ public:
+  CacheFile(std::string tmp_path, std::string path)
+      : tmp_path_(std::move(tmp_path)), path_(std::move(path)) {}
+  ~CacheFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!committed_) unlink(tmp_path_.c_str());
+  }
+  CacheFile(const CacheFile&) = delete;
+  CacheFile& operator=(const CacheFile&) = delete;
+
+  Status Create() {
+    fd_ = open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) return internal::ErrnoStatus("cannot create", tmp_path_, errno);
+    return OkStatus();
+  }
+  Status Write(const char* p, size_t n) { return WriteAll(fd_, p, n, tmp_path_); }
+  // Writes the final header over the placeholder, syncs, and renames the file into place.
+  Status Commit(const char* header) {
+    if (pwrite(fd_, header, kCtrCacheHeaderBytes, 0) !=
+        static_cast<ssize_t>(kCtrCacheHeaderBytes)) {
+      return internal::ErrnoStatus("cannot write the header of", tmp_path_, errno);
+    }
+    if (fsync(fd_) != 0) return internal::ErrnoStatus("cannot sync", tmp_path_, errno);
+    int rc = close(fd_);
+    fd_ = -1;
+    if (rc != 0) return internal::ErrnoStatus("cannot close", tmp_path_, errno);
+    if (rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+      return internal::ErrnoStatus("cannot rename " + tmp_path_ + " to", path_, errno);
+    }
+    committed_ = true;
+    return OkStatus();
+  }
+
+ private:
+  std::string tmp_path_;
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+bool HasCtrCacheMagic(const char* data, size_t size) {
+  return size >= sizeof(kCtrCacheMagic) &&
+         std::memcmp(data, kCtrCacheMagic, sizeof(kCtrCacheMagic)) == 0;
+}
+
+void EncodeCtrCacheHeader(const CtrCacheHeader& h, char* out) {
+  std::memset(out, 0, kCtrCacheHeaderBytes);
+  std::memcpy(out, kCtrCacheMagic, sizeof(kCtrCacheMagic));
+  PutU32(out + 8, h.version);
+  PutU32(out + 12, static_cast<uint32_t>(kCtrCacheHeaderBytes));
+  PutU32(out + 16, static_cast<uint32_t>(h.source_format));
+  PutU32(out + 20, h.num_dense);
+  PutU32(out + 24, h.num_fields);
+  PutU32(out + 28, h.multi_hot ? 1 : 0);
+  PutU32(out + 32, h.keys_per_record);
+  PutU32(out + 36, h.bucketize_integers ? 1 : 0);
+  PutU64(out + 40, h.hash_seed);
+  PutU64(out + 48, h.num_records);
+  PutU64(out + 56, h.RecordBytes());
+  PutU64(out + kChecksumOffset, Fnv1a64(out, kChecksumOffset));
+}
+
+StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const char* data,
+                                              size_t size) {
+  const std::string where = "cache " + path + ": ";
+  if (!HasCtrCacheMagic(data, size)) {
+    return Status::InvalidArgument(where + "not a Tessera cache (it does not start with \"" +
+                                   std::string(kCtrCacheMagic, sizeof(kCtrCacheMagic)) + "\")");
+  }
+  if (size < kCtrCacheHeaderBytes) {
+    return Status::InvalidArgument(where + "truncated: " + std::to_string(size) +
+                                   " bytes, shorter than the " +
+                                   std::to_string(kCtrCacheHeaderBytes) + "-byte header");
+  }
+  // The version first (its place is fixed in every version): a newer layout may put the rest,
+  // checksum included, elsewhere.
+  CtrCacheHeader h;
+  h.version = GetU32(data + 8);
+  if (h.version != kCtrCacheVersion) {
+    return Status::InvalidArgument(where + "version differs: the cache has version " +
+                                   std::to_string(h.version) + ", this build reads version " +
+                                   std::to_string(kCtrCacheVersion) + " (convert the text again)");
+  }
+  const uint64_t stored = GetU64(data + kChecksumOffset);
+  const uint64_t computed = Fnv1a64(data, kChecksumOffset);
+  if (stored != computed) {
+    return Status::InvalidArgument(where + "header checksum mismatch (stored " + Hex(stored) +
+                                   ", computed " + Hex(computed) + "): the header is corrupt");
+  }
+  const uint32_t header_bytes = GetU32(data + 12);
+  const uint32_t format = GetU32(data + 16);
+  h.num_dense = GetU32(data + 20);
+  h.num_fields = GetU32(data + 24);
+  const uint32_t multi_hot = GetU32(data + 28);
+  h.keys_per_record = GetU32(data + 32);
+  const uint32_t bucketize = GetU32(data + 36);
+  h.hash_seed = GetU64(data + 40);
+  h.num_records = GetU64(data + 48);
+  const uint64_t record_bytes = GetU64(data + 56);
+  h.multi_hot = multi_hot == 1;
+  h.bucketize_integers = bucketize == 1;
+
+  auto inconsistent = [&](const std::string& why) {
+    return Status::InvalidArgument(where + "inconsistent header: " + why);
+  };
+  if (header_bytes != kCtrCacheHeaderBytes) {
+    return inconsistent("header size " + std::to_string(header_bytes) + ", expected " +
+                        std::to_string(kCtrCacheHeaderBytes));
+  }
+  if (format != static_cast<uint32_t>(CtrFormat::kCriteo) &&
+      format != static_cast<uint32_t>(CtrFormat::kLibsvm) &&
+      format != static_cast<uint32_t>(CtrFormat::kLibffm)) {
+    return inconsistent("unknown source format " + std::to_string(format));
+  }
+  h.source_format = static_cast<CtrFormat>(format);
+  if (multi_hot > 1 || bucketize > 1) return inconsistent("flags are not 0 or 1");
+  if (h.num_dense > 1024 || h.keys_per_record > static_cast<uint32_t>(kCtrCacheMaxKeys)) {
+    return inconsistent(std::to_string(h.num_dense) + " dense features and " +
+                        std::to_string(h.keys_per_record) + " keys per record");
+  }
+  if (h.multi_hot ? h.num_fields != 1 : h.num_fields != h.keys_per_record) {
+    return inconsistent(std::to_string(h.num_fields) + " fields with " +
+                        std::to_string(h.keys_per_record) + " keys per record");
+  }
+  if (record_bytes != h.RecordBytes()) {
+    return inconsistent("record size " + std::to_string(record_bytes) + ", expected " +
+                        std::to_string(h.RecordBytes()));
+  }
+  const uint64_t body = size - kCtrCacheHeaderBytes;
+  if (h.num_records > body / record_bytes) {
+    return Status::InvalidArgument(
+        where + "truncated: the header announces " + std::to_string(h.num_records) +
+        " records of " + std::to_string(record_bytes) + " bytes, the file holds " +
+        std::to_string(body / record_bytes) + " (" + std::to_string(size) + " bytes in all)");
+  }
+  if (h.num_records * record_bytes != body) {
+    return Status::InvalidArgument(where + std::to_string(body - h.num_records * record_bytes) +
+                                   " bytes after the " + std::to_string(h.num_records) +
+                                   " records the header announces");
+  }
+  return h;
+}
+
+Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& header,
+                            const CtrReadOptions& options) {
+  const std::string where = "cache " + path + ": ";
+  if (header.hash_seed != options.hash_seed) {
+    return Status::InvalidArgument(where + "hash seed differs: the cache was written with " +
+                                   std::to_string(header.hash_seed) + ", the options ask for " +
+                                   std::to_string(options.hash_seed));
+  }
+  if (header.source_format == CtrFormat::kCriteo &&
+      header.bucketize_integers != options.bucketize_integers) {
+    return Status::InvalidArgument(where +
+                                   "bucketize_integers differs: the cache was written with " +
+                                   OnOff(header.bucketize_integers) + ", the options ask for " +
+                                   OnOff(options.bucketize_integers));
+  }
+  return OkStatus();
+}
+
+void ReadCtrCacheRecords(const CtrCacheHeader& header, const char* records, uint64_t first,
+                         uint64_t n, int num_threads, std::vector<CtrBlock>* scratch,
+                         CtrBlock* block) {
+  const uint64_t record_bytes = header.RecordBytes();
+  const size_t num_dense = header.num_dense;
+  const size_t num_keys = header.keys_per_record;
+  const size_t keys_offset = 4 + 4 * num_dense;
+  const size_t values_offset = keys_offset + 8 * num_keys;
+  const size_t num_chunks = std::clamp<size_t>(n * record_bytes / kMinReadBytesPerThread, 1,
+                                               static_cast<size_t>(std::max(num_threads, 1)));
+  const char* begin = records + first * record_bytes;
+
+  if (!header.multi_hot) {
+    // Fixed width out as well: every thread copies its records straight into place. Resizing
+    // without clearing first skips zero-filling when the block keeps its size across calls.
+    block->offsets.clear();
+    block->labels.resize(n);
+    block->dense.resize(n * num_dense);
+    block->keys.resize(n * num_keys);
+    block->values.resize(n * num_keys);
+    internal::RunChunks(num_chunks, "reading a cache", [&](size_t k) {
+      const size_t r_end = internal::SplitPoint(n, k + 1, num_chunks);
+      for (size_t r = internal::SplitPoint(n, k, num_chunks); r < r_end; ++r) {
+        const char* rec = begin + r * record_bytes;
+        std::memcpy(&block->labels[r], rec, 4);
+        if (num_dense > 0) {
+          std::memcpy(block->dense.data() + r * num_dense, rec + 4, 4 * num_dense);
+        }
+        if (num_keys > 0) {
+          std::memcpy(block->keys.data() + r * num_keys, rec + keys_offset, 8 * num_keys);
+          std::memcpy(block->values.data() + r * num_keys, rec + values_offset, 4 * num_keys);
+        }
+      }
+    });
+    return;
+  }
+
+  // Multi-hot: each thread builds its rows in a local block (vector headers of neighbouring
+  // blocks would share cache lines), then they are appended in order.
+  if (scratch->size() < num_chunks) scratch->resize(num_chunks);
+  internal::RunChunks(num_chunks, "reading a cache", [&](size_t k) {
+    CtrBlock local = std::move((*scratch)[k]);
+    local.Clear();
+    local.offsets.push_back(0);
+    const size_t r_end = internal::SplitPoint(n, k + 1, num_chunks);
+    for (size_t r = internal::SplitPoint(n, k, num_chunks); r < r_end; ++r) {
+      const char* rec = begin + r * record_bytes;
+      float label;
+      std::memcpy(&label, rec, 4);
+      local.labels.push_back(label);
+      const size_t dense_at = local.dense.size();
+      local.dense.resize(dense_at + num_dense);
+      if (num_dense > 0) std::memcpy(local.dense.data() + dense_at, rec + 4, 4 * num_dense);
+      size_t count = num_keys;  // without the trailing padding
+      for (; count > 0; --count) {
+        uint64_t key;
+        uint32_t value_bits;
+        std::memcpy(&key, rec + keys_offset + 8 * (count - 1), 8);
+        std::memcpy(&value_bits, rec + values_offset + 4 * (count - 1), 4);
+        if (key != kCtrCachePadKey || value_bits != 0) break;
+      }
+      const size_t keys_at = local.keys.size();
+      local.keys.resize(keys_at + count);
+      local.values.resize(keys_at + count);
+      if (count > 0) {
+        std::memcpy(local.keys.data() + keys_at, rec + keys_offset, 8 * count);
+        std::memcpy(local.values.data() + keys_at, rec + values_offset, 4 * count);
+      }
+      local.offsets.push_back(static_cast<uint32_t>(local.keys.size()));
+    }
+    (*scratch)[k] = std::move(local);
+  });
+  block->Clear();
+  if (n == 0) return;
+  block->offsets.push_back(0);
+  for (size_t k = 0; k < num_chunks; ++k) AppendCtrBlock((*scratch)[k], true, block);
+}
+
+Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
+                     const std::string& output) {
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<CtrReader> reader, CtrReader::Open(input, read));
+  const CtrSchema& schema = reader->schema();
+  if (schema.format == CtrFormat::kCache) {
+    return Status::InvalidArgument(input + " is a cache already");
+  }
+  if (schema.multi_hot && schema.max_keys > kCtrCacheMaxKeys) {
+    return Status::InvalidArgument(
+        input + " has varying feature counts, up to " + std::to_string(schema.max_keys) +
+        " on a line: the cache pads every row to the longest line and takes at most " +
+        std::to_string(kCtrCacheMaxKeys) + " features per line; read the text instead");
+  }
+  CtrCacheHeader header;
+  header.source_format = schema.format;
+  header.num_dense = static_cast<uint32_t>(schema.num_dense);
+  header.num_fields = static_cast<uint32_t>(schema.num_fields);
+  header.multi_hot = schema.multi_hot;
+  header.keys_per_record =
+      static_cast<uint32_t>(schema.multi_hot ? schema.max_keys : schema.num_fields);
+  header.bucketize_integers = schema.bucketize_integers;
+  header.hash_seed = schema.hash_seed;
+
+  CacheFile file(output + ".tmp", output);
+  TS_RETURN_IF_ERROR(file.Create());
+  std::vector<char> bytes(kCtrCacheHeaderBytes, 0);  // a placeholder until the count is known
+  TS_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
+
+  const size_t num_dense = header.num_dense;
+  const size_t num_keys = header.keys_per_record;
+  const size_t record_bytes = header.RecordBytes();
+  const size_t keys_offset = 4 + 4 * num_dense;
+  const size_t values_offset = keys_offset + 8 * num_keys;
+  CtrBlock block;
+  for (;;) {
+    TS_ASSIGN_OR_RETURN(bool more, reader->Next(&block));
+    if (!more) break;
+    for (size_t first = 0; first < block.size();) {
+      const size_t rows =
+          std::min(block.size() - first, std::max<size_t>(1, kWriteBufferBytes / record_bytes));
+      bytes.resize(rows * record_bytes);
+      for (size_t i = 0; i < rows; ++i) {
+        const size_t r = first + i;
+        char* rec = bytes.data() + i * record_bytes;
+        std::memcpy(rec, &block.labels[r], 4);
+        if (num_dense > 0) {
+          std::memcpy(rec + 4, block.dense.data() + r * num_dense, 4 * num_dense);
+        }
+        size_t key_begin = r * num_keys;
+        size_t count = num_keys;
+        if (schema.multi_hot) {
+          key_begin = block.offsets[r];
+          count = block.offsets[r + 1] - key_begin;
+          TS_CHECK_LE(count, num_keys) << "a row has more keys than the scan counted";
+          for (size_t j = count; j < num_keys; ++j) {
+            PutU64(rec + keys_offset + 8 * j, kCtrCachePadKey);
+            std::memset(rec + values_offset + 4 * j, 0, 4);
+          }
+        }
+        if (count > 0) {
+          std::memcpy(rec + keys_offset, block.keys.data() + key_begin, 8 * count);
+          std::memcpy(rec + values_offset, block.values.data() + key_begin, 4 * count);
+        }
+      }
+      TS_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
+      header.num_records += rows;
+      first += rows;
+    }
+  }
+  if (reader->bad_lines() > 0) {
+    TS_LOG(WARNING) << "skipped " << reader->bad_lines() << " bad lines in " << input
+                    << "; the first: " << reader->first_bad_line();
+  }
+  char encoded[kCtrCacheHeaderBytes];
+  EncodeCtrCacheHeader(header, encoded);
+  TS_RETURN_IF_ERROR(file.Commit(encoded));
+  TS_LOG(INFO) << "wrote " << header.num_records << " rows of " << input << " ("
+               << schema.Describe() << ") to " << output;
+  return OkStatus();
+}
+
+}  // namespace tessera::worker

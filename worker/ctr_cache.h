@@ -1,0 +1,98 @@
+// Binary cache of CTR training data: the rows of a Criteo/libsvm/libffm text file already
+// parsed and hashed, as fixed-width records that CtrReader (worker/ctr_data.h) maps and copies
+// out several times faster than it parses the text. Written by WriteCtrCache (`tessera convert`).
+//
+// File layout, little-endian:
+//   header, kCtrCacheHeaderBytes bytes:
+//     0  char[8] magic "TSRCACHE"
+//     8  u32 version (kCtrCacheVersion)
+//    12  u32 header size in bytes
+//    16  u32 source format (CtrFormat: 1 criteo, 2 libsvm, 3 libffm)
+//    20  u32 num_dense
+//    24  u32 num_fields (1 when multi-hot)
+//    28  u32 multi_hot (0 or 1)
+//    32  u32 keys per record (num_fields when one-hot, the longest line's when multi-hot)
+//    36  u32 bucketize_integers (0 or 1; Criteo only)
+//    40  u64 hash seed
+//    48  u64 number of records
+//    56  u64 record size in bytes (4 + 4 * num_dense + 12 * keys per record)
+//    64  zeros up to the checksum
+//   120  u64 FNV-1a 64 of header bytes [0, 120)
+//   then the records, each: f32 label, f32 dense[num_dense], u64 keys[K], f32 values[K].
+// Multi-hot rows are padded to K keys with kCtrCachePadKey and value 0; the reader drops the
+// trailing pad entries again, so a row reads back with its own key list. A multi-hot file whose
+// longest line has more than kCtrCacheMaxKeys features is refused (the padding would dwarf the
+// data; read the text instead).
+//
+// Threads: the functions are thread-safe (no shared state).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "worker/ctr_data.h"
+
+namespace tessera::worker {
+
+inline constexpr char kCtrCacheMagic[8] = {'T', 'S', 'R', 'C', 'A', 'C', 'H', 'E'};
+inline constexpr uint32_t kCtrCacheVersion = 1;
+inline constexpr size_t kCtrCacheHeaderBytes = 128;
+inline constexpr uint64_t kCtrCachePadKey = ~uint64_t{0};
+inline constexpr int kCtrCacheMaxKeys = 1024;
+
+// The header's fields (see the layout above).
+struct CtrCacheHeader {
+  uint32_t version = kCtrCacheVersion;
+  CtrFormat source_format = CtrFormat::kAuto;
+  uint32_t num_dense = 0;
+  uint32_t num_fields = 0;
+  bool multi_hot = false;
+  uint32_t keys_per_record = 0;
+  bool bucketize_integers = false;
+  uint64_t hash_seed = 0;
+  uint64_t num_records = 0;
+
+  uint64_t RecordBytes() const {
+    return 4 + 4 * uint64_t{num_dense} + 12 * uint64_t{keys_per_record};
+  }
+};
+
+// True when the bytes start with kCtrCacheMagic.
+bool HasCtrCacheMagic(const char* data, size_t size);
+
+// Writes the header bytes, checksum included. REQUIRES: out has kCtrCacheHeaderBytes bytes.
+void EncodeCtrCacheHeader(const CtrCacheHeader& header, char* out);
+
+// Decodes the header of a cache file of `size` bytes at `data` and checks it: magic, checksum,
+// version, consistent fields and a file size that holds exactly the records it announces.
+// InvalidArgument "cache PATH: <why>" otherwise (e.g. "truncated: the header announces 9999
+// records of 368 bytes (3679760 bytes in all), the file has 1000128").
+StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const char* data,
+                                              size_t size);
+
+// OK when a cache with `header` may be read with `options`: the same hash seed and, for Criteo,
+// the same bucketize_integers; else InvalidArgument naming the field and both values, e.g.
+// "cache PATH: hash seed differs: the cache was written with 1, the options ask for 2".
+Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& header,
+                            const CtrReadOptions& options);
+
+// Copies records [first, first + n) of a cache into *block (replacing its rows; multi-hot: the
+// padding dropped), with up to num_threads threads (the calling thread and std::threads joined
+// before returning). `records` is the first record (the byte after the header); *scratch holds
+// per-thread blocks reused across calls. REQUIRES: the records exist (DecodeCtrCacheHeader).
+void ReadCtrCacheRecords(const CtrCacheHeader& header, const char* records, uint64_t first,
+                         uint64_t n, int num_threads, std::vector<CtrBlock>* scratch,
+                         CtrBlock* block);
+
+// Reads `input` (a text file, format/partition/threads/seed/bucketize from `read`) with CtrReader
+// and writes its rows as a cache to `output` (via `output`.tmp, renamed when complete, so a
+// failed conversion leaves no cache behind). Errors: those of CtrReader (bad lines unless
+// read.skip_bad_lines), InvalidArgument when the input is a cache or multi-hot with lines of more
+// than kCtrCacheMaxKeys features, and I/O errors on `output`.
+Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
+                     const std::string& output);
+
+}  // namespace tessera::worker
