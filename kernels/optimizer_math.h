@@ -18,6 +18,20 @@ struct AdagradParams {
   float eps = 1e-8f;  // added to sqrt(acc) so a zero accumulator does not divide by zero
 };
 
+struct AdamParams {
+  float lr = 0.001f;     // learning rate (alpha)
+  float beta1 = 0.9f;    // decay of the first moment m
+  float beta2 = 0.999f;  // decay of the second moment v
+  float eps = 1e-8f;     // added to sqrt(v) (not bias-corrected: the "epsilon hat" form)
+};
+
+struct FtrlParams {
+  float alpha = 0.05f;  // learning rate: the per-coordinate rate is alpha / (beta + sqrt(n))
+  float beta = 1.0f;    // > 0 keeps the rate finite before the first gradient (n = 0)
+  float l1 = 0.0f;      // lambda_1: |z| <= l1 gives an exact zero weight (sparsity)
+  float l2 = 0.0f;      // lambda_2
+};
+
 // w <- w - eta * g.
 TS_HD float SgdStep(float w, float g, const SgdParams& p) { return w - p.lr * g; }
 
@@ -26,6 +40,55 @@ TS_HD float SgdStep(float w, float g, const SgdParams& p) { return w - p.lr * g;
 TS_HD float AdagradStep(float w, float g, float* acc, const AdagradParams& p) {
   *acc += g * g;
   return w - p.lr * g / (sqrtf(*acc) + p.eps);
+}
+
+// Adam (Kingma, Ba 2015), in the form of Section 2's last paragraph, as PyTorch's SparseAdam and
+// TF's LazyAdam compute it: the bias corrections fold into one step size per row,
+//   step_size = lr * sqrt(1 - beta2^t) / (1 - beta1^t),
+// for the row's t-th update (t >= 1, counted per row: lazy Adam updates only the rows a push
+// touches, so each row keeps its own t). Computed once per row, then AdamStep per element.
+TS_HD float AdamStepSize(float t, const AdamParams& p) {
+  return p.lr * sqrtf(1.0f - powf(p.beta2, t)) / (1.0f - powf(p.beta1, t));
+}
+
+// m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2;
+// w <- w - step_size * m / (sqrt(v) + eps). Updates *m, *v and returns the new weight.
+TS_HD float AdamStep(float w, float g, float* m, float* v, float step_size, const AdamParams& p) {
+  *m = p.beta1 * *m + (1.0f - p.beta1) * g;
+  *v = p.beta2 * *v + (1.0f - p.beta2) * g * g;
+  return w - step_size * *m / (sqrtf(*v) + p.eps);
+}
+
+// FTRL-proximal (McMahan et al., "Ad Click Prediction: a View from the Trenches", KDD 2013,
+// Algorithm 1), per coordinate. The weight is a function of the state (z, n):
+//   w = 0                                                  if |z| <= l1
+//   w = -(z - sgn(z) l1) / ((beta + sqrt(n)) / alpha + l2)  otherwise.
+// REQUIRES: alpha > 0 and beta > 0 (or n > 0), so the denominator is positive.
+TS_HD float FtrlWeight(float z, float n, const FtrlParams& p) {
+  // Soft threshold without a branch, so the CPU loop vectorises: z - sgn(z) l1 for |z| > l1
+  // equals sgn(z) (|z| - l1) exactly; for |z| <= l1 the magnitude is 0 (w = +-0).
+  const float excess = fabsf(z) - p.l1;
+  const float magnitude = excess > 0.0f ? excess : 0.0f;
+  return -copysignf(magnitude, z) / ((p.beta + sqrtf(n)) / p.alpha + p.l2);
+}
+
+// One FTRL round for gradient g at the current weight w (= FtrlWeight(*z, *n) when the state
+// is consistent): sigma = (sqrt(n + g^2) - sqrt(n)) / alpha; z <- z + g - sigma w;
+// n <- n + g^2. Updates *z, *n and returns the new weight FtrlWeight(z, n).
+TS_HD float FtrlStep(float w, float g, float* z, float* n, const FtrlParams& p) {
+  const float n_new = *n + g * g;
+  const float sigma = (sqrtf(n_new) - sqrtf(*n)) / p.alpha;
+  *z += g - sigma * w;
+  *n = n_new;
+  return FtrlWeight(*z, n_new, p);
+}
+
+// The z that gives weight w at n = 0, i.e. FtrlWeight(z, 0) == w up to rounding:
+// z = -(w (beta / alpha + l2) + sgn(w) l1), and 0 for w = 0. Lets a row start from non-zero
+// initial weights with a consistent state.
+TS_HD float FtrlZForWeight(float w, const FtrlParams& p) {
+  if (w == 0.0f) return 0.0f;
+  return -(w * (p.beta / p.alpha + p.l2) + copysignf(p.l1, w));
 }
 
 }  // namespace tessera::kernels

@@ -1,13 +1,19 @@
 #include "kernels/sparse_optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "kernels/optimizer_math.h"
 
 namespace tessera::kernels {
 
 StatusOr<OptimizerKind> ParseOptimizer(const std::string& name) {
   if (name == "sgd") return OptimizerKind::kSgd;
   if (name == "adagrad") return OptimizerKind::kAdagrad;
-  return Status::InvalidArgument("unknown optimizer '" + name + "'; choices: sgd, adagrad");
+  if (name == "adam") return OptimizerKind::kAdam;
+  if (name == "ftrl") return OptimizerKind::kFtrl;
+  return Status::InvalidArgument("unknown optimizer '" + name +
+                                 "'; choices: sgd, adagrad, adam, ftrl");
 }
 
 const char* OptimizerName(OptimizerKind k) {
@@ -16,36 +22,95 @@ const char* OptimizerName(OptimizerKind k) {
       return "sgd";
     case OptimizerKind::kAdagrad:
       return "adagrad";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kFtrl:
+      return "ftrl";
   }
   return "unknown";
 }
 
+namespace {
+
+Status CheckRange(bool in_range, const char* optimizer, const char* field, const char* range,
+                  float value) {
+  if (in_range && std::isfinite(value)) return OkStatus();
+  return Status::InvalidArgument(std::string(optimizer) + " " + field + " must be finite and " +
+                                 range + ", got " + std::to_string(value));
+}
+
+}  // namespace
+
 Status ValidateOptimizerParams(const OptimizerParams& p) {
-  if (p.kind != OptimizerKind::kSgd && p.kind != OptimizerKind::kAdagrad) {
-    return Status::InvalidArgument("unknown optimizer kind " +
-                                   std::to_string(static_cast<int>(p.kind)));
+  switch (p.kind) {
+    case OptimizerKind::kSgd:
+      break;
+    case OptimizerKind::kAdagrad:
+      TS_RETURN_IF_ERROR(CheckRange(p.eps >= 0.0f, "adagrad", "eps", ">= 0", p.eps));
+      TS_RETURN_IF_ERROR(CheckRange(p.initial_accumulator >= 0.0f, "adagrad", "initial_accumulator",
+                                    ">= 0", p.initial_accumulator));
+      break;
+    case OptimizerKind::kAdam:
+      TS_RETURN_IF_ERROR(CheckRange(p.eps >= 0.0f, "adam", "eps", ">= 0", p.eps));
+      TS_RETURN_IF_ERROR(
+          CheckRange(p.beta1 >= 0.0f && p.beta1 < 1.0f, "adam", "beta1", "in [0, 1)", p.beta1));
+      TS_RETURN_IF_ERROR(
+          CheckRange(p.beta2 >= 0.0f && p.beta2 < 1.0f, "adam", "beta2", "in [0, 1)", p.beta2));
+      break;
+    case OptimizerKind::kFtrl:
+      // alpha divides: it must be positive, and ftrl_beta > 0 keeps the denominator of the
+      // weight positive before the first gradient (n = 0).
+      TS_RETURN_IF_ERROR(CheckRange(p.lr > 0.0f, "ftrl", "lr (alpha)", "> 0", p.lr));
+      TS_RETURN_IF_ERROR(CheckRange(p.ftrl_beta > 0.0f, "ftrl", "ftrl_beta", "> 0", p.ftrl_beta));
+      TS_RETURN_IF_ERROR(CheckRange(p.l1 >= 0.0f, "ftrl", "l1", ">= 0", p.l1));
+      TS_RETURN_IF_ERROR(CheckRange(p.l2 >= 0.0f, "ftrl", "l2", ">= 0", p.l2));
+      break;
+    default:
+      return Status::InvalidArgument("unknown optimizer kind " +
+                                     std::to_string(static_cast<int>(p.kind)));
   }
   if (!std::isfinite(p.lr)) return Status::InvalidArgument("optimizer lr must be finite");
-  if (p.kind == OptimizerKind::kAdagrad) {
-    if (!std::isfinite(p.eps) || p.eps < 0.0f) {
-      return Status::InvalidArgument("adagrad eps must be finite and >= 0, got " +
-                                     std::to_string(p.eps));
-    }
-    if (!std::isfinite(p.initial_accumulator) || p.initial_accumulator < 0.0f) {
-      return Status::InvalidArgument("adagrad initial_accumulator must be finite and >= 0, got " +
-                                     std::to_string(p.initial_accumulator));
-    }
-  }
   return OkStatus();
 }
 
 int OptimizerStateFloats(OptimizerKind kind, int dim) {
-  return kind == OptimizerKind::kAdagrad ? dim : 0;
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return 0;
+    case OptimizerKind::kAdagrad:
+      return dim;
+    case OptimizerKind::kAdam:
+      return 2 * dim + 1;
+    case OptimizerKind::kFtrl:
+      return 2 * dim;
+  }
+  return 0;
 }
 
 void InitOptimizerState(const OptimizerParams& p, float* state, int dim) {
-  if (p.kind != OptimizerKind::kAdagrad) return;
-  for (int j = 0; j < dim; ++j) state[j] = p.initial_accumulator;
+  switch (p.kind) {
+    case OptimizerKind::kSgd:
+      return;
+    case OptimizerKind::kAdagrad:
+      std::fill(state, state + dim, p.initial_accumulator);
+      return;
+    case OptimizerKind::kAdam:
+    case OptimizerKind::kFtrl:
+      std::fill(state, state + OptimizerStateFloats(p.kind, dim), 0.0f);
+      return;
+  }
+}
+
+void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim) {
+  float* state = row + dim;
+  InitOptimizerState(p, state, dim);
+  if (p.kind != OptimizerKind::kFtrl) return;
+  const FtrlParams ftrl{p.lr, p.ftrl_beta, p.l1, p.l2};
+  for (int j = 0; j < dim; ++j) {
+    if (row[j] == 0.0f) continue;             // z = 0 already gives weight 0
+    state[j] = FtrlZForWeight(row[j], ftrl);  // z; n (state[dim + j]) stays 0
+    row[j] = FtrlWeight(state[j], 0.0f, ftrl);
+  }
 }
 
 namespace internal {

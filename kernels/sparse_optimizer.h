@@ -1,6 +1,19 @@
 // Sparse optimizer updates: apply one gradient row to each of a set of embedding rows in place.
 // A row is [weights(dim) | optimizer state(OptimizerStateFloats(kind, dim))], contiguous; the
-// caller (an embedding table) owns the rows and lays them out this way.
+// caller (an embedding table) owns the rows and lays them out this way. State per kind:
+//   sgd      none
+//   adagrad  [acc(dim)]                    squared-gradient sums
+//   adam     [m(dim) | v(dim) | step(1)]   moments; step = updates this row has had, a float
+//   ftrl     [z(dim) | n(dim)]             FTRL-proximal z and sum of squared gradients
+// Adam is lazy (TF LazyAdam, PyTorch SparseAdam): only rows in a push change, and the bias
+// correction uses the row's own step. The step is stored as a float holding an integer: exact up
+// to 2^24 updates of one row, after which it stays at 2^24 (2^24 + 1 rounds back). By then
+// beta^t < 1e-7 for any beta <= 0.999999, and for the usual betas (0.9, 0.999) 1 - beta^t is
+// exactly 1 in float, so the frozen count does not change the update. A float keeps the row all
+// floats (checkpoints and exports need no special case).
+// FTRL keeps w == FtrlWeight(z, n) (optimizer_math.h): the weight slot always holds the weight the
+// state gives. A new row with z = n = 0 has weight 0, so rows whose initial weights are not all 0
+// must be initialised with InitOptimizerStateForRow, which derives z from the weights.
 // Entry points: ApplySparseUpdate (dispatch on DeviceContext), ...Cpu, ...Cuda.
 // Thread-compatible: concurrent calls must not touch the same rows.
 #pragma once
@@ -13,30 +26,46 @@
 
 namespace tessera::kernels {
 
-enum class OptimizerKind { kSgd, kAdagrad };
+enum class OptimizerKind { kSgd, kAdagrad, kAdam, kFtrl };
 
-// "sgd" | "adagrad"; anything else is InvalidArgument listing the choices.
+// "sgd" | "adagrad" | "adam" | "ftrl"; anything else is InvalidArgument listing the choices.
 StatusOr<OptimizerKind> ParseOptimizer(const std::string& name);
-// "sgd" | "adagrad" ("unknown" for a value outside the enum).
+// "sgd" | "adagrad" | "adam" | "ftrl" ("unknown" for a value outside the enum).
 const char* OptimizerName(OptimizerKind k);
 
 struct OptimizerParams {
   OptimizerKind kind = OptimizerKind::kAdagrad;
-  float lr = 0.05f;                  // learning rate; finite
-  float eps = 1e-8f;                 // adagrad: added to sqrt(accumulator); >= 0
+  float lr = 0.05f;                  // learning rate; finite (ftrl: alpha, > 0)
+  float eps = 1e-8f;                 // adagrad, adam: added to sqrt(acc) / sqrt(v); >= 0
   float initial_accumulator = 0.0f;  // adagrad: starting value of every accumulator; >= 0
+  float beta1 = 0.9f;                // adam: decay of the first moment; in [0, 1)
+  float beta2 = 0.999f;              // adam: decay of the second moment; in [0, 1)
+  float ftrl_beta = 1.0f;            // ftrl: rate alpha / (ftrl_beta + sqrt(n)); > 0
+  float l1 = 0.0f;                   // ftrl: L1 strength lambda_1 (sparsity); >= 0
+  float l2 = 0.0f;                   // ftrl: L2 strength lambda_2; >= 0
 };
 
-// InvalidArgument for an unknown kind, non-finite lr, or negative/non-finite eps or
-// initial_accumulator. Every ApplySparseUpdate* calls it.
+// InvalidArgument for an unknown kind, non-finite lr, or (for the fields the kind uses, as
+// listed above) a value outside its range. Every ApplySparseUpdate* calls it.
 Status ValidateOptimizerParams(const OptimizerParams& p);
 
-// Floats of optimizer state after the dim weights of a row: sgd 0, adagrad dim.
+// Floats of optimizer state after the dim weights of a row: sgd 0, adagrad dim, adam 2 dim + 1,
+// ftrl 2 dim.
 int OptimizerStateFloats(OptimizerKind kind, int dim);
 
 // Initialises the state part of a freshly created row (host memory, OptimizerStateFloats
-// floats): adagrad fills initial_accumulator, sgd writes nothing.
+// floats): adagrad fills initial_accumulator, adam zeroes m, v and step, ftrl zeroes z and n
+// (consistent only with all-zero weights: see InitOptimizerStateForRow), sgd writes nothing.
 void InitOptimizerState(const OptimizerParams& p, float* state, int dim);
+
+// Initialises the state of a freshly created row [weights(dim) | state] (host memory) whose
+// weights are already set. The same as InitOptimizerState(p, row + dim, dim) except for ftrl:
+// for w_j != 0, z_j = FtrlZForWeight(w_j) and w_j is rewritten to FtrlWeight(z_j, 0); n_j = 0.
+// The new w_j differs from the initial one only by the float rounding of z_j (a few ulps of
+// |z_j| / (ftrl_beta / lr + l2); 0 when |w_j| is too small to lift |z_j| above l1 in float), and
+// the row satisfies w == FtrlWeight(z, n) from the start.
+// REQUIRES: p valid (ValidateOptimizerParams).
+void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim);
 
 // Applies grads[i] (row i of a num_rows x dim row-major matrix) to the row at rows[i].
 // kCpu: rows are updated in order i = 0..num_rows-1, so a row pointer that repeats gets its
@@ -51,9 +80,11 @@ Status ApplySparseUpdateCpu(const OptimizerParams& p, float* const* rows, const 
                             int64_t num_rows, int dim);
 #if TESSERA_WITH_CUDA
 // d_rows: device array of num_rows device pointers, all distinct (elements are updated in
-// parallel; a repeated row would race). d_grads: device memory. Queued on `stream`; returns
-// after the launch, without synchronising. Same formulas as the CPU (optimizer_math.h); results
-// agree to float rounding (nvcc may fuse multiply-adds), not bitwise.
+// parallel; a repeated row would race). d_grads: device memory. Queued on `stream` (adam: two
+// kernels, the second advancing each row's step); returns after the launch, without
+// synchronising. Same formulas as the CPU (optimizer_math.h); results agree to float rounding
+// (nvcc may fuse multiply-adds; device powf/sqrtf may differ from the host's by an ulp), not
+// bitwise.
 Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, const float* d_grads,
                              int64_t num_rows, int dim, struct CUstream_st* stream);
 #endif

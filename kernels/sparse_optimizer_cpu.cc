@@ -1,6 +1,6 @@
 // CPU sparse optimizer: one pass over the rows in order, the inner loop over dim calling the
 // TS_HD step of optimizer_math.h. Compiled with -fno-math-errno (kernels/CMakeLists.txt) so
-// sqrtf has no errno branch and the Adagrad loop vectorises.
+// sqrtf has no errno branch and the Adagrad, Adam and FTRL loops vectorise.
 #include <string>
 
 #include "kernels/optimizer_math.h"
@@ -46,6 +46,48 @@ struct AdagradUpdate {
   }
 };
 
+// Lazy Adam on one row: the row's step advances by one and its step size (the bias
+// corrections) is computed once; the element loop is Adagrad's shape with two state arrays.
+[[gnu::noinline]] void AdamRow(float* __restrict__ w, float* __restrict__ m, float* __restrict__ v,
+                               const float* __restrict__ g, int dim, float step_size,
+                               AdamParams params) {
+  int j = 0;
+  for (; j + kBlock <= dim; j += kBlock) {
+    for (int k = 0; k < kBlock; ++k) {
+      w[j + k] = AdamStep(w[j + k], g[j + k], &m[j + k], &v[j + k], step_size, params);
+    }
+  }
+  for (; j < dim; ++j) w[j] = AdamStep(w[j], g[j], &m[j], &v[j], step_size, params);
+}
+
+struct AdamUpdate {
+  AdamParams params;
+  void operator()(float* w, const float* g, int dim) const {
+    float* step = w + 3 * dim;
+    const float t = *step + 1.0f;
+    AdamRow(w, w + dim, w + 2 * dim, g, dim, AdamStepSize(t, params), params);
+    *step = t;
+  }
+};
+
+[[gnu::noinline]] void FtrlRow(float* __restrict__ w, float* __restrict__ z, float* __restrict__ n,
+                               const float* __restrict__ g, int dim, FtrlParams params) {
+  int j = 0;
+  for (; j + kBlock <= dim; j += kBlock) {
+    for (int k = 0; k < kBlock; ++k) {
+      w[j + k] = FtrlStep(w[j + k], g[j + k], &z[j + k], &n[j + k], params);
+    }
+  }
+  for (; j < dim; ++j) w[j] = FtrlStep(w[j], g[j], &z[j], &n[j], params);
+}
+
+struct FtrlUpdate {
+  FtrlParams params;
+  void operator()(float* w, const float* g, int dim) const {
+    FtrlRow(w, w + dim, w + 2 * dim, g, dim, params);
+  }
+};
+
 template <typename Update>
 void ApplyRows(const Update& update, float* const* rows, const float* grads, int64_t num_rows,
                int dim) {
@@ -69,6 +111,12 @@ Status ApplySparseUpdateCpu(const OptimizerParams& p, float* const* rows, const 
       break;
     case OptimizerKind::kAdagrad:
       ApplyRows(AdagradUpdate{AdagradParams{p.lr, p.eps}}, rows, grads, num_rows, dim);
+      break;
+    case OptimizerKind::kAdam:
+      ApplyRows(AdamUpdate{AdamParams{p.lr, p.beta1, p.beta2, p.eps}}, rows, grads, num_rows, dim);
+      break;
+    case OptimizerKind::kFtrl:
+      ApplyRows(FtrlUpdate{FtrlParams{p.lr, p.ftrl_beta, p.l1, p.l2}}, rows, grads, num_rows, dim);
       break;
   }
   return OkStatus();

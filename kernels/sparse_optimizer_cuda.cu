@@ -28,6 +28,31 @@ struct AdagradElement {
   }
 };
 
+// Reads the row's step without advancing it: every thread of the row must see the same t, so
+// the step is advanced by AdvanceAdamStepKernel, queued after this kernel on the same stream.
+struct AdamElement {
+  AdamParams params;
+  __device__ void operator()(float* row, int j, int dim, float g) const {
+    const float step_size = AdamStepSize(row[3 * dim] + 1.0f, params);
+    row[j] = AdamStep(row[j], g, &row[dim + j], &row[2 * dim + j], step_size, params);
+  }
+};
+
+struct FtrlElement {
+  FtrlParams params;
+  __device__ void operator()(float* row, int j, int dim, float g) const {
+    row[j] = FtrlStep(row[j], g, &row[dim + j], &row[2 * dim + j], params);
+  }
+};
+
+__global__ void AdvanceAdamStepKernel(float* const* __restrict__ rows, int64_t num_rows, int dim) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < num_rows;
+       i += stride) {
+    rows[i][3 * dim] += 1.0f;
+  }
+}
+
 template <typename Element>
 __global__ void SparseUpdateKernel(Element element, float* const* __restrict__ rows,
                                    const float* __restrict__ grads, int64_t num_rows, int dim) {
@@ -62,6 +87,19 @@ Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, con
       break;
     case OptimizerKind::kAdagrad:
       Launch(AdagradElement{AdagradParams{p.lr, p.eps}}, d_rows, d_grads, num_rows, dim, stream);
+      break;
+    case OptimizerKind::kAdam: {
+      Launch(AdamElement{AdamParams{p.lr, p.beta1, p.beta2, p.eps}}, d_rows, d_grads, num_rows, dim,
+             stream);
+      const int64_t blocks =
+          std::min(kMaxBlocks, (num_rows + kThreadsPerBlock - 1) / kThreadsPerBlock);
+      AdvanceAdamStepKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(
+          d_rows, num_rows, dim);
+      break;
+    }
+    case OptimizerKind::kFtrl:
+      Launch(FtrlElement{FtrlParams{p.lr, p.ftrl_beta, p.l1, p.l2}}, d_rows, d_grads, num_rows, dim,
+             stream);
       break;
   }
   return internal::CudaLaunchStatus("ApplySparseUpdateCuda");

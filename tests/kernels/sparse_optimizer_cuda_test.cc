@@ -1,6 +1,7 @@
 // ApplySparseUpdateCuda against ApplySparseUpdateCpu on the same random rows (label gpu).
-// Skips when no CUDA device is usable. Tolerance: 1e-5 relative (nvcc may fuse acc += g * g
-// into an FMA; otherwise the formulas and IEEE sqrt/division are the same).
+// Skips when no CUDA device is usable. Tolerance: 1e-5 relative (nvcc may fuse multiply-adds
+// such as acc += g * g into an FMA, and device powf may differ from the host's by an ulp;
+// otherwise the formulas and IEEE sqrt/division are the same).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -120,11 +121,14 @@ TEST(SparseOptimizerCudaTest, MatchesCpuOnRandomRows) {
   const int64_t row_counts[] = {0, 1, 7, 255, 256, 257, 1000, 5003};
   const int dims[] = {1, 8, 31, 32, 33, 128};
   unsigned seed = 2024;
-  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad}) {
+  for (OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
     OptimizerParams p;
     p.kind = kind;
     p.lr = 0.05f;
     p.initial_accumulator = 0.1f;
+    p.l1 = 0.1f;  // ftrl: some weights land exactly on 0
+    p.l2 = 0.01f;
     for (int64_t num_rows : row_counts) {
       for (int dim : dims) CompareCpuAndCuda(p, num_rows, dim, ++seed, stream);
     }
@@ -138,9 +142,52 @@ TEST(SparseOptimizerCudaTest, RandomSizesMatchCpuOnDefaultStream) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int64_t> rows(0, 3000);
   std::uniform_int_distribution<int> dims(1, 200);
-  OptimizerParams p;  // adagrad defaults
-  for (int trial = 0; trial < 10; ++trial) {
-    CompareCpuAndCuda(p, rows(rng), dims(rng), seed + trial, nullptr);
+  for (OptimizerKind kind : {OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+    OptimizerParams p;  // defaults of each kind
+    p.kind = kind;
+    for (int trial = 0; trial < 10; ++trial) {
+      CompareCpuAndCuda(p, rows(rng), dims(rng), seed + trial, nullptr);
+    }
+  }
+}
+
+// Lazy Adam on the device: three updates of the same rows advance each row's step to 3 exactly
+// (the step kernel runs after the element kernel on the same stream) and match the CPU.
+TEST(SparseOptimizerCudaTest, AdamStepAdvancesOncePerUpdate) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  OptimizerParams p;
+  p.kind = OptimizerKind::kAdam;
+  p.lr = 0.01f;
+  const int dim = 33;
+  const int64_t num_rows = 300;
+  const int64_t row_floats = dim + OptimizerStateFloats(p.kind, dim);
+  std::vector<float> table(num_rows * row_floats, 0.0f);
+  for (int64_t r = 0; r < num_rows; ++r) table[r * row_floats] = 0.5f;
+  std::vector<float> grads(num_rows * dim);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (float& g : grads) g = uniform(rng);
+  DeviceVector<float> d_table(table);
+  DeviceVector<float> d_grads(grads);
+  std::vector<float*> h_rows, d_row_ptrs;
+  for (int64_t r = 0; r < num_rows; ++r) {
+    h_rows.push_back(&table[r * row_floats]);
+    d_row_ptrs.push_back(d_table.data() + r * row_floats);
+  }
+  DeviceVector<float*> d_rows(d_row_ptrs);
+  DeviceContext ctx;
+  ctx.device = Device::kCuda;
+  for (int step = 0; step < 3; ++step) {
+    ASSERT_TRUE(ApplySparseUpdateCpu(p, h_rows.data(), grads.data(), num_rows, dim).ok());
+    ASSERT_TRUE(ApplySparseUpdate(ctx, p, d_rows.data(), d_grads.data(), num_rows, dim).ok());
+  }
+  TS_ASSERT_CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<float> gpu_table = d_table.ToHost();
+  for (int64_t r = 0; r < num_rows; ++r) {
+    ASSERT_EQ(gpu_table[r * row_floats + 3 * dim], 3.0f) << "row " << r;
+  }
+  for (size_t k = 0; k < table.size(); ++k) {
+    ASSERT_NEAR(gpu_table[k], table[k], 1e-5f * (1.0f + std::fabs(table[k]))) << "element " << k;
   }
 }
 
