@@ -187,7 +187,8 @@ void EmbeddingTable::InitialWeights(uint64_t key, float* out) const {
 
 void EmbeddingTable::InitRow(uint64_t key, float* row) const {
   InitialWeights(key, row);
-  kernels::InitOptimizerState(options_.optimizer, row + options_.dim, options_.dim);
+  // The state may depend on the weights (FTRL derives z from them).
+  kernels::InitOptimizerStateForRow(options_.optimizer, row, options_.dim);
   for (int j = row_floats(); j < stride_floats_; ++j) row[j] = 0.0f;
 }
 
