@@ -1,0 +1,61 @@
+// The parts of tessera_bench. Each prints a table to stdout and, given a JsonLines, one result
+// line per measured figure. Figures are rates over a fixed amount of work (read) or a fixed time
+// (net), repeated `reps` times; the median is quoted, the best is printed next to it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+
+namespace tessera::bench {
+
+struct ReadBenchOptions {
+  std::string path;  // a LIBMF text file (tessera gen ratings ... train.txt)
+  std::vector<int> threads = {1, 2};
+  int reps = 3;
+};
+// ReadRatings lines/s (and MB/s) per thread count, after one untimed read that brings the file
+// into the page cache. Returns false on a read error.
+bool RunReadBench(const ReadBenchOptions& o, JsonLines* json);
+
+struct NetBenchOptions {
+  int dim = 64;                 // floats per row
+  int keys = 8192;              // unique keys per request
+  int64_t key_space = 1 << 20;  // rows in the server's table (all created before measuring)
+  int depth = 4;                // requests in flight
+  double seconds = 2.0;         // per measurement
+  int reps = 3;
+  int server_threads = 1;  // shard threads of the Tessera server
+  // Comma-separated subset of stream,raw_pull,ps_pull,raw_push,raw_push_rounds,ps_push ("" = all):
+  // for profiling one phase.
+  std::string only;
+};
+// Raw ZeroMQ (DEALER -> ROUTER, request/reply shaped like a pull and a push, plus one-way
+// streaming) next to a real tessera Server over ZmqTransport driven by PsClient; both servers
+// are child processes on tcp://127.0.0.1, measured alternately.
+bool RunNetBench(const NetBenchOptions& o, JsonLines* json);
+
+struct MemoryBenchOptions {
+  std::vector<int> dims = {33, 129};  // row weights: MF dim + bias
+  std::vector<int64_t> rows = {100000, 838861, 1000000};
+};
+// EmbeddingTable (Adagrad) resident bytes per row from /proc/self/statm deltas and MemoryBytes(),
+// next to the budget 1.25 x (dim + state) x 4 bytes.
+bool RunMemoryBench(const MemoryBenchOptions& o, JsonLines* json);
+
+struct KernelBenchOptions {
+  std::vector<int> dims = {32, 128};
+  int batch = 16384;        // samples per MF batch
+  int64_t users = 1000000;  // rows the batch's samples are drawn from (Zipf-free, uniform)
+  int64_t items = 100000;
+  double seconds = 1.0;
+  int reps = 3;
+};
+// The compute pieces of one training step in isolation, single thread: MfBatchGradientCpu over
+// a gathered batch, ApplySparseUpdateCpu (Adagrad) over rows scattered in an EmbeddingTable, and
+// EmbeddingTable::FindBatch. Rates in samples/s or rows/s.
+bool RunKernelBench(const KernelBenchOptions& o, JsonLines* json);
+
+}  // namespace tessera::bench
