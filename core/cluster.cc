@@ -57,4 +57,24 @@ StatusOr<ClusterView> RegisterWithScheduler(RpcNode& rpc, std::chrono::milliseco
   return view;
 }
 
+StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
+                                                  const std::vector<double>& values,
+                                                  proto::ReduceOp op,
+                                                  std::chrono::milliseconds timeout) {
+  proto::ReduceRequest request;
+  request.set_round(round);
+  request.set_op(op);
+  for (double v : values) request.add_values(v);
+  TS_ASSIGN_OR_RETURN(Message reply,
+                      rpc.CallAndWait(NodeId::Scheduler(),
+                                      MakeControlMessage(proto::COMMAND_REDUCE, request), timeout));
+  proto::ReduceReply body;
+  TS_RETURN_IF_ERROR(ParseControlBody(reply, &body));
+  if (body.values_size() != static_cast<int>(values.size())) {
+    return Status::DataLoss("reduce reply has " + std::to_string(body.values_size()) +
+                            " values, expected " + std::to_string(values.size()));
+  }
+  return std::vector<double>(body.values().begin(), body.values().end());
+}
+
 }  // namespace tessera

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <vector>
 
 #include "core/rpc.h"
 #include "core/shard_map.h"
@@ -18,6 +19,14 @@ struct ClusterView {
 // Sends REGISTER for rpc.self() (with the transport's endpoint), waits for the ClusterInfo, adds
 // every peer's address to the transport, and returns the view. kDeadlineExceeded after `timeout`.
 StatusOr<ClusterView> RegisterWithScheduler(RpcNode& rpc, std::chrono::milliseconds timeout);
+
+// REDUCE over the workers through the scheduler: every worker sends `values` for the same
+// `round` (numbered by the workers, in the same order everywhere) and gets the element-wise sum
+// (or max) over all workers, combined in worker-rank order. Also a barrier.
+StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
+                                                  const std::vector<double>& values,
+                                                  proto::ReduceOp op,
+                                                  std::chrono::milliseconds timeout);
 
 // This machine's host name (for messages that name a node).
 std::string HostName();

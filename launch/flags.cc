@@ -9,6 +9,7 @@
 #include <functional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 namespace po = boost::program_options;
 
@@ -114,26 +115,39 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
 ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOptions* options) {
   TrainOptions& o = *options;
   std::string format = "auto", optimizer = "adagrad", device = "cpu", transport = "inproc";
+  std::string mlp = "400,400,400", dense_optimizer = "adam", linear_optimizer = "ftrl";
   uint64_t seed = 1;
+  worker::CtrTrainerOptions& ctr = o.ctr_options;
+  float dense_lr = 0.001f, linear_lr = 2.0f;
   int timeout_s = 600, register_timeout_s = 120;
   po::options_description desc("tessera train options");
   // clang-format off
   desc.add_options()
     ("help,h", "print this help and exit")
     ("config", po::value<std::string>(&o.config_path), "read options from an INI file; flags override it")
-    ("model", po::value<std::string>(&o.model)->default_value("mf"), "model: mf (biased matrix factorisation)")
+    ("model", po::value<std::string>(&o.model)->default_value("mf"), "model: mf (biased matrix factorisation) | lr | fm | deepfm | wide_deep | dcn_v2 (CTR models)")
     ("train", po::value<std::string>(&o.mf.train_path), "training ratings file (omit for the embedded demo: a generated planted set, trained with --l2 0.02 --lr 0.05 --batch-size 256 --epochs 20 unless given)")
     ("test", po::value<std::string>(&o.mf.test_path), "test ratings file, evaluated after every epoch")
-    ("format", po::value<std::string>(&format)->default_value("auto"), "input format: auto|tab|dat|csv|libmf")
+    ("format", po::value<std::string>(&format)->default_value("auto"), "input format: mf: auto|tab|dat|csv|libmf; CTR: auto|criteo|libsvm|libffm|cache")
     ("skip-bad-lines", po::bool_switch(&o.mf.skip_bad_lines), "count and skip malformed lines instead of stopping")
     ("dim", po::value<int>(&o.mf.dim)->default_value(o.mf.dim), "latent factors per user/item")
-    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data")
-    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings per worker per step")
-    ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer")
+    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (CTR default: 1)")
+    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (CTR default: 4096)")
+    ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (CTR default: 0.001)")
     ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating)")
     ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating)")
-    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer: sgd|adagrad")
-    ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors")
+    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer on the servers: sgd|adagrad|adam|ftrl (CTR default: adam)")
+    ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors / embeddings")
+    ("emb-dim", po::value<int>(&ctr.model.emb_dim)->default_value(ctr.model.emb_dim), "CTR: embedding dimension per field")
+    ("mlp", po::value<std::string>(&mlp)->default_value(mlp), "CTR: hidden layer widths of the MLP, comma separated")
+    ("cross-layers", po::value<int>(&ctr.model.cross_layers)->default_value(ctr.model.cross_layers), "CTR: cross layers of dcn_v2")
+    ("dense-optimizer", po::value<std::string>(&dense_optimizer)->default_value(dense_optimizer), "CTR: optimizer of the replicated dense parameters: sgd|adagrad|adam")
+    ("dense-lr", po::value<float>(&dense_lr)->default_value(dense_lr), "CTR: learning rate of the dense optimizer")
+    ("linear-optimizer", po::value<std::string>(&linear_optimizer)->default_value(linear_optimizer), "CTR: optimizer of the first-order (1-dim) table: sgd|adagrad|adam|ftrl")
+    ("linear-lr", po::value<float>(&linear_lr)->default_value(linear_lr), "CTR: learning rate (FTRL alpha) of the first-order table; the loss is the batch mean, so FTRL wants a larger alpha than per-example FTRL")
+    ("eval-every", po::value<int64_t>(&ctr.eval_every)->default_value(0), "CTR: evaluate on --test every N steps (0: after each epoch only)")
+    ("hash-seed", po::value<uint64_t>(&ctr.read.hash_seed)->default_value(0), "CTR: seed of the (field, value) -> key hash")
+    ("bucketize-ints", po::bool_switch(&ctr.read.bucketize_integers), "CTR (criteo): integer features also as bucketised categorical fields")
     ("servers", po::value<int>(&o.servers)->default_value(1), "parameter servers")
     ("workers", po::value<int>(&o.workers)->default_value(1), "workers (under mpirun: the remaining ranks)")
     ("server-threads", po::value<int>(&o.server_threads)->default_value(1), "shard threads per server")
@@ -151,15 +165,56 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   ParseOutcome outcome = ParseWith(args, desc, "usage: tessera train [options]", &vm);
   if (!outcome.run) return outcome;
 
-  if (o.model != "mf") {
-    return Fail("--model " + o.model + " is not supported (choices: mf)");
+  o.ctr = o.model != "mf";
+  if (o.ctr) {
+    auto kind = worker::ParseCtrModel(o.model);
+    if (!kind.ok()) return Fail("--model: " + kind.status().message() + " or mf");
+    ctr.model.kind = *kind;
+    auto parsed_format = worker::ParseCtrFormat(format);
+    if (!parsed_format.ok()) return Fail("--format: " + parsed_format.status().message());
+    ctr.read.format = *parsed_format;
+  } else {
+    auto parsed_format = worker::ParseRatingFormat(format);
+    if (!parsed_format.ok()) return Fail("--format: " + parsed_format.status().message());
+    o.mf.format = *parsed_format;
   }
-  auto parsed_format = worker::ParseRatingFormat(format);
-  if (!parsed_format.ok()) return Fail("--format: " + parsed_format.status().message());
-  o.mf.format = *parsed_format;
   auto parsed_optimizer = kernels::ParseOptimizer(optimizer);
   if (!parsed_optimizer.ok()) return Fail("--optimizer: " + parsed_optimizer.status().message());
   o.optimizer.kind = *parsed_optimizer;
+  if (o.ctr) {
+    // CTR defaults where the MF ones do not fit.
+    if (vm["optimizer"].defaulted()) o.optimizer.kind = kernels::OptimizerKind::kAdam;
+    if (vm["lr"].defaulted()) o.optimizer.lr = 0.001f;
+    if (vm["epochs"].defaulted()) o.mf.epochs = 1;
+    if (vm["batch-size"].defaulted()) o.mf.batch_size = 4096;
+    ctr.model.mlp.clear();
+    std::stringstream widths(mlp);
+    for (std::string w; std::getline(widths, w, ',');) {
+      try {
+        size_t used = 0;
+        ctr.model.mlp.push_back(std::stoi(w, &used));
+        if (used != w.size()) throw std::invalid_argument(w);
+      } catch (const std::exception&) {
+        return Fail("--mlp " + mlp + ": '" + w + "' is not a layer width");
+      }
+    }
+    auto parsed_dense = kernels::ParseOptimizer(dense_optimizer);
+    if (!parsed_dense.ok() || *parsed_dense == kernels::OptimizerKind::kFtrl) {
+      return Fail("--dense-optimizer " + dense_optimizer + " is not one of sgd|adagrad|adam");
+    }
+    ctr.dense_optimizer.kind = *parsed_dense;
+    ctr.dense_optimizer.lr = dense_lr;
+    auto parsed_linear = kernels::ParseOptimizer(linear_optimizer);
+    if (!parsed_linear.ok()) return Fail("--linear-optimizer: " + parsed_linear.status().message());
+    o.linear_optimizer.kind = *parsed_linear;
+    o.linear_optimizer.lr = linear_lr;
+    for (const kernels::OptimizerParams* p :
+         {&o.optimizer, &o.linear_optimizer, &ctr.dense_optimizer}) {
+      Status valid = kernels::ValidateOptimizerParams(*p);
+      if (!valid.ok()) return Fail(valid.message());
+    }
+    if (ctr.eval_every < 0) return Fail("--eval-every must be >= 0");
+  }
   auto parsed_device = kernels::ParseDevice(device);
   if (!parsed_device.ok()) return Fail("--device: " + parsed_device.status().message());
   o.mf.device = *parsed_device;
@@ -194,6 +249,12 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   o.mf.seed = seed;
   o.init_seed = seed;
   std::set<std::string> preset_names;
+  if (o.ctr && o.mf.train_path.empty()) {
+    return Fail("--model " + o.model + " needs --train (e.g. a file from `tessera gen criteo`)");
+  }
+  if (o.ctr && o.mf.device == kernels::Device::kCuda) {
+    return Fail("--device cuda is not available for CTR models yet (CPU kernels only)");
+  }
   if (o.mf.train_path.empty()) {
     if (!o.mf.test_path.empty()) return Fail("--test needs --train");
     o.embedded_default = true;
@@ -225,6 +286,18 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       return Fail("--test " + o.mf.test_path + ": no such readable file");
     }
   }
+  if (o.ctr) {
+    ctr.train_path = o.mf.train_path;
+    ctr.test_path = o.mf.test_path;
+    ctr.read.skip_bad_lines = o.mf.skip_bad_lines;
+    ctr.read.num_threads = o.mf.reader_threads;
+    ctr.epochs = o.mf.epochs;
+    ctr.batch_size = o.mf.batch_size;
+    ctr.seed = seed;
+    ctr.model.seed = seed;
+    ctr.metrics_out = o.mf.metrics_out;
+    ctr.timeout = o.mf.timeout;
+  }
   o.summary = Summarize(vm, preset_names);
   return outcome;
 }
@@ -254,6 +327,60 @@ ParseOutcome ParseGenRatingsOptions(const std::vector<std::string>& args,
   if (!outcome.run) return outcome;
   Status valid = worker::ValidateRatingGenOptions(o);
   if (!valid.ok()) return Fail(valid.message());
+  return outcome;
+}
+
+ParseOutcome ParseGenCriteoOptions(const std::vector<std::string>& args,
+                                   worker::CriteoGenOptions* options, std::string* out_dir) {
+  worker::CriteoGenOptions& o = *options;
+  po::options_description desc("tessera gen criteo options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value<std::string>(), "read options from an INI file; flags override it")
+    ("rows", po::value<int64_t>(&o.rows)->default_value(o.rows), "rows (train + test)")
+    ("seed", po::value<uint64_t>(&o.seed)->default_value(o.seed), "random seed")
+    ("test-fraction", po::value<double>(&o.test_fraction)->default_value(o.test_fraction), "share of rows written to test.tsv")
+    ("target-ctr", po::value<double>(&o.target_ctr)->default_value(o.target_ctr), "mean click probability")
+    ("signal-scale", po::value<double>(&o.signal_scale)->default_value(o.signal_scale), "strength of the planted effects (higher: easier)")
+    ("vocab-scale", po::value<double>(&o.vocab_scale)->default_value(o.vocab_scale), "multiplies every field's vocabulary size")
+    ("out", po::value<std::string>(out_dir)->required(), "output directory");
+  // clang-format on
+  po::variables_map vm;
+  ParseOutcome outcome =
+      ParseWith(args, desc, "usage: tessera gen criteo --out DIR [options]", &vm);
+  if (!outcome.run) return outcome;
+  Status valid = worker::ValidateCriteoGenOptions(o);
+  if (!valid.ok()) return Fail(valid.message());
+  return outcome;
+}
+
+ParseOutcome ParseConvertOptions(const std::vector<std::string>& args, worker::CtrReadOptions* read,
+                                 std::string* input, std::string* output) {
+  std::string format = "auto";
+  po::options_description desc("tessera convert options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value<std::string>(), "read options from an INI file; flags override it")
+    ("input", po::value<std::string>(input)->required(), "CTR text file (criteo, libsvm, libffm)")
+    ("output", po::value<std::string>(output)->required(), "binary cache to write")
+    ("format", po::value<std::string>(&format)->default_value("auto"), "input format: auto|criteo|libsvm|libffm")
+    ("hash-seed", po::value<uint64_t>(&read->hash_seed)->default_value(0), "seed of the (field, value) -> key hash (training must use the same)")
+    ("bucketize-ints", po::bool_switch(&read->bucketize_integers), "criteo: integer features also as bucketised categorical fields")
+    ("skip-bad-lines", po::bool_switch(&read->skip_bad_lines), "count and skip malformed lines instead of stopping")
+    ("reader-threads", po::value<int>(&read->num_threads)->default_value(2), "parser threads");
+  // clang-format on
+  po::variables_map vm;
+  ParseOutcome outcome =
+      ParseWith(args, desc, "usage: tessera convert --input FILE --output CACHE [options]", &vm);
+  if (!outcome.run) return outcome;
+  auto parsed = worker::ParseCtrFormat(format);
+  if (!parsed.ok() || *parsed == worker::CtrFormat::kCache) {
+    return Fail("--format " + format + " is not one of auto|criteo|libsvm|libffm");
+  }
+  read->format = *parsed;
+  if (!IsReadableFile(*input)) return Fail("--input " + *input + ": no such readable file");
   return outcome;
 }
 

@@ -9,6 +9,8 @@
 
 #include "core/status.h"
 #include "kernels/sparse_optimizer.h"
+#include "worker/criteo_gen.h"
+#include "worker/ctr_trainer.h"
 #include "worker/mf_trainer.h"
 #include "worker/rating_gen.h"
 
@@ -20,10 +22,13 @@ struct TrainOptions {
   TrainOptions() { optimizer.lr = 0.02f; }  // tuned with the MF defaults on MovieLens 100K
 
   std::string model = "mf";
-  worker::MfTrainerOptions mf;         // data, model and loop options
-  kernels::OptimizerParams optimizer;  // for the embedding rows, on the servers
-  float init_std = 0.01f;              // factors start as N(0, init_std^2); biases at 0
-  uint64_t init_seed = 0;              // row initialisation seed (from --seed)
+  bool ctr = false;                           // a CTR model (lr, fm, deepfm, wide_deep, dcn_v2)
+  worker::MfTrainerOptions mf;                // data, model and loop options (mf)
+  worker::CtrTrainerOptions ctr_options;      // data, model and loop options (CTR models)
+  kernels::OptimizerParams linear_optimizer;  // CTR: the 1-dim first-order table
+  kernels::OptimizerParams optimizer;         // for the embedding rows, on the servers
+  float init_std = 0.01f;                     // factors start as N(0, init_std^2); biases at 0
+  uint64_t init_seed = 0;                     // row initialisation seed (from --seed)
   int servers = 1;
   int workers = 1;             // under MPI: the ranks left after scheduler and servers
   bool workers_given = false;  // --workers was set explicitly
@@ -51,5 +56,11 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
 // `args` are the arguments after "gen ratings".
 ParseOutcome ParseGenRatingsOptions(const std::vector<std::string>& args,
                                     worker::RatingGenOptions* options, std::string* out_dir);
+// `args` are the arguments after "gen criteo".
+ParseOutcome ParseGenCriteoOptions(const std::vector<std::string>& args,
+                                   worker::CriteoGenOptions* options, std::string* out_dir);
+// `args` are the arguments after "convert".
+ParseOutcome ParseConvertOptions(const std::vector<std::string>& args, worker::CtrReadOptions* read,
+                                 std::string* input, std::string* output);
 
 }  // namespace tessera::launch

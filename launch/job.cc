@@ -14,13 +14,35 @@
 #include "kernels/device.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
+#include "worker/ctr_trainer.h"
+#include "worker/inproc_collective.h"
 #include "worker/mf_trainer.h"
+#include "worker/mpi_collective.h"
 
 namespace tessera::launch {
 namespace {
 
 server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   server::ServerOptions s;
+  s.num_shard_threads = o.server_threads;
+  s.deterministic = o.deterministic;
+  if (o.ctr) {
+    // Table 0: field embeddings; table 1: first-order weights (start at 0, as FTRL needs).
+    server::TableOptions emb;
+    emb.table_id = worker::kEmbeddingTable;
+    emb.dim = o.ctr_options.model.emb_dim;
+    emb.seed = o.init_seed;
+    emb.init_std = o.init_std;
+    emb.optimizer = o.optimizer;
+    server::TableOptions linear;
+    linear.table_id = worker::kLinearTable;
+    linear.dim = 1;
+    linear.seed = o.init_seed;
+    linear.init_std = 0.0f;
+    linear.optimizer = o.linear_optimizer;
+    s.tables = {emb, linear};
+    return s;
+  }
   for (uint32_t table_id : {worker::kUserTable, worker::kItemTable}) {
     server::TableOptions t;
     t.table_id = table_id;
@@ -31,8 +53,6 @@ server::ServerOptions MakeServerOptions(const TrainOptions& o) {
     t.optimizer = o.optimizer;
     s.tables.push_back(t);
   }
-  s.num_shard_threads = o.server_threads;
-  s.deterministic = o.deterministic;
   return s;
 }
 
@@ -148,11 +168,21 @@ Status RunTrainInProcess(const TrainOptions& options) {
           server::RunServerNode(server_options, rpcs[1 + r].get(), o.register_timeout);
     });
   }
+  // CTR models all-reduce their dense gradients through this group (threads of this process).
+  worker::InProcessCollectiveGroup group(o.workers, o.mf.timeout);
   for (int r = 0; r < o.workers; ++r) {
     threads.emplace_back([&, r] {
       logging::SetThreadLogTag(NodeId::Worker(r).ToString());
-      worker_status[r] =
-          worker::RunMfWorkerNode(o.mf, rpcs[1 + o.servers + r].get(), o.register_timeout).status();
+      RpcNode* rpc = rpcs[1 + o.servers + r].get();
+      if (o.ctr) {
+        worker_status[r] =
+            worker::RunCtrWorkerNode(o.ctr_options, rpc, &group.Member(r), o.register_timeout)
+                .status();
+        // Release the other workers if they wait in a collective for this one.
+        if (!worker_status[r].ok()) group.Abort(worker_status[r].message());
+      } else {
+        worker_status[r] = worker::RunMfWorkerNode(o.mf, rpc, o.register_timeout).status();
+      }
     });
   }
   Status sched_status = sched.Run();
@@ -229,6 +259,11 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
     if (!dir.ok()) return finish(dir.status());
     scratch = std::move(*dir);
   }
+  // The workers' own communicator, for the CTR models' dense all-reduce (collective call: every
+  // rank takes part, servers and the scheduler with MPI_UNDEFINED).
+  MPI_Comm worker_comm = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, self.role == Role::kWorker ? 1 : MPI_UNDEFINED, rank,
+                 &worker_comm);
   RpcNode rpc(transport->get());
   Status result;
   switch (self.role) {
@@ -244,9 +279,21 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
       result = server::RunServerNode(MakeServerOptions(o), &rpc, o.register_timeout);
       break;
     case Role::kWorker:
-      result = worker::RunMfWorkerNode(o.mf, &rpc, o.register_timeout).status();
+      if (o.ctr) {
+        auto collective = worker::MpiCollective::Create(worker_comm);
+        if (!collective.ok()) {
+          result = collective.status();
+          break;
+        }
+        result =
+            worker::RunCtrWorkerNode(o.ctr_options, &rpc, collective->get(), o.register_timeout)
+                .status();
+      } else {
+        result = worker::RunMfWorkerNode(o.mf, &rpc, o.register_timeout).status();
+      }
       break;
   }
+  if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
   return finish(result);
 }
 

@@ -8,6 +8,8 @@
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "launch/launcher_env.h"
+#include "worker/criteo_gen.h"
+#include "worker/ctr_cache.h"
 #include "worker/rating_gen.h"
 
 namespace {
@@ -19,6 +21,8 @@ constexpr char kUsage[] =
     "  train         train a model (no options: a demo on generated data, in one process;\n"
     "                under mpirun/srun the role comes from the rank)\n"
     "  gen ratings   write a planted low-rank rating set (train.txt, test.txt, truth.json)\n"
+    "  gen criteo    write a planted click log in Criteo format (train.tsv, test.tsv, truth.json)\n"
+    "  convert       turn a CTR text file into a binary cache that reads several times faster\n"
     "\n"
     "`tessera <command> --help` lists a command's options.\n";
 
@@ -69,6 +73,22 @@ int GenRatings(const std::vector<std::string>& args) {
   return Finish(tessera::worker::GenerateRatings(options, out_dir));
 }
 
+int GenCriteo(const std::vector<std::string>& args) {
+  tessera::worker::CriteoGenOptions options;
+  std::string out_dir;
+  auto outcome = tessera::launch::ParseGenCriteoOptions(args, &options, &out_dir);
+  if (!outcome.run) return Report(outcome);
+  return Finish(tessera::worker::GenerateCriteo(options, out_dir));
+}
+
+int Convert(const std::vector<std::string>& args) {
+  tessera::worker::CtrReadOptions read;
+  std::string input, output;
+  auto outcome = tessera::launch::ParseConvertOptions(args, &read, &input, &output);
+  if (!outcome.run) return Report(outcome);
+  return Finish(tessera::worker::WriteCtrCache(input, read, output));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -79,9 +99,11 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   if (command == "train") return Train({args.begin() + 1, args.end()});
+  if (command == "convert") return Convert({args.begin() + 1, args.end()});
   if (command == "gen") {
     if (args.size() >= 2 && args[1] == "ratings") return GenRatings({args.begin() + 2, args.end()});
-    std::fprintf(stderr, "tessera: error: `tessera gen` needs a kind: ratings\n");
+    if (args.size() >= 2 && args[1] == "criteo") return GenCriteo({args.begin() + 2, args.end()});
+    std::fprintf(stderr, "tessera: error: `tessera gen` needs a kind: ratings | criteo\n");
     return 2;
   }
   std::fprintf(stderr, "tessera: error: unknown command '%s'\n%s", command.c_str(), kUsage);

@@ -52,6 +52,21 @@ void MetricsWriter::Done(int epochs, double rmse, double mae, double train_secon
        JsonNumber(train_seconds) + ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
 }
 
+void MetricsWriter::EvalCtr(int epoch, int64_t step, const std::string& split, double auc,
+                            double logloss) {
+  Line("{\"event\":\"eval\",\"epoch\":" + std::to_string(epoch) +
+       ",\"step\":" + std::to_string(step) + ",\"split\":\"" + split +
+       "\",\"auc\":" + JsonNumber(auc) + ",\"logloss\":" + JsonNumber(logloss) + "}");
+}
+
+void MetricsWriter::DoneCtr(int epochs, double auc, double logloss, double train_seconds,
+                            double samples_per_sec, bool dense_identical) {
+  Line("{\"event\":\"done\",\"epochs\":" + std::to_string(epochs) + ",\"auc\":" + JsonNumber(auc) +
+       ",\"logloss\":" + JsonNumber(logloss) + ",\"train_seconds\":" + JsonNumber(train_seconds) +
+       ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) +
+       ",\"dense_params_identical\":" + (dense_identical ? "true" : "false") + "}");
+}
+
 Status MetricsWriter::Close() {
   if (file_ == nullptr) return OkStatus();
   int rc = std::fclose(file_);

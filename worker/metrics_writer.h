@@ -24,6 +24,12 @@ class MetricsWriter {
   void Eval(int epoch, const std::string& split, double rmse, double mae);
   // {"event":"done","epochs":E,"rmse":R,"mae":M,"train_seconds":T,"samples_per_sec":S}
   void Done(int epochs, double rmse, double mae, double train_seconds, double samples_per_sec);
+  // {"event":"eval","epoch":E,"step":S,"split":"test","auc":A,"logloss":L}
+  void EvalCtr(int epoch, int64_t step, const std::string& split, double auc, double logloss);
+  // {"event":"done","epochs":E,"auc":A,"logloss":L,"train_seconds":T,"samples_per_sec":S,
+  //  "dense_params_identical":B}
+  void DoneCtr(int epochs, double auc, double logloss, double train_seconds, double samples_per_sec,
+               bool dense_identical);
   // Flushes and closes; reports a write error (e.g. a full disk).
   Status Close();
 

@@ -15,6 +15,7 @@
 #include "kernels/random_math.h"
 #include "worker/metrics_writer.h"
 #include "worker/ps_client.h"
+#include "worker/worker_node.h"
 
 namespace tessera::worker {
 namespace {
@@ -22,16 +23,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// Fisher-Yates with a counter-based generator: the same permutation on every platform.
-void Shuffle(std::vector<uint32_t>& order, uint64_t seed) {
-  uint64_t state = kernels::SplitMix64(seed);
-  for (size_t i = order.size(); i > 1; --i) {
-    state = kernels::SplitMix64(state);
-    size_t j = static_cast<size_t>((static_cast<unsigned __int128>(state) * i) >> 64);
-    std::swap(order[i - 1], order[j]);
-  }
-}
 
 std::string FormatRate(double per_sec) {
   char buf[32];
@@ -129,20 +120,7 @@ Status MfTrainer::ReadData() {
 }
 
 StatusOr<std::vector<double>> MfTrainer::Reduce(std::vector<double> values, proto::ReduceOp op) {
-  proto::ReduceRequest request;
-  request.set_round(reduce_round_++);
-  request.set_op(op);
-  for (double v : values) request.add_values(v);
-  TS_ASSIGN_OR_RETURN(
-      Message reply,
-      rpc_->CallAndWait(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_REDUCE, request),
-                        options_.timeout));
-  proto::ReduceReply body;
-  TS_RETURN_IF_ERROR(ParseControlBody(reply, &body));
-  if (body.values_size() != static_cast<int>(values.size())) {
-    return Status::DataLoss("reduce reply has the wrong length");
-  }
-  return std::vector<double>(body.values().begin(), body.values().end());
+  return ReduceAcrossWorkers(*rpc_, reduce_round_++, values, op, options_.timeout);
 }
 
 void MfTrainer::Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n,
@@ -212,8 +190,7 @@ void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, doub
 Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
   std::vector<uint32_t> order(train_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
-  Shuffle(order, options_.seed ^ (0x5851F42D4C957F2Dull * (epoch + 1)) ^
-                     (0x2545F4914F6CDD1Dull * (rpc_->self().rank + 1)));
+  ShuffleIndices(&order, EpochSeed(options_.seed, epoch, rpc_->self().rank));
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
   auto batch_range = [&](int64_t step, size_t* begin) {
     *begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
@@ -391,11 +368,7 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
                  result.samples_per_sec);
     TS_RETURN_IF_ERROR(metrics.Close());
   }
-  // DONE is also the final barrier: the scheduler answers once every worker has finished.
-  Message done;
-  done.header.set_command(proto::COMMAND_DONE);
-  TS_RETURN_IF_ERROR(
-      rpc_->CallAndWait(NodeId::Scheduler(), std::move(done), options_.timeout).status());
+  TS_RETURN_IF_ERROR(FinishWorker(rpc_, options_.timeout));
   return result;
 }
 
@@ -403,38 +376,10 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
 
 StatusOr<MfResult> RunMfWorkerNode(const MfTrainerOptions& options, RpcNode* rpc,
                                    std::chrono::milliseconds register_timeout) {
-  auto aborted_by_peer = std::make_shared<std::atomic<bool>>(false);
-  TS_RETURN_IF_ERROR(rpc->Start([rpc, aborted_by_peer](Message&& m) {
-    switch (m.header.command()) {
-      case proto::COMMAND_ABORT: {
-        proto::AbortNotice notice;
-        Status parsed = ParseControlBody(m, &notice);
-        aborted_by_peer->store(true);
-        rpc->FailPending(parsed.ok() && notice.code() != 0
-                             ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
-                             : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted"));
-        return;
-      }
-      case proto::COMMAND_SHUTDOWN:
-        (void)rpc->Reply(m, Message());
-        return;
-      default:
-        (void)rpc->ReplyError(m, Status::InvalidArgument("a worker does not handle " +
-                                                         proto::Command_Name(m.header.command())));
-    }
-  }));
-  MfTrainer trainer(options, rpc);
-  StatusOr<MfResult> result = trainer.Run(register_timeout);
-  if (!result.ok() && !aborted_by_peer->load()) {
-    // Tell the scheduler, which stops every other node with this reason.
-    proto::AbortNotice notice;
-    *notice.mutable_node() = rpc->self().ToProto();
-    notice.set_reason(rpc->self().ToString() + ": " + result.status().message());
-    notice.set_code(static_cast<int>(result.status().code()));
-    (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
-  }
-  rpc->Stop();
-  return result;
+  return RunWorkerNode<MfResult>(rpc, [&]() -> StatusOr<MfResult> {
+    MfTrainer trainer(options, rpc);
+    return trainer.Run(register_timeout);
+  });
 }
 
 }  // namespace tessera::worker

@@ -65,7 +65,11 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--format", "xml"},
       {"--optimizer", "adamw"},
       {"--device", "tpu"},
-      {"--model", "deepfm"},
+      {"--model", "xgboost"},
+      {"--model", "deepfm", "--mlp", "400,x"},
+      {"--model", "deepfm", "--dense-optimizer", "ftrl"},
+      {"--model", "deepfm", "--format", "tab"},
+      {"--model", "deepfm", "--device", "cuda"},
       {"--servers", "0"},
       {"--transport", "carrier-pigeon"},
   };
@@ -125,6 +129,38 @@ TEST_F(FlagsTest, ConfigFileWithUnknownKeyOrBadValueIsRefused) {
   out = Parse({"--train", train_, "--config", dir_.Join("absent.ini")}, &o);
   EXPECT_EQ(out.exit_code, 2);
   EXPECT_NE(out.text.find("absent.ini"), std::string::npos);
+}
+
+TEST_F(FlagsTest, CtrModelsGetTheirOwnDefaultsAndFlags) {
+  TrainOptions o;
+  ParseOutcome out =
+      Parse({"--model", "dcn_v2", "--train", train_, "--mlp", "64,32", "--cross-layers", "2",
+             "--emb-dim", "8", "--eval-every", "100", "--format", "criteo", "--hash-seed", "3"},
+            &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_TRUE(o.ctr);
+  EXPECT_EQ(o.ctr_options.model.kind, worker::CtrModelKind::kDcnV2);
+  EXPECT_EQ(o.ctr_options.model.mlp, (std::vector<int>{64, 32}));
+  EXPECT_EQ(o.ctr_options.model.cross_layers, 2);
+  EXPECT_EQ(o.ctr_options.model.emb_dim, 8);
+  EXPECT_EQ(o.ctr_options.eval_every, 100);
+  EXPECT_EQ(o.ctr_options.read.format, worker::CtrFormat::kCriteo);
+  EXPECT_EQ(o.ctr_options.read.hash_seed, 3u);
+  EXPECT_EQ(o.ctr_options.train_path, train_);
+  // CTR defaults: sparse lazy Adam at 0.001, one epoch of 4096-row batches, FTRL first order.
+  EXPECT_EQ(o.optimizer.kind, kernels::OptimizerKind::kAdam);
+  EXPECT_FLOAT_EQ(o.optimizer.lr, 0.001f);
+  EXPECT_EQ(o.ctr_options.epochs, 1);
+  EXPECT_EQ(o.ctr_options.batch_size, 4096);
+  EXPECT_EQ(o.linear_optimizer.kind, kernels::OptimizerKind::kFtrl);
+  EXPECT_EQ(o.ctr_options.dense_optimizer.kind, kernels::OptimizerKind::kAdam);
+}
+
+TEST_F(FlagsTest, CtrModelNeedsTrainingData) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--model", "deepfm"}, &o);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("--train"), std::string::npos);
 }
 
 TEST(GenFlagsTest, OutIsRequiredAndValuesAreValidated) {

@@ -1,0 +1,175 @@
+#include "worker/ctr_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+namespace tessera::worker {
+namespace {
+
+// A small random batch: one-hot (one key per field) or multi-hot (several keys in one bag).
+struct Fixture {
+  CtrModelConfig config;
+  int64_t batch = 6;
+  int64_t rows = 7;
+  std::vector<float> labels, dense, weights, emb, linear, params;
+  std::vector<int64_t> offsets;
+  std::vector<int32_t> indices;
+
+  Fixture(CtrModelKind kind, bool multi_hot, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+    config.kind = kind;
+    config.num_fields = multi_hot ? 1 : 3;
+    config.num_dense = 2;
+    config.emb_dim = 4;
+    config.mlp = {5, 3};
+    config.cross_layers = 2;
+    config.seed = seed;
+    offsets.push_back(0);
+    for (int64_t b = 0; b < batch; ++b) {
+      labels.push_back(static_cast<float>(rng() % 2));
+      for (int j = 0; j < config.num_dense; ++j) dense.push_back(u(rng) + 0.5f);
+      for (int f = 0; f < config.num_fields; ++f) {
+        const int keys = multi_hot ? 1 + static_cast<int>(rng() % 3) : 1;
+        for (int k = 0; k < keys; ++k) {
+          indices.push_back(static_cast<int32_t>(rng() % rows));  // rows repeat across samples
+          weights.push_back(multi_hot ? 1.0f + u(rng) : 1.0f);
+        }
+        offsets.push_back(static_cast<int64_t>(indices.size()));
+      }
+    }
+    for (int64_t i = 0; i < rows * config.emb_dim; ++i) emb.push_back(u(rng));
+    for (int64_t i = 0; i < rows; ++i) linear.push_back(u(rng));
+  }
+  CtrBatchView View() const {
+    CtrBatchView v;
+    v.batch_size = batch;
+    v.labels = labels.data();
+    v.dense = dense.data();
+    v.offsets = offsets.data();
+    v.indices = indices.data();
+    v.weights = weights.data();
+    v.num_rows = rows;
+    v.emb_rows = emb.data();
+    v.linear_rows = linear.data();
+    return v;
+  }
+};
+
+double Loss(CtrModel& model, const Fixture& fx) {
+  CtrGradients g;
+  double loss = 0;
+  EXPECT_TRUE(model.ForwardBackward(fx.params.data(), fx.View(), 1.0f, &g, &loss).ok());
+  return loss;
+}
+
+// Every gradient the model returns (dense parameters, embedding rows, linear rows) matches a
+// central finite difference of the loss.
+void CheckGradients(CtrModelKind kind, bool multi_hot) {
+  for (unsigned seed : {1u, 2u}) {
+    SCOPED_TRACE(std::string(CtrModelName(kind)) + (multi_hot ? " multi-hot" : " one-hot") +
+                 " seed " + std::to_string(seed));
+    Fixture fx(kind, multi_hot, seed);
+    auto model = CtrModel::Create(fx.config);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    fx.params.resize((*model)->num_params());
+    (*model)->InitParams(fx.params.data());
+    // Biases start at 0, which puts many ReLU inputs of a tiny net near their kink, where a
+    // finite difference is meaningless: give every parameter a random offset.
+    std::mt19937 rng(seed + 100);
+    std::uniform_real_distribution<float> jitter(-0.2f, 0.2f);
+    for (float& p : fx.params) p += jitter(rng);
+    CtrGradients grads;
+    double loss = 0;
+    ASSERT_TRUE((*model)->ForwardBackward(fx.params.data(), fx.View(), 1.0f, &grads, &loss).ok());
+    ASSERT_TRUE(std::isfinite(loss));
+    const float eps = 1e-3f;
+    auto check = [&](std::vector<float>& values, const std::vector<float>& analytic,
+                     const char* what) {
+      ASSERT_EQ(values.size(), analytic.size()) << what;
+      for (size_t i = 0; i < values.size(); ++i) {
+        const float saved = values[i];
+        values[i] = saved + eps;
+        const double up = Loss(**model, fx);
+        values[i] = saved - eps;
+        const double down = Loss(**model, fx);
+        values[i] = saved;
+        const double numeric = (up - down) / (2.0 * eps);
+        EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::fabs(numeric))
+            << what << "[" << i << "]";
+      }
+    };
+    check(fx.params, grads.params, "params");
+    if (UsesEmbeddingTable(kind)) check(fx.emb, grads.emb_rows, "emb_rows");
+    if (UsesLinearTable(kind)) check(fx.linear, grads.linear_rows, "linear_rows");
+  }
+}
+
+TEST(CtrModelTest, LrGradientsMatchFiniteDifferences) { CheckGradients(CtrModelKind::kLr, false); }
+TEST(CtrModelTest, FmGradientsMatchFiniteDifferences) { CheckGradients(CtrModelKind::kFm, false); }
+TEST(CtrModelTest, DeepFmGradientsMatchFiniteDifferences) {
+  CheckGradients(CtrModelKind::kDeepFm, false);
+  CheckGradients(CtrModelKind::kDeepFm, true);
+}
+TEST(CtrModelTest, WideDeepGradientsMatchFiniteDifferences) {
+  CheckGradients(CtrModelKind::kWideDeep, false);
+}
+TEST(CtrModelTest, DcnV2GradientsMatchFiniteDifferences) {
+  CheckGradients(CtrModelKind::kDcnV2, false);
+  CheckGradients(CtrModelKind::kDcnV2, true);
+}
+
+TEST(CtrModelTest, PredictGivesTheProbabilitiesOfTheTrainingForward) {
+  Fixture fx(CtrModelKind::kDeepFm, false, 3);
+  auto model = CtrModel::Create(fx.config);
+  ASSERT_TRUE(model.ok());
+  fx.params.resize((*model)->num_params());
+  (*model)->InitParams(fx.params.data());
+  std::vector<float> probs(fx.batch);
+  ASSERT_TRUE((*model)->Predict(fx.params.data(), fx.View(), probs.data()).ok());
+  double expect = 0;
+  for (int64_t b = 0; b < fx.batch; ++b) {
+    ASSERT_GT(probs[b], 0.0f);
+    ASSERT_LT(probs[b], 1.0f);
+    expect -= fx.labels[b] ? std::log(probs[b]) : std::log(1.0 - probs[b]);
+  }
+  EXPECT_NEAR(Loss(**model, fx), expect, 1e-4);
+}
+
+TEST(CtrModelTest, InitIsDeterministicAndSeeded) {
+  CtrModelConfig c;
+  c.num_fields = 26;
+  c.num_dense = 13;
+  auto a = CtrModel::Create(c), b = CtrModel::Create(c);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::vector<float> pa((*a)->num_params()), pb((*b)->num_params());
+  (*a)->InitParams(pa.data());
+  (*b)->InitParams(pb.data());
+  EXPECT_EQ(pa, pb);
+  c.seed = 2;
+  auto other = CtrModel::Create(c);
+  std::vector<float> pc((*other)->num_params());
+  (*other)->InitParams(pc.data());
+  EXPECT_NE(pa, pc);
+  // 26 x 16 + 13 = 429 inputs; 429*400+400 + 400*400+400 + 400*400+400 + 400+1 + 1 bias + 13.
+  EXPECT_EQ((*a)->num_params(), 429u * 400 + 400 + 2 * (400u * 400 + 400) + 401 + 1 + 13);
+}
+
+TEST(CtrModelTest, BadConfigurationsAreRefused) {
+  CtrModelConfig c;
+  c.num_fields = 0;
+  EXPECT_FALSE(CtrModel::Create(c).ok());
+  c.num_fields = 2;
+  c.mlp = {};
+  EXPECT_FALSE(CtrModel::Create(c).ok());
+  c.mlp = {8};
+  c.emb_dim = 0;
+  EXPECT_FALSE(CtrModel::Create(c).ok());
+  EXPECT_FALSE(ParseCtrModel("xgboost").ok());
+  EXPECT_EQ(*ParseCtrModel("dcn_v2"), CtrModelKind::kDcnV2);
+}
+
+}  // namespace
+}  // namespace tessera::worker

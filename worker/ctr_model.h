@@ -1,0 +1,111 @@
+// The CTR models: LR, FM, DeepFM, Wide&Deep and DCN-v2, as a forward/backward over one batch.
+//
+// Hybrid parameter placement (DESIGN.md): sparse rows live on the parameter servers — table
+// kEmbeddingTable (emb_dim floats per key: field embeddings) and table kLinearTable (1 float per
+// key: first-order weights) — and arrive here as the batch's unique rows; every dense parameter
+// (global bias, weights of the dense features, MLP, cross layers) is replicated on each worker in
+// one flat buffer, whose gradient is all-reduced as one fused buffer per step.
+//
+// Models (x_emb: the batch's field embeddings, B x F x D; x0 = [x_emb flattened, dense features]):
+//   lr        logit = bias + sum_f w_f + <w_dense, dense>
+//   fm        lr + FM(x_emb)                            (Rendle 2010)
+//   deepfm    fm + MLP(x0)                              (Guo et al. 2017)
+//   wide_deep lr + MLP(x0)                              (Cheng et al. 2016)
+//   dcn_v2    Linear([Cross^L(x0), MLP(x0)])            (Wang et al. 2021, parallel structure)
+// with the MLP's hidden layers ReLU and its last layer 1 unit. Fields are looked up as bags of
+// (row, value) pairs: one bag per field for one-hot data, one sum-pooled bag per row for
+// multi-hot data; feature values weight the rows (1 for Criteo categories).
+//
+// Thread-compatible: one trainer thread uses a model; it owns its activation scratch.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace tessera::worker {
+
+enum class CtrModelKind { kLr, kFm, kDeepFm, kWideDeep, kDcnV2 };
+
+// "lr" | "fm" | "deepfm" | "wide_deep" | "dcn_v2".
+StatusOr<CtrModelKind> ParseCtrModel(const std::string& name);
+const char* CtrModelName(CtrModelKind kind);
+
+inline constexpr uint32_t kEmbeddingTable = 0;
+inline constexpr uint32_t kLinearTable = 1;
+
+struct CtrModelConfig {
+  CtrModelKind kind = CtrModelKind::kDeepFm;
+  int num_fields = 0;                      // bags per row: one-hot fields, or 1 when multi-hot
+  int num_dense = 0;                       // dense input features per row
+  int emb_dim = 16;                        // D
+  std::vector<int> mlp = {400, 400, 400};  // hidden layer widths (deepfm, wide_deep, dcn_v2)
+  int cross_layers = 3;                    // dcn_v2
+  uint64_t seed = 1;                       // dense parameter initialisation
+};
+
+// Which server tables the model reads.
+bool UsesEmbeddingTable(CtrModelKind kind);
+bool UsesLinearTable(CtrModelKind kind);
+
+// One batch as the model sees it, after the pull. Bags: row r of the batch has bags
+// r * num_fields .. r * num_fields + num_fields - 1; bag k covers positions
+// [offsets[k], offsets[k+1]) of `indices` (rows of the unique-row matrices) and `weights`.
+struct CtrBatchView {
+  int64_t batch_size = 0;
+  const float* labels = nullptr;     // batch_size (unused by Predict)
+  const float* dense = nullptr;      // batch_size x num_dense
+  const int64_t* offsets = nullptr;  // batch_size * num_fields + 1
+  const int32_t* indices = nullptr;
+  const float* weights = nullptr;      // feature values (may be null: all 1)
+  int64_t num_rows = 0;                // unique rows pulled
+  const float* emb_rows = nullptr;     // num_rows x emb_dim (when UsesEmbeddingTable)
+  const float* linear_rows = nullptr;  // num_rows x 1 (when UsesLinearTable)
+};
+
+struct CtrGradients {
+  std::vector<float> params;       // num_params(): d loss / d dense parameters
+  std::vector<float> emb_rows;     // num_rows x emb_dim
+  std::vector<float> linear_rows;  // num_rows
+};
+
+class CtrModel {
+ public:
+  // InvalidArgument for a model that cannot be built (no fields, bad widths, ...).
+  static StatusOr<std::unique_ptr<CtrModel>> Create(const CtrModelConfig& config);
+  ~CtrModel();
+
+  const CtrModelConfig& config() const { return config_; }
+  size_t num_params() const { return num_params_; }
+  // Deterministic initial dense parameters (a function of the seed only): every replica starts
+  // from the same bits. Weights: uniform Glorot; biases: 0.
+  void InitParams(float* params) const;
+  // "deepfm: 26 fields x 16 + 13 dense -> MLP 400-400-400 -> 1; 187,457 dense parameters".
+  std::string Describe() const;
+
+  // Forward and backward of the loss loss_scale * sum_b bce(logit_b, label_b) (pass
+  // 1 / global batch size for the mean). Gradients are overwritten (resized to fit);
+  // *loss_sum is the unscaled sum of the batch's BCE.
+  Status ForwardBackward(const float* params, const CtrBatchView& batch, float loss_scale,
+                         CtrGradients* grads, double* loss_sum);
+  // Click probabilities for the batch (batch_size floats).
+  Status Predict(const float* params, const CtrBatchView& batch, float* probs);
+
+ private:
+  struct Layout;
+  explicit CtrModel(const CtrModelConfig& config);
+  Status Forward(const float* params, const CtrBatchView& batch);
+
+  CtrModelConfig config_;
+  std::unique_ptr<Layout> layout_;
+  size_t num_params_ = 0;
+  // Activations of the last Forward (resized per batch).
+  std::vector<float> emb_, x0_, logits_, linear_terms_, fm_, cross_out_, concat_;
+  std::vector<std::vector<float>> hidden_;  // MLP layer outputs (after ReLU)
+  std::vector<std::vector<float>> cross_x_, cross_z_;
+  std::vector<float> scratch_a_, scratch_b_, dx0_, dlogits_, demb_;
+};
+
+}  // namespace tessera::worker

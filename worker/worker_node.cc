@@ -1,0 +1,56 @@
+#include "worker/worker_node.h"
+
+#include "kernels/random_math.h"
+
+namespace tessera::worker {
+
+Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_by_peer) {
+  return rpc->Start([rpc, aborted_by_peer](Message&& m) {
+    switch (m.header.command()) {
+      case proto::COMMAND_ABORT: {
+        proto::AbortNotice notice;
+        Status parsed = ParseControlBody(m, &notice);
+        aborted_by_peer->store(true);
+        rpc->FailPending(parsed.ok() && notice.code() != 0
+                             ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
+                             : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted"));
+        return;
+      }
+      case proto::COMMAND_SHUTDOWN:
+        (void)rpc->Reply(m, Message());
+        return;
+      default:
+        (void)rpc->ReplyError(m, Status::InvalidArgument("a worker does not handle " +
+                                                         proto::Command_Name(m.header.command())));
+    }
+  });
+}
+
+void ReportFailure(RpcNode* rpc, const Status& failure) {
+  proto::AbortNotice notice;
+  *notice.mutable_node() = rpc->self().ToProto();
+  notice.set_reason(rpc->self().ToString() + ": " + failure.message());
+  notice.set_code(static_cast<int>(failure.code()));
+  (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
+}
+
+Status FinishWorker(RpcNode* rpc, std::chrono::milliseconds timeout) {
+  Message done;
+  done.header.set_command(proto::COMMAND_DONE);
+  return rpc->CallAndWait(NodeId::Scheduler(), std::move(done), timeout).status();
+}
+
+void ShuffleIndices(std::vector<uint32_t>* order, uint64_t seed) {
+  uint64_t state = kernels::SplitMix64(seed);
+  for (size_t i = order->size(); i > 1; --i) {
+    state = kernels::SplitMix64(state);
+    const size_t j = static_cast<size_t>((static_cast<unsigned __int128>(state) * i) >> 64);
+    std::swap((*order)[i - 1], (*order)[j]);
+  }
+}
+
+uint64_t EpochSeed(uint64_t seed, int epoch, int worker_rank) {
+  return seed ^ (0x5851F42D4C957F2Dull * (epoch + 1)) ^ (0x2545F4914F6CDD1Dull * (worker_rank + 1));
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,47 @@
+// What every worker role (MF, CTR) does around its training loop: answer the scheduler's ABORT by
+// failing every call still waiting, and tell the scheduler when this worker fails, so that no
+// other node waits for it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/rpc.h"
+
+namespace tessera::worker {
+
+// Starts `rpc` with the worker's request handler. *aborted_by_peer becomes true when the
+// scheduler aborts the job because of another node; the handler runs on the transport's thread.
+Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_by_peer);
+
+// Sends ABORT (this worker's failure, with its status code) to the scheduler, which stops the
+// job with this reason. Best effort: a failure to send is ignored.
+void ReportFailure(RpcNode* rpc, const Status& failure);
+
+// Runs a worker role's body between StartWorkerRpc and rpc->Stop(); a failure of this worker
+// (not an abort caused by another node) is reported to the scheduler first.
+template <typename Result>
+StatusOr<Result> RunWorkerNode(RpcNode* rpc, const std::function<StatusOr<Result>()>& body) {
+  auto aborted_by_peer = std::make_shared<std::atomic<bool>>(false);
+  TS_RETURN_IF_ERROR(StartWorkerRpc(rpc, aborted_by_peer));
+  StatusOr<Result> result = body();
+  if (!result.ok() && !aborted_by_peer->load()) ReportFailure(rpc, result.status());
+  rpc->Stop();
+  return result;
+}
+
+// Tells the scheduler this worker is done. Also the final barrier: the scheduler answers once
+// every worker has finished (and the servers have shut down).
+Status FinishWorker(RpcNode* rpc, std::chrono::milliseconds timeout);
+
+// Fisher-Yates shuffle with a counter-based generator: the same permutation for the same seed
+// on every platform (std::shuffle's is implementation-defined).
+void ShuffleIndices(std::vector<uint32_t>* order, uint64_t seed);
+
+// The shuffling seed of one worker's epoch.
+uint64_t EpochSeed(uint64_t seed, int epoch, int worker_rank);
+
+}  // namespace tessera::worker
