@@ -218,9 +218,6 @@ void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, flo
   // index miss in every level of cache). kBlock bounds the stack scratch.
   constexpr int64_t kBlock = 64;
   uint64_t hashes[kBlock];
-  // Prefetch at most the first 8 lines of a row: enough for common widths, and no flood of
-  // prefetches for very wide rows.
-  const int row_lines = std::min(8, (stride_floats_ * 4 + 63) / 64);
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t count = n - begin < kBlock ? n - begin : kBlock;
     const uint64_t* block_keys = keys + begin;
@@ -239,10 +236,9 @@ void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, flo
       const uint32_t row = slot_rows_[slot];
       float* row_ptr;
       if (row != kEmptySlot) {
+        // Rows are not prefetched here: a whole batch of them would overflow the line-fill
+        // buffers and be evicted before use; callers prefetch a few rows ahead of their use.
         row_ptr = RowPointer(row);
-        // The caller reads or updates the row next; start fetching all of it.
-        const char* line = reinterpret_cast<const char*>(row_ptr);
-        for (int l = 0; l < row_lines; ++l) __builtin_prefetch(line + 64 * l);
       } else {
         row_ptr = create ? Insert(key, hashes[i], slot) : nullptr;
       }

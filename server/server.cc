@@ -371,7 +371,13 @@ void Server::ServePull(Shard* shard, WorkItem& item) {
         rows = shard->rows.data();
       }
       table.FindBatch(keys + begin, static_cast<int64_t>(n), create, rows);
+      constexpr uint64_t kAhead = 8;  // fetch the weights of a row a few copies ahead
+      const int weight_lines = (dim * 4 + 63) / 64;
       for (uint64_t i = 0; i < n; ++i) {
+        if (i + kAhead < n && rows[i + kAhead] != nullptr) {
+          const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
+          for (int l = 0; l < weight_lines; ++l) __builtin_prefetch(ahead + 64 * l);
+        }
         if (rows[i] != nullptr) {
           std::memcpy(out + i * dim, rows[i], dim * sizeof(float));
         } else {
