@@ -58,4 +58,15 @@ struct KernelBenchOptions {
 // EmbeddingTable::FindBatch. Rates in samples/s or rows/s.
 bool RunKernelBench(const KernelBenchOptions& o, JsonLines* json);
 
+struct BlasBenchOptions {
+  int input = 429;                          // 26 fields x dim 16 + 13 dense
+  std::vector<int> hidden = {400, 400, 400};  // then one output
+  int batch = 4096;
+  double seconds = 1.0;
+  int reps = 3;
+};
+// cblas_sgemm GFLOP/s for each of the MLP's products (forward, dW, dx per layer) and for the
+// whole step, with the FLOPs per sample the run script turns into a ceiling on samples/s.
+bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json);
+
 }  // namespace tessera::bench

@@ -1,11 +1,12 @@
 // tessera_bench: the C++ half of bench/run_mf_bench.sh. Prints tables; with --json FILE also
 // appends one JSON line per figure for the script's summary.
 //
-//   tessera_bench [options] PART...      PART: read | net | memory | kernels | all
+//   tessera_bench [options] PART...      PART: read | net | memory | kernels | blas | all
 //
 // Options (all optional): --json FILE, --train FILE (for read), --reps N, --seconds S,
 // --dim N --keys N --depth N --key-space N --server-threads N --only PHASE,... (net),
-// --memory-rows N,N,... --memory-dims N,N,... (memory), --kernel-dims N,N --batch N (kernels).
+// --memory-rows N,N,... --memory-dims N,N,... (memory), --kernel-dims N,N --batch N (kernels),
+// --mlp-input N --mlp N,N,.. --mlp-batch N (blas).
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -32,7 +33,7 @@ int Usage() {
       "usage: tessera_bench [--json FILE] [--train FILE] [--reps N] [--seconds S] "
       "[--dim N] [--keys N] [--depth N] [--key-space N] [--server-threads N] [--only P,..] "
       "[--memory-rows N,..] [--memory-dims N,..] [--kernel-dims N,..] [--batch N] "
-      "read|net|memory|kernels|all ...\n");
+      "[--mlp-input N] [--mlp N,..] [--mlp-batch N] read|net|memory|kernels|blas|all ...\n");
   return 2;
 }
 
@@ -92,6 +93,13 @@ int main(int argc, char** argv) {
     const std::string kdims = flag("kernel-dims", "");
     if (!kdims.empty()) kernels.dims = ParseList<int>(kdims);
     kernels.batch = std::stoi(flag("batch", std::to_string(kernels.batch)));
+    BlasBenchOptions blas;
+    blas.reps = reps;
+    blas.seconds = seconds / 2;
+    blas.input = std::stoi(flag("mlp-input", std::to_string(blas.input)));
+    const std::string mlp = flag("mlp", "");
+    if (!mlp.empty()) blas.hidden = ParseList<int>(mlp);
+    blas.batch = std::stoi(flag("mlp-batch", std::to_string(blas.batch)));
     if (!flags.empty()) {
       std::fprintf(stderr, "unknown option --%s\n", flags.begin()->first.c_str());
       return Usage();
@@ -111,7 +119,9 @@ int main(int argc, char** argv) {
       if (part == "net" || all) ok &= RunNetBench(net, &json);
       if (part == "memory" || all) ok &= RunMemoryBench(memory, &json);
       if (part == "kernels" || all) ok &= RunKernelBench(kernels, &json);
-      if (!all && part != "read" && part != "net" && part != "memory" && part != "kernels") {
+      if (part == "blas" || all) ok &= RunBlasBench(blas, &json);
+      if (!all && part != "read" && part != "net" && part != "memory" && part != "kernels" &&
+          part != "blas") {
         return Usage();
       }
     }

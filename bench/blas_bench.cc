@@ -1,0 +1,119 @@
+// The single-precision matrix-product rate of the DeepFM MLP's shapes through the BLAS the
+// project links (OpenBLAS cblas_sgemm, the same calls and layouts as kernels/dense_cpu.cc):
+// per layer (in x out) at batch B, forward y = x W (B x in . in x out), backward dW = x^T dy and
+// dx = dy W^T. Each is timed alone and the whole MLP step (all layers, forward and both backward
+// products) is timed as one, in FLOPs/s with 2 * m * n * k FLOPs per product. The run script
+// divides a training run's samples/s x FLOPs per sample by the whole-step rate.
+#include <cblas.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "bench/benches.h"
+
+namespace tessera::bench {
+namespace {
+
+struct Product {
+  const char* what;
+  CBLAS_TRANSPOSE ta, tb;
+  int m, n, k;
+  const float *a, *b;
+  float* c;
+  int lda, ldb, ldc;
+  double Flops() const { return 2.0 * m * n * k; }
+  void Run() const {
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  }
+};
+
+// Repeats `fn` for `seconds` (after one warm call); returns calls/s.
+template <typename Fn>
+double CallsPerSecond(double seconds, Fn&& fn) {
+  fn();
+  int64_t calls = 0;
+  auto start = Clock::now();
+  do {
+    fn();
+    ++calls;
+  } while (SecondsSince(start) < seconds);
+  return static_cast<double>(calls) / SecondsSince(start);
+}
+
+}  // namespace
+
+bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
+  std::vector<int> dims = {o.input};
+  dims.insert(dims.end(), o.hidden.begin(), o.hidden.end());
+  dims.push_back(1);
+  const int B = o.batch;
+  std::printf("\n== BLAS (cblas_sgemm) for the MLP %d", o.input);
+  for (size_t i = 1; i < dims.size(); ++i) std::printf("-%d", dims[i]);
+  std::printf(" at batch %d: GFLOP/s (2mnk per product)\n", B);
+  std::printf("%-34s %12s %12s %10s\n", "product", "GFLOP/s med", "GFLOP/s best", "MFLOP");
+  // Per-layer buffers: activations x (B x in), weights w (in x out), dy (B x out), outputs.
+  std::vector<std::vector<float>> x, w, dy, y, dw, dx;
+  std::vector<Product> products;
+  char names[64][64];
+  int name_count = 0;
+  for (size_t l = 0; l + 1 < dims.size(); ++l) {
+    const int in = dims[l], out = dims[l + 1];
+    x.emplace_back(static_cast<size_t>(B) * in, 0.01f);
+    w.emplace_back(static_cast<size_t>(in) * out, 0.02f);
+    dy.emplace_back(static_cast<size_t>(B) * out, 0.03f);
+    y.emplace_back(static_cast<size_t>(B) * out);
+    dw.emplace_back(static_cast<size_t>(in) * out);
+    dx.emplace_back(static_cast<size_t>(B) * in);
+  }
+  for (size_t l = 0; l + 1 < dims.size(); ++l) {
+    const int in = dims[l], out = dims[l + 1];
+    const char* kinds[3] = {"fwd  y=xW", "bwd dW=x^T dy", "bwd dx=dy W^T"};
+    for (int k = 0; k < 3; ++k) {
+      std::snprintf(names[name_count], sizeof(names[0]), "%dx%d %s", in, out, kinds[k]);
+      const char* name = names[name_count++];
+      if (k == 0) {
+        products.push_back({name, CblasNoTrans, CblasNoTrans, B, out, in, x[l].data(),
+                            w[l].data(), y[l].data(), in, out, out});
+      } else if (k == 1) {
+        products.push_back({name, CblasTrans, CblasNoTrans, in, out, B, x[l].data(),
+                            dy[l].data(), dw[l].data(), in, out, out});
+      } else {
+        products.push_back({name, CblasNoTrans, CblasTrans, B, in, out, dy[l].data(),
+                            w[l].data(), dx[l].data(), out, out, in});
+      }
+    }
+  }
+  double step_flops = 0;
+  for (const Product& p : products) {
+    Samples s;
+    for (int r = 0; r < o.reps; ++r) s.Add(CallsPerSecond(o.seconds, [&] { p.Run(); }) * p.Flops());
+    step_flops += p.Flops();
+    std::printf("%-34s %12.1f %12.1f %10.1f\n", p.what, s.Median() / 1e9, s.Best() / 1e9,
+                p.Flops() / 1e6);
+    if (json != nullptr) {
+      json->Write(std::string("blas ") + p.what,
+                  {{"gflops", s.Median() / 1e9}, {"gflops_best", s.Best() / 1e9}});
+    }
+  }
+  Samples step;
+  for (int r = 0; r < o.reps; ++r) {
+    step.Add(CallsPerSecond(o.seconds * 2, [&] {
+               for (const Product& p : products) p.Run();
+             }) *
+             step_flops);
+  }
+  const double per_sample = step_flops / B;
+  std::printf("%-34s %12.1f %12.1f %10.1f\n", "whole MLP step (all of the above)",
+              step.Median() / 1e9, step.Best() / 1e9, step_flops / 1e6);
+  std::printf("FLOPs per sample %.0f -> BLAS-bound ceiling %.0f samples/s (median rate)\n",
+              per_sample, step.Median() / per_sample);
+  if (json != nullptr) {
+    json->Write("blas mlp_step", {{"gflops", step.Median() / 1e9},
+                                  {"gflops_best", step.Best() / 1e9},
+                                  {"flops_per_sample", per_sample},
+                                  {"batch", static_cast<double>(B)}});
+  }
+  return true;
+}
+
+}  // namespace tessera::bench

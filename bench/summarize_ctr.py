@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""Summary of one bench/run_ctr_bench.sh run: DeepFM samples/s and test AUC of tessera (in one
+process and under mpirun) next to PyTorch, and the MLP's achieved matrix-product rate as a
+fraction of the measured cblas_sgemm rate, each against the issue's target.
+
+  summarize_ctr.py OUT_DIR     (reads blas*.jsonl, train-*.json, torch.json, machine.txt)
+"""
+import glob
+import json
+import os
+import sys
+
+
+def lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def done(path):
+    for rec in reversed(lines(path)):
+        if rec.get("event") == "done":
+            return rec
+    return None
+
+
+def blas(path):
+    for rec in lines(path):
+        if rec.get("bench") == "blas mlp_step":
+            return rec
+    return None
+
+
+def main():
+    out = sys.argv[1]
+    if os.path.exists(os.path.join(out, "machine.txt")):
+        print(open(os.path.join(out, "machine.txt")).read().rstrip())
+    torch = done(os.path.join(out, "torch.json"))
+    b = blas(os.path.join(out, "blas.jsonl"))
+    bu = blas(os.path.join(out, "blas-unset.jsonl"))
+    runs = []
+    for path in sorted(glob.glob(os.path.join(out, "train-*.json"))):
+        rec = done(path)
+        if rec:
+            runs.append((os.path.basename(path)[6:-5], rec))
+    print()
+    if b:
+        print("BLAS (env as is): whole MLP step %.1f GFLOP/s (best %.1f), %.0f FLOPs/sample "
+              "-> ceiling %.0f samples/s" % (b["gflops"], b["gflops_best"], b["flops_per_sample"],
+                                            b["gflops"] * 1e9 / b["flops_per_sample"]))
+    if bu:
+        print("BLAS (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset): %.1f GFLOP/s (best %.1f)"
+              % (bu["gflops"], bu["gflops_best"]))
+    print()
+    hdr = "%-16s %12s %8s %14s %12s %14s %12s" % (
+        "run", "samples/s", "AUC", "x PyTorch", "dAUC", "MLP GFLOP/s", "of BLAS")
+    print(hdr)
+    print("-" * len(hdr))
+    if torch:
+        print("%-16s %12.0f %8.4f %14s %12s %14.1f %12s" % (
+            "pytorch", torch["samples_per_sec"], torch["auc"], "1.00", "0", 
+            torch["samples_per_sec"] * b["flops_per_sample"] / 1e9 if b else 0, ""))
+    verdicts = []
+    for tag, rec in runs:
+        sps, auc = rec["samples_per_sec"], rec["auc"]
+        ref = bu if ("unset" in tag and bu) else b
+        ratio = sps / torch["samples_per_sec"] if torch else float("nan")
+        dauc = auc - torch["auc"] if torch else float("nan")
+        gf = sps * ref["flops_per_sample"] / 1e9 if ref else float("nan")
+        frac = gf / ref["gflops"] if ref else float("nan")
+        print("%-16s %12.0f %8.4f %14.2f %+12.4f %14.1f %11.0f%%" % (
+            tag, sps, auc, ratio, dauc, gf, 100 * frac))
+        verdicts.append((tag, ratio, dauc, frac))
+    print()
+    print("targets: >= 2.00 x PyTorch samples/s; |dAUC| <= 0.003; MLP products >= 60% of the "
+          "measured BLAS rate (samples/s x FLOPs/sample / whole-step cblas_sgemm GFLOP/s; an "
+          "upper bound on the GEMM share, the rest of the step counted as if it were free)")
+    for tag, ratio, dauc, frac in verdicts:
+        print("  %-14s speed %s (%.2fx)  AUC %s (%+.4f)  BLAS %s (%.0f%%)" % (
+            tag, "MET" if ratio >= 2 else "MISSED", ratio,
+            "MET" if abs(dauc) <= 0.003 else "MISSED", dauc,
+            "MET" if frac >= 0.6 else "MISSED", 100 * frac))
+
+
+if __name__ == "__main__":
+    main()
