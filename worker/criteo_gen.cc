@@ -2,25 +2,26 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <memory>
 #include <random>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "core/logging.h"
-#include "kernels/random_math.h"
 #include "worker/ctr_metrics.h"
+#include "worker/internal/gen_util.h"
 
 namespace tessera::worker {
 namespace {
+
+using internal::AliasTable;
+using internal::AppendJson;
+using internal::BlockWriter;
+using internal::JsonNumber;
+using internal::NormalGenerator;
+using internal::Uniform;
 
 constexpr int kNumInts = 13;
 constexpr int kNumCategorical = 26;
@@ -32,8 +33,7 @@ constexpr uint64_t kCalibrationSampler = 1;  // RowSampler index of the calibrat
 constexpr double kMaxCount = 1e12;
 constexpr int kIdBits = 27;  // a value is hashed from (field << kIdBits | id)
 constexpr double kMaxModelBytes = 8.0 * (1 << 30);
-constexpr size_t kBlockBytes = size_t{1} << 20;  // fwrite granularity
-constexpr size_t kMaxLineBytes = 512;            // 2 + 13 * (13 + 1) + 26 * (8 + 1) = 418 at most
+constexpr size_t kMaxLineBytes = 512;  // 2 + 13 * (13 + 1) + 26 * (8 + 1) = 418 at most
 
 struct CategoricalSpec {
   int64_t vocab;        // values before vocab_scale
@@ -121,103 +121,25 @@ enum class Stream : uint64_t {
 };
 
 std::mt19937_64 MakeRng(uint64_t seed, Stream stream, uint64_t index = 0) {
-  uint64_t id = kernels::SplitMix64(static_cast<uint64_t>(stream) ^ (index << 32));
-  return std::mt19937_64(kernels::SplitMix64(seed ^ id));
+  return internal::MakeRng(seed, static_cast<uint64_t>(stream), index);
 }
 
-// Uniform in [0, 1) from the top 53 bits.
-double Uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-// Uniform in [0, n) for n < 2^32 (Lemire's multiply-shift; bias < 2^-32).
-uint32_t UniformIndex(uint64_t bits, uint64_t n) {
-  return static_cast<uint32_t>(((bits >> 32) * n) >> 32);
-}
-
-// Standard normal by Box-Muller, written out (not std::normal_distribution) so that the output
-// does not depend on the standard library's implementation.
-class NormalGenerator {
- public:
-  explicit NormalGenerator(std::mt19937_64 rng) : rng_(std::move(rng)) {}
-  double Next() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    double u1 = 1.0 - Uniform(rng_);  // (0, 1], so the log is finite
-    double u2 = Uniform(rng_);
-    double radius = std::sqrt(-2.0 * std::log(u1));
-    double angle = 6.283185307179586 * u2;
-    spare_ = radius * std::sin(angle);
-    has_spare_ = true;
-    return radius * std::cos(angle);
-  }
-
- private:
-  std::mt19937_64 rng_;
-  bool has_spare_ = false;
-  double spare_ = 0.0;
-};
-
-// Zipf popularity over ids: the id perm[k] gets probability proportional to 1 / (k + 1)^exponent,
-// where perm is a seeded random permutation of 0..n-1 (so popular ids are scattered).
+// Zipf popularity over ids (internal::ZipfWeights) as probabilities: weight / total.
 std::vector<double> ZipfProbabilities(int64_t n, double exponent, std::mt19937_64 rng) {
-  std::vector<uint32_t> perm(static_cast<size_t>(n));
-  for (size_t k = 0; k < perm.size(); ++k) perm[k] = static_cast<uint32_t>(k);
-  for (size_t k = perm.size(); k > 1; --k) {  // Fisher-Yates
-    std::swap(perm[k - 1], perm[UniformIndex(rng(), k)]);
-  }
-  std::vector<double> probs(perm.size());
   double total = 0.0;
-  for (size_t k = 0; k < perm.size(); ++k) {
-    probs[perm[k]] = std::pow(static_cast<double>(k + 1), -exponent);
-    total += probs[perm[k]];
-  }
+  std::vector<double> probs = internal::ZipfWeights(n, exponent, std::move(rng), &total);
   for (double& p : probs) p /= total;
   return probs;
 }
 
-// Walker's alias method (Vose's construction): O(1) draws from a fixed discrete distribution.
-// prob and alias share one entry, so a draw touches one cache line.
-class AliasTable {
- public:
-  explicit AliasTable(const std::vector<double>& probs) : entries_(probs.size()) {
-    std::vector<double> scaled(probs.size());
-    std::vector<uint32_t> small;
-    std::vector<uint32_t> large;
-    for (size_t id = 0; id < scaled.size(); ++id) {
-      scaled[id] = probs[id] * static_cast<double>(scaled.size());  // mean 1
-      (scaled[id] < 1.0 ? small : large).push_back(static_cast<uint32_t>(id));
-    }
-    while (!small.empty() && !large.empty()) {
-      uint32_t s = small.back();
-      small.pop_back();
-      uint32_t l = large.back();
-      entries_[s] = {static_cast<float>(scaled[s]), l};
-      scaled[l] -= 1.0 - scaled[s];
-      if (scaled[l] < 1.0) {
-        large.pop_back();
-        small.push_back(l);
-      }
-    }
-    // What remains has probability 1 up to rounding.
-    for (uint32_t id : small) entries_[id] = {1.0f, id};
-    for (uint32_t id : large) entries_[id] = {1.0f, id};
+// An alias table drawing id with probability probs[id], scaled to mean 1 as probs[id] * n.
+std::unique_ptr<AliasTable> MakeAliasTable(const std::vector<double>& probs) {
+  std::vector<double> scaled(probs.size());
+  for (size_t id = 0; id < scaled.size(); ++id) {
+    scaled[id] = probs[id] * static_cast<double>(scaled.size());  // mean 1
   }
-
-  uint32_t Sample(uint64_t bits) const {
-    uint32_t k = UniformIndex(bits, entries_.size());
-    double coin = static_cast<double>(bits & 0xFFFFFFFFu) * 0x1.0p-32;
-    const Entry& e = entries_[k];
-    return coin < e.prob ? k : e.alias;
-  }
-
- private:
-  struct Entry {
-    float prob = 1.0f;  // keep k with this probability, else take alias
-    uint32_t alias = 0;
-  };
-  std::vector<Entry> entries_;
-};
+  return std::make_unique<AliasTable>(std::move(scaled));
+}
 
 int64_t ScaledVocab(const CategoricalSpec& spec, double vocab_scale) {
   return std::max<int64_t>(2, std::llround(static_cast<double>(spec.vocab) * vocab_scale));
@@ -246,7 +168,7 @@ PlantedModel DrawModel(const CriteoGenOptions& o) {
     field.vocab = ScaledVocab(spec, o.vocab_scale);
     std::vector<double> probs = ZipfProbabilities(
         field.vocab, spec.zipf, MakeRng(o.seed, Stream::kPopularity, static_cast<uint64_t>(f)));
-    field.popularity = std::make_unique<AliasTable>(probs);
+    field.popularity = MakeAliasTable(probs);
     const bool interacts = std::any_of(kInteractions.begin(), kInteractions.end(), [f](auto pair) {
       return pair.first == f || pair.second == f;
     });
@@ -351,56 +273,6 @@ double CalibrateBias(const PlantedModel& model, const CriteoGenOptions& o) {
   return 0.5 * (lo + hi);
 }
 
-// Appends text to a file in large blocks. Owns the FILE*.
-class BlockWriter {
- public:
-  static StatusOr<std::unique_ptr<BlockWriter>> Open(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (f == nullptr) {
-      return Status::InvalidArgument("cannot create " + path + ": " + std::strerror(errno));
-    }
-    return std::unique_ptr<BlockWriter>(new BlockWriter(path, f));
-  }
-  ~BlockWriter() {
-    if (file_ != nullptr) std::fclose(file_);
-  }
-  BlockWriter(const BlockWriter&) = delete;
-  BlockWriter& operator=(const BlockWriter&) = delete;
-
-  // Space for one line of at most kMaxLineBytes; commit it with Commit(end).
-  Status Reserve() {
-    if (used_ + kMaxLineBytes > buffer_.size()) return Flush();
-    return OkStatus();
-  }
-  char* cursor() { return buffer_.data() + used_; }
-  char* limit() { return buffer_.data() + buffer_.size(); }
-  void Commit(char* end) { used_ = static_cast<size_t>(end - buffer_.data()); }
-
-  Status Close() {
-    TS_RETURN_IF_ERROR(Flush());
-    int rc = std::fclose(file_);
-    file_ = nullptr;
-    if (rc != 0) return Status::DataLoss("cannot close " + path_ + ": " + std::strerror(errno));
-    return OkStatus();
-  }
-
- private:
-  BlockWriter(std::string path, std::FILE* f)
-      : path_(std::move(path)), file_(f), buffer_(kBlockBytes + kMaxLineBytes) {}
-  Status Flush() {
-    if (used_ > 0 && std::fwrite(buffer_.data(), 1, used_, file_) != used_) {
-      return Status::DataLoss("cannot write " + path_ + ": " + std::strerror(errno));
-    }
-    used_ = 0;
-    return OkStatus();
-  }
-
-  std::string path_;
-  std::FILE* file_;
-  std::vector<char> buffer_;
-  size_t used_ = 0;
-};
-
 // murmur3's 32-bit finaliser: a bijection, so distinct (field, id) print distinct values.
 uint32_t Mix32(uint32_t h) {
   h ^= h >> 16;
@@ -429,46 +301,12 @@ char* FormatRow(char* p, char* end, const PlantedModel& model, const Row& row, b
   return p;
 }
 
-std::string JsonNumber(double value) {
-  if (!std::isfinite(value)) return "null";
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
-  TS_CHECK(ec == std::errc());
-  return std::string(buf, end);
-}
-
-void AppendJson(std::string* json, const char* key, const std::string& raw_value) {
-  *json += std::string("  \"") + key + "\": " + raw_value + ",\n";
-}
-
-void AppendJson(std::string* json, const char* key, double value) {
-  AppendJson(json, key, JsonNumber(value));
-}
-
-void AppendJson(std::string* json, const char* key, int64_t value) {
-  AppendJson(json, key, std::to_string(value));
-}
-
-void AppendJson(std::string* json, const char* key, uint64_t value) {
-  AppendJson(json, key, std::to_string(value));
-}
-
 // A JSON array of per-field values, e.g. [1000, 500, ...].
 template <typename Container, typename Fn>
 std::string JsonArray(const Container& items, Fn to_json) {
   std::string out = "[";
   for (const auto& item : items) out += (out.size() > 1 ? ", " : "") + to_json(item);
   return out + "]";
-}
-
-Status WriteTextFile(const std::string& path, const std::string& text) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr)
-    return Status::InvalidArgument("cannot create " + path + ": " + std::strerror(errno));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) return Status::DataLoss("cannot write " + path + ": " + std::strerror(errno));
-  return OkStatus();
 }
 
 }  // namespace
@@ -508,17 +346,15 @@ Status GenerateCriteo(const CriteoGenOptions& o, const std::string& out_dir) {
   TS_RETURN_IF_ERROR(ValidateCriteoGenOptions(o));
   static_assert(kNumCategorical <= (1 << (32 - kIdBits)), "field index must fit the hash input");
   TS_CHECK(ScaledVocab(kCategorical[11], 1000.0) < (int64_t{1} << kIdBits));
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec)
-    return Status::InvalidArgument("cannot create directory " + out_dir + ": " + ec.message());
+  TS_RETURN_IF_ERROR(internal::CreateOutputDir(out_dir));
 
   PlantedModel model = DrawModel(o);
   model.bias = CalibrateBias(model, o);
 
   TS_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> train,
-                      BlockWriter::Open(out_dir + "/train.tsv"));
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> test, BlockWriter::Open(out_dir + "/test.tsv"));
+                      BlockWriter::Open(out_dir + "/train.tsv", kMaxLineBytes));
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> test,
+                      BlockWriter::Open(out_dir + "/test.tsv", kMaxLineBytes));
 
   RowSampler sampler(model, o.seed, 0);
   std::mt19937_64 label_rng = MakeRng(o.seed, Stream::kLabel);
@@ -616,7 +452,7 @@ Status GenerateCriteo(const CriteoGenOptions& o, const std::string& out_dir) {
              JsonArray(kIntSpecs, [](const auto& spec) { return JsonNumber(spec.missing_rate); }));
   json.erase(json.size() - 2, 1);  // the last ','
   json += "}\n";
-  TS_RETURN_IF_ERROR(WriteTextFile(out_dir + "/truth.json", json));
+  TS_RETURN_IF_ERROR(internal::WriteTextFile(out_dir + "/truth.json", json));
   TS_LOG(INFO) << "wrote " << train_rows << " train and " << test_rows << " test rows to "
                << out_dir << " (positive rate " << static_cast<double>(positives) / rows
                << ", oracle test AUC " << oracle.auc << ")";

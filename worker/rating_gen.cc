@@ -1,30 +1,29 @@
 #include "worker/rating_gen.h"
 
-#include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <memory>
 #include <random>
-#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "core/logging.h"
-#include "kernels/random_math.h"
+#include "worker/internal/gen_util.h"
 
 namespace tessera::worker {
 namespace {
+
+using internal::AliasTable;
+using internal::AppendJson;
+using internal::BlockWriter;
+using internal::NormalGenerator;
+using internal::Uniform;
 
 constexpr double kMu = 3.5;
 constexpr double kBiasStd = 0.3;
 constexpr int64_t kMaxIds = int64_t{1} << 31;       // ids are sampled with 32-bit arithmetic
 constexpr double kMaxModelBytes = 8.0 * (1 << 30);  // planted model + sampling tables
 constexpr double kMaxNoise = 1000.0;                // keeps fixed-point printing in range
-constexpr size_t kBlockBytes = size_t{1} << 20;     // fwrite granularity
 constexpr size_t kMaxLineBytes = 64;                // "uint32 uint32 -1234567890.1234\n" fits
 
 // Independent, reproducible stream per purpose, so that e.g. changing test_fraction does not
@@ -32,97 +31,17 @@ constexpr size_t kMaxLineBytes = 64;                // "uint32 uint32 -123456789
 enum class Stream : uint64_t { kUserPerm = 1, kItemPerm, kModel, kPick, kNoise, kSplit };
 
 std::mt19937_64 MakeRng(uint64_t seed, Stream stream) {
-  return std::mt19937_64(
-      kernels::SplitMix64(seed ^ kernels::SplitMix64(static_cast<uint64_t>(stream))));
+  return internal::MakeRng(seed, static_cast<uint64_t>(stream));
 }
 
-// Uniform in [0, 1) from the top 53 bits.
-double Uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-// Uniform in [0, n) for n < 2^32 (Lemire's multiply-shift; bias < 2^-32).
-uint32_t UniformIndex(uint64_t bits, uint64_t n) {
-  return static_cast<uint32_t>(((bits >> 32) * n) >> 32);
+// Zipf popularity over n ids (internal::ZipfWeights), each weight scaled to mean 1 as
+// weight * (n / total).
+AliasTable ZipfPopularity(int64_t n, double exponent, std::mt19937_64 rng) {
+  double total = 0.0;
+  std::vector<double> scaled = internal::ZipfWeights(n, exponent, std::move(rng), &total);
+  for (double& w : scaled) w *= static_cast<double>(scaled.size()) / total;  // mean 1
+  return AliasTable(std::move(scaled));
 }
-
-// Standard normal by Box-Muller, written out (not std::normal_distribution) so that the output
-// does not depend on the standard library's implementation.
-class NormalGenerator {
- public:
-  explicit NormalGenerator(std::mt19937_64 rng) : rng_(std::move(rng)) {}
-  double Next() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    double u1 = 1.0 - Uniform(rng_);  // (0, 1], so the log is finite
-    double u2 = Uniform(rng_);
-    double radius = std::sqrt(-2.0 * std::log(u1));
-    double angle = 6.283185307179586 * u2;
-    spare_ = radius * std::sin(angle);
-    has_spare_ = true;
-    return radius * std::cos(angle);
-  }
-
- private:
-  std::mt19937_64 rng_;
-  bool has_spare_ = false;
-  double spare_ = 0.0;
-};
-
-// Walker's alias method (Vose's construction): O(1) draws from a fixed discrete distribution.
-// prob and alias share one entry, so a draw touches one cache line.
-class AliasTable {
- public:
-  // Zipf popularity over ids: the id perm[k] gets weight 1 / (k + 1)^exponent, where perm is a
-  // seeded random permutation of 0..n-1.
-  AliasTable(int64_t n, double exponent, std::mt19937_64 rng) : entries_(static_cast<size_t>(n)) {
-    std::vector<uint32_t> perm(entries_.size());
-    for (size_t k = 0; k < perm.size(); ++k) perm[k] = static_cast<uint32_t>(k);
-    for (size_t k = perm.size(); k > 1; --k) {  // Fisher-Yates
-      std::swap(perm[k - 1], perm[UniformIndex(rng(), k)]);
-    }
-    std::vector<double> scaled(perm.size());
-    double total = 0.0;
-    for (size_t k = 0; k < perm.size(); ++k) {
-      scaled[perm[k]] = std::pow(static_cast<double>(k + 1), -exponent);
-      total += scaled[perm[k]];
-    }
-    std::vector<uint32_t> small;
-    std::vector<uint32_t> large;
-    for (size_t id = 0; id < scaled.size(); ++id) {
-      scaled[id] *= static_cast<double>(scaled.size()) / total;  // mean 1
-      (scaled[id] < 1.0 ? small : large).push_back(static_cast<uint32_t>(id));
-    }
-    while (!small.empty() && !large.empty()) {
-      uint32_t s = small.back();
-      small.pop_back();
-      uint32_t l = large.back();
-      entries_[s] = {static_cast<float>(scaled[s]), l};
-      scaled[l] -= 1.0 - scaled[s];
-      if (scaled[l] < 1.0) {
-        large.pop_back();
-        small.push_back(l);
-      }
-    }
-    // What remains has probability 1 up to rounding.
-    for (uint32_t id : small) entries_[id] = {1.0f, id};
-    for (uint32_t id : large) entries_[id] = {1.0f, id};
-  }
-
-  uint32_t Sample(uint64_t bits) const {
-    uint32_t k = UniformIndex(bits, entries_.size());
-    double coin = static_cast<double>(bits & 0xFFFFFFFFu) * 0x1.0p-32;
-    const Entry& e = entries_[k];
-    return coin < e.prob ? k : e.alias;
-  }
-
- private:
-  struct Entry {
-    float prob = 1.0f;  // keep k with this probability, else take alias
-    uint32_t alias = 0;
-  };
-  std::vector<Entry> entries_;
-};
 
 // Biases and factors of n users (or items), row-major factors.
 struct FactorTable {
@@ -144,56 +63,6 @@ FactorTable DrawFactors(int64_t n, int rank, double factor_std, NormalGenerator*
   return t;
 }
 
-// Appends text to a file in large blocks. Owns the FILE*.
-class BlockWriter {
- public:
-  static StatusOr<std::unique_ptr<BlockWriter>> Open(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (f == nullptr) {
-      return Status::InvalidArgument("cannot create " + path + ": " + std::strerror(errno));
-    }
-    return std::unique_ptr<BlockWriter>(new BlockWriter(path, f));
-  }
-  ~BlockWriter() {
-    if (file_ != nullptr) std::fclose(file_);
-  }
-  BlockWriter(const BlockWriter&) = delete;
-  BlockWriter& operator=(const BlockWriter&) = delete;
-
-  // Space for one line of at most kMaxLineBytes; commit it with Commit(end).
-  Status Reserve() {
-    if (used_ + kMaxLineBytes > buffer_.size()) return Flush();
-    return OkStatus();
-  }
-  char* cursor() { return buffer_.data() + used_; }
-  char* limit() { return buffer_.data() + buffer_.size(); }
-  void Commit(char* end) { used_ = static_cast<size_t>(end - buffer_.data()); }
-
-  Status Close() {
-    TS_RETURN_IF_ERROR(Flush());
-    int rc = std::fclose(file_);
-    file_ = nullptr;
-    if (rc != 0) return Status::DataLoss("cannot close " + path_ + ": " + std::strerror(errno));
-    return OkStatus();
-  }
-
- private:
-  BlockWriter(std::string path, std::FILE* f)
-      : path_(std::move(path)), file_(f), buffer_(kBlockBytes + kMaxLineBytes) {}
-  Status Flush() {
-    if (used_ > 0 && std::fwrite(buffer_.data(), 1, used_, file_) != used_) {
-      return Status::DataLoss("cannot write " + path_ + ": " + std::strerror(errno));
-    }
-    used_ = 0;
-    return OkStatus();
-  }
-
-  std::string path_;
-  std::FILE* file_;
-  std::vector<char> buffer_;
-  size_t used_ = 0;
-};
-
 // "user item rating\n" with the rating in fixed point, 4 decimals. REQUIRES: |value| < 1e14.
 char* FormatRating(char* p, char* end, uint32_t user, uint32_t item, double value) {
   p = std::to_chars(p, end, user).ptr;
@@ -211,31 +80,6 @@ char* FormatRating(char* p, char* end, uint32_t user, uint32_t item, double valu
   for (int64_t div = 1000; div > 0; div /= 10) *p++ = static_cast<char>('0' + frac / div % 10);
   *p++ = '\n';
   return p;
-}
-
-void AppendJson(std::string* json, const char* key, double value) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
-  TS_CHECK(ec == std::errc());
-  *json += std::string("  \"") + key + "\": " + std::string(buf, end) + ",\n";
-}
-
-void AppendJson(std::string* json, const char* key, int64_t value) {
-  *json += std::string("  \"") + key + "\": " + std::to_string(value) + ",\n";
-}
-
-void AppendJson(std::string* json, const char* key, uint64_t value) {
-  *json += std::string("  \"") + key + "\": " + std::to_string(value) + ",\n";
-}
-
-Status WriteTextFile(const std::string& path, const std::string& text) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr)
-    return Status::InvalidArgument("cannot create " + path + ": " + std::strerror(errno));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) return Status::DataLoss("cannot write " + path + ": " + std::strerror(errno));
-  return OkStatus();
 }
 
 }  // namespace
@@ -275,21 +119,21 @@ Status ValidateRatingGenOptions(const RatingGenOptions& o) {
 
 Status GenerateRatings(const RatingGenOptions& o, const std::string& out_dir) {
   TS_RETURN_IF_ERROR(ValidateRatingGenOptions(o));
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec)
-    return Status::InvalidArgument("cannot create directory " + out_dir + ": " + ec.message());
+  TS_RETURN_IF_ERROR(internal::CreateOutputDir(out_dir));
 
   const double factor_std = std::pow(static_cast<double>(o.rank), -0.25);
   NormalGenerator model_normal(MakeRng(o.seed, Stream::kModel));
   const FactorTable users = DrawFactors(o.users, o.rank, factor_std, &model_normal);
   const FactorTable items = DrawFactors(o.items, o.rank, factor_std, &model_normal);
-  const AliasTable user_popularity(o.users, o.user_zipf, MakeRng(o.seed, Stream::kUserPerm));
-  const AliasTable item_popularity(o.items, o.item_zipf, MakeRng(o.seed, Stream::kItemPerm));
+  const AliasTable user_popularity =
+      ZipfPopularity(o.users, o.user_zipf, MakeRng(o.seed, Stream::kUserPerm));
+  const AliasTable item_popularity =
+      ZipfPopularity(o.items, o.item_zipf, MakeRng(o.seed, Stream::kItemPerm));
 
   TS_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> train,
-                      BlockWriter::Open(out_dir + "/train.txt"));
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> test, BlockWriter::Open(out_dir + "/test.txt"));
+                      BlockWriter::Open(out_dir + "/train.txt", kMaxLineBytes));
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> test,
+                      BlockWriter::Open(out_dir + "/test.txt", kMaxLineBytes));
 
   std::mt19937_64 pick_rng = MakeRng(o.seed, Stream::kPick);
   std::mt19937_64 split_rng = MakeRng(o.seed, Stream::kSplit);
@@ -343,7 +187,7 @@ Status GenerateRatings(const RatingGenOptions& o, const std::string& out_dir) {
              test_count > 0 ? std::sqrt(test_noise_sq / static_cast<double>(test_count)) : 0.0);
   json.erase(json.size() - 2, 1);  // the last ','
   json += "}\n";
-  TS_RETURN_IF_ERROR(WriteTextFile(out_dir + "/truth.json", json));
+  TS_RETURN_IF_ERROR(internal::WriteTextFile(out_dir + "/truth.json", json));
   TS_LOG(INFO) << "wrote " << o.ratings - test_count << " train and " << test_count
                << " test ratings to " << out_dir;
   return OkStatus();
