@@ -77,10 +77,11 @@ def main():
           "measured BLAS rate (samples/s x FLOPs/sample / whole-step cblas_sgemm GFLOP/s; an "
           "upper bound on the GEMM share, the rest of the step counted as if it were free)")
     for tag, ratio, dauc, frac in verdicts:
+        def verdict(ok, value):  # nan (no PyTorch or BLAS run) -> n/a
+            return "n/a" if value != value else ("MET" if ok else "MISSED")
         print("  %-14s speed %s (%.2fx)  AUC %s (%+.4f)  BLAS %s (%.0f%%)" % (
-            tag, "MET" if ratio >= 2 else "MISSED", ratio,
-            "MET" if abs(dauc) <= 0.003 else "MISSED", dauc,
-            "MET" if frac >= 0.6 else "MISSED", 100 * frac))
+            tag, verdict(ratio >= 2, ratio), ratio, verdict(abs(dauc) <= 0.003, dauc), dauc,
+            verdict(frac >= 0.6, frac), 100 * frac))
 
 
 if __name__ == "__main__":
