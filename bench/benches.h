@@ -59,7 +59,7 @@ struct KernelBenchOptions {
 bool RunKernelBench(const KernelBenchOptions& o, JsonLines* json);
 
 struct BlasBenchOptions {
-  int input = 429;                          // 26 fields x dim 16 + 13 dense
+  int input = 429;                            // 26 fields x dim 16 + 13 dense
   std::vector<int> hidden = {400, 400, 400};  // then one output
   int batch = 4096;
   double seconds = 1.0;

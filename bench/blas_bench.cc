@@ -72,14 +72,14 @@ bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
       std::snprintf(names[name_count], sizeof(names[0]), "%dx%d %s", in, out, kinds[k]);
       const char* name = names[name_count++];
       if (k == 0) {
-        products.push_back({name, CblasNoTrans, CblasNoTrans, B, out, in, x[l].data(),
-                            w[l].data(), y[l].data(), in, out, out});
+        products.push_back({name, CblasNoTrans, CblasNoTrans, B, out, in, x[l].data(), w[l].data(),
+                            y[l].data(), in, out, out});
       } else if (k == 1) {
-        products.push_back({name, CblasTrans, CblasNoTrans, in, out, B, x[l].data(),
-                            dy[l].data(), dw[l].data(), in, out, out});
+        products.push_back({name, CblasTrans, CblasNoTrans, in, out, B, x[l].data(), dy[l].data(),
+                            dw[l].data(), in, out, out});
       } else {
-        products.push_back({name, CblasNoTrans, CblasTrans, B, in, out, dy[l].data(),
-                            w[l].data(), dx[l].data(), out, out, in});
+        products.push_back({name, CblasNoTrans, CblasTrans, B, in, out, dy[l].data(), w[l].data(),
+                            dx[l].data(), out, out, in});
       }
     }
   }
@@ -97,9 +97,10 @@ bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
   }
   Samples step;
   for (int r = 0; r < o.reps; ++r) {
-    step.Add(CallsPerSecond(o.seconds * 2, [&] {
-               for (const Product& p : products) p.Run();
-             }) *
+    step.Add(CallsPerSecond(o.seconds * 2,
+                            [&] {
+                              for (const Product& p : products) p.Run();
+                            }) *
              step_flops);
   }
   const double per_sample = step_flops / B;
