@@ -406,7 +406,9 @@ TEST(RatingReaderTest, ReadsMovieLens100kWhenSharedDataExists) {
   std::string data_dir = testing::SharedDataDir();
   if (data_dir.empty()) GTEST_SKIP() << "TESSERA_SHARED_DATA not set";
   StatusOr<RatingReadResult> result = ReadRatings(data_dir + "/ml-100k/u.data", {});
-  if (!result.ok() && result.status().code() == StatusCode::kNotFound) GTEST_SKIP();
+  if (!result.ok() && result.status().code() == StatusCode::kNotFound) {
+    GTEST_SKIP() << data_dir << "/ml-100k/u.data not found";
+  }
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ(result->format, RatingFormat::kTab);
   ASSERT_EQ(result->data.size(), 100000u);
