@@ -21,6 +21,7 @@
 #include "kernels/device.h"
 #include "kernels/embedding.h"
 #include "kernels/fm.h"
+#include "tests/testing/cuda_test_util.h"
 
 #if TESSERA_WITH_CUDA
 #include <cublas_v2.h>
@@ -32,52 +33,13 @@ namespace {
 
 #if TESSERA_WITH_CUDA
 
-#define TS_SKIP_WITHOUT_CUDA_DEVICE()                             \
-  do {                                                            \
-    Status cuda_status = CheckCudaAvailable();                    \
-    if (!cuda_status.ok()) GTEST_SKIP() << cuda_status.message(); \
-  } while (0)
-
-#define TS_ASSERT_CUDA_OK(expr)                                                        \
-  do {                                                                                 \
-    cudaError_t cuda_err = (expr);                                                     \
-    ASSERT_EQ(cuda_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(cuda_err); \
-  } while (0)
+using ::tessera::testing::DeviceVector;
 
 #define TS_ASSERT_OK(expr)                               \
   do {                                                   \
     Status ts_status = (expr);                           \
     ASSERT_TRUE(ts_status.ok()) << ts_status.ToString(); \
   } while (0)
-
-// Device copy of a host vector, freed on scope exit.
-template <typename T>
-class DeviceVector {
- public:
-  explicit DeviceVector(const std::vector<T>& host) : size_(host.size()) {
-    if (size_ == 0) return;
-    EXPECT_EQ(cudaMalloc(&data_, size_ * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemcpy(data_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  ~DeviceVector() { cudaFree(data_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-
-  T* data() const { return data_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(size_);
-    if (size_ > 0) {
-      EXPECT_EQ(cudaMemcpy(host.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost),
-                cudaSuccess);
-    }
-    return host;
-  }
-
- private:
-  size_t size_ = 0;
-  T* data_ = nullptr;
-};
 
 // One stream and one cuBLAS handle per test; the kernels bind the handle to the stream.
 class CtrCudaTest : public ::testing::Test {

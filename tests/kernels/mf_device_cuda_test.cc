@@ -15,15 +15,10 @@
 #include "kernels/device.h"
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
+#include "tests/testing/cuda_test_util.h"
 
 namespace tessera::kernels {
 namespace {
-
-#define TS_SKIP_WITHOUT_CUDA_DEVICE()                             \
-  do {                                                            \
-    Status cuda_status = CheckCudaAvailable();                    \
-    if (!cuda_status.ok()) GTEST_SKIP() << cuda_status.message(); \
-  } while (0)
 
 struct HostBatch {
   int dim = 0;
