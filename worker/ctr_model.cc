@@ -63,9 +63,6 @@ bool UsesMlp(CtrModelKind k) {
 }
 bool UsesCross(CtrModelKind k) { return k == CtrModelKind::kDcnV2; }
 
-// Status of a kernel call that cannot fail on arguments we built ourselves.
-#define TS_KERNEL(call) TS_RETURN_IF_ERROR(call)
-
 }  // namespace
 
 // Offsets of every parameter block in the flat buffer.
@@ -190,8 +187,8 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
 
   if (UsesLinearTable(c.kind)) {
     linear_terms_.resize(bags);
-    TS_KERNEL(EmbeddingPoolCpu(in.linear_rows, in.num_rows, in.offsets, in.indices, in.weights,
-                               linear_terms_.data(), bags, 1));
+    TS_RETURN_IF_ERROR(EmbeddingPoolCpu(in.linear_rows, in.num_rows, in.offsets, in.indices,
+                                        in.weights, linear_terms_.data(), bags, 1));
     for (int64_t b = 0; b < B; ++b) {
       float sum = 0;
       for (int f = 0; f < F; ++f) sum += linear_terms_[b * F + f];
@@ -203,12 +200,12 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
   }
   if (UsesEmbeddingTable(c.kind)) {
     emb_.resize(bags * D);
-    TS_KERNEL(EmbeddingPoolCpu(in.emb_rows, in.num_rows, in.offsets, in.indices, in.weights,
-                               emb_.data(), bags, D));
+    TS_RETURN_IF_ERROR(EmbeddingPoolCpu(in.emb_rows, in.num_rows, in.offsets, in.indices,
+                                        in.weights, emb_.data(), bags, D));
   }
   if (UsesFm(c.kind)) {
     fm_.resize(B);
-    TS_KERNEL(FmForwardCpu(emb_.data(), fm_.data(), B, F, D));
+    TS_RETURN_IF_ERROR(FmForwardCpu(emb_.data(), fm_.data(), B, F, D));
     for (int64_t b = 0; b < B; ++b) logits_[b] += fm_[b];
   }
   if (!UsesMlp(c.kind)) return OkStatus();
@@ -225,14 +222,15 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
   for (size_t l = 0; l < L.mlp.size(); ++l) {
     const auto& d = L.mlp[l];
     hidden_[l].resize(B * d.out);
-    TS_KERNEL(LinearForwardCpu(h, params + d.w, params + d.b, hidden_[l].data(), B, d.in, d.out));
-    TS_KERNEL(ReluForwardCpu(hidden_[l].data(), hidden_[l].data(), B * d.out));
+    TS_RETURN_IF_ERROR(
+        LinearForwardCpu(h, params + d.w, params + d.b, hidden_[l].data(), B, d.in, d.out));
+    TS_RETURN_IF_ERROR(ReluForwardCpu(hidden_[l].data(), hidden_[l].data(), B * d.out));
     h = hidden_[l].data();
   }
   scratch_a_.resize(B);
   if (c.kind != CtrModelKind::kDcnV2) {
-    TS_KERNEL(LinearForwardCpu(h, params + L.mlp_out.w, params + L.mlp_out.b, scratch_a_.data(), B,
-                               L.mlp_out.in, 1));
+    TS_RETURN_IF_ERROR(LinearForwardCpu(h, params + L.mlp_out.w, params + L.mlp_out.b,
+                                        scratch_a_.data(), B, L.mlp_out.in, 1));
     for (int64_t b = 0; b < B; ++b) logits_[b] += scratch_a_[b];
     return OkStatus();
   }
@@ -244,8 +242,8 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
     const auto& d = L.cross[l];
     cross_x_[l].resize(B * x0_dim);
     cross_z_[l].resize(B * x0_dim);
-    TS_KERNEL(CrossForwardCpu(x0_.data(), xl, params + d.w, params + d.b, cross_z_[l].data(),
-                              cross_x_[l].data(), B, x0_dim));
+    TS_RETURN_IF_ERROR(CrossForwardCpu(x0_.data(), xl, params + d.w, params + d.b,
+                                       cross_z_[l].data(), cross_x_[l].data(), B, x0_dim));
     xl = cross_x_[l].data();
   }
   const int m = L.mlp.back().out;
@@ -255,8 +253,8 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
     std::memcpy(&concat_[b * concat_dim], &xl[b * x0_dim], sizeof(float) * x0_dim);
     std::memcpy(&concat_[b * concat_dim + x0_dim], &h[b * m], sizeof(float) * m);
   }
-  TS_KERNEL(LinearForwardCpu(concat_.data(), params + L.dcn_out.w, nullptr, scratch_a_.data(), B,
-                             concat_dim, 1));
+  TS_RETURN_IF_ERROR(LinearForwardCpu(concat_.data(), params + L.dcn_out.w, nullptr,
+                                      scratch_a_.data(), B, concat_dim, 1));
   for (int64_t b = 0; b < B; ++b) logits_[b] += scratch_a_[b];
   return OkStatus();
 }
@@ -283,9 +281,10 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
   *loss_sum = 0;
   if (B == 0) return OkStatus();
 
-  TS_KERNEL(SigmoidBceForwardCpu(logits_.data(), in.labels, nullptr, loss_sum, B));
+  TS_RETURN_IF_ERROR(SigmoidBceForwardCpu(logits_.data(), in.labels, nullptr, loss_sum, B));
   dlogits_.resize(B);
-  TS_KERNEL(SigmoidBceBackwardCpu(logits_.data(), in.labels, dlogits_.data(), B, loss_scale));
+  TS_RETURN_IF_ERROR(
+      SigmoidBceBackwardCpu(logits_.data(), in.labels, dlogits_.data(), B, loss_scale));
   for (int64_t b = 0; b < B; ++b) g[L.bias] += dlogits_[b];
 
   if (UsesLinearTable(c.kind)) {
@@ -298,13 +297,14 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     std::vector<float>& dlin = scratch_b_;
     dlin.resize(bags);
     for (int64_t b = 0; b < B; ++b) std::fill_n(&dlin[b * F], F, dlogits_[b]);
-    TS_KERNEL(EmbeddingPoolBackwardCpu(in.offsets, in.indices, in.weights, dlin.data(),
-                                       grads->linear_rows.data(), in.num_rows, bags, 1));
+    TS_RETURN_IF_ERROR(EmbeddingPoolBackwardCpu(in.offsets, in.indices, in.weights, dlin.data(),
+                                                grads->linear_rows.data(), in.num_rows, bags, 1));
   }
   if (!UsesEmbeddingTable(c.kind)) return OkStatus();
 
   demb_.assign(bags * D, 0.0f);
-  if (UsesFm(c.kind)) TS_KERNEL(FmBackwardCpu(emb_.data(), dlogits_.data(), demb_.data(), B, F, D));
+  if (UsesFm(c.kind))
+    TS_RETURN_IF_ERROR(FmBackwardCpu(emb_.data(), dlogits_.data(), demb_.data(), B, F, D));
 
   if (UsesMlp(c.kind)) {
     const int x0_dim = L.x0_dim;
@@ -314,13 +314,15 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     std::vector<float>& dh = scratch_a_;
     dh.assign(B * m, 0.0f);
     if (c.kind != CtrModelKind::kDcnV2) {
-      TS_KERNEL(LinearBackwardCpu(hidden_.back().data(), params + L.mlp_out.w, dlogits_.data(),
-                                  dh.data(), g + L.mlp_out.w, g + L.mlp_out.b, B, m, 1));
+      TS_RETURN_IF_ERROR(LinearBackwardCpu(hidden_.back().data(), params + L.mlp_out.w,
+                                           dlogits_.data(), dh.data(), g + L.mlp_out.w,
+                                           g + L.mlp_out.b, B, m, 1));
     } else {
       const int concat_dim = x0_dim + m;
       std::vector<float> dconcat(B * concat_dim);
-      TS_KERNEL(LinearBackwardCpu(concat_.data(), params + L.dcn_out.w, dlogits_.data(),
-                                  dconcat.data(), g + L.dcn_out.w, nullptr, B, concat_dim, 1));
+      TS_RETURN_IF_ERROR(LinearBackwardCpu(concat_.data(), params + L.dcn_out.w, dlogits_.data(),
+                                           dconcat.data(), g + L.dcn_out.w, nullptr, B, concat_dim,
+                                           1));
       std::vector<float> dx(B * x0_dim);
       for (int64_t b = 0; b < B; ++b) {
         std::memcpy(&dx[b * x0_dim], &dconcat[b * concat_dim], sizeof(float) * x0_dim);
@@ -332,9 +334,9 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
       for (size_t l = L.cross.size(); l-- > 0;) {
         const auto& d = L.cross[l];
         const float* xl = l == 0 ? x0_.data() : cross_x_[l - 1].data();
-        TS_KERNEL(CrossBackwardCpu(x0_.data(), xl, params + d.w, cross_z_[l].data(), dx.data(),
-                                   dx0_.data(), dxl.data(), g + d.w, g + d.b, workspace.data(), B,
-                                   x0_dim));
+        TS_RETURN_IF_ERROR(CrossBackwardCpu(x0_.data(), xl, params + d.w, cross_z_[l].data(),
+                                            dx.data(), dx0_.data(), dxl.data(), g + d.w, g + d.b,
+                                            workspace.data(), B, x0_dim));
         dx.swap(dxl);
       }
       for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dx[i];  // layer 0's x_l is x0
@@ -343,11 +345,11 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     std::vector<float> dprev;
     for (size_t l = L.mlp.size(); l-- > 0;) {
       const auto& d = L.mlp[l];
-      TS_KERNEL(ReluBackwardCpu(hidden_[l].data(), dh.data(), dh.data(), B * d.out));
+      TS_RETURN_IF_ERROR(ReluBackwardCpu(hidden_[l].data(), dh.data(), dh.data(), B * d.out));
       const float* x = l == 0 ? x0_.data() : hidden_[l - 1].data();
       dprev.assign(B * d.in, 0.0f);
-      TS_KERNEL(LinearBackwardCpu(x, params + d.w, dh.data(), dprev.data(), g + d.w, g + d.b, B,
-                                  d.in, d.out));
+      TS_RETURN_IF_ERROR(LinearBackwardCpu(x, params + d.w, dh.data(), dprev.data(), g + d.w,
+                                           g + d.b, B, d.in, d.out));
       dh.swap(dprev);
     }
     for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dh[i];
