@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 
 #include "core/logging.h"
+#include "proto/checkpoint.pb.h"
 
 namespace tessera {
 
@@ -75,6 +77,65 @@ StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
                             " values, expected " + std::to_string(values.size()));
   }
   return std::vector<double>(body.values().begin(), body.values().end());
+}
+
+Heartbeater::Heartbeater(RpcNode* rpc, std::chrono::milliseconds interval,
+                         std::chrono::milliseconds timeout,
+                         std::function<void(const Status&)> on_lost, std::function<int64_t()> step)
+    : rpc_(rpc),
+      interval_(interval),
+      timeout_(timeout),
+      on_lost_(std::move(on_lost)),
+      step_(std::move(step)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Heartbeater::~Heartbeater() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  thread_.join();
+}
+
+void Heartbeater::Loop() {
+  using Clock = std::chrono::steady_clock;
+  auto last_answer = Clock::now();
+  std::vector<std::future<StatusOr<Message>>> in_flight;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    proto::Heartbeat beat;
+    if (step_) beat.set_step(step_());
+    in_flight.push_back(
+        rpc_->Call(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_HEARTBEAT, beat)));
+    // Any answer (even an error reply) shows the scheduler is alive.
+    for (auto it = in_flight.begin(); it != in_flight.end();) {
+      if (it->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        ++it;
+        continue;
+      }
+      StatusOr<Message> reply = it->get();
+      if (reply.ok() || reply.status().code() != StatusCode::kCancelled) {
+        last_answer = Clock::now();
+      }
+      it = in_flight.erase(it);
+    }
+    const auto silent = Clock::now() - last_answer;
+    lock.lock();
+    if (stop_) break;
+    if (silent > timeout_) {
+      lock.unlock();
+      const double seconds = std::chrono::duration<double>(silent).count();
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%.1f", seconds);
+      on_lost_(Status::Unavailable("lost the scheduler: no answer to heartbeats for " +
+                                   std::string(buf) + " s"));
+      return;
+    }
+    stop_cv_.wait_for(lock, interval_, [&] { return stop_; });
+  }
 }
 
 }  // namespace tessera

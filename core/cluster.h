@@ -3,6 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "core/rpc.h"
@@ -20,6 +24,10 @@ struct ClusterView {
 // every peer's address to the transport, and returns the view. kDeadlineExceeded after `timeout`.
 StatusOr<ClusterView> RegisterWithScheduler(RpcNode& rpc, std::chrono::milliseconds timeout);
 
+// Rounds of ReduceAcrossWorkers with this bit set are the workers' signal polls: the scheduler's
+// reply says whether a signal asked for a checkpoint (ReduceReply.checkpoint_requested).
+inline constexpr uint64_t kSignalPollRound = uint64_t{1} << 62;
+
 // REDUCE over the workers through the scheduler: every worker sends `values` for the same
 // `round` (numbered by the workers, in the same order everywhere) and gets the element-wise sum
 // (or max) over all workers, combined in worker-rank order. Also a barrier.
@@ -27,6 +35,31 @@ StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
                                                   const std::vector<double>& values,
                                                   proto::ReduceOp op,
                                                   std::chrono::milliseconds timeout);
+
+// Liveness (DESIGN.md "Failure handling"): sends HEARTBEAT to the scheduler every `interval` from
+// a thread of its own (named heartbeat, joined by the destructor). When no heartbeat has been
+// answered for `timeout`, calls on_lost once, from that thread, with a Status naming the
+// scheduler. `step`, if set, is called for the step to report (workers).
+class Heartbeater {
+ public:
+  Heartbeater(RpcNode* rpc, std::chrono::milliseconds interval, std::chrono::milliseconds timeout,
+              std::function<void(const Status&)> on_lost, std::function<int64_t()> step = {});
+  ~Heartbeater();
+  Heartbeater(const Heartbeater&) = delete;
+  Heartbeater& operator=(const Heartbeater&) = delete;
+
+ private:
+  void Loop();
+
+  RpcNode* rpc_;
+  const std::chrono::milliseconds interval_, timeout_;
+  std::function<void(const Status&)> on_lost_;
+  std::function<int64_t()> step_;
+  std::mutex mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;  // GUARDED_BY(mu_)
+  std::thread thread_;
+};
 
 // This machine's host name (for messages that name a node).
 std::string HostName();

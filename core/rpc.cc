@@ -40,6 +40,14 @@ void RpcNode::FailPending(const Status& status) {
   for (auto& [id, promise] : pending) promise.set_value(status);
 }
 
+void RpcNode::Poison(const Status& status) {
+  {
+    std::lock_guard lock(mu_);
+    if (poisoned_.ok()) poisoned_ = status;
+  }
+  FailPending(status);
+}
+
 void RpcNode::Dispatch(Message&& message) {
   if (!message.header.is_reply()) {
     if (handler_) handler_(std::move(message));
@@ -71,9 +79,10 @@ std::future<StatusOr<Message>> RpcNode::Call(const NodeId& to, Message request) 
   std::future<StatusOr<Message>> future;
   {
     std::lock_guard lock(mu_);
-    if (stopped_) {
+    if (stopped_ || !poisoned_.ok()) {
       std::promise<StatusOr<Message>> failed;
-      failed.set_value(Status::Cancelled(transport_->self().ToString() + " stopped"));
+      failed.set_value(stopped_ ? Status::Cancelled(transport_->self().ToString() + " stopped")
+                                : poisoned_);
       return failed.get_future();
     }
     future = pending_[id].get_future();

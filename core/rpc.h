@@ -32,6 +32,9 @@ class RpcNode {
   void Stop();
   // Fails every call still waiting with `status` (an abort from the scheduler); later calls work.
   void FailPending(const Status& status);
+  // Fails every call still waiting, and every later call at once, with `status`: the job is
+  // over (aborted, or the scheduler is lost), so nothing may wait for a peer any more.
+  void Poison(const Status& status);
 
   // Sends `request` (its request id is assigned here) and returns the future reply.
   std::future<StatusOr<Message>> Call(const NodeId& to, Message request);
@@ -61,6 +64,7 @@ class RpcNode {
   std::mutex mu_;
   std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_;  // GUARDED_BY(mu_)
   bool stopped_ = false;                                                   // GUARDED_BY(mu_)
+  Status poisoned_;                                                        // GUARDED_BY(mu_)
 };
 
 // The Status carried by a reply header (OK when status_code is 0).

@@ -120,6 +120,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   worker::CtrTrainerOptions& ctr = o.ctr_options;
   float dense_lr = 0.001f, linear_lr = 2.0f;
   int timeout_s = 600, register_timeout_s = 120;
+  double heartbeat_timeout_s = 6.0;
+  int checkpoint_file_delay_ms = 0;
   po::options_description desc("tessera train options");
   // clang-format off
   desc.add_options()
@@ -159,10 +161,22 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
     ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
     ("register-timeout", po::value<int>(&register_timeout_s)->default_value(120), "seconds to wait for all nodes to join")
+    ("checkpoint-dir", po::value<std::string>(&o.checkpoint_dir), "write checkpoints under DIR (DIR/step-N, DIR/latest): at the end of training, every --checkpoint-every steps, with --checkpoint-epochs after every epoch, and on SIGUSR1 (then continue) or SIGTERM (then stop)")
+    ("checkpoint-every", po::value<int64_t>(&o.checkpoint_every)->default_value(0), "steps between checkpoints (0: none by step count)")
+    ("checkpoint-epochs", po::bool_switch(&o.checkpoint_epochs), "also write a checkpoint after every epoch")
+    ("keep-checkpoints", po::value<int>(&o.keep_checkpoints)->default_value(0), "keep only the newest K complete checkpoints (0: keep all)")
+    ("resume", po::value<std::string>(&o.resume), "resume from a checkpoint: DIR/step-N, a checkpoint root, or auto (the newest complete one under --checkpoint-dir; none there: start fresh). Servers may differ in number, workers may not")
+    ("heartbeat-timeout", po::value<double>(&heartbeat_timeout_s)->default_value(heartbeat_timeout_s), "separate processes: seconds without a heartbeat before a node counts as lost and the job stops")
     ("v", po::value<int>(&o.verbosity)->default_value(0), "log verbosity");
   // clang-format on
+  po::options_description hidden("fault injection (tests)");
+  hidden.add_options()("debug-checkpoint-file-delay-ms",
+                       po::value<int>(&checkpoint_file_delay_ms)->default_value(0),
+                       "servers sleep this long before writing each checkpoint file");
+  po::options_description all;
+  all.add(desc).add(hidden);
   po::variables_map vm;
-  ParseOutcome outcome = ParseWith(args, desc, "usage: tessera train [options]", &vm);
+  ParseOutcome outcome = ParseWith(args, all, "usage: tessera train [options]", &vm);
   if (!outcome.run) return outcome;
 
   o.ctr = o.model != "mf";
@@ -243,6 +257,19 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     return Fail("--reader-threads must be in [1, 64]");
   }
   if (timeout_s < 1 || register_timeout_s < 1) return Fail("timeouts must be at least 1 second");
+  if (!(heartbeat_timeout_s >= 0.5) || !std::isfinite(heartbeat_timeout_s)) {
+    return Fail("--heartbeat-timeout must be at least 0.5 seconds");
+  }
+  o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(heartbeat_timeout_s * 1000));
+  o.checkpoint_file_delay = std::chrono::milliseconds(std::max(0, checkpoint_file_delay_ms));
+  if (o.checkpoint_every < 0) return Fail("--checkpoint-every must be >= 0");
+  if (o.keep_checkpoints < 0) return Fail("--keep-checkpoints must be >= 0");
+  if (o.checkpoint_dir.empty() && (o.checkpoint_every > 0 || o.checkpoint_epochs)) {
+    return Fail("--checkpoint-every / --checkpoint-epochs need --checkpoint-dir");
+  }
+  if (o.resume == "auto" && o.checkpoint_dir.empty()) {
+    return Fail("--resume auto needs --checkpoint-dir (where to look for the newest checkpoint)");
+  }
   o.mf.timeout = std::chrono::seconds(timeout_s);
   o.register_timeout = std::chrono::seconds(register_timeout_s);
   o.workers_given = !vm["workers"].defaulted();

@@ -41,6 +41,15 @@ struct TrainOptions {
   worker::RatingGenOptions embedded_data;
   std::string config_path;
   std::string summary;  // "option = value" lines, printed at start-up
+  // Checkpoints and resume (the workers' part lives in mf.recovery / ctr_options.recovery,
+  // filled in by the launcher).
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  bool checkpoint_epochs = false;
+  int keep_checkpoints = 0;
+  std::string resume;  // "" | "auto" | a checkpoint directory
+  std::chrono::milliseconds heartbeat_timeout{6000};
+  std::chrono::milliseconds checkpoint_file_delay{0};  // fault injection (hidden flag)
 };
 
 // The result of parsing: either options, or "exit now with `exit_code`" after printing `text`

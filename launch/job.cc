@@ -12,6 +12,7 @@
 #include "core/logging.h"
 #include "core/zmq_transport.h"
 #include "kernels/device.h"
+#include "launch/recovery.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
 #include "worker/ctr_trainer.h"
@@ -56,11 +57,17 @@ server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   return s;
 }
 
-scheduler::SchedulerOptions MakeSchedulerOptions(const TrainOptions& o, int workers) {
+scheduler::SchedulerOptions MakeSchedulerOptions(const TrainOptions& o, int workers,
+                                                 const ResumePoint& resume) {
   scheduler::SchedulerOptions s;
   s.num_servers = o.servers;
   s.num_workers = workers;
   s.register_timeout = o.register_timeout;
+  s.checkpoint_dir = o.checkpoint_dir;
+  s.keep_checkpoints = o.keep_checkpoints;
+  s.config_summary = o.summary;
+  s.checkpoint_timeout = o.mf.timeout;
+  s.resumed_from = resume.dir;
   return s;
 }
 
@@ -114,6 +121,13 @@ Status FirstFailure(const Status& scheduler, const std::vector<Status>& workers,
   return OkStatus();
 }
 
+// A signal that reached a server or worker process: the scheduler decides what it means.
+void SendSignalNotice(RpcNode* rpc, int signal) {
+  proto::SignalNotice notice;
+  notice.set_signal(signal);
+  (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_SIGNAL, notice));
+}
+
 void LogStartup(const TrainOptions& o, const std::string& mode) {
   TS_LOG(INFO) << "tessera train (" << mode << "): " << o.servers << " server(s), "
                << "options:\n"
@@ -123,6 +137,8 @@ void LogStartup(const TrainOptions& o, const std::string& mode) {
 }  // namespace
 
 Status RunTrainInProcess(const TrainOptions& options) {
+  // Before any thread starts: SIGTERM / SIGUSR1 are taken by the watcher from here on.
+  SignalWatcher signals(nullptr);
   TrainOptions o = options;
   if (o.mf.device == kernels::Device::kCuda) {
     TS_RETURN_IF_ERROR(kernels::CheckCudaAvailable().WithContext("--device cuda"));
@@ -133,6 +149,10 @@ Status RunTrainInProcess(const TrainOptions& options) {
   }
   LogStartup(o,
              o.transport == TransportKind::kZmq ? "one process, ZeroMQ loopback" : "one process");
+  server::ServerOptions server_options = MakeServerOptions(o);
+  const auto tables = DescribeTables(server_options, o.ctr);
+  TS_ASSIGN_OR_RETURN(ResumePoint resume, PrepareResume(o, tables, o.workers));
+  ApplyRecovery(o, resume, tables, &server_options, &o);
   InProcHub hub;
   std::vector<NodeId> ids = {NodeId::Scheduler()};
   for (int r = 0; r < o.servers; ++r) ids.push_back(NodeId::Server(r));
@@ -156,9 +176,9 @@ Status RunTrainInProcess(const TrainOptions& options) {
 
   // The scheduler listens before any other node starts.
   logging::SetThreadLogTag(NodeId::Scheduler().ToString());
-  scheduler::Scheduler sched(MakeSchedulerOptions(o, o.workers), rpcs[0].get());
+  scheduler::Scheduler sched(MakeSchedulerOptions(o, o.workers, resume), rpcs[0].get());
   TS_RETURN_IF_ERROR(sched.Start());
-  const server::ServerOptions server_options = MakeServerOptions(o);
+  signals.SetHandler([&sched](int signal) { sched.RequestCheckpoint(signal); });
   std::vector<Status> server_status(o.servers), worker_status(o.workers);
   std::vector<std::thread> threads;
   for (int r = 0; r < o.servers; ++r) {
@@ -187,11 +207,16 @@ Status RunTrainInProcess(const TrainOptions& options) {
   }
   Status sched_status = sched.Run();
   for (auto& t : threads) t.join();
+  signals.SetHandler(nullptr);
   rpcs[0]->Stop();
   return FirstFailure(sched_status, worker_status, server_status);
 }
 
 Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
+  // Before MPI_Init starts its threads: SIGTERM / SIGUSR1 are taken by the watcher.
+  SignalWatcher signals(nullptr);
+  // A failed job must not leave this process hanging (e.g. in a collective with a lost peer).
+  ExitWatchdog watchdog(std::chrono::seconds(10));
   TrainOptions o = options;
   int rank = 0, size = 1;
   MPI_Init(nullptr, nullptr);
@@ -264,21 +289,48 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
   MPI_Comm worker_comm = MPI_COMM_NULL;
   MPI_Comm_split(MPI_COMM_WORLD, self.role == Role::kWorker ? 1 : MPI_UNDEFINED, rank,
                  &worker_comm);
+  // Every rank checks the checkpoint to resume from the same way (nothing writes one yet).
+  server::ServerOptions server_options = MakeServerOptions(o);
+  const auto tables = DescribeTables(server_options, o.ctr);
+  auto resume = PrepareResume(o, tables, workers);
+  if (!resume.ok()) {
+    if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
+    return finish(resume.status());
+  }
+  ApplyRecovery(o, *resume, tables, &server_options, &o);
+  auto on_abort = [&watchdog](const Status& reason) { watchdog.Arm(reason); };
+  server_options.heartbeat_interval = std::chrono::milliseconds(500);
+  server_options.heartbeat_timeout = o.heartbeat_timeout;
+  server_options.on_abort = on_abort;
+  for (worker::RecoveryOptions* r : {&o.mf.recovery, &o.ctr_options.recovery}) {
+    r->heartbeat_interval = std::chrono::milliseconds(500);
+    r->heartbeat_timeout = o.heartbeat_timeout;
+    r->on_abort = on_abort;
+  }
   RpcNode rpc(transport->get());
   Status result;
   switch (self.role) {
     case Role::kScheduler: {
       LogStartup(o, env.launcher + ", " + std::to_string(size) + " ranks");
-      scheduler::Scheduler sched(MakeSchedulerOptions(o, workers), &rpc);
+      scheduler::SchedulerOptions sched_options = MakeSchedulerOptions(o, workers, *resume);
+      sched_options.heartbeat_timeout = o.heartbeat_timeout;
+      scheduler::Scheduler sched(sched_options, &rpc);
       result = sched.Start();
-      if (result.ok()) result = sched.Run();
+      if (result.ok()) {
+        signals.SetHandler([&sched](int signal) { sched.RequestCheckpoint(signal); });
+        result = sched.Run();
+        signals.SetHandler(nullptr);
+      }
       rpc.Stop();
       break;
     }
     case Role::kServer:
-      result = server::RunServerNode(MakeServerOptions(o), &rpc, o.register_timeout);
+      signals.SetHandler([&rpc](int signal) { SendSignalNotice(&rpc, signal); });
+      result = server::RunServerNode(server_options, &rpc, o.register_timeout);
+      signals.SetHandler(nullptr);
       break;
     case Role::kWorker:
+      signals.SetHandler([&rpc](int signal) { SendSignalNotice(&rpc, signal); });
       if (o.ctr) {
         auto collective = worker::MpiCollective::Create(worker_comm);
         if (!collective.ok()) {
@@ -293,6 +345,7 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
       }
       break;
   }
+  signals.SetHandler(nullptr);
   if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
   return finish(result);
 }

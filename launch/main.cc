@@ -1,5 +1,6 @@
 // The `tessera` command: flags -> typed options -> the job. The only place that maps a Status to
-// an exit code (2: bad flags, config, input data or environment; 1: anything else).
+// an exit code (2: bad flags, config, input data, checkpoint or environment; 143: stopped by
+// SIGTERM, after a checkpoint when there is a --checkpoint-dir; 1: anything else).
 #include <malloc.h>
 
 #include <cstdio>
@@ -37,7 +38,10 @@ int ExitCodeFor(const tessera::Status& s) {
     case tessera::StatusCode::kFailedPrecondition:
     case tessera::StatusCode::kOutOfRange:
     case tessera::StatusCode::kAlreadyExists:
+    case tessera::StatusCode::kDataLoss:
       return 2;
+    case tessera::StatusCode::kCancelled:
+      return 143;
     default:
       return 1;
   }

@@ -1,17 +1,30 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <csignal>
+#include <ctime>
 
+#include "core/checkpoint.h"
+#include "core/cluster.h"
 #include "core/logging.h"
 
 namespace tessera::scheduler {
 
 Scheduler::Scheduler(const SchedulerOptions& options, RpcNode* rpc)
-    : options_(options), rpc_(rpc), shard_map_(ShardMap::Even(options.num_servers, 1)) {}
+    : options_(options),
+      rpc_(rpc),
+      shard_map_(ShardMap::Even(options.num_servers, 1)),
+      last_checkpoint_(options.resumed_from) {}
 
 Status Scheduler::Start() {
   if (options_.num_servers < 1 || options_.num_workers < 1) {
     return Status::InvalidArgument("a job needs at least one server and one worker");
+  }
+  if (!options_.checkpoint_dir.empty()) {
+    TS_RETURN_IF_ERROR(
+        checkpoint::MakeDirs(options_.checkpoint_dir).WithContext("--checkpoint-dir"));
+    // Directories of checkpoints a crash interrupted; no node writes before registration ends.
+    checkpoint::RemoveIncomplete(options_.checkpoint_dir);
   }
   return rpc_->Start([this](Message&& m) { HandleRequest(std::move(m)); });
 }
@@ -26,6 +39,15 @@ void Scheduler::HandleRequest(Message&& request) {
       return HandleDone(std::move(request));
     case proto::COMMAND_ABORT:
       return HandleAbort(std::move(request));
+    case proto::COMMAND_CHECKPOINT:
+      return HandleCheckpoint(std::move(request));
+    case proto::COMMAND_HEARTBEAT:
+      return HandleHeartbeat(std::move(request));
+    case proto::COMMAND_SIGNAL: {
+      proto::SignalNotice notice;
+      if (ParseControlBody(request, &notice).ok()) RequestCheckpoint(notice.signal());
+      return;
+    }
     case proto::COMMAND_ECHO: {
       Message reply;
       reply.frames = request.frames;
@@ -76,6 +98,7 @@ void Scheduler::HandleRegister(Message&& request) {
   if (static_cast<int>(registered_.size()) < options_.num_servers + options_.num_workers) return;
 
   all_registered_ = true;
+  for (const auto& [peer, reg] : registered_) last_seen_[peer] = std::chrono::steady_clock::now();
   proto::ClusterInfo info;
   info.set_num_servers(options_.num_servers);
   info.set_num_workers(options_.num_workers);
@@ -149,6 +172,12 @@ void Scheduler::HandleReduce(Message&& request) {
     }
   }
   for (double v : result) reply.add_values(v);
+  if (body.round() & kSignalPollRound) {
+    reply.set_checkpoint_requested(signal_checkpoint_);
+    reply.set_stop_requested(signal_stop_);
+    delivered_checkpoint_ |= signal_checkpoint_;
+    delivered_stop_ |= signal_stop_;
+  }
   for (const Message& waiting : pending.requests) {
     (void)rpc_->Reply(waiting, MakeControlMessage(proto::COMMAND_REDUCE, reply));
   }
@@ -163,6 +192,174 @@ void Scheduler::HandleDone(Message&& request) {
   }
   done_requests_.push_back(std::move(request));
   if (static_cast<int>(done_requests_.size()) == options_.num_workers) changed_.notify_all();
+}
+
+void Scheduler::RequestCheckpoint(int signal) {
+  std::lock_guard lock(mu_);
+  const char* name = signal == SIGTERM ? "SIGTERM" : signal == SIGUSR1 ? "SIGUSR1" : "a signal";
+  if (options_.checkpoint_dir.empty()) {
+    if (signal == SIGTERM) {
+      AbortLocked(Status::Cancelled(std::string("stopped by ") + name +
+                                    " (no --checkpoint-dir, so nothing was saved)"));
+    } else {
+      TS_LOG(WARNING) << name << " received, but there is no --checkpoint-dir: ignored";
+    }
+    return;
+  }
+  TS_LOG(INFO) << name << " received: checkpoint at the next step"
+               << (signal == SIGTERM ? ", then stop" : "");
+  signal_checkpoint_ = true;
+  signal_stop_ |= signal == SIGTERM;
+}
+
+void Scheduler::HandleHeartbeat(Message&& request) {
+  proto::Heartbeat body;
+  StatusOr<NodeId> node = NodeId::FromProto(request.header.sender());
+  if (!ParseControlBody(request, &body).ok() || !node.ok()) {
+    (void)rpc_->ReplyError(request, Status::InvalidArgument("bad HEARTBEAT"));
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto it = last_seen_.find(*node);
+    if (it != last_seen_.end()) it->second = std::chrono::steady_clock::now();
+    step_ = std::max(step_, body.step());
+  }
+  (void)rpc_->Reply(request, Message());
+}
+
+void Scheduler::HandleCheckpoint(Message&& request) {
+  proto::CheckpointRequest body;
+  Status s = ParseControlBody(request, &body);
+  StatusOr<NodeId> node = NodeId::FromProto(request.header.sender());
+  if (s.ok() && !node.ok()) s = node.status();
+  if (s.ok() && (node->role != Role::kWorker || node->rank >= options_.num_workers)) {
+    s = Status::InvalidArgument("CHECKPOINT from " + node->ToString() + ", which is not a worker");
+  }
+  if (s.ok() && options_.checkpoint_dir.empty()) {
+    s = Status::FailedPrecondition("CHECKPOINT, but the job has no --checkpoint-dir");
+  }
+  if (!s.ok()) {
+    (void)rpc_->ReplyError(request, s.WithContext("bad CHECKPOINT"));
+    return;
+  }
+  std::lock_guard lock(mu_);
+  if (!abort_status_.ok()) {
+    (void)rpc_->ReplyError(request, abort_status_);
+    return;
+  }
+  PendingCheckpoint& p = checkpoint_;
+  if (p.arrived == 0) {
+    p = PendingCheckpoint();
+    p.step = body.step();
+    p.dir = body.dir();
+    p.requests.resize(options_.num_workers);
+    p.received.assign(options_.num_workers, false);
+  }
+  const int rank = node->rank;
+  if (checkpoint_ready_ || p.step != body.step() || p.received[rank]) {
+    AbortLocked(Status::Internal("workers disagree on the checkpoint step (" + node->ToString() +
+                                 " at step " + std::to_string(body.step()) + ", others at " +
+                                 std::to_string(p.step) + ")"));
+    return;
+  }
+  p.received[rank] = true;
+  for (const auto& f : body.files()) p.files.push_back(f);
+  if (rank == 0) p.model = body.model();
+  p.requests[rank] = std::move(request);
+  if (++p.arrived == options_.num_workers) {
+    checkpoint_ready_ = true;
+    changed_.notify_all();
+  }
+}
+
+std::string Scheduler::ResumeHintLocked() const {
+  if (last_checkpoint_.empty()) {
+    return "no checkpoint was completed" +
+           std::string(options_.checkpoint_dir.empty() ? " (no --checkpoint-dir)" : "") +
+           ": a new run starts from scratch";
+  }
+  return "last complete checkpoint " + last_checkpoint_ + ": continue with --resume " +
+         last_checkpoint_ +
+         (options_.checkpoint_dir.empty()
+              ? std::string()
+              : " (or --resume auto --checkpoint-dir " + options_.checkpoint_dir + ")");
+}
+
+void Scheduler::CheckLivenessLocked() {
+  if (options_.heartbeat_timeout.count() <= 0 || !abort_status_.ok()) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [node, seen] : last_seen_) {
+    if (now - seen <= options_.heartbeat_timeout) continue;
+    const auto& reg = registered_.at(node);
+    char silent[32];
+    std::snprintf(silent, sizeof(silent), "%.1f",
+                  std::chrono::duration<double>(now - seen).count());
+    AbortLocked(Status::Unavailable("lost " + node.ToString() + " (host " + reg.host() + ", pid " +
+                                    std::to_string(reg.pid()) + "): no heartbeat for " + silent +
+                                    " s; the job stopped at step " + std::to_string(step_) + "; " +
+                                    ResumeHintLocked()));
+    return;
+  }
+}
+
+Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::pair<NodeId, std::future<StatusOr<Message>>>> calls;
+  proto::CheckpointRequest ask;
+  ask.set_step(p.step);
+  ask.set_dir(p.dir);
+  for (int r = 0; r < options_.num_servers; ++r) {
+    calls.emplace_back(
+        NodeId::Server(r),
+        rpc_->Call(NodeId::Server(r), MakeControlMessage(proto::COMMAND_CHECKPOINT, ask)));
+  }
+  for (auto& [id, future] : calls) {
+    TS_ASSIGN_OR_RETURN(Message reply, RpcNode::Wait(future, options_.checkpoint_timeout,
+                                                     "CHECKPOINT of " + id.ToString()));
+    proto::CheckpointRequest files;
+    TS_RETURN_IF_ERROR(ParseControlBody(reply, &files));
+    for (const auto& f : files.files()) p.files.push_back(f);
+  }
+  proto::CheckpointManifest manifest;
+  manifest.set_format_version(checkpoint::kFormatVersion);
+  manifest.set_step(p.step);
+  char created[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm utc;
+  gmtime_r(&now, &utc);
+  std::strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  manifest.set_created(created);
+  *manifest.mutable_model() = p.model;
+  *manifest.mutable_shard_map() = shard_map_.ToProto();
+  manifest.set_num_servers(options_.num_servers);
+  manifest.set_num_workers(options_.num_workers);
+  manifest.set_config(options_.config_summary);
+  std::sort(p.files.begin(), p.files.end(),
+            [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  uint64_t bytes = 0, rows = 0;
+  for (const auto& f : p.files) {
+    bytes += f.size_bytes();
+    if (f.kind() == proto::CheckpointFile::KIND_ROWS) {
+      rows += f.num_rows();
+      for (auto& t : *manifest.mutable_model()->mutable_tables()) {
+        if (t.table_id() == f.table_id()) t.set_num_rows(t.num_rows() + f.num_rows());
+      }
+    }
+    *manifest.add_files() = f;
+  }
+  TS_RETURN_IF_ERROR(checkpoint::WriteManifest(p.dir, manifest));
+  TS_RETURN_IF_ERROR(checkpoint::Commit(options_.checkpoint_dir, p.step));
+  TS_RETURN_IF_ERROR(checkpoint::Prune(options_.checkpoint_dir, options_.keep_checkpoints));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char line[160];
+  std::snprintf(line, sizeof(line), "%d files, %llu rows, %.1f MB in %.2f s (%.2f GB/s)",
+                manifest.files_size(), static_cast<unsigned long long>(rows), bytes / 1e6, seconds,
+                bytes / 1e9 / std::max(seconds, 1e-9));
+  TS_LOG(INFO) << "checkpoint " << options_.checkpoint_dir << "/" << checkpoint::StepDirName(p.step)
+               << " written: " << line;
+  return OkStatus();
 }
 
 void Scheduler::HandleAbort(Message&& request) {
@@ -190,6 +387,11 @@ void Scheduler::AbortLocked(const Status& reason) {
   reduces_.clear();
   for (const Message& m : done_requests_) (void)rpc_->ReplyError(m, reason);
   done_requests_.clear();
+  for (size_t w = 0; w < checkpoint_.requests.size(); ++w) {
+    if (checkpoint_.received[w]) (void)rpc_->ReplyError(checkpoint_.requests[w], reason);
+  }
+  checkpoint_ = PendingCheckpoint();
+  checkpoint_ready_ = false;
   changed_.notify_all();
 }
 
@@ -206,9 +408,43 @@ Status Scheduler::Run() {
                                          std::to_string(options_.register_timeout.count()) +
                                          " ms:" + missing));
   }
-  changed_.wait(lock, [&] {
-    return static_cast<int>(done_requests_.size()) == options_.num_workers || !abort_status_.ok();
-  });
+  while (true) {
+    changed_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+      return static_cast<int>(done_requests_.size()) == options_.num_workers ||
+             !abort_status_.ok() || checkpoint_ready_;
+    });
+    CheckLivenessLocked();
+    if (!abort_status_.ok() || static_cast<int>(done_requests_.size()) == options_.num_workers) {
+      break;
+    }
+    if (!checkpoint_ready_) continue;
+    PendingCheckpoint pending = std::move(checkpoint_);
+    checkpoint_ = PendingCheckpoint();
+    checkpoint_ready_ = false;
+    lock.unlock();
+    Status written = WriteCheckpoint(pending);
+    lock.lock();
+    if (!abort_status_.ok()) break;
+    const std::string path = options_.checkpoint_dir + "/" + checkpoint::StepDirName(pending.step);
+    if (!written.ok()) {
+      AbortLocked(Status(written.code(), "checkpoint of step " + std::to_string(pending.step) +
+                                             " failed (" + written.message() +
+                                             "); the previous one is intact; " +
+                                             ResumeHintLocked()));
+      break;
+    }
+    last_checkpoint_ = path;
+    if (delivered_checkpoint_) signal_checkpoint_ = delivered_checkpoint_ = false;
+    if (delivered_stop_) {
+      signal_stop_ = delivered_stop_ = false;
+      stopped_by_signal_ = true;
+    }
+    proto::CheckpointReply reply;
+    reply.set_path(path);
+    for (const Message& m : pending.requests) {
+      (void)rpc_->Reply(m, MakeControlMessage(proto::COMMAND_CHECKPOINT, reply));
+    }
+  }
   std::vector<NodeId> nodes;
   for (const auto& [id, reg] : registered_) nodes.push_back(id);
   if (!abort_status_.ok()) {
@@ -239,6 +475,12 @@ Status Scheduler::Run() {
     if (!ack.ok() && result.ok()) result = ack.status();
   }
   for (const Message& m : done) (void)rpc_->Reply(m, Message());
+  if (result.ok() && stopped_by_signal_) {
+    std::lock_guard relock(mu_);
+    return Status::Cancelled("stopped by a signal after checkpoint " + last_checkpoint_ +
+                             "; continue with --resume auto --checkpoint-dir " +
+                             options_.checkpoint_dir);
+  }
   return result;
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/rpc.h"
 #include "core/shard_map.h"
+#include "proto/checkpoint.pb.h"
 
 namespace tessera::scheduler {
 
@@ -23,6 +24,17 @@ struct SchedulerOptions {
   std::chrono::milliseconds register_timeout{120000};
   // How long to wait for servers to acknowledge SHUTDOWN.
   std::chrono::milliseconds shutdown_timeout{30000};
+  // Checkpoints: the root directory ("" = no checkpoints), how many complete ones to keep
+  // (0 = all), the options stored in each manifest, how long the servers may take to write.
+  std::string checkpoint_dir;
+  int keep_checkpoints = 0;
+  std::string config_summary;
+  std::chrono::milliseconds checkpoint_timeout{600000};
+  // The checkpoint this job resumed from ("" = none): the last complete one until a new one.
+  std::string resumed_from;
+  // Liveness: a server or worker not heard from for this long is lost and the job ends
+  // (0 = no liveness checks, as for threads of one process).
+  std::chrono::milliseconds heartbeat_timeout{0};
 };
 
 class Scheduler {
@@ -36,7 +48,21 @@ class Scheduler {
   // the job aborts (returns the reason). Also fails if registration does not finish in time.
   Status Run();
 
+  // A signal asks for a checkpoint at the next step the workers can agree on (SIGUSR1), and to
+  // stop after it (SIGTERM). Without a checkpoint directory SIGTERM ends the job at once.
+  // Any thread (the signal watcher, the delivery thread for COMMAND_SIGNAL).
+  void RequestCheckpoint(int signal);
+
  private:
+  struct PendingCheckpoint {
+    int64_t step = -1;
+    std::string dir;
+    std::vector<Message> requests;  // by worker rank
+    std::vector<bool> received;     // by worker rank
+    std::vector<proto::CheckpointFile> files;
+    proto::ModelDescription model;
+    int arrived = 0;
+  };
   struct PendingReduce {
     std::vector<std::vector<double>> values;  // by worker rank
     std::vector<Message> requests;            // by worker rank
@@ -51,6 +77,14 @@ class Scheduler {
   void HandleReduce(Message&& request);
   void HandleDone(Message&& request);
   void HandleAbort(Message&& request);
+  void HandleCheckpoint(Message&& request);
+  void HandleHeartbeat(Message&& request);
+  // Asks every server for its rows, writes the manifest and commits: the Run() thread.
+  Status WriteCheckpoint(PendingCheckpoint& pending);
+  // Lost nodes (no heartbeat within the timeout) abort the job. REQUIRES(mu_).
+  void CheckLivenessLocked();
+  // "last complete checkpoint: ... resume with ..." for failure messages. REQUIRES(mu_).
+  std::string ResumeHintLocked() const;
   // Records the first failure, answers everyone waiting with it, and wakes Run(). REQUIRES(mu_).
   void AbortLocked(const Status& reason);
 
@@ -66,6 +100,15 @@ class Scheduler {
   std::map<uint64_t, PendingReduce> reduces_;            // GUARDED_BY(mu_)
   std::vector<Message> done_requests_;                   // GUARDED_BY(mu_)
   Status abort_status_;                                  // GUARDED_BY(mu_)
+  PendingCheckpoint checkpoint_;                         // GUARDED_BY(mu_)
+  bool checkpoint_ready_ = false;                        // GUARDED_BY(mu_): all workers arrived
+  // Signals: requested, and what the last poll reply told the workers (cleared by a commit).
+  bool signal_checkpoint_ = false, signal_stop_ = false;               // GUARDED_BY(mu_)
+  bool delivered_checkpoint_ = false, delivered_stop_ = false;         // GUARDED_BY(mu_)
+  bool stopped_by_signal_ = false;                                     // GUARDED_BY(mu_)
+  std::string last_checkpoint_;                                        // GUARDED_BY(mu_)
+  int64_t step_ = 0;                                                   // GUARDED_BY(mu_)
+  std::map<NodeId, std::chrono::steady_clock::time_point> last_seen_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace tessera::scheduler

@@ -18,6 +18,7 @@ pkgs=(
   libboost-dev libboost-program-options-dev       # flags and --config
   libgtest-dev libgmock-dev libbenchmark-dev      # unit tests, micro-benchmarks
   libopenblas-dev                                 # CPU BLAS
+  zlib1g-dev                                      # CRC-32 of checkpoint files
   python3 python3-numpy                           # integration tests, bench tooling
   clang-format                                    # formatting
 )

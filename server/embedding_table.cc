@@ -157,7 +157,7 @@ uint64_t EmbeddingTable::Probe(uint64_t key, uint64_t hash) const {
   return slot;
 }
 
-float* EmbeddingTable::Insert(uint64_t key, uint64_t hash, uint64_t slot) {
+float* EmbeddingTable::Insert(uint64_t key, uint64_t hash, uint64_t slot, bool init) {
   TS_CHECK_LT(num_rows_, static_cast<int64_t>(kEmptySlot))
       << "table " << options_.table_id << " is full";
   if (num_rows_ + 1 > grow_at_rows_) {
@@ -169,7 +169,7 @@ float* EmbeddingTable::Insert(uint64_t key, uint64_t hash, uint64_t slot) {
     chunks_.push_back(static_cast<float*>(MapBytes(chunk_bytes_)));
   }
   float* row_ptr = RowPointer(row);
-  InitRow(key, row_ptr);
+  if (init) InitRow(key, row_ptr);
   slot_keys_[slot] = key;
   slot_rows_[slot] = row;
   ++num_rows_;
@@ -197,6 +197,14 @@ float* EmbeddingTable::FindOrCreate(uint64_t key) {
   const uint64_t slot = Probe(key, hash);
   if (slot_rows_[slot] != kEmptySlot) return RowPointer(slot_rows_[slot]);
   return Insert(key, hash, slot);
+}
+
+void EmbeddingTable::Restore(uint64_t key, const float* row) {
+  const uint64_t hash = IndexHash(key);
+  const uint64_t slot = Probe(key, hash);
+  float* dst = slot_rows_[slot] != kEmptySlot ? RowPointer(slot_rows_[slot])
+                                              : Insert(key, hash, slot, /*init=*/false);
+  std::memcpy(dst, row, sizeof(float) * row_floats());
 }
 
 float* EmbeddingTable::Find(uint64_t key) {

@@ -84,6 +84,10 @@ class EmbeddingTable {
   // REQUIRES: n >= 0; keys and rows hold n elements.
   void FindBatch(const uint64_t* keys, int64_t n, bool create, float** rows);
 
+  // Sets the row of `key` to `row` (row_floats() floats: weights, then optimizer state), creating
+  // it without initialising it first: how a checkpoint is loaded.
+  void Restore(uint64_t key, const float* row);
+
   // Writes the dim() initial weights a row for `key` gets (whether or not it exists) to out.
   void InitialWeights(uint64_t key, float* out) const;
 
@@ -112,7 +116,7 @@ class EmbeddingTable {
   // Slot holding `key`, or the empty slot where it would go.
   uint64_t Probe(uint64_t key, uint64_t hash) const;
   // Appends a row for `key` at the empty slot `slot`; grows the index first if needed.
-  float* Insert(uint64_t key, uint64_t hash, uint64_t slot);
+  float* Insert(uint64_t key, uint64_t hash, uint64_t slot, bool init = true);
   void AllocateIndex(uint64_t num_slots);
   void GrowIndex();
   void InitRow(uint64_t key, float* row) const;

@@ -5,6 +5,7 @@
 #include <deque>
 #include <optional>
 
+#include "core/checkpoint.h"
 #include "core/logging.h"
 #include "kernels/sparse_optimizer.h"
 
@@ -25,6 +26,16 @@ struct Server::Request {
     std::lock_guard lock(error_mu);
     if (error.ok()) error = s;
   }
+};
+
+struct Server::CheckpointJob {
+  Message request;
+  int64_t step = 0;
+  std::string dir;
+  std::atomic<int> remaining{0};
+  std::mutex mu;
+  std::vector<proto::CheckpointFile> files;  // GUARDED_BY(mu)
+  Status error;                              // GUARDED_BY(mu)
 };
 
 struct Server::Shard {
@@ -103,6 +114,9 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
   shard_map_ = shard_map;
   num_workers_ = num_workers;
   for (auto& shard : shards_) shard->last_pull.resize(num_workers);
+  if (!options_.resume_dir.empty()) {
+    TS_RETURN_IF_ERROR(LoadCheckpoint().WithContext("resume from " + options_.resume_dir));
+  }
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->thread = std::thread([this, s] {
@@ -183,11 +197,9 @@ void Server::HandleRequest(Message&& request) {
     case proto::COMMAND_ABORT: {
       proto::AbortNotice notice;
       Status parsed = ParseControlBody(request, &notice);
-      std::lock_guard lock(mu_);
-      abort_status_ = parsed.ok() && notice.code() != 0
-                          ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
-                          : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted");
-      stopped_cv_.notify_all();
+      Abort(parsed.ok() && notice.code() != 0
+                ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
+                : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted"));
       return;
     }
     case proto::COMMAND_ECHO: {
@@ -196,6 +208,8 @@ void Server::HandleRequest(Message&& request) {
       (void)rpc_->Reply(request, std::move(reply));
       return;
     }
+    case proto::COMMAND_CHECKPOINT:
+      return StartCheckpoint(std::move(request));
     default: {
       ++rejected_;
       Status s =
@@ -282,6 +296,7 @@ void Server::ShardLoop(Shard* shard) {
 }
 
 void Server::Process(Shard* shard, WorkItem& item) {
+  if (item.checkpoint) return WriteShardRows(shard, *item.checkpoint);
   const proto::Header& h = item.request->message.header;
   const int64_t clock = h.clock();
   if (h.command() == proto::COMMAND_PULL) {
@@ -487,6 +502,177 @@ void Server::FinishPart(const std::shared_ptr<Request>& request) {
   if (!sent.ok()) TS_VLOG(1) << "reply not sent: " << sent.message();
 }
 
+std::pair<uint32_t, uint32_t> Server::OwnSlots() const {
+  for (const auto& r : shard_map_.ranges()) {
+    if (r.server_rank == rank_) return {r.begin, r.end};
+  }
+  return {0, 0};
+}
+
+void Server::StartCheckpoint(Message&& request) {
+  proto::CheckpointRequest body;
+  Status s = ParseControlBody(request, &body);
+  StatusOr<NodeId> sender = NodeId::FromProto(request.header.sender());
+  if (s.ok() && (!sender.ok() || sender->role != Role::kScheduler)) {
+    s = Status::InvalidArgument("CHECKPOINT must come from the scheduler");
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (s.ok() && !started_) s = Status::FailedPrecondition("CHECKPOINT before the server started");
+  }
+  if (!s.ok()) {
+    ++rejected_;
+    TS_LOG(WARNING) << "rejected CHECKPOINT: " << s.message();
+    (void)rpc_->ReplyError(request, s);
+    return;
+  }
+  auto job = std::make_shared<CheckpointJob>();
+  job->request = std::move(request);
+  job->step = body.step();
+  job->dir = body.dir();
+  job->remaining.store(static_cast<int>(shards_.size()));
+  // Queued behind every request already here: the rows written are those of the step boundary
+  // (no push of step >= `step` can arrive before the workers hear the checkpoint is done).
+  for (auto& shard : shards_) {
+    WorkItem item;
+    item.checkpoint = job;
+    shard->queue.Push(std::move(item));
+  }
+}
+
+void Server::WriteShardRows(Shard* shard, CheckpointJob& job) {
+  Status status;
+  std::vector<proto::CheckpointFile> files;
+  if (shard->applied_clock != job.step) {
+    status = Status::FailedPrecondition(
+        "server:" + std::to_string(rank_) + " was asked for a checkpoint of step " +
+        std::to_string(job.step) + " but has applied the pushes of " +
+        std::to_string(shard->applied_clock) + " steps");
+  }
+  const auto [slot_begin, slot_end] = OwnSlots();
+  std::vector<char> record;
+  for (size_t t = 0; status.ok() && t < shard->tables.size(); ++t) {
+    if (options_.checkpoint_file_delay.count() > 0) {
+      std::this_thread::sleep_for(options_.checkpoint_file_delay);
+    }
+    const EmbeddingTable& table = *shard->tables[t];
+    const std::string name = "server-" + std::to_string(rank_) + "-shard-" +
+                             std::to_string(shard->index) + "-table-" + std::to_string(t) + ".rows";
+    auto writer = checkpoint::FileWriter::Create(job.dir + "/" + name);
+    if (!writer.ok()) {
+      status = writer.status();
+      break;
+    }
+    checkpoint::RowFileHeader header;
+    header.table_id = static_cast<uint32_t>(t);
+    header.dim = static_cast<uint32_t>(table.dim());
+    header.state_floats = static_cast<uint32_t>(table.state_floats());
+    header.slot_begin = slot_begin;
+    header.slot_end = slot_end;
+    header.num_rows = static_cast<uint64_t>(table.size());
+    status = (*writer)->Append(&header, sizeof(header));
+    const size_t row_bytes = sizeof(float) * table.row_floats();
+    record.resize(sizeof(uint64_t) + row_bytes);
+    table.ForEach([&](uint64_t key, const float* row) {
+      if (!status.ok()) return;
+      std::memcpy(record.data(), &key, sizeof(key));
+      std::memcpy(record.data() + sizeof(key), row, row_bytes);
+      status = (*writer)->Append(record.data(), record.size());
+    });
+    if (!status.ok()) break;
+    auto entry = (*writer)->Finish();
+    if (!entry.ok()) {
+      status = entry.status();
+      break;
+    }
+    entry->set_kind(proto::CheckpointFile::KIND_ROWS);
+    entry->set_table_id(header.table_id);
+    entry->set_num_rows(header.num_rows);
+    entry->set_slot_begin(slot_begin);
+    entry->set_slot_end(slot_end);
+    files.push_back(std::move(*entry));
+  }
+  {
+    std::lock_guard lock(job.mu);
+    for (auto& f : files) job.files.push_back(std::move(f));
+    if (!status.ok() && job.error.ok()) job.error = status;
+  }
+  if (job.remaining.fetch_sub(1) != 1) return;
+  if (!job.error.ok()) {
+    TS_LOG(ERROR) << "checkpoint of step " << job.step << " failed: " << job.error.message();
+    (void)rpc_->ReplyError(job.request, job.error);
+    return;
+  }
+  proto::CheckpointRequest reply;
+  reply.set_step(job.step);
+  reply.set_dir(job.dir);
+  std::sort(job.files.begin(), job.files.end(),
+            [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  for (auto& f : job.files) *reply.add_files() = std::move(f);
+  (void)rpc_->Reply(job.request, MakeControlMessage(proto::COMMAND_CHECKPOINT, reply));
+}
+
+Status Server::LoadCheckpoint() {
+  const std::string& dir = options_.resume_dir;
+  const proto::CheckpointManifest& manifest = options_.resume_manifest;
+  const auto start = std::chrono::steady_clock::now();
+  const auto [own_begin, own_end] = OwnSlots();
+  std::vector<float> row;
+  int64_t restored = 0, files_read = 0;
+  uint64_t bytes = 0;
+  for (const auto& entry : manifest.files()) {
+    if (entry.kind() != proto::CheckpointFile::KIND_ROWS) continue;
+    if (entry.slot_end() <= own_begin || entry.slot_begin() >= own_end) continue;
+    const uint32_t t = entry.table_id();
+    if (t >= options_.tables.size()) {
+      return Status::InvalidArgument(entry.name() + " holds table " + std::to_string(t) +
+                                     ", which this job does not have");
+    }
+    TS_ASSIGN_OR_RETURN(auto reader, checkpoint::FileReader::Open(dir, entry));
+    checkpoint::RowFileHeader header;
+    TS_RETURN_IF_ERROR(reader->Read(&header, sizeof(header)));
+    TS_RETURN_IF_ERROR(checkpoint::CheckRowFileHeader(header, entry, reader->path()));
+    const EmbeddingTable& shape = *shards_[0]->tables[t];
+    if (static_cast<int>(header.dim) != shape.dim() ||
+        static_cast<int>(header.state_floats) != shape.state_floats()) {
+      return Status::InvalidArgument(
+          "table " + std::to_string(t) + " in the checkpoint has rows of " +
+          std::to_string(header.dim) + " weights + " + std::to_string(header.state_floats) +
+          " optimizer floats, this job's have " + std::to_string(shape.dim()) + " + " +
+          std::to_string(shape.state_floats()) + " (a different --dim, --emb-dim or optimizer)");
+    }
+    row.resize(shape.row_floats());
+    for (uint64_t i = 0; i < header.num_rows; ++i) {
+      uint64_t key;
+      TS_RETURN_IF_ERROR(reader->Read(&key, sizeof(key)));
+      TS_RETURN_IF_ERROR(reader->Read(row.data(), sizeof(float) * row.size()));
+      const uint32_t slot = SlotOf(t, key);
+      if (shard_map_.ServerOfSlot(slot) != rank_) continue;
+      shards_[slot % shards_.size()]->tables[t]->Restore(key, row.data());
+      ++restored;
+    }
+    TS_RETURN_IF_ERROR(reader->Finish());
+    ++files_read;
+    bytes += entry.size_bytes();
+  }
+  for (auto& shard : shards_) shard->applied_clock = manifest.step();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  TS_LOG(INFO) << "restored " << restored << " rows of step " << manifest.step() << " from "
+               << files_read << " file(s) of " << dir << " (" << bytes / 1e6 << " MB in " << seconds
+               << " s)";
+  return OkStatus();
+}
+
+void Server::Abort(const Status& reason) {
+  {
+    std::lock_guard lock(mu_);
+    if (abort_status_.ok()) abort_status_ = reason;
+    stopped_cv_.notify_all();
+  }
+  if (options_.on_abort) options_.on_abort(reason);
+}
+
 Status Server::WaitForShutdown(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   if (!stopped_cv_.wait_for(lock, timeout,
@@ -508,8 +694,29 @@ Status RunServerNode(const ServerOptions& options, RpcNode* rpc,
     rpc->Stop();
     return view.status().WithContext("server:" + std::to_string(rank) + " registration");
   }
-  TS_RETURN_IF_ERROR(server->Start(view->shard_map, view->num_workers));
-  Status result = server->WaitForShutdown(std::chrono::hours(24 * 365));
+  std::unique_ptr<Heartbeater> heartbeat;
+  if (options.heartbeat_interval.count() > 0) {
+    heartbeat = std::make_unique<Heartbeater>(
+        rpc, options.heartbeat_interval, options.heartbeat_timeout,
+        [s = server.get(), rank](const Status& lost) {
+          s->Abort(Status(lost.code(), "server:" + std::to_string(rank) + ": " + lost.message()));
+        });
+  }
+  Status result = server->Start(view->shard_map, view->num_workers);
+  if (!result.ok()) {
+    // Tell the scheduler, so that no other node waits for this server (a bad checkpoint).
+    proto::AbortNotice notice;
+    *notice.mutable_node() = rpc->self().ToProto();
+    notice.set_reason("server:" + std::to_string(rank) + ": " + result.message());
+    notice.set_code(static_cast<int>(result.code()));
+    (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
+    (void)server->WaitForShutdown(std::chrono::seconds(10));
+    heartbeat.reset();
+    rpc->Stop();
+    return result;
+  }
+  result = server->WaitForShutdown(std::chrono::hours(24 * 365));
+  heartbeat.reset();
   rpc->Stop();
   server->Stop();
   ServerStats st = server->stats();

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include "core/blocking_queue.h"
 #include "core/cluster.h"
 #include "core/rpc.h"
+#include "proto/checkpoint.pb.h"
 #include "server/embedding_table.h"
 
 namespace tessera::server {
@@ -31,6 +33,17 @@ struct ServerOptions {
   std::vector<TableOptions> tables;  // indexed by table id
   int num_shard_threads = 1;
   bool deterministic = false;  // apply the pushes of a step in worker-rank order
+  // Resume: before serving, load the rows this server owns from the checkpoint in resume_dir
+  // (described by resume_manifest) and continue at its step. Empty: start with empty tables.
+  std::string resume_dir;
+  proto::CheckpointManifest resume_manifest;
+  // Fault injection for tests: sleep this long before writing each checkpoint file.
+  std::chrono::milliseconds checkpoint_file_delay{0};
+  // Liveness (separate processes only): heartbeat period (0 = off) and how long the scheduler
+  // may stay silent before the server gives up; on_abort (may be empty) hears why the job ended.
+  std::chrono::milliseconds heartbeat_interval{0};
+  std::chrono::milliseconds heartbeat_timeout{6000};
+  std::function<void(const Status&)> on_abort;
 };
 
 struct ServerStats {
@@ -55,6 +68,8 @@ class Server {
   void HandleRequest(Message&& request);
   // Blocks until SHUTDOWN or ABORT arrives (or `timeout`); returns the abort reason if any.
   Status WaitForShutdown(std::chrono::milliseconds timeout);
+  // Ends WaitForShutdown with `reason` (the scheduler is lost). Any thread.
+  void Abort(const Status& reason);
   // Stops and joins the shard threads. Idempotent.
   void Stop();
 
@@ -64,8 +79,10 @@ class Server {
 
  private:
   struct Request;
+  struct CheckpointJob;
   struct WorkItem {
     std::shared_ptr<Request> request;
+    std::shared_ptr<CheckpointJob> checkpoint;  // set: write this shard's rows instead
     std::vector<uint32_t> positions;  // key indices this shard thread owns (all when `all`)
     bool all = false;
   };
@@ -78,6 +95,15 @@ class Server {
   void ApplyPush(Shard* shard, WorkItem& item);
   void ServePull(Shard* shard, WorkItem& item);
   void FinishPart(const std::shared_ptr<Request>& request);
+  // COMMAND_CHECKPOINT from the scheduler: every shard thread writes its rows (WriteShardRows),
+  // the last one replies with the list of files.
+  void StartCheckpoint(Message&& request);
+  void WriteShardRows(Shard* shard, CheckpointJob& job);
+  // Loads the rows this server owns from options_.resume_dir. REQUIRES: shard threads not
+  // started.
+  Status LoadCheckpoint();
+  // The slot range of this server in shard_map_.
+  std::pair<uint32_t, uint32_t> OwnSlots() const;
 
   const ServerOptions options_;
   const int rank_;

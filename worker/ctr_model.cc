@@ -143,6 +143,21 @@ StatusOr<std::unique_ptr<CtrModel>> CtrModel::Create(const CtrModelConfig& c) {
   return model;
 }
 
+std::vector<DenseBlock> CtrModel::Blocks() const {
+  const Layout& L = *layout_;
+  std::vector<DenseBlock> blocks = {{"global_bias", L.bias, {1}}};
+  if (L.has_dense_w) blocks.push_back({"dense_linear.w", L.dense_w, {config_.num_dense}});
+  auto add = [&](const std::string& name, const Layout::Dense& d) {
+    blocks.push_back({name + ".w", d.w, {d.in, d.out}});
+    if (d.b != SIZE_MAX) blocks.push_back({name + ".b", d.b, {d.out}});
+  };
+  for (size_t i = 0; i < L.mlp.size(); ++i) add("mlp." + std::to_string(i), L.mlp[i]);
+  if (UsesMlp(config_.kind) && config_.kind != CtrModelKind::kDcnV2) add("mlp.out", L.mlp_out);
+  for (size_t i = 0; i < L.cross.size(); ++i) add("cross." + std::to_string(i), L.cross[i]);
+  if (UsesCross(config_.kind)) add("dcn.out", L.dcn_out);
+  return blocks;
+}
+
 void CtrModel::InitParams(float* params) const {
   std::fill_n(params, num_params_, 0.0f);
   const uint64_t stream = kernels::SplitMix64(config_.seed ^ 0x44454E5345ull);  // "DENSE"

@@ -71,6 +71,14 @@ struct CtrGradients {
   std::vector<float> linear_rows;  // num_rows
 };
 
+// A named block of the flat dense parameter vector: a weight matrix [in, out] (row-major, as
+// y = x w + b) or a bias [out].
+struct DenseBlock {
+  std::string name;
+  size_t offset = 0;
+  std::vector<int64_t> shape;
+};
+
 class CtrModel {
  public:
   // InvalidArgument for a model that cannot be built (no fields, bad widths, ...).
@@ -84,6 +92,8 @@ class CtrModel {
   void InitParams(float* params) const;
   // "deepfm: 26 fields x 16 + 13 dense -> MLP 400-400-400 -> 1; 187,457 dense parameters".
   std::string Describe() const;
+  // The dense parameters block by block, in the order of the flat vector.
+  std::vector<DenseBlock> Blocks() const;
 
   // Forward and backward of the loss loss_scale * sum_b bce(logit_b, label_b) (pass
   // 1 / global batch size for the mean). Gradients are overwritten (resized to fit);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/checkpoint.h"
 #include "core/cluster.h"
 #include "core/logging.h"
 #include "kernels/dense_optimizer.h"
@@ -47,7 +48,12 @@ class CtrTrainer {
   void Prepare(const CtrBlock& data, const uint32_t* order, size_t n, CtrStep* step);
   CtrBatchView View(const CtrStep& step, const std::vector<const float*>& rows) const;
   Status TrainStep(CtrStep* current, std::vector<const float*>* rows, double* loss_sum);
-  Status TrainEpoch(int epoch, double* loss_sum, int64_t* samples);
+  // Trains steps [start_step, steps_per_epoch_) of `epoch`, adding to *loss_sum / *samples;
+  // true when a signal stopped training after a checkpoint.
+  StatusOr<bool> TrainEpoch(int epoch, int64_t start_step, double* loss_sum, int64_t* samples);
+  WorkerCheckpointer::WriteFn Writer(int epoch, int64_t step_in_epoch, double loss_sum,
+                                     int64_t samples);
+  Status RestoreDense(const proto::CheckpointManifest& manifest, const std::string& dir);
   Status Evaluate(int epoch, CtrResult* result);
   StatusOr<bool> DenseParamsIdentical();
 
@@ -71,7 +77,10 @@ class CtrTrainer {
   int64_t total_rows_ = 0;
   Clock::time_point train_start_, last_progress_;
   double train_seconds_ = 0;
+  std::unique_ptr<WorkerCheckpointer> checkpointer_;
 };
+
+constexpr char kDenseFile[] = "dense.state";
 
 Status CtrTrainer::ReadData() {
   CtrReadOptions read = options_.read;
@@ -146,7 +155,79 @@ CtrBatchView CtrTrainer::View(const CtrStep& step, const std::vector<const float
   return v;
 }
 
-Status CtrTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
+WorkerCheckpointer::WriteFn CtrTrainer::Writer(int epoch, int64_t step_in_epoch, double loss_sum,
+                                               int64_t samples) {
+  return [=](const std::string& dir, std::vector<proto::CheckpointFile>* files,
+             proto::ModelDescription* model) -> Status {
+    TS_RETURN_IF_ERROR(ps_->WaitPushes());
+    proto::WorkerCheckpoint position;
+    position.set_step(clock_);
+    position.set_epoch(epoch);
+    position.set_step_in_epoch(step_in_epoch);
+    position.set_loss_sum(loss_sum);
+    position.set_samples(samples);
+    position.set_train_seconds(train_seconds_);
+    TS_RETURN_IF_ERROR(WriteWorkerPosition(dir, rpc_->self().rank, position, files));
+    if (!IsReporter()) return OkStatus();
+    // Every replica holds the same dense state; worker 0 writes it.
+    proto::DenseCheckpoint dense;
+    *dense.mutable_params() = {params_.begin(), params_.end()};
+    *dense.mutable_optimizer_slots() = {dense_state_.slots.begin(), dense_state_.slots.end()};
+    dense.set_optimizer_step(dense_state_.step);
+    TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
+                        checkpoint::WriteProtoFile(dir + "/" + kDenseFile, dense));
+    entry.set_kind(proto::CheckpointFile::KIND_DENSE);
+    files->push_back(std::move(entry));
+    model->set_type(CtrModelName(model_config_.kind));
+    model->set_num_fields(model_config_.num_fields);
+    model->set_num_dense(model_config_.num_dense);
+    model->set_emb_dim(model_config_.emb_dim);
+    model->set_num_dense_params(static_cast<int64_t>(params_.size()));
+    model->set_dense_optimizer(kernels::OptimizerName(options_.dense_optimizer.kind));
+    model->set_num_workers(num_workers_);
+    model->set_summary(model_->Describe());
+    for (const auto& t : options_.recovery.tables) *model->add_tables() = t;
+    for (const DenseBlock& b : model_->Blocks()) {
+      proto::LayerShape* layer = model->add_layers();
+      layer->set_name(b.name);
+      layer->set_offset(static_cast<int64_t>(b.offset));
+      for (int64_t d : b.shape) layer->add_shape(d);
+    }
+    return OkStatus();
+  };
+}
+
+Status CtrTrainer::RestoreDense(const proto::CheckpointManifest& manifest, const std::string& dir) {
+  const proto::ModelDescription& m = manifest.model();
+  if (m.num_dense_params() != static_cast<int64_t>(params_.size()) ||
+      m.num_fields() != model_config_.num_fields || m.num_dense() != model_config_.num_dense) {
+    return Status::InvalidArgument(
+        "checkpoint " + dir + " holds " + m.summary() + "; this job built " + model_->Describe() +
+        " (different --model, --mlp, --emb-dim, --cross-layers or data fields)");
+  }
+  if (m.dense_optimizer() != kernels::OptimizerName(options_.dense_optimizer.kind)) {
+    return Status::InvalidArgument("checkpoint " + dir + " was trained with --dense-optimizer " +
+                                   m.dense_optimizer() + ", this job uses " +
+                                   kernels::OptimizerName(options_.dense_optimizer.kind));
+  }
+  const proto::CheckpointFile* entry = checkpoint::FindFile(manifest, kDenseFile);
+  if (entry == nullptr) return Status::InvalidArgument("checkpoint " + dir + " has no dense state");
+  proto::DenseCheckpoint dense;
+  TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(dir, *entry, &dense));
+  if (dense.params_size() != static_cast<int>(params_.size()) ||
+      dense.optimizer_slots_size() != static_cast<int>(dense_state_.slots.size())) {
+    return Status::DataLoss("checkpoint file " + dir + "/" + kDenseFile +
+                            " does not match its manifest (parameter or optimizer sizes)");
+  }
+  std::copy(dense.params().begin(), dense.params().end(), params_.begin());
+  std::copy(dense.optimizer_slots().begin(), dense.optimizer_slots().end(),
+            dense_state_.slots.begin());
+  dense_state_.step = dense.optimizer_step();
+  return OkStatus();
+}
+
+StatusOr<bool> CtrTrainer::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
+                                      int64_t* samples) {
   std::vector<uint32_t> order(train_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
   ShuffleIndices(&order, EpochSeed(options_.seed, epoch, rpc_->self().rank));
@@ -157,15 +238,13 @@ Status CtrTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
   };
   // The mean loss over a nominal global batch: every worker scales the same way.
   const float loss_scale = 1.0f / static_cast<float>(batch * num_workers_);
-  *loss_sum = 0;
-  *samples = 0;
   auto current = std::make_unique<CtrStep>(), next = std::make_unique<CtrStep>();
   size_t begin = 0;
-  size_t n = range(0, &begin);
+  size_t n = range(start_step, &begin);
   Prepare(train_, order.data() + begin, n, current.get());
   current->pull = ps_->StartPull(current->plan, clock_, proto::FLAG_NONE);
   std::vector<const float*> rows;
-  for (int64_t step = 0; step < steps_per_epoch_; ++step) {
+  for (int64_t step = start_step; step < steps_per_epoch_; ++step) {
     TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
     double sse = 0;
     TS_RETURN_IF_ERROR(
@@ -221,8 +300,20 @@ Status CtrTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
                     elapsed * (all - done) / std::max<int64_t>(done, 1));
       TS_LOG(INFO) << line;
     }
+    // The epoch's last boundary is taken after its evaluation (Run).
+    if (step + 1 < steps_per_epoch_) {
+      TS_ASSIGN_OR_RETURN(bool stop,
+                          checkpointer_->AtBoundary(clock_, false, false,
+                                                    Writer(epoch, step + 1, *loss_sum, *samples)));
+      if (stop) {
+        TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+        TS_RETURN_IF_ERROR(ps_->WaitPushes());
+        return true;
+      }
+    }
   }
-  return ps_->WaitPushes();
+  TS_RETURN_IF_ERROR(ps_->WaitPushes());
+  return false;
 }
 
 Status CtrTrainer::Evaluate(int epoch, CtrResult* result) {
@@ -285,8 +376,10 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
   model_->InitParams(params_.data());
   TS_RETURN_IF_ERROR(kernels::InitDenseOptimizerState(
       options_.dense_optimizer, static_cast<int64_t>(params_.size()), &dense_state_));
+  const RecoveryOptions& recovery = options_.recovery;
+  const bool resuming = !recovery.resume_dir.empty();
   if (IsReporter() && !options_.metrics_out.empty()) {
-    TS_RETURN_IF_ERROR(metrics_.Open(options_.metrics_out));
+    TS_RETURN_IF_ERROR(metrics_.Open(options_.metrics_out, /*append=*/resuming));
   }
   TableLayout layout;
   layout.dims = {model_config_.emb_dim, 1};
@@ -309,13 +402,41 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
                  << steps_per_epoch_ << " steps/epoch of " << options_.batch_size << " on "
                  << view.num_servers << " server(s)";
   }
+  // Checkpoints: poll for signals about every 16k rows per worker.
+  checkpointer_ = std::make_unique<WorkerCheckpointer>(
+      recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout);
+  int start_epoch = 0;
+  int64_t start_step = 0;
+  double start_loss = 0;
+  int64_t start_samples = 0;
+  if (resuming) {
+    TS_RETURN_IF_ERROR(RestoreDense(recovery.resume_manifest, recovery.resume_dir));
+    TS_ASSIGN_OR_RETURN(proto::WorkerCheckpoint position,
+                        ReadWorkerPosition(recovery, rpc_->self().rank));
+    clock_ = position.step();
+    start_epoch = position.epoch();
+    start_step = position.step_in_epoch();
+    start_loss = position.loss_sum();
+    start_samples = position.samples();
+    train_seconds_ = position.train_seconds();
+    if (IsReporter()) {
+      TS_LOG(INFO) << "resumed from " << recovery.resume_dir << " at step " << clock_ << " (epoch "
+                   << start_epoch + 1 << ", step " << start_step << " of " << steps_per_epoch_
+                   << ")";
+    }
+  }
   CtrResult result;
   train_start_ = last_progress_ = Clock::now();
-  for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+  for (int epoch = start_epoch; epoch < options_.epochs; ++epoch) {
     const auto start = Clock::now();
-    double loss_sum = 0;
-    int64_t samples = 0;
-    TS_RETURN_IF_ERROR(TrainEpoch(epoch, &loss_sum, &samples));
+    double loss_sum = epoch == start_epoch ? start_loss : 0;
+    int64_t samples = epoch == start_epoch ? start_samples : 0;
+    TS_ASSIGN_OR_RETURN(
+        bool stop, TrainEpoch(epoch, epoch == start_epoch ? start_step : 0, &loss_sum, &samples));
+    if (stop) {
+      result.stopped = true;
+      break;
+    }
     const double seconds = Seconds(Clock::now() - start);
     train_seconds_ += seconds;
     TS_ASSIGN_OR_RETURN(auto train_sums,
@@ -331,6 +452,17 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
                     epoch + 1, options_.epochs, result.train_loss, result.samples_per_sec, seconds);
       TS_LOG(INFO) << line;
     }
+    TS_ASSIGN_OR_RETURN(bool stop_now,
+                        checkpointer_->AtBoundary(clock_, true, epoch + 1 == options_.epochs,
+                                                  Writer(epoch + 1, 0, 0, 0)));
+    if (stop_now) {
+      result.stopped = true;
+      break;
+    }
+  }
+  if (result.stopped) {
+    TS_RETURN_IF_ERROR(FinishWorker(rpc_, options_.timeout));
+    return result;
   }
   TS_ASSIGN_OR_RETURN(result.dense_identical, DenseParamsIdentical());
   if (!result.dense_identical) {
@@ -351,7 +483,7 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
 StatusOr<CtrResult> RunCtrWorkerNode(const CtrTrainerOptions& options, RpcNode* rpc,
                                      Collective* collective,
                                      std::chrono::milliseconds register_timeout) {
-  return RunWorkerNode<CtrResult>(rpc, [&]() -> StatusOr<CtrResult> {
+  return RunWorkerNode<CtrResult>(rpc, options.recovery, [&]() -> StatusOr<CtrResult> {
     CtrTrainer trainer(options, rpc, collective);
     return trainer.Run(register_timeout);
   });

@@ -19,6 +19,7 @@
 #include "worker/collective.h"
 #include "worker/ctr_data.h"
 #include "worker/ctr_model.h"
+#include "worker/recovery.h"
 
 namespace tessera::worker {
 
@@ -35,6 +36,7 @@ struct CtrTrainerOptions {
   std::string metrics_out;                   // JSON lines, written by worker 0
   bool progress = true;
   std::chrono::milliseconds timeout{600000};
+  RecoveryOptions recovery;  // checkpoints, resume, heartbeats
 };
 
 struct CtrResult {
@@ -43,6 +45,7 @@ struct CtrResult {
   double train_loss = NAN;       // mean BCE over the last epoch
   double samples_per_sec = 0;    // all workers, training loop only, last epoch
   bool dense_identical = false;  // every worker ended with bit-identical dense parameters
+  bool stopped = false;          // a signal stopped training after a checkpoint
 };
 
 // Runs worker rpc.self() to completion (like RunMfWorkerNode). `collective` connects the

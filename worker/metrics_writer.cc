@@ -17,8 +17,8 @@ MetricsWriter::~MetricsWriter() {
   if (file_ != nullptr) std::fclose(file_);
 }
 
-Status MetricsWriter::Open(const std::string& path) {
-  file_ = std::fopen(path.c_str(), "w");
+Status MetricsWriter::Open(const std::string& path, bool append) {
+  file_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (file_ == nullptr) {
     return Status::InvalidArgument("cannot write --metrics-out " + path + ": " +
                                    std::strerror(errno));

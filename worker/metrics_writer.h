@@ -16,8 +16,8 @@ class MetricsWriter {
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
 
-  // Creates or truncates `path`.
-  Status Open(const std::string& path);
+  // Creates or truncates `path` (append: adds to it, as a resumed run does).
+  Status Open(const std::string& path, bool append = false);
   // {"event":"train","epoch":E,"loss":L,"samples_per_sec":S}
   void Train(int epoch, double loss, double samples_per_sec);
   // {"event":"eval","epoch":E,"split":"test","rmse":R,"mae":M}

@@ -73,7 +73,13 @@ class MfTrainer {
   Status ReadData();
   StatusOr<std::vector<double>> Reduce(std::vector<double> values, proto::ReduceOp op);
   void Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n, StepBatch* batch);
-  Status TrainEpoch(int epoch, double* loss_sum, int64_t* samples);
+  // Trains steps [start_step, steps_per_epoch_) of `epoch`, adding to *loss_sum / *samples.
+  // Returns true when a signal stopped training after a checkpoint.
+  StatusOr<bool> TrainEpoch(int epoch, int64_t start_step, double* loss_sum, int64_t* samples);
+  // The checkpoint callback at a boundary: the position is (epoch, step_in_epoch) with the
+  // epoch's partial sums.
+  WorkerCheckpointer::WriteFn Writer(int epoch, int64_t step_in_epoch, double loss_sum,
+                                     int64_t samples);
   Status Evaluate(double* sse, double* sae, int64_t* count);
   kernels::MfBatch MakeKernelBatch(const StepBatch& b, const std::vector<const float*>& rows) const;
   void LogProgress(int epoch, int64_t step, int64_t local_samples, double loss_sum, bool force);
@@ -97,6 +103,7 @@ class MfTrainer {
   int64_t samples_done_ = 0;  // local training samples of finished epochs
   Clock::time_point train_start_, last_progress_;
   double train_seconds_ = 0;
+  std::unique_ptr<WorkerCheckpointer> checkpointer_;
 };
 
 Status MfTrainer::ReadData() {
@@ -187,7 +194,33 @@ void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, doub
   TS_LOG(INFO) << line;
 }
 
-Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
+WorkerCheckpointer::WriteFn MfTrainer::Writer(int epoch, int64_t step_in_epoch, double loss_sum,
+                                              int64_t samples) {
+  return [=](const std::string& dir, std::vector<proto::CheckpointFile>* files,
+             proto::ModelDescription* model) -> Status {
+    TS_RETURN_IF_ERROR(ps_->WaitPushes());
+    proto::WorkerCheckpoint position;
+    position.set_step(clock_);
+    position.set_epoch(epoch);
+    position.set_step_in_epoch(step_in_epoch);
+    position.set_loss_sum(loss_sum);
+    position.set_samples(samples);
+    position.set_samples_done(samples_done_);
+    position.set_train_seconds(train_seconds_);
+    TS_RETURN_IF_ERROR(WriteWorkerPosition(dir, rpc_->self().rank, position, files));
+    model->set_type("mf");
+    model->set_dim(options_.dim);
+    model->set_global_bias(global_mean_);
+    model->set_num_workers(num_workers_);
+    for (const auto& t : options_.recovery.tables) *model->add_tables() = t;
+    model->set_summary("biased MF, dim " + std::to_string(options_.dim) + ", mean rating " +
+                       std::to_string(global_mean_));
+    return OkStatus();
+  };
+}
+
+StatusOr<bool> MfTrainer::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
+                                     int64_t* samples) {
   std::vector<uint32_t> order(train_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
   ShuffleIndices(&order, EpochSeed(options_.seed, epoch, rpc_->self().rank));
@@ -196,16 +229,14 @@ Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
     *begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
     return std::min(order.size(), *begin + batch_size) - *begin;
   };
-  *loss_sum = 0;
-  *samples = 0;
   std::unique_ptr<StepBatch> current = std::make_unique<StepBatch>();
   std::unique_ptr<StepBatch> next = std::make_unique<StepBatch>();
   size_t begin = 0;
-  size_t n = batch_range(0, &begin);
+  size_t n = batch_range(start_step, &begin);
   Prepare(train_, order.data() + begin, n, current.get());
   current->pull = ps_->StartPull(current->plan, clock_, proto::FLAG_NONE);
   std::vector<const float*> rows;
-  for (int64_t step = 0; step < steps_per_epoch_; ++step) {
+  for (int64_t step = start_step; step < steps_per_epoch_; ++step) {
     TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
     float* grads = nullptr;
     Frame grad_frame = PsClient::AllocateGradients(current->plan, &grads);
@@ -228,8 +259,21 @@ Status MfTrainer::TrainEpoch(int epoch, double* loss_sum, int64_t* samples) {
       std::swap(current, next);
     }
     LogProgress(epoch, step + 1, *samples, *loss_sum, false);
+    // The epoch's last boundary is taken after its evaluation (Run).
+    if (step + 1 < steps_per_epoch_) {
+      TS_ASSIGN_OR_RETURN(bool stop,
+                          checkpointer_->AtBoundary(clock_, false, false,
+                                                    Writer(epoch, step + 1, *loss_sum, *samples)));
+      if (stop) {
+        // The pull of the next step is in flight: let it finish before leaving.
+        TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+        TS_RETURN_IF_ERROR(ps_->WaitPushes());
+        return true;
+      }
+    }
   }
-  return ps_->WaitPushes();
+  TS_RETURN_IF_ERROR(ps_->WaitPushes());
+  return false;
 }
 
 Status MfTrainer::Evaluate(double* sse, double* sae, int64_t* count) {
@@ -268,9 +312,11 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
   num_workers_ = view.num_workers;
   TS_RETURN_IF_ERROR(ReadData());
 
+  const RecoveryOptions& recovery = options_.recovery;
+  const bool resuming = !recovery.resume_dir.empty();
   MetricsWriter metrics;
   if (IsReporter() && !options_.metrics_out.empty()) {
-    TS_RETURN_IF_ERROR(metrics.Open(options_.metrics_out));
+    TS_RETURN_IF_ERROR(metrics.Open(options_.metrics_out, /*append=*/resuming));
   }
   TableLayout layout;
   layout.dims = {options_.dim + 1, options_.dim + 1};
@@ -308,13 +354,48 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
                  << options_.batch_size << " on " << view.num_servers << " server(s)";
   }
 
+  // Checkpoints: poll for signals about every 16k ratings per worker.
+  checkpointer_ = std::make_unique<WorkerCheckpointer>(
+      recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout);
+  int start_epoch = 0;
+  int64_t start_step = 0;
+  double start_loss = 0;
+  int64_t start_samples = 0;
+  if (resuming) {
+    if (recovery.resume_manifest.model().global_bias() != static_cast<double>(global_mean_)) {
+      return Status::InvalidArgument(
+          "the training data differ from the checkpoint's: mean rating " +
+          std::to_string(global_mean_) + ", the checkpoint has " +
+          std::to_string(recovery.resume_manifest.model().global_bias()));
+    }
+    TS_ASSIGN_OR_RETURN(proto::WorkerCheckpoint position,
+                        ReadWorkerPosition(recovery, rpc_->self().rank));
+    clock_ = position.step();
+    start_epoch = position.epoch();
+    start_step = position.step_in_epoch();
+    start_loss = position.loss_sum();
+    start_samples = position.samples();
+    samples_done_ = position.samples_done();
+    train_seconds_ = position.train_seconds();
+    if (IsReporter()) {
+      TS_LOG(INFO) << "resumed from " << recovery.resume_dir << " at step " << clock_ << " (epoch "
+                   << start_epoch + 1 << ", step " << start_step << " of " << steps_per_epoch_
+                   << ")";
+    }
+  }
+
   MfResult result;
   train_start_ = last_progress_ = Clock::now();
-  for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+  for (int epoch = start_epoch; epoch < options_.epochs; ++epoch) {
     auto epoch_start = Clock::now();
-    double loss_sum = 0;
-    int64_t samples = 0;
-    TS_RETURN_IF_ERROR(TrainEpoch(epoch, &loss_sum, &samples));
+    double loss_sum = epoch == start_epoch ? start_loss : 0;
+    int64_t samples = epoch == start_epoch ? start_samples : 0;
+    TS_ASSIGN_OR_RETURN(
+        bool stop, TrainEpoch(epoch, epoch == start_epoch ? start_step : 0, &loss_sum, &samples));
+    if (stop) {
+      result.stopped = true;
+      break;
+    }
     const double epoch_seconds = Seconds(Clock::now() - epoch_start);
     samples_done_ += samples;
     train_seconds_ += epoch_seconds;
@@ -347,6 +428,17 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
                     FormatRate(result.samples_per_sec).c_str(), epoch_seconds);
       TS_LOG(INFO) << buf;
     }
+    TS_ASSIGN_OR_RETURN(bool stop_now,
+                        checkpointer_->AtBoundary(clock_, true, epoch + 1 == options_.epochs,
+                                                  Writer(epoch + 1, 0, 0, 0)));
+    if (stop_now) {
+      result.stopped = true;
+      break;
+    }
+  }
+  if (result.stopped) {
+    TS_RETURN_IF_ERROR(FinishWorker(rpc_, options_.timeout));
+    return result;
   }
   result.train_seconds = train_seconds_;
   if (IsReporter() && options_.progress && !options_.test_path.empty()) {
@@ -376,7 +468,7 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
 
 StatusOr<MfResult> RunMfWorkerNode(const MfTrainerOptions& options, RpcNode* rpc,
                                    std::chrono::milliseconds register_timeout) {
-  return RunWorkerNode<MfResult>(rpc, [&]() -> StatusOr<MfResult> {
+  return RunWorkerNode<MfResult>(rpc, options.recovery, [&]() -> StatusOr<MfResult> {
     MfTrainer trainer(options, rpc);
     return trainer.Run(register_timeout);
   });

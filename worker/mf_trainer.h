@@ -16,6 +16,7 @@
 #include "core/rpc.h"
 #include "kernels/device.h"
 #include "worker/rating_reader.h"
+#include "worker/recovery.h"
 
 namespace tessera::worker {
 
@@ -39,6 +40,7 @@ struct MfTrainerOptions {
   double noise_floor = NAN;                   // σ of planted data, printed next to the final RMSE
   bool progress = true;                       // worker 0 logs progress lines
   std::chrono::milliseconds timeout{600000};  // bound on any single wait for a peer
+  RecoveryOptions recovery;                   // checkpoints, resume, heartbeats
 };
 
 struct MfResult {
@@ -47,6 +49,7 @@ struct MfResult {
   double train_loss = NAN;     // MSE over the last epoch
   double samples_per_sec = 0;  // all workers, training loop only, last epoch
   double train_seconds = 0;
+  bool stopped = false;  // a signal stopped training after a checkpoint
 };
 
 // Runs worker rpc.self() to completion: reads its data, registers with the scheduler, trains,

@@ -1,19 +1,23 @@
 #include "worker/worker_node.h"
 
+#include "core/checkpoint.h"
 #include "kernels/random_math.h"
 
 namespace tessera::worker {
 
-Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_by_peer) {
-  return rpc->Start([rpc, aborted_by_peer](Message&& m) {
+Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_by_peer,
+                      std::function<void(const Status&)> on_abort) {
+  return rpc->Start([rpc, aborted_by_peer, on_abort](Message&& m) {
     switch (m.header.command()) {
       case proto::COMMAND_ABORT: {
         proto::AbortNotice notice;
         Status parsed = ParseControlBody(m, &notice);
         aborted_by_peer->store(true);
-        rpc->FailPending(parsed.ok() && notice.code() != 0
-                             ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
-                             : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted"));
+        const Status reason = parsed.ok() && notice.code() != 0
+                                  ? Status(static_cast<StatusCode>(notice.code()), notice.reason())
+                                  : Status::Aborted(parsed.ok() ? notice.reason() : "job aborted");
+        rpc->Poison(reason);
+        if (on_abort) on_abort(reason);
         return;
       }
       case proto::COMMAND_SHUTDOWN:
@@ -24,6 +28,29 @@ Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_b
                                                          proto::Command_Name(m.header.command())));
     }
   });
+}
+
+std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOptions& recovery,
+                                                  std::shared_ptr<std::atomic<bool>> aborted) {
+  if (recovery.heartbeat_interval.count() <= 0) return nullptr;
+  auto on_lost = [rpc, aborted, on_abort = recovery.on_abort, dir = recovery.checkpoint_dir,
+                  step = recovery.current_step](const Status& lost) {
+    const std::string latest = dir.empty() ? "" : checkpoint::FindLatest(dir);
+    const Status reason(
+        lost.code(),
+        rpc->self().ToString() + ": " + lost.message() + " at step " +
+            std::to_string(step->load()) + "; " +
+            (latest.empty()
+                 ? "no checkpoint was completed: a new run starts from scratch"
+                 : "last complete checkpoint " + latest + ": continue with --resume " + latest));
+    aborted->store(true);
+    rpc->Poison(reason);
+    if (on_abort) on_abort(reason);
+  };
+  auto step = recovery.current_step;
+  return std::make_unique<Heartbeater>(rpc, recovery.heartbeat_interval, recovery.heartbeat_timeout,
+                                       on_lost,
+                                       [step] { return step->load(std::memory_order_relaxed); });
 }
 
 void ReportFailure(RpcNode* rpc, const Status& failure) {

@@ -9,13 +9,22 @@
 #include <memory>
 #include <vector>
 
+#include "core/cluster.h"
 #include "core/rpc.h"
+#include "worker/recovery.h"
 
 namespace tessera::worker {
 
 // Starts `rpc` with the worker's request handler. *aborted_by_peer becomes true when the
 // scheduler aborts the job because of another node; the handler runs on the transport's thread.
-Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_by_peer);
+// `on_abort` (may be empty) is called with the reason as well.
+Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_by_peer,
+                      std::function<void(const Status&)> on_abort);
+
+// Heartbeats to the scheduler when recovery.heartbeat_interval > 0 (else nullptr). If the
+// scheduler stops answering, every call of `rpc` fails from then on and on_abort is called.
+std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOptions& recovery,
+                                                  std::shared_ptr<std::atomic<bool>> aborted);
 
 // Sends ABORT (this worker's failure, with its status code) to the scheduler, which stops the
 // job with this reason. Best effort: a failure to send is ignored.
@@ -24,10 +33,13 @@ void ReportFailure(RpcNode* rpc, const Status& failure);
 // Runs a worker role's body between StartWorkerRpc and rpc->Stop(); a failure of this worker
 // (not an abort caused by another node) is reported to the scheduler first.
 template <typename Result>
-StatusOr<Result> RunWorkerNode(RpcNode* rpc, const std::function<StatusOr<Result>()>& body) {
+StatusOr<Result> RunWorkerNode(RpcNode* rpc, const RecoveryOptions& recovery,
+                               const std::function<StatusOr<Result>()>& body) {
   auto aborted_by_peer = std::make_shared<std::atomic<bool>>(false);
-  TS_RETURN_IF_ERROR(StartWorkerRpc(rpc, aborted_by_peer));
+  TS_RETURN_IF_ERROR(StartWorkerRpc(rpc, aborted_by_peer, recovery.on_abort));
+  std::unique_ptr<Heartbeater> heartbeat = StartWorkerHeartbeat(rpc, recovery, aborted_by_peer);
   StatusOr<Result> result = body();
+  heartbeat.reset();
   if (!result.ok() && !aborted_by_peer->load()) ReportFailure(rpc, result.status());
   rpc->Stop();
   return result;

@@ -1,0 +1,150 @@
+// Checkpoint files on disk (DESIGN.md "Checkpoints and export"; the layout is documented in
+// proto/checkpoint.proto): checksummed, fsync'd writes, verified reads, the manifest, and the
+// commit protocol that keeps the previous checkpoint intact whatever moment a crash hits:
+//
+//   every node writes its files into ROOT/step-N.tmp/ (FileWriter: CRC-32 + fsync)
+//   the scheduler writes ROOT/step-N.tmp/manifest.json last (WriteManifest)
+//   Commit: rename step-N.tmp -> step-N, fsync ROOT, then replace ROOT/latest atomically
+//
+// Only a directory with a manifest is a checkpoint; a reader trusts nothing the manifest does
+// not vouch for (sizes and checksums). All functions return a Status naming the file and why.
+//
+// Threads: everything here is a free function or a single-owner object; no shared state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "proto/checkpoint.pb.h"
+
+namespace tessera::checkpoint {
+
+inline constexpr int kFormatVersion = 1;
+inline constexpr char kManifestName[] = "manifest.json";
+inline constexpr char kLatestName[] = "latest";
+
+// "step-N" and "step-N.tmp".
+std::string StepDirName(int64_t step);
+std::string TmpDirName(int64_t step);
+// The step of a "step-N" name, or -1 when `name` is not one.
+int64_t ParseStepDirName(const std::string& name);
+
+// zlib's CRC-32, continued from `crc` (0 to start).
+uint32_t Crc32(const void* data, size_t size, uint32_t crc = 0);
+
+// Writes one file through a buffer, keeping its size and CRC-32; Finish() fsyncs it.
+class FileWriter {
+ public:
+  // Creates (or truncates) `path`. Unavailable with the OS's reason when it cannot.
+  static StatusOr<std::unique_ptr<FileWriter>> Create(const std::string& path);
+  ~FileWriter();
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+
+  // Unavailable naming the file on a failed write (a full disk: "No space left on device").
+  Status Append(const void* data, size_t size);
+  // Flushes, fsyncs and closes; returns the file's entry (name = base name, size, crc32).
+  StatusOr<proto::CheckpointFile> Finish();
+
+ private:
+  FileWriter(int fd, std::string path);
+  Status Flush();
+
+  int fd_;
+  std::string path_;
+  std::vector<char> buffer_;
+  size_t used_ = 0;
+  uint64_t size_ = 0;
+  uint32_t crc_ = 0;
+};
+
+// Reads one file of a checkpoint, checking it against its manifest entry: the size when opened,
+// the CRC-32 once everything has been read (Finish).
+class FileReader {
+ public:
+  // NotFound if the file is missing; DataLoss if its size differs from the entry's.
+  static StatusOr<std::unique_ptr<FileReader>> Open(const std::string& dir,
+                                                    const proto::CheckpointFile& entry);
+  ~FileReader();
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+
+  // Reads exactly `size` bytes; DataLoss if the file ends first.
+  Status Read(void* out, size_t size);
+  // DataLoss unless the whole file was read and its CRC-32 matches the entry's.
+  Status Finish();
+  const std::string& path() const { return path_; }
+
+ private:
+  FileReader(int fd, std::string path, proto::CheckpointFile entry);
+
+  int fd_;
+  std::string path_;
+  proto::CheckpointFile entry_;
+  std::vector<char> buffer_;
+  size_t begin_ = 0, end_ = 0;
+  uint64_t consumed_ = 0;
+  uint32_t crc_ = 0;
+};
+
+// The fixed 64-byte header of a row file (little-endian, as the rows after it).
+struct RowFileHeader {
+  char magic[8] = {'T', 'S', 'R', 'O', 'W', 'S', '0', '1'};
+  uint32_t version = kFormatVersion;
+  uint32_t table_id = 0;
+  uint32_t dim = 0;           // weights per row
+  uint32_t state_floats = 0;  // optimizer state floats after the weights
+  uint32_t slot_begin = 0;    // the writing server's slot range
+  uint32_t slot_end = 0;
+  uint64_t num_rows = 0;
+  uint8_t reserved[24] = {};
+};
+static_assert(sizeof(RowFileHeader) == 64, "the row file header is 64 bytes on disk");
+
+// Checks a row file's header against its manifest entry (and `name` for messages).
+Status CheckRowFileHeader(const RowFileHeader& header, const proto::CheckpointFile& entry,
+                          const std::string& name);
+
+// A protobuf message as one checkpoint file (worker positions, dense state).
+StatusOr<proto::CheckpointFile> WriteProtoFile(const std::string& path,
+                                               const google::protobuf::MessageLite& message);
+Status ReadProtoFile(const std::string& dir, const proto::CheckpointFile& entry,
+                     google::protobuf::MessageLite* message);
+
+// DIR/manifest.json, fsync'd (written through a temporary name and renamed).
+Status WriteManifest(const std::string& dir, const proto::CheckpointManifest& manifest);
+// NotFound when `dir` has no manifest (not a complete checkpoint); DataLoss when it does not
+// parse or names another format version.
+StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& dir);
+// The manifest's entry for `name`, or nullptr.
+const proto::CheckpointFile* FindFile(const proto::CheckpointManifest& manifest,
+                                      const std::string& name);
+
+// Every file of the manifest exists with its recorded size; with `checksums` also reads each
+// one and compares its CRC-32. The first problem, naming the file.
+Status VerifyFiles(const std::string& dir, const proto::CheckpointManifest& manifest,
+                   bool checksums);
+
+// Makes ROOT/step-N.tmp (with its manifest) the checkpoint ROOT/step-N and points ROOT/latest at
+// it. A crash before the rename leaves only a .tmp directory; after it, a complete checkpoint.
+Status Commit(const std::string& root, int64_t step);
+// Deletes all but the newest `keep` complete checkpoints of ROOT (keep <= 0: keep all).
+Status Prune(const std::string& root, int keep);
+// Deletes the step-*.tmp directories a crash left behind.
+void RemoveIncomplete(const std::string& root);
+// The newest complete checkpoint under ROOT ("" if there is none): the one `latest` names if it
+// has a manifest, else the highest step-N with one.
+std::string FindLatest(const std::string& root);
+// --resume: "auto" (the newest under `root`, "" when there is none), a checkpoint directory, or
+// a root that holds `latest`. NotFound with the reason when a named one has no manifest.
+StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root);
+
+// Creates a directory and its parents (OK if it exists).
+Status MakeDirs(const std::string& dir);
+// fsync a directory, so a rename or new file in it is durable.
+Status SyncDir(const std::string& dir);
+
+}  // namespace tessera::checkpoint

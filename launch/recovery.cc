@@ -1,0 +1,192 @@
+#include "launch/recovery.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "core/checkpoint.h"
+#include "core/logging.h"
+#include "worker/ctr_model.h"
+#include "worker/mf_trainer.h"
+
+namespace tessera::launch {
+
+std::vector<proto::TableDescription> DescribeTables(const server::ServerOptions& servers,
+                                                    bool ctr) {
+  std::vector<proto::TableDescription> tables;
+  for (const server::TableOptions& t : servers.tables) {
+    proto::TableDescription d;
+    d.set_table_id(t.table_id);
+    if (ctr) {
+      d.set_name(t.table_id == worker::kEmbeddingTable ? "embedding" : "linear");
+    } else {
+      d.set_name(t.table_id == worker::kUserTable ? "user" : "item");
+    }
+    d.set_dim(t.dim);
+    d.set_state_floats(kernels::OptimizerStateFloats(t.optimizer.kind, t.dim));
+    d.set_optimizer(kernels::OptimizerName(t.optimizer.kind));
+    tables.push_back(d);
+  }
+  return tables;
+}
+
+Status CheckCheckpointFits(const proto::CheckpointManifest& manifest, const std::string& dir,
+                           const TrainOptions& o,
+                           const std::vector<proto::TableDescription>& tables, int num_workers) {
+  const proto::ModelDescription& m = manifest.model();
+  const std::string where = "checkpoint " + dir + ": ";
+  if (m.type() != o.model) {
+    return Status::InvalidArgument(where + "it holds a " + m.type() + " model, this run trains " +
+                                   o.model);
+  }
+  if (!o.ctr && m.dim() != o.mf.dim) {
+    return Status::InvalidArgument(where + "it has --dim " + std::to_string(m.dim()) +
+                                   ", this run " + std::to_string(o.mf.dim));
+  }
+  if (o.ctr && m.emb_dim() != o.ctr_options.model.emb_dim) {
+    return Status::InvalidArgument(where + "it has --emb-dim " + std::to_string(m.emb_dim()) +
+                                   ", this run " + std::to_string(o.ctr_options.model.emb_dim));
+  }
+  if (m.tables_size() != static_cast<int>(tables.size())) {
+    return Status::InvalidArgument(where + "it has " + std::to_string(m.tables_size()) +
+                                   " tables, this run " + std::to_string(tables.size()));
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    const auto& have = m.tables(static_cast<int>(i));
+    const auto& want = tables[i];
+    if (have.dim() != want.dim() || have.optimizer() != want.optimizer() ||
+        have.state_floats() != want.state_floats()) {
+      return Status::InvalidArgument(where + "table " + have.name() + " has rows of " +
+                                     std::to_string(have.dim()) + " weights trained with " +
+                                     have.optimizer() + ", this run's have " +
+                                     std::to_string(want.dim()) + " with " + want.optimizer());
+    }
+  }
+  if (manifest.num_workers() != num_workers) {
+    return Status::InvalidArgument(where + "it was written by " +
+                                   std::to_string(manifest.num_workers()) +
+                                   " workers; a resume needs the same number (this run has " +
+                                   std::to_string(num_workers) + "; servers may differ)");
+  }
+  return OkStatus();
+}
+
+StatusOr<ResumePoint> PrepareResume(const TrainOptions& o,
+                                    const std::vector<proto::TableDescription>& tables,
+                                    int num_workers) {
+  ResumePoint point;
+  if (o.resume.empty()) return point;
+  TS_ASSIGN_OR_RETURN(point.dir, checkpoint::ResolveResume(o.resume, o.checkpoint_dir));
+  if (point.dir.empty()) {
+    TS_LOG(INFO) << "--resume auto: no complete checkpoint under " << o.checkpoint_dir
+                 << ", starting from scratch";
+    return point;
+  }
+  TS_ASSIGN_OR_RETURN(point.manifest, checkpoint::ReadManifest(point.dir));
+  TS_RETURN_IF_ERROR(CheckCheckpointFits(point.manifest, point.dir, o, tables, num_workers));
+  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(point.dir, point.manifest, /*checksums=*/false));
+  TS_LOG(INFO) << "resuming from " << point.dir << " (step " << point.manifest.step() << ", "
+               << point.manifest.num_servers() << " server(s) then, " << o.servers << " now)";
+  return point;
+}
+
+void ApplyRecovery(const TrainOptions& o, const ResumePoint& resume,
+                   const std::vector<proto::TableDescription>& tables,
+                   server::ServerOptions* servers, TrainOptions* nodes) {
+  servers->resume_dir = resume.dir;
+  servers->resume_manifest = resume.manifest;
+  servers->checkpoint_file_delay = o.checkpoint_file_delay;
+  for (worker::RecoveryOptions* r : {&nodes->mf.recovery, &nodes->ctr_options.recovery}) {
+    r->checkpoint_dir = o.checkpoint_dir;
+    r->checkpoint_every = o.checkpoint_every;
+    r->checkpoint_epochs = o.checkpoint_epochs;
+    r->tables = tables;
+    r->resume_dir = resume.dir;
+    r->resume_manifest = resume.manifest;
+  }
+}
+
+// ---- SignalWatcher ----
+
+namespace {
+sigset_t WatchedSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  return set;
+}
+}  // namespace
+
+SignalWatcher::SignalWatcher(std::function<void(int)> on_signal)
+    : on_signal_(std::move(on_signal)) {
+  sigset_t set = WatchedSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+SignalWatcher::~SignalWatcher() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+void SignalWatcher::SetHandler(std::function<void(int)> on_signal) {
+  std::lock_guard lock(mu_);
+  on_signal_ = std::move(on_signal);
+}
+
+void SignalWatcher::Loop() {
+  logging::SetThreadLogTag("signals");
+  const sigset_t set = WatchedSignals();
+  const timespec poll = {0, 100 * 1000 * 1000};
+  while (true) {
+    const int sig = sigtimedwait(&set, nullptr, &poll);
+    std::function<void(int)> handler;
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+      handler = on_signal_;
+    }
+    if (sig > 0 && handler) handler(sig);
+  }
+}
+
+// ---- ExitWatchdog ----
+
+ExitWatchdog::ExitWatchdog(std::chrono::milliseconds grace) : grace_(grace) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ExitWatchdog::~ExitWatchdog() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void ExitWatchdog::Arm(const Status& reason) {
+  std::lock_guard lock(mu_);
+  if (armed_) return;
+  armed_ = true;
+  reason_ = reason;
+  cv_.notify_all();
+}
+
+void ExitWatchdog::Loop() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return armed_ || stop_; });
+  if (stop_) return;
+  if (cv_.wait_for(lock, grace_, [&] { return stop_; })) return;
+  std::fprintf(stderr, "tessera: error: %s (this process did not finish within %.0f s: exiting)\n",
+               reason_.message().c_str(), grace_.count() / 1000.0);
+  std::fflush(stderr);
+  _exit(1);
+}
+
+}  // namespace tessera::launch

@@ -1,0 +1,85 @@
+// The launcher's part of checkpoints and failure handling: resolving --resume and checking that
+// the checkpoint fits this job before any node starts; the signal watcher (SIGTERM/SIGUSR1 ask
+// for a checkpoint); and the exit watchdog of separate processes.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "launch/flags.h"
+#include "proto/checkpoint.pb.h"
+#include "server/server.h"
+
+namespace tessera::launch {
+
+// The tables as the servers of this job hold them (names, dims, optimizer and its state).
+std::vector<proto::TableDescription> DescribeTables(const server::ServerOptions& servers, bool ctr);
+
+struct ResumePoint {
+  std::string dir;  // "" = start fresh
+  proto::CheckpointManifest manifest;
+};
+
+// Resolves --resume (auto: the newest complete checkpoint under --checkpoint-dir, or none) and
+// checks the checkpoint against this job: every file present with its recorded size, the same
+// model, tables (dims, optimizers) and number of workers. The message says which and why.
+StatusOr<ResumePoint> PrepareResume(const TrainOptions& options,
+                                    const std::vector<proto::TableDescription>& tables,
+                                    int num_workers);
+// The model part of that check (unit-tested).
+Status CheckCheckpointFits(const proto::CheckpointManifest& manifest, const std::string& dir,
+                           const TrainOptions& options,
+                           const std::vector<proto::TableDescription>& tables, int num_workers);
+
+// Puts the checkpoint options and the resume point into every node's options.
+void ApplyRecovery(const TrainOptions& options, const ResumePoint& resume,
+                   const std::vector<proto::TableDescription>& tables,
+                   server::ServerOptions* servers, TrainOptions* nodes);
+
+// Blocks SIGTERM and SIGUSR1 in the calling thread (and so in every thread it starts later) and
+// watches for them on a thread of its own ("signals"), calling on_signal(signal) there.
+// REQUIRES: constructed before any other thread of the process starts.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(std::function<void(int)> on_signal);
+  ~SignalWatcher();  // stops and joins the thread; the signals stay blocked
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+  // Replaces the callback (e.g. once the node that handles it exists). Any thread.
+  void SetHandler(std::function<void(int)> on_signal);
+
+ private:
+  void Loop();
+  std::mutex mu_;
+  std::function<void(int)> on_signal_;  // GUARDED_BY(mu_)
+  bool stop_ = false;                   // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+// Separate processes only: once the job has failed, a process must not hang (a worker may be
+// blocked in an MPI collective with a peer that is gone). Arm() starts the countdown; if the
+// process is still running `grace` later, it prints the reason and exits with status 1.
+class ExitWatchdog {
+ public:
+  explicit ExitWatchdog(std::chrono::milliseconds grace);
+  ~ExitWatchdog();
+  ExitWatchdog(const ExitWatchdog&) = delete;
+  ExitWatchdog& operator=(const ExitWatchdog&) = delete;
+  void Arm(const Status& reason);  // any thread; the first reason wins
+
+ private:
+  void Loop();
+  const std::chrono::milliseconds grace_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false, stop_ = false;  // GUARDED_BY(mu_)
+  Status reason_;                      // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace tessera::launch

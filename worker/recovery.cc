@@ -1,0 +1,95 @@
+#include "worker/recovery.h"
+
+#include "core/checkpoint.h"
+#include "core/cluster.h"
+#include "core/logging.h"
+
+namespace tessera::worker {
+namespace {
+
+std::string PositionFileName(int rank) { return "worker-" + std::to_string(rank) + ".state"; }
+
+}  // namespace
+
+WorkerCheckpointer::WorkerCheckpointer(const RecoveryOptions& options, RpcNode* rpc,
+                                       int64_t poll_every, std::chrono::milliseconds timeout)
+    : options_(options),
+      rpc_(rpc),
+      poll_every_(std::max<int64_t>(poll_every, 1)),
+      timeout_(timeout) {
+  if (!options.resume_dir.empty()) {
+    last_step_written_ = options.resume_manifest.step();
+    last_checkpoint_ = options.resume_dir;
+  }
+}
+
+StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool final,
+                                              const WriteFn& write) {
+  if (options_.current_step) options_.current_step->store(step, std::memory_order_relaxed);
+  if (options_.checkpoint_dir.empty()) return false;
+  bool signalled = false, stop = false;
+  if (poll_in_flight_) {
+    poll_in_flight_ = false;
+    TS_ASSIGN_OR_RETURN(Message reply, RpcNode::Wait(poll_, timeout_, "signal poll"));
+    proto::ReduceReply body;
+    TS_RETURN_IF_ERROR(ParseControlBody(reply, &body));
+    signalled = body.checkpoint_requested();
+    stop = body.stop_requested();
+  }
+  const bool due = signalled || final || (epoch_end && options_.checkpoint_epochs) ||
+                   (options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0);
+  if (due && step != last_step_written_) {
+    const std::string dir = options_.checkpoint_dir + "/" + checkpoint::TmpDirName(step);
+    TS_RETURN_IF_ERROR(checkpoint::MakeDirs(dir));
+    proto::CheckpointRequest request;
+    request.set_step(step);
+    request.set_dir(dir);
+    std::vector<proto::CheckpointFile> files;
+    TS_RETURN_IF_ERROR(write(dir, &files, request.mutable_model()));
+    for (auto& f : files) *request.add_files() = std::move(f);
+    if (rpc_->self().rank != 0) request.clear_model();
+    TS_ASSIGN_OR_RETURN(
+        Message reply,
+        rpc_->CallAndWait(NodeId::Scheduler(),
+                          MakeControlMessage(proto::COMMAND_CHECKPOINT, request), timeout_));
+    proto::CheckpointReply committed;
+    TS_RETURN_IF_ERROR(ParseControlBody(reply, &committed));
+    last_step_written_ = step;
+    last_checkpoint_ = committed.path();
+    if (rpc_->self().rank == 0) TS_LOG(INFO) << "checkpoint " << committed.path() << " complete";
+  }
+  if (stop) return true;
+  if (!final && step % poll_every_ == 0) {
+    proto::ReduceRequest poll;
+    poll.set_round(kSignalPollRound | static_cast<uint64_t>(step));
+    poll_ = rpc_->Call(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_REDUCE, poll));
+    poll_in_flight_ = true;
+  }
+  return false;
+}
+
+Status WriteWorkerPosition(const std::string& dir, int rank,
+                           const proto::WorkerCheckpoint& position,
+                           std::vector<proto::CheckpointFile>* files) {
+  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
+                      checkpoint::WriteProtoFile(dir + "/" + PositionFileName(rank), position));
+  entry.set_kind(proto::CheckpointFile::KIND_WORKER);
+  files->push_back(std::move(entry));
+  return OkStatus();
+}
+
+StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(const RecoveryOptions& options, int rank) {
+  const proto::CheckpointFile* entry =
+      checkpoint::FindFile(options.resume_manifest, PositionFileName(rank));
+  if (entry == nullptr) {
+    return Status::InvalidArgument("checkpoint " + options.resume_dir + " has no " +
+                                   PositionFileName(rank) + " (written by " +
+                                   std::to_string(options.resume_manifest.num_workers()) +
+                                   " workers; resuming needs the same number)");
+  }
+  proto::WorkerCheckpoint position;
+  TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(options.resume_dir, *entry, &position));
+  return position;
+}
+
+}  // namespace tessera::worker

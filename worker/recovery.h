@@ -1,0 +1,88 @@
+// Checkpoints, resume and liveness on the worker side (DESIGN.md "Checkpoints and export",
+// "Failure handling"), shared by the MF and CTR trainers.
+//
+// At every step boundary a trainer calls WorkerCheckpointer::AtBoundary. Every worker makes the
+// same calls at the same steps, so they agree on when to checkpoint without talking to each
+// other: at every `checkpoint_every` steps, at epoch ends, at the end of training, and one step
+// after a signal poll (a REDUCE round to the scheduler, sent every `poll_every` steps and
+// collected at the next boundary) reports SIGUSR1/SIGTERM. A checkpoint: the trainer's write
+// callback waits for its pushes and writes its files into DIR/step-N.tmp, then the worker sends
+// CHECKPOINT to the scheduler and waits until the scheduler has had the servers write their rows
+// and has committed the checkpoint.
+//
+// Threads: the trainer's thread only.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/rpc.h"
+#include "proto/checkpoint.pb.h"
+
+namespace tessera::worker {
+
+struct RecoveryOptions {
+  std::string checkpoint_dir;      // root of the checkpoints; "" = none
+  int64_t checkpoint_every = 0;    // steps between checkpoints; 0 = none by step count
+  bool checkpoint_epochs = false;  // also after every epoch
+  // The tables as the servers hold them (dims, optimizer, state floats), for the manifest.
+  std::vector<proto::TableDescription> tables;
+  // Resume from this checkpoint ("" = start fresh); its manifest was read and checked by the
+  // launcher.
+  std::string resume_dir;
+  proto::CheckpointManifest resume_manifest;
+  // Liveness (separate processes only): heartbeat period (0 = off) and how long the scheduler
+  // may stay silent before this worker gives up on the job.
+  std::chrono::milliseconds heartbeat_interval{0};
+  std::chrono::milliseconds heartbeat_timeout{6000};
+  // Called (from any thread) when this node learns that the job failed: the launcher's
+  // watchdog, so that a process blocked in a collective still exits.
+  std::function<void(const Status&)> on_abort;
+  // The worker's current step, for its heartbeats (shared by copies of these options).
+  std::shared_ptr<std::atomic<int64_t>> current_step = std::make_shared<std::atomic<int64_t>>(0);
+};
+
+class WorkerCheckpointer {
+ public:
+  // What a trainer writes at a checkpoint: its files into `dir` (appended to *files) and, on
+  // worker 0, the model description. Must first wait for the worker's pushes.
+  using WriteFn =
+      std::function<Status(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                           proto::ModelDescription* model)>;
+
+  // Borrows `rpc`. `poll_every` >= 1: steps between signal polls.
+  WorkerCheckpointer(const RecoveryOptions& options, RpcNode* rpc, int64_t poll_every,
+                     std::chrono::milliseconds timeout);
+
+  // At the boundary before step `step` (every step < `step` pushed). `epoch_end` / `final`:
+  // this boundary ends an epoch / the training. Returns true when the job must stop (SIGTERM)
+  // after the checkpoint just written.
+  StatusOr<bool> AtBoundary(int64_t step, bool epoch_end, bool final, const WriteFn& write);
+
+  // The checkpoint directory of the last checkpoint written ("" if none).
+  const std::string& last_checkpoint() const { return last_checkpoint_; }
+
+ private:
+  const RecoveryOptions& options_;
+  RpcNode* rpc_;
+  const int64_t poll_every_;
+  const std::chrono::milliseconds timeout_;
+  std::future<StatusOr<Message>> poll_;
+  bool poll_in_flight_ = false;
+  int64_t last_step_written_ = -1;
+  std::string last_checkpoint_;
+};
+
+// Writes this worker's position as DIR/worker-<rank>.state; appends its entry to *files.
+Status WriteWorkerPosition(const std::string& dir, int rank,
+                           const proto::WorkerCheckpoint& position,
+                           std::vector<proto::CheckpointFile>* files);
+// Reads this worker's position from the checkpoint to resume from (checksum checked).
+StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(const RecoveryOptions& options, int rank);
+
+}  // namespace tessera::worker
