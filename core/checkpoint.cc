@@ -265,15 +265,26 @@ Status ReadProtoFile(const std::string& dir, const proto::CheckpointFile& entry,
 
 // ---- manifest ----
 
-Status WriteManifest(const std::string& dir, const proto::CheckpointManifest& manifest) {
+std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = true;
   std::string json;
-  auto status = google::protobuf::util::MessageToJsonString(manifest, &json, options);
-  if (!status.ok()) return Status::Internal("cannot encode the manifest: " + status.ToString());
-  return WriteSmallFileAtomically(dir, kManifestName, json);
+  // Cannot fail for a message without Any fields.
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+Status FromJson(const std::string& json, const std::string& what,
+                google::protobuf::Message* message) {
+  auto status = google::protobuf::util::JsonStringToMessage(json, message);
+  if (!status.ok()) return Status::DataLoss(what + " does not parse: " + status.ToString());
+  return OkStatus();
+}
+
+Status WriteManifest(const std::string& dir, const proto::CheckpointManifest& manifest) {
+  return WriteSmallFileAtomically(dir, kManifestName, ToJson(manifest));
 }
 
 StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& dir) {
@@ -287,11 +298,7 @@ StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& dir) {
   std::stringstream text;
   text << in.rdbuf();
   proto::CheckpointManifest manifest;
-  google::protobuf::util::JsonParseOptions options;
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &manifest, options);
-  if (!status.ok()) {
-    return Status::DataLoss("manifest " + path + " does not parse: " + status.ToString());
-  }
+  TS_RETURN_IF_ERROR(FromJson(text.str(), "manifest " + path, &manifest));
   if (manifest.format_version() != kFormatVersion) {
     return Status::DataLoss("manifest " + path + " has format version " +
                             std::to_string(manifest.format_version()) + ", this build reads " +

@@ -114,6 +114,11 @@ StatusOr<proto::CheckpointFile> WriteProtoFile(const std::string& path,
 Status ReadProtoFile(const std::string& dir, const proto::CheckpointFile& entry,
                      google::protobuf::MessageLite* message);
 
+// A message in protobuf's JSON mapping (field names as in the .proto, defaults printed), and back.
+std::string ToJson(const google::protobuf::Message& message);
+Status FromJson(const std::string& json, const std::string& what,
+                google::protobuf::Message* message);
+
 // DIR/manifest.json, fsync'd (written through a temporary name and renamed).
 Status WriteManifest(const std::string& dir, const proto::CheckpointManifest& manifest);
 // NotFound when `dir` has no manifest (not a complete checkpoint); DataLoss when it does not

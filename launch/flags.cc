@@ -411,4 +411,58 @@ ParseOutcome ParseConvertOptions(const std::vector<std::string>& args, worker::C
   return outcome;
 }
 
+ParseOutcome ParseExportOptions(const std::vector<std::string>& args, ExportOptions* options) {
+  std::string format = "npy";
+  po::options_description desc("tessera export options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value<std::string>(), "read options from an INI file; flags override it")
+    ("checkpoint", po::value<std::string>(&options->checkpoint)->required(), "checkpoint directory (DIR/step-N, or a checkpoint root: its latest)")
+    ("out", po::value<std::string>(&options->out)->required(), "export directory (created)")
+    ("format", po::value<std::string>(&format)->default_value(format), "npy (keys.npy + embeddings.npy per table) | text (key v1 v2 ... per line)");
+  // clang-format on
+  po::variables_map vm;
+  ParseOutcome outcome = ParseWith(
+      args, desc, "usage: tessera export --checkpoint DIR/step-N --out EXPORT [options]", &vm);
+  if (!outcome.run) return outcome;
+  if (format == "npy") {
+    options->format = ExportFormat::kNpy;
+  } else if (format == "text") {
+    options->format = ExportFormat::kText;
+  } else {
+    return Fail("--format " + format + " is not one of npy|text");
+  }
+  return outcome;
+}
+
+ParseOutcome ParseRecommendOptions(const std::vector<std::string>& args,
+                                   RecommendOptions* options) {
+  po::options_description desc("tessera recommend options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("config", po::value<std::string>(), "read options from an INI file; flags override it")
+    ("export", po::value<std::string>(&options->export_dir)->required(), "an MF export (tessera export --format npy)")
+    ("user", po::value<std::string>(&options->user), "the user to recommend items to")
+    ("users", po::value<std::string>(&options->users_file), "a file of user ids, one per line")
+    ("k", po::value<int>(&options->k)->default_value(10), "items per user")
+    ("exclude-seen", po::value<std::string>(&options->exclude_seen), "a ratings file: items a user rated there are not recommended");
+  // clang-format on
+  po::variables_map vm;
+  ParseOutcome outcome = ParseWith(
+      args, desc, "usage: tessera recommend --export EXPORT (--user ID | --users FILE) [options]",
+      &vm);
+  if (!outcome.run) return outcome;
+  if (options->user.empty() && options->users_file.empty()) return Fail("give --user or --users");
+  if (options->k < 1) return Fail("--k must be at least 1");
+  if (!options->exclude_seen.empty() && !IsReadableFile(options->exclude_seen)) {
+    return Fail("--exclude-seen " + options->exclude_seen + ": no such readable file");
+  }
+  if (!options->users_file.empty() && !IsReadableFile(options->users_file)) {
+    return Fail("--users " + options->users_file + ": no such readable file");
+  }
+  return outcome;
+}
+
 }  // namespace tessera::launch

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "kernels/sparse_optimizer.h"
+#include "launch/export.h"
 #include "worker/criteo_gen.h"
 #include "worker/ctr_trainer.h"
 #include "worker/mf_trainer.h"
@@ -71,5 +72,10 @@ ParseOutcome ParseGenCriteoOptions(const std::vector<std::string>& args,
 // `args` are the arguments after "convert".
 ParseOutcome ParseConvertOptions(const std::vector<std::string>& args, worker::CtrReadOptions* read,
                                  std::string* input, std::string* output);
+
+// `args` are the arguments after "export".
+ParseOutcome ParseExportOptions(const std::vector<std::string>& args, ExportOptions* options);
+// `args` are the arguments after "recommend".
+ParseOutcome ParseRecommendOptions(const std::vector<std::string>& args, RecommendOptions* options);
 
 }  // namespace tessera::launch

@@ -26,6 +26,8 @@ constexpr char kUsage[] =
     "  gen ratings   write a planted low-rank rating set (train.txt, test.txt, truth.json)\n"
     "  gen criteo    write a planted click log in Criteo format (train.tsv, test.tsv, truth.json)\n"
     "  convert       turn a CTR text file into a binary cache that reads several times faster\n"
+    "  export        turn a checkpoint into .npy (or text) files and a model.json\n"
+    "  recommend     top-K items for users, from an MF export\n"
     "\n"
     "`tessera <command> --help` lists a command's options.\n";
 
@@ -95,6 +97,20 @@ int Convert(const std::vector<std::string>& args) {
   return Finish(tessera::worker::WriteCtrCache(input, read, output));
 }
 
+int Export(const std::vector<std::string>& args) {
+  tessera::launch::ExportOptions options;
+  auto outcome = tessera::launch::ParseExportOptions(args, &options);
+  if (!outcome.run) return Report(outcome);
+  return Finish(tessera::launch::ExportCheckpoint(options));
+}
+
+int Recommend(const std::vector<std::string>& args) {
+  tessera::launch::RecommendOptions options;
+  auto outcome = tessera::launch::ParseRecommendOptions(args, &options);
+  if (!outcome.run) return Report(outcome);
+  return Finish(tessera::launch::Recommend(options, stdout));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -110,6 +126,8 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   if (command == "train") return Train({args.begin() + 1, args.end()});
   if (command == "convert") return Convert({args.begin() + 1, args.end()});
+  if (command == "export") return Export({args.begin() + 1, args.end()});
+  if (command == "recommend") return Recommend({args.begin() + 1, args.end()});
   if (command == "gen") {
     if (args.size() >= 2 && args[1] == "ratings") return GenRatings({args.begin() + 2, args.end()});
     if (args.size() >= 2 && args[1] == "criteo") return GenCriteo({args.begin() + 2, args.end()});
