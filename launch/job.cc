@@ -137,7 +137,7 @@ void LogStartup(const TrainOptions& o, const std::string& mode) {
 }  // namespace
 
 Status RunTrainInProcess(const TrainOptions& options) {
-  // Before any thread starts: SIGTERM / SIGUSR1 are taken by the watcher from here on.
+  // SIGTERM / SIGUSR1 are taken by the watcher from here on.
   SignalWatcher signals(nullptr);
   TrainOptions o = options;
   if (o.mf.device == kernels::Device::kCuda) {
@@ -213,17 +213,19 @@ Status RunTrainInProcess(const TrainOptions& options) {
 }
 
 Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
-  // Before MPI_Init starts its threads: SIGTERM / SIGUSR1 are taken by the watcher.
+  // SIGTERM / SIGUSR1 are taken by the watcher from here on.
   SignalWatcher signals(nullptr);
   // A failed job must not leave this process hanging (e.g. in a collective with a lost peer).
-  ExitWatchdog watchdog(std::chrono::seconds(10));
+  ExitWatchdog watchdog(std::chrono::seconds(5));
   TrainOptions o = options;
   int rank = 0, size = 1;
   MPI_Init(nullptr, nullptr);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  // MPI_Finalize synchronises with every rank: after a failure (a peer may be gone or stopped)
+  // it could wait forever, so a failed rank leaves without it and mpirun ends the rest.
   auto finish = [](Status s) {
-    MPI_Finalize();
+    if (s.ok()) MPI_Finalize();
     return s;
   };
   const int workers = size - 1 - o.servers;

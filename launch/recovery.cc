@@ -1,9 +1,14 @@
 #include "launch/recovery.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "core/checkpoint.h"
 #include "core/logging.h"
@@ -110,19 +115,34 @@ void ApplyRecovery(const TrainOptions& o, const ResumePoint& resume,
 // ---- SignalWatcher ----
 
 namespace {
-sigset_t WatchedSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGUSR1);
-  return set;
+
+// The write end of the watcher's pipe. A signal handler can reach nothing else: this is the one
+// piece of process-wide state, owned by the (single) SignalWatcher.
+std::atomic<int> g_signal_pipe{-1};
+
+void OnSignal(int signal) {
+  const int fd = g_signal_pipe.load();
+  if (fd < 0) return;
+  const unsigned char byte = static_cast<unsigned char>(signal);
+  const int saved = errno;
+  (void)!write(fd, &byte, 1);  // async-signal-safe; a full pipe drops the repeat
+  errno = saved;
 }
+
 }  // namespace
 
 SignalWatcher::SignalWatcher(std::function<void(int)> on_signal)
     : on_signal_(std::move(on_signal)) {
-  sigset_t set = WatchedSignals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A handler rather than sigwait: libraries (OpenBLAS, MPI) start threads before main, and a
+  // signal may be delivered to any of them.
+  TS_CHECK_EQ(pipe2(pipe_, O_CLOEXEC | O_NONBLOCK), 0) << "pipe2: " << std::strerror(errno);
+  TS_CHECK_EQ(g_signal_pipe.exchange(pipe_[1]), -1) << "one SignalWatcher per process";
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -132,6 +152,13 @@ SignalWatcher::~SignalWatcher() {
     stop_ = true;
   }
   thread_.join();
+  struct sigaction action = {};
+  action.sa_handler = SIG_DFL;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
+  g_signal_pipe.store(-1);
+  close(pipe_[0]);
+  close(pipe_[1]);
 }
 
 void SignalWatcher::SetHandler(std::function<void(int)> on_signal) {
@@ -141,17 +168,17 @@ void SignalWatcher::SetHandler(std::function<void(int)> on_signal) {
 
 void SignalWatcher::Loop() {
   logging::SetThreadLogTag("signals");
-  const sigset_t set = WatchedSignals();
-  const timespec poll = {0, 100 * 1000 * 1000};
   while (true) {
-    const int sig = sigtimedwait(&set, nullptr, &poll);
+    pollfd fd = {pipe_[0], POLLIN, 0};
+    const int ready = poll(&fd, 1, 100);
     std::function<void(int)> handler;
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
       handler = on_signal_;
     }
-    if (sig > 0 && handler) handler(sig);
+    unsigned char byte;
+    if (ready > 0 && read(pipe_[0], &byte, 1) == 1 && handler) handler(byte);
   }
 }
 

@@ -41,9 +41,9 @@ void ApplyRecovery(const TrainOptions& options, const ResumePoint& resume,
                    const std::vector<proto::TableDescription>& tables,
                    server::ServerOptions* servers, TrainOptions* nodes);
 
-// Blocks SIGTERM and SIGUSR1 in the calling thread (and so in every thread it starts later) and
-// watches for them on a thread of its own ("signals"), calling on_signal(signal) there.
-// REQUIRES: constructed before any other thread of the process starts.
+// Takes SIGTERM and SIGUSR1 (a handler writes them to a pipe) and calls on_signal(signal) for
+// each on a thread of its own ("signals"). The destructor restores the default actions.
+// REQUIRES: at most one per process.
 class SignalWatcher {
  public:
   explicit SignalWatcher(std::function<void(int)> on_signal);
@@ -58,6 +58,7 @@ class SignalWatcher {
   std::mutex mu_;
   std::function<void(int)> on_signal_;  // GUARDED_BY(mu_)
   bool stop_ = false;                   // GUARDED_BY(mu_)
+  int pipe_[2] = {-1, -1};              // read end: the thread; write end: the handler
   std::thread thread_;
 };
 
