@@ -69,4 +69,15 @@ struct BlasBenchOptions {
 // whole step, with the FLOPs per sample the run script turns into a ceiling on samples/s.
 bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json);
 
+struct CheckpointBenchOptions {
+  int64_t rows = 10000000;  // rows of the one table, over all servers
+  int dim = 64;             // weights per row (+ as many Adagrad accumulators)
+  int servers = 2;
+  int server_threads = 1;
+  std::string dir = "/tmp";  // where the checkpoint is written (removed afterwards)
+};
+// Checkpoint write (every server's shard threads in parallel, CRC-32, fsync) and restore (a new
+// set of servers loading it) in GB/s, with real Server objects in this process.
+bool RunCheckpointBench(const CheckpointBenchOptions& o, JsonLines* json);
+
 }  // namespace tessera::bench

@@ -1,12 +1,14 @@
 // tessera_bench: the C++ half of bench/run_mf_bench.sh. Prints tables; with --json FILE also
 // appends one JSON line per figure for the script's summary.
 //
-//   tessera_bench [options] PART...      PART: read | net | memory | kernels | blas | all
+//   tessera_bench [options] PART...      PART: read | net | memory | kernels | blas | checkpoint |
+//                                        all (all but checkpoint)
 //
 // Options (all optional): --json FILE, --train FILE (for read), --reps N, --seconds S,
 // --dim N --keys N --depth N --key-space N --server-threads N --only PHASE,... (net),
 // --memory-rows N,N,... --memory-dims N,N,... (memory), --kernel-dims N,N --batch N (kernels),
-// --mlp-input N --mlp N,N,.. --mlp-batch N (blas).
+// --mlp-input N --mlp N,N,.. --mlp-batch N (blas), --ckpt-rows N --ckpt-dim N --ckpt-servers N
+// --ckpt-dir DIR (checkpoint).
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -33,7 +35,8 @@ int Usage() {
       "usage: tessera_bench [--json FILE] [--train FILE] [--reps N] [--seconds S] "
       "[--dim N] [--keys N] [--depth N] [--key-space N] [--server-threads N] [--only P,..] "
       "[--memory-rows N,..] [--memory-dims N,..] [--kernel-dims N,..] [--batch N] "
-      "[--mlp-input N] [--mlp N,..] [--mlp-batch N] read|net|memory|kernels|blas|all ...\n");
+      "[--mlp-input N] [--mlp N,..] [--mlp-batch N] [--ckpt-rows N] [--ckpt-dim N] "
+      "[--ckpt-servers N] [--ckpt-dir DIR] read|net|memory|kernels|blas|checkpoint|all ...\n");
   return 2;
 }
 
@@ -100,6 +103,12 @@ int main(int argc, char** argv) {
     const std::string mlp = flag("mlp", "");
     if (!mlp.empty()) blas.hidden = ParseList<int>(mlp);
     blas.batch = std::stoi(flag("mlp-batch", std::to_string(blas.batch)));
+    CheckpointBenchOptions ckpt;
+    ckpt.rows = std::stoll(flag("ckpt-rows", std::to_string(ckpt.rows)));
+    ckpt.dim = std::stoi(flag("ckpt-dim", std::to_string(ckpt.dim)));
+    ckpt.servers = std::stoi(flag("ckpt-servers", std::to_string(ckpt.servers)));
+    const char* tmpdir = std::getenv("TMPDIR");
+    ckpt.dir = flag("ckpt-dir", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (!flags.empty()) {
       std::fprintf(stderr, "unknown option --%s\n", flags.begin()->first.c_str());
       return Usage();
@@ -120,8 +129,9 @@ int main(int argc, char** argv) {
       if (part == "memory" || all) ok &= RunMemoryBench(memory, &json);
       if (part == "kernels" || all) ok &= RunKernelBench(kernels, &json);
       if (part == "blas" || all) ok &= RunBlasBench(blas, &json);
+      if (part == "checkpoint") ok &= RunCheckpointBench(ckpt, &json);
       if (!all && part != "read" && part != "net" && part != "memory" && part != "kernels" &&
-          part != "blas") {
+          part != "blas" && part != "checkpoint") {
         return Usage();
       }
     }
