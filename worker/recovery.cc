@@ -45,7 +45,15 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     request.set_step(step);
     request.set_dir(dir);
     std::vector<proto::CheckpointFile> files;
-    TS_RETURN_IF_ERROR(write(dir, &files, request.mutable_model()));
+    Status written = write(dir, &files, request.mutable_model());
+    if (!written.ok()) {
+      return Status(written.code(),
+                    "checkpoint of step " + std::to_string(step) + " failed (" + written.message() +
+                        "); the previous one is intact: " +
+                        (last_checkpoint_.empty()
+                             ? std::string("there is none yet")
+                             : last_checkpoint_ + ", continue with --resume " + last_checkpoint_));
+    }
     for (auto& f : files) *request.add_files() = std::move(f);
     if (rpc_->self().rank != 0) request.clear_model();
     TS_ASSIGN_OR_RETURN(

@@ -16,9 +16,12 @@ Modes:
         stops with status 143, in one process and under mpirun (the signal sent to one worker
         rank); the resumed runs end bit-identical to an uninterrupted run.
   --mode lost
-        Under mpirun a stopped (SIGSTOP) server or worker is detected by the heartbeats and a
-        killed worker by mpirun: every process exits non-zero within 15 s, the message names the
+        Under mpirun a stopped (SIGSTOP) server, worker or scheduler is detected by the
+        heartbeats and a killed worker by mpirun: every process exits non-zero within 15 s, the message names the
         lost node, the step and the --resume to use.
+  --mode full
+        A checkpoint that runs out of disk space (a small tmpfs) ends the job with one line giving
+        the reason and the previous checkpoint to resume from, and that checkpoint is intact.
   --mode export
         `tessera export` writes .npy files numpy.load reads (and a text form with the same
         values); scores computed from them in Python equal `tessera recommend`'s; a DeepFM
@@ -204,7 +207,8 @@ def kill_mode(ctx):
         target = rng.randrange(2 * setup.every, max(3 * setup.every, setup.total_steps // 2))
         name = f"kill-{victim}"
         cmd = [ctx.mpiexec, "-np", 5, ctx.tessera] + setup.run_args(
-            ckpt, ctx.path(f"{name}.jsonl"), ["--servers", 2, "--checkpoint-every", setup.every])
+            ckpt, ctx.path(f"{name}.jsonl"),
+            ["--servers", 2, "--checkpoint-every", setup.every, "--keep-checkpoints", 2])
         with Job(ctx, cmd, name, mpi=True) as job:
             wait_for(f"a checkpoint at step >= {target}", lambda: latest_step(ckpt) >= target, job)
             pids = wait_for("all 5 ranks", lambda: (lambda p: p if len(p) == 5 else None)(
@@ -213,6 +217,9 @@ def kill_mode(ctx):
             killed_at = time.monotonic()
             status = job.wait(KILL_LIMIT_S)
             it.check(status != 0, f"{name}: mpirun exited 0 after SIGKILL of rank {rank}")
+            complete = [d for d in os.listdir(ckpt)
+                        if d.startswith("step-") and not d.endswith(".tmp")]
+            it.check(1 <= len(complete) <= 2, f"--keep-checkpoints 2 left {sorted(complete)}")
             print(f"  SIGKILL of the {victim} (rank {rank}) after checkpoint step "
                   f"{latest_step(ckpt)}: mpirun exited {status} after "
                   f"{time.monotonic() - killed_at:.1f} s")
@@ -319,7 +326,7 @@ def signals_mode(ctx):
 def lost_mode(ctx):
     setup = Setup(ctx, "mf")
     for victim, rank, sig in (("server", 2, signal.SIGSTOP), ("worker", 3, signal.SIGSTOP),
-                              ("worker", 4, signal.SIGKILL)):
+                              ("scheduler", 0, signal.SIGSTOP), ("worker", 4, signal.SIGKILL)):
         ckpt = ctx.path(f"ckpt-lost-{rank}-{sig}")
         args = setup.run_args(ckpt, ctx.path("lost.jsonl"),
                               ["--servers", 2, "--checkpoint-every", setup.every])
@@ -336,7 +343,15 @@ def lost_mode(ctx):
         name = f"{signal.Signals(sig).name} of the {victim} (rank {rank})"
         it.check(status != 0, f"{name}: mpirun exited 0")
         it.check(took < 15, f"{name}: the job took {took:.1f} s to end (limit 15 s)\n{text}")
-        if sig == signal.SIGSTOP:
+        if victim == "scheduler":
+            # The others notice that their heartbeats go unanswered.
+            line = it.grep(r"^tessera: error: (server|worker):\d: lost the scheduler: .*", text)
+            it.check(line, f"{name}: no line about the lost scheduler\n{text[-3000:]}")
+            it.check(any(it.grep(r"worker:\d: lost the scheduler: .* at step \d+; last "
+                                 r"complete checkpoint .*: continue with --resume .*step-\d+",
+                                 l) for l in text.splitlines()),
+                     f"{name}: no worker named the step and the --resume to use\n{text[-3000:]}")
+        elif sig == signal.SIGSTOP:
             node = f"{victim}:{rank - 1 if victim == 'server' else rank - 3}"
             line = it.grep(rf"^tessera: error: lost {node} \(host .*, pid {pids[rank]}\).*", text)
             it.check(line, f"{name}: no line naming the lost {node}\n{text[-3000:]}")
@@ -454,7 +469,39 @@ def export_mode(ctx):
     print(f"  deepfm export: {len(dense)} dense parameters in {len(layers)} blocks")
 
 
-MODES = {"kill": kill_mode, "torn": torn_mode, "signals": signals_mode, "lost": lost_mode,
+def full_disk_mode(ctx):
+    """A checkpoint that hits a full disk ends the job with the reason; the previous one stays
+    complete and usable."""
+    setup = Setup(ctx, "mf")
+    small = ctx.path("small")
+    os.makedirs(small)
+    # Room for two checkpoints of this job (about 0.7 MB each), not three.
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1700k", "tmpfs", small],
+                           capture_output=True, text=True, check=False)
+    if mount.returncode != 0:
+        raise it.Skip(f"cannot mount a small tmpfs here: {mount.stderr.strip()}")
+    try:
+        ckpt = os.path.join(small, "ckpt")
+        res = ctx.tessera_run(setup.run_args(ckpt, ctx.path("full.jsonl"), [
+            "--servers", 2, "--workers", 2, "--checkpoint-every", setup.every]), 300)
+        it.check(res.returncode not in (0, 2) and not res.timed_out,
+                 f"a full disk: exit {res.returncode}\n{res.tail()}")
+        step = latest_step(ckpt)
+        previous = os.path.join(ckpt, f"step-{step}")
+        line = it.grep(r"^tessera: error: .*checkpoint of step \d+ failed .*No space left on "
+                       r"device.*", res.stderr)
+        it.check(line, f"no line with the reason\n{res.tail()}")
+        it.check(step > 0 and "--resume " + previous in line.group(0),
+                 f"the line does not name the previous checkpoint {previous}: {line.group(0)}")
+        print(f"  full disk: {line.group(0)[:160]}...")
+        res = ctx.tessera_run(["export", "--checkpoint", previous, "--out",
+                               ctx.path("export")], 120)
+        it.expect_exit(res, 0, "export of the checkpoint before the full disk")
+    finally:
+        subprocess.run(["umount", small], check=False)
+
+
+MODES = {"kill": kill_mode, "full": full_disk_mode, "torn": torn_mode, "signals": signals_mode, "lost": lost_mode,
          "export": export_mode}
 
 
