@@ -265,7 +265,10 @@ void Scheduler::HandleCheckpoint(Message&& request) {
   }
   p.received[rank] = true;
   for (const auto& f : body.files()) p.files.push_back(f);
-  if (rank == 0) p.model = body.model();
+  if (rank == 0) {
+    p.model = body.model();
+    p.final = body.final();
+  }
   p.requests[rank] = std::move(request);
   if (++p.arrived == options_.num_workers) {
     checkpoint_ready_ = true;
@@ -437,7 +440,8 @@ Status Scheduler::Run() {
     if (delivered_checkpoint_) signal_checkpoint_ = delivered_checkpoint_ = false;
     if (delivered_stop_) {
       signal_stop_ = delivered_stop_ = false;
-      stopped_by_signal_ = true;
+      // The workers stop here, unless training is over anyway.
+      stopped_by_signal_ = !pending.final;
     }
     proto::CheckpointReply reply;
     reply.set_path(path);

@@ -61,6 +61,7 @@ class Scheduler {
     std::vector<bool> received;     // by worker rank
     std::vector<proto::CheckpointFile> files;
     proto::ModelDescription model;
+    bool final = false;  // the end of training
     int arrived = 0;
   };
   struct PendingReduce {

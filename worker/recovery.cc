@@ -44,6 +44,7 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     proto::CheckpointRequest request;
     request.set_step(step);
     request.set_dir(dir);
+    request.set_final(final);
     std::vector<proto::CheckpointFile> files;
     Status written = write(dir, &files, request.mutable_model());
     if (!written.ok()) {
@@ -66,7 +67,8 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     last_checkpoint_ = committed.path();
     if (rpc_->self().rank == 0) TS_LOG(INFO) << "checkpoint " << committed.path() << " complete";
   }
-  if (stop) return true;
+  // A stop request at the end of training changes nothing: the job ends anyway.
+  if (stop && !final) return true;
   if (!final && step % poll_every_ == 0) {
     proto::ReduceRequest poll;
     poll.set_round(kSignalPollRound | static_cast<uint64_t>(step));
