@@ -405,34 +405,20 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
   // Checkpoints: poll for signals about every 16k rows per worker.
   checkpointer_ = std::make_unique<WorkerCheckpointer>(
       recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout);
-  int start_epoch = 0;
-  int64_t start_step = 0;
-  double start_loss = 0;
-  int64_t start_samples = 0;
-  if (resuming) {
-    TS_RETURN_IF_ERROR(RestoreDense(recovery.resume_manifest, recovery.resume_dir));
-    TS_ASSIGN_OR_RETURN(proto::WorkerCheckpoint position,
-                        ReadWorkerPosition(recovery, rpc_->self().rank));
-    clock_ = position.step();
-    start_epoch = position.epoch();
-    start_step = position.step_in_epoch();
-    start_loss = position.loss_sum();
-    start_samples = position.samples();
-    train_seconds_ = position.train_seconds();
-    if (IsReporter()) {
-      TS_LOG(INFO) << "resumed from " << recovery.resume_dir << " at step " << clock_ << " (epoch "
-                   << start_epoch + 1 << ", step " << start_step << " of " << steps_per_epoch_
-                   << ")";
-    }
-  }
+  if (resuming) TS_RETURN_IF_ERROR(RestoreDense(recovery.resume_manifest, recovery.resume_dir));
+  TS_ASSIGN_OR_RETURN(const proto::WorkerCheckpoint from,
+                      StartPosition(recovery, *rpc_, steps_per_epoch_));
+  clock_ = from.step();
+  train_seconds_ = from.train_seconds();
   CtrResult result;
   train_start_ = last_progress_ = Clock::now();
-  for (int epoch = start_epoch; epoch < options_.epochs; ++epoch) {
+  for (int epoch = from.epoch(); epoch < options_.epochs; ++epoch) {
     const auto start = Clock::now();
-    double loss_sum = epoch == start_epoch ? start_loss : 0;
-    int64_t samples = epoch == start_epoch ? start_samples : 0;
-    TS_ASSIGN_OR_RETURN(
-        bool stop, TrainEpoch(epoch, epoch == start_epoch ? start_step : 0, &loss_sum, &samples));
+    const bool first = epoch == from.epoch();
+    double loss_sum = first ? from.loss_sum() : 0;
+    int64_t samples = first ? from.samples() : 0;
+    TS_ASSIGN_OR_RETURN(bool stop,
+                        TrainEpoch(epoch, first ? from.step_in_epoch() : 0, &loss_sum, &samples));
     if (stop) {
       result.stopped = true;
       break;

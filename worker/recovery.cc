@@ -88,7 +88,10 @@ Status WriteWorkerPosition(const std::string& dir, int rank,
   return OkStatus();
 }
 
-StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(const RecoveryOptions& options, int rank) {
+StatusOr<proto::WorkerCheckpoint> StartPosition(const RecoveryOptions& options, const RpcNode& rpc,
+                                                int64_t steps_per_epoch) {
+  if (options.resume_dir.empty()) return proto::WorkerCheckpoint();
+  const int rank = rpc.self().rank;
   const proto::CheckpointFile* entry =
       checkpoint::FindFile(options.resume_manifest, PositionFileName(rank));
   if (entry == nullptr) {
@@ -99,6 +102,11 @@ StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(const RecoveryOptions& opti
   }
   proto::WorkerCheckpoint position;
   TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(options.resume_dir, *entry, &position));
+  if (rank == 0) {
+    TS_LOG(INFO) << "resumed from " << options.resume_dir << " at step " << position.step()
+                 << " (epoch " << position.epoch() + 1 << ", step " << position.step_in_epoch()
+                 << " of " << steps_per_epoch << ")";
+  }
   return position;
 }
 

@@ -82,7 +82,9 @@ class WorkerCheckpointer {
 Status WriteWorkerPosition(const std::string& dir, int rank,
                            const proto::WorkerCheckpoint& position,
                            std::vector<proto::CheckpointFile>* files);
-// Reads this worker's position from the checkpoint to resume from (checksum checked).
-StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(const RecoveryOptions& options, int rank);
+// Where this worker starts: its position in the checkpoint it resumes from (checksum checked;
+// worker 0 logs it), or the start of training (all zero) without a resume.
+StatusOr<proto::WorkerCheckpoint> StartPosition(const RecoveryOptions& options, const RpcNode& rpc,
+                                                int64_t steps_per_epoch);
 
 }  // namespace tessera::worker

@@ -219,7 +219,8 @@ def kill_mode(ctx):
             it.check(status != 0, f"{name}: mpirun exited 0 after SIGKILL of rank {rank}")
             complete = [d for d in os.listdir(ckpt)
                         if d.startswith("step-") and not d.endswith(".tmp")]
-            it.check(1 <= len(complete) <= 2, f"--keep-checkpoints 2 left {sorted(complete)}")
+            # A kill between a commit and its pruning may leave one more.
+            it.check(1 <= len(complete) <= 3, f"--keep-checkpoints 2 left {sorted(complete)}")
             print(f"  SIGKILL of the {victim} (rank {rank}) after checkpoint step "
                   f"{latest_step(ckpt)}: mpirun exited {status} after "
                   f"{time.monotonic() - killed_at:.1f} s")
