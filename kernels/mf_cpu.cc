@@ -60,6 +60,19 @@ Status CheckIndices(const MfBatch& b) {
   return OkStatus();
 }
 
+// Samples touch rows in random order, so without help the loop waits on DRAM for every row
+// (four per sample, 9 cache lines each at dim 128). Fetching the rows of a sample a few samples
+// ahead keeps several misses in flight; it changes no arithmetic. Wide rows want the fetch
+// started earlier (measured with tessera_bench kernels: 2 samples ahead at dim 32, 8 at 128).
+int64_t PrefetchAhead(int dim) { return dim >= 64 ? 8 : 2; }
+
+void PrefetchRow(const float* row, int64_t stride) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  const int64_t size = stride * static_cast<int64_t>(sizeof(float));
+  for (int64_t offset = 0; offset < size; offset += 64) __builtin_prefetch(bytes + offset);
+  __builtin_prefetch(bytes + size - 1);
+}
+
 }  // namespace
 
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
@@ -71,7 +84,15 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
   std::fill_n(item_grads, b.num_items * stride, 0.0f);
   double sq_error = 0.0;
+  const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
+    if (s + ahead < b.num_samples) {
+      const int64_t u = b.user_index[s + ahead], i = b.item_index[s + ahead];
+      PrefetchRow(b.user_rows + u * stride, stride);
+      PrefetchRow(b.item_rows + i * stride, stride);
+      PrefetchRow(user_grads + u * stride, stride);
+      PrefetchRow(item_grads + i * stride, stride);
+    }
     const float* p = b.user_rows + b.user_index[s] * stride;
     const float* q = b.item_rows + b.item_index[s] * stride;
     float* grad_p = user_grads + b.user_index[s] * stride;
@@ -92,7 +113,12 @@ Status MfPredictCpu(const MfBatch& b, float* predictions) {
   TS_RETURN_IF_ERROR(CheckIndices(b));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
+  const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
+    if (s + ahead < b.num_samples) {
+      PrefetchRow(b.user_rows + b.user_index[s + ahead] * stride, stride);
+      PrefetchRow(b.item_rows + b.item_index[s + ahead] * stride, stride);
+    }
     const float* p = b.user_rows + b.user_index[s] * stride;
     const float* q = b.item_rows + b.item_index[s] * stride;
     predictions[s] = MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim));
