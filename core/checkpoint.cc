@@ -367,9 +367,12 @@ Status Commit(const std::string& root, int64_t step) {
   return WriteSmallFileAtomically(root, kLatestName, StepDirName(step) + "\n");
 }
 
-Status Prune(const std::string& root, int keep) {
+Status Prune(const std::string& root, int keep, int64_t committed) {
   if (keep <= 0) return OkStatus();
   auto complete = CompleteCheckpoints(root);
+  complete.erase(std::remove_if(complete.begin(), complete.end(),
+                                [&](const auto& c) { return c.first > committed; }),
+                 complete.end());
   if (static_cast<int>(complete.size()) <= keep) return OkStatus();
   for (size_t i = 0; i + keep < complete.size(); ++i) {
     std::error_code ec;
@@ -387,13 +390,19 @@ void RemoveIncomplete(const std::string& root) {
     std::string name = e->d_name;
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 &&
         ParseStepDirName(name.substr(0, name.size() - 4)) >= 0) {
-      stale.push_back(Join(root, name));
+      stale.push_back(name);
     }
   }
   closedir(d);
-  for (const auto& dir : stale) {
+  for (const auto& name : stale) {
+    const std::string tmp = Join(root, name);
+    const std::string final_dir = Join(root, name.substr(0, name.size() - 4));
     std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
+    if (HasManifest(tmp) && !std::filesystem::exists(final_dir, ec) &&
+        std::rename(tmp.c_str(), final_dir.c_str()) == 0) {
+      continue;
+    }
+    std::filesystem::remove_all(tmp, ec);
   }
 }
 

@@ -136,11 +136,14 @@ Status VerifyFiles(const std::string& dir, const proto::CheckpointManifest& mani
 // Makes ROOT/step-N.tmp (with its manifest) the checkpoint ROOT/step-N and points ROOT/latest at
 // it. A crash before the rename leaves only a .tmp directory; after it, a complete checkpoint.
 Status Commit(const std::string& root, int64_t step);
-// Deletes all but the newest `keep` complete checkpoints of ROOT (keep <= 0: keep all).
-Status Prune(const std::string& root, int keep);
-// Deletes the step-*.tmp directories a crash left behind.
+// After committing step `committed`: deletes all but the newest `keep` complete checkpoints of
+// ROOT up to that step (keep <= 0: keep all). Checkpoints of later steps (left by a run this
+// one resumed before the end of) are not this run's to delete and stay.
+Status Prune(const std::string& root, int keep, int64_t committed);
+// Cleans up after a crash: a step-N.tmp directory with a manifest (the crash hit between the
+// manifest and the rename) becomes step-N when there is none; every other one is deleted.
 void RemoveIncomplete(const std::string& root);
-// The newest complete checkpoint under ROOT ("" if there is none): the one `latest` names if it
+// The checkpoint to resume from under ROOT ("" if there is none): the one `latest` names if it
 // has a manifest, else the highest step-N with one.
 std::string FindLatest(const std::string& root);
 // --resume: "auto" (the newest under `root`, "" when there is none), a checkpoint directory, or

@@ -102,6 +102,9 @@ Heartbeater::~Heartbeater() {
 void Heartbeater::Loop() {
   using Clock = std::chrono::steady_clock;
   auto last_answer = Clock::now();
+  // Silence counts only once the scheduler has answered: until then it may still be starting
+  // (or cleaning up after a crash), and registration has a timeout of its own.
+  bool answered = false;
   std::vector<std::future<StatusOr<Message>>> in_flight;
   std::unique_lock lock(mu_);
   while (!stop_) {
@@ -119,13 +122,14 @@ void Heartbeater::Loop() {
       StatusOr<Message> reply = it->get();
       if (reply.ok() || reply.status().code() != StatusCode::kCancelled) {
         last_answer = Clock::now();
+        answered = true;
       }
       it = in_flight.erase(it);
     }
     const auto silent = Clock::now() - last_answer;
     lock.lock();
     if (stop_) break;
-    if (silent > timeout_) {
+    if (answered && silent > timeout_) {
       lock.unlock();
       const double seconds = std::chrono::duration<double>(silent).count();
       char buf[64];

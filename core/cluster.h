@@ -37,8 +37,8 @@ StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
                                                   std::chrono::milliseconds timeout);
 
 // Liveness (DESIGN.md "Failure handling"): sends HEARTBEAT to the scheduler every `interval` from
-// a thread of its own (named heartbeat, joined by the destructor). When no heartbeat has been
-// answered for `timeout`, calls on_lost once, from that thread, with a Status naming the
+// a thread of its own (joined by the destructor). When, after a first answer, no heartbeat has
+// been answered for `timeout`, calls on_lost once, from that thread, with a Status naming the
 // scheduler. `step`, if set, is called for the step to report (workers).
 class Heartbeater {
  public:

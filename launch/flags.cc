@@ -257,8 +257,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     return Fail("--reader-threads must be in [1, 64]");
   }
   if (timeout_s < 1 || register_timeout_s < 1) return Fail("timeouts must be at least 1 second");
-  if (!(heartbeat_timeout_s >= 0.5) || !std::isfinite(heartbeat_timeout_s)) {
-    return Fail("--heartbeat-timeout must be at least 0.5 seconds");
+  if (!(heartbeat_timeout_s >= 0.5 && heartbeat_timeout_s <= 86400)) {
+    return Fail("--heartbeat-timeout must be in [0.5, 86400] seconds");
   }
   o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(heartbeat_timeout_s * 1000));
   o.checkpoint_file_delay = std::chrono::milliseconds(std::max(0, checkpoint_file_delay_ms));

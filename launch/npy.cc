@@ -1,5 +1,7 @@
 #include "launch/npy.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -41,6 +43,7 @@ Status Write(const std::string& path, const char* descr, const void* data, size_
             std::fwrite(header.data(), 1, header.size(), f.get()) == header.size() &&
             (count == 0 || std::fwrite(data, elem_bytes, count, f.get()) == count);
   ok = std::fflush(f.get()) == 0 && ok;
+  ok = std::fclose(f.release()) == 0 && ok;
   if (!ok) return Status::Unavailable("cannot write " + path + ": " + std::strerror(errno));
   return OkStatus();
 }
@@ -79,17 +82,28 @@ Status Read(const std::string& path, const char* descr, std::vector<T>* data,
     return Status::DataLoss(path + ": no shape in the .npy header");
   }
   shape->clear();
-  size_t count = 1;
+  uint64_t count = 1;
   const std::string dims = header.substr(open + 10, close - open - 10);
   for (size_t i = 0; i < dims.size();) {
     while (i < dims.size() && (dims[i] == ' ' || dims[i] == ',')) ++i;
     if (i == dims.size()) break;
-    size_t used = 0;
-    const long long d = std::stoll(dims.substr(i), &used);
-    if (d < 0) return Status::DataLoss(path + ": negative dimension");
-    shape->push_back(d);
-    count *= static_cast<size_t>(d);
-    i += used;
+    uint64_t d = 0;
+    size_t digits = 0;
+    for (; i < dims.size() && dims[i] >= '0' && dims[i] <= '9' && digits < 18; ++i, ++digits) {
+      d = d * 10 + static_cast<uint64_t>(dims[i] - '0');
+    }
+    if (digits == 0 || (i < dims.size() && dims[i] != ',' && dims[i] != ' ')) {
+      return Status::DataLoss(path + ": bad shape (" + dims + ") in the .npy header");
+    }
+    if (d != 0 && count > (uint64_t{1} << 40) / d) {
+      return Status::DataLoss(path + ": shape (" + dims + ") is too large");
+    }
+    shape->push_back(static_cast<int64_t>(d));
+    count *= d;
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) < count * sizeof(T)) {
+    return Status::DataLoss(path + ": holds fewer values than its shape says");
   }
   data->resize(count);
   if (count > 0 && !in.read(reinterpret_cast<char*>(data->data()),

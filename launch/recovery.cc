@@ -171,14 +171,13 @@ void SignalWatcher::Loop() {
   while (true) {
     pollfd fd = {pipe_[0], POLLIN, 0};
     const int ready = poll(&fd, 1, 100);
-    std::function<void(int)> handler;
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) return;
-      handler = on_signal_;
-    }
     unsigned char byte;
-    if (ready > 0 && read(pipe_[0], &byte, 1) == 1 && handler) handler(byte);
+    const bool got = ready > 0 && read(pipe_[0], &byte, 1) == 1;
+    // The handler runs under mu_, so SetHandler(nullptr) returns only once it has finished
+    // and whatever it uses may then be destroyed.
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    if (got && on_signal_) on_signal_(byte);
   }
 }
 

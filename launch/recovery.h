@@ -50,7 +50,8 @@ class SignalWatcher {
   ~SignalWatcher();  // stops and joins the thread; the signals stay blocked
   SignalWatcher(const SignalWatcher&) = delete;
   SignalWatcher& operator=(const SignalWatcher&) = delete;
-  // Replaces the callback (e.g. once the node that handles it exists). Any thread.
+  // Replaces the callback (e.g. once the node that handles it exists); returns once a call of
+  // the old one in progress has finished. Any thread but the watcher's.
   void SetHandler(std::function<void(int)> on_signal);
 
  private:

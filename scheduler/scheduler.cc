@@ -173,9 +173,11 @@ void Scheduler::HandleReduce(Message&& request) {
   }
   for (double v : result) reply.add_values(v);
   if (body.round() & kSignalPollRound) {
-    reply.set_checkpoint_requested(signal_checkpoint_);
+    // A stop always comes with a checkpoint (also when a SIGTERM arrives while the checkpoint
+    // of an earlier SIGUSR1 is being written: that one clears only what it was asked for).
+    reply.set_checkpoint_requested(signal_checkpoint_ || signal_stop_);
     reply.set_stop_requested(signal_stop_);
-    delivered_checkpoint_ |= signal_checkpoint_;
+    delivered_checkpoint_ |= signal_checkpoint_ || signal_stop_;
     delivered_stop_ |= signal_stop_;
   }
   for (const Message& waiting : pending.requests) {
@@ -317,9 +319,20 @@ Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
         NodeId::Server(r),
         rpc_->Call(NodeId::Server(r), MakeControlMessage(proto::COMMAND_CHECKPOINT, ask)));
   }
+  const auto deadline = start + options_.checkpoint_timeout;
   for (auto& [id, future] : calls) {
-    TS_ASSIGN_OR_RETURN(Message reply, RpcNode::Wait(future, options_.checkpoint_timeout,
-                                                     "CHECKPOINT of " + id.ToString()));
+    // In slices: a node lost while the servers write must still end the job in time.
+    while (future.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
+      std::lock_guard lock(mu_);
+      CheckLivenessLocked();
+      if (!abort_status_.ok()) return abort_status_;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status::DeadlineExceeded("CHECKPOINT of " + id.ToString() + ": no reply within " +
+                                        std::to_string(options_.checkpoint_timeout.count()) +
+                                        " ms");
+      }
+    }
+    TS_ASSIGN_OR_RETURN(Message reply, future.get());
     proto::CheckpointRequest files;
     TS_RETURN_IF_ERROR(ParseControlBody(reply, &files));
     for (const auto& f : files.files()) p.files.push_back(f);
@@ -353,7 +366,8 @@ Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
   }
   TS_RETURN_IF_ERROR(checkpoint::WriteManifest(p.dir, manifest));
   TS_RETURN_IF_ERROR(checkpoint::Commit(options_.checkpoint_dir, p.step));
-  TS_RETURN_IF_ERROR(checkpoint::Prune(options_.checkpoint_dir, options_.keep_checkpoints));
+  Status pruned = checkpoint::Prune(options_.checkpoint_dir, options_.keep_checkpoints, p.step);
+  if (!pruned.ok()) TS_LOG(WARNING) << "old checkpoints not deleted: " << pruned.message();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char line[160];
@@ -380,6 +394,8 @@ void Scheduler::AbortLocked(const Status& reason) {
   if (!abort_status_.ok()) return;
   abort_status_ = reason;
   TS_LOG(ERROR) << "job aborted: " << reason.message();
+  // Calls of the Run() thread (a checkpoint's CHECKPOINT to the servers) end now.
+  rpc_->FailPending(reason);
   for (const Message& m : register_requests_) (void)rpc_->ReplyError(m, reason);
   register_requests_.clear();
   for (auto& [round, pending] : reduces_) {

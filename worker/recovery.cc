@@ -33,8 +33,8 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     TS_ASSIGN_OR_RETURN(Message reply, RpcNode::Wait(poll_, timeout_, "signal poll"));
     proto::ReduceReply body;
     TS_RETURN_IF_ERROR(ParseControlBody(reply, &body));
-    signalled = body.checkpoint_requested();
     stop = body.stop_requested();
+    signalled = body.checkpoint_requested() || stop;
   }
   const bool due = signalled || final || (epoch_end && options_.checkpoint_epochs) ||
                    (options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0);
@@ -60,7 +60,9 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     TS_ASSIGN_OR_RETURN(
         Message reply,
         rpc_->CallAndWait(NodeId::Scheduler(),
-                          MakeControlMessage(proto::COMMAND_CHECKPOINT, request), timeout_));
+                          MakeControlMessage(proto::COMMAND_CHECKPOINT, request),
+                          // Longer than the scheduler waits for the servers: it reports first.
+                          2 * timeout_));
     proto::CheckpointReply committed;
     TS_RETURN_IF_ERROR(ParseControlBody(reply, &committed));
     last_step_written_ = step;

@@ -180,14 +180,23 @@ TEST(CheckpointTest, CommitRenamesPointsLatestAndPruneKeepsTheNewest) {
   ASSERT_TRUE(MakeDirs(root.Join(TmpDirName(40))).ok());
   EXPECT_FALSE(Commit(root.path(), 40).ok());
   EXPECT_EQ(FindLatest(root.path()), root.Join("step-30"));
-  ASSERT_TRUE(Prune(root.path(), 2).ok());
+  // Pruning after a commit of step 20 (a run resumed from step 10) keeps step 30, which is not
+  // its to delete, and the newest one up to step 20.
+  ASSERT_TRUE(Prune(root.path(), 1, 20).ok());
   EXPECT_FALSE(std::filesystem::exists(root.Join("step-10")));
   EXPECT_TRUE(std::filesystem::exists(root.Join("step-20")));
+  EXPECT_TRUE(std::filesystem::exists(root.Join("step-30")));
   RemoveIncomplete(root.path());
   EXPECT_FALSE(std::filesystem::exists(root.Join(TmpDirName(40))));
+  // A crash between the manifest and the rename: the next start finishes the commit.
+  ASSERT_TRUE(MakeDirs(root.Join(TmpDirName(50))).ok());
+  ASSERT_TRUE(WriteManifest(root.Join(TmpDirName(50)), SampleManifest()).ok());
+  RemoveIncomplete(root.path());
+  EXPECT_TRUE(std::filesystem::exists(root.Join("step-50/manifest.json")));
+  EXPECT_FALSE(std::filesystem::exists(root.Join(TmpDirName(50))));
   // `latest` lost (a crash between the rename and its update): the highest complete one wins.
   std::filesystem::remove(root.Join(kLatestName));
-  EXPECT_EQ(FindLatest(root.path()), root.Join("step-30"));
+  EXPECT_EQ(FindLatest(root.path()), root.Join("step-50"));
 }
 
 TEST(CheckpointTest, ResolveResumeFindsTheNewestOrSaysWhyNot) {

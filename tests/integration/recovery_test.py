@@ -292,6 +292,30 @@ def signals_mode(ctx):
              "the run that took a SIGUSR1 checkpoint differs from the uninterrupted one")
     print(f"  SIGUSR1: checkpoint at step {steps[0]}, run finished unchanged")
 
+    # SIGTERM while the SIGUSR1 checkpoint is being written: a second checkpoint, then a stop.
+    ckpt = ctx.path("ckpt-usr1-term")
+    metrics = ctx.path("usr1-term.jsonl")
+    cmd = [ctx.tessera] + setup.run_args(ckpt, metrics, [
+        "--servers", 2, "--workers", 2, "--debug-checkpoint-file-delay-ms", 500])
+    with Job(ctx, cmd, "usr1-term") as job:
+        wait_for("training", lambda: "epoch 2/" in job.text(), job)
+        job.proc.send_signal(signal.SIGUSR1)
+        wait_for("the SIGUSR1 checkpoint being written",
+                 lambda: any(d.endswith(".tmp") for d in os.listdir(ckpt)), job)
+        job.proc.send_signal(signal.SIGTERM)
+        status = job.wait(KILL_LIMIT_S)
+        text = job.text()
+    steps = sorted(int(d.split("-")[1]) for d in os.listdir(ckpt) if d.startswith("step-"))
+    it.check(status == 143 and len(steps) == 2 and steps[1] > steps[0],
+             f"SIGTERM during the SIGUSR1 checkpoint: exit {status}, checkpoints {steps}\n"
+             f"{text[-3000:]}")
+    resumed = ctx.path("usr1-term-resumed.jsonl")
+    res = ctx.tessera_run(setup.run_args(ckpt, resumed, ["--servers", 2, "--workers", 2,
+                                                         "--resume", "auto"]), 600)
+    it.expect_exit(res, 0, "resume after SIGTERM during the SIGUSR1 checkpoint")
+    compare_to_reference(f"SIGTERM during the SIGUSR1 checkpoint (steps {steps})", resumed,
+                         setup.reference)
+
     # SIGTERM: a checkpoint, then every node stops (143); resume gives the same end.
     for where in ("one process", "mpirun"):
         ckpt = ctx.path(f"ckpt-term-{where[0]}")
@@ -326,14 +350,24 @@ def signals_mode(ctx):
 
 def lost_mode(ctx):
     setup = Setup(ctx, "mf")
-    for victim, rank, sig in (("server", 2, signal.SIGSTOP), ("worker", 3, signal.SIGSTOP),
-                              ("scheduler", 0, signal.SIGSTOP), ("worker", 4, signal.SIGKILL)):
-        ckpt = ctx.path(f"ckpt-lost-{rank}-{sig}")
-        args = setup.run_args(ckpt, ctx.path("lost.jsonl"),
-                              ["--servers", 2, "--checkpoint-every", setup.every])
+    cases = (("server", 2, signal.SIGSTOP, False), ("worker", 3, signal.SIGSTOP, False),
+             ("scheduler", 0, signal.SIGSTOP, False), ("worker", 4, signal.SIGKILL, False),
+             ("server", 1, signal.SIGSTOP, True))
+    for victim, rank, sig, mid_checkpoint in cases:
+        ckpt = ctx.path(f"ckpt-lost-{rank}-{sig}-{mid_checkpoint}")
+        extra = ["--servers", 2, "--checkpoint-every", setup.every]
+        if mid_checkpoint:
+            # Servers take 2 s per checkpoint file: the node is lost while they write.
+            extra += ["--debug-checkpoint-file-delay-ms", 2000]
+        args = setup.run_args(ckpt, ctx.path("lost.jsonl"), extra)
         with Job(ctx, [ctx.mpiexec, "-np", 5, ctx.tessera] + args, f"lost-{victim}-{rank}",
                  mpi=True) as job:
-            wait_for("a checkpoint", lambda: latest_step(ckpt) > 0, job)
+            if mid_checkpoint:
+                wait_for("a checkpoint being written",
+                         lambda: os.path.isdir(ckpt) and any(
+                             d.endswith(".tmp") for d in os.listdir(ckpt)), job)
+            else:
+                wait_for("a checkpoint", lambda: latest_step(ckpt) > 0, job)
             pids = wait_for("all 5 ranks", lambda: (lambda p: p if len(p) == 5 else None)(
                 rank_pids(ckpt)), job)
             os.kill(pids[rank], sig)
@@ -341,7 +375,8 @@ def lost_mode(ctx):
             status = job.wait(60)
             took = time.monotonic() - stopped
             text = job.text()
-        name = f"{signal.Signals(sig).name} of the {victim} (rank {rank})"
+        name = f"{signal.Signals(sig).name} of the {victim} (rank {rank})" + (
+            " while the servers write a checkpoint" if mid_checkpoint else "")
         it.check(status != 0, f"{name}: mpirun exited 0")
         it.check(took < 15, f"{name}: the job took {took:.1f} s to end (limit 15 s)\n{text}")
         if victim == "scheduler":
@@ -354,12 +389,15 @@ def lost_mode(ctx):
                      f"{name}: no worker named the step and the --resume to use\n{text[-3000:]}")
         elif sig == signal.SIGSTOP:
             node = f"{victim}:{rank - 1 if victim == 'server' else rank - 3}"
-            line = it.grep(rf"^tessera: error: lost {node} \(host .*, pid {pids[rank]}\).*", text)
+            line = it.grep(rf"^tessera: error: .*lost {node} \(host .*, pid {pids[rank]}\).*",
+                           text)
             it.check(line, f"{name}: no line naming the lost {node}\n{text[-3000:]}")
             it.check(it.grep(r"stopped at step \d+", line.group(0)) and
-                     "--resume " + os.path.join(ckpt, "step-") in line.group(0),
+                     ("--resume " + os.path.join(ckpt, "step-") in line.group(0) or
+                      mid_checkpoint and "no checkpoint was completed" in line.group(0)),
                      f"{name}: the line lacks the step or the --resume to use: {line.group(0)}")
-            others = text.count(f"tessera: error: lost {node}")
+            others = sum(1 for l in text.splitlines()
+                         if l.startswith("tessera: error: ") and f"lost {node} (host" in l)
             it.check(others >= 4, f"{name}: only {others} processes reported the loss\n{text}")
         print(f"  {name}: every process ended, mpirun exited {status} {took:.1f} s later")
 
