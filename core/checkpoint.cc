@@ -331,6 +331,16 @@ Status VerifyFiles(const std::string& dir, const proto::CheckpointManifest& mani
   return OkStatus();
 }
 
+std::string ResumeHint(const std::string& last_checkpoint, const std::string& root) {
+  if (last_checkpoint.empty()) {
+    return std::string("no checkpoint was completed") +
+           (root.empty() ? " (no --checkpoint-dir)" : "") + ": a new run starts from scratch";
+  }
+  return "last complete checkpoint " + last_checkpoint + ": continue with --resume " +
+         last_checkpoint +
+         (root.empty() ? std::string() : " (or --resume auto --checkpoint-dir " + root + ")");
+}
+
 // ---- the directory protocol ----
 
 Status MakeDirs(const std::string& dir) {

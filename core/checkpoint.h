@@ -150,6 +150,11 @@ std::string FindLatest(const std::string& root);
 // a root that holds `latest`. NotFound with the reason when a named one has no manifest.
 StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root);
 
+// The end of every failure message: "last complete checkpoint DIR/step-N: continue with --resume
+// DIR/step-N (or --resume auto --checkpoint-dir DIR)", or that there is none. `root` is the
+// job's --checkpoint-dir ("" when it has none).
+std::string ResumeHint(const std::string& last_checkpoint, const std::string& root);
+
 // Creates a directory and its parents (OK if it exists).
 Status MakeDirs(const std::string& dir);
 // fsync a directory, so a rename or new file in it is durable.

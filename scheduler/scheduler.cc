@@ -278,19 +278,6 @@ void Scheduler::HandleCheckpoint(Message&& request) {
   }
 }
 
-std::string Scheduler::ResumeHintLocked() const {
-  if (last_checkpoint_.empty()) {
-    return "no checkpoint was completed" +
-           std::string(options_.checkpoint_dir.empty() ? " (no --checkpoint-dir)" : "") +
-           ": a new run starts from scratch";
-  }
-  return "last complete checkpoint " + last_checkpoint_ + ": continue with --resume " +
-         last_checkpoint_ +
-         (options_.checkpoint_dir.empty()
-              ? std::string()
-              : " (or --resume auto --checkpoint-dir " + options_.checkpoint_dir + ")");
-}
-
 void Scheduler::CheckLivenessLocked() {
   if (options_.heartbeat_timeout.count() <= 0 || !abort_status_.ok()) return;
   const auto now = std::chrono::steady_clock::now();
@@ -300,10 +287,10 @@ void Scheduler::CheckLivenessLocked() {
     char silent[32];
     std::snprintf(silent, sizeof(silent), "%.1f",
                   std::chrono::duration<double>(now - seen).count());
-    AbortLocked(Status::Unavailable("lost " + node.ToString() + " (host " + reg.host() + ", pid " +
-                                    std::to_string(reg.pid()) + "): no heartbeat for " + silent +
-                                    " s; the job stopped at step " + std::to_string(step_) + "; " +
-                                    ResumeHintLocked()));
+    AbortLocked(Status::Unavailable(
+        "lost " + node.ToString() + " (host " + reg.host() + ", pid " + std::to_string(reg.pid()) +
+        "): no heartbeat for " + silent + " s; the job stopped at step " + std::to_string(step_) +
+        "; " + checkpoint::ResumeHint(last_checkpoint_, options_.checkpoint_dir)));
     return;
   }
 }
@@ -446,10 +433,10 @@ Status Scheduler::Run() {
     if (!abort_status_.ok()) break;
     const std::string path = options_.checkpoint_dir + "/" + checkpoint::StepDirName(pending.step);
     if (!written.ok()) {
-      AbortLocked(Status(written.code(), "checkpoint of step " + std::to_string(pending.step) +
-                                             " failed (" + written.message() +
-                                             "); the previous one is intact; " +
-                                             ResumeHintLocked()));
+      AbortLocked(Status(written.code(),
+                         "checkpoint of step " + std::to_string(pending.step) + " failed (" +
+                             written.message() + "); the previous one is intact; " +
+                             checkpoint::ResumeHint(last_checkpoint_, options_.checkpoint_dir)));
       break;
     }
     last_checkpoint_ = path;

@@ -84,8 +84,6 @@ class Scheduler {
   Status WriteCheckpoint(PendingCheckpoint& pending);
   // Lost nodes (no heartbeat within the timeout) abort the job. REQUIRES(mu_).
   void CheckLivenessLocked();
-  // "last complete checkpoint: ... resume with ..." for failure messages. REQUIRES(mu_).
-  std::string ResumeHintLocked() const;
   // Records the first failure, answers everyone waiting with it, and wakes Run(). REQUIRES(mu_).
   void AbortLocked(const Status& reason);
 

@@ -50,10 +50,8 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     if (!written.ok()) {
       return Status(written.code(),
                     "checkpoint of step " + std::to_string(step) + " failed (" + written.message() +
-                        "); the previous one is intact: " +
-                        (last_checkpoint_.empty()
-                             ? std::string("there is none yet")
-                             : last_checkpoint_ + ", continue with --resume " + last_checkpoint_));
+                        "); the previous one is intact; " +
+                        checkpoint::ResumeHint(last_checkpoint_, options_.checkpoint_dir));
     }
     for (auto& f : files) *request.add_files() = std::move(f);
     if (rpc_->self().rank != 0) request.clear_model();

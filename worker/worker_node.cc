@@ -36,13 +36,9 @@ std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOp
   auto on_lost = [rpc, aborted, on_abort = recovery.on_abort, dir = recovery.checkpoint_dir,
                   step = recovery.current_step](const Status& lost) {
     const std::string latest = dir.empty() ? "" : checkpoint::FindLatest(dir);
-    const Status reason(
-        lost.code(),
-        rpc->self().ToString() + ": " + lost.message() + " at step " +
-            std::to_string(step->load()) + "; " +
-            (latest.empty()
-                 ? "no checkpoint was completed: a new run starts from scratch"
-                 : "last complete checkpoint " + latest + ": continue with --resume " + latest));
+    const Status reason(lost.code(), rpc->self().ToString() + ": " + lost.message() + " at step " +
+                                         std::to_string(step->load()) + "; " +
+                                         checkpoint::ResumeHint(latest, dir));
     aborted->store(true);
     rpc->Poison(reason);
     if (on_abort) on_abort(reason);

@@ -218,6 +218,15 @@ TEST(CheckpointTest, ResolveResumeFindsTheNewestOrSaysWhyNot) {
   EXPECT_EQ(ParseStepDirName("latest"), -1);
 }
 
+TEST(CheckpointTest, ResumeHintNamesTheCheckpointAndTheFlagsToUse) {
+  EXPECT_EQ(ResumeHint("ck/step-9", "ck"),
+            "last complete checkpoint ck/step-9: continue with --resume ck/step-9 (or --resume "
+            "auto --checkpoint-dir ck)");
+  EXPECT_EQ(ResumeHint("", "ck"), "no checkpoint was completed: a new run starts from scratch");
+  EXPECT_EQ(ResumeHint("", ""),
+            "no checkpoint was completed (no --checkpoint-dir): a new run starts from scratch");
+}
+
 TEST(CheckpointTest, FullDiskFailsTheWriteWithTheOsReason) {
   if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full on this system";
   auto writer = FileWriter::Create("/dev/full");
