@@ -86,8 +86,10 @@ std::string Summarize(const po::variables_map& vm, const std::set<std::string>& 
 }
 
 // Runs Boost.Program_options over `args` (+ --config) and returns the outcome of the parse.
+// `help` (default: desc) is what --help lists: desc may hold hidden options besides.
 ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_description& desc,
-                       const std::string& usage, po::variables_map* vm) {
+                       const std::string& usage, po::variables_map* vm,
+                       const po::options_description* help = nullptr) {
   try {
     po::store(po::command_line_parser(args).options(desc).run(), *vm);
   } catch (const po::error& e) {
@@ -95,7 +97,7 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
   }
   if (vm->count("help")) {
     std::ostringstream out;
-    out << usage << "\n" << desc;
+    out << usage << "\n" << (help != nullptr ? *help : desc);
     return {false, 0, out.str()};
   }
   if (vm->count("config")) {
@@ -176,7 +178,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   po::options_description all;
   all.add(desc).add(hidden);
   po::variables_map vm;
-  ParseOutcome outcome = ParseWith(args, all, "usage: tessera train [options]", &vm);
+  ParseOutcome outcome = ParseWith(args, all, "usage: tessera train [options]", &vm, &desc);
   if (!outcome.run) return outcome;
 
   o.ctr = o.model != "mf";

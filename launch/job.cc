@@ -212,7 +212,7 @@ Status RunTrainInProcess(const TrainOptions& options) {
   return FirstFailure(sched_status, worker_status, server_status);
 }
 
-Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
+Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* reported) {
   // SIGTERM / SIGUSR1 are taken by the watcher from here on.
   SignalWatcher signals(nullptr);
   // A failed job must not leave this process hanging (e.g. in a collective with a lost peer).
@@ -223,9 +223,15 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   // MPI_Finalize synchronises with every rank: after a failure (a peer may be gone or stopped)
-  // it could wait forever, so a failed rank leaves without it and mpirun ends the rest.
-  auto finish = [](Status s) {
-    if (s.ok()) MPI_Finalize();
+  // it could wait forever, so a failed rank leaves without it and mpirun ends the rest. It
+  // first gives its peers a moment to hear of the failure and print their own line.
+  auto finish = [&watchdog, reported](Status s) {
+    if (s.ok()) {
+      MPI_Finalize();
+    } else {
+      *reported = watchdog.reported();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
     return s;
   };
   const int workers = size - 1 - o.servers;

@@ -15,6 +15,8 @@ Status RunTrainInProcess(const TrainOptions& options);
 
 // Under mpirun/srun: rank 0 is the scheduler, ranks 1..S the servers, the rest workers.
 // MPI carries only the bootstrap (each rank's ZeroMQ address).
-Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env);
+// *reported is set when the failure was already printed as this process's error line (when it
+// reached this process from the scheduler or a lost peer).
+Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* reported);
 
 }  // namespace tessera::launch

@@ -69,7 +69,11 @@ int Train(const std::vector<std::string>& args) {
   if (!outcome.run) return Report(outcome);
   tessera::logging::SetVerbosity(options.verbosity);
   const tessera::launch::LaunchEnv env = tessera::launch::DetectLaunchEnv();
-  if (env.under_mpi) return Finish(tessera::launch::RunTrainMpi(options, env));
+  if (env.under_mpi) {
+    bool reported = false;
+    const tessera::Status s = tessera::launch::RunTrainMpi(options, env, &reported);
+    return reported ? ExitCodeFor(s) : Finish(s);
+  }
   return Finish(tessera::launch::RunTrainInProcess(options));
 }
 

@@ -201,7 +201,16 @@ void ExitWatchdog::Arm(const Status& reason) {
   if (armed_) return;
   armed_ = true;
   reason_ = reason;
+  // Reported now, not when the process ends: under mpirun the first rank to exit gets the
+  // others killed, maybe before they reach main's report.
+  std::fprintf(stderr, "tessera: error: %s\n", reason.message().c_str());
+  std::fflush(stderr);
   cv_.notify_all();
+}
+
+bool ExitWatchdog::reported() {
+  std::lock_guard lock(mu_);
+  return armed_;
 }
 
 void ExitWatchdog::Loop() {
@@ -209,8 +218,9 @@ void ExitWatchdog::Loop() {
   cv_.wait(lock, [&] { return armed_ || stop_; });
   if (stop_) return;
   if (cv_.wait_for(lock, grace_, [&] { return stop_; })) return;
-  std::fprintf(stderr, "tessera: error: %s (this process did not finish within %.0f s: exiting)\n",
-               reason_.message().c_str(), grace_.count() / 1000.0);
+  std::fprintf(stderr,
+               "tessera: exiting: this process did not finish within %.0f s of the failure\n",
+               grace_.count() / 1000.0);
   std::fflush(stderr);
   _exit(1);
 }

@@ -64,8 +64,9 @@ class SignalWatcher {
 };
 
 // Separate processes only: once the job has failed, a process must not hang (a worker may be
-// blocked in an MPI collective with a peer that is gone). Arm() starts the countdown; if the
-// process is still running `grace` later, it prints the reason and exits with status 1.
+// blocked in an MPI collective with a peer that is gone). Arm() prints the reason as the
+// process's `tessera: error:` line and starts the countdown; if the process is still running
+// `grace` later, it exits with status 1.
 class ExitWatchdog {
  public:
   explicit ExitWatchdog(std::chrono::milliseconds grace);
@@ -73,6 +74,7 @@ class ExitWatchdog {
   ExitWatchdog(const ExitWatchdog&) = delete;
   ExitWatchdog& operator=(const ExitWatchdog&) = delete;
   void Arm(const Status& reason);  // any thread; the first reason wins
+  bool reported();                 // Arm() has printed the error line
 
  private:
   void Loop();
