@@ -224,13 +224,14 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   // MPI_Finalize synchronises with every rank: after a failure (a peer may be gone or stopped)
   // it could wait forever, so a failed rank leaves without it and mpirun ends the rest. It
-  // first gives its peers a moment to hear of the failure and print their own line.
+  // first gives its peers a moment (more than a heartbeat period) to hear of the failure and
+  // print their own line.
   auto finish = [&watchdog, reported](Status s) {
     if (s.ok()) {
       MPI_Finalize();
     } else {
       *reported = watchdog.reported();
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     return s;
   };

@@ -102,6 +102,7 @@ void ApplyRecovery(const TrainOptions& o, const ResumePoint& resume,
   servers->resume_dir = resume.dir;
   servers->resume_manifest = resume.manifest;
   servers->checkpoint_file_delay = o.checkpoint_file_delay;
+  servers->checkpoint_dir = o.checkpoint_dir;
   for (worker::RecoveryOptions* r : {&nodes->mf.recovery, &nodes->ctr_options.recovery}) {
     r->checkpoint_dir = o.checkpoint_dir;
     r->checkpoint_every = o.checkpoint_every;

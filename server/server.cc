@@ -45,7 +45,8 @@ struct Server::Shard {
   std::thread thread;
   // Every push with clock < applied_clock has been applied.
   int64_t applied_clock = 0;
-  std::map<int64_t, int> pushes_applied;                         // non-deterministic mode
+  std::atomic<int64_t> steps_applied{0};  // applied_clock, readable from other threads
+  std::map<int64_t, int> pushes_applied;  // non-deterministic mode
   std::map<int64_t, std::vector<std::optional<WorkItem>>> held;  // deterministic mode
   std::deque<WorkItem> parked_pulls;                             // clock > applied_clock
   std::vector<float*> rows;                                      // scratch
@@ -158,6 +159,14 @@ ServerStats Server::stats() const {
   }
   s.rejected = rejected_.load();
   return s;
+}
+
+int64_t Server::StepsApplied() const {
+  int64_t steps = INT64_MAX;
+  for (const auto& shard : shards_) {
+    steps = std::min(steps, shard->steps_applied.load(std::memory_order_relaxed));
+  }
+  return shards_.empty() ? 0 : steps;
 }
 
 const float* Server::PeekRow(uint32_t table_id, uint64_t key) const {
@@ -333,6 +342,7 @@ void Server::Process(Shard* shard, WorkItem& item) {
       for (auto& w : it->second) ApplyPush(shard, *w);
       shard->held.erase(it);
       ++shard->applied_clock;
+      shard->steps_applied.store(shard->applied_clock, std::memory_order_relaxed);
     }
   } else {
     ApplyPush(shard, item);
@@ -342,6 +352,7 @@ void Server::Process(Shard* shard, WorkItem& item) {
       if (it == shard->pushes_applied.end() || it->second < num_workers_) break;
       shard->pushes_applied.erase(it);
       ++shard->applied_clock;
+      shard->steps_applied.store(shard->applied_clock, std::memory_order_relaxed);
     }
   }
   // Serve the pulls this push released, in arrival order.
@@ -655,7 +666,10 @@ Status Server::LoadCheckpoint() {
     ++files_read;
     bytes += entry.size_bytes();
   }
-  for (auto& shard : shards_) shard->applied_clock = manifest.step();
+  for (auto& shard : shards_) {
+    shard->applied_clock = manifest.step();
+    shard->steps_applied.store(manifest.step());
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   TS_LOG(INFO) << "restored " << restored << " rows of step " << manifest.step() << " from "
@@ -698,8 +712,11 @@ Status RunServerNode(const ServerOptions& options, RpcNode* rpc,
   if (options.heartbeat_interval.count() > 0) {
     heartbeat = std::make_unique<Heartbeater>(
         rpc, options.heartbeat_interval, options.heartbeat_timeout,
-        [s = server.get(), rank](const Status& lost) {
-          s->Abort(Status(lost.code(), "server:" + std::to_string(rank) + ": " + lost.message()));
+        [s = server.get(), rank, dir = options.checkpoint_dir](const Status& lost) {
+          const std::string latest = dir.empty() ? "" : checkpoint::FindLatest(dir);
+          s->Abort(Status(lost.code(), "server:" + std::to_string(rank) + ": " + lost.message() +
+                                           " at step " + std::to_string(s->StepsApplied()) + "; " +
+                                           checkpoint::ResumeHint(latest, dir)));
         });
   }
   Status result = server->Start(view->shard_map, view->num_workers);

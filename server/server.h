@@ -44,6 +44,8 @@ struct ServerOptions {
   std::chrono::milliseconds heartbeat_interval{0};
   std::chrono::milliseconds heartbeat_timeout{6000};
   std::function<void(const Status&)> on_abort;
+  // The job's --checkpoint-dir, for failure messages ("" = none).
+  std::string checkpoint_dir;
 };
 
 struct ServerStats {
@@ -74,6 +76,8 @@ class Server {
   void Stop();
 
   ServerStats stats() const;
+  // Steps whose pushes every shard thread has applied (any thread).
+  int64_t StepsApplied() const;
   // Looks up a row's weights (tests). nullptr if absent. Only when no request is in flight.
   const float* PeekRow(uint32_t table_id, uint64_t key) const;
 

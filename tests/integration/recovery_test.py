@@ -386,10 +386,12 @@ def lost_mode(ctx):
             # The others notice that their heartbeats go unanswered.
             line = it.grep(r"^tessera: error: (server|worker):\d: lost the scheduler: .*", text)
             it.check(line, f"{name}: no line about the lost scheduler\n{text[-3000:]}")
-            it.check(any(it.grep(r"worker:\d: lost the scheduler: .* at step \d+; last "
-                                 r"complete checkpoint .*: continue with --resume .*step-\d+",
-                                 l) for l in text.splitlines()),
-                     f"{name}: no worker named the step and the --resume to use\n{text[-3000:]}")
+            lines = [l for l in text.splitlines() if "lost the scheduler" in l]
+            it.check(lines and all(it.grep(r"lost the scheduler: .* at step \d+; last complete "
+                                           r"checkpoint .*: continue with --resume .*step-\d+", l)
+                                   for l in lines),
+                     f"{name}: not every line names the step and the --resume to use\n"
+                     f"{text[-3000:]}")
         elif sig == signal.SIGSTOP:
             node = f"{victim}:{rank - 1 if victim == 'server' else rank - 3}"
             line = it.grep(rf"^tessera: error: .*lost {node} \(host .*, pid {pids[rank]}\).*",
