@@ -51,8 +51,10 @@ class CtrTrainer {
   // Trains steps [start_step, steps_per_epoch_) of `epoch`, adding to *loss_sum / *samples;
   // true when a signal stopped training after a checkpoint.
   StatusOr<bool> TrainEpoch(int epoch, int64_t start_step, double* loss_sum, int64_t* samples);
-  WorkerCheckpointer::WriteFn Writer(int epoch, int64_t step_in_epoch, double loss_sum,
-                                     int64_t samples);
+  // The trainer's part of a checkpoint (WorkerCheckpointer::WriteFn): worker 0 writes the
+  // dense parameters and their optimizer state, identical on every replica.
+  Status WriteCheckpointFiles(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                              proto::ModelDescription* model);
   Status RestoreDense(const proto::CheckpointManifest& manifest, const std::string& dir);
   Status Evaluate(int epoch, CtrResult* result);
   StatusOr<bool> DenseParamsIdentical();
@@ -155,46 +157,36 @@ CtrBatchView CtrTrainer::View(const CtrStep& step, const std::vector<const float
   return v;
 }
 
-WorkerCheckpointer::WriteFn CtrTrainer::Writer(int epoch, int64_t step_in_epoch, double loss_sum,
-                                               int64_t samples) {
-  return [=](const std::string& dir, std::vector<proto::CheckpointFile>* files,
-             proto::ModelDescription* model) -> Status {
-    TS_RETURN_IF_ERROR(ps_->WaitPushes());
-    proto::WorkerCheckpoint position;
-    position.set_step(clock_);
-    position.set_epoch(epoch);
-    position.set_step_in_epoch(step_in_epoch);
-    position.set_loss_sum(loss_sum);
-    position.set_samples(samples);
-    position.set_train_seconds(train_seconds_);
-    TS_RETURN_IF_ERROR(WriteWorkerPosition(dir, rpc_->self().rank, position, files));
-    if (!IsReporter()) return OkStatus();
-    // Every replica holds the same dense state; worker 0 writes it.
-    proto::DenseCheckpoint dense;
-    *dense.mutable_params() = {params_.begin(), params_.end()};
-    *dense.mutable_optimizer_slots() = {dense_state_.slots.begin(), dense_state_.slots.end()};
-    dense.set_optimizer_step(dense_state_.step);
-    TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
-                        checkpoint::WriteProtoFile(dir + "/" + kDenseFile, dense));
-    entry.set_kind(proto::CheckpointFile::KIND_DENSE);
-    files->push_back(std::move(entry));
-    model->set_type(CtrModelName(model_config_.kind));
-    model->set_num_fields(model_config_.num_fields);
-    model->set_num_dense(model_config_.num_dense);
-    model->set_emb_dim(model_config_.emb_dim);
-    model->set_num_dense_params(static_cast<int64_t>(params_.size()));
-    model->set_dense_optimizer(kernels::OptimizerName(options_.dense_optimizer.kind));
-    model->set_num_workers(num_workers_);
-    model->set_summary(model_->Describe());
-    for (const auto& t : options_.recovery.tables) *model->add_tables() = t;
-    for (const DenseBlock& b : model_->Blocks()) {
-      proto::LayerShape* layer = model->add_layers();
-      layer->set_name(b.name);
-      layer->set_offset(static_cast<int64_t>(b.offset));
-      for (int64_t d : b.shape) layer->add_shape(d);
-    }
-    return OkStatus();
-  };
+Status CtrTrainer::WriteCheckpointFiles(const std::string& dir,
+                                        std::vector<proto::CheckpointFile>* files,
+                                        proto::ModelDescription* model) {
+  TS_RETURN_IF_ERROR(ps_->WaitPushes());
+  if (model == nullptr) return OkStatus();
+  // Every replica holds the same dense state; worker 0 writes it.
+  proto::DenseCheckpoint dense;
+  *dense.mutable_params() = {params_.begin(), params_.end()};
+  *dense.mutable_optimizer_slots() = {dense_state_.slots.begin(), dense_state_.slots.end()};
+  dense.set_optimizer_step(dense_state_.step);
+  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
+                      checkpoint::WriteProtoFile(dir + "/" + kDenseFile, dense));
+  entry.set_kind(proto::CheckpointFile::KIND_DENSE);
+  files->push_back(std::move(entry));
+  model->set_type(CtrModelName(model_config_.kind));
+  model->set_num_fields(model_config_.num_fields);
+  model->set_num_dense(model_config_.num_dense);
+  model->set_emb_dim(model_config_.emb_dim);
+  model->set_num_dense_params(static_cast<int64_t>(params_.size()));
+  model->set_dense_optimizer(kernels::OptimizerName(options_.dense_optimizer.kind));
+  model->set_num_workers(num_workers_);
+  model->set_summary(model_->Describe());
+  for (const auto& t : options_.recovery.tables) *model->add_tables() = t;
+  for (const DenseBlock& b : model_->Blocks()) {
+    proto::LayerShape* layer = model->add_layers();
+    layer->set_name(b.name);
+    layer->set_offset(static_cast<int64_t>(b.offset));
+    for (int64_t d : b.shape) layer->add_shape(d);
+  }
+  return OkStatus();
 }
 
 Status CtrTrainer::RestoreDense(const proto::CheckpointManifest& manifest, const std::string& dir) {
@@ -303,8 +295,9 @@ StatusOr<bool> CtrTrainer::TrainEpoch(int epoch, int64_t start_step, double* los
     // The epoch's last boundary is taken after its evaluation (Run).
     if (step + 1 < steps_per_epoch_) {
       TS_ASSIGN_OR_RETURN(bool stop,
-                          checkpointer_->AtBoundary(clock_, false, false,
-                                                    Writer(epoch, step + 1, *loss_sum, *samples)));
+                          checkpointer_->AtBoundary(MakePosition(clock_, epoch, step + 1, *loss_sum,
+                                                                 *samples, 0, train_seconds_),
+                                                    false, false));
       if (stop) {
         TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
         TS_RETURN_IF_ERROR(ps_->WaitPushes());
@@ -404,7 +397,9 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
   }
   // Checkpoints: poll for signals about every 16k rows per worker.
   checkpointer_ = std::make_unique<WorkerCheckpointer>(
-      recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout);
+      recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout,
+      [this](const std::string& dir, std::vector<proto::CheckpointFile>* files,
+             proto::ModelDescription* model) { return WriteCheckpointFiles(dir, files, model); });
   if (resuming) TS_RETURN_IF_ERROR(RestoreDense(recovery.resume_manifest, recovery.resume_dir));
   TS_ASSIGN_OR_RETURN(const proto::WorkerCheckpoint from,
                       StartPosition(recovery, *rpc_, steps_per_epoch_));
@@ -438,9 +433,10 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
                     epoch + 1, options_.epochs, result.train_loss, result.samples_per_sec, seconds);
       TS_LOG(INFO) << line;
     }
-    TS_ASSIGN_OR_RETURN(bool stop_now,
-                        checkpointer_->AtBoundary(clock_, true, epoch + 1 == options_.epochs,
-                                                  Writer(epoch + 1, 0, 0, 0)));
+    TS_ASSIGN_OR_RETURN(
+        bool stop_now,
+        checkpointer_->AtBoundary(MakePosition(clock_, epoch + 1, 0, 0, 0, 0, train_seconds_), true,
+                                  epoch + 1 == options_.epochs));
     if (stop_now) {
       result.stopped = true;
       break;

@@ -76,10 +76,9 @@ class MfTrainer {
   // Trains steps [start_step, steps_per_epoch_) of `epoch`, adding to *loss_sum / *samples.
   // Returns true when a signal stopped training after a checkpoint.
   StatusOr<bool> TrainEpoch(int epoch, int64_t start_step, double* loss_sum, int64_t* samples);
-  // The checkpoint callback at a boundary: the position is (epoch, step_in_epoch) with the
-  // epoch's partial sums.
-  WorkerCheckpointer::WriteFn Writer(int epoch, int64_t step_in_epoch, double loss_sum,
-                                     int64_t samples);
+  // The trainer's part of a checkpoint (WorkerCheckpointer::WriteFn): MF has no dense state.
+  Status WriteCheckpointFiles(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                              proto::ModelDescription* model);
   Status Evaluate(double* sse, double* sae, int64_t* count);
   kernels::MfBatch MakeKernelBatch(const StepBatch& b, const std::vector<const float*>& rows) const;
   void LogProgress(int epoch, int64_t step, int64_t local_samples, double loss_sum, bool force);
@@ -194,29 +193,18 @@ void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, doub
   TS_LOG(INFO) << line;
 }
 
-WorkerCheckpointer::WriteFn MfTrainer::Writer(int epoch, int64_t step_in_epoch, double loss_sum,
-                                              int64_t samples) {
-  return [=](const std::string& dir, std::vector<proto::CheckpointFile>* files,
-             proto::ModelDescription* model) -> Status {
-    TS_RETURN_IF_ERROR(ps_->WaitPushes());
-    proto::WorkerCheckpoint position;
-    position.set_step(clock_);
-    position.set_epoch(epoch);
-    position.set_step_in_epoch(step_in_epoch);
-    position.set_loss_sum(loss_sum);
-    position.set_samples(samples);
-    position.set_samples_done(samples_done_);
-    position.set_train_seconds(train_seconds_);
-    TS_RETURN_IF_ERROR(WriteWorkerPosition(dir, rpc_->self().rank, position, files));
-    model->set_type("mf");
-    model->set_dim(options_.dim);
-    model->set_global_bias(global_mean_);
-    model->set_num_workers(num_workers_);
-    for (const auto& t : options_.recovery.tables) *model->add_tables() = t;
-    model->set_summary("biased MF, dim " + std::to_string(options_.dim) + ", mean rating " +
-                       std::to_string(global_mean_));
-    return OkStatus();
-  };
+Status MfTrainer::WriteCheckpointFiles(const std::string&, std::vector<proto::CheckpointFile>*,
+                                       proto::ModelDescription* model) {
+  TS_RETURN_IF_ERROR(ps_->WaitPushes());
+  if (model == nullptr) return OkStatus();
+  model->set_type("mf");
+  model->set_dim(options_.dim);
+  model->set_global_bias(global_mean_);
+  model->set_num_workers(num_workers_);
+  for (const auto& t : options_.recovery.tables) *model->add_tables() = t;
+  model->set_summary("biased MF, dim " + std::to_string(options_.dim) + ", mean rating " +
+                     std::to_string(global_mean_));
+  return OkStatus();
 }
 
 StatusOr<bool> MfTrainer::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
@@ -261,9 +249,10 @@ StatusOr<bool> MfTrainer::TrainEpoch(int epoch, int64_t start_step, double* loss
     LogProgress(epoch, step + 1, *samples, *loss_sum, false);
     // The epoch's last boundary is taken after its evaluation (Run).
     if (step + 1 < steps_per_epoch_) {
-      TS_ASSIGN_OR_RETURN(bool stop,
-                          checkpointer_->AtBoundary(clock_, false, false,
-                                                    Writer(epoch, step + 1, *loss_sum, *samples)));
+      TS_ASSIGN_OR_RETURN(bool stop, checkpointer_->AtBoundary(
+                                         MakePosition(clock_, epoch, step + 1, *loss_sum, *samples,
+                                                      samples_done_, train_seconds_),
+                                         false, false));
       if (stop) {
         // The pull of the next step is in flight: let it finish before leaving.
         TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
@@ -356,7 +345,9 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
 
   // Checkpoints: poll for signals about every 16k ratings per worker.
   checkpointer_ = std::make_unique<WorkerCheckpointer>(
-      recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout);
+      recovery, rpc_, std::max<int64_t>(1, 16384 / options_.batch_size), options_.timeout,
+      [this](const std::string& dir, std::vector<proto::CheckpointFile>* files,
+             proto::ModelDescription* model) { return WriteCheckpointFiles(dir, files, model); });
   if (resuming &&
       recovery.resume_manifest.model().global_bias() != static_cast<double>(global_mean_)) {
     return Status::InvalidArgument("the training data differ from the checkpoint's: mean rating " +
@@ -415,8 +406,9 @@ StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
       TS_LOG(INFO) << buf;
     }
     TS_ASSIGN_OR_RETURN(bool stop_now,
-                        checkpointer_->AtBoundary(clock_, true, epoch + 1 == options_.epochs,
-                                                  Writer(epoch + 1, 0, 0, 0)));
+                        checkpointer_->AtBoundary(
+                            MakePosition(clock_, epoch + 1, 0, 0, 0, samples_done_, train_seconds_),
+                            true, epoch + 1 == options_.epochs));
     if (stop_now) {
       result.stopped = true;
       break;

@@ -9,22 +9,36 @@ namespace {
 
 std::string PositionFileName(int rank) { return "worker-" + std::to_string(rank) + ".state"; }
 
+// DIR/worker-<rank>.state; appends its entry to *files.
+Status WriteWorkerPosition(const std::string& dir, int rank,
+                           const proto::WorkerCheckpoint& position,
+                           std::vector<proto::CheckpointFile>* files) {
+  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
+                      checkpoint::WriteProtoFile(dir + "/" + PositionFileName(rank), position));
+  entry.set_kind(proto::CheckpointFile::KIND_WORKER);
+  files->push_back(std::move(entry));
+  return OkStatus();
+}
+
 }  // namespace
 
 WorkerCheckpointer::WorkerCheckpointer(const RecoveryOptions& options, RpcNode* rpc,
-                                       int64_t poll_every, std::chrono::milliseconds timeout)
+                                       int64_t poll_every, std::chrono::milliseconds timeout,
+                                       WriteFn write)
     : options_(options),
       rpc_(rpc),
       poll_every_(std::max<int64_t>(poll_every, 1)),
-      timeout_(timeout) {
+      timeout_(timeout),
+      write_(std::move(write)) {
   if (!options.resume_dir.empty()) {
     last_step_written_ = options.resume_manifest.step();
     last_checkpoint_ = options.resume_dir;
   }
 }
 
-StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool final,
-                                              const WriteFn& write) {
+StatusOr<bool> WorkerCheckpointer::AtBoundary(const proto::WorkerCheckpoint& position,
+                                              bool epoch_end, bool final) {
+  const int64_t step = position.step();
   if (options_.current_step) options_.current_step->store(step, std::memory_order_relaxed);
   if (options_.checkpoint_dir.empty()) return false;
   bool signalled = false, stop = false;
@@ -45,8 +59,10 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     request.set_step(step);
     request.set_dir(dir);
     request.set_final(final);
+    const int rank = rpc_->self().rank;
     std::vector<proto::CheckpointFile> files;
-    Status written = write(dir, &files, request.mutable_model());
+    Status written = write_(dir, &files, rank == 0 ? request.mutable_model() : nullptr);
+    if (written.ok()) written = WriteWorkerPosition(dir, rank, position, &files);
     if (!written.ok()) {
       return Status(written.code(),
                     "checkpoint of step " + std::to_string(step) + " failed (" + written.message() +
@@ -54,7 +70,6 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
                         checkpoint::ResumeHint(last_checkpoint_, options_.checkpoint_dir));
     }
     for (auto& f : files) *request.add_files() = std::move(f);
-    if (rpc_->self().rank != 0) request.clear_model();
     TS_ASSIGN_OR_RETURN(
         Message reply,
         rpc_->CallAndWait(NodeId::Scheduler(),
@@ -65,7 +80,7 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
     TS_RETURN_IF_ERROR(ParseControlBody(reply, &committed));
     last_step_written_ = step;
     last_checkpoint_ = committed.path();
-    if (rpc_->self().rank == 0) TS_LOG(INFO) << "checkpoint " << committed.path() << " complete";
+    if (rank == 0) TS_LOG(INFO) << "checkpoint " << committed.path() << " complete";
   }
   // A stop request at the end of training changes nothing: the job ends anyway.
   if (stop && !final) return true;
@@ -78,14 +93,18 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(int64_t step, bool epoch_end, bool
   return false;
 }
 
-Status WriteWorkerPosition(const std::string& dir, int rank,
-                           const proto::WorkerCheckpoint& position,
-                           std::vector<proto::CheckpointFile>* files) {
-  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
-                      checkpoint::WriteProtoFile(dir + "/" + PositionFileName(rank), position));
-  entry.set_kind(proto::CheckpointFile::KIND_WORKER);
-  files->push_back(std::move(entry));
-  return OkStatus();
+proto::WorkerCheckpoint MakePosition(int64_t step, int epoch, int64_t step_in_epoch,
+                                     double loss_sum, int64_t samples, int64_t samples_done,
+                                     double train_seconds) {
+  proto::WorkerCheckpoint position;
+  position.set_step(step);
+  position.set_epoch(epoch);
+  position.set_step_in_epoch(step_in_epoch);
+  position.set_loss_sum(loss_sum);
+  position.set_samples(samples);
+  position.set_samples_done(samples_done);
+  position.set_train_seconds(train_seconds);
+  return position;
 }
 
 StatusOr<proto::WorkerCheckpoint> StartPosition(const RecoveryOptions& options, const RpcNode& rpc,

@@ -49,39 +49,40 @@ struct RecoveryOptions {
 
 class WorkerCheckpointer {
  public:
-  // What a trainer writes at a checkpoint: its files into `dir` (appended to *files) and, on
-  // worker 0, the model description. Must first wait for the worker's pushes.
+  // The trainer's own part of a checkpoint: waits for the worker's pushes, then writes its files
+  // (if any) into `dir`, appending their entries to *files; `model` is set on worker 0 only,
+  // which describes the model there for the manifest.
   using WriteFn =
       std::function<Status(const std::string& dir, std::vector<proto::CheckpointFile>* files,
                            proto::ModelDescription* model)>;
 
   // Borrows `rpc`. `poll_every` >= 1: steps between signal polls.
   WorkerCheckpointer(const RecoveryOptions& options, RpcNode* rpc, int64_t poll_every,
-                     std::chrono::milliseconds timeout);
+                     std::chrono::milliseconds timeout, WriteFn write);
 
-  // At the boundary before step `step` (every step < `step` pushed). `epoch_end` / `final`:
-  // this boundary ends an epoch / the training. Returns true when the job must stop (SIGTERM)
-  // after the checkpoint just written.
-  StatusOr<bool> AtBoundary(int64_t step, bool epoch_end, bool final, const WriteFn& write);
-
-  // The checkpoint directory of the last checkpoint written ("" if none).
-  const std::string& last_checkpoint() const { return last_checkpoint_; }
+  // At the boundary before step position.step() (every earlier step pushed); `position` is
+  // where a resumed run would start. `epoch_end` / `final`: this boundary ends an epoch / the
+  // training. Writes a checkpoint if one is due (the trainer's files and the position); returns
+  // true when the job must stop (SIGTERM) after it.
+  StatusOr<bool> AtBoundary(const proto::WorkerCheckpoint& position, bool epoch_end, bool final);
 
  private:
   const RecoveryOptions& options_;
   RpcNode* rpc_;
   const int64_t poll_every_;
   const std::chrono::milliseconds timeout_;
+  const WriteFn write_;
   std::future<StatusOr<Message>> poll_;
   bool poll_in_flight_ = false;
   int64_t last_step_written_ = -1;
   std::string last_checkpoint_;
 };
 
-// Writes this worker's position as DIR/worker-<rank>.state; appends its entry to *files.
-Status WriteWorkerPosition(const std::string& dir, int rank,
-                           const proto::WorkerCheckpoint& position,
-                           std::vector<proto::CheckpointFile>* files);
+// A position (see WorkerCheckpoint in proto/checkpoint.proto).
+proto::WorkerCheckpoint MakePosition(int64_t step, int epoch, int64_t step_in_epoch,
+                                     double loss_sum, int64_t samples, int64_t samples_done,
+                                     double train_seconds);
+
 // Where this worker starts: its position in the checkpoint it resumes from (checksum checked;
 // worker 0 logs it), or the start of training (all zero) without a resume.
 StatusOr<proto::WorkerCheckpoint> StartPosition(const RecoveryOptions& options, const RpcNode& rpc,
