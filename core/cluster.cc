@@ -79,6 +79,14 @@ StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
   return std::vector<double>(body.values().begin(), body.values().end());
 }
 
+void ReportFailure(RpcNode* rpc, const Status& failure) {
+  proto::AbortNotice notice;
+  *notice.mutable_node() = rpc->self().ToProto();
+  notice.set_reason(rpc->self().ToString() + ": " + failure.message());
+  notice.set_code(static_cast<int>(failure.code()));
+  (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
+}
+
 Heartbeater::Heartbeater(RpcNode* rpc, std::chrono::milliseconds interval,
                          std::chrono::milliseconds timeout,
                          std::function<void(const Status&)> on_lost, std::function<int64_t()> step)

@@ -61,6 +61,11 @@ class Heartbeater {
   std::thread thread_;
 };
 
+// Sends ABORT (this node's failure, with its status code) to the scheduler, which stops the job
+// with this reason, so that no other node waits for this one. Best effort: a failure to send is
+// ignored.
+void ReportFailure(RpcNode* rpc, const Status& failure);
+
 // This machine's host name (for messages that name a node).
 std::string HostName();
 

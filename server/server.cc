@@ -721,12 +721,8 @@ Status RunServerNode(const ServerOptions& options, RpcNode* rpc,
   }
   Status result = server->Start(view->shard_map, view->num_workers);
   if (!result.ok()) {
-    // Tell the scheduler, so that no other node waits for this server (a bad checkpoint).
-    proto::AbortNotice notice;
-    *notice.mutable_node() = rpc->self().ToProto();
-    notice.set_reason("server:" + std::to_string(rank) + ": " + result.message());
-    notice.set_code(static_cast<int>(result.code()));
-    (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
+    // No other node may wait for this server (a checkpoint it cannot load).
+    ReportFailure(rpc, result);
     (void)server->WaitForShutdown(std::chrono::seconds(10));
     heartbeat.reset();
     rpc->Stop();

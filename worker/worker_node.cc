@@ -49,14 +49,6 @@ std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOp
                                        [step] { return step->load(std::memory_order_relaxed); });
 }
 
-void ReportFailure(RpcNode* rpc, const Status& failure) {
-  proto::AbortNotice notice;
-  *notice.mutable_node() = rpc->self().ToProto();
-  notice.set_reason(rpc->self().ToString() + ": " + failure.message());
-  notice.set_code(static_cast<int>(failure.code()));
-  (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
-}
-
 Status FinishWorker(RpcNode* rpc, std::chrono::milliseconds timeout) {
   Message done;
   done.header.set_command(proto::COMMAND_DONE);
