@@ -7,13 +7,16 @@
 # 2. tessera_bench blas: cblas_sgemm GFLOP/s for the MLP's products (429-400-400-400-1, batch
 #    4096: forward, dW, dx per layer) and the whole-step rate, through the OpenBLAS tessera links;
 # 3. `tessera train --model deepfm` (26 fields, dim 16, MLP 400-400-400, batch 4096, 1 epoch,
-#    default optimizers: lazy Adam / FTRL sparse, Adam dense, lr 0.001) in one process
+#    Adam everywhere at lr 0.001 as the issue and the PyTorch baseline: lazy Adam on both sparse
+#    tables (`--linear-optimizer adam --linear-lr 0.001`; tessera's first-order default is FTRL),
+#    Adam on the dense parameters) in one process
 #    (1 server + 1 worker) and under mpirun -np 4 (scheduler + 1 server + 2 workers), reading
 #    samples_per_sec and the test AUC from --metrics-out;
 # 4. the PyTorch baseline (bench/torch_deepfm.py, 2 threads) on the same files;
 # 5. when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set (these machines set them for
-#    compatibility, which holds OpenBLAS to older kernels), repeats 2 and the in-process run with
-#    both unset for those commands only (labelled "blas-unset" / "inproc-unset");
+#    compatibility, which holds OpenBLAS to older kernels), repeats 2, 3 and 4 with both unset
+#    for those commands only (labelled "-unset"; PyTorch's libblas.so.3 is OpenBLAS too, so its
+#    baseline is rerun the same way and the "-unset" rows are compared with it);
 # 6. prints a summary with ratios and targets (bench/summarize_ctr.py) into $OUT/summary.txt.
 #
 # Environment: BENCH_DIR (default /tmp/tessera-bench), ROWS (1000000), REPS (1), SKIP_TORCH=1,
@@ -35,7 +38,8 @@ for bin in "$TESSERA" "$BENCH"; do
 done
 
 DATA=$BENCH_DIR/criteo-$ROWS
-MODEL_FLAGS=(--model deepfm --emb-dim 16 --mlp 400,400,400 --batch-size 4096 --epochs 1)
+MODEL_FLAGS=(--model deepfm --emb-dim 16 --mlp 400,400,400 --batch-size 4096 --epochs 1
+             --linear-optimizer adam --linear-lr 0.001)
 OUT=$BENCH_DIR/ctr-results-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
@@ -82,12 +86,16 @@ for rep in $(seq 1 "$REPS"); do
   [[ ${SKIP_MPI:-0} == 1 ]] || run_train "mpi-r$rep" mpi
 done
 
-if [[ ${SKIP_TORCH:-0} != 1 ]]; then
-  log "PyTorch baseline (2 threads, max rows $TORCH_MAX_ROWS)"
-  "$PY" "$REPO/bench/torch_deepfm.py" --train "$DATA/train.tsv" --test "$DATA/test.tsv" \
-    --threads 2 --max-rows "$TORCH_MAX_ROWS" > "$OUT/torch.json" 2> "$OUT/torch.log"
-  log "  $(tail -n 1 "$OUT/torch.json" | cut -c1-240)"
-fi
+run_torch() {  # tag [env prefix...]
+  local tag=$1
+  shift
+  [[ ${SKIP_TORCH:-0} == 1 ]] && return 0
+  log "PyTorch baseline $tag (2 threads, max rows $TORCH_MAX_ROWS)"
+  "$@" "$PY" "$REPO/bench/torch_deepfm.py" --train "$DATA/train.tsv" --test "$DATA/test.tsv" \
+    --threads 2 --max-rows "$TORCH_MAX_ROWS" > "$OUT/$tag.json" 2> "$OUT/$tag.log"
+  log "  $(tail -n 1 "$OUT/$tag.json" | cut -c1-240)"
+}
+run_torch torch
 
 if [[ ${SKIP_UNSET:-0} != 1 ]]; then
   if [[ -n ${OPENBLAS_CORETYPE+x} || -n ${OPENBLAS_L2_SIZE+x} ]]; then
@@ -95,6 +103,8 @@ if [[ ${SKIP_UNSET:-0} != 1 ]]; then
     "${UNSET[@]}" "$BENCH" --json "$OUT/blas-unset.jsonl" --reps 3 --seconds 2 blas 2>&1 \
       | tee "$OUT/blas-unset.txt"
     run_train "inproc-unset" inproc "${UNSET[@]}"
+    [[ ${SKIP_MPI:-0} == 1 ]] || run_train "mpi-unset" mpi "${UNSET[@]}"
+    run_torch torch-unset "${UNSET[@]}"
   else
     log "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE not set here: no separate unset run"
   fi
@@ -103,4 +113,4 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
 
 "$PY" "$REPO/bench/summarize_ctr.py" "$OUT" | tee "$OUT/summary.txt"
 cp "$OUT/summary.txt" "$BENCH_DIR/ctr-summary-latest.txt"
-log "results in $OUT (summary.txt, blas*.txt, train-*.json/log, torch.json)"
+log "results in $OUT (summary.txt, blas*.txt, train-*.json/log, torch*.json)"

@@ -3,7 +3,10 @@
 process and under mpirun) next to PyTorch, and the MLP's achieved matrix-product rate as a
 fraction of the measured cblas_sgemm rate, each against the issue's target.
 
-  summarize_ctr.py OUT_DIR     (reads blas*.jsonl, train-*.json, torch.json, machine.txt)
+  summarize_ctr.py OUT_DIR     (reads blas*.jsonl, train-*.json, torch*.json, machine.txt)
+
+Runs tagged "-unset" (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for that command) are compared
+with the BLAS rate and the PyTorch baseline measured the same way, when those exist.
 """
 import glob
 import json
@@ -37,6 +40,7 @@ def main():
     if os.path.exists(os.path.join(out, "machine.txt")):
         print(open(os.path.join(out, "machine.txt")).read().rstrip())
     torch = done(os.path.join(out, "torch.json"))
+    torch_u = done(os.path.join(out, "torch-unset.json"))
     b = blas(os.path.join(out, "blas.jsonl"))
     bu = blas(os.path.join(out, "blas-unset.jsonl"))
     runs = []
@@ -57,16 +61,19 @@ def main():
         "run", "samples/s", "AUC", "x PyTorch", "dAUC", "MLP GFLOP/s", "of BLAS")
     print(hdr)
     print("-" * len(hdr))
-    if torch:
-        print("%-16s %12.0f %8.4f %14s %12s %14.1f %12s" % (
-            "pytorch", torch["samples_per_sec"], torch["auc"], "1.00", "0", 
-            torch["samples_per_sec"] * b["flops_per_sample"] / 1e9 if b else 0, ""))
+    for tag, t, ref in (("pytorch", torch, b), ("pytorch-unset", torch_u, bu or b)):
+        if t:
+            gf = t["samples_per_sec"] * ref["flops_per_sample"] / 1e9 if ref else 0
+            print("%-16s %12.0f %8.4f %14s %12s %14.1f %11.0f%%" % (
+                tag, t["samples_per_sec"], t["auc"], "1.00", "0", gf,
+                100 * gf / ref["gflops"] if ref else float("nan")))
     verdicts = []
     for tag, rec in runs:
         sps, auc = rec["samples_per_sec"], rec["auc"]
         ref = bu if ("unset" in tag and bu) else b
-        ratio = sps / torch["samples_per_sec"] if torch else float("nan")
-        dauc = auc - torch["auc"] if torch else float("nan")
+        base = torch_u if ("unset" in tag and torch_u) else torch
+        ratio = sps / base["samples_per_sec"] if base else float("nan")
+        dauc = auc - base["auc"] if base else float("nan")
         gf = sps * ref["flops_per_sample"] / 1e9 if ref else float("nan")
         frac = gf / ref["gflops"] if ref else float("nan")
         print("%-16s %12.0f %8.4f %14.2f %+12.4f %14.1f %11.0f%%" % (

@@ -317,17 +317,21 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
   }
   if (!UsesEmbeddingTable(c.kind)) return OkStatus();
 
-  demb_.assign(bags * D, 0.0f);
-  if (UsesFm(c.kind))
+  // FmBackward overwrites demb_; without FM the MLP's gradient is added to zeros.
+  if (UsesFm(c.kind)) {
+    demb_.resize(bags * D);
     TS_RETURN_IF_ERROR(FmBackwardCpu(emb_.data(), dlogits_.data(), demb_.data(), B, F, D));
+  } else {
+    demb_.assign(bags * D, 0.0f);
+  }
 
   if (UsesMlp(c.kind)) {
     const int x0_dim = L.x0_dim;
-    dx0_.assign(B * x0_dim, 0.0f);
-    // Gradient arriving at the last hidden layer's output.
+    // Gradient arriving at the last hidden layer's output (every buffer below is overwritten
+    // by the kernel that fills it, so none is zeroed first).
     const int m = L.mlp.back().out;
     std::vector<float>& dh = scratch_a_;
-    dh.assign(B * m, 0.0f);
+    dh.resize(B * m);
     if (c.kind != CtrModelKind::kDcnV2) {
       TS_RETURN_IF_ERROR(LinearBackwardCpu(hidden_.back().data(), params + L.mlp_out.w,
                                            dlogits_.data(), dh.data(), g + L.mlp_out.w,
@@ -344,6 +348,7 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
         std::memcpy(&dh[b * m], &dconcat[b * concat_dim + x0_dim], sizeof(float) * m);
       }
       // Cross stack backwards; x0 feeds every layer, so its gradient accumulates in dx0_.
+      dx0_.assign(B * x0_dim, 0.0f);
       std::vector<float> workspace(CrossBackwardWorkspaceFloats(B, x0_dim));
       std::vector<float> dxl(B * x0_dim);
       for (size_t l = L.cross.size(); l-- > 0;) {
@@ -356,20 +361,27 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
       }
       for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dx[i];  // layer 0's x_l is x0
     }
+    // dx0_ collects what reaches x0 besides the MLP: the cross stack (DCN-v2) or nothing.
+    const bool cross_into_x0 = c.kind == CtrModelKind::kDcnV2;
     // MLP backwards down to x0.
-    std::vector<float> dprev;
+    std::vector<float>& dprev = scratch_b_;
     for (size_t l = L.mlp.size(); l-- > 0;) {
       const auto& d = L.mlp[l];
       TS_RETURN_IF_ERROR(ReluBackwardCpu(hidden_[l].data(), dh.data(), dh.data(), B * d.out));
       const float* x = l == 0 ? x0_.data() : hidden_[l - 1].data();
-      dprev.assign(B * d.in, 0.0f);
+      dprev.resize(B * d.in);
       TS_RETURN_IF_ERROR(LinearBackwardCpu(x, params + d.w, dh.data(), dprev.data(), g + d.w,
                                            g + d.b, B, d.in, d.out));
       dh.swap(dprev);
     }
-    for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dh[i];
+    if (cross_into_x0) {
+      for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dh[i];
+    }
+    const float* dx0 = cross_into_x0 ? dx0_.data() : dh.data();
     for (int64_t b = 0; b < B; ++b) {
-      for (int k = 0; k < F * D; ++k) demb_[b * F * D + k] += dx0_[b * x0_dim + k];
+      float* __restrict__ out = &demb_[b * F * D];
+      const float* __restrict__ in = &dx0[b * x0_dim];
+      for (int k = 0; k < F * D; ++k) out[k] += in[k];
     }
   }
   return EmbeddingPoolBackwardCpu(in.offsets, in.indices, in.weights, demb_.data(),
