@@ -91,9 +91,11 @@ struct FtrlUpdate {
 template <typename Update>
 void ApplyRows(const Update& update, float* const* rows, const float* grads, int64_t num_rows,
                int dim, int row_floats) {
-  // Rows are scattered over the table: fetch the weights and state of a row a few updates
-  // ahead, or nearly every update starts with a cache miss on its accumulator.
-  constexpr int64_t kAhead = 8;
+  // Rows are scattered over the table: fetch the weights and state of a row some updates
+  // ahead, or nearly every update starts with a cache miss on its accumulator. 32 rows ahead
+  // rather than 8: on the AMD EPYC machines, tessera_bench kernels ran Adagrad 30-50 % faster
+  // at dims 32 and 128 (16-64 were alike), and in-process MF at dim 128 gained ~15 %.
+  constexpr int64_t kAhead = 32;
   const int row_lines = (row_floats * 4 + 63) / 64;
   for (int64_t i = 0; i < num_rows; ++i) {
     if (i + kAhead < num_rows) {
