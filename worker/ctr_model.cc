@@ -379,9 +379,9 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     }
     const float* dx0 = cross_into_x0 ? dx0_.data() : dh.data();
     for (int64_t b = 0; b < B; ++b) {
-      float* __restrict__ out = &demb_[b * F * D];
-      const float* __restrict__ in = &dx0[b * x0_dim];
-      for (int k = 0; k < F * D; ++k) out[k] += in[k];
+      float* __restrict__ dst = &demb_[b * F * D];
+      const float* __restrict__ src = &dx0[b * x0_dim];
+      for (int k = 0; k < F * D; ++k) dst[k] += src[k];
     }
   }
   return EmbeddingPoolBackwardCpu(in.offsets, in.indices, in.weights, demb_.data(),
