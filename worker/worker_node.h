@@ -26,7 +26,6 @@ Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_b
 std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOptions& recovery,
                                                   std::shared_ptr<std::atomic<bool>> aborted);
 
-
 // Runs a worker role's body between StartWorkerRpc and rpc->Stop(); a failure of this worker
 // (not an abort caused by another node) is reported to the scheduler first.
 template <typename Result>
