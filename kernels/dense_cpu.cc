@@ -1,8 +1,8 @@
 // CPU dense layers: matrix products through OpenBLAS cblas_sgemm (row-major, so no copies or
 // transposes of the caller's buffers), everything else plain loops over the TS_HD math of
-// ctr_math.h that g++ vectorises at the -O3 this library is built with (kernels/CMakeLists.txt;
-// at -O2 they ran scalar). The sigmoid/BCE loop calls expf and stays scalar; it is O(batch)
-// next to the O(batch * dim^2) products.
+// ctr_math.h that g++ vectorises at the -O3 of Release builds (CMakeLists.txt; at -O2 they ran
+// scalar). The sigmoid/BCE loop calls expf and stays scalar; it is O(batch) next to the
+// O(batch * dim^2) products.
 #include <cblas.h>
 
 #include <algorithm>
