@@ -51,6 +51,31 @@ TEST(FrameTest, FromVectorTakesTheBufferWithoutCopying) {
   EXPECT_EQ(shared.data(), f.data());
 }
 
+// Large frames come from a cache of freed blocks: a frame freed is handed out again, a live one
+// never is, and every size gets a 64-byte aligned block it may fill completely.
+TEST(FrameTest, LargeFramesReuseFreedBlocksButNeverLiveOnes) {
+  for (size_t size :
+       {size_t{300} << 10, size_t{4} << 20, (size_t{4} << 20) + 1, size_t{33} << 20}) {
+    void* first = nullptr;
+    Frame a = Frame::Allocate(size, &first);
+    ASSERT_EQ(a.size(), size);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 64, 0u);
+    std::memset(first, 0xab, size);
+    void* second = nullptr;
+    Frame b = Frame::Allocate(size, &second);
+    EXPECT_NE(first, second) << "a live frame's block was handed out again";
+    std::memset(second, 0xcd, size);
+    EXPECT_EQ(static_cast<const unsigned char*>(a.data())[size - 1], 0xab);
+    const void* freed = a.data();
+    a = Frame();
+    void* third = nullptr;
+    Frame c = Frame::Allocate(size, &third);
+    EXPECT_EQ(third, freed) << "the freed block was not reused";
+    std::memset(third, 0xef, size);
+    EXPECT_EQ(static_cast<const unsigned char*>(b.data())[0], 0xcd);
+  }
+}
+
 TEST(FrameTest, AlignedCopiesOnlyMisalignedFrames) {
   std::vector<char> bytes(64, 7);
   auto owner = std::make_shared<std::vector<char>>(bytes);
