@@ -47,6 +47,19 @@ Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_g
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
                           double* sq_error_sum);
 
+// The same gradient in two passes, so that one batch can be split over two threads and still
+// give MfBatchGradientCpu's bits: MfErrorsCpu writes errors[s] = r - r_hat for the samples in
+// [begin, end) (the caller splits [0, num_samples) among calls); then MfSideGradsCpu, once per
+// side, writes that side's gradient rows (user_grads or item_grads above, overwritten) from the
+// errors, adding the samples in index order as the one-pass kernel does. The two sides write
+// disjoint buffers and may run at the same time. MfSquaredErrorSum(errors, n) is the double sum
+// of MfBatchGradientCpu's *sq_error_sum, in the same order. InvalidArgument as for
+// MfBatchGradientCpu (a bad range [begin, end) too), in which case no output is written.
+enum class MfSide { kUser, kItem };
+Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors);
+Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads);
+double MfSquaredErrorSum(const float* errors, int64_t n);
+
 // predictions[s] = mu + b_u + b_i + p_u . q_i for every sample (unclipped).
 // InvalidArgument as above, or for null predictions with samples.
 Status MfPredict(const DeviceContext& ctx, const MfBatch& b, float* predictions);

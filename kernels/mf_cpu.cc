@@ -44,10 +44,21 @@ void AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
   }
 }
 
+// grad += d loss / d own over the dim factors of one sample, one side of AddFactorGrads (the same
+// operations on that side, in the same order).
+void AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
+                  const float* __restrict__ other, float err, float l2, int dim) {
+  int j = 0;
+  for (; j + kBlock <= dim; j += kBlock) {
+    for (int k = 0; k < kBlock; ++k) grad[j + k] += MfFactorGrad(err, other[j + k], own[j + k], l2);
+  }
+  for (; j < dim; ++j) grad[j] += MfFactorGrad(err, other[j], own[j], l2);
+}
+
 // Index values are only readable here (on the host), so the CPU kernels check them, before
 // writing any output.
-Status CheckIndices(const MfBatch& b) {
-  for (int64_t s = 0; s < b.num_samples; ++s) {
+Status CheckIndices(const MfBatch& b, int64_t begin, int64_t end) {
+  for (int64_t s = begin; s < end; ++s) {
     const int32_t u = b.user_index[s];
     const int32_t i = b.item_index[s];
     if (u < 0 || u >= b.num_users || i < 0 || i >= b.num_items) {
@@ -78,7 +89,7 @@ void PrefetchRow(const float* row, int64_t stride) {
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
                           double* sq_error_sum) {
   TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, user_grads, item_grads));
-  TS_RETURN_IF_ERROR(CheckIndices(b));
+  TS_RETURN_IF_ERROR(CheckIndices(b, 0, b.num_samples));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
@@ -108,9 +119,73 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   return OkStatus();
 }
 
+Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors) {
+  TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, b.user_rows, b.item_rows));
+  if (begin < 0 || begin > end || end > b.num_samples) {
+    return Status::InvalidArgument("MfErrorsCpu: range [" + std::to_string(begin) + ", " +
+                                   std::to_string(end) + ") is not within [0, " +
+                                   std::to_string(b.num_samples) + ")");
+  }
+  if (end > begin && errors == nullptr) {
+    return Status::InvalidArgument("MfErrorsCpu: errors must be non-null");
+  }
+  TS_RETURN_IF_ERROR(CheckIndices(b, begin, end));
+  const int dim = b.dim;
+  const int64_t stride = MfRowStride(dim);
+  const int64_t ahead = PrefetchAhead(dim);
+  for (int64_t s = begin; s < end; ++s) {
+    if (s + ahead < end) {
+      PrefetchRow(b.user_rows + b.user_index[s + ahead] * stride, stride);
+      PrefetchRow(b.item_rows + b.item_index[s + ahead] * stride, stride);
+    }
+    const float* p = b.user_rows + b.user_index[s] * stride;
+    const float* q = b.item_rows + b.item_index[s] * stride;
+    errors[s] = MfError(b.ratings[s], MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim)));
+  }
+  return OkStatus();
+}
+
+Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads) {
+  const bool user = side == MfSide::kUser;
+  TS_RETURN_IF_ERROR(
+      internal::ValidateMfGradientArgs(b, user ? grads : b.user_rows, user ? b.item_rows : grads));
+  if (b.num_samples > 0 && errors == nullptr) {
+    return Status::InvalidArgument("MfSideGradsCpu: errors must be non-null");
+  }
+  TS_RETURN_IF_ERROR(CheckIndices(b, 0, b.num_samples));
+  const int dim = b.dim;
+  const int64_t stride = MfRowStride(dim);
+  // This side's rows ("own") get the gradient; the other side's factors enter it.
+  const int32_t* own_index = user ? b.user_index : b.item_index;
+  const int32_t* other_index = user ? b.item_index : b.user_index;
+  const float* own_rows = user ? b.user_rows : b.item_rows;
+  const float* other_rows = user ? b.item_rows : b.user_rows;
+  std::fill_n(grads, (user ? b.num_users : b.num_items) * stride, 0.0f);
+  const int64_t ahead = PrefetchAhead(dim);
+  for (int64_t s = 0; s < b.num_samples; ++s) {
+    if (s + ahead < b.num_samples) {
+      PrefetchRow(own_rows + own_index[s + ahead] * stride, stride);
+      PrefetchRow(other_rows + other_index[s + ahead] * stride, stride);
+      PrefetchRow(grads + own_index[s + ahead] * stride, stride);
+    }
+    const float* own = own_rows + own_index[s] * stride;
+    const float* other = other_rows + other_index[s] * stride;
+    float* g = grads + own_index[s] * stride;
+    AddSideGrads(g, own, other, errors[s], b.l2, dim);
+    g[dim] += MfBiasGrad(errors[s], own[dim], b.l2_bias);
+  }
+  return OkStatus();
+}
+
+double MfSquaredErrorSum(const float* errors, int64_t n) {
+  double sum = 0.0;
+  for (int64_t s = 0; s < n; ++s) sum += static_cast<double>(errors[s]) * errors[s];
+  return sum;
+}
+
 Status MfPredictCpu(const MfBatch& b, float* predictions) {
   TS_RETURN_IF_ERROR(internal::ValidateMfPredictArgs(b, predictions));
-  TS_RETURN_IF_ERROR(CheckIndices(b));
+  TS_RETURN_IF_ERROR(CheckIndices(b, 0, b.num_samples));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   const int64_t ahead = PrefetchAhead(dim);

@@ -78,6 +78,15 @@ Status ApplySparseUpdate(const DeviceContext& ctx, const OptimizerParams& p, flo
                          const float* grads, int64_t num_rows, int dim);
 Status ApplySparseUpdateCpu(const OptimizerParams& p, float* const* rows, const float* grads,
                             int64_t num_rows, int dim);
+// One lane of ApplySparseUpdateCpu, for splitting an update over threads: applies only the
+// gradients of rows with RowLane(rows[i], lanes) == lane, in order i = 0..num_rows-1. The lane
+// is a function of the row's address, so every update of one row (a repeated pointer too) falls
+// in the same lane: calls for lanes 0..lanes-1 on different threads at once touch disjoint rows
+// and leave every row exactly as one ApplySparseUpdateCpu call does. Errors as above, checked on
+// all rows, so every lane fails alike and none writes.
+int RowLane(const float* row, int lanes);
+Status ApplySparseUpdateCpuLane(const OptimizerParams& p, float* const* rows, const float* grads,
+                                int64_t num_rows, int dim, int lane, int lanes);
 #if TESSERA_WITH_CUDA
 // d_rows: device array of num_rows device pointers, all distinct (elements are updated in
 // parallel; a repeated row would race). d_grads: device memory. Queued on `stream` (adam: two

@@ -313,6 +313,56 @@ TEST(MfGradientTest, RejectsInvalidArgumentsWithoutWritingOutputs) {
   EXPECT_EQ(sq_error, 7.0);
 }
 
+// The two-pass form gives the one-pass kernel's bits for any split of the samples, at dims with
+// and without a scalar remainder, with rows used by many samples.
+TEST(MfTwoPassGradientTest, MatchesOnePassBitForBit) {
+  for (int dim : {1, 8, 13, 32, 128}) {
+    const Problem pr = RandomProblem(17 + dim, 1000, dim, 37, 23);
+    const MfBatch b = pr.Batch();
+    std::vector<float> u1(pr.user_rows.size()), i1(pr.item_rows.size());
+    double sq1 = 0.0;
+    ASSERT_TRUE(MfBatchGradientCpu(b, u1.data(), i1.data(), &sq1).ok());
+    for (int64_t split : {int64_t{0}, int64_t{1}, int64_t{499}, int64_t{1000}}) {
+      std::vector<float> errors(1000, std::nanf(""));
+      std::vector<float> u2(pr.user_rows.size(), 9.0f), i2(pr.item_rows.size(), 9.0f);
+      ASSERT_TRUE(MfErrorsCpu(b, split, 1000, errors.data()).ok());
+      ASSERT_TRUE(MfErrorsCpu(b, 0, split, errors.data()).ok());
+      ASSERT_TRUE(MfSideGradsCpu(b, errors.data(), MfSide::kItem, i2.data()).ok());
+      ASSERT_TRUE(MfSideGradsCpu(b, errors.data(), MfSide::kUser, u2.data()).ok());
+      EXPECT_EQ(u1, u2) << "dim " << dim << " split " << split;
+      EXPECT_EQ(i1, i2) << "dim " << dim << " split " << split;
+      EXPECT_EQ(MfSquaredErrorSum(errors.data(), 1000), sq1) << "dim " << dim;
+    }
+  }
+}
+
+TEST(MfTwoPassGradientTest, RejectsBadRangesAndIndicesWithoutWriting) {
+  const Problem pr = RandomProblem(3, 6, 4, 3, 3);
+  std::vector<float> errors(6, 7.0f), grads(pr.user_rows.size(), 7.0f);
+  const MfBatch b = pr.Batch();
+  EXPECT_EQ(MfErrorsCpu(b, -1, 3, errors.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MfErrorsCpu(b, 4, 3, errors.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MfErrorsCpu(b, 0, 7, errors.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MfErrorsCpu(b, 0, 6, nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MfSideGradsCpu(b, nullptr, MfSide::kUser, grads.data()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(MfSideGradsCpu(b, errors.data(), MfSide::kUser, nullptr).code(),
+            StatusCode::kInvalidArgument);
+  std::vector<int32_t> bad_users = pr.user_index;
+  bad_users[4] = 3;
+  MfBatch bad = b;
+  bad.user_index = bad_users.data();
+  Status s = MfErrorsCpu(bad, 0, 6, errors.data());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sample 4"), std::string::npos) << s.message();
+  EXPECT_EQ(MfSideGradsCpu(bad, errors.data(), MfSide::kItem, grads.data()).code(),
+            StatusCode::kInvalidArgument);
+  for (float v : errors) EXPECT_EQ(v, 7.0f);
+  for (float v : grads) EXPECT_EQ(v, 7.0f);
+  // The samples before the bad one are in range: that part of the split still works.
+  EXPECT_TRUE(MfErrorsCpu(bad, 0, 4, errors.data()).ok());
+}
+
 TEST(MfPredictTest, MatchesBiasedDotProduct) {
   const Problem pr = RandomProblem(21, 50, 13, 4, 6);
   std::vector<float> predictions(50);

@@ -664,6 +664,58 @@ TEST(SparseOptimizerTest, RejectsInvalidArguments) {
   EXPECT_EQ(row[0], 1.0f);  // nothing was applied
 }
 
+// The lanes of an update, run one after the other (or on two threads), leave every row as one
+// whole update does, repeated row pointers included, and split the rows about evenly.
+TEST(SparseOptimizerTest, LanesTogetherMatchOneUpdateBitForBit) {
+  constexpr int kDim = 12;
+  constexpr int kRows = 500;
+  for (const OptimizerParams& p :
+       {Sgd(0.1f), Adagrad(0.1f, 1e-8f, 0.1f), Adam(0.01f, 0.9f, 0.999f, 1e-8f),
+        Ftrl(0.1f, 1.0f, 0.01f, 0.1f)}) {
+    const int row_floats = kDim + OptimizerStateFloats(p.kind, kDim);
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+    std::vector<float> table(kRows * row_floats, 0.0f);
+    for (int r = 0; r < kRows; ++r) {
+      for (int j = 0; j < kDim; ++j) table[r * row_floats + j] = value(rng);
+      InitOptimizerStateForRow(p, &table[r * row_floats], kDim);
+    }
+    std::vector<float> whole = table, split = table;
+    std::vector<float*> whole_rows, split_rows;
+    std::vector<float> grads;
+    for (int i = 0; i < 3 * kRows; ++i) {  // every row about three times, in random order
+      const int r = static_cast<int>(rng() % kRows);
+      whole_rows.push_back(&whole[r * row_floats]);
+      split_rows.push_back(&split[r * row_floats]);
+      for (int j = 0; j < kDim; ++j) grads.push_back(value(rng));
+    }
+    const int64_t n = static_cast<int64_t>(whole_rows.size());
+    ASSERT_TRUE(ApplySparseUpdateCpu(p, whole_rows.data(), grads.data(), n, kDim).ok());
+    ASSERT_TRUE(ApplySparseUpdateCpuLane(p, split_rows.data(), grads.data(), n, kDim, 1, 2).ok());
+    ASSERT_TRUE(ApplySparseUpdateCpuLane(p, split_rows.data(), grads.data(), n, kDim, 0, 2).ok());
+    EXPECT_EQ(whole, split) << OptimizerName(p.kind);
+  }
+  std::vector<float> rows(1000 * 16);
+  int lane_one = 0;
+  for (int r = 0; r < 1000; ++r) lane_one += RowLane(&rows[r * 16], 2);
+  EXPECT_GT(lane_one, 350);
+  EXPECT_LT(lane_one, 650);
+}
+
+TEST(SparseOptimizerTest, LaneOutsideTheLanesIsRefused) {
+  std::vector<float> row = {1.0f, 0.0f};
+  float* rows[] = {row.data()};
+  const float grad = 1.0f;
+  const OptimizerParams p = Adagrad(0.1f, 1e-8f, 0.0f);
+  EXPECT_EQ(ApplySparseUpdateCpuLane(p, rows, &grad, 1, 1, 2, 2).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplySparseUpdateCpuLane(p, rows, &grad, 1, 1, -1, 2).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplySparseUpdateCpuLane(p, rows, &grad, 1, 1, 0, 0).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(row[0], 1.0f);
+}
+
 TEST(SparseOptimizerTest, EmptyUpdateAcceptsNullPointers) {
   EXPECT_TRUE(ApplySparseUpdateCpu(Sgd(0.1f), nullptr, nullptr, 0, 4).ok());
   EXPECT_TRUE(ApplySparseUpdate(DeviceContext{}, Sgd(0.1f), nullptr, nullptr, 0, 4).ok());
