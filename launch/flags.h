@@ -34,6 +34,7 @@ struct TrainOptions {
   int workers = 1;             // under MPI: the ranks left after scheduler and servers
   bool workers_given = false;  // --workers was set explicitly
   int server_threads = 1;
+  int threads_per_shard = 0;  // ServerOptions::threads_per_shard; 0: 2 for MF, 1 for CTR
   bool deterministic = false;
   TransportKind transport = TransportKind::kInProc;
   std::chrono::milliseconds register_timeout{120000};

@@ -26,6 +26,9 @@ namespace {
 server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   server::ServerOptions s;
   s.num_shard_threads = o.server_threads;
+  // CTR workers keep both cores busy with dense layers while the servers apply (the CTR
+  // benchmark was measured without a helper); MF workers wait for the servers.
+  s.threads_per_shard = o.threads_per_shard != 0 ? o.threads_per_shard : (o.ctr ? 1 : 2);
   s.deterministic = o.deterministic;
   if (o.ctr) {
     // Table 0: field embeddings; table 1: first-order weights (start at 0, as FTRL needs).

@@ -32,6 +32,11 @@ namespace tessera::server {
 struct ServerOptions {
   std::vector<TableOptions> tables;  // indexed by table id
   int num_shard_threads = 1;
+  // Threads per shard thread for a push's optimizer update and a pull's row copies: 2 gives
+  // each shard thread a helper that takes half the rows of large requests (the same bits: a
+  // row's updates all fall to one thread, in order). The index (lookup, insert) stays with the
+  // shard thread.
+  int threads_per_shard = 1;
   bool deterministic = false;  // apply the pushes of a step in worker-rank order
   // Resume: before serving, load the rows this server owns from the checkpoint in resume_dir
   // (described by resume_manifest) and continue at its step. Empty: start with empty tables.
@@ -99,6 +104,13 @@ class Server {
   void ApplyPush(Shard* shard, WorkItem& item);
   void ServePull(Shard* shard, WorkItem& item);
   void FinishPart(const std::shared_ptr<Request>& request);
+  // ApplySparseUpdateCpu on `rows`, split with the shard's helper when it has one.
+  Status UpdateRows(Shard* shard, const kernels::OptimizerParams& p, float* const* rows,
+                    const float* grads, int64_t count, int dim);
+  // Copies the weights of rows[0..n) (or the initial weights of keys[i] where rows[i] is null)
+  // to out, dim floats each; split with the shard's helper when it has one.
+  void CopyRows(Shard* shard, const EmbeddingTable& table, const uint64_t* keys, float* const* rows,
+                uint64_t n, float* out);
   // COMMAND_CHECKPOINT from the scheduler: every shard thread writes its rows (WriteShardRows),
   // the last one replies with the list of files.
   void StartCheckpoint(Message&& request);

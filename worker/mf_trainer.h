@@ -29,6 +29,8 @@ struct MfTrainerOptions {
   RatingFormat format = RatingFormat::kAuto;
   bool skip_bad_lines = false;
   int reader_threads = 2;
+  // Threads for a step's gradient on CPU: 1, or 2 (the batch split over two cores, same bits).
+  int compute_threads = 2;
   int dim = 32;  // factors per row (the row also holds the bias)
   int epochs = 80;
   int batch_size = 64;    // ratings per worker per step

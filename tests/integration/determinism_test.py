@@ -5,6 +5,9 @@ Reference: 2 servers + 2 workers in one process, --deterministic --seed 7 --epoc
 per-epoch loss and test rmse/mae (compared as the exact JSON text, timings ignored) must equal
 the reference's for: a second identical run, 1 and 3 servers, --transport zmq,
 --server-threads 3 (default mode), or `mpirun -np 5 ... --servers 2` (--mpi mode).
+Steps large enough for the two-thread splits (--dim 512 --batch-size 16384: the gradient and
+the user table's update and copy run on two threads by default) must equal
+--compute-threads 1 --threads-per-shard 1 bit for bit.
 A different number of workers is a different SGD schedule: 1 server + 1 worker must only land
 within 1% of the reference's final RMSE.
 """
@@ -70,6 +73,15 @@ def test(ctx):
     for name, extra in variants.items():
         _, series = train(ctx, data, name, extra)
         expect_identical(name, series, ref)
+
+    large = ["--servers", 1, "--workers", 1, "--dim", 512, "--batch-size", 16384]
+    _, one_thread = train(ctx, data, "large steps, 1 thread each",
+                          large + ["--compute-threads", 1, "--threads-per-shard", 1])
+    for name, extra in {"large steps, default threads": [],
+                        "large steps, 2 compute threads only": ["--threads-per-shard", 1],
+                        "large steps, 2 threads per shard only": ["--compute-threads", 1]}.items():
+        _, series = train(ctx, data, name, large + extra)
+        expect_identical(name, series, one_thread)
 
     one_records, _ = train(ctx, data, "1 server + 1 worker", ["--servers", 1, "--workers", 1])
     ref_rmse, one_rmse = it.final_rmse(ref_records), it.final_rmse(one_records)

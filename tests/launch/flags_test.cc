@@ -51,6 +51,8 @@ TEST_F(FlagsTest, TypedValuesAreParsedAndSummarised) {
   EXPECT_TRUE(o.deterministic);
   EXPECT_EQ(o.mf.format, worker::RatingFormat::kLibmf);
   EXPECT_EQ(o.init_seed, 9u);
+  EXPECT_EQ(o.mf.compute_threads, 2);  // defaults
+  EXPECT_EQ(o.threads_per_shard, 0);
   EXPECT_NE(o.summary.find("dim = 16"), std::string::npos) << o.summary;
   EXPECT_NE(o.summary.find("l2 = 0.09 (default)"), std::string::npos) << o.summary;
 }
@@ -72,6 +74,10 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--model", "deepfm", "--device", "cuda"},
       {"--servers", "0"},
       {"--transport", "carrier-pigeon"},
+      {"--compute-threads", "3"},
+      {"--compute-threads", "0"},
+      {"--threads-per-shard", "3"},
+      {"--threads-per-shard", "-1"},
   };
   for (auto args : bad) {
     args.insert(args.begin(), {"--train", train_});

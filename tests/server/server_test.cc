@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 
@@ -19,7 +20,8 @@ constexpr milliseconds kWait(10000);
 class ServerHarness {
  public:
   ServerHarness(int num_workers, int shard_threads, bool deterministic, int dim = 3,
-                kernels::OptimizerKind kind = kernels::OptimizerKind::kAdagrad) {
+                kernels::OptimizerKind kind = kernels::OptimizerKind::kAdagrad,
+                int threads_per_shard = 1) {
     server_transport_ = std::make_unique<InProcTransport>(&hub_, NodeId::Server(0));
     server_rpc_ = std::make_unique<RpcNode>(server_transport_.get());
     for (uint32_t t = 0; t < 2; ++t) {
@@ -33,6 +35,7 @@ class ServerHarness {
       options_.tables.push_back(table);
     }
     options_.num_shard_threads = shard_threads;
+    options_.threads_per_shard = threads_per_shard;
     options_.deterministic = deterministic;
     auto server = Server::Create(options_, 0, server_rpc_.get());
     TS_CHECK(server.ok()) << server.status().ToString();
@@ -287,6 +290,58 @@ TEST(ServerPropertyTest, RandomPullPushSequencesMatchAnInMemoryReference) {
       for (int j = 0; j < 4; ++j) EXPECT_EQ(got[j], row.first[j]);
     }
   }
+}
+
+// Requests large enough (rows x dim >= 2^20) for the shard's helper to take half the rows of
+// the update and of the copy give the same rows, bit for bit, as one thread per shard, for
+// pulls that create rows, pushes that reuse the pull's rows, and pulls that do not create.
+TEST(ServerTest, HelperThreadPerShardGivesTheSameBits) {
+  constexpr int kDim = 64;
+  constexpr uint64_t kKeys = 20000;
+  for (auto kind : {kernels::OptimizerKind::kAdagrad, kernels::OptimizerKind::kAdam}) {
+    ServerHarness one(1, 1, true, kDim, kind, 1);
+    ServerHarness two(1, 1, true, kDim, kind, 2);
+    std::mt19937_64 rng(5);
+    std::normal_distribution<float> grad(0.0f, 0.3f);
+    for (int64_t step = 0; step < 3; ++step) {
+      // Keys overlap across steps, so later steps update rows that earlier ones created.
+      std::vector<uint64_t> keys;
+      for (uint64_t k = 0; k < kKeys; ++k) keys.push_back((rng() % (3 * kKeys)) * 2 + 1);
+      std::sort(keys.begin(), keys.end());
+      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+      std::shuffle(keys.begin(), keys.end(), rng);
+      std::vector<float> grads(keys.size() * kDim);
+      for (float& g : grads) g = grad(rng);
+      auto a = one.PullValues(0, 0, keys, step);
+      auto b = two.PullValues(0, 0, keys, step);
+      ASSERT_TRUE(a.ok() && b.ok());
+      ASSERT_EQ(*a, *b) << "step " << step;
+      ASSERT_TRUE(one.PushAndWait(0, 0, keys, grads, step).ok());
+      ASSERT_TRUE(two.PushAndWait(0, 0, keys, grads, step).ok());
+    }
+    // Every row ever touched plus unseen ones, without creating.
+    std::vector<uint64_t> all;
+    for (uint64_t k = 0; k < 6 * kKeys + 2000; ++k) all.push_back(k);
+    auto a = one.PullValues(0, 0, all, 3, proto::FLAG_NO_CREATE);
+    auto b = two.PullValues(0, 0, all, 3, proto::FLAG_NO_CREATE);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+    EXPECT_NE(*a, std::vector<float>(a->size(), 0.0f));
+  }
+}
+
+TEST(ServerTest, ThreadsPerShardOutsideOneToTwoIsRefused) {
+  InProcHub hub;
+  InProcTransport transport(&hub, NodeId::Server(0));
+  RpcNode rpc(&transport);
+  ServerOptions options;
+  options.tables.resize(1);
+  options.tables[0].dim = 4;
+  options.threads_per_shard = 3;
+  auto server = Server::Create(options, 0, &rpc);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("threads per shard"), std::string::npos);
 }
 
 TEST(ServerTest, ShutdownIsAcknowledgedAndEndsTheWait) {
