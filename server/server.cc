@@ -140,7 +140,9 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
   }
   for (Message& m : early) HandleRequest(std::move(m));
   TS_LOG(INFO) << "serving " << options_.tables.size() << " table(s) with " << shards_.size()
-               << " shard thread(s)" << (options_.deterministic ? ", deterministic" : "");
+               << " shard thread(s)"
+               << (options_.threads_per_shard > 1 ? " (and a helper thread each)" : "")
+               << (options_.deterministic ? ", deterministic" : "");
   return OkStatus();
 }
 
