@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/cpu_simd.h"
 #include "kernels/optimizer_math.h"
 #include "kernels/sparse_optimizer.h"
 
@@ -29,8 +30,9 @@ struct SgdUpdate {
 // acc is the state half of the same row; restrict holds because the two ranges do not overlap.
 // Kept out of line: inlined into the row loop, g++ sees w and acc derive from one pointer,
 // loses the restrict guarantee and leaves the block scalar.
-[[gnu::noinline]] void AdagradRow(float* __restrict__ w, float* __restrict__ acc,
-                                  const float* __restrict__ g, int dim, AdagradParams params) {
+[[gnu::noinline, TS_WIDE_SIMD]] void AdagradRow(float* __restrict__ w, float* __restrict__ acc,
+                                                const float* __restrict__ g, int dim,
+                                                AdagradParams params) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -49,9 +51,9 @@ struct AdagradUpdate {
 
 // Lazy Adam on one row: the row's step advances by one and its step size (the bias
 // corrections) is computed once; the element loop is Adagrad's shape with two state arrays.
-[[gnu::noinline]] void AdamRow(float* __restrict__ w, float* __restrict__ m, float* __restrict__ v,
-                               const float* __restrict__ g, int dim, float step_size,
-                               AdamParams params) {
+[[gnu::noinline, TS_WIDE_SIMD]] void AdamRow(float* __restrict__ w, float* __restrict__ m,
+                                             float* __restrict__ v, const float* __restrict__ g,
+                                             int dim, float step_size, AdamParams params) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {

@@ -372,7 +372,9 @@ TEST(SparseAdagradTest, EveryDimMatchesElementwiseReference) {
                            grads.begin() + (i + 1) * dim);
     }
     ASSERT_TRUE(ApplySparseUpdateCpu(p, rows.data(), ordered_grads.data(), num_rows, dim).ok());
-    for (size_t k = 0; k < table.size(); ++k) EXPECT_FLOAT_EQ(table[k], expected[k]) << k;
+    // Bit for bit: the kernel runs its widest clone for this CPU (kernels/cpu_simd.h), the
+    // reference scalar code; the same IEEE operations give the same bits at any width.
+    for (size_t k = 0; k < table.size(); ++k) EXPECT_EQ(table[k], expected[k]) << k;
   }
 }
 
@@ -714,6 +716,46 @@ TEST(SparseOptimizerTest, LaneOutsideTheLanesIsRefused) {
   EXPECT_EQ(ApplySparseUpdateCpuLane(p, rows, &grad, 1, 1, 0, 0).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(row[0], 1.0f);
+}
+
+// The kernels run their widest clone for this CPU (kernels/cpu_simd.h); the per-element steps of
+// optimizer_math.h in plain scalar code must give the same bits at every dim (blocks of 8, a
+// remainder, and AVX-512's 16 lanes).
+TEST(SparseOptimizerTest, KernelsGiveTheScalarStepsBitForBit) {
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int dim = 1; dim <= 70; ++dim) {
+    SCOPED_TRACE("dim=" + std::to_string(dim));
+    // Adagrad: [w | acc].
+    std::vector<float> row(2 * dim), grads(dim);
+    for (float& v : row) v = std::fabs(uniform(rng));
+    for (float& v : grads) v = uniform(rng);
+    std::vector<float> expected = row;
+    const OptimizerParams ada = Adagrad(0.05f, 1e-8f, 0.0f);
+    const AdagradParams ada_step{ada.lr, ada.eps};
+    for (int j = 0; j < dim; ++j) {
+      expected[j] = AdagradStep(expected[j], grads[j], &expected[dim + j], ada_step);
+    }
+    float* rows[] = {row.data()};
+    ASSERT_TRUE(ApplySparseUpdateCpu(ada, rows, grads.data(), 1, dim).ok());
+    EXPECT_EQ(row, expected);
+    // Adam: [w | m | v | step].
+    std::vector<float> arow(3 * dim + 1);
+    for (float& v : arow) v = std::fabs(uniform(rng));
+    arow[3 * dim] = 4.0f;
+    std::vector<float> aexpected = arow;
+    const OptimizerParams adam = Adam(0.01f, 0.9f, 0.99f, 1e-8f);
+    const AdamParams adam_step{adam.lr, adam.beta1, adam.beta2, adam.eps};
+    const float size = AdamStepSize(5.0f, adam_step);
+    for (int j = 0; j < dim; ++j) {
+      aexpected[j] = AdamStep(aexpected[j], grads[j], &aexpected[dim + j], &aexpected[2 * dim + j],
+                              size, adam_step);
+    }
+    aexpected[3 * dim] = 5.0f;
+    float* arows[] = {arow.data()};
+    ASSERT_TRUE(ApplySparseUpdateCpu(adam, arows, grads.data(), 1, dim).ok());
+    EXPECT_EQ(arow, aexpected);
+  }
 }
 
 TEST(SparseOptimizerTest, EmptyUpdateAcceptsNullPointers) {
