@@ -3,6 +3,7 @@
 #include <google/protobuf/message_lite.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 #include <vector>
@@ -21,32 +22,35 @@ class BlockCache {
   static constexpr size_t kMaxBytes = size_t{1} << 30;    // larger ones: not cached
   static constexpr size_t kMaxCachedBytes = size_t{256} << 20;
 
-  // A block of at least `bytes` (64-byte aligned) and its class size, or nullptr on failure.
-  void* Get(size_t bytes, size_t* class_bytes) {
+  static bool Caches(size_t bytes) { return bytes > kMinBytes && bytes <= kMaxBytes; }
+  // The smallest class whose blocks (kMinBytes << class) hold `bytes`. REQUIRES: Caches(bytes).
+  static int ClassOf(size_t bytes) {
     int cls = 0;
     while ((kMinBytes << cls) < bytes) ++cls;
-    *class_bytes = kMinBytes << cls;
+    return cls;
+  }
+
+  // A 64-byte aligned block of class `cls`, or nullptr when memory is exhausted.
+  void* Get(int cls) {
     {
       std::lock_guard lock(mu_);
       std::vector<void*>& list = free_[cls];
       if (!list.empty()) {
         void* block = list.back();
         list.pop_back();
-        cached_bytes_ -= *class_bytes;
+        cached_bytes_ -= kMinBytes << cls;
         return block;
       }
     }
-    return std::aligned_alloc(64, *class_bytes);
+    return std::aligned_alloc(64, kMinBytes << cls);
   }
 
-  void Put(void* block, size_t class_bytes) {
-    int cls = 0;
-    while ((kMinBytes << cls) < class_bytes) ++cls;
+  void Put(void* block, int cls) {
     {
       std::lock_guard lock(mu_);
-      if (cached_bytes_ + class_bytes <= kMaxCachedBytes) {
+      if (cached_bytes_ + (kMinBytes << cls) <= kMaxCachedBytes) {
         free_[cls].push_back(block);
-        cached_bytes_ += class_bytes;
+        cached_bytes_ += kMinBytes << cls;
         return;
       }
     }
@@ -69,20 +73,20 @@ BlockCache& Cache() {
 }  // namespace
 
 Frame Frame::Allocate(size_t size, void** writable) {
-  size_t rounded = (size + 63) / 64 * 64;
-  if (rounded > BlockCache::kMinBytes && rounded <= BlockCache::kMaxBytes) {
-    size_t class_bytes = 0;
-    void* block = Cache().Get(rounded, &class_bytes);
+  const size_t rounded = size == 0 ? 64 : (size + 63) / 64 * 64;
+  void* block = nullptr;
+  std::shared_ptr<const void> owner;
+  if (BlockCache::Caches(rounded)) {
+    const int cls = BlockCache::ClassOf(rounded);
+    block = Cache().Get(cls);
     if (block == nullptr) throw std::bad_alloc();
-    *writable = block;
-    std::shared_ptr<const void> owner(
-        block, [class_bytes](const void* p) { Cache().Put(const_cast<void*>(p), class_bytes); });
-    return Frame(std::move(owner), block, size);
+    owner.reset(block, [cls](const void* p) { Cache().Put(const_cast<void*>(p), cls); });
+  } else {
+    block = std::aligned_alloc(64, rounded);
+    if (block == nullptr) throw std::bad_alloc();
+    owner.reset(block, [](const void* p) { std::free(const_cast<void*>(p)); });
   }
-  void* block = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  if (block == nullptr) throw std::bad_alloc();
   *writable = block;
-  std::shared_ptr<const void> owner(block, [](const void* p) { std::free(const_cast<void*>(p)); });
   return Frame(std::move(owner), block, size);
 }
 

@@ -120,6 +120,8 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
 }
 
 Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors) {
+  // The gradient's checks without its outputs (this pass writes none): the rows stand in for
+  // the gradient pointers, which it does not touch.
   TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, b.user_rows, b.item_rows));
   if (begin < 0 || begin > end || end > b.num_samples) {
     return Status::InvalidArgument("MfErrorsCpu: range [" + std::to_string(begin) + ", " +
