@@ -6,7 +6,10 @@
 #include <cstring>
 #include <mutex>
 #include <sstream>
+#include <tuple>
 #include <vector>
+
+#include "core/shared_frames.h"
 
 namespace tessera {
 namespace {
@@ -30,38 +33,47 @@ class BlockCache {
     return cls;
   }
 
-  // A 64-byte aligned block of class `cls`, or nullptr when memory is exhausted.
-  void* Get(int cls) {
+  // A 64-byte aligned block of class `cls`, or {nullptr, false} when memory is exhausted. With
+  // `shared`, the block is in shared memory (shared_frames.h) when the system allows; the second
+  // member says whether it is.
+  std::pair<void*, bool> Get(int cls, bool shared) {
     {
       std::lock_guard lock(mu_);
-      std::vector<void*>& list = free_[cls];
+      std::vector<void*>& list = free_[shared][cls];
       if (!list.empty()) {
         void* block = list.back();
         list.pop_back();
         cached_bytes_ -= kMinBytes << cls;
-        return block;
+        return {block, shared};
       }
     }
-    return std::aligned_alloc(64, kMinBytes << cls);
+    if (shared) {
+      if (void* block = shared_frames::AllocateBlock(kMinBytes << cls)) return {block, true};
+    }
+    return {std::aligned_alloc(64, kMinBytes << cls), false};
   }
 
-  void Put(void* block, int cls) {
+  void Put(void* block, int cls, bool shared) {
     {
       std::lock_guard lock(mu_);
       if (cached_bytes_ + (kMinBytes << cls) <= kMaxCachedBytes) {
-        free_[cls].push_back(block);
+        free_[shared][cls].push_back(block);
         cached_bytes_ += kMinBytes << cls;
         return;
       }
     }
-    std::free(block);
+    if (shared) {
+      shared_frames::FreeBlock(block);
+    } else {
+      std::free(block);
+    }
   }
 
  private:
   static constexpr int kClasses = 13;  // kMinBytes << 12 == kMaxBytes
   std::mutex mu_;
-  std::vector<void*> free_[kClasses];  // GUARDED_BY(mu_)
-  size_t cached_bytes_ = 0;            // GUARDED_BY(mu_)
+  std::vector<void*> free_[2][kClasses];  // [shared][class] GUARDED_BY(mu_)
+  size_t cached_bytes_ = 0;               // GUARDED_BY(mu_)
 };
 
 // Never destroyed: frames may be freed by threads that outlive static destruction.
@@ -78,9 +90,11 @@ Frame Frame::Allocate(size_t size, void** writable) {
   std::shared_ptr<const void> owner;
   if (BlockCache::Caches(rounded)) {
     const int cls = BlockCache::ClassOf(rounded);
-    block = Cache().Get(cls);
+    bool shared = false;
+    std::tie(block, shared) = Cache().Get(cls, shared_frames::Enabled());
     if (block == nullptr) throw std::bad_alloc();
-    owner.reset(block, [cls](const void* p) { Cache().Put(const_cast<void*>(p), cls); });
+    owner.reset(block,
+                [cls, shared](const void* p) { Cache().Put(const_cast<void*>(p), cls, shared); });
   } else {
     block = std::aligned_alloc(64, rounded);
     if (block == nullptr) throw std::bad_alloc();

@@ -3,6 +3,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <optional>
+
 #include "core/logging.h"
 
 namespace tessera {
@@ -13,10 +16,41 @@ void ReleaseFrame(void* /*data*/, void* hint) {
   delete static_cast<std::shared_ptr<const void>*>(hint);
 }
 
+// A received shared frame: keeps the mapping alive and, when the handler drops the last
+// reference, queues the token for the sender.
+struct SharedFrameRef {
+  SharedFrameRef(std::shared_ptr<const shared_frames::Mapping> m, std::shared_ptr<void> q,
+                 void (*r)(void*, const NodeId&, uint64_t), NodeId s, uint64_t t)
+      : mapping(std::move(m)), queue_owner(std::move(q)), release(r), sender(s), token(t) {}
+  SharedFrameRef(const SharedFrameRef&) = delete;
+  SharedFrameRef& operator=(const SharedFrameRef&) = delete;
+  std::shared_ptr<const shared_frames::Mapping> mapping;
+  std::shared_ptr<void> queue_owner;  // the ReleaseQueue, type-erased (private to the transport)
+  void (*release)(void* queue, const NodeId& sender, uint64_t token);
+  NodeId sender;
+  uint64_t token;
+  ~SharedFrameRef() { release(queue_owner.get(), sender, token); }
+};
+
 }  // namespace
 
+void ZmqTransport::ReleaseQueue::Push(const NodeId& sender, uint64_t token) {
+  std::lock_guard lock(mu);
+  if (closed) return;  // the transport stopped; the sender's blocks went with it
+  tokens[sender].push_back(token);
+  uint64_t one = 1;
+  ssize_t n = write(wake_fd, &one, sizeof(one));
+  (void)n;
+}
+
 ZmqTransport::ZmqTransport(NodeId self, const ZmqTransportOptions& options)
-    : self_(self), options_(options), context_(1), router_(context_, zmq::socket_type::router) {}
+    : self_(self),
+      options_(options),
+      context_(1),
+      router_(context_, zmq::socket_type::router),
+      pid_(static_cast<int>(getpid())),
+      releases_(std::make_shared<ReleaseQueue>()),
+      mappings_(options.mapping_cache_bytes) {}
 
 StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
                                                              const ZmqTransportOptions& options) {
@@ -35,11 +69,16 @@ StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
   }
   t->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (t->wake_fd_ < 0) return Status::Internal("eventfd failed");
+  t->releases_->wake_fd = t->wake_fd_;
   return t;
 }
 
 ZmqTransport::~ZmqTransport() {
   Stop();
+  {
+    std::lock_guard lock(releases_->mu);  // frames still held elsewhere must not write to the fd
+    releases_->closed = true;
+  }
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
@@ -89,6 +128,10 @@ void ZmqTransport::Stop() {
   ssize_t n = write(wake_fd_, &one, sizeof(one));
   (void)n;
   if (io_thread_.joinable()) io_thread_.join();
+  if (shared_sent_ > 0 || shared_received_ > 0) {
+    TS_VLOG(1) << "shared-memory frames: sent " << shared_sent_.load() << ", received "
+               << shared_received_.load();
+  }
 }
 
 zmq::socket_t* ZmqTransport::DealerFor(const NodeId& to) {
@@ -110,13 +153,40 @@ zmq::socket_t* ZmqTransport::DealerFor(const NodeId& to) {
 void ZmqTransport::SendOne(Outgoing& out) {
   try {
     zmq::socket_t* dealer = DealerFor(out.to);
-    std::string header = out.message.header.SerializeAsString();
     const size_t n = out.message.frames.size();
+    std::vector<bool> by_descriptor(n, false);
+    if (options_.shared_memory) {
+      for (size_t i = 0; i < n; ++i) {
+        const Frame& f = out.message.frames[i];
+        if (f.size() < options_.shared_min_bytes || f.owner() == nullptr) continue;
+        std::optional<shared_frames::BlockInfo> block = shared_frames::Find(f.data(), f.size());
+        if (!block) continue;
+        proto::SharedFrame* d = out.message.header.add_shared_frames();
+        d->set_frame_index(static_cast<uint32_t>(i));
+        d->set_token(next_token_++);
+        d->set_fd(block->fd);
+        d->set_block_id(block->block_id);
+        d->set_inode(block->inode);
+        d->set_block_bytes(block->bytes);
+        d->set_offset(static_cast<uint64_t>(f.as<char>() - block->base));
+        d->set_size(f.size());
+        held_[d->token()] = f.owner();
+        by_descriptor[i] = true;
+      }
+      if (out.message.header.shared_frames_size() > 0) {
+        out.message.header.set_sender_pid(pid_);
+        shared_sent_ += out.message.header.shared_frames_size();
+        held_count_ = static_cast<int64_t>(held_.size());
+      }
+    }
+    std::string header = out.message.header.SerializeAsString();
     dealer->send(zmq::buffer(header), n > 0 ? zmq::send_flags::sndmore : zmq::send_flags::none);
     for (size_t i = 0; i < n; ++i) {
       const Frame& f = out.message.frames[i];
       zmq::send_flags flags = i + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::none;
-      if (f.size() >= options_.zero_copy_bytes && f.owner() != nullptr) {
+      if (by_descriptor[i]) {
+        dealer->send(zmq::const_buffer(nullptr, 0), flags);
+      } else if (f.size() >= options_.zero_copy_bytes && f.owner() != nullptr) {
         auto* hint = new std::shared_ptr<const void>(f.owner());
         zmq::message_t msg(const_cast<void*>(f.data()), f.size(), &ReleaseFrame, hint);
         dealer->send(msg, flags);
@@ -126,6 +196,8 @@ void ZmqTransport::SendOne(Outgoing& out) {
     }
   } catch (const zmq::error_t& e) {
     TS_LOG(ERROR) << "send to " << out.to.ToString() << " failed: " << e.what();
+    for (const auto& d : out.message.header.shared_frames()) held_.erase(d.token());
+    held_count_ = static_cast<int64_t>(held_.size());
   }
 }
 
@@ -158,6 +230,17 @@ void ZmqTransport::ReceiveAll() {
       TS_LOG(WARNING) << "dropped a message from " << parts[0].to_string() << ": " << s.message();
       continue;
     }
+    if (message.header.command() == proto::COMMAND_RELEASE) {
+      auto from = NodeId::FromProto(message.header.sender());
+      if (!from.ok()) {
+        ++malformed_;
+        TS_LOG(WARNING) << "dropped a RELEASE from " << parts[0].to_string() << ": "
+                        << from.status().message();
+        continue;
+      }
+      HandleRelease(*from, parts);
+      continue;
+    }
     message.frames.reserve(parts.size() - 2);
     for (size_t i = 2; i < parts.size(); ++i) {
       auto holder = std::make_shared<zmq::message_t>(std::move(parts[i]));
@@ -165,7 +248,107 @@ void ZmqTransport::ReceiveAll() {
       size_t size = holder->size();
       message.frames.push_back(Frame::Wrap(std::shared_ptr<const void>(holder, data), data, size));
     }
+    if (message.header.shared_frames_size() > 0) {
+      s = MapSharedFrames(&message);
+      if (!s.ok()) {
+        ++malformed_;
+        TS_LOG(WARNING) << "dropped " << message.DebugString() << ": " << s.message();
+        continue;
+      }
+    }
     handler_(std::move(message));
+  }
+}
+
+Status ZmqTransport::MapSharedFrames(Message* message) {
+  proto::Header& h = message->header;
+  auto sender = NodeId::FromProto(h.sender());
+  if (!sender.ok()) return sender.status();
+  auto give_back = [&](Status error) {
+    for (const auto& d : h.shared_frames()) releases_->Push(*sender, d.token());
+    return error;
+  };
+  std::vector<std::shared_ptr<const shared_frames::Mapping>> mapped;
+  std::vector<bool> seen(message->frames.size(), false);
+  for (const auto& d : h.shared_frames()) {
+    if (d.frame_index() >= message->frames.size() || seen[d.frame_index()] ||
+        !message->frames[d.frame_index()].empty()) {
+      return give_back(Status::InvalidArgument(
+          "shared frame descriptor names frame " + std::to_string(d.frame_index()) + " of " +
+          std::to_string(message->frames.size()) + " (not an empty frame, or named twice)"));
+    }
+    seen[d.frame_index()] = true;
+    if (d.size() == 0 || d.offset() > d.block_bytes() || d.size() > d.block_bytes() - d.offset()) {
+      return give_back(Status::InvalidArgument(
+          "shared frame [" + std::to_string(d.offset()) + ", +" + std::to_string(d.size()) +
+          ") lies outside its " + std::to_string(d.block_bytes()) + "-byte block"));
+    }
+    shared_frames::RemoteBlock block;
+    block.pid = h.sender_pid();
+    block.fd = d.fd();
+    block.block_id = d.block_id();
+    block.inode = d.inode();
+    block.bytes = d.block_bytes();
+    auto mapping = mappings_.Map(block);
+    if (!mapping.ok()) return give_back(mapping.status());
+    mapped.push_back(std::move(*mapping));
+  }
+  auto release = [](void* queue, const NodeId& from, uint64_t token) {
+    static_cast<ReleaseQueue*>(queue)->Push(from, token);
+  };
+  for (int k = 0; k < h.shared_frames_size(); ++k) {
+    const proto::SharedFrame& d = h.shared_frames(k);
+    auto ref = std::make_shared<SharedFrameRef>(mapped[k], releases_, release, *sender, d.token());
+    const void* data = mapped[k]->base() + d.offset();
+    message->frames[d.frame_index()] =
+        Frame::Wrap(std::shared_ptr<const void>(ref, data), data, d.size());
+  }
+  shared_received_ += h.shared_frames_size();
+  h.clear_shared_frames();
+  h.clear_sender_pid();
+  return OkStatus();
+}
+
+void ZmqTransport::HandleRelease(const NodeId& from, const std::vector<zmq::message_t>& parts) {
+  if (parts.size() != 3 || parts[2].size() % sizeof(uint64_t) != 0) {
+    ++malformed_;
+    TS_LOG(WARNING) << "dropped a RELEASE from " << from.ToString() << " with " << parts.size()
+                    << " part(s)";
+    return;
+  }
+  const size_t n = parts[2].size() / sizeof(uint64_t);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t token;
+    std::memcpy(&token, parts[2].data<char>() + i * sizeof(token), sizeof(token));
+    if (held_.erase(token) == 0) {
+      ++malformed_;
+      TS_LOG(WARNING) << "RELEASE from " << from.ToString() << " names unknown token " << token;
+    }
+  }
+  held_count_ = static_cast<int64_t>(held_.size());
+}
+
+void ZmqTransport::SendReleases() {
+  std::map<NodeId, std::vector<uint64_t>> tokens;
+  {
+    std::lock_guard lock(releases_->mu);
+    tokens.swap(releases_->tokens);
+  }
+  for (auto& [to, list] : tokens) {
+    Outgoing out;
+    out.to = to;
+    out.message.header.set_command(proto::COMMAND_RELEASE);
+    *out.message.header.mutable_sender() = self_.ToProto();
+    out.message.frames.push_back(Frame::FromVector(std::move(list)));
+    {
+      std::lock_guard lock(mu_);
+      if (peers_.find(to) == peers_.end()) {
+        TS_LOG(WARNING) << "cannot release shared frames of " << to.ToString()
+                        << ": no address known";
+        continue;
+      }
+    }
+    SendOne(out);
   }
 }
 
@@ -195,8 +378,13 @@ void ZmqTransport::IoLoop() {
     for (Outgoing& out : batch) SendOne(out);
     batch.clear();
     if (items[0].revents & ZMQ_POLLIN) ReceiveAll();
+    SendReleases();
     if (stopping) break;
   }
+  // Frames peers have not released go back to this process's cache (a peer still reading one
+  // keeps its own mapping of the bytes).
+  held_.clear();
+  held_count_ = 0;
   // Flush: DEALERs linger up to linger_ms to deliver what is queued; the ROUTER does not.
   dealers_.clear();
   router_.close();

@@ -5,6 +5,12 @@
 // Wire form of a Message: [routing id added by ZeroMQ] [Header, protobuf] [frame 1] ... [frame n].
 // Frames of at least `zero_copy_bytes` are sent without copying (ZeroMQ keeps a reference to
 // the Frame's owner until the kernel has taken the bytes); received frames are wrapped, not copied.
+//
+// With `shared_memory`, frames in this process's shared blocks (core/shared_frames.h) go as
+// descriptors: the wire frame is empty and Header.shared_frames says where the bytes are. The
+// receiving transport maps them, strips the descriptors, and tells the sender (COMMAND_RELEASE)
+// when its handler has dropped the last reference. Only for peers on the same host; a receiver
+// maps descriptors whatever its own option says.
 #pragma once
 
 #include <atomic>
@@ -13,8 +19,11 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 #include <zmq.hpp>
 
+#include "core/shared_frames.h"
 #include "core/transport.h"
 
 namespace tessera {
@@ -24,6 +33,9 @@ struct ZmqTransportOptions {
   int port = 0;                         // 0: an ephemeral port
   size_t zero_copy_bytes = 4096;        // frames at least this large are sent without a copy
   int linger_ms = 2000;                 // how long Stop() may wait to flush queued messages
+  bool shared_memory = false;           // send frames in shared blocks by descriptor (one host)
+  size_t shared_min_bytes = 64 << 10;   // ... when they are at least this large
+  size_t mapping_cache_bytes = size_t{1} << 30;  // peers' blocks kept mapped for reuse
 };
 
 class ZmqTransport : public Transport {
@@ -42,6 +54,11 @@ class ZmqTransport : public Transport {
 
   // Messages or frames that failed to decode since start (they are logged and dropped).
   int64_t malformed_messages() const { return malformed_.load(); }
+  // Frames sent / received as shared-memory descriptors since start, and frames sent that way
+  // whose receiver has not released them yet.
+  int64_t shared_frames_sent() const { return shared_sent_.load(); }
+  int64_t shared_frames_received() const { return shared_received_.load(); }
+  int64_t shared_frames_held() const { return held_count_.load(); }
 
  private:
   struct Outgoing {
@@ -49,10 +66,25 @@ class ZmqTransport : public Transport {
     Message message;
   };
 
+  // Tokens of received shared frames whose last reference is gone, per sender; filled by frame
+  // deleters on any thread, drained by the I/O thread (woken through wake_fd).
+  struct ReleaseQueue {
+    std::mutex mu;
+    bool closed = false;                             // GUARDED_BY(mu)
+    int wake_fd = -1;                                // GUARDED_BY(mu)
+    std::map<NodeId, std::vector<uint64_t>> tokens;  // GUARDED_BY(mu)
+    void Push(const NodeId& sender, uint64_t token);
+  };
+
   ZmqTransport(NodeId self, const ZmqTransportOptions& options);
   void IoLoop();
   void ReceiveAll();
   void SendOne(Outgoing& out);
+  // Replaces the empty frames that Header.shared_frames names with mappings of the sender's
+  // blocks. On error nothing is mapped and every token goes back to the sender.
+  Status MapSharedFrames(Message* message);
+  void HandleRelease(const NodeId& from, const std::vector<zmq::message_t>& parts);
+  void SendReleases();
   zmq::socket_t* DealerFor(const NodeId& to);
 
   const NodeId self_;
@@ -71,6 +103,13 @@ class ZmqTransport : public Transport {
   bool stopping_ = false;                    // GUARDED_BY(mu_)
   std::map<NodeId, zmq::socket_t> dealers_;  // I/O thread only
   std::atomic<int64_t> malformed_{0};
+
+  const int pid_;
+  std::shared_ptr<ReleaseQueue> releases_;
+  std::unordered_map<uint64_t, std::shared_ptr<const void>> held_;  // I/O thread only
+  uint64_t next_token_ = 1;                                         // I/O thread only
+  shared_frames::MappingCache mappings_;                            // I/O thread only
+  std::atomic<int64_t> shared_sent_{0}, shared_received_{0}, held_count_{0};
 };
 
 }  // namespace tessera
