@@ -116,7 +116,8 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
 
 ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOptions* options) {
   TrainOptions& o = *options;
-  std::string format = "auto", optimizer = "adagrad", device = "cpu", transport = "inproc";
+  std::string format = "auto", optimizer = "adagrad", device = "cpu", transport = "inproc",
+              shared_memory = "auto";
   std::string mlp = "400,400,400", dense_optimizer = "adam", linear_optimizer = "ftrl";
   uint64_t seed = 1;
   worker::CtrTrainerOptions& ctr = o.ctr_options;
@@ -163,6 +164,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
     ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu|cuda")
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
+    ("shared-memory", po::value<std::string>(&shared_memory)->default_value("auto"), "auto|off: over ZeroMQ between processes on one host, pass large frames (pull replies, gradients) through shared memory instead of the socket, after a start-up check")
     ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
     ("register-timeout", po::value<int>(&register_timeout_s)->default_value(120), "seconds to wait for all nodes to join")
     ("checkpoint-dir", po::value<std::string>(&o.checkpoint_dir), "write checkpoints under DIR (DIR/step-N, DIR/latest): at the end of training, every --checkpoint-every steps, with --checkpoint-epochs after every epoch, and on SIGUSR1 (then continue) or SIGTERM (then stop)")
@@ -243,6 +245,10 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   } else {
     return Fail("--transport " + transport + " is not one of inproc|zmq");
   }
+  if (shared_memory != "auto" && shared_memory != "off") {
+    return Fail("--shared-memory " + shared_memory + " is not one of auto|off");
+  }
+  o.shared_memory = shared_memory == "auto";
   if (o.mf.dim < 1 || o.mf.dim > 4096) return Fail("--dim must be in [1, 4096]");
   if (o.mf.epochs < 1) return Fail("--epochs must be at least 1");
   if (o.mf.batch_size < 1 || o.mf.batch_size > (1 << 24)) {

@@ -37,6 +37,9 @@ struct TrainOptions {
   int threads_per_shard = 0;  // ServerOptions::threads_per_shard; 0: 2 for MF, 1 for CTR
   bool deterministic = false;
   TransportKind transport = TransportKind::kInProc;
+  // --shared-memory auto: ZeroMQ peers on one host pass large frames through shared memory
+  // (core/shared_frames.h) once a start-up check shows every process can map the others'.
+  bool shared_memory = true;
   std::chrono::milliseconds register_timeout{120000};
   int verbosity = 0;
   bool embedded_default = false;  // no --train: generate a planted set and train on it

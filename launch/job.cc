@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "core/inproc_transport.h"
 #include "core/logging.h"
+#include "core/shared_frames.h"
 #include "core/zmq_transport.h"
 #include "kernels/device.h"
 #include "launch/recovery.h"
@@ -137,6 +139,101 @@ void LogStartup(const TrainOptions& o, const std::string& mode) {
                << o.summary;
 }
 
+// What a rank tells the others about its probe block (gathered as bytes; pid 0: no block).
+struct SharedProbe {
+  int32_t pid = 0;
+  int32_t fd = -1;
+  uint64_t block_id = 0;
+  uint64_t inode = 0;
+  uint64_t bytes = 0;
+};
+
+constexpr size_t kProbeWords = (size_t{512} << 10) / sizeof(uint32_t);
+
+uint32_t ProbeWord(int rank, size_t i) {
+  return static_cast<uint32_t>(rank) * 2654435761u + static_cast<uint32_t>(i);
+}
+
+// A frame in shared memory holding rank's pattern, and its descriptor; turns shared allocation on.
+Frame MakeProbeFrame(int rank, SharedProbe* probe, std::string* why) {
+  shared_frames::Enable(true);
+  void* out = nullptr;
+  Frame frame = Frame::Allocate(kProbeWords * sizeof(uint32_t), &out);
+  for (size_t i = 0; i < kProbeWords; ++i) static_cast<uint32_t*>(out)[i] = ProbeWord(rank, i);
+  auto block = shared_frames::Find(frame.data(), frame.size());
+  if (!block || block->base != frame.data()) {
+    *why = "this system refused a memfd block";
+    return frame;
+  }
+  probe->pid = static_cast<int32_t>(getpid());
+  probe->fd = block->fd;
+  probe->block_id = block->block_id;
+  probe->inode = block->inode;
+  probe->bytes = block->bytes;
+  return frame;
+}
+
+// Maps another rank's probe block and checks its pattern; "" when it worked, else why not.
+std::string CheckProbe(int rank, const SharedProbe& probe, shared_frames::MappingCache* cache) {
+  if (probe.pid == 0) return "";  // that rank has no block and says so itself
+  shared_frames::RemoteBlock block;
+  block.pid = probe.pid;
+  block.fd = probe.fd;
+  block.block_id = probe.block_id;
+  block.inode = probe.inode;
+  block.bytes = probe.bytes;
+  auto mapping = cache->Map(block);
+  if (!mapping.ok()) return mapping.status().message();
+  const auto* words = reinterpret_cast<const uint32_t*>((*mapping)->base());
+  for (size_t i = 0; i < kProbeWords; ++i) {
+    if (words[i] != ProbeWord(rank, i)) return "rank " + std::to_string(rank) + "'s block differs";
+  }
+  return "";
+}
+
+// --shared-memory auto in one process: the transports map this process's own blocks.
+bool SharedMemoryWorksInProcess() {
+  SharedProbe probe;
+  std::string why;
+  Frame frame = MakeProbeFrame(0, &probe, &why);
+  shared_frames::MappingCache cache(probe.bytes);
+  if (why.empty()) why = probe.pid == 0 ? "no block" : CheckProbe(0, probe, &cache);
+  if (!why.empty()) {
+    shared_frames::Enable(false);
+    TS_LOG(WARNING) << "shared memory for large frames is off (" << why
+                    << "): they go through the sockets";
+    return false;
+  }
+  return true;
+}
+
+// --shared-memory auto under mpirun on one host (collective): every rank maps every other rank's
+// probe block. On only if all of them could; a rank that could not says why.
+bool SharedMemoryWorksAcrossRanks(int rank, int size) {
+  SharedProbe mine;
+  std::string why;
+  Frame frame = MakeProbeFrame(rank, &mine, &why);
+  std::vector<SharedProbe> all(size);
+  MPI_Allgather(&mine, sizeof(SharedProbe), MPI_BYTE, all.data(), sizeof(SharedProbe), MPI_BYTE,
+                MPI_COMM_WORLD);
+  shared_frames::MappingCache cache(SIZE_MAX);
+  int ok = mine.pid != 0 ? 1 : 0;
+  for (int r = 0; r < size && why.empty(); ++r) {
+    if (all[r].pid == 0) ok = 0;
+    if (r != rank) why = CheckProbe(r, all[r], &cache);
+  }
+  if (!why.empty()) ok = 0;
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!ok) {
+    shared_frames::Enable(false);
+    if (!why.empty()) {
+      TS_LOG(WARNING) << "shared memory between ranks is off (" << why
+                      << "): large frames go through TCP";
+    }
+  }
+  return ok != 0;
+}
+
 }  // namespace
 
 Status RunTrainInProcess(const TrainOptions& options) {
@@ -150,8 +247,14 @@ Status RunTrainInProcess(const TrainOptions& options) {
   if (o.embedded_default) {
     TS_ASSIGN_OR_RETURN(scratch, PrepareEmbeddedData(&o));
   }
-  LogStartup(o,
-             o.transport == TransportKind::kZmq ? "one process, ZeroMQ loopback" : "one process");
+  ZmqTransportOptions zmq_options;
+  if (o.transport == TransportKind::kZmq && o.shared_memory) {
+    zmq_options.shared_memory = SharedMemoryWorksInProcess();
+  }
+  LogStartup(o, o.transport != TransportKind::kZmq ? "one process"
+                : zmq_options.shared_memory
+                    ? "one process, ZeroMQ loopback, large frames in shared memory"
+                    : "one process, ZeroMQ loopback");
   server::ServerOptions server_options = MakeServerOptions(o);
   const auto tables = DescribeTables(server_options, o.ctr);
   TS_ASSIGN_OR_RETURN(ResumePoint resume, PrepareResume(o, tables, o.workers));
@@ -163,7 +266,7 @@ Status RunTrainInProcess(const TrainOptions& options) {
   std::vector<std::unique_ptr<Transport>> transports;
   for (const NodeId& id : ids) {
     if (o.transport == TransportKind::kZmq) {
-      TS_ASSIGN_OR_RETURN(auto t, ZmqTransport::Create(id, ZmqTransportOptions()));
+      TS_ASSIGN_OR_RETURN(auto t, ZmqTransport::Create(id, zmq_options));
       transports.push_back(std::move(t));
     } else {
       transports.push_back(std::make_unique<InProcTransport>(&hub, id));
@@ -270,6 +373,9 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
     one_host &= std::strcmp(hosts.data() + r * kNameBytes, host.data()) == 0;
   ZmqTransportOptions zmq_options;
   zmq_options.bind_host = one_host ? "127.0.0.1" : "*";
+  // Every rank takes the same branch: one_host and the flag are the same everywhere.
+  if (one_host && o.shared_memory)
+    zmq_options.shared_memory = SharedMemoryWorksAcrossRanks(rank, size);
   auto transport = ZmqTransport::Create(self, zmq_options);
   if (!transport.ok()) return finish(transport.status());
   std::string endpoint = (*transport)->endpoint();
@@ -323,7 +429,8 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
   Status result;
   switch (self.role) {
     case Role::kScheduler: {
-      LogStartup(o, env.launcher + ", " + std::to_string(size) + " ranks");
+      LogStartup(o, env.launcher + ", " + std::to_string(size) + " ranks" +
+                        (zmq_options.shared_memory ? ", large frames in shared memory" : ""));
       scheduler::SchedulerOptions sched_options = MakeSchedulerOptions(o, workers, *resume);
       sched_options.heartbeat_timeout = o.heartbeat_timeout;
       scheduler::Scheduler sched(sched_options, &rpc);

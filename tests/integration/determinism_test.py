@@ -3,8 +3,9 @@
 
 Reference: 2 servers + 2 workers in one process, --deterministic --seed 7 --epochs 3. Every
 per-epoch loss and test rmse/mae (compared as the exact JSON text, timings ignored) must equal
-the reference's for: a second identical run, 1 and 3 servers, --transport zmq,
---server-threads 3 (default mode), or `mpirun -np 5 ... --servers 2` (--mpi mode).
+the reference's for: a second identical run, 1 and 3 servers, --transport zmq (with and without
+--shared-memory off), --server-threads 3 (default mode), or `mpirun -np 5 ... --servers 2` (--mpi
+mode; also with steps of megabytes, through shared memory and with --shared-memory off).
 Steps large enough for the two-thread splits (--dim 512 --batch-size 16384: the gradient and
 the user table's update and copy run on two threads by default) must equal
 --compute-threads 1 --threads-per-shard 1 bit for bit.
@@ -20,7 +21,7 @@ EPOCHS = 3
 RUN_LIMIT_S = 120
 
 
-def train(ctx, data, name, extra, mpi_ranks=None):
+def train(ctx, data, name, extra, mpi_ranks=None, expect_log=None):
     train_path, test_path = data
     slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
     metrics = ctx.path(f"metrics-{slug}.jsonl")
@@ -33,6 +34,9 @@ def train(ctx, data, name, extra, mpi_ranks=None):
     else:
         res = ctx.tessera_run(args, RUN_LIMIT_S)
     it.expect_exit(res, 0, f"run '{name}'")
+    if expect_log:
+        it.check(it.grep(expect_log, res.stderr),
+                 f"run '{name}': no line matching '{expect_log}' in its log:\n{res.tail()}")
     records = it.read_metrics(metrics)
     series = it.model_series(records)
     epochs_seen = sum(1 for r in records if r.get("event") == "eval")
@@ -59,8 +63,18 @@ def test(ctx):
     data = (train_path, test_path)
     ref_records, ref = train(ctx, data, "2 servers + 2 workers", ["--servers", 2, "--workers", 2])
     if ctx.args.mpi:
+        # Every rank is on this host: large frames go through shared memory unless turned off.
+        # The large steps make frames of megabytes, so the shared path surely carries some.
         _, series = train(ctx, data, "mpirun -np 5 --servers 2", ["--servers", 2], mpi_ranks=5)
         expect_identical("mpirun -np 5 --servers 2", series, ref)
+        large = ["--servers", 2, "--dim", 128, "--batch-size", 8192]
+        _, large_ref = train(ctx, data, "large steps, in one process", large + ["--workers", 2])
+        _, series = train(ctx, data, "large steps, mpirun, shared memory", large + ["--v", 1],
+                          mpi_ranks=5, expect_log=r"shared-memory frames: sent [1-9]")
+        expect_identical("large steps, mpirun, shared memory", series, large_ref)
+        _, series = train(ctx, data, "large steps, mpirun, --shared-memory off",
+                          large + ["--shared-memory", "off"], mpi_ranks=5)
+        expect_identical("large steps, mpirun, --shared-memory off", series, large_ref)
         return
 
     variants = {
@@ -68,6 +82,8 @@ def test(ctx):
         "1 server + 2 workers": ["--servers", 1, "--workers", 2],
         "3 servers + 2 workers": ["--servers", 3, "--workers", 2],
         "--transport zmq": ["--servers", 2, "--workers", 2, "--transport", "zmq"],
+        "--transport zmq --shared-memory off": ["--servers", 2, "--workers", 2, "--transport",
+                                                "zmq", "--shared-memory", "off"],
         "--server-threads 3": ["--servers", 2, "--workers", 2, "--server-threads", 3],
     }
     for name, extra in variants.items():

@@ -53,6 +53,7 @@ TEST_F(FlagsTest, TypedValuesAreParsedAndSummarised) {
   EXPECT_EQ(o.init_seed, 9u);
   EXPECT_EQ(o.mf.compute_threads, 2);  // defaults
   EXPECT_EQ(o.threads_per_shard, 0);
+  EXPECT_TRUE(o.shared_memory);
   EXPECT_NE(o.summary.find("dim = 16"), std::string::npos) << o.summary;
   EXPECT_NE(o.summary.find("l2 = 0.09 (default)"), std::string::npos) << o.summary;
 }
@@ -74,6 +75,7 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--model", "deepfm", "--device", "cuda"},
       {"--servers", "0"},
       {"--transport", "carrier-pigeon"},
+      {"--shared-memory", "on"},
       {"--compute-threads", "3"},
       {"--compute-threads", "0"},
       {"--threads-per-shard", "3"},
@@ -88,6 +90,13 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
     EXPECT_FALSE(out.text.empty());
     EXPECT_EQ(out.text.find('\n'), std::string::npos) << out.text;
   }
+}
+
+TEST_F(FlagsTest, SharedMemoryCanBeTurnedOff) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--shared-memory", "off"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_FALSE(o.shared_memory);
 }
 
 TEST_F(FlagsTest, MissingDataFilesAreReportedByName) {
