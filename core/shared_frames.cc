@@ -60,6 +60,11 @@ Registry& Blocks() {
 
 std::atomic<uint64_t> next_block_id{1};
 
+// Each block holds a descriptor for its lifetime; past this many, new blocks are ordinary memory
+// so that shared frames never starve sockets and files of descriptors (soft limits of 1024 are
+// common). A step of a job uses a handful of blocks, which the frame cache hands out again.
+constexpr int64_t kMaxLiveBlocks = 256;
+
 }  // namespace
 
 void Enable(bool on) { enabled.store(on); }
@@ -72,6 +77,7 @@ int64_t LiveBlocks() { return Blocks().size(); }
 void* AllocateBlock(size_t bytes) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   bytes = (bytes + page - 1) / page * page;
+  if (Blocks().size() >= kMaxLiveBlocks) return nullptr;
   const int fd = memfd_create("tessera-frame", MFD_CLOEXEC);
   if (fd < 0) return nullptr;
   struct stat st;

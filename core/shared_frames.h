@@ -42,8 +42,8 @@ struct BlockInfo {
 std::optional<BlockInfo> Find(const void* data, size_t size);
 
 // A block of `bytes` (page-aligned, a multiple of the page size) in fresh shared memory, or
-// nullptr when the system refuses (no memfd, out of descriptors or memory): the caller then
-// falls back to ordinary memory. Free with FreeBlock.
+// nullptr when the system refuses (no memfd, out of descriptors or memory) or 256 blocks are
+// live already: the caller then falls back to ordinary memory. Free with FreeBlock.
 void* AllocateBlock(size_t bytes);
 void FreeBlock(void* block);
 

@@ -62,6 +62,22 @@ TEST(SharedFramesTest, LargeFramesLieInSharedBlocksOnlyWhenEnabled) {
   EXPECT_FALSE(shared_frames::Find(small.data(), small.size()).has_value());
 }
 
+TEST(SharedFramesTest, PastTheBlockLimitFramesFallBackToOrdinaryMemory) {
+  SharedAllocation on;
+  std::vector<Frame> frames;
+  int shared = 0;
+  void* out = nullptr;
+  for (int i = 0; i < 300; ++i) {  // all alive at once: each needs a block of its own
+    frames.push_back(Frame::Allocate(600 << 10, &out));
+    std::memset(out, i, 600 << 10);  // usable either way
+    shared += shared_frames::Find(frames.back().data(), frames.back().size()).has_value();
+  }
+  EXPECT_GT(shared, 0);
+  EXPECT_LT(shared, 300);
+  EXPECT_LE(shared_frames::LiveBlocks(), 256);
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(frames[i].as<unsigned char>()[12345], i % 256);
+}
+
 TEST(SharedFramesTest, MappingCacheMapsAVerifiedBlockAndEvictsTheLeastRecentlyUsed) {
   SharedAllocation on;
   Frame a = PatternFrame(1 << 18, 1.0f), b = PatternFrame(1 << 18, 2.0f);
