@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/benches.h"
+#include "core/message.h"
 
 namespace {
 
@@ -44,6 +45,7 @@ int Usage() {
 
 int main(int argc, char** argv) {
   using namespace tessera::bench;
+  tessera::KeepLargeBuffersInHeap();  // as `tessera` does: the PS servers here are its code
   std::map<std::string, std::string> flags;
   std::vector<std::string> parts;
   for (int i = 1; i < argc; ++i) {

@@ -1,6 +1,7 @@
 #include "core/message.h"
 
 #include <google/protobuf/message_lite.h>
+#include <malloc.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -102,6 +103,11 @@ Frame Frame::Allocate(size_t size, void** writable) {
   }
   *writable = block;
   return Frame(std::move(owner), block, size);
+}
+
+void KeepLargeBuffersInHeap() {
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 Frame Frame::Copy(const void* data, size_t size) {

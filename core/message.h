@@ -73,6 +73,11 @@ class Frame {
   size_t size_ = 0;
 };
 
+// Message buffers of a few MiB come and go every step (libzmq's receive buffers, frames outside
+// the frame cache): keeps glibc from returning them to the kernel and page-faulting them back in
+// each time (PERFORMANCE.md, proposal 4). Call once at the start of main, before any thread.
+void KeepLargeBuffersInHeap();
+
 struct Message {
   proto::Header header;
   std::vector<Frame> frames;

@@ -1,13 +1,13 @@
 // The `tessera` command: flags -> typed options -> the job. The only place that maps a Status to
 // an exit code (2: bad flags, config, input data, checkpoint or environment; 143: stopped by
 // SIGTERM, after a checkpoint when there is a --checkpoint-dir; 1: anything else).
-#include <malloc.h>
 
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "core/logging.h"
+#include "core/message.h"
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "launch/launcher_env.h"
@@ -118,10 +118,7 @@ int Recommend(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Message buffers of a few MiB come and go every step: keep glibc from returning them to the
-  // kernel (and page-faulting them back in) each time.
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  tessera::KeepLargeBuffersInHeap();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
