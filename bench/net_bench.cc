@@ -1,6 +1,7 @@
 // Loopback pull/push throughput: a real tessera Server (ZmqTransport, its own process) driven by
 // PsClient, next to raw ZeroMQ moving the same bytes in the same request/reply shape, measured
-// alternately in the same run.
+// alternately in the same run; and a second tessera server whose frames go through shared memory
+// (--shared-memory auto of a one-host job).
 //
 // Raw ZeroMQ: the parent's DEALER talks to a child's ROUTER. Pull: request [cmd][keys], reply
 // [cmd][rows] with the rows sent zero-copy from one preallocated buffer (no lookup, no copy:
@@ -19,6 +20,7 @@
 #include "bench/benches.h"
 #include "core/rpc.h"
 #include "core/shard_map.h"
+#include "core/shared_frames.h"
 #include "core/zmq_transport.h"
 #include "kernels/random_math.h"
 #include "server/server.h"
@@ -63,9 +65,13 @@ int RawServerMain(int in_fd, int out_fd, size_t reply_bytes) {
   }
 }
 
-// The tessera server: one table (dim, Adagrad), one worker, shard map of one server.
-int PsServerMain(int in_fd, int out_fd, const NetBenchOptions& o) {
-  auto transport = ZmqTransport::Create(NodeId::Server(0), ZmqTransportOptions());
+// The tessera server: one table (dim, Adagrad), one worker, shard map of one server. With
+// `shared`, large frames go through shared memory both ways (core/shared_frames.h).
+int PsServerMain(int in_fd, int out_fd, const NetBenchOptions& o, bool shared) {
+  shared_frames::Enable(shared);
+  ZmqTransportOptions options;
+  options.shared_memory = shared;
+  auto transport = ZmqTransport::Create(NodeId::Server(0), options);
   if (!transport.ok()) return 1;
   RpcNode rpc(transport->get());
   server::ServerOptions so;
@@ -184,9 +190,9 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   const size_t value_bytes = static_cast<size_t>(o.keys) * o.dim * sizeof(float);
   // Children first: fork() before this process has any thread or ZeroMQ context.
   ChildProcess raw_server([&](int in, int out) { return RawServerMain(in, out, value_bytes); });
-  ChildProcess ps_server([&](int in, int out) { return PsServerMain(in, out, o); });
+  ChildProcess ps_server([&](int in, int out) { return PsServerMain(in, out, o, false); });
+  ChildProcess shm_server([&](int in, int out) { return PsServerMain(in, out, o, true); });
   const std::string raw_endpoint = raw_server.ReadLine();
-  const std::string ps_endpoint = ps_server.ReadLine();
 
   // Keys: a shuffled key space cut into requests of `keys` unique keys each.
   std::vector<uint64_t> space(static_cast<size_t>(o.key_space));
@@ -201,62 +207,88 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   RawClient raw(raw_endpoint, std::vector<uint64_t>(space.begin(), space.begin() + o.keys),
                 value_bytes);
 
-  auto transport = ZmqTransport::Create(NodeId::Worker(0), ZmqTransportOptions());
-  Check(transport.status(), "worker transport");
-  Check((*transport)->AddPeer(NodeId::Server(0), ps_endpoint), "add peer");
-  ps_server.WriteLine((*transport)->endpoint());
-  if (ps_server.ReadLine() != "ready") return false;
-  RpcNode rpc(transport->get());
-  Check(rpc.Start([](Message&&) {}), "rpc start");
+  // One PsClient per tessera server: the socket one, and the one with shared memory.
+  struct PsSide {
+    bool shared = false;
+    std::unique_ptr<ZmqTransport> transport;
+    std::unique_ptr<RpcNode> rpc;
+    std::unique_ptr<worker::PsClient> ps;
+    std::deque<std::pair<size_t, worker::PsClient::PendingPull>> pulls;
+    int64_t clock = 0;
+    double warm_seconds = 0;
+  };
   const ShardMap shard_map = ShardMap::Even(1, 1);
   TableLayout layout;
   layout.dims = {o.dim};
-  worker::PsClient ps(&rpc, shard_map, layout, std::chrono::seconds(120));
+  auto connect = [&](PsSide& side, ChildProcess& server, bool shared) {
+    side.shared = shared;
+    const std::string endpoint = server.ReadLine();
+    ZmqTransportOptions options;
+    options.shared_memory = shared;
+    auto transport = ZmqTransport::Create(NodeId::Worker(0), options);
+    Check(transport.status(), "worker transport");
+    side.transport = std::move(*transport);
+    Check(side.transport->AddPeer(NodeId::Server(0), endpoint), "add peer");
+    server.WriteLine(side.transport->endpoint());
+    if (server.ReadLine() != "ready") return false;
+    side.rpc = std::make_unique<RpcNode>(side.transport.get());
+    Check(side.rpc->Start([](Message&&) {}), "rpc start");
+    side.ps = std::make_unique<worker::PsClient>(side.rpc.get(), shard_map, layout,
+                                                 std::chrono::seconds(120));
+    return true;
+  };
+  PsSide tcp, shm;
+  if (!connect(tcp, ps_server, false) || !connect(shm, shm_server, true)) return false;
   std::vector<worker::BatchPlan> plans;
   for (size_t r = 0; r < num_requests; ++r) {
     std::vector<std::vector<uint64_t>> unique(1);
     unique[0].assign(space.begin() + r * o.keys, space.begin() + (r + 1) * o.keys);
-    plans.push_back(ps.Plan(unique));
+    plans.push_back(tcp.ps->Plan(unique));
   }
 
   size_t next_plan = 0;
-  std::deque<std::pair<size_t, worker::PsClient::PendingPull>> pulls;
   std::vector<const float*> rows;
-  auto ps_send_pull = [&] {
+  auto ps_send_pull = [&](PsSide& side) {
     const size_t p = next_plan++ % plans.size();
-    pulls.emplace_back(p, ps.StartPull(plans[p], /*clock=*/0, proto::FLAG_NONE));
+    side.pulls.emplace_back(p, side.ps->StartPull(plans[p], /*clock=*/0, proto::FLAG_NONE));
   };
-  auto ps_receive_pull = [&] {
-    Check(ps.FinishPull(plans[pulls.front().first], pulls.front().second, &rows), "pull");
-    pulls.pop_front();
+  auto ps_receive_pull = [&](PsSide& side) {
+    Check(side.ps->FinishPull(plans[side.pulls.front().first], side.pulls.front().second, &rows),
+          "pull");
+    side.pulls.pop_front();
   };
   // Every row of the key space is created here, before anything is timed.
-  auto warm = Clock::now();
-  for (size_t r = 0; r < plans.size(); ++r) {
-    ps_send_pull();
-    if (pulls.size() >= static_cast<size_t>(o.depth)) ps_receive_pull();
+  for (PsSide* side : {&tcp, &shm}) {
+    auto warm = Clock::now();
+    for (size_t r = 0; r < plans.size(); ++r) {
+      ps_send_pull(*side);
+      if (side->pulls.size() >= static_cast<size_t>(o.depth)) ps_receive_pull(*side);
+    }
+    while (!side->pulls.empty()) ps_receive_pull(*side);
+    side->warm_seconds = SecondsSince(warm);
   }
-  while (!pulls.empty()) ps_receive_pull();
-  const double warm_seconds = SecondsSince(warm);
+  const double warm_seconds = tcp.warm_seconds;
 
   // Pushes go in rounds of `depth` (PsClient::WaitPushes waits for all of them); clocks
-  // increase by one per push, as a worker's steps do.
-  int64_t clock = 0;
-  auto ps_push_round = [&] {
+  // increase by one per push, as a worker's steps do. Gradients of the shared-memory client are
+  // allocated in shared blocks, the others in ordinary memory.
+  auto ps_push_round = [&](PsSide& side) {
+    shared_frames::Enable(side.shared);
     for (int i = 0; i < o.depth; ++i) {
       const size_t p = next_plan++ % plans.size();
       float* grads = nullptr;
       Frame frame = worker::PsClient::AllocateGradients(plans[p], &grads);
       std::fill_n(grads, plans[p].total_floats, 1e-3f);
-      Check(ps.StartPush(plans[p], std::move(frame), clock++), "push");
+      Check(side.ps->StartPush(plans[p], std::move(frame), side.clock++), "push");
     }
-    Check(ps.WaitPushes(), "push ack");
+    Check(side.ps->WaitPushes(), "push ack");
+    shared_frames::Enable(false);
   };
-  auto ps_push_rate = [&](double seconds) {
+  auto ps_push_rate = [&](PsSide& side, double seconds) {
     int64_t done = 0;
     auto start = Clock::now();
     while (SecondsSince(start) < seconds) {
-      ps_push_round();
+      ps_push_round(side);
       done += o.depth;
     }
     return static_cast<double>(done) / SecondsSince(start);
@@ -306,7 +338,21 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
     phase.server_cpu += CpuSecondsOf(server) - server0;
     phase.requests += completed - done0;
   };
-  Phase stream, raw_pull, ps_pull, raw_push, raw_push_round, ps_push;
+  Phase stream, raw_pull, ps_pull, shm_pull, raw_push, raw_push_round, ps_push, shm_push;
+  auto pull_phase = [&](PsSide& side) {
+    return SlidingWindow(
+        o.depth, o.seconds, [&] { ps_send_pull(side); },
+        [&] {
+          ps_receive_pull(side);
+          ++completed;
+        });
+  };
+  auto push_phase = [&](PsSide& side) {
+    const int64_t before = next_plan;
+    const double rate = ps_push_rate(side, o.seconds);
+    completed += static_cast<int64_t>(next_plan) - before;
+    return rate;
+  };
   for (int rep = 0; rep < o.reps; ++rep) {
     if (wanted("stream")) {
       run_phase(stream, raw_server, [&] {
@@ -321,14 +367,8 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
             o.depth, o.seconds, [&] { raw.Send('P'); }, raw_receive);
       });
     }
-    if (wanted("ps_pull")) {
-      run_phase(ps_pull, ps_server, [&] {
-        return SlidingWindow(o.depth, o.seconds, ps_send_pull, [&] {
-          ps_receive_pull();
-          ++completed;
-        });
-      });
-    }
+    if (wanted("ps_pull")) run_phase(ps_pull, ps_server, [&] { return pull_phase(tcp); });
+    if (wanted("shm_pull")) run_phase(shm_pull, shm_server, [&] { return pull_phase(shm); });
     if (wanted("raw_push")) {
       run_phase(raw_push, raw_server, [&] {
         return SlidingWindow(
@@ -338,27 +378,29 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
     if (wanted("raw_push_rounds")) {
       run_phase(raw_push_round, raw_server, [&] { return raw_push_rounds(o.seconds); });
     }
-    if (wanted("ps_push")) {
-      run_phase(ps_push, ps_server, [&] {
-        const int64_t before = next_plan;
-        const double rate = ps_push_rate(o.seconds);
-        completed += static_cast<int64_t>(next_plan) - before;
-        return rate;
-      });
-    }
+    if (wanted("ps_push")) run_phase(ps_push, ps_server, [&] { return push_phase(tcp); });
+    if (wanted("shm_push")) run_phase(shm_push, shm_server, [&] { return push_phase(shm); });
   }
   raw_server.WriteLine("bye");
   ps_server.WriteLine("bye");
+  shm_server.WriteLine("bye");
   raw.Send('Q');
   raw.Receive();
-  Message shutdown;
-  shutdown.header.set_command(proto::COMMAND_SHUTDOWN);
-  Check(rpc.CallAndWait(NodeId::Server(0), std::move(shutdown), std::chrono::seconds(60)).status(),
-        "shutdown");
-  rpc.Stop();
+  for (PsSide* side : {&tcp, &shm}) {
+    Message shutdown;
+    shutdown.header.set_command(proto::COMMAND_SHUTDOWN);
+    Check(side->rpc->CallAndWait(NodeId::Server(0), std::move(shutdown), std::chrono::seconds(60))
+              .status(),
+          "shutdown");
+    side->rpc->Stop();
+  }
   const std::string server_stats = ps_server.ReadLine();
+  const std::string shm_stats = shm_server.ReadLine();
   const int raw_exit = raw_server.Wait();
   const int ps_exit = ps_server.Wait();
+  const int shm_exit = shm_server.Wait();
+  const int64_t shared_sent = shm.transport->shared_frames_sent();
+  const int64_t shared_received = shm.transport->shared_frames_received();
 
   const double mb = static_cast<double>(value_bytes) / 1e6;
   std::printf(
@@ -405,12 +447,18 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   row("raw ZeroMQ push-shaped req/reply", raw_push, nullptr, "raw_push");
   row("raw ZeroMQ push-shaped, rounds", raw_push_round, nullptr, "raw_push_rounds");
   row("tessera PS push (PsClient, rounds)", ps_push, &raw_push, "ps_push");
+  row("tessera PS pull, shared memory", shm_pull, &raw_pull, "shm_pull");
+  row("tessera PS push, shared memory", shm_push, &raw_push, "shm_push");
   std::printf(
       "   CPU/req: CPU time of all threads of that process per request (client: this "
       "process; server: the child)\n");
-  std::printf("   server: %s; exit status raw %d, tessera %d\n", server_stats.c_str(), raw_exit,
-              ps_exit);
-  return raw_exit == 0 && ps_exit == 0;
+  std::printf(
+      "   shared memory: the client's transport and the server's pass frames of >= 64 KiB as "
+      "descriptors of memfd blocks (this client sent %lld, received %lld)\n",
+      static_cast<long long>(shared_sent), static_cast<long long>(shared_received));
+  std::printf("   server: %s; shared-memory server: %s; exit status raw %d, tessera %d, %d\n",
+              server_stats.c_str(), shm_stats.c_str(), raw_exit, ps_exit, shm_exit);
+  return raw_exit == 0 && ps_exit == 0 && shm_exit == 0;
 }
 
 }  // namespace tessera::bench

@@ -8,6 +8,7 @@
 #    memory per row, kernels;
 # 3. runs `tessera train` in one process and under mpirun (1 scheduler + 1 server + 1 worker) at
 #    dim 32 and 128, $REPS times each, alternating, and reads samples_per_sec from --metrics-out;
+#    in rep 1 also under mpirun with --shared-memory off (the frames through TCP loopback);
 # 4. runs the PyTorch baseline (bench/torch_mf.py) on the same data;
 # 5. prints a summary with ratios and targets and writes it to $OUT/summary.txt.
 #
@@ -65,9 +66,12 @@ run_train() {  # mode dim rep
   rm -f "$OUT/train-$tag.json"
   if [[ $mode == inproc ]]; then
     "$TESSERA" "${flags[@]}" --servers 1 --workers 1 > "$OUT/train-$tag.log" 2>&1
-  else
+  elif [[ $mode == mpi ]]; then
     mpirun --allow-run-as-root --oversubscribe -np 3 "$TESSERA" "${flags[@]}" --servers 1 \
       > "$OUT/train-$tag.log" 2>&1
+  else  # mpitcp: the same with the frames through TCP loopback
+    mpirun --allow-run-as-root --oversubscribe -np 3 "$TESSERA" "${flags[@]}" --servers 1 \
+      --shared-memory off > "$OUT/train-$tag.log" 2>&1
   fi
   log "  $tag: $(grep -o '"samples_per_sec":[0-9.e+]*' "$OUT/train-$tag.json" | head -n "$EPOCHS" \
       | cut -d: -f2 | awk '{printf "%.2fM ", $1/1e6}')ratings/s by epoch"
@@ -75,9 +79,10 @@ run_train() {  # mode dim rep
 
 for dim in $DIMS; do
   for rep in $(seq 1 "$REPS"); do
-    log "tessera train dim $dim, rep $rep: in-process, then mpirun -np 3"
+    log "tessera train dim $dim, rep $rep: in-process, then mpirun -np 3 (rep 1: also with --shared-memory off)"
     run_train inproc "$dim" "$rep"
     [[ ${SKIP_MPI:-0} == 1 ]] || run_train mpi "$dim" "$rep"
+    [[ ${SKIP_MPI:-0} == 1 || $rep != 1 ]] || run_train mpitcp "$dim" "$rep"
   done
 done
 

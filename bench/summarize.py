@@ -110,6 +110,13 @@ def main():
             add(f"MF dim {dim}, mpirun 1+1, steady", human(med_mpi, " ratings/s"),
                 f">= {MPI_TARGET} x in-process", ratio,
                 met(ratio is not None and ratio >= MPI_TARGET), f"reps {reps}")
+        tcp = runs.get(("mpitcp", dim), [])
+        if tcp:
+            med_tcp = statistics.median(r[1] for r in tcp)
+            reps = ", ".join(human(r[1]) for r in tcp)
+            add(f"MF dim {dim}, mpirun 1+1, --shared-memory off", human(med_tcp, " ratings/s"),
+                "in-process", med_tcp / med_in if med_in else None,
+                detail=f"reps {reps}; frames through TCP loopback")
         t = torch.get(dim)
         if t:
             note = ", first %d ratings" % t["ratings"] if t["ratings"] < 9e6 else ""
@@ -119,7 +126,9 @@ def main():
                 add(f"  tessera in-process / PyTorch, dim {dim}", "", "",
                     med_in / t["samples_per_sec"])
 
-    for name, raw_name, label in (("ps_pull", "raw_pull", "pull"), ("ps_push", "raw_push", "push")):
+    for name, raw_name, label in (("ps_pull", "raw_pull", "pull"), ("ps_push", "raw_push", "push"),
+                                  ("shm_pull", "raw_pull", "pull, shared memory"),
+                                  ("shm_push", "raw_push", "push, shared memory")):
         for ps in by.get(name, []):
             raw = by.get(raw_name, [{}])[0]
             ratio = ps["ratio_to_raw"]
