@@ -1,7 +1,7 @@
 #include <cstdio>
 
 #include "bench/benches.h"
-#include "worker/rating_reader.h"
+#include "worker/data/rating_reader.h"
 
 namespace tessera::bench {
 

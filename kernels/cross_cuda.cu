@@ -9,18 +9,15 @@
 
 #include "kernels/cross.h"
 #include "kernels/ctr_math.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/dense.h"
 
 namespace tessera::kernels {
 namespace {
 
-constexpr int kThreadsPerBlock = 256;
-constexpr int64_t kMaxBlocks = 65536;  // grid cap; the grid-stride loops cover the rest
-
-unsigned NumBlocks(int64_t total) {
-  return static_cast<unsigned>(
-      std::min(kMaxBlocks, (total + kThreadsPerBlock - 1) / kThreadsPerBlock));
-}
+using cuda::CheckHandle;
+using cuda::GridBlocks;
+using cuda::kThreadsPerBlock;
 
 // pre holds W x_l (batch_size x dim); adds b, stores z when asked and writes y. pre aliases z
 // (or y when z is null), so those pointers are not __restrict__.
@@ -50,11 +47,6 @@ __global__ void CrossBackwardKernel(const float* __restrict__ x0, const float* _
   }
 }
 
-Status CheckHandle(const char* op, cublasHandle_t cublas) {
-  if (cublas != nullptr) return OkStatus();
-  return Status::InvalidArgument(std::string(op) + ": null cuBLAS handle");
-}
-
 }  // namespace
 
 Status CrossForwardCuda(cublasHandle_t cublas, const float* d_x0, const float* d_xl,
@@ -70,8 +62,8 @@ Status CrossForwardCuda(cublasHandle_t cublas, const float* d_x0, const float* d
                                                  static_cast<int>(batch_size), dim, dim, 1.0f, d_xl,
                                                  dim, d_w, dim, 0.0f, d_pre, dim));
   const int64_t total = batch_size * dim;
-  CrossForwardKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(d_x0, d_xl, d_b, d_pre, d_z,
-                                                                        d_y, total, dim);
+  CrossForwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_x0, d_xl, d_b, d_pre,
+                                                                         d_z, d_y, total, dim);
   return internal::CudaLaunchStatus("CrossForwardCuda");
 }
 
@@ -85,8 +77,8 @@ Status CrossBackwardCuda(cublasHandle_t cublas, const float* d_x0, const float* 
   float* d_dz = d_workspace;
   const int64_t total = batch_size * dim;
   if (total > 0) {
-    CrossBackwardKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(d_x0, d_z, d_dy, d_dz,
-                                                                           d_dx0, d_dxl, total);
+    CrossBackwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_x0, d_z, d_dy, d_dz,
+                                                                            d_dx0, d_dxl, total);
     TS_RETURN_IF_ERROR(internal::CudaLaunchStatus("CrossBackwardCuda"));
   }
   TS_RETURN_IF_ERROR(internal::ColumnSumCuda(d_dz, batch_size, dim, d_db, stream));

@@ -8,48 +8,25 @@
 #include <string>
 
 #include "kernels/ctr_math.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/dense.h"
 
 namespace tessera::kernels {
 namespace {
 
-constexpr int kWarpSize = 32;
-constexpr int kThreadsPerBlock = 256;
-constexpr int kWarpsPerBlock = kThreadsPerBlock / kWarpSize;
-// Grid cap; the grid-stride loops cover larger inputs.
-constexpr int64_t kMaxBlocks = 65536;
-constexpr unsigned kFullMask = 0xffffffffu;
+using cuda::CheckHandle;
+using cuda::CublasStatus;
+using cuda::CudaStatus;
+using cuda::GridBlocks;
+using cuda::kThreadsPerBlock;
+using cuda::kWarpSize;
+using cuda::kWarpsPerBlock;
+using cuda::WarpSum;
+
 // Column sums: a block sums kSumColumns adjacent columns (coalesced row reads) with kSumRowLanes
 // threads per column, each striding the rows, then combines the lanes in a fixed order.
 constexpr int kSumColumns = 32;
 constexpr int kSumRowLanes = 16;
-
-unsigned NumBlocks(int64_t total) {
-  return static_cast<unsigned>(
-      std::min(kMaxBlocks, (total + kThreadsPerBlock - 1) / kThreadsPerBlock));
-}
-
-Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return OkStatus();
-  return Status::Internal(std::string(what) + ": " + cudaGetErrorString(err));
-}
-
-Status CublasStatus(cublasStatus_t status, const char* what) {
-  if (status == CUBLAS_STATUS_SUCCESS) return OkStatus();
-  return Status::Internal(std::string(what) + ": " + cublasGetStatusString(status));
-}
-
-Status CheckHandle(const char* op, cublasHandle_t cublas) {
-  if (cublas != nullptr) return OkStatus();
-  return Status::InvalidArgument(std::string(op) + ": null cuBLAS handle");
-}
-
-__device__ double WarpSum(double value) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(kFullMask, value, offset);
-  }
-  return value;
-}
 
 __global__ void AddBiasKernel(float* __restrict__ y, const float* __restrict__ b, int64_t total,
                               int out_dim) {
@@ -168,7 +145,7 @@ Status LinearForwardCuda(cublasHandle_t cublas, const float* d_x, const float* d
       in_dim, d_w, out_dim, 0.0f, d_y, out_dim));
   if (d_b == nullptr) return OkStatus();
   const int64_t total = batch_size * out_dim;
-  AddBiasKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(d_y, d_b, total, out_dim);
+  AddBiasKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_y, d_b, total, out_dim);
   return internal::CudaLaunchStatus("LinearForwardCuda");
 }
 
@@ -199,7 +176,7 @@ Status LinearBackwardCuda(cublasHandle_t cublas, const float* d_x, const float* 
 Status ReluForwardCuda(const float* d_x, float* d_y, int64_t size, cudaStream_t stream) {
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("ReluForward", size, {d_x, d_y}));
   if (size == 0) return OkStatus();
-  ReluForwardKernel<<<NumBlocks(size), kThreadsPerBlock, 0, stream>>>(d_x, d_y, size);
+  ReluForwardKernel<<<GridBlocks(size), kThreadsPerBlock, 0, stream>>>(d_x, d_y, size);
   return internal::CudaLaunchStatus("ReluForwardCuda");
 }
 
@@ -207,7 +184,7 @@ Status ReluBackwardCuda(const float* d_y, const float* d_dy, float* d_dx, int64_
                         cudaStream_t stream) {
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("ReluBackward", size, {d_y, d_dy, d_dx}));
   if (size == 0) return OkStatus();
-  ReluBackwardKernel<<<NumBlocks(size), kThreadsPerBlock, 0, stream>>>(d_y, d_dy, d_dx, size);
+  ReluBackwardKernel<<<GridBlocks(size), kThreadsPerBlock, 0, stream>>>(d_y, d_dy, d_dx, size);
   return internal::CudaLaunchStatus("ReluBackwardCuda");
 }
 
@@ -222,7 +199,7 @@ Status SigmoidBceForwardCuda(const float* d_logits, const float* d_labels, float
                                   "SigmoidBceForwardCuda: zero loss_sum"));
   }
   if (batch_size == 0 || (d_probs == nullptr && d_loss_sum == nullptr)) return OkStatus();
-  SigmoidBceForwardKernel<<<NumBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
+  SigmoidBceForwardKernel<<<GridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
       d_logits, d_labels, d_probs, d_loss_sum, batch_size);
   return internal::CudaLaunchStatus("SigmoidBceForwardCuda");
 }
@@ -232,7 +209,7 @@ Status SigmoidBceBackwardCuda(const float* d_logits, const float* d_labels, floa
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("SigmoidBceBackward", batch_size,
                                                        {d_logits, d_labels, d_dlogits}));
   if (batch_size == 0) return OkStatus();
-  SigmoidBceBackwardKernel<<<NumBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
+  SigmoidBceBackwardKernel<<<GridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
       d_logits, d_labels, d_dlogits, batch_size, loss_scale);
   return internal::CudaLaunchStatus("SigmoidBceBackwardCuda");
 }

@@ -6,18 +6,14 @@
 
 #include <algorithm>
 
+#include "kernels/cuda_util.cuh"
 #include "kernels/embedding.h"
 
 namespace tessera::kernels {
 namespace {
 
-constexpr int kThreadsPerBlock = 256;
-constexpr int64_t kMaxBlocks = 65536;  // grid cap; the grid-stride loops cover the rest
-
-unsigned NumBlocks(int64_t total) {
-  return static_cast<unsigned>(
-      std::min(kMaxBlocks, (total + kThreadsPerBlock - 1) / kThreadsPerBlock));
-}
+using cuda::GridBlocks;
+using cuda::kThreadsPerBlock;
 
 __device__ float QuietNan() { return __int_as_float(0x7fc00000); }
 
@@ -103,8 +99,8 @@ Status EmbeddingGatherCuda(const float* d_rows, int64_t num_rows, const int32_t*
                                                   d_out, batch_size, num_fields, dim));
   const int64_t total = batch_size * num_fields * dim;
   if (total == 0) return OkStatus();
-  GatherKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(d_rows, num_rows, d_indices,
-                                                                  d_out, total, dim);
+  GatherKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_rows, num_rows, d_indices,
+                                                                   d_out, total, dim);
   return internal::CudaLaunchStatus("EmbeddingGatherCuda");
 }
 
@@ -116,7 +112,7 @@ Status EmbeddingGatherBackwardCuda(const int32_t* d_indices, const float* d_grad
                                                   dim));
   const int64_t total = batch_size * num_fields * dim;
   if (total == 0) return OkStatus();
-  GatherBackwardKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(
+  GatherBackwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(
       d_indices, d_grad_out, d_grad_rows, num_rows, total, dim);
   return internal::CudaLaunchStatus("EmbeddingGatherBackwardCuda");
 }
@@ -128,7 +124,7 @@ Status EmbeddingPoolCuda(const float* d_rows, int64_t num_rows, const int64_t* d
                                                 d_indices, d_out, num_bags, dim));
   const int64_t total = num_bags * dim;
   if (total == 0) return OkStatus();
-  PoolKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(
+  PoolKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(
       d_rows, num_rows, d_offsets, d_indices, d_weights, d_out, total, dim);
   return internal::CudaLaunchStatus("EmbeddingPoolCuda");
 }
@@ -141,7 +137,7 @@ Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indi
                                                 d_offsets, d_indices, d_grad_out, num_bags, dim));
   const int64_t total = num_bags * dim;
   if (total == 0) return OkStatus();
-  PoolBackwardKernel<<<NumBlocks(total), kThreadsPerBlock, 0, stream>>>(
+  PoolBackwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(
       d_offsets, d_indices, d_weights, d_grad_out, d_grad_rows, num_rows, total, dim);
   return internal::CudaLaunchStatus("EmbeddingPoolBackwardCuda");
 }

@@ -6,23 +6,17 @@
 #include <algorithm>
 
 #include "kernels/ctr_math.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/fm.h"
 
 namespace tessera::kernels {
 namespace {
 
-constexpr int kWarpSize = 32;
-constexpr int kThreadsPerBlock = 256;
-constexpr int kWarpsPerBlock = kThreadsPerBlock / kWarpSize;
-constexpr int64_t kMaxBlocks = 65536;  // grid cap; the grid-stride loop covers the rest
-constexpr unsigned kFullMask = 0xffffffffu;
-
-__device__ float WarpSum(float value) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(kFullMask, value, offset);
-  }
-  return value;
-}
+using cuda::kThreadsPerBlock;
+using cuda::kWarpSize;
+using cuda::kWarpsPerBlock;
+using cuda::WarpGridBlocks;
+using cuda::WarpSum;
 
 // The sample index is warp-uniform, so the full-mask shuffle is safe.
 __global__ void FmForwardKernel(const float* __restrict__ v, float* __restrict__ y,
@@ -71,11 +65,6 @@ __global__ void FmBackwardKernel(const float* __restrict__ v, const float* __res
   }
 }
 
-unsigned NumBlocks(int64_t batch_size) {
-  return static_cast<unsigned>(
-      std::min(kMaxBlocks, (batch_size + kWarpsPerBlock - 1) / kWarpsPerBlock));
-}
-
 }  // namespace
 
 Status FmForwardCuda(const float* d_v, float* d_y, int64_t batch_size, int num_fields, int dim,
@@ -83,8 +72,8 @@ Status FmForwardCuda(const float* d_v, float* d_y, int64_t batch_size, int num_f
   TS_RETURN_IF_ERROR(
       internal::ValidateFmArgs("FmForward", {d_v, d_y}, batch_size, num_fields, dim));
   if (batch_size == 0) return OkStatus();
-  FmForwardKernel<<<NumBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(d_v, d_y, batch_size,
-                                                                          num_fields, dim);
+  FmForwardKernel<<<WarpGridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(d_v, d_y, batch_size,
+                                                                               num_fields, dim);
   return internal::CudaLaunchStatus("FmForwardCuda");
 }
 
@@ -93,7 +82,7 @@ Status FmBackwardCuda(const float* d_v, const float* d_dy, float* d_dv, int64_t 
   TS_RETURN_IF_ERROR(
       internal::ValidateFmArgs("FmBackward", {d_v, d_dy, d_dv}, batch_size, num_fields, dim));
   if (batch_size == 0) return OkStatus();
-  FmBackwardKernel<<<NumBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
+  FmBackwardKernel<<<WarpGridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
       d_v, d_dy, d_dv, batch_size, num_fields, dim);
   return internal::CudaLaunchStatus("FmBackwardCuda");
 }

@@ -8,26 +8,19 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/cuda_util.cuh"
 #include "kernels/mf.h"
 #include "kernels/mf_math.h"
 
 namespace tessera::kernels {
 namespace {
 
-constexpr int kWarpSize = 32;
-constexpr int kThreadsPerBlock = 256;
-constexpr int kWarpsPerBlock = kThreadsPerBlock / kWarpSize;
-// Grid cap; the grid-stride loop covers larger batches.
-constexpr int64_t kMaxBlocks = 65536;
-constexpr unsigned kFullMask = 0xffffffffu;
-
-template <typename T>
-__device__ T WarpSum(T value) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(kFullMask, value, offset);
-  }
-  return value;  // every lane holds the sum
-}
+using cuda::CudaStatus;
+using cuda::kThreadsPerBlock;
+using cuda::kWarpSize;
+using cuda::kWarpsPerBlock;
+using cuda::WarpGridBlocks;
+using cuda::WarpSum;
 
 // The whole warp works on one sample, so `s` and the branch on the indices are warp-uniform
 // and the full-mask shuffles are safe.
@@ -102,16 +95,6 @@ __global__ void MfPredictKernel(MfBatch b, float* __restrict__ predictions) {
   }
 }
 
-unsigned NumBlocks(int64_t num_samples) {
-  return static_cast<unsigned>(
-      std::min(kMaxBlocks, (num_samples + kWarpsPerBlock - 1) / kWarpsPerBlock));
-}
-
-Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return OkStatus();
-  return Status::Internal(std::string(what) + ": " + cudaGetErrorString(err));
-}
-
 }  // namespace
 
 Status MfBatchGradientCuda(const MfBatch& b, float* d_user_grads, float* d_item_grads,
@@ -135,7 +118,7 @@ Status MfBatchGradientCuda(const MfBatch& b, float* d_user_grads, float* d_item_
                                   "MfBatchGradientCuda: zero sq_error_sum"));
   }
   if (b.num_samples == 0) return OkStatus();
-  MfGradientKernel<<<NumBlocks(b.num_samples), kThreadsPerBlock, 0, stream>>>(
+  MfGradientKernel<<<WarpGridBlocks(b.num_samples), kThreadsPerBlock, 0, stream>>>(
       b, d_user_grads, d_item_grads, d_sq_error_sum);
   return internal::CudaLaunchStatus("MfBatchGradientCuda");
 }
@@ -143,7 +126,7 @@ Status MfBatchGradientCuda(const MfBatch& b, float* d_user_grads, float* d_item_
 Status MfPredictCuda(const MfBatch& b, float* d_predictions, struct CUstream_st* stream) {
   TS_RETURN_IF_ERROR(internal::ValidateMfPredictArgs(b, d_predictions));
   if (b.num_samples == 0) return OkStatus();
-  MfPredictKernel<<<NumBlocks(b.num_samples), kThreadsPerBlock, 0, stream>>>(b, d_predictions);
+  MfPredictKernel<<<WarpGridBlocks(b.num_samples), kThreadsPerBlock, 0, stream>>>(b, d_predictions);
   return internal::CudaLaunchStatus("MfPredictCuda");
 }
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <string>
 
+#include "kernels/cuda_util.cuh"
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "kernels/mf_math.h"
@@ -17,9 +18,9 @@
 namespace tessera::kernels {
 namespace {
 
+// cuda::CudaStatus with the workspace named: "MfDeviceWorkspace: <what>: <CUDA's error>".
 Status CudaStatus(cudaError_t err, const std::string& what) {
-  if (err == cudaSuccess) return OkStatus();
-  return Status::Internal("MfDeviceWorkspace: " + what + ": " + cudaGetErrorString(err));
+  return cuda::CudaStatus(err, "MfDeviceWorkspace: " + what);
 }
 
 // count * elem_bytes, or InvalidArgument when it does not fit in size_t.

@@ -6,17 +6,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/splitmix64.h"
 #include "kernels/hd.h"
 
 namespace tessera::kernels {
 
-// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
-TS_HD uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+// The one SplitMix64 finaliser (core/splitmix64.h), also callable as kernels::SplitMix64.
+using ::tessera::SplitMix64;
 
 // Stream id of one row: mixes seed, table and key so that nearby keys get unrelated streams.
 TS_HD uint64_t RowStream(uint64_t seed, uint32_t table, uint64_t key) {

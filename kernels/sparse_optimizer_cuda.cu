@@ -4,15 +4,15 @@
 
 #include <algorithm>
 
+#include "kernels/cuda_util.cuh"
 #include "kernels/optimizer_math.h"
 #include "kernels/sparse_optimizer.h"
 
 namespace tessera::kernels {
 namespace {
 
-constexpr int kThreadsPerBlock = 256;
-// Enough blocks to fill any current GPU; larger inputs are covered by the grid-stride loop.
-constexpr int64_t kMaxBlocks = 65536;
+using cuda::GridBlocks;
+using cuda::kThreadsPerBlock;
 
 struct SgdElement {
   SgdParams params;
@@ -70,9 +70,8 @@ template <typename Element>
 void Launch(const Element& element, float* const* d_rows, const float* d_grads, int64_t num_rows,
             int dim, cudaStream_t stream) {
   const int64_t total = num_rows * dim;
-  const int64_t blocks = std::min(kMaxBlocks, (total + kThreadsPerBlock - 1) / kThreadsPerBlock);
-  SparseUpdateKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(
-      element, d_rows, d_grads, num_rows, dim);
+  SparseUpdateKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(element, d_rows, d_grads,
+                                                                         num_rows, dim);
 }
 
 }  // namespace
@@ -91,10 +90,8 @@ Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, con
     case OptimizerKind::kAdam: {
       Launch(AdamElement{AdamParams{p.lr, p.beta1, p.beta2, p.eps}}, d_rows, d_grads, num_rows, dim,
              stream);
-      const int64_t blocks =
-          std::min(kMaxBlocks, (num_rows + kThreadsPerBlock - 1) / kThreadsPerBlock);
-      AdvanceAdamStepKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(
-          d_rows, num_rows, dim);
+      AdvanceAdamStepKernel<<<GridBlocks(num_rows), kThreadsPerBlock, 0, stream>>>(d_rows, num_rows,
+                                                                                   dim);
       break;
     }
     case OptimizerKind::kFtrl:

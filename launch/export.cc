@@ -12,7 +12,7 @@
 #include "core/checkpoint.h"
 #include "core/logging.h"
 #include "launch/npy.h"
-#include "worker/rating_reader.h"
+#include "worker/data/rating_reader.h"
 
 namespace tessera::launch {
 namespace {

@@ -11,9 +11,9 @@
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "launch/launcher_env.h"
-#include "worker/criteo_gen.h"
-#include "worker/ctr_cache.h"
-#include "worker/rating_gen.h"
+#include "worker/data/criteo_gen.h"
+#include "worker/data/ctr_cache.h"
+#include "worker/data/rating_gen.h"
 
 namespace {
 

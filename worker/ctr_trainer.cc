@@ -10,7 +10,7 @@
 #include "core/logging.h"
 #include "kernels/dense_optimizer.h"
 #include "kernels/random_math.h"
-#include "worker/ctr_metrics.h"
+#include "worker/data/ctr_metrics.h"
 #include "worker/metrics_writer.h"
 #include "worker/ps_client.h"
 #include "worker/worker_node.h"

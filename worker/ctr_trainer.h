@@ -17,8 +17,8 @@
 #include "core/rpc.h"
 #include "kernels/sparse_optimizer.h"
 #include "worker/collective.h"
-#include "worker/ctr_data.h"
 #include "worker/ctr_model.h"
+#include "worker/data/ctr_reader.h"
 #include "worker/recovery.h"
 
 namespace tessera::worker {

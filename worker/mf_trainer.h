@@ -15,7 +15,7 @@
 
 #include "core/rpc.h"
 #include "kernels/device.h"
-#include "worker/rating_reader.h"
+#include "worker/data/rating_reader.h"
 #include "worker/recovery.h"
 
 namespace tessera::worker {

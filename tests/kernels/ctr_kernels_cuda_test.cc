@@ -21,7 +21,9 @@
 #include "kernels/device.h"
 #include "kernels/embedding.h"
 #include "kernels/fm.h"
+#include "tests/kernels/ctr_kernels_test_util.h"
 #include "tests/testing/cuda_test_util.h"
+#include "tests/testing/test_util.h"
 
 #if TESSERA_WITH_CUDA
 #include <cublas_v2.h>
@@ -34,12 +36,9 @@ namespace {
 #if TESSERA_WITH_CUDA
 
 using ::tessera::testing::DeviceVector;
-
-#define TS_ASSERT_OK(expr)                               \
-  do {                                                   \
-    Status ts_status = (expr);                           \
-    ASSERT_TRUE(ts_status.ok()) << ts_status.ToString(); \
-  } while (0)
+using ::tessera::testing::ExpectClose;
+using test_util::Random;
+using test_util::RandomIndices;
 
 // One stream and one cuBLAS handle per test; the kernels bind the handle to the stream.
 class CtrCudaTest : public ::testing::Test {
@@ -62,30 +61,8 @@ class CtrCudaTest : public ::testing::Test {
   DeviceContext ctx_;
 };
 
-std::vector<float> Random(std::mt19937* rng, size_t size, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(size);
-  for (float& x : v) x = dist(*rng);
-  return v;
-}
-
-std::vector<int32_t> RandomIndices(std::mt19937* rng, size_t size, int32_t num_rows) {
-  std::uniform_int_distribution<int32_t> dist(0, num_rows - 1);
-  std::vector<int32_t> v(size);
-  for (int32_t& x : v) x = dist(*rng);
-  return v;
-}
-
 // Initial contents of device outputs: the kernels must overwrite them.
 std::vector<float> Garbage(size_t size) { return std::vector<float>(size, 42.0f); }
-
-void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, float tol,
-                 const std::string& what) {
-  ASSERT_EQ(gpu.size(), cpu.size()) << what;
-  for (size_t k = 0; k < cpu.size(); ++k) {
-    ASSERT_NEAR(gpu[k], cpu[k], tol * (1.0f + std::fabs(cpu[k]))) << what << " element " << k;
-  }
-}
 
 constexpr float kGemmTol = 5e-4f;
 

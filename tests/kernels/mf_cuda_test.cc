@@ -12,6 +12,7 @@
 #include "kernels/device.h"
 #include "kernels/mf.h"
 #include "tests/testing/cuda_test_util.h"
+#include "tests/testing/mf_problem.h"
 
 #if TESSERA_WITH_CUDA
 #include <cuda_runtime.h>
@@ -23,61 +24,18 @@ namespace {
 #if TESSERA_WITH_CUDA
 
 using ::tessera::testing::DeviceVector;
+using ::tessera::testing::ExpectClose;
 
-struct HostBatch {
-  int dim = 0;
-  int64_t num_users = 0;
-  int64_t num_items = 0;
-  std::vector<int32_t> user_index, item_index;
-  std::vector<float> ratings, user_rows, item_rows;
-};
+using ::tessera::testing::MfProblem;
 
-HostBatch RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
+// A random batch with global mean 3.6, l2 0.02 and l2_bias 0.005.
+MfProblem RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
                       int64_t num_items) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
-  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
-  HostBatch h;
-  h.dim = dim;
-  h.num_users = num_users;
-  h.num_items = num_items;
-  h.user_rows.resize(num_users * (dim + 1));
-  h.item_rows.resize(num_items * (dim + 1));
-  for (float& v : h.user_rows) v = factor(rng);
-  for (float& v : h.item_rows) v = factor(rng);
-  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
-  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
-  for (int64_t s = 0; s < num_samples; ++s) {
-    h.user_index.push_back(user(rng));
-    h.item_index.push_back(item(rng));
-    h.ratings.push_back(rating(rng));
-  }
+  MfProblem h = ::tessera::testing::RandomMfProblem(seed, num_samples, dim, num_users, num_items);
+  h.global_mean = 3.6f;
+  h.l2 = 0.02f;
+  h.l2_bias = 0.005f;
   return h;
-}
-
-MfBatch View(const HostBatch& h, const int32_t* user_index, const int32_t* item_index,
-             const float* ratings, const float* user_rows, const float* item_rows) {
-  MfBatch b;
-  b.num_samples = static_cast<int64_t>(h.ratings.size());
-  b.user_index = user_index;
-  b.item_index = item_index;
-  b.ratings = ratings;
-  b.dim = h.dim;
-  b.user_rows = user_rows;
-  b.num_users = h.num_users;
-  b.item_rows = item_rows;
-  b.num_items = h.num_items;
-  b.global_mean = 3.6f;
-  b.l2 = 0.02f;
-  b.l2_bias = 0.005f;
-  return b;
-}
-
-void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, float tol) {
-  ASSERT_EQ(gpu.size(), cpu.size());
-  for (size_t k = 0; k < cpu.size(); ++k) {
-    ASSERT_NEAR(gpu[k], cpu[k], tol * (1.0f + std::fabs(cpu[k]))) << "element " << k;
-  }
 }
 
 void CompareCpuAndCuda(int64_t num_samples, int dim, int64_t num_users, int64_t num_items,
@@ -85,9 +43,8 @@ void CompareCpuAndCuda(int64_t num_samples, int dim, int64_t num_users, int64_t 
   SCOPED_TRACE("seed=" + std::to_string(seed) + " samples=" + std::to_string(num_samples) +
                " dim=" + std::to_string(dim) + " users=" + std::to_string(num_users) +
                " items=" + std::to_string(num_items));
-  const HostBatch h = RandomBatch(seed, num_samples, dim, num_users, num_items);
-  const MfBatch cpu_batch = View(h, h.user_index.data(), h.item_index.data(), h.ratings.data(),
-                                 h.user_rows.data(), h.item_rows.data());
+  const MfProblem h = RandomBatch(seed, num_samples, dim, num_users, num_items);
+  const MfBatch cpu_batch = h.Batch();
   std::vector<float> cpu_user_grads(h.user_rows.size()), cpu_item_grads(h.item_rows.size());
   std::vector<float> cpu_predictions(num_samples);
   double cpu_sq_error = 0.0;
@@ -103,8 +60,8 @@ void CompareCpuAndCuda(int64_t num_samples, int dim, int64_t num_users, int64_t 
   DeviceVector<float> d_item_grads(std::vector<float>(h.item_rows.size(), 42.0f));
   DeviceVector<double> d_sq_error(std::vector<double>{42.0});
   DeviceVector<float> d_predictions(static_cast<size_t>(num_samples));
-  const MfBatch gpu_batch = View(h, d_user_index.data(), d_item_index.data(), d_ratings.data(),
-                                 d_user_rows.data(), d_item_rows.data());
+  const MfBatch gpu_batch = h.View(d_user_index.data(), d_item_index.data(), d_ratings.data(),
+                                   d_user_rows.data(), d_item_rows.data());
   DeviceContext ctx;
   ctx.device = Device::kCuda;
   ctx.stream = stream;

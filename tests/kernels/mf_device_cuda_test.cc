@@ -16,62 +16,22 @@
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "tests/testing/cuda_test_util.h"
+#include "tests/testing/mf_problem.h"
 
 namespace tessera::kernels {
 namespace {
 
-struct HostBatch {
-  int dim = 0;
-  int64_t num_users = 0;
-  int64_t num_items = 0;
-  std::vector<int32_t> user_index, item_index;
-  std::vector<float> ratings, user_rows, item_rows;
+using ::tessera::testing::ExpectClose;
+using ::tessera::testing::MfProblem;
 
-  MfBatch View() const {
-    MfBatch b;
-    b.num_samples = static_cast<int64_t>(ratings.size());
-    b.user_index = user_index.data();
-    b.item_index = item_index.data();
-    b.ratings = ratings.data();
-    b.dim = dim;
-    b.user_rows = user_rows.data();
-    b.num_users = num_users;
-    b.item_rows = item_rows.data();
-    b.num_items = num_items;
-    b.global_mean = 3.6f;
-    b.l2 = 0.02f;
-    return b;
-  }
-};
-
-HostBatch RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
+// A random batch with global mean 3.6, l2 0.02 and no bias regularisation.
+MfProblem RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
                       int64_t num_items) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
-  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
-  HostBatch h;
-  h.dim = dim;
-  h.num_users = num_users;
-  h.num_items = num_items;
-  h.user_rows.resize(num_users * (dim + 1));
-  h.item_rows.resize(num_items * (dim + 1));
-  for (float& v : h.user_rows) v = factor(rng);
-  for (float& v : h.item_rows) v = factor(rng);
-  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
-  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
-  for (int64_t s = 0; s < num_samples; ++s) {
-    h.user_index.push_back(user(rng));
-    h.item_index.push_back(item(rng));
-    h.ratings.push_back(rating(rng));
-  }
+  MfProblem h = ::tessera::testing::RandomMfProblem(seed, num_samples, dim, num_users, num_items);
+  h.global_mean = 3.6f;
+  h.l2 = 0.02f;
+  h.l2_bias = 0.0f;
   return h;
-}
-
-void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, float tol) {
-  ASSERT_EQ(gpu.size(), cpu.size());
-  for (size_t k = 0; k < cpu.size(); ++k) {
-    ASSERT_NEAR(gpu[k], cpu[k], tol * (1.0f + std::fabs(cpu[k]))) << "element " << k;
-  }
 }
 
 std::unique_ptr<MfDeviceWorkspace> CudaWorkspace() {
@@ -87,8 +47,8 @@ void CompareWithCpu(MfDeviceWorkspace* ws, int64_t num_samples, int dim, int64_t
   SCOPED_TRACE("seed=" + std::to_string(seed) + " samples=" + std::to_string(num_samples) +
                " dim=" + std::to_string(dim) + " users=" + std::to_string(num_users) +
                " items=" + std::to_string(num_items));
-  const HostBatch h = RandomBatch(seed, num_samples, dim, num_users, num_items);
-  const MfBatch b = h.View();
+  const MfProblem h = RandomBatch(seed, num_samples, dim, num_users, num_items);
+  const MfBatch b = h.Batch();
   std::vector<float> cpu_user(h.user_rows.size()), cpu_item(h.item_rows.size());
   std::vector<float> cpu_pred(num_samples);
   double cpu_sq = 0.0;
@@ -185,9 +145,9 @@ TEST(MfDeviceCudaTest, RejectsBadBatchesLikeTheCpu) {
   TS_SKIP_WITHOUT_CUDA_DEVICE();
   auto ws = CudaWorkspace();
   ASSERT_NE(ws, nullptr);
-  HostBatch h = RandomBatch(8, 10, 4, 3, 3);
+  MfProblem h = RandomBatch(8, 10, 4, 3, 3);
   h.user_index[4] = -1;
-  const MfBatch b = h.View();
+  const MfBatch b = h.Batch();
   std::vector<float> user(h.user_rows.size(), 7.0f), item(h.item_rows.size(), 7.0f);
   std::vector<float> pred(10, 7.0f);
   EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr),

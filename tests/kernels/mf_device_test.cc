@@ -11,54 +11,18 @@
 
 #include "kernels/device.h"
 #include "kernels/mf.h"
+#include "tests/testing/mf_problem.h"
 
 namespace tessera::kernels {
 namespace {
 
-struct Problem {
-  int dim = 0;
-  int64_t num_users = 0;
-  int64_t num_items = 0;
-  std::vector<int32_t> user_index, item_index;
-  std::vector<float> ratings, user_rows, item_rows;
+using Problem = ::tessera::testing::MfProblem;
 
-  MfBatch Batch() const {
-    MfBatch b;
-    b.num_samples = static_cast<int64_t>(ratings.size());
-    b.user_index = user_index.data();
-    b.item_index = item_index.data();
-    b.ratings = ratings.data();
-    b.dim = dim;
-    b.user_rows = user_rows.data();
-    b.num_users = num_users;
-    b.item_rows = item_rows.data();
-    b.num_items = num_items;
-    b.global_mean = 3.5f;
-    b.l2 = 0.05f;
-    return b;
-  }
-};
-
+// A random batch with global mean 3.5, l2 0.05 and no bias regularisation.
 Problem RandomProblem(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
                       int64_t num_items) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
-  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
-  Problem pr;
-  pr.dim = dim;
-  pr.num_users = num_users;
-  pr.num_items = num_items;
-  pr.user_rows.resize(num_users * (dim + 1));
-  pr.item_rows.resize(num_items * (dim + 1));
-  for (float& v : pr.user_rows) v = factor(rng);
-  for (float& v : pr.item_rows) v = factor(rng);
-  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
-  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
-  for (int64_t s = 0; s < num_samples; ++s) {
-    pr.user_index.push_back(user(rng));
-    pr.item_index.push_back(item(rng));
-    pr.ratings.push_back(rating(rng));
-  }
+  Problem pr = ::tessera::testing::RandomMfProblem(seed, num_samples, dim, num_users, num_items);
+  pr.l2_bias = 0.0f;
   return pr;
 }
 

@@ -1,9 +1,14 @@
-// Helpers shared by the CUDA-vs-CPU tests (label gpu): skip without a usable device, check CUDA
-// calls, and an RAII device buffer (the last two only in a build with CUDA). Test-only code:
-// a failed CUDA call fails the test (gtest assertions), it does not return a Status.
+// Helpers shared by the CUDA-vs-CPU tests (label gpu): skip without a usable device, compare a
+// GPU result with the CPU's within a tolerance, check CUDA calls, and an RAII device buffer (the
+// last two only in a build with CUDA). Test-only code: a failed CUDA call fails the test (gtest
+// assertions), it does not return a Status.
 #pragma once
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
 
 #include "kernels/device.h"
 
@@ -13,6 +18,20 @@
     ::tessera::Status cuda_status = ::tessera::kernels::CheckCudaAvailable(); \
     if (!cuda_status.ok()) GTEST_SKIP() << cuda_status.message();             \
   } while (0)
+
+namespace tessera::testing {
+
+// Asserts gpu[k] within tol * (1 + |cpu[k]|) of cpu[k] for every k (GPU sums with atomics or in
+// another order are not bit-identical to the CPU's); `what` names the array in failures.
+inline void ExpectClose(const std::vector<float>& gpu, const std::vector<float>& cpu, float tol,
+                        const std::string& what = "") {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  for (size_t k = 0; k < cpu.size(); ++k) {
+    ASSERT_NEAR(gpu[k], cpu[k], tol * (1.0f + std::fabs(cpu[k]))) << what << " element " << k;
+  }
+}
+
+}  // namespace tessera::testing
 
 #if TESSERA_WITH_CUDA
 

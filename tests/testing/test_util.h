@@ -1,10 +1,22 @@
-// Small helpers shared by the unit tests: a scratch directory, whole-file read/write and the
-// location of the shared sample data. Test-only code: failures to set up the test environment
-// (cannot create a directory, cannot write a file) abort with TS_CHECK rather than return Status.
+// Small helpers shared by the unit tests: TS_ASSERT_OK, a scratch directory, whole-file
+// read/write and the location of the shared sample data. Test-only code: failures to set up the
+// test environment (cannot create a directory, cannot write a file) abort with TS_CHECK rather
+// than return Status.
 // Thread-compatible: every function is safe to call from any thread on distinct paths.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
+
+#include "core/status.h"
+
+// Asserts that `expr` (a Status) is OK, printing the Status otherwise.
+#define TS_ASSERT_OK(expr)                               \
+  do {                                                   \
+    ::tessera::Status ts_status = (expr);                \
+    ASSERT_TRUE(ts_status.ok()) << ts_status.ToString(); \
+  } while (0)
 
 namespace tessera::testing {
 

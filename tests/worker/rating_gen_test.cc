@@ -1,4 +1,4 @@
-#include "worker/rating_gen.h"
+#include "worker/data/rating_gen.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 
 #include "core/logging.h"
 #include "tests/testing/test_util.h"
-#include "worker/rating_reader.h"
+#include "worker/data/rating_reader.h"
 
 namespace tessera::worker {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/internal/gen_util.h"
+#include "worker/data/internal/gen_util.h"
 
 #include <cerrno>
 #include <charconv>
@@ -8,7 +8,7 @@
 #include <system_error>
 
 #include "core/logging.h"
-#include "kernels/random_math.h"
+#include "core/splitmix64.h"
 
 namespace tessera::worker::internal {
 namespace {
@@ -18,8 +18,8 @@ constexpr size_t kBlockBytes = size_t{1} << 20;  // fwrite granularity
 }  // namespace
 
 std::mt19937_64 MakeRng(uint64_t seed, uint64_t stream, uint64_t index) {
-  uint64_t id = kernels::SplitMix64(stream ^ (index << 32));
-  return std::mt19937_64(kernels::SplitMix64(seed ^ id));
+  uint64_t id = SplitMix64(stream ^ (index << 32));
+  return std::mt19937_64(SplitMix64(seed ^ id));
 }
 
 std::vector<double> ZipfWeights(int64_t n, double exponent, std::mt19937_64 rng, double* total) {

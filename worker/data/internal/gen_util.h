@@ -1,7 +1,7 @@
-// Helpers shared by the data generators of worker/ (rating_gen, criteo_gen): seeded streams,
-// uniform and normal draws written out so that the output does not depend on the standard
-// library's distributions, Zipf popularity, Walker's alias table, a block writer for formatted
-// text and the pieces of truth.json. Internal to worker/.
+// Helpers shared by the data generators of worker/data/ (rating_gen, criteo_gen): seeded
+// streams, uniform and normal draws written out so that the output does not depend on the
+// standard library's distributions, Zipf popularity, Walker's alias table, a block writer for
+// formatted text and the pieces of truth.json. Internal to worker/data/.
 //
 // Everything here is deterministic: the generators' files are reproducible byte for byte from
 // their seed, so a change to any result here changes every generated data set.

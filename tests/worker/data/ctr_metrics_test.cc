@@ -1,4 +1,4 @@
-#include "worker/ctr_metrics.h"
+#include "worker/data/ctr_metrics.h"
 
 #include <gtest/gtest.h>
 

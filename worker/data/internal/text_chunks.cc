@@ -1,4 +1,4 @@
-#include "worker/text_chunks.h"
+#include "worker/data/internal/text_chunks.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "worker/ctr_cache.h"
+#include "worker/data/ctr_cache.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "tests/testing/test_util.h"
-#include "worker/ctr_data.h"
+#include "worker/data/ctr_reader.h"
 
 namespace tessera::worker {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/rating_gen.h"
+#include "worker/data/rating_gen.h"
 
 #include <charconv>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/logging.h"
-#include "worker/internal/gen_util.h"
+#include "worker/data/internal/gen_util.h"
 
 namespace tessera::worker {
 namespace {

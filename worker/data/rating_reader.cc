@@ -1,4 +1,4 @@
-#include "worker/rating_reader.h"
+#include "worker/data/rating_reader.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "core/logging.h"
-#include "worker/text_chunks.h"
+#include "worker/data/internal/text_chunks.h"
 
 namespace tessera::worker {
 namespace {

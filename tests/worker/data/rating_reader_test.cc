@@ -1,4 +1,4 @@
-#include "worker/rating_reader.h"
+#include "worker/data/rating_reader.h"
 
 #include <gtest/gtest.h>
 

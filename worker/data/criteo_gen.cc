@@ -1,4 +1,4 @@
-#include "worker/criteo_gen.h"
+#include "worker/data/criteo_gen.h"
 
 #include <algorithm>
 #include <array>
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "core/logging.h"
-#include "worker/ctr_metrics.h"
-#include "worker/internal/gen_util.h"
+#include "worker/data/ctr_metrics.h"
+#include "worker/data/internal/gen_util.h"
 
 namespace tessera::worker {
 namespace {

@@ -1,6 +1,6 @@
-// Helpers shared by the text readers of worker/ (rating_reader, ctr_data): a file's bytes by
-// mmap, byte-range partitions and per-thread chunks aligned to line starts, and the
-// "PATH:LINE: reason (text)" description of a bad line. Internal to worker/.
+// Helpers shared by the text readers of worker/data/ (rating_reader, ctr_reader and the cache):
+// a file's bytes by mmap, byte-range partitions and per-thread chunks aligned to line starts,
+// and the "PATH:LINE: reason (text)" description of a bad line. Internal to worker/data/.
 //
 // Lines start at offset 0 and after each '\n'; "\r\n" reads as "\n".
 // Threads: free functions are thread-safe; a FileBytes is immutable after Open and may be read

@@ -1,6 +1,8 @@
-// Binary cache of CTR training data: the rows of a Criteo/libsvm/libffm text file already
-// parsed and hashed, as fixed-width records that CtrReader (worker/ctr_data.h) maps and copies
-// out several times faster than it parses the text. Written by WriteCtrCache (`tessera convert`).
+// The binary cache's file format: the rows of a Criteo/libsvm/libffm text file already parsed and
+// hashed, as fixed-width records that CtrReader (worker/data/ctr_reader.h) maps and copies out
+// several times faster than it parses the text. This module owns the layout: the header's
+// encoding and checks and the copy of records into blocks. WriteCtrCache
+// (worker/data/ctr_cache.h, `tessera convert`) writes such files.
 //
 // File layout, little-endian:
 //   header, kCtrCacheHeaderBytes bytes:
@@ -33,7 +35,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "worker/ctr_data.h"
+#include "worker/data/ctr_schema.h"
 
 namespace tessera::worker {
 
@@ -73,11 +75,12 @@ void EncodeCtrCacheHeader(const CtrCacheHeader& header, char* out);
 StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const char* data,
                                               size_t size);
 
-// OK when a cache with `header` may be read with `options`: the same hash seed and, for Criteo,
-// the same bucketize_integers; else InvalidArgument naming the field and both values, e.g.
+// OK when a cache with `header` may be read with a reader's `hash_seed` and
+// `bucketize_integers` (CtrReadOptions): the same hash seed and, for Criteo, the same
+// bucketize_integers; else InvalidArgument naming the field and both values, e.g.
 // "cache PATH: hash seed differs: the cache was written with 1, the options ask for 2".
 Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& header,
-                            const CtrReadOptions& options);
+                            uint64_t hash_seed, bool bucketize_integers);
 
 // Copies records [first, first + n) of a cache into *block (replacing its rows; multi-hot: the
 // padding dropped), with up to num_threads threads (the calling thread and std::threads joined
@@ -86,13 +89,5 @@ Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& heade
 void ReadCtrCacheRecords(const CtrCacheHeader& header, const char* records, uint64_t first,
                          uint64_t n, int num_threads, std::vector<CtrBlock>* scratch,
                          CtrBlock* block);
-
-// Reads `input` (a text file, format/partition/threads/seed/bucketize from `read`) with CtrReader
-// and writes its rows as a cache to `output` (via `output`.tmp, renamed when complete, so a
-// failed conversion leaves no cache behind). Errors: those of CtrReader (bad lines unless
-// read.skip_bad_lines), InvalidArgument when the input is a cache or multi-hot with lines of more
-// than kCtrCacheMaxKeys features, and I/O errors on `output`.
-Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
-                     const std::string& output);
 
 }  // namespace tessera::worker

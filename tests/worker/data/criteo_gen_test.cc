@@ -1,4 +1,4 @@
-#include "worker/criteo_gen.h"
+#include "worker/data/criteo_gen.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,98 @@
+// CtrSchema's vocabulary (worker/data/ctr_schema.h): format names, HashFeature's keys and the
+// Criteo integer buckets.
+#include "worker/data/ctr_schema.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <set>
+#include <string>
+#include <string_view>
+
+namespace tessera::worker {
+namespace {
+
+TEST(CtrFormatTest, NamesRoundTripThroughParse) {
+  for (CtrFormat f : {CtrFormat::kAuto, CtrFormat::kCriteo, CtrFormat::kLibsvm, CtrFormat::kLibffm,
+                      CtrFormat::kCache}) {
+    StatusOr<CtrFormat> parsed = ParseCtrFormat(CtrFormatName(f));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, f);
+  }
+}
+
+TEST(CtrFormatTest, UnknownNameIsInvalidArgumentListingChoices) {
+  StatusOr<CtrFormat> parsed = ParseCtrFormat("parquet");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("auto, criteo, libsvm, libffm, cache"),
+            std::string::npos);
+}
+
+// Golden values computed by an independent Python implementation of
+// M(M(seed ^ M(field)) ^ FNV-1a-64(value)), M the SplitMix64 finaliser (M(0) is SplitMix64's
+// published first output 0xe220a8397b1dcdaf, FNV-1a-64("a") = 0xaf63dc4c8601ec8c).
+TEST(HashFeatureTest, StringKeysMatchGoldenValues) {
+  EXPECT_EQ(HashFeature(0, 0, std::string_view("")), 0x7dc2c42b173ebf65ULL);
+  EXPECT_EQ(HashFeature(0, 0, std::string_view("68fd1e64")), 0x4bc693bf6c9f1963ULL);
+  EXPECT_EQ(HashFeature(0, 25, std::string_view("68fd1e64")), 0x2ea436fa4efebcb3ULL);
+  EXPECT_EQ(HashFeature(42, 3, std::string_view("80e26c9b")), 0xd66021da610ca378ULL);
+  EXPECT_EQ(HashFeature(0xdeadbeefcafef00dULL, 7, std::string_view("hello world")),
+            0xbd12248330abb852ULL);
+}
+
+TEST(HashFeatureTest, NumericKeysMatchGoldenValues) {
+  EXPECT_EQ(HashFeature(0, 0, uint64_t{0}), 0x238275bc38fcbe91ULL);
+  EXPECT_EQ(HashFeature(0, 1, uint64_t{5041}), 0xda941f541e89857eULL);
+  EXPECT_EQ(HashFeature(42, 30, uint64_t{3}), 0x5f5a44eb1f35c31dULL);
+  EXPECT_EQ(HashFeature(0, 0, ~uint64_t{0}), 0xb6fe22f87b0fa15aULL);
+}
+
+TEST(HashFeatureTest, SeedAndFieldGiveSeparateKeySpaces) {
+  uint64_t key = HashFeature(1, 2, std::string_view("abc"));
+  EXPECT_NE(key, HashFeature(2, 2, std::string_view("abc")));
+  EXPECT_NE(key, HashFeature(1, 3, std::string_view("abc")));
+  EXPECT_NE(key, HashFeature(1, 2, std::string_view("abd")));
+  EXPECT_EQ(key, HashFeature(1, 2, std::string_view("abc")));
+}
+
+TEST(HashFeatureTest, NumericValuesOfOneFieldNeverCollide) {
+  std::set<uint64_t> keys;
+  for (uint64_t v = 0; v < 100000; ++v) keys.insert(HashFeature(7, 3, v));
+  EXPECT_EQ(keys.size(), 100000u);
+}
+
+TEST(CriteoBucketTest, SmallValuesAreTheirOwnBuckets) {
+  for (int64_t x : {std::numeric_limits<int64_t>::min(), int64_t{-3}, int64_t{-1}, int64_t{0},
+                    int64_t{1}, int64_t{2}}) {
+    EXPECT_EQ(CriteoBucket(x), x);
+  }
+}
+
+TEST(CriteoBucketTest, LargerValuesAreTwoPlusFloorOfLogSquared) {
+  for (int64_t x = 3; x < 100000; ++x) {
+    double l = std::log(static_cast<double>(x));
+    ASSERT_EQ(CriteoBucket(x), 2 + static_cast<int64_t>(std::floor(l * l))) << x;
+  }
+}
+
+TEST(CriteoBucketTest, BucketEdgesAreExactAndCappedAt493) {
+  // ceil(e^sqrt(b)) computed with 60-digit decimals.
+  struct Edge {
+    int64_t b;
+    int64_t x;
+  };
+  for (Edge e : {Edge{1, 3}, Edge{2, 5}, Edge{12, 32}, Edge{100, 22027}, Edge{473, 2787924282},
+                 Edge{490, 4106938188}, Edge{491, 4200711725}}) {
+    EXPECT_EQ(CriteoBucket(e.x), 2 + e.b) << e.x;
+    if (e.x > 3) {
+      EXPECT_EQ(CriteoBucket(e.x - 1), 1 + e.b) << e.x - 1;
+    }
+  }
+  EXPECT_EQ(CriteoBucket(std::numeric_limits<int64_t>::max()), 493);
+}
+
+}  // namespace
+}  // namespace tessera::worker
