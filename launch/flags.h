@@ -11,8 +11,8 @@
 #include "kernels/sparse_optimizer.h"
 #include "launch/export.h"
 #include "worker/criteo_gen.h"
-#include "worker/ctr_trainer.h"
-#include "worker/mf_trainer.h"
+#include "worker/ctr_task.h"
+#include "worker/mf_model.h"
 #include "worker/rating_gen.h"
 
 namespace tessera::launch {
