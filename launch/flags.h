@@ -10,10 +10,10 @@
 #include "core/status.h"
 #include "kernels/sparse_optimizer.h"
 #include "launch/export.h"
-#include "worker/ctr_trainer.h"
+#include "worker/ctr_task.h"
 #include "worker/data/criteo_gen.h"
 #include "worker/data/rating_gen.h"
-#include "worker/mf_trainer.h"
+#include "worker/mf_model.h"
 
 namespace tessera::launch {
 

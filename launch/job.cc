@@ -17,10 +17,9 @@
 #include "launch/recovery.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
-#include "worker/ctr_trainer.h"
 #include "worker/inproc_collective.h"
-#include "worker/mf_trainer.h"
 #include "worker/mpi_collective.h"
+#include "worker/run_worker.h"
 
 namespace tessera::launch {
 namespace {
@@ -60,6 +59,15 @@ server::ServerOptions MakeServerOptions(const TrainOptions& o) {
     s.tables.push_back(t);
   }
   return s;
+}
+
+// The workers' part of the options: which model, and its data, model and loop options.
+worker::WorkerOptions MakeWorkerOptions(const TrainOptions& o) {
+  worker::WorkerOptions w;
+  w.ctr = o.ctr;
+  w.mf = o.mf;
+  w.ctr_options = o.ctr_options;
+  return w;
 }
 
 scheduler::SchedulerOptions MakeSchedulerOptions(const TrainOptions& o, int workers,
@@ -296,19 +304,15 @@ Status RunTrainInProcess(const TrainOptions& options) {
   }
   // CTR models all-reduce their dense gradients through this group (threads of this process).
   worker::InProcessCollectiveGroup group(o.workers, o.mf.timeout);
+  const worker::WorkerOptions worker_options = MakeWorkerOptions(o);
   for (int r = 0; r < o.workers; ++r) {
     threads.emplace_back([&, r] {
       logging::SetThreadLogTag(NodeId::Worker(r).ToString());
       RpcNode* rpc = rpcs[1 + o.servers + r].get();
-      if (o.ctr) {
-        worker_status[r] =
-            worker::RunCtrWorkerNode(o.ctr_options, rpc, &group.Member(r), o.register_timeout)
-                .status();
-        // Release the other workers if they wait in a collective for this one.
-        if (!worker_status[r].ok()) group.Abort(worker_status[r].message());
-      } else {
-        worker_status[r] = worker::RunMfWorkerNode(o.mf, rpc, o.register_timeout).status();
-      }
+      worker_status[r] =
+          worker::RunWorker(worker_options, rpc, &group.Member(r), o.register_timeout);
+      // Release the other workers if they wait in a collective for this one.
+      if (!worker_status[r].ok()) group.Abort(worker_status[r].message());
     });
   }
   Status sched_status = sched.Run();
@@ -450,17 +454,14 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
       break;
     case Role::kWorker:
       signals.SetHandler([&rpc](int signal) { SendSignalNotice(&rpc, signal); });
-      if (o.ctr) {
+      {
         auto collective = worker::MpiCollective::Create(worker_comm);
         if (!collective.ok()) {
           result = collective.status();
           break;
         }
         result =
-            worker::RunCtrWorkerNode(o.ctr_options, &rpc, collective->get(), o.register_timeout)
-                .status();
-      } else {
-        result = worker::RunMfWorkerNode(o.mf, &rpc, o.register_timeout).status();
+            worker::RunWorker(MakeWorkerOptions(o), &rpc, collective->get(), o.register_timeout);
       }
       break;
   }

@@ -13,7 +13,7 @@
 #include "core/checkpoint.h"
 #include "core/logging.h"
 #include "worker/ctr_model.h"
-#include "worker/mf_trainer.h"
+#include "worker/mf_model.h"
 
 namespace tessera::launch {
 

@@ -40,31 +40,23 @@ void MetricsWriter::Train(int epoch, double loss, double samples_per_sec) {
        ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
 }
 
-void MetricsWriter::Eval(int epoch, const std::string& split, double rmse, double mae) {
-  Line("{\"event\":\"eval\",\"epoch\":" + std::to_string(epoch) + ",\"split\":\"" + split +
-       "\",\"rmse\":" + JsonNumber(rmse) + ",\"mae\":" + JsonNumber(mae) + "}");
+void MetricsWriter::Eval(int epoch, int64_t step, const std::string& split,
+                         const MetricValues& metrics) {
+  std::string line = "{\"event\":\"eval\",\"epoch\":" + std::to_string(epoch);
+  if (step >= 0) line += ",\"step\":" + std::to_string(step);
+  line += ",\"split\":\"" + split + "\"";
+  for (const auto& [name, value] : metrics) line += ",\"" + name + "\":" + JsonNumber(value);
+  Line(line + "}");
 }
 
-void MetricsWriter::Done(int epochs, double rmse, double mae, double train_seconds,
-                         double samples_per_sec) {
-  Line("{\"event\":\"done\",\"epochs\":" + std::to_string(epochs) +
-       ",\"rmse\":" + JsonNumber(rmse) + ",\"mae\":" + JsonNumber(mae) + ",\"train_seconds\":" +
-       JsonNumber(train_seconds) + ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) + "}");
-}
-
-void MetricsWriter::EvalCtr(int epoch, int64_t step, const std::string& split, double auc,
-                            double logloss) {
-  Line("{\"event\":\"eval\",\"epoch\":" + std::to_string(epoch) +
-       ",\"step\":" + std::to_string(step) + ",\"split\":\"" + split +
-       "\",\"auc\":" + JsonNumber(auc) + ",\"logloss\":" + JsonNumber(logloss) + "}");
-}
-
-void MetricsWriter::DoneCtr(int epochs, double auc, double logloss, double train_seconds,
-                            double samples_per_sec, bool dense_identical) {
-  Line("{\"event\":\"done\",\"epochs\":" + std::to_string(epochs) + ",\"auc\":" + JsonNumber(auc) +
-       ",\"logloss\":" + JsonNumber(logloss) + ",\"train_seconds\":" + JsonNumber(train_seconds) +
-       ",\"samples_per_sec\":" + JsonNumber(samples_per_sec) +
-       ",\"dense_params_identical\":" + (dense_identical ? "true" : "false") + "}");
+void MetricsWriter::Done(int epochs, const MetricValues& metrics, double train_seconds,
+                         double samples_per_sec, const std::vector<JsonField>& extra) {
+  std::string line = "{\"event\":\"done\",\"epochs\":" + std::to_string(epochs);
+  for (const auto& [name, value] : metrics) line += ",\"" + name + "\":" + JsonNumber(value);
+  line += ",\"train_seconds\":" + JsonNumber(train_seconds) +
+          ",\"samples_per_sec\":" + JsonNumber(samples_per_sec);
+  for (const auto& [name, json] : extra) line += ",\"" + name + "\":" + json;
+  Line(line + "}");
 }
 
 Status MetricsWriter::Close() {

@@ -1,0 +1,310 @@
+#include "worker/ctr_task.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "core/checkpoint.h"
+#include "core/logging.h"
+#include "worker/data/ctr_metrics.h"
+
+namespace tessera::worker {
+namespace {
+
+constexpr char kDenseFile[] = "dense.state";
+
+}  // namespace
+
+// One step's rows on their way through the parameter servers and the model.
+struct CtrTask::Batch : ModelBatch {
+  std::vector<float> labels, dense, weights;
+  std::vector<uint64_t> keys;
+  std::vector<int64_t> offsets;  // bags: row-major (row, field); one-hot bags hold one key
+  std::vector<int32_t> indices;  // per key: its row among the unique keys
+};
+
+CtrTask::CtrTask(const CtrTrainerOptions& options) : options_(options) {}
+
+CtrTask::~CtrTask() = default;
+
+std::vector<int> CtrTask::TableDims() const { return {options_.model.emb_dim, 1}; }
+
+Status CtrTask::ReadData() {
+  CtrReadOptions read = options_.read;
+  read.partition = group_->rank();
+  read.num_partitions = group_->size();
+  TS_ASSIGN_OR_RETURN(train_, CtrReader::ReadAll(options_.train_path, read, &schema_));
+  if (!options_.test_path.empty()) {
+    CtrSchema test_schema;
+    TS_ASSIGN_OR_RETURN(test_, CtrReader::ReadAll(options_.test_path, read, &test_schema));
+    TS_RETURN_IF_ERROR(
+        CheckCtrSchema(schema_, test_schema)
+            .WithContext("--test " + options_.test_path + " does not match --train"));
+  }
+  return OkStatus();
+}
+
+Status CtrTask::Setup(WorkerGroup* group) {
+  group_ = group;
+  collective_ = group->collective();
+  if (collective_ == nullptr) return Status::Internal("a CTR model needs the dense collective");
+  TS_RETURN_IF_ERROR(ReadData());
+  model_config_ = options_.model;
+  model_config_.num_fields = schema_.num_fields;
+  model_config_.num_dense = schema_.num_dense;
+  TS_ASSIGN_OR_RETURN(model_, CtrModel::Create(model_config_));
+  params_.resize(model_->num_params());
+  model_->InitParams(params_.data());
+  TS_RETURN_IF_ERROR(kernels::InitDenseOptimizerState(
+      options_.dense_optimizer, static_cast<int64_t>(params_.size()), &dense_state_));
+  // The mean loss over a nominal global batch: every worker scales the same way.
+  const size_t batch = static_cast<size_t>(options_.batch_size);
+  loss_scale_ = 1.0f / static_cast<float>(batch * group->size());
+  probs_.resize(test_.size());
+  return OkStatus();
+}
+
+StatusOr<int64_t> CtrTask::Summarize() {
+  TS_ASSIGN_OR_RETURN(auto sums, group_->Reduce({static_cast<double>(train_.size()),
+                                                 static_cast<double>(test_.size())},
+                                                proto::REDUCE_OP_SUM));
+  TS_ASSIGN_OR_RETURN(auto maxima,
+                      group_->Reduce({static_cast<double>(train_.size())}, proto::REDUCE_OP_MAX));
+  total_rows_ = static_cast<int64_t>(sums[0]);
+  total_test_rows_ = static_cast<int64_t>(sums[1]);
+  if (total_rows_ == 0) {
+    return Status::InvalidArgument("no training rows in " + options_.train_path);
+  }
+  return static_cast<int64_t>(maxima[0]);
+}
+
+std::vector<std::string> CtrTask::StartupLines(const JobShape& shape) const {
+  std::ostringstream data, model;
+  data << "data: " << schema_.Describe() << "; " << total_rows_ << " training rows, "
+       << total_test_rows_ << " test rows";
+  model << "model: " << model_->Describe() << "; " << shape.num_workers << " worker(s) x "
+        << shape.steps_per_epoch << " steps/epoch of " << shape.batch_size << " on "
+        << shape.num_servers << " server(s)";
+  return {data.str(), model.str()};
+}
+
+std::unique_ptr<ModelBatch> CtrTask::NewBatch() const { return std::make_unique<Batch>(); }
+
+void CtrTask::Prepare(const CtrBlock& data, const uint32_t* order, size_t n, Batch* step) {
+  const int F = schema_.num_fields, Nd = schema_.num_dense;
+  step->num_samples = static_cast<int64_t>(n);
+  step->labels.resize(n);
+  step->dense.resize(n * Nd);
+  step->keys.clear();
+  step->weights.clear();
+  step->offsets.assign(1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t r = order != nullptr ? order[i] : i;
+    step->labels[i] = data.labels[r];
+    if (Nd > 0) std::memcpy(&step->dense[i * Nd], &data.dense[r * Nd], sizeof(float) * Nd);
+    size_t begin, end;
+    if (schema_.multi_hot) {
+      begin = data.offsets[r];
+      end = data.offsets[r + 1];
+    } else {
+      begin = r * F;
+      end = begin + F;
+    }
+    for (size_t k = begin; k < end; ++k) {
+      step->keys.push_back(data.keys[k]);
+      step->weights.push_back(data.values[k]);
+      if (!schema_.multi_hot) step->offsets.push_back(static_cast<int64_t>(step->keys.size()));
+    }
+    if (schema_.multi_hot) step->offsets.push_back(static_cast<int64_t>(step->keys.size()));
+  }
+  step->indices.resize(step->keys.size());
+  step->unique_keys.resize(2);
+  std::vector<uint64_t>& unique = step->unique_keys[kEmbeddingTable];
+  dedup_.Deduplicate(step->keys.data(), step->keys.size(), &unique, step->indices.data());
+  // Both tables are indexed by the same unique keys; a model pulls only the tables it uses.
+  step->unique_keys[kLinearTable] =
+      UsesLinearTable(model_config_.kind) ? unique : std::vector<uint64_t>();
+  if (!UsesEmbeddingTable(model_config_.kind)) {
+    step->unique_keys[kLinearTable].swap(step->unique_keys[kEmbeddingTable]);
+    step->unique_keys[kEmbeddingTable].clear();
+  }
+}
+
+void CtrTask::PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) {
+  Prepare(train_, order, n, static_cast<Batch*>(batch));
+}
+
+void CtrTask::PrepareEvalBatch(size_t begin, size_t n, ModelBatch* batch) {
+  std::vector<uint32_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(begin + i);
+  Prepare(test_, order.data(), n, static_cast<Batch*>(batch));
+}
+
+CtrBatchView CtrTask::View(const Batch& step, const std::vector<const float*>& rows) const {
+  CtrBatchView v;
+  v.batch_size = step.num_samples;
+  v.labels = step.labels.data();
+  v.dense = step.dense.data();
+  v.offsets = step.offsets.data();
+  v.indices = step.indices.data();
+  v.weights = step.weights.data();
+  v.num_rows = static_cast<int64_t>(
+      std::max(step.unique_keys[kEmbeddingTable].size(), step.unique_keys[kLinearTable].size()));
+  v.emb_rows = rows[kEmbeddingTable];
+  v.linear_rows = rows[kLinearTable];
+  return v;
+}
+
+Status CtrTask::ComputeGradients(const ModelBatch& model_batch,
+                                 const std::vector<const float*>& rows,
+                                 const std::vector<float*>& grads, double* loss_sum) {
+  const Batch& batch = static_cast<const Batch&>(model_batch);
+  TS_RETURN_IF_ERROR(
+      model_->ForwardBackward(params_.data(), View(batch, rows), loss_scale_, &grads_, loss_sum));
+  // Sparse gradients to the servers, table after table as the push buffer lays them out.
+  if (!batch.unique_keys[kEmbeddingTable].empty()) {
+    std::memcpy(grads[kEmbeddingTable], grads_.emb_rows.data(),
+                grads_.emb_rows.size() * sizeof(float));
+  }
+  if (!batch.unique_keys[kLinearTable].empty()) {
+    std::memcpy(grads[kLinearTable], grads_.linear_rows.data(),
+                grads_.linear_rows.size() * sizeof(float));
+  }
+  return OkStatus();
+}
+
+Status CtrTask::AfterPush() {
+  // Synchronise and step the dense parameters (identical on every replica).
+  TS_RETURN_IF_ERROR(collective_->AllReduceSum(grads_.params.data(), grads_.params.size()));
+  return kernels::ApplyDenseUpdateCpu(options_.dense_optimizer, params_.data(),
+                                      grads_.params.data(), static_cast<int64_t>(params_.size()),
+                                      &dense_state_);
+}
+
+Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                                proto::ModelDescription* model) {
+  if (model == nullptr) return OkStatus();
+  // Every replica holds the same dense state; worker 0 writes it.
+  proto::DenseCheckpoint dense;
+  *dense.mutable_params() = {params_.begin(), params_.end()};
+  *dense.mutable_optimizer_slots() = {dense_state_.slots.begin(), dense_state_.slots.end()};
+  dense.set_optimizer_step(dense_state_.step);
+  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
+                      checkpoint::WriteProtoFile(dir + "/" + kDenseFile, dense));
+  entry.set_kind(proto::CheckpointFile::KIND_DENSE);
+  files->push_back(std::move(entry));
+  model->set_type(CtrModelName(model_config_.kind));
+  model->set_num_fields(model_config_.num_fields);
+  model->set_num_dense(model_config_.num_dense);
+  model->set_emb_dim(model_config_.emb_dim);
+  model->set_num_dense_params(static_cast<int64_t>(params_.size()));
+  model->set_dense_optimizer(kernels::OptimizerName(options_.dense_optimizer.kind));
+  model->set_summary(model_->Describe());
+  for (const DenseBlock& b : model_->Blocks()) {
+    proto::LayerShape* layer = model->add_layers();
+    layer->set_name(b.name);
+    layer->set_offset(static_cast<int64_t>(b.offset));
+    for (int64_t d : b.shape) layer->add_shape(d);
+  }
+  return OkStatus();
+}
+
+Status CtrTask::Restore(const proto::CheckpointManifest& manifest, const std::string& dir) {
+  const proto::ModelDescription& m = manifest.model();
+  if (m.num_dense_params() != static_cast<int64_t>(params_.size()) ||
+      m.num_fields() != model_config_.num_fields || m.num_dense() != model_config_.num_dense) {
+    return Status::InvalidArgument(
+        "checkpoint " + dir + " holds " + m.summary() + "; this job built " + model_->Describe() +
+        " (different --model, --mlp, --emb-dim, --cross-layers or data fields)");
+  }
+  if (m.dense_optimizer() != kernels::OptimizerName(options_.dense_optimizer.kind)) {
+    return Status::InvalidArgument("checkpoint " + dir + " was trained with --dense-optimizer " +
+                                   m.dense_optimizer() + ", this job uses " +
+                                   kernels::OptimizerName(options_.dense_optimizer.kind));
+  }
+  const proto::CheckpointFile* entry = checkpoint::FindFile(manifest, kDenseFile);
+  if (entry == nullptr) return Status::InvalidArgument("checkpoint " + dir + " has no dense state");
+  proto::DenseCheckpoint dense;
+  TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(dir, *entry, &dense));
+  if (dense.params_size() != static_cast<int>(params_.size()) ||
+      dense.optimizer_slots_size() != static_cast<int>(dense_state_.slots.size())) {
+    return Status::DataLoss("checkpoint file " + dir + "/" + kDenseFile +
+                            " does not match its manifest (parameter or optimizer sizes)");
+  }
+  std::copy(dense.params().begin(), dense.params().end(), params_.begin());
+  std::copy(dense.optimizer_slots().begin(), dense.optimizer_slots().end(),
+            dense_state_.slots.begin());
+  dense_state_.step = dense.optimizer_step();
+  return OkStatus();
+}
+
+Status CtrTask::EvalBatch(size_t begin, const ModelBatch& batch,
+                          const std::vector<const float*>& rows) {
+  return model_->Predict(params_.data(), View(static_cast<const Batch&>(batch), rows),
+                         probs_.data() + begin);
+}
+
+StatusOr<EvalReport> CtrTask::EndEval(int64_t step) {
+  std::vector<float> all_probs, all_labels;
+  TS_RETURN_IF_ERROR(collective_->AllGather(probs_, &all_probs));
+  TS_RETURN_IF_ERROR(collective_->AllGather(test_.labels, &all_labels));
+  const BinaryMetrics m =
+      ComputeBinaryMetrics(all_probs.data(), all_labels.data(), all_probs.size());
+  EvalReport report;
+  report.metrics = {{"auc", m.auc}, {"logloss", m.logloss}};
+  report.record_step = true;
+  if (options_.progress) {
+    char line[160];
+    std::snprintf(line, sizeof(line), "step %lld: test AUC %.4f, logloss %.4f (%lld rows)",
+                  static_cast<long long>(step), m.auc, m.logloss,
+                  static_cast<long long>(all_probs.size()));
+    report.log_line = line;
+  }
+  return report;
+}
+
+std::string CtrTask::ProgressLine(const JobShape& shape, const StepProgress& p) const {
+  const size_t batch = static_cast<size_t>(options_.batch_size);
+  char line[200];
+  std::snprintf(
+      line, sizeof(line), "epoch %d/%d step %lld/%lld, %.0f samples/s, loss %.4f, ETA %.0f s",
+      p.epoch + 1, shape.epochs, static_cast<long long>(p.step),
+      static_cast<long long>(shape.steps_per_epoch),
+      static_cast<double>(p.done_steps) * batch * shape.num_workers / p.elapsed_seconds,
+      p.samples > 0 ? p.loss_sum / static_cast<double>(p.samples) : 0.0,
+      p.elapsed_seconds * (p.all_steps - p.done_steps) / std::max<int64_t>(p.done_steps, 1));
+  return line;
+}
+
+std::string CtrTask::EpochLine(const JobShape& shape, const EpochStats& stats,
+                               const std::string&) const {
+  char line[200];
+  std::snprintf(line, sizeof(line), "epoch %d/%d: train logloss %.4f, %.0f samples/s, %.1f s",
+                stats.epoch + 1, shape.epochs, stats.train_loss, stats.samples_per_sec,
+                stats.seconds);
+  return line;
+}
+
+StatusOr<bool> CtrTask::DenseParamsIdentical() {
+  // An exact comparison: gather every replica's parameters and compare the bits.
+  std::vector<float> all;
+  TS_RETURN_IF_ERROR(collective_->AllGather(params_, &all));
+  const size_t n = params_.size();
+  for (int w = 1; w < group_->size(); ++w) {
+    if (std::memcmp(all.data(), all.data() + w * n, n * sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+
+Status CtrTask::Finish(const EvalReport&, double, std::vector<std::string>* log_lines,
+                       std::vector<JsonField>* done_fields) {
+  TS_ASSIGN_OR_RETURN(const bool identical, DenseParamsIdentical());
+  if (!identical) return Status::Internal("dense parameters differ between workers after training");
+  log_lines->push_back("dense parameters bit-identical on all " + std::to_string(group_->size()) +
+                       " worker(s)");
+  done_fields->emplace_back("dense_params_identical", "true");
+  return OkStatus();
+}
+
+}  // namespace tessera::worker

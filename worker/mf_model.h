@@ -1,0 +1,123 @@
+// Biased matrix factorisation, r̂(u,i) = mu + b_u + b_i + p_u·q_i, trained with squared loss
+// and L2 through the parameter servers under BSP: the MF model of the training loop
+// (worker/train_loop.h).
+//
+// Tables: 0 = users, 1 = items; a row is [factors(dim) | bias]. Worker w of W reads its own
+// byte-range partition of the training and test files; the loop shuffles it every epoch.
+// Evaluation: RMSE and MAE of the clipped predictions over every worker's test ratings.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/fork_join.h"
+#include "kernels/device.h"
+#include "kernels/mf.h"
+#include "kernels/mf_device.h"
+#include "worker/data/rating_reader.h"
+#include "worker/model.h"
+#include "worker/ps_client.h"
+#include "worker/recovery.h"
+
+namespace tessera::worker {
+
+inline constexpr uint32_t kUserTable = 0;
+inline constexpr uint32_t kItemTable = 1;
+
+struct MfTrainerOptions {
+  std::string train_path;
+  std::string test_path;  // "" = no evaluation
+  RatingFormat format = RatingFormat::kAuto;
+  bool skip_bad_lines = false;
+  int reader_threads = 2;
+  // Threads for a step's gradient on CPU: 1, or 2 (the batch split over two cores, same bits).
+  int compute_threads = 2;
+  int dim = 32;  // factors per row (the row also holds the bias)
+  int epochs = 80;
+  int batch_size = 64;    // ratings per worker per step
+  float l2 = 0.09f;       // L2 on the factors, per rating
+  float l2_bias = 0.01f;  // L2 on the biases, per rating
+  uint64_t seed = 1;      // shuffling (row initialisation is seeded on the servers)
+  kernels::Device device = kernels::Device::kCpu;
+  std::string metrics_out;                    // JSON lines, written by worker 0
+  double noise_floor = NAN;                   // σ of planted data, printed next to the final RMSE
+  bool progress = true;                       // worker 0 logs progress lines
+  std::chrono::milliseconds timeout{600000};  // bound on any single wait for a peer
+  RecoveryOptions recovery;                   // checkpoints, resume, heartbeats
+};
+
+// Biased MF as a Model of the training loop. Create makes the device workspace the kernels run in
+// (and, on CPU with compute_threads 2, the second compute thread). Borrows `options`.
+class MfModel : public Model {
+ public:
+  static StatusOr<std::unique_ptr<MfModel>> Create(const MfTrainerOptions& options);
+  ~MfModel() override;
+
+  std::vector<int> TableDims() const override;
+  Status Setup(WorkerGroup* group) override;
+  StatusOr<int64_t> Summarize() override;
+  std::vector<std::string> StartupLines(const JobShape& shape) const override;
+  Status Restore(const proto::CheckpointManifest& manifest, const std::string& dir) override;
+  Status WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                         proto::ModelDescription* description) override;
+  int64_t num_train_samples() const override { return static_cast<int64_t>(train_.size()); }
+  std::unique_ptr<ModelBatch> NewBatch() const override;
+  void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) override;
+  Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
+                          const std::vector<float*>& grads, double* loss_sum) override;
+  bool has_eval_data() const override { return !options_.test_path.empty(); }
+  int64_t num_eval_samples() const override { return static_cast<int64_t>(test_.size()); }
+  int64_t eval_batch_size() const override { return 16384; }
+  void PrepareEvalBatch(size_t begin, size_t n, ModelBatch* batch) override;
+  Status EvalBatch(size_t begin, const ModelBatch& batch,
+                   const std::vector<const float*>& rows) override;
+  StatusOr<EvalReport> EndEval(int64_t step) override;
+  std::vector<std::string> MetricNames() const override { return {"rmse", "mae"}; }
+  std::string ProgressLine(const JobShape& shape, const StepProgress& progress) const override;
+  std::string EpochLine(const JobShape& shape, const EpochStats& stats,
+                        const std::string& eval_text) const override;
+  Status Finish(const EvalReport& last_eval, double train_seconds,
+                std::vector<std::string>* log_lines, std::vector<JsonField>* done_fields) override;
+
+ private:
+  // A rating packed in one 24-byte record: a shuffled batch gathers one cache line per rating
+  // instead of one from each of three arrays.
+  struct Sample {
+    uint64_t user;
+    uint64_t item;
+    float rating;
+  };
+  struct Batch;
+  static std::vector<Sample> Pack(const RatingData& data);
+  explicit MfModel(const MfTrainerOptions& options);
+  void Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n, Batch* batch);
+  kernels::MfBatch MakeKernelBatch(const Batch& b, const std::vector<const float*>& rows) const;
+  // MfBatchGradient of one step; on CPU with two compute threads, split over both (same bits).
+  Status BatchGradient(const kernels::MfBatch& b, float* user_grads, float* item_grads,
+                       double* sq_error_sum);
+
+  const MfTrainerOptions& options_;
+  WorkerGroup* group_ = nullptr;
+  kernels::DeviceContext device_;
+  // Runs the MF kernels on the host batches: a pass-through on CPU, staging through device
+  // buffers on CUDA.
+  std::unique_ptr<kernels::MfDeviceWorkspace> workspace_;
+  // The second compute thread (CPU, compute_threads 2) and the per-sample errors it shares.
+  std::unique_ptr<TwoWayFork> fork_;
+  std::vector<float> errors_;
+  std::vector<Sample> train_, test_;
+  KeyDeduper dedup_;
+  float global_mean_ = 0;
+  float min_rating_ = 0, max_rating_ = 0;
+  int64_t total_train_ratings_ = 0;
+  int64_t total_test_ratings_ = 0;
+  // An evaluation's sums so far (this worker).
+  double eval_sse_ = 0, eval_sae_ = 0;
+  int64_t eval_count_ = 0;
+  std::vector<float> predictions_;
+};
+
+}  // namespace tessera::worker

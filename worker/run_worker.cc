@@ -1,0 +1,46 @@
+#include "worker/run_worker.h"
+
+#include <memory>
+
+#include "worker/train_loop.h"
+#include "worker/worker_node.h"
+
+namespace tessera::worker {
+namespace {
+
+template <typename ModelOptions>
+TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
+  TrainLoopOptions loop;
+  loop.epochs = o.epochs;
+  loop.batch_size = o.batch_size;
+  loop.eval_every = eval_every;
+  loop.seed = o.seed;
+  loop.metrics_out = o.metrics_out;
+  loop.progress = o.progress;
+  loop.timeout = o.timeout;
+  loop.recovery = o.recovery;
+  return loop;
+}
+
+}  // namespace
+
+Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* collective,
+                 std::chrono::milliseconds register_timeout) {
+  const TrainLoopOptions loop_options =
+      options.ctr ? LoopOptions(options.ctr_options, options.ctr_options.eval_every)
+                  : LoopOptions(options.mf, /*eval_every=*/0);
+  return RunWorkerNode<TrainResult>(rpc, loop_options.recovery,
+                                    [&]() -> StatusOr<TrainResult> {
+                                      std::unique_ptr<Model> model;
+                                      if (options.ctr) {
+                                        model = std::make_unique<CtrTask>(options.ctr_options);
+                                      } else {
+                                        TS_ASSIGN_OR_RETURN(model, MfModel::Create(options.mf));
+                                      }
+                                      TrainLoop loop(loop_options, model.get(), rpc, collective);
+                                      return loop.Run(register_timeout);
+                                    })
+      .status();
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,279 @@
+#include "worker/train_loop.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/cluster.h"
+#include "core/logging.h"
+#include "worker/worker_node.h"
+
+namespace tessera::worker {
+namespace {
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace
+
+// The model's view of the other workers: the loop's reduce rounds and the collective.
+class TrainLoop::Group : public WorkerGroup {
+ public:
+  Group(TrainLoop* loop, int size) : loop_(loop), size_(size) {}
+  int rank() const override { return loop_->rpc_->self().rank; }
+  int size() const override { return size_; }
+  StatusOr<std::vector<double>> Reduce(std::vector<double> values, proto::ReduceOp op) override {
+    return loop_->Reduce(std::move(values), op);
+  }
+  Collective* collective() override { return loop_->collective_; }
+
+ private:
+  TrainLoop* const loop_;
+  const int size_;
+};
+
+// One step's batch on its way through the parameter servers.
+struct TrainLoop::Step {
+  std::unique_ptr<ModelBatch> batch;
+  BatchPlan plan;
+  PsClient::PendingPull pull;
+};
+
+TrainLoop::TrainLoop(const TrainLoopOptions& options, Model* model, RpcNode* rpc,
+                     Collective* collective)
+    : options_(options), model_(model), rpc_(rpc), collective_(collective) {}
+
+TrainLoop::~TrainLoop() = default;
+
+StatusOr<std::vector<double>> TrainLoop::Reduce(std::vector<double> values, proto::ReduceOp op) {
+  return ReduceAcrossWorkers(*rpc_, reduce_round_++, values, op, options_.timeout);
+}
+
+void TrainLoop::PrepareTrain(const uint32_t* order, size_t n, Step* step) {
+  model_->PrepareTrainBatch(order, n, step->batch.get());
+  step->plan = ps_->Plan(step->batch->unique_keys);
+}
+
+Status TrainLoop::WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                                  proto::ModelDescription* description) {
+  TS_RETURN_IF_ERROR(ps_->WaitPushes());
+  TS_RETURN_IF_ERROR(model_->WriteCheckpoint(dir, files, description));
+  if (description != nullptr) {
+    description->set_num_workers(shape_.num_workers);
+    for (const auto& t : options_.recovery.tables) *description->add_tables() = t;
+  }
+  return OkStatus();
+}
+
+void TrainLoop::LogProgress(int epoch, int64_t step, int64_t samples, double loss_sum) {
+  if (!IsReporter() || !options_.progress) return;
+  const auto now = Clock::now();
+  if (Seconds(now - last_progress_) < 2.0) return;
+  last_progress_ = now;
+  StepProgress p;
+  p.epoch = epoch;
+  p.step = step;
+  p.done_steps = static_cast<int64_t>(epoch) * steps_per_epoch_ + step;
+  p.all_steps = static_cast<int64_t>(options_.epochs) * steps_per_epoch_;
+  p.elapsed_seconds = Seconds(now - train_start_);
+  p.loss_sum = loss_sum;
+  p.samples = samples;
+  p.samples_done = samples_done_;
+  TS_LOG(INFO) << model_->ProgressLine(shape_, p);
+}
+
+StatusOr<EvalReport> TrainLoop::Evaluate(int epoch) {
+  const size_t total = static_cast<size_t>(model_->num_eval_samples());
+  const size_t batch_size = static_cast<size_t>(model_->eval_batch_size());
+  std::unique_ptr<ModelBatch> batch = model_->NewBatch();
+  std::vector<const float*> rows;
+  for (size_t begin = 0; begin < total; begin += batch_size) {
+    const size_t n = std::min(batch_size, total - begin);
+    model_->PrepareEvalBatch(begin, n, batch.get());
+    const BatchPlan plan = ps_->Plan(batch->unique_keys);
+    // Rows for unseen keys come back as their initial values without being created.
+    PsClient::PendingPull pull = ps_->StartPull(plan, clock_, proto::FLAG_NO_CREATE);
+    TS_RETURN_IF_ERROR(ps_->FinishPull(plan, pull, &rows));
+    TS_RETURN_IF_ERROR(model_->EvalBatch(begin, *batch, rows));
+  }
+  TS_ASSIGN_OR_RETURN(EvalReport report, model_->EndEval(clock_));
+  if (IsReporter()) {
+    metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1, "test", report.metrics);
+    if (!report.log_line.empty()) TS_LOG(INFO) << report.log_line;
+  }
+  return report;
+}
+
+StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
+                                     int64_t* samples) {
+  std::vector<uint32_t> order(static_cast<size_t>(model_->num_train_samples()));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+  ShuffleIndices(&order, EpochSeed(options_.seed, epoch, rpc_->self().rank));
+  const size_t batch_size = static_cast<size_t>(options_.batch_size);
+  auto batch_range = [&](int64_t step, size_t* begin) {
+    *begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
+    return std::min(order.size(), *begin + batch_size) - *begin;
+  };
+  auto current = std::make_unique<Step>(), next = std::make_unique<Step>();
+  current->batch = model_->NewBatch();
+  next->batch = model_->NewBatch();
+  size_t begin = 0;
+  size_t n = batch_range(start_step, &begin);
+  PrepareTrain(order.data() + begin, n, current.get());
+  current->pull = ps_->StartPull(current->plan, clock_, proto::FLAG_NONE);
+  std::vector<const float*> rows;
+  std::vector<float*> grads;
+  for (int64_t step = start_step; step < steps_per_epoch_; ++step) {
+    TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+    float* out = nullptr;
+    Frame grad_frame = PsClient::AllocateGradients(current->plan, &out);
+    grads.resize(current->plan.value_offset.size());
+    for (size_t t = 0; t < grads.size(); ++t) grads[t] = out + current->plan.value_offset[t];
+    double loss = 0;
+    TS_RETURN_IF_ERROR(model_->ComputeGradients(*current->batch, rows, grads, &loss));
+    *loss_sum += loss;
+    *samples += current->batch->num_samples;
+    TS_RETURN_IF_ERROR(ps_->WaitPushes());
+    TS_RETURN_IF_ERROR(ps_->StartPush(current->plan, std::move(grad_frame), clock_));
+    ++clock_;
+    // While the servers apply this step, prepare the next batch and ask for its rows: they are
+    // sent as soon as every worker's push of this step has been applied (BSP). Then the model's
+    // dense part of the step.
+    if (step + 1 < steps_per_epoch_) {
+      n = batch_range(step + 1, &begin);
+      PrepareTrain(order.data() + begin, n, next.get());
+      next->pull = ps_->StartPull(next->plan, clock_, proto::FLAG_NONE);
+    }
+    TS_RETURN_IF_ERROR(model_->AfterPush());
+    std::swap(current, next);
+    if (options_.eval_every > 0 && clock_ % options_.eval_every == 0 &&
+        step + 1 < steps_per_epoch_ && model_->has_eval_data()) {
+      // Evaluation pulls at the current clock: wait for this step's push to be applied first.
+      TS_RETURN_IF_ERROR(ps_->WaitPushes());
+      TS_RETURN_IF_ERROR(Evaluate(epoch).status());
+    }
+    LogProgress(epoch, step + 1, *samples, *loss_sum);
+    // The epoch's last boundary is taken after its evaluation (Run).
+    if (step + 1 < steps_per_epoch_) {
+      TS_ASSIGN_OR_RETURN(bool stop, checkpointer_->AtBoundary(
+                                         MakePosition(clock_, epoch, step + 1, *loss_sum, *samples,
+                                                      samples_done_, train_seconds_),
+                                         false, false));
+      if (stop) {
+        // The pull of the next step is in flight: let it finish before leaving.
+        TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+        TS_RETURN_IF_ERROR(ps_->WaitPushes());
+        return true;
+      }
+    }
+  }
+  TS_RETURN_IF_ERROR(ps_->WaitPushes());
+  return false;
+}
+
+StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout) {
+  TS_ASSIGN_OR_RETURN(ClusterView view, RegisterWithScheduler(*rpc_, register_timeout));
+  if (collective_ != nullptr &&
+      (collective_->size() != view.num_workers || collective_->rank() != rpc_->self().rank)) {
+    return Status::Internal("the dense collective does not match the job's workers");
+  }
+  shape_.num_workers = view.num_workers;
+  shape_.num_servers = view.num_servers;
+  shape_.epochs = options_.epochs;
+  shape_.batch_size = options_.batch_size;
+  group_ = std::make_unique<Group>(this, view.num_workers);
+  TS_RETURN_IF_ERROR(model_->Setup(group_.get()));
+
+  const RecoveryOptions& recovery = options_.recovery;
+  const bool resuming = !recovery.resume_dir.empty();
+  if (IsReporter() && !options_.metrics_out.empty()) {
+    TS_RETURN_IF_ERROR(metrics_.Open(options_.metrics_out, /*append=*/resuming));
+  }
+  TableLayout layout;
+  layout.dims = model_->TableDims();
+  ps_ = std::make_unique<PsClient>(rpc_, view.shard_map, layout, options_.timeout);
+
+  TS_ASSIGN_OR_RETURN(const int64_t largest_partition, model_->Summarize());
+  steps_per_epoch_ = (largest_partition + options_.batch_size - 1) / options_.batch_size;
+  shape_.steps_per_epoch = steps_per_epoch_;
+  if (IsReporter()) {
+    for (const std::string& line : model_->StartupLines(shape_)) TS_LOG(INFO) << line;
+  }
+  checkpointer_ = std::make_unique<WorkerCheckpointer>(
+      recovery, rpc_, std::max<int64_t>(1, options_.poll_samples / options_.batch_size),
+      options_.timeout,
+      [this](const std::string& dir, std::vector<proto::CheckpointFile>* files,
+             proto::ModelDescription* description) {
+        return WriteCheckpoint(dir, files, description);
+      });
+  if (resuming) {
+    TS_RETURN_IF_ERROR(model_->Restore(recovery.resume_manifest, recovery.resume_dir));
+  }
+  TS_ASSIGN_OR_RETURN(const proto::WorkerCheckpoint from,
+                      StartPosition(recovery, *rpc_, steps_per_epoch_));
+  clock_ = from.step();
+  samples_done_ = from.samples_done();
+  train_seconds_ = from.train_seconds();
+
+  TrainResult result;
+  for (const std::string& name : model_->MetricNames()) {
+    result.last_eval.metrics.emplace_back(name, NAN);
+  }
+  train_start_ = last_progress_ = Clock::now();
+  for (int epoch = from.epoch(); epoch < options_.epochs; ++epoch) {
+    const auto epoch_start = Clock::now();
+    const bool first = epoch == from.epoch();
+    double loss_sum = first ? from.loss_sum() : 0;
+    int64_t samples = first ? from.samples() : 0;
+    TS_ASSIGN_OR_RETURN(bool stop,
+                        TrainEpoch(epoch, first ? from.step_in_epoch() : 0, &loss_sum, &samples));
+    if (stop) {
+      result.stopped = true;
+      break;
+    }
+    EpochStats stats;
+    stats.epoch = epoch;
+    stats.seconds = Seconds(Clock::now() - epoch_start);
+    samples_done_ += samples;
+    train_seconds_ += stats.seconds;
+    TS_ASSIGN_OR_RETURN(auto train_sums,
+                        Reduce({loss_sum, static_cast<double>(samples)}, proto::REDUCE_OP_SUM));
+    TS_ASSIGN_OR_RETURN(auto slowest, Reduce({stats.seconds}, proto::REDUCE_OP_MAX));
+    result.train_loss = stats.train_loss = train_sums[0] / std::max(train_sums[1], 1.0);
+    result.samples_per_sec = stats.samples_per_sec = train_sums[1] / std::max(slowest[0], 1e-9);
+    if (IsReporter()) metrics_.Train(epoch + 1, result.train_loss, result.samples_per_sec);
+    std::string eval_text;
+    if (model_->has_eval_data()) {
+      TS_ASSIGN_OR_RETURN(result.last_eval, Evaluate(epoch));
+      eval_text = result.last_eval.epoch_text;
+    }
+    if (IsReporter() && options_.progress) {
+      TS_LOG(INFO) << model_->EpochLine(shape_, stats, eval_text);
+    }
+    TS_ASSIGN_OR_RETURN(bool stop_now,
+                        checkpointer_->AtBoundary(
+                            MakePosition(clock_, epoch + 1, 0, 0, 0, samples_done_, train_seconds_),
+                            true, epoch + 1 == options_.epochs));
+    if (stop_now) {
+      result.stopped = true;
+      break;
+    }
+  }
+  result.steps = clock_;
+  result.train_seconds = train_seconds_;
+  if (!result.stopped) {
+    std::vector<std::string> lines;
+    std::vector<JsonField> done_fields;
+    TS_RETURN_IF_ERROR(model_->Finish(result.last_eval, train_seconds_, &lines, &done_fields));
+    if (IsReporter()) {
+      for (const std::string& line : lines) TS_LOG(INFO) << line;
+      metrics_.Done(options_.epochs, result.last_eval.metrics, train_seconds_,
+                    result.samples_per_sec, done_fields);
+      TS_RETURN_IF_ERROR(metrics_.Close());
+    }
+  }
+  TS_RETURN_IF_ERROR(FinishWorker(rpc_, options_.timeout));
+  return result;
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,100 @@
+// TrainLoop: the one training loop of every worker, whatever the model (worker/model.h).
+//
+// Run: register with the scheduler -> Model::Setup (data) -> start-up statistics -> resume
+// position (worker/recovery.h StartPosition) -> epochs. An epoch shuffles the worker's samples
+// (ShuffleIndices, seeded by seed, epoch and rank) and runs steps_per_epoch steps, the same
+// number on every worker so that the servers count one push per worker per step (BSP). A step:
+// finish the pull of its rows -> Model::ComputeGradients into the push buffer -> push -> prepare
+// the next step's batch and start its pull (answered once every worker's push of this step was
+// applied) -> Model::AfterPush -> evaluation every `eval_every` steps -> progress -> checkpoint
+// boundary (WorkerCheckpointer::AtBoundary: checkpoints and signal polls). After each epoch:
+// train statistics reduced over every worker, evaluation, the epoch's line and its boundary.
+// Worker 0 logs and writes --metrics-out.
+//
+// Threads: one worker thread runs a TrainLoop; the model's calls run on it.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/rpc.h"
+#include "worker/collective.h"
+#include "worker/metrics_writer.h"
+#include "worker/model.h"
+#include "worker/ps_client.h"
+#include "worker/recovery.h"
+
+namespace tessera::worker {
+
+struct TrainLoopOptions {
+  int epochs = 1;
+  int batch_size = 64;           // samples per worker per step
+  int64_t eval_every = 0;        // steps between evaluations; 0: only at the end of each epoch
+  uint64_t seed = 1;             // shuffling
+  std::string metrics_out;       // JSON lines, written by worker 0
+  bool progress = true;          // worker 0 logs progress lines
+  int64_t poll_samples = 16384;  // signal polls about every this many samples
+  std::chrono::milliseconds timeout{600000};  // bound on any single wait for a peer
+  RecoveryOptions recovery;                   // checkpoints, resume, heartbeats
+};
+
+struct TrainResult {
+  double train_loss = NAN;     // the model's loss per sample over the last epoch
+  double samples_per_sec = 0;  // all workers, training loop only, last epoch
+  double train_seconds = 0;    // this worker's time in training steps, resumed runs included
+  EvalReport last_eval;        // the last epoch's evaluation (NaN metrics without one)
+  int64_t steps = 0;           // global step (BSP clock) at the end
+  bool stopped = false;        // a signal stopped training after a checkpoint
+};
+
+class TrainLoop {
+ public:
+  // Borrows everything; `collective` may be null (a model that has no dense part).
+  TrainLoop(const TrainLoopOptions& options, Model* model, RpcNode* rpc, Collective* collective);
+  ~TrainLoop();
+  TrainLoop(const TrainLoop&) = delete;
+  TrainLoop& operator=(const TrainLoop&) = delete;
+
+  // Trains to the end (or to a signal's stop) and tells the scheduler this worker is done. The
+  // first error of the model, a peer or a file ends the run and is returned.
+  StatusOr<TrainResult> Run(std::chrono::milliseconds register_timeout);
+
+ private:
+  class Group;
+  struct Step;
+
+  bool IsReporter() const { return rpc_->self().rank == 0; }
+  StatusOr<std::vector<double>> Reduce(std::vector<double> values, proto::ReduceOp op);
+  void PrepareTrain(const uint32_t* order, size_t n, Step* step);
+  // Trains steps [start_step, steps_per_epoch_) of `epoch`, adding to *loss_sum / *samples.
+  // Returns true when a signal stopped training after a checkpoint.
+  StatusOr<bool> TrainEpoch(int epoch, int64_t start_step, double* loss_sum, int64_t* samples);
+  // Evaluates at the current clock; worker 0 records and logs the result.
+  StatusOr<EvalReport> Evaluate(int epoch);
+  void LogProgress(int epoch, int64_t step, int64_t samples, double loss_sum);
+  Status WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
+                         proto::ModelDescription* description);
+
+  using Clock = std::chrono::steady_clock;
+
+  const TrainLoopOptions options_;
+  Model* const model_;
+  RpcNode* const rpc_;
+  Collective* const collective_;
+  std::unique_ptr<Group> group_;
+  std::unique_ptr<PsClient> ps_;
+  std::unique_ptr<WorkerCheckpointer> checkpointer_;
+  MetricsWriter metrics_;
+  JobShape shape_;
+  uint64_t reduce_round_ = 0;
+  int64_t steps_per_epoch_ = 0;
+  int64_t clock_ = 0;         // global step counter, the BSP clock
+  int64_t samples_done_ = 0;  // this worker's training samples of finished epochs
+  double train_seconds_ = 0;
+  Clock::time_point train_start_, last_progress_;
+};
+
+}  // namespace tessera::worker
