@@ -10,9 +10,9 @@
 #include <chrono>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <unordered_map>
 
+#include "core/mutex.h"
 #include "core/transport.h"
 
 namespace tessera {
@@ -61,10 +61,10 @@ class RpcNode {
   Transport* transport_;
   RequestHandler handler_;
   std::atomic<uint64_t> next_request_id_{1};
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_;  // GUARDED_BY(mu_)
-  bool stopped_ = false;                                                   // GUARDED_BY(mu_)
-  Status poisoned_;                                                        // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_ TS_GUARDED_BY(mu_);
+  bool stopped_ TS_GUARDED_BY(mu_) = false;
+  Status poisoned_ TS_GUARDED_BY(mu_);
 };
 
 // The Status carried by a reply header (OK when status_code is 0).
