@@ -84,8 +84,8 @@ class ZmqTransport : public Transport {
   // blocks. On error nothing is mapped and every token goes back to the sender.
   Status MapSharedFrames(Message* message);
   void HandleRelease(const NodeId& from, const std::vector<zmq::message_t>& parts);
-  void SendReleases();
-  zmq::socket_t* DealerFor(const NodeId& to);
+  void SendReleases() TS_EXCLUDES(mu_, releases_->mu);
+  zmq::socket_t* DealerFor(const NodeId& to) TS_EXCLUDES(mu_);
 
   const NodeId self_;
   const ZmqTransportOptions options_;
