@@ -114,7 +114,6 @@ void Heartbeater::Loop() {
   // (or cleaning up after a crash), and registration has a timeout of its own.
   bool answered = false;
   std::vector<std::future<StatusOr<Message>>> in_flight;
-  const auto stopping = [this]() TS_REQUIRES(mu_) { return stop_; };
   {
     MutexLock lock(&mu_);
     if (stop_) return;
@@ -151,7 +150,7 @@ void Heartbeater::Loop() {
       return;
     }
     MutexLock lock(&mu_);
-    if (stop_cv_.WaitFor(&mu_, interval_, stopping)) return;
+    if (stop_cv_.WaitFor(&mu_, interval_, [this]() TS_REQUIRES(mu_) { return stop_; })) return;
   }
 }
 
