@@ -20,9 +20,9 @@ cd "$repo"
 build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-2}
 clang=${CLANGXX:-clang++-14}
-# The analysis, as errors. Not -Wthread-safety-beta: its extra checks (lock order declared with
-# acquired_before/after, and pointees of TS_PT_GUARDED_BY arrays) have nothing to check here, as
-# core/thread_annotations.h offers neither, and beta checks change between Clang releases.
+# The analysis, as errors. Not -Wthread-safety-beta (also clean): its extra checks (lock order
+# declared with acquired_before/after, pointees of TS_PT_GUARDED_BY arrays) have nothing to check
+# here, as core/thread_annotations.h offers neither, and beta checks change between releases.
 ts_flags=(-fsyntax-only -Wthread-safety -Werror)
 
 if ! command -v "$clang" >/dev/null; then
