@@ -3,10 +3,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <optional>
+
+#include "core/mutex.h"
 
 namespace tessera {
 
@@ -14,47 +14,47 @@ template <typename T>
 class BlockingQueue {
  public:
   // Returns false (and drops the item) once the queue is closed.
-  bool Push(T item) {
+  bool Push(T item) TS_EXCLUDES(mu_) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (closed_) return false;
       items_.push_back(std::move(item));
     }
-    ready_.notify_one();
+    ready_.Signal();
     return true;
   }
   // The next item, or nullopt once closed and empty.
-  std::optional<T> Pop() {
-    std::unique_lock lock(mu_);
-    ready_.wait(lock, [&] { return closed_ || !items_.empty(); });
+  std::optional<T> Pop() TS_EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    ready_.Wait(&mu_, [&]() TS_REQUIRES(mu_) { return closed_ || !items_.empty(); });
     return TakeLocked();
   }
   // Like Pop, but gives up after `timeout` (nullopt).
-  std::optional<T> PopFor(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu_);
-    ready_.wait_for(lock, timeout, [&] { return closed_ || !items_.empty(); });
+  std::optional<T> PopFor(std::chrono::milliseconds timeout) TS_EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    ready_.WaitFor(&mu_, timeout, [&]() TS_REQUIRES(mu_) { return closed_ || !items_.empty(); });
     return TakeLocked();
   }
-  void Close() {
+  void Close() TS_EXCLUDES(mu_) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       closed_ = true;
     }
-    ready_.notify_all();
+    ready_.SignalAll();
   }
 
  private:
-  std::optional<T> TakeLocked() {
+  std::optional<T> TakeLocked() TS_REQUIRES(mu_) {
     if (items_.empty()) return std::nullopt;
     T item = std::move(items_.front());
     items_.pop_front();
     return item;
   }
 
-  std::mutex mu_;
-  std::condition_variable ready_;
-  std::deque<T> items_;  // GUARDED_BY(mu_)
-  bool closed_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar ready_;
+  std::deque<T> items_ TS_GUARDED_BY(mu_);
+  bool closed_ TS_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tessera

@@ -100,10 +100,10 @@ Heartbeater::Heartbeater(RpcNode* rpc, std::chrono::milliseconds interval,
 
 Heartbeater::~Heartbeater() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  stop_cv_.notify_all();
+  stop_cv_.SignalAll();
   thread_.join();
 }
 
@@ -114,9 +114,11 @@ void Heartbeater::Loop() {
   // (or cleaning up after a crash), and registration has a timeout of its own.
   bool answered = false;
   std::vector<std::future<StatusOr<Message>>> in_flight;
-  std::unique_lock lock(mu_);
-  while (!stop_) {
-    lock.unlock();
+  {
+    MutexLock lock(&mu_);
+    if (stop_) return;
+  }
+  while (true) {
     proto::Heartbeat beat;
     if (step_) beat.set_step(step_());
     in_flight.push_back(
@@ -135,10 +137,11 @@ void Heartbeater::Loop() {
       it = in_flight.erase(it);
     }
     const auto silent = Clock::now() - last_answer;
-    lock.lock();
-    if (stop_) break;
+    {
+      MutexLock lock(&mu_);
+      if (stop_) return;
+    }
     if (answered && silent > timeout_) {
-      lock.unlock();
       const double seconds = std::chrono::duration<double>(silent).count();
       char buf[64];
       std::snprintf(buf, sizeof(buf), "%.1f", seconds);
@@ -146,7 +149,8 @@ void Heartbeater::Loop() {
                                    std::string(buf) + " s"));
       return;
     }
-    stop_cv_.wait_for(lock, interval_, [&] { return stop_; });
+    MutexLock lock(&mu_);
+    if (stop_cv_.WaitFor(&mu_, interval_, [this]() TS_REQUIRES(mu_) { return stop_; })) return;
   }
 }
 

@@ -3,12 +3,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "core/mutex.h"
 #include "core/rpc.h"
 #include "core/shard_map.h"
 
@@ -49,15 +48,15 @@ class Heartbeater {
   Heartbeater& operator=(const Heartbeater&) = delete;
 
  private:
-  void Loop();
+  void Loop() TS_EXCLUDES(mu_);
 
   RpcNode* rpc_;
   const std::chrono::milliseconds interval_, timeout_;
   std::function<void(const Status&)> on_lost_;
   std::function<int64_t()> step_;
-  std::mutex mu_;
-  std::condition_variable stop_cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar stop_cv_;
+  bool stop_ TS_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

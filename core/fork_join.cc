@@ -37,29 +37,29 @@ TwoWayFork::TwoWayFork() : helper_([this] { Loop(); }) {}
 
 TwoWayFork::~TwoWayFork() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   helper_.join();
 }
 
 void TwoWayFork::Start(void (*fn)(void*), void* arg) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     fn_ = fn;
     arg_ = arg;
     posted_.fetch_add(1, std::memory_order_release);
   }
-  if (sleeping_.load(std::memory_order_acquire)) cv_.notify_all();
+  if (sleeping_.load(std::memory_order_acquire)) cv_.SignalAll();
 }
 
 void TwoWayFork::Wait() {
   const uint64_t target = posted_.load(std::memory_order_relaxed);
   if (SpinFor([&] { return finished_.load(std::memory_order_acquire) == target; })) return;
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   caller_waiting_.store(true, std::memory_order_release);
-  cv_.wait(lock, [&] { return finished_.load(std::memory_order_acquire) == target; });
+  cv_.Wait(&mu_, [&] { return finished_.load(std::memory_order_acquire) == target; });
   caller_waiting_.store(false, std::memory_order_relaxed);
 }
 
@@ -71,10 +71,12 @@ void TwoWayFork::Loop() {
     void (*fn)(void*);
     void* arg;
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(&mu_);
       if (!ready) {
         sleeping_.store(true, std::memory_order_release);
-        cv_.wait(lock, [&] { return stop_ || posted_.load(std::memory_order_acquire) != done; });
+        cv_.Wait(&mu_, [&]() TS_REQUIRES(mu_) {
+          return stop_ || posted_.load(std::memory_order_acquire) != done;
+        });
         sleeping_.store(false, std::memory_order_relaxed);
       }
       if (posted_.load(std::memory_order_acquire) == done) return;  // stop_ with nothing posted
@@ -85,11 +87,11 @@ void TwoWayFork::Loop() {
     ++done;
     bool notify;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       finished_.store(done, std::memory_order_release);
       notify = caller_waiting_.load(std::memory_order_acquire);
     }
-    if (notify) cv_.notify_all();
+    if (notify) cv_.SignalAll();
   }
 }
 

@@ -11,9 +11,9 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
+
+#include "core/mutex.h"
 
 namespace tessera {
 
@@ -38,19 +38,19 @@ class TwoWayFork {
   static void Invoke(void* f) {
     (*static_cast<F*>(f))();
   }
-  void Start(void (*fn)(void*), void* arg);
-  void Wait();
-  void Loop();
+  void Start(void (*fn)(void*), void* arg) TS_EXCLUDES(mu_);
+  void Wait() TS_EXCLUDES(mu_);
+  void Loop() TS_EXCLUDES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  void (*fn_)(void*) = nullptr;  // GUARDED_BY(mu_) for the hand-over; read by the helper
-  void* arg_ = nullptr;
+  Mutex mu_;
+  CondVar cv_;
+  void (*fn_)(void*) TS_GUARDED_BY(mu_) = nullptr;  // the task handed over, read by the helper
+  void* arg_ TS_GUARDED_BY(mu_) = nullptr;
   std::atomic<uint64_t> posted_{0};    // tasks handed to the helper
   std::atomic<uint64_t> finished_{0};  // tasks the helper has finished
   std::atomic<bool> sleeping_{false};  // the helper waits on cv_ (a post must notify)
   std::atomic<bool> caller_waiting_{false};
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  bool stop_ TS_GUARDED_BY(mu_) = false;
   std::thread helper_;
 };
 

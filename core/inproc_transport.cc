@@ -5,7 +5,7 @@
 namespace tessera {
 
 Status InProcHub::Register(const NodeId& id, std::shared_ptr<Receiver> receiver) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!nodes_.emplace(id, std::move(receiver)).second) {
     return Status::AlreadyExists(id.ToString() + " is already registered in this process");
   }
@@ -15,27 +15,28 @@ Status InProcHub::Register(const NodeId& id, std::shared_ptr<Receiver> receiver)
 void InProcHub::Unregister(const NodeId& id) {
   std::shared_ptr<Receiver> receiver;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return;
     receiver = std::move(it->second);
     nodes_.erase(it);
   }
-  std::unique_lock lock(receiver->mu);
+  MutexLock lock(&receiver->mu);
   receiver->open = false;
-  receiver->idle.wait(lock, [&] { return receiver->active == 0; });
+  receiver->idle.Wait(&receiver->mu,
+                      [&]() TS_REQUIRES(receiver->mu) { return receiver->active == 0; });
 }
 
 Status InProcHub::Deliver(const NodeId& to, Message&& message) {
   std::shared_ptr<Receiver> receiver;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = nodes_.find(to);
     if (it != nodes_.end()) receiver = it->second;
   }
   if (receiver == nullptr) return Status::Unavailable(to.ToString() + " is not running");
   {
-    std::lock_guard lock(receiver->mu);
+    MutexLock lock(&receiver->mu);
     if (!receiver->open) return Status::Unavailable(to.ToString() + " has stopped");
     ++receiver->active;
   }
@@ -46,8 +47,8 @@ Status InProcHub::Deliver(const NodeId& to, Message&& message) {
   receiver->handler(std::move(message));
   logging::SetThreadLogTag(sender_tag);
   {
-    std::lock_guard lock(receiver->mu);
-    if (--receiver->active == 0) receiver->idle.notify_all();
+    MutexLock lock(&receiver->mu);
+    if (--receiver->active == 0) receiver->idle.SignalAll();
   }
   return OkStatus();
 }
@@ -57,7 +58,7 @@ InProcTransport::InProcTransport(InProcHub* hub, NodeId self) : hub_(hub), self_
 InProcTransport::~InProcTransport() { Stop(); }
 
 Status InProcTransport::Start(MessageHandler handler) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (started_) return Status::FailedPrecondition("transport already started");
   auto receiver = std::make_shared<InProcHub::Receiver>();
   receiver->handler = std::move(handler);
@@ -69,7 +70,7 @@ Status InProcTransport::Start(MessageHandler handler) {
 
 Status InProcTransport::Send(const NodeId& to, Message message) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!started_) return Status::Unavailable(self_.ToString() + " transport is stopped");
   }
   *message.header.mutable_sender() = self_.ToProto();
@@ -77,7 +78,7 @@ Status InProcTransport::Send(const NodeId& to, Message message) {
 }
 
 void InProcTransport::Stop() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!started_) return;
   hub_->Unregister(self_);
   started_ = false;

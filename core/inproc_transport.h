@@ -3,11 +3,10 @@
 // Send() calls the receiver's handler on the sender's thread: no queue, no copy.
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 
+#include "core/mutex.h"
 #include "core/transport.h"
 
 namespace tessera {
@@ -23,22 +22,22 @@ class InProcHub {
   struct Receiver {
     MessageHandler handler;
     std::string tag;  // log tag of the node while its handler runs
-    std::mutex mu;
-    std::condition_variable idle;
-    int active = 0;    // GUARDED_BY(mu)
-    bool open = true;  // GUARDED_BY(mu)
+    Mutex mu;
+    CondVar idle;
+    int active TS_GUARDED_BY(mu) = 0;
+    bool open TS_GUARDED_BY(mu) = true;
   };
 
-  Status Register(const NodeId& id, std::shared_ptr<Receiver> receiver);
+  Status Register(const NodeId& id, std::shared_ptr<Receiver> receiver) TS_EXCLUDES(mu_);
   // Removes `id`; returns once no delivery to it is running any more. Must not be called from
   // inside that node's own handler.
-  void Unregister(const NodeId& id);
+  void Unregister(const NodeId& id) TS_EXCLUDES(mu_);
   // Calls the handler of `to` on this thread; kUnavailable if it is not registered.
-  Status Deliver(const NodeId& to, Message&& message);
+  Status Deliver(const NodeId& to, Message&& message) TS_EXCLUDES(mu_);
 
  private:
-  std::mutex mu_;
-  std::map<NodeId, std::shared_ptr<Receiver>> nodes_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<NodeId, std::shared_ptr<Receiver>> nodes_ TS_GUARDED_BY(mu_);
 };
 
 class InProcTransport : public Transport {
@@ -56,8 +55,8 @@ class InProcTransport : public Transport {
  private:
   InProcHub* hub_;
   NodeId self_;
-  std::mutex mu_;
-  bool started_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  bool started_ TS_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tessera

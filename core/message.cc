@@ -5,11 +5,11 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <sstream>
 #include <tuple>
 #include <vector>
 
+#include "core/mutex.h"
 #include "core/shared_frames.h"
 
 namespace tessera {
@@ -39,7 +39,7 @@ class BlockCache {
   // member says whether it is.
   std::pair<void*, bool> Get(int cls, bool shared) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       std::vector<void*>& list = free_[shared][cls];
       if (!list.empty()) {
         void* block = list.back();
@@ -56,7 +56,7 @@ class BlockCache {
 
   void Put(void* block, int cls, bool shared) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (cached_bytes_ + (kMinBytes << cls) <= kMaxCachedBytes) {
         free_[shared][cls].push_back(block);
         cached_bytes_ += kMinBytes << cls;
@@ -72,9 +72,9 @@ class BlockCache {
 
  private:
   static constexpr int kClasses = 13;  // kMinBytes << 12 == kMaxBytes
-  std::mutex mu_;
-  std::vector<void*> free_[2][kClasses];  // [shared][class] GUARDED_BY(mu_)
-  size_t cached_bytes_ = 0;               // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<void*> free_[2][kClasses] TS_GUARDED_BY(mu_);  // [shared][class]
+  size_t cached_bytes_ TS_GUARDED_BY(mu_) = 0;
 };
 
 // Never destroyed: frames may be freed by threads that outlive static destruction.

@@ -22,7 +22,7 @@ void RpcNode::Stop() {
   transport_->Stop();
   std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
     pending.swap(pending_);
   }
@@ -34,7 +34,7 @@ void RpcNode::Stop() {
 void RpcNode::FailPending(const Status& status) {
   std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     pending.swap(pending_);
   }
   for (auto& [id, promise] : pending) promise.set_value(status);
@@ -42,7 +42,7 @@ void RpcNode::FailPending(const Status& status) {
 
 void RpcNode::Poison(const Status& status) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (poisoned_.ok()) poisoned_ = status;
   }
   FailPending(status);
@@ -55,7 +55,7 @@ void RpcNode::Dispatch(Message&& message) {
   }
   std::promise<StatusOr<Message>> promise;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = pending_.find(message.header.request_id());
     if (it == pending_.end()) {
       TS_LOG(WARNING) << "dropped a reply nobody waits for: " << message.DebugString();
@@ -78,7 +78,7 @@ std::future<StatusOr<Message>> RpcNode::Call(const NodeId& to, Message request) 
   request.header.set_is_reply(false);
   std::future<StatusOr<Message>> future;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopped_ || !poisoned_.ok()) {
       std::promise<StatusOr<Message>> failed;
       failed.set_value(stopped_ ? Status::Cancelled(transport_->self().ToString() + " stopped")
@@ -89,7 +89,7 @@ std::future<StatusOr<Message>> RpcNode::Call(const NodeId& to, Message request) 
   }
   Status sent = transport_->Send(to, std::move(request));
   if (!sent.ok()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = pending_.find(id);
     // The in-process transport may already have delivered a reply; only fail a still-pending call.
     if (it != pending_.end()) {

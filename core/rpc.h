@@ -10,9 +10,9 @@
 #include <chrono>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <unordered_map>
 
+#include "core/mutex.h"
 #include "core/transport.h"
 
 namespace tessera {
@@ -29,15 +29,15 @@ class RpcNode {
   // Starts the transport with this node's dispatcher.
   Status Start(RequestHandler handler);
   // Stops the transport; every call still waiting fails with kCancelled.
-  void Stop();
+  void Stop() TS_EXCLUDES(mu_);
   // Fails every call still waiting with `status` (an abort from the scheduler); later calls work.
-  void FailPending(const Status& status);
+  void FailPending(const Status& status) TS_EXCLUDES(mu_);
   // Fails every call still waiting, and every later call at once, with `status`: the job is
   // over (aborted, or the scheduler is lost), so nothing may wait for a peer any more.
-  void Poison(const Status& status);
+  void Poison(const Status& status) TS_EXCLUDES(mu_);
 
   // Sends `request` (its request id is assigned here) and returns the future reply.
-  std::future<StatusOr<Message>> Call(const NodeId& to, Message request);
+  std::future<StatusOr<Message>> Call(const NodeId& to, Message request) TS_EXCLUDES(mu_);
   // Call and wait at most `timeout` (kDeadlineExceeded naming the peer and command).
   StatusOr<Message> CallAndWait(const NodeId& to, Message request,
                                 std::chrono::milliseconds timeout);
@@ -56,15 +56,15 @@ class RpcNode {
   const NodeId& self() const { return transport_->self(); }
 
  private:
-  void Dispatch(Message&& message);
+  void Dispatch(Message&& message) TS_EXCLUDES(mu_);
 
   Transport* transport_;
   RequestHandler handler_;
   std::atomic<uint64_t> next_request_id_{1};
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_;  // GUARDED_BY(mu_)
-  bool stopped_ = false;                                                   // GUARDED_BY(mu_)
-  Status poisoned_;                                                        // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_ TS_GUARDED_BY(mu_);
+  bool stopped_ TS_GUARDED_BY(mu_) = false;
+  Status poisoned_ TS_GUARDED_BY(mu_);
 };
 
 // The Status carried by a reply header (OK when status_code is 0).

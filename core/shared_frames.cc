@@ -8,8 +8,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
 #include <string>
+
+#include "core/mutex.h"
 
 namespace tessera::shared_frames {
 namespace {
@@ -21,11 +22,11 @@ std::atomic<bool> enabled{false};
 class Registry {
  public:
   void Add(const BlockInfo& info) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     blocks_[reinterpret_cast<uintptr_t>(info.base)] = info;
   }
   std::optional<BlockInfo> Remove(const void* base) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = blocks_.find(reinterpret_cast<uintptr_t>(base));
     if (it == blocks_.end()) return std::nullopt;
     BlockInfo info = it->second;
@@ -34,7 +35,7 @@ class Registry {
   }
   std::optional<BlockInfo> Find(const void* data, size_t size) {
     const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = blocks_.upper_bound(begin);
     if (it == blocks_.begin()) return std::nullopt;
     --it;
@@ -44,13 +45,13 @@ class Registry {
     return it->second;
   }
   int64_t size() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return static_cast<int64_t>(blocks_.size());
   }
 
  private:
-  std::mutex mu_;
-  std::map<uintptr_t, BlockInfo> blocks_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<uintptr_t, BlockInfo> blocks_ TS_GUARDED_BY(mu_);
 };
 
 Registry& Blocks() {

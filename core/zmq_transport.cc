@@ -35,7 +35,7 @@ struct SharedFrameRef {
 }  // namespace
 
 void ZmqTransport::ReleaseQueue::Push(const NodeId& sender, uint64_t token) {
-  std::lock_guard lock(mu);
+  MutexLock lock(&mu);
   if (closed) return;  // the transport stopped; the sender's blocks went with it
   tokens[sender].push_back(token);
   uint64_t one = 1;
@@ -69,14 +69,17 @@ StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
   }
   t->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (t->wake_fd_ < 0) return Status::Internal("eventfd failed");
-  t->releases_->wake_fd = t->wake_fd_;
+  {
+    MutexLock lock(&t->releases_->mu);
+    t->releases_->wake_fd = t->wake_fd_;
+  }
   return t;
 }
 
 ZmqTransport::~ZmqTransport() {
   Stop();
   {
-    std::lock_guard lock(releases_->mu);  // frames still held elsewhere must not write to the fd
+    MutexLock lock(&releases_->mu);  // frames still held elsewhere must not write to the fd
     releases_->closed = true;
   }
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -84,13 +87,13 @@ ZmqTransport::~ZmqTransport() {
 
 Status ZmqTransport::AddPeer(const NodeId& peer, const std::string& endpoint) {
   if (endpoint.empty()) return Status::InvalidArgument("empty endpoint for " + peer.ToString());
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   peers_[peer] = endpoint;
   return OkStatus();
 }
 
 Status ZmqTransport::Start(MessageHandler handler) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (started_) return Status::FailedPrecondition("transport already started");
   handler_ = std::move(handler);
   started_ = true;
@@ -104,7 +107,7 @@ Status ZmqTransport::Start(MessageHandler handler) {
 Status ZmqTransport::Send(const NodeId& to, Message message) {
   *message.header.mutable_sender() = self_.ToProto();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!started_ || stopping_)
       return Status::Unavailable(self_.ToString() + " transport is stopped");
     if (peers_.find(to) == peers_.end()) {
@@ -120,7 +123,7 @@ Status ZmqTransport::Send(const NodeId& to, Message message) {
 
 void ZmqTransport::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!started_ || stopping_) return;
     stopping_ = true;
   }
@@ -139,7 +142,7 @@ zmq::socket_t* ZmqTransport::DealerFor(const NodeId& to) {
   if (it != dealers_.end()) return &it->second;
   std::string endpoint;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     endpoint = peers_[to];
   }
   zmq::socket_t dealer(context_, zmq::socket_type::dealer);
@@ -331,7 +334,7 @@ void ZmqTransport::HandleRelease(const NodeId& from, const std::vector<zmq::mess
 void ZmqTransport::SendReleases() {
   std::map<NodeId, std::vector<uint64_t>> tokens;
   {
-    std::lock_guard lock(releases_->mu);
+    MutexLock lock(&releases_->mu);
     tokens.swap(releases_->tokens);
   }
   for (auto& [to, list] : tokens) {
@@ -341,7 +344,7 @@ void ZmqTransport::SendReleases() {
     *out.message.header.mutable_sender() = self_.ToProto();
     out.message.frames.push_back(Frame::FromVector(std::move(list)));
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (peers_.find(to) == peers_.end()) {
         TS_LOG(WARNING) << "cannot release shared frames of " << to.ToString()
                         << ": no address known";
@@ -371,7 +374,7 @@ void ZmqTransport::IoLoop() {
     }
     bool stopping;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       batch.swap(outbox_);
       stopping = stopping_;
     }

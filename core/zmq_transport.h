@@ -17,12 +17,12 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 #include <zmq.hpp>
 
+#include "core/mutex.h"
 #include "core/shared_frames.h"
 #include "core/transport.h"
 
@@ -69,11 +69,11 @@ class ZmqTransport : public Transport {
   // Tokens of received shared frames whose last reference is gone, per sender; filled by frame
   // deleters on any thread, drained by the I/O thread (woken through wake_fd).
   struct ReleaseQueue {
-    std::mutex mu;
-    bool closed = false;                             // GUARDED_BY(mu)
-    int wake_fd = -1;                                // GUARDED_BY(mu)
-    std::map<NodeId, std::vector<uint64_t>> tokens;  // GUARDED_BY(mu)
-    void Push(const NodeId& sender, uint64_t token);
+    Mutex mu;
+    bool closed TS_GUARDED_BY(mu) = false;
+    int wake_fd TS_GUARDED_BY(mu) = -1;
+    std::map<NodeId, std::vector<uint64_t>> tokens TS_GUARDED_BY(mu);
+    void Push(const NodeId& sender, uint64_t token) TS_EXCLUDES(mu);
   };
 
   ZmqTransport(NodeId self, const ZmqTransportOptions& options);
@@ -84,8 +84,8 @@ class ZmqTransport : public Transport {
   // blocks. On error nothing is mapped and every token goes back to the sender.
   Status MapSharedFrames(Message* message);
   void HandleRelease(const NodeId& from, const std::vector<zmq::message_t>& parts);
-  void SendReleases();
-  zmq::socket_t* DealerFor(const NodeId& to);
+  void SendReleases() TS_EXCLUDES(mu_, releases_->mu);
+  zmq::socket_t* DealerFor(const NodeId& to) TS_EXCLUDES(mu_);
 
   const NodeId self_;
   const ZmqTransportOptions options_;
@@ -96,11 +96,11 @@ class ZmqTransport : public Transport {
   MessageHandler handler_;
   std::thread io_thread_;
 
-  std::mutex mu_;
-  std::deque<Outgoing> outbox_;              // GUARDED_BY(mu_)
-  std::map<NodeId, std::string> peers_;      // GUARDED_BY(mu_)
-  bool started_ = false;                     // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::deque<Outgoing> outbox_ TS_GUARDED_BY(mu_);
+  std::map<NodeId, std::string> peers_ TS_GUARDED_BY(mu_);
+  bool started_ TS_GUARDED_BY(mu_) = false;
+  bool stopping_ TS_GUARDED_BY(mu_) = false;
   std::map<NodeId, zmq::socket_t> dealers_;  // I/O thread only
   std::atomic<int64_t> malformed_{0};
 

@@ -149,7 +149,7 @@ SignalWatcher::SignalWatcher(std::function<void(int)> on_signal)
 
 SignalWatcher::~SignalWatcher() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   thread_.join();
@@ -163,7 +163,7 @@ SignalWatcher::~SignalWatcher() {
 }
 
 void SignalWatcher::SetHandler(std::function<void(int)> on_signal) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   on_signal_ = std::move(on_signal);
 }
 
@@ -176,7 +176,7 @@ void SignalWatcher::Loop() {
     const bool got = ready > 0 && read(pipe_[0], &byte, 1) == 1;
     // The handler runs under mu_, so SetHandler(nullptr) returns only once it has finished
     // and whatever it uses may then be destroyed.
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) return;
     if (got && on_signal_) on_signal_(byte);
   }
@@ -190,15 +190,15 @@ ExitWatchdog::ExitWatchdog(std::chrono::milliseconds grace) : grace_(grace) {
 
 ExitWatchdog::~ExitWatchdog() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   thread_.join();
 }
 
 void ExitWatchdog::Arm(const Status& reason) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (armed_) return;
   armed_ = true;
   reason_ = reason;
@@ -206,19 +206,19 @@ void ExitWatchdog::Arm(const Status& reason) {
   // others killed, maybe before they reach main's report.
   std::fprintf(stderr, "tessera: error: %s\n", reason.message().c_str());
   std::fflush(stderr);
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool ExitWatchdog::reported() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return armed_;
 }
 
 void ExitWatchdog::Loop() {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return armed_ || stop_; });
+  MutexLock lock(&mu_);
+  cv_.Wait(&mu_, [&]() TS_REQUIRES(mu_) { return armed_ || stop_; });
   if (stop_) return;
-  if (cv_.wait_for(lock, grace_, [&] { return stop_; })) return;
+  if (cv_.WaitFor(&mu_, grace_, [&]() TS_REQUIRES(mu_) { return stop_; })) return;
   std::fprintf(stderr,
                "tessera: exiting: this process did not finish within %.0f s of the failure\n",
                grace_.count() / 1000.0);

@@ -4,13 +4,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/mutex.h"
 #include "launch/flags.h"
 #include "proto/checkpoint.pb.h"
 #include "server/server.h"
@@ -52,14 +51,14 @@ class SignalWatcher {
   SignalWatcher& operator=(const SignalWatcher&) = delete;
   // Replaces the callback (e.g. once the node that handles it exists); returns once a call of
   // the old one in progress has finished. Any thread but the watcher's.
-  void SetHandler(std::function<void(int)> on_signal);
+  void SetHandler(std::function<void(int)> on_signal) TS_EXCLUDES(mu_);
 
  private:
-  void Loop();
-  std::mutex mu_;
-  std::function<void(int)> on_signal_;  // GUARDED_BY(mu_)
-  bool stop_ = false;                   // GUARDED_BY(mu_)
-  int pipe_[2] = {-1, -1};              // read end: the thread; write end: the handler
+  void Loop() TS_EXCLUDES(mu_);
+  Mutex mu_;
+  std::function<void(int)> on_signal_ TS_GUARDED_BY(mu_);
+  bool stop_ TS_GUARDED_BY(mu_) = false;
+  int pipe_[2] = {-1, -1};  // read end: the thread; write end: the handler
   std::thread thread_;
 };
 
@@ -73,16 +72,17 @@ class ExitWatchdog {
   ~ExitWatchdog();
   ExitWatchdog(const ExitWatchdog&) = delete;
   ExitWatchdog& operator=(const ExitWatchdog&) = delete;
-  void Arm(const Status& reason);  // any thread; the first reason wins
-  bool reported();                 // Arm() has printed the error line
+  void Arm(const Status& reason) TS_EXCLUDES(mu_);  // any thread; the first reason wins
+  bool reported() TS_EXCLUDES(mu_);                 // Arm() has printed the error line
 
  private:
-  void Loop();
+  void Loop() TS_EXCLUDES(mu_);
   const std::chrono::milliseconds grace_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool armed_ = false, stop_ = false;  // GUARDED_BY(mu_)
-  Status reason_;                      // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool armed_ TS_GUARDED_BY(mu_) = false;
+  bool stop_ TS_GUARDED_BY(mu_) = false;
+  Status reason_ TS_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

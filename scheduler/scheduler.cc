@@ -75,7 +75,7 @@ void Scheduler::HandleRegister(Message&& request) {
   const int limit = id.role == Role::kServer   ? options_.num_servers
                     : id.role == Role::kWorker ? options_.num_workers
                                                : 0;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!abort_status_.ok()) {
     (void)rpc_->ReplyError(request, abort_status_);
     return;
@@ -121,7 +121,7 @@ void Scheduler::HandleRegister(Message&& request) {
     (void)rpc_->Reply(waiting, MakeControlMessage(proto::COMMAND_REGISTER, info));
   }
   register_requests_.clear();
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 void Scheduler::HandleReduce(Message&& request) {
@@ -136,7 +136,7 @@ void Scheduler::HandleReduce(Message&& request) {
     (void)rpc_->ReplyError(request, s.WithContext("bad REDUCE"));
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!abort_status_.ok()) {
     (void)rpc_->ReplyError(request, abort_status_);
     return;
@@ -187,17 +187,17 @@ void Scheduler::HandleReduce(Message&& request) {
 }
 
 void Scheduler::HandleDone(Message&& request) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!abort_status_.ok()) {
     (void)rpc_->ReplyError(request, abort_status_);
     return;
   }
   done_requests_.push_back(std::move(request));
-  if (static_cast<int>(done_requests_.size()) == options_.num_workers) changed_.notify_all();
+  if (static_cast<int>(done_requests_.size()) == options_.num_workers) changed_.SignalAll();
 }
 
 void Scheduler::RequestCheckpoint(int signal) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const char* name = signal == SIGTERM ? "SIGTERM" : signal == SIGUSR1 ? "SIGUSR1" : "a signal";
   if (options_.checkpoint_dir.empty()) {
     if (signal == SIGTERM) {
@@ -222,7 +222,7 @@ void Scheduler::HandleHeartbeat(Message&& request) {
     return;
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = last_seen_.find(*node);
     if (it != last_seen_.end()) it->second = std::chrono::steady_clock::now();
     step_ = std::max(step_, body.step());
@@ -245,7 +245,7 @@ void Scheduler::HandleCheckpoint(Message&& request) {
     (void)rpc_->ReplyError(request, s.WithContext("bad CHECKPOINT"));
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!abort_status_.ok()) {
     (void)rpc_->ReplyError(request, abort_status_);
     return;
@@ -274,7 +274,7 @@ void Scheduler::HandleCheckpoint(Message&& request) {
   p.requests[rank] = std::move(request);
   if (++p.arrived == options_.num_workers) {
     checkpoint_ready_ = true;
-    changed_.notify_all();
+    changed_.SignalAll();
   }
 }
 
@@ -310,7 +310,7 @@ Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
   for (auto& [id, future] : calls) {
     // In slices: a node lost while the servers write must still end the job in time.
     while (future.wait_for(std::chrono::milliseconds(200)) != std::future_status::ready) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       CheckLivenessLocked();
       if (!abort_status_.ok()) return abort_status_;
       if (std::chrono::steady_clock::now() > deadline) {
@@ -371,7 +371,7 @@ void Scheduler::HandleAbort(Message&& request) {
   Status s = ParseControlBody(request, &body);
   StatusOr<NodeId> node = NodeId::FromProto(request.header.sender());
   std::string who = node.ok() ? node->ToString() : "an unknown node";
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   StatusCode code =
       s.ok() && body.code() != 0 ? static_cast<StatusCode>(body.code()) : StatusCode::kAborted;
   AbortLocked(Status(code, s.ok() ? body.reason() : who + " aborted"));
@@ -398,13 +398,16 @@ void Scheduler::AbortLocked(const Status& reason) {
   }
   checkpoint_ = PendingCheckpoint();
   checkpoint_ready_ = false;
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 Status Scheduler::Run() {
-  std::unique_lock lock(mu_);
-  if (!changed_.wait_for(lock, options_.register_timeout,
-                         [&] { return all_registered_ || !abort_status_.ok(); })) {
+  // Explicit Lock/Unlock, not a MutexLock: the lock is let go while a checkpoint is written and
+  // before the servers are shut down (the analysis follows both).
+  mu_.Lock();
+  if (!changed_.WaitFor(&mu_, options_.register_timeout, [&]() TS_REQUIRES(mu_) {
+        return all_registered_ || !abort_status_.ok();
+      })) {
     std::string missing;
     for (int r = 0; r < options_.num_servers; ++r)
       if (!registered_.count(NodeId::Server(r))) missing += " server:" + std::to_string(r);
@@ -415,7 +418,7 @@ Status Scheduler::Run() {
                                          " ms:" + missing));
   }
   while (true) {
-    changed_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+    changed_.WaitFor(&mu_, std::chrono::milliseconds(200), [&]() TS_REQUIRES(mu_) {
       return static_cast<int>(done_requests_.size()) == options_.num_workers ||
              !abort_status_.ok() || checkpoint_ready_;
     });
@@ -427,9 +430,9 @@ Status Scheduler::Run() {
     PendingCheckpoint pending = std::move(checkpoint_);
     checkpoint_ = PendingCheckpoint();
     checkpoint_ready_ = false;
-    lock.unlock();
+    mu_.Unlock();
     Status written = WriteCheckpoint(pending);
-    lock.lock();
+    mu_.Lock();
     if (!abort_status_.ok()) break;
     const std::string path = options_.checkpoint_dir + "/" + checkpoint::StepDirName(pending.step);
     if (!written.ok()) {
@@ -456,7 +459,7 @@ Status Scheduler::Run() {
   for (const auto& [id, reg] : registered_) nodes.push_back(id);
   if (!abort_status_.ok()) {
     Status reason = abort_status_;
-    lock.unlock();
+    mu_.Unlock();
     proto::AbortNotice notice;
     notice.set_reason(reason.message());
     notice.set_code(static_cast<int>(reason.code()));
@@ -466,7 +469,7 @@ Status Scheduler::Run() {
     return reason;
   }
   std::vector<Message> done = std::move(done_requests_);
-  lock.unlock();
+  mu_.Unlock();
   TS_LOG(INFO) << "all workers done; shutting down";
   // Servers first: once they have acknowledged, no worker traffic can be left in flight.
   std::vector<std::pair<NodeId, std::future<StatusOr<Message>>>> acks;
@@ -482,11 +485,13 @@ Status Scheduler::Run() {
     if (!ack.ok() && result.ok()) result = ack.status();
   }
   for (const Message& m : done) (void)rpc_->Reply(m, Message());
-  if (result.ok() && stopped_by_signal_) {
-    std::lock_guard relock(mu_);
-    return Status::Cancelled("stopped by a signal after checkpoint " + last_checkpoint_ +
-                             "; continue with --resume auto --checkpoint-dir " +
-                             options_.checkpoint_dir);
+  if (result.ok()) {
+    MutexLock relock(&mu_);
+    if (stopped_by_signal_) {
+      return Status::Cancelled("stopped by a signal after checkpoint " + last_checkpoint_ +
+                               "; continue with --resume auto --checkpoint-dir " +
+                               options_.checkpoint_dir);
+    }
   }
   return result;
 }

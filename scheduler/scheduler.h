@@ -6,11 +6,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <vector>
 
+#include "core/mutex.h"
 #include "core/rpc.h"
 #include "core/shard_map.h"
 #include "proto/checkpoint.pb.h"
@@ -46,12 +45,12 @@ class Scheduler {
   Status Start();
   // Blocks until every worker has reported DONE (then shuts the servers down and returns OK) or
   // the job aborts (returns the reason). Also fails if registration does not finish in time.
-  Status Run();
+  Status Run() TS_EXCLUDES(mu_);
 
   // A signal asks for a checkpoint at the next step the workers can agree on (SIGUSR1), and to
   // stop after it (SIGTERM). Without a checkpoint directory SIGTERM ends the job at once.
   // Any thread (the signal watcher, the delivery thread for COMMAND_SIGNAL).
-  void RequestCheckpoint(int signal);
+  void RequestCheckpoint(int signal) TS_EXCLUDES(mu_);
 
  private:
   struct PendingCheckpoint {
@@ -74,40 +73,42 @@ class Scheduler {
   };
 
   void HandleRequest(Message&& request);
-  void HandleRegister(Message&& request);
-  void HandleReduce(Message&& request);
-  void HandleDone(Message&& request);
-  void HandleAbort(Message&& request);
-  void HandleCheckpoint(Message&& request);
-  void HandleHeartbeat(Message&& request);
+  void HandleRegister(Message&& request) TS_EXCLUDES(mu_);
+  void HandleReduce(Message&& request) TS_EXCLUDES(mu_);
+  void HandleDone(Message&& request) TS_EXCLUDES(mu_);
+  void HandleAbort(Message&& request) TS_EXCLUDES(mu_);
+  void HandleCheckpoint(Message&& request) TS_EXCLUDES(mu_);
+  void HandleHeartbeat(Message&& request) TS_EXCLUDES(mu_);
   // Asks every server for its rows, writes the manifest and commits: the Run() thread.
-  Status WriteCheckpoint(PendingCheckpoint& pending);
-  // Lost nodes (no heartbeat within the timeout) abort the job. REQUIRES(mu_).
-  void CheckLivenessLocked();
-  // Records the first failure, answers everyone waiting with it, and wakes Run(). REQUIRES(mu_).
-  void AbortLocked(const Status& reason);
+  Status WriteCheckpoint(PendingCheckpoint& pending) TS_EXCLUDES(mu_);
+  // Lost nodes (no heartbeat within the timeout) abort the job.
+  void CheckLivenessLocked() TS_REQUIRES(mu_);
+  // Records the first failure, answers everyone waiting with it, and wakes Run().
+  void AbortLocked(const Status& reason) TS_REQUIRES(mu_);
 
   const SchedulerOptions options_;
   RpcNode* rpc_;
   const ShardMap shard_map_;
 
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::map<NodeId, proto::RegisterRequest> registered_;  // GUARDED_BY(mu_)
-  std::vector<Message> register_requests_;               // GUARDED_BY(mu_)
-  bool all_registered_ = false;                          // GUARDED_BY(mu_)
-  std::map<uint64_t, PendingReduce> reduces_;            // GUARDED_BY(mu_)
-  std::vector<Message> done_requests_;                   // GUARDED_BY(mu_)
-  Status abort_status_;                                  // GUARDED_BY(mu_)
-  PendingCheckpoint checkpoint_;                         // GUARDED_BY(mu_)
-  bool checkpoint_ready_ = false;                        // GUARDED_BY(mu_): all workers arrived
+  Mutex mu_;
+  CondVar changed_;
+  std::map<NodeId, proto::RegisterRequest> registered_ TS_GUARDED_BY(mu_);
+  std::vector<Message> register_requests_ TS_GUARDED_BY(mu_);
+  bool all_registered_ TS_GUARDED_BY(mu_) = false;
+  std::map<uint64_t, PendingReduce> reduces_ TS_GUARDED_BY(mu_);
+  std::vector<Message> done_requests_ TS_GUARDED_BY(mu_);
+  Status abort_status_ TS_GUARDED_BY(mu_);
+  PendingCheckpoint checkpoint_ TS_GUARDED_BY(mu_);
+  bool checkpoint_ready_ TS_GUARDED_BY(mu_) = false;  // all workers arrived
   // Signals: requested, and what the last poll reply told the workers (cleared by a commit).
-  bool signal_checkpoint_ = false, signal_stop_ = false;               // GUARDED_BY(mu_)
-  bool delivered_checkpoint_ = false, delivered_stop_ = false;         // GUARDED_BY(mu_)
-  bool stopped_by_signal_ = false;                                     // GUARDED_BY(mu_)
-  std::string last_checkpoint_;                                        // GUARDED_BY(mu_)
-  int64_t step_ = 0;                                                   // GUARDED_BY(mu_)
-  std::map<NodeId, std::chrono::steady_clock::time_point> last_seen_;  // GUARDED_BY(mu_)
+  bool signal_checkpoint_ TS_GUARDED_BY(mu_) = false;
+  bool signal_stop_ TS_GUARDED_BY(mu_) = false;
+  bool delivered_checkpoint_ TS_GUARDED_BY(mu_) = false;
+  bool delivered_stop_ TS_GUARDED_BY(mu_) = false;
+  bool stopped_by_signal_ TS_GUARDED_BY(mu_) = false;
+  std::string last_checkpoint_ TS_GUARDED_BY(mu_);
+  int64_t step_ TS_GUARDED_BY(mu_) = 0;
+  std::map<NodeId, std::chrono::steady_clock::time_point> last_seen_ TS_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::scheduler

@@ -21,6 +21,7 @@ pkgs=(
   zlib1g-dev                                      # CRC-32 of checkpoint files
   python3 python3-numpy                           # integration tests, bench tooling
   clang-format                                    # formatting
+  clang-14                                        # Clang thread-safety pass (scripts/)
 )
 if [[ "${WITH_BENCH:-0}" == 1 ]]; then
   pkgs+=(python3-torch linux-perf)                # PyTorch baseline of the benchmark, profiling

@@ -59,19 +59,19 @@ Collective& InProcessCollectiveGroup::Member(int rank) {
 }
 
 void InProcessCollectiveGroup::Abort(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!failure_.ok()) return;
   failure_ = Status::Aborted("in-process collective aborted: " + reason);
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 Status InProcessCollectiveGroup::status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return failure_;
 }
 
 int InProcessCollectiveGroup::num_waiting() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return num_arrived_;
 }
 
@@ -88,7 +88,7 @@ const char* InProcessCollectiveGroup::OpName(Op op) {
 }
 
 Status InProcessCollectiveGroup::Run(int rank, const Arrival& arrival) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!failure_.ok()) return failure_;
   TS_CHECK(!has_arrived_[rank]) << "rank " << rank << " is already inside an operation";
   arrivals_[rank] = arrival;
@@ -100,14 +100,14 @@ Status InProcessCollectiveGroup::Run(int rank, const Arrival& arrival) {
     ++generation_;
     last_result_ = result;
     if (!result.ok()) failure_ = result;
-    cv_.notify_all();
+    cv_.SignalAll();
     return result;
   }
   const uint64_t generation = generation_;
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  while (generation_ == generation && failure_.ok()) {
-    if (cv_.wait_until(lock, deadline) != std::cv_status::timeout) continue;
-    if (generation_ != generation || !failure_.ok()) break;
+  const bool ended = cv_.WaitFor(&mu_, timeout_, [&]() TS_REQUIRES(mu_) {
+    return generation_ != generation || !failure_.ok();
+  });
+  if (!ended) {
     std::string missing;
     for (int r = 0; r < size_; ++r) {
       if (!has_arrived_[r]) missing += (missing.empty() ? "" : ",") + std::to_string(r);
@@ -115,7 +115,7 @@ Status InProcessCollectiveGroup::Run(int rank, const Arrival& arrival) {
     failure_ = Status::DeadlineExceeded("in-process collective: rank " + std::to_string(rank) +
                                         " waited " + std::to_string(timeout_.count()) + " ms in " +
                                         OpName(arrival.op) + " for rank(s) " + missing);
-    cv_.notify_all();
+    cv_.SignalAll();
     return failure_;
   }
   // The operation completed (possibly just before a failure): the next one cannot complete

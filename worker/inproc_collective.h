@@ -19,13 +19,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/mutex.h"
 #include "core/status.h"
 #include "worker/collective.h"
 
@@ -44,11 +43,11 @@ class InProcessCollectiveGroup {
   Collective& Member(int rank);
   // Fails the group with Aborted("in-process collective aborted: " + reason), waking every
   // member that waits. A no-op if the group has already failed (the first failure stays).
-  void Abort(const std::string& reason);
+  void Abort(const std::string& reason) TS_EXCLUDES(mu_);
   // OK, or the failure every call now returns.
-  Status status() const;
+  Status status() const TS_EXCLUDES(mu_);
   // Members that have posted the current operation and wait for the rest (diagnostics, tests).
-  int num_waiting() const;
+  int num_waiting() const TS_EXCLUDES(mu_);
 
  private:
   class MemberCollective;
@@ -64,24 +63,24 @@ class InProcessCollectiveGroup {
   };
 
   // Posts `arrival` for `rank`, waits for the others and returns the operation's Status.
-  Status Run(int rank, const Arrival& arrival);
-  // Run by the last member to arrive, with mu_ held: checks the arrivals and writes the results.
-  Status Complete();
+  Status Run(int rank, const Arrival& arrival) TS_EXCLUDES(mu_);
+  // Run by the last member to arrive: checks the arrivals and writes the results.
+  Status Complete() TS_REQUIRES(mu_);
   static const char* OpName(Op op);
 
   const int size_;
   const std::chrono::milliseconds timeout_;
   std::vector<std::unique_ptr<MemberCollective>> members_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Arrival> arrivals_;  // GUARDED_BY(mu_), indexed by rank
-  std::vector<bool> has_arrived_;  // GUARDED_BY(mu_): rank posted the current operation
-  int num_arrived_ = 0;            // GUARDED_BY(mu_)
-  uint64_t generation_ = 0;        // GUARDED_BY(mu_): operations completed
-  Status last_result_;             // GUARDED_BY(mu_): Status of operation generation_ - 1
-  Status failure_;                 // GUARDED_BY(mu_): non-OK once the group has failed
-  std::vector<float> scratch_;     // GUARDED_BY(mu_): the rank-order sum / concatenation
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::vector<Arrival> arrivals_ TS_GUARDED_BY(mu_);  // indexed by rank
+  std::vector<bool> has_arrived_ TS_GUARDED_BY(mu_);  // rank posted the current operation
+  int num_arrived_ TS_GUARDED_BY(mu_) = 0;
+  uint64_t generation_ TS_GUARDED_BY(mu_) = 0;     // operations completed
+  Status last_result_ TS_GUARDED_BY(mu_);          // Status of operation generation_ - 1
+  Status failure_ TS_GUARDED_BY(mu_);              // non-OK once the group has failed
+  std::vector<float> scratch_ TS_GUARDED_BY(mu_);  // the rank-order sum / concatenation
 };
 
 }  // namespace tessera::worker
