@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/env.h"
 #include "core/rpc.h"
 #include "core/shard_map.h"
 #include "proto/checkpoint.pb.h"
@@ -33,8 +34,11 @@ struct SchedulerOptions {
   // The checkpoint this job resumed from ("" = none): the last complete one until a new one.
   std::string resumed_from;
   // Liveness: a server or worker not heard from for this long is lost and the job ends
-  // (0 = no liveness checks, as for threads of one process).
+  // (0 = no liveness checks, as for threads of one process). Silence is measured on env's clock.
   std::chrono::milliseconds heartbeat_timeout{0};
+  // Checkpoint directories and manifests, and the liveness clock (borrowed; outlives the
+  // scheduler).
+  Env* env = Env::Default();
 };
 
 class Scheduler {
@@ -82,7 +86,8 @@ class Scheduler {
   void HandleHeartbeat(Message&& request);
   // Asks every server for its rows, writes the manifest and commits: the Run() thread.
   Status WriteCheckpoint(PendingCheckpoint& pending);
-  // Lost nodes (no heartbeat within the timeout) abort the job. REQUIRES(mu_).
+  // Lost nodes (no heartbeat within the timeout, on options_.env's clock) abort the job; checked
+  // periodically by Run() and whenever a heartbeat arrives. REQUIRES(mu_).
   void CheckLivenessLocked();
   // Records the first failure, answers everyone waiting with it, and wakes Run(). REQUIRES(mu_).
   void AbortLocked(const Status& reason);
@@ -102,12 +107,12 @@ class Scheduler {
   PendingCheckpoint checkpoint_;                         // GUARDED_BY(mu_)
   bool checkpoint_ready_ = false;                        // GUARDED_BY(mu_): all workers arrived
   // Signals: requested, and what the last poll reply told the workers (cleared by a commit).
-  bool signal_checkpoint_ = false, signal_stop_ = false;               // GUARDED_BY(mu_)
-  bool delivered_checkpoint_ = false, delivered_stop_ = false;         // GUARDED_BY(mu_)
-  bool stopped_by_signal_ = false;                                     // GUARDED_BY(mu_)
-  std::string last_checkpoint_;                                        // GUARDED_BY(mu_)
-  int64_t step_ = 0;                                                   // GUARDED_BY(mu_)
-  std::map<NodeId, std::chrono::steady_clock::time_point> last_seen_;  // GUARDED_BY(mu_)
+  bool signal_checkpoint_ = false, signal_stop_ = false;        // GUARDED_BY(mu_)
+  bool delivered_checkpoint_ = false, delivered_stop_ = false;  // GUARDED_BY(mu_)
+  bool stopped_by_signal_ = false;                              // GUARDED_BY(mu_)
+  std::string last_checkpoint_;                                 // GUARDED_BY(mu_)
+  int64_t step_ = 0;                                            // GUARDED_BY(mu_)
+  std::map<NodeId, Env::Clock::time_point> last_seen_;          // GUARDED_BY(mu_)
 };
 
 }  // namespace tessera::scheduler
