@@ -103,7 +103,7 @@ class BenchCluster {
   // commit. Returns the bytes written.
   uint64_t Checkpoint(const std::string& root, int64_t step, proto::CheckpointManifest* out) {
     const std::string tmp = root + "/" + checkpoint::TmpDirName(step);
-    TS_CHECK_OK(checkpoint::MakeDirs(tmp));
+    TS_CHECK_OK(checkpoint::MakeDirs(Env::Default(), tmp));
     proto::CheckpointManifest manifest;
     manifest.set_format_version(checkpoint::kFormatVersion);
     manifest.set_step(step);
@@ -127,8 +127,8 @@ class BenchCluster {
         *manifest.add_files() = file;
       }
     }
-    TS_CHECK_OK(checkpoint::WriteManifest(tmp, manifest));
-    TS_CHECK_OK(checkpoint::Commit(root, step));
+    TS_CHECK_OK(checkpoint::WriteManifest(Env::Default(), tmp, manifest));
+    TS_CHECK_OK(checkpoint::Commit(Env::Default(), root, step));
     *out = manifest;
     return bytes;
   }

@@ -1,62 +1,47 @@
 #include "core/checkpoint.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 namespace tessera::checkpoint {
 namespace {
 
 constexpr size_t kBufferBytes = 4 << 20;
 
-std::string Errno(const std::string& what, const std::string& path) {
-  return what + " " + path + ": " + std::strerror(errno);
-}
-
 std::string Join(const std::string& dir, const std::string& name) { return dir + "/" + name; }
 
-bool HasManifest(const std::string& dir) {
-  struct stat st;
-  return stat(Join(dir, kManifestName).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+bool HasManifest(Env* env, const std::string& dir) {
+  return env->FileExists(Join(dir, kManifestName));
 }
 
 // Writes `text` to `path` durably: a temporary name, fsync, rename over `path`, fsync the dir.
-Status WriteSmallFileAtomically(const std::string& dir, const std::string& name,
+Status WriteSmallFileAtomically(Env* env, const std::string& dir, const std::string& name,
                                 const std::string& text) {
   const std::string tmp = Join(dir, name + ".writing");
-  TS_ASSIGN_OR_RETURN(auto writer, FileWriter::Create(tmp));
+  TS_ASSIGN_OR_RETURN(auto writer, FileWriter::Create(env, tmp));
   TS_RETURN_IF_ERROR(writer->Append(text.data(), text.size()));
   TS_RETURN_IF_ERROR(writer->Finish().status());
-  if (std::rename(tmp.c_str(), Join(dir, name).c_str()) != 0) {
-    return Status::Unavailable(Errno("cannot rename to", Join(dir, name)));
-  }
-  return SyncDir(dir);
+  TS_RETURN_IF_ERROR(env->RenameFile(tmp, Join(dir, name)));
+  return env->SyncDir(dir);
 }
 
 // Complete checkpoints under root, by step.
-std::vector<std::pair<int64_t, std::string>> CompleteCheckpoints(const std::string& root) {
+std::vector<std::pair<int64_t, std::string>> CompleteCheckpoints(Env* env,
+                                                                 const std::string& root) {
   std::vector<std::pair<int64_t, std::string>> found;
-  DIR* d = opendir(root.c_str());
-  if (d == nullptr) return found;
-  while (dirent* e = readdir(d)) {
-    const int64_t step = ParseStepDirName(e->d_name);
-    if (step >= 0 && HasManifest(Join(root, e->d_name))) {
-      found.emplace_back(step, Join(root, e->d_name));
+  auto names = env->GetChildren(root);
+  if (!names.ok()) return found;
+  for (const std::string& name : *names) {
+    const int64_t step = ParseStepDirName(name);
+    if (step >= 0 && HasManifest(env, Join(root, name))) {
+      found.emplace_back(step, Join(root, name));
     }
   }
-  closedir(d);
   std::sort(found.begin(), found.end());
   return found;
 }
@@ -89,33 +74,24 @@ uint32_t Crc32(const void* data, size_t size, uint32_t crc) {
 
 // ---- FileWriter ----
 
-FileWriter::FileWriter(int fd, std::string path)
-    : fd_(fd), path_(std::move(path)), buffer_(kBufferBytes) {}
+FileWriter::FileWriter(std::unique_ptr<WritableFile> file, std::string path)
+    : file_(std::move(file)), path_(std::move(path)), buffer_(kBufferBytes) {}
 
-FileWriter::~FileWriter() {
-  if (fd_ >= 0) close(fd_);
-}
+FileWriter::~FileWriter() = default;
 
-StatusOr<std::unique_ptr<FileWriter>> FileWriter::Create(const std::string& path) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::Unavailable(Errno("cannot create", path));
-  return std::unique_ptr<FileWriter>(new FileWriter(fd, path));
+StatusOr<std::unique_ptr<FileWriter>> FileWriter::Create(Env* env, const std::string& path) {
+  TS_ASSIGN_OR_RETURN(auto file, env->NewWritableFile(path));
+  return std::unique_ptr<FileWriter>(new FileWriter(std::move(file), path));
 }
 
 Status FileWriter::Flush() {
-  size_t done = 0;
-  while (done < used_) {
-    const ssize_t n = write(fd_, buffer_.data() + done, used_ - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::Unavailable(Errno("cannot write", path_));
-    done += static_cast<size_t>(n);
-  }
+  if (used_ > 0) TS_RETURN_IF_ERROR(file_->Append(buffer_.data(), used_));
   used_ = 0;
   return OkStatus();
 }
 
 Status FileWriter::Append(const void* data, size_t size) {
-  if (fd_ < 0) return Status::Internal("write to " + path_ + " after Finish");
+  if (file_ == nullptr) return Status::Internal("write to " + path_ + " after Finish");
   crc_ = Crc32(data, size, crc_);
   size_ += size;
   const char* p = static_cast<const char*>(data);
@@ -131,11 +107,11 @@ Status FileWriter::Append(const void* data, size_t size) {
 }
 
 StatusOr<proto::CheckpointFile> FileWriter::Finish() {
+  if (file_ == nullptr) return Status::Internal("Finish of " + path_ + " twice");
   TS_RETURN_IF_ERROR(Flush());
-  if (fsync(fd_) != 0) return Status::Unavailable(Errno("cannot fsync", path_));
-  const int fd = fd_;
-  fd_ = -1;
-  if (close(fd) != 0) return Status::Unavailable(Errno("cannot close", path_));
+  TS_RETURN_IF_ERROR(file_->Sync());
+  const std::unique_ptr<WritableFile> file = std::move(file_);
+  TS_RETURN_IF_ERROR(file->Close());
   proto::CheckpointFile entry;
   entry.set_name(std::filesystem::path(path_).filename().string());
   entry.set_size_bytes(size_);
@@ -145,50 +121,43 @@ StatusOr<proto::CheckpointFile> FileWriter::Finish() {
 
 // ---- FileReader ----
 
-FileReader::FileReader(int fd, std::string path, proto::CheckpointFile entry)
-    : fd_(fd), path_(std::move(path)), entry_(std::move(entry)), buffer_(kBufferBytes) {}
+FileReader::FileReader(std::unique_ptr<SequentialFile> file, std::string path,
+                       proto::CheckpointFile entry)
+    : file_(std::move(file)),
+      path_(std::move(path)),
+      entry_(std::move(entry)),
+      buffer_(kBufferBytes) {}
 
-FileReader::~FileReader() {
-  if (fd_ >= 0) close(fd_);
-}
+FileReader::~FileReader() = default;
 
-StatusOr<std::unique_ptr<FileReader>> FileReader::Open(const std::string& dir,
+StatusOr<std::unique_ptr<FileReader>> FileReader::Open(Env* env, const std::string& dir,
                                                        const proto::CheckpointFile& entry) {
   const std::string path = Join(dir, entry.name());
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
+  auto file = env->NewSequentialFile(path);
+  if (!file.ok()) {
+    if (file.status().code() == StatusCode::kNotFound) {
       return Status::NotFound("checkpoint file " + path + " is missing (the manifest lists it)");
     }
-    return Status::Unavailable(Errno("cannot open checkpoint file", path));
+    return file.status().WithContext("checkpoint file");
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    return Status::Unavailable(Errno("cannot stat", path));
-  }
-  if (static_cast<uint64_t>(st.st_size) != entry.size_bytes()) {
-    close(fd);
-    return Status::DataLoss("checkpoint file " + path + " is " + std::to_string(st.st_size) +
+  TS_ASSIGN_OR_RETURN(const uint64_t size, env->GetFileSize(path));
+  if (size != entry.size_bytes()) {
+    return Status::DataLoss("checkpoint file " + path + " is " + std::to_string(size) +
                             " bytes, the manifest says " + std::to_string(entry.size_bytes()) +
                             " (truncated or overwritten)");
   }
-  return std::unique_ptr<FileReader>(new FileReader(fd, path, entry));
+  return std::unique_ptr<FileReader>(new FileReader(std::move(*file), path, entry));
 }
 
 Status FileReader::Read(void* out, size_t size) {
   char* p = static_cast<char*>(out);
   while (size > 0) {
     if (begin_ == end_) {
-      ssize_t n;
-      do {
-        n = read(fd_, buffer_.data(), buffer_.size());
-      } while (n < 0 && errno == EINTR);
-      if (n < 0) return Status::Unavailable(Errno("cannot read", path_));
+      TS_ASSIGN_OR_RETURN(const size_t n, file_->Read(buffer_.data(), buffer_.size()));
       if (n == 0) return Status::DataLoss("checkpoint file " + path_ + " ends early");
-      crc_ = Crc32(buffer_.data(), static_cast<size_t>(n), crc_);
+      crc_ = Crc32(buffer_.data(), n, crc_);
       begin_ = 0;
-      end_ = static_cast<size_t>(n);
+      end_ = n;
     }
     const size_t take = std::min(size, end_ - begin_);
     std::memcpy(p, buffer_.data() + begin_, take);
@@ -207,7 +176,8 @@ Status FileReader::Finish() {
                             " bytes past its content");
   }
   char probe;
-  if (read(fd_, &probe, 1) != 0) {
+  TS_ASSIGN_OR_RETURN(const size_t more, file_->Read(&probe, 1));
+  if (more != 0) {
     return Status::DataLoss("checkpoint file " + path_ + " grew while being read");
   }
   if (crc_ != entry_.crc32()) {
@@ -220,39 +190,20 @@ Status FileReader::Finish() {
 
 // ---- row files, protobuf files ----
 
-Status CheckRowFileHeader(const RowFileHeader& h, const proto::CheckpointFile& entry,
-                          const std::string& name) {
-  const RowFileHeader expected;
-  if (std::memcmp(h.magic, expected.magic, sizeof(h.magic)) != 0) {
-    return Status::DataLoss(name + " is not a Tessera row file");
-  }
-  if (h.version != static_cast<uint32_t>(kFormatVersion)) {
-    return Status::DataLoss(name + " has row format version " + std::to_string(h.version) +
-                            ", this build reads " + std::to_string(kFormatVersion));
-  }
-  const uint64_t row_bytes = sizeof(uint64_t) + sizeof(float) * (uint64_t{h.dim} + h.state_floats);
-  if (h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||
-      h.slot_begin != entry.slot_begin() || h.slot_end != entry.slot_end() ||
-      sizeof(RowFileHeader) + h.num_rows * row_bytes != entry.size_bytes()) {
-    return Status::DataLoss(name + ": its header does not match the manifest entry");
-  }
-  return OkStatus();
-}
-
-StatusOr<proto::CheckpointFile> WriteProtoFile(const std::string& path,
+StatusOr<proto::CheckpointFile> WriteProtoFile(Env* env, const std::string& path,
                                                const google::protobuf::MessageLite& message) {
   std::string bytes;
   if (!message.SerializeToString(&bytes)) {
     return Status::Internal("cannot encode " + message.GetTypeName() + " for " + path);
   }
-  TS_ASSIGN_OR_RETURN(auto writer, FileWriter::Create(path));
+  TS_ASSIGN_OR_RETURN(auto writer, FileWriter::Create(env, path));
   TS_RETURN_IF_ERROR(writer->Append(bytes.data(), bytes.size()));
   return writer->Finish();
 }
 
-Status ReadProtoFile(const std::string& dir, const proto::CheckpointFile& entry,
+Status ReadProtoFile(Env* env, const std::string& dir, const proto::CheckpointFile& entry,
                      google::protobuf::MessageLite* message) {
-  TS_ASSIGN_OR_RETURN(auto reader, FileReader::Open(dir, entry));
+  TS_ASSIGN_OR_RETURN(auto reader, FileReader::Open(env, dir, entry));
   std::string bytes(entry.size_bytes(), '\0');
   TS_RETURN_IF_ERROR(reader->Read(bytes.data(), bytes.size()));
   TS_RETURN_IF_ERROR(reader->Finish());
@@ -261,6 +212,30 @@ Status ReadProtoFile(const std::string& dir, const proto::CheckpointFile& entry,
                             message->GetTypeName());
   }
   return OkStatus();
+}
+
+std::string WorkerPositionFileName(int rank) { return "worker-" + std::to_string(rank) + ".state"; }
+
+StatusOr<proto::CheckpointFile> WriteWorkerPosition(Env* env, const std::string& dir, int rank,
+                                                    const proto::WorkerCheckpoint& position) {
+  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
+                      WriteProtoFile(env, Join(dir, WorkerPositionFileName(rank)), position));
+  entry.set_kind(proto::CheckpointFile::KIND_WORKER);
+  return entry;
+}
+
+StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(Env* env, const std::string& dir,
+                                                     const proto::CheckpointManifest& manifest,
+                                                     int rank) {
+  const proto::CheckpointFile* entry = FindFile(manifest, WorkerPositionFileName(rank));
+  if (entry == nullptr) {
+    return Status::InvalidArgument("checkpoint " + dir + " has no " + WorkerPositionFileName(rank) +
+                                   " (written by " + std::to_string(manifest.num_workers()) +
+                                   " workers; resuming needs the same number)");
+  }
+  proto::WorkerCheckpoint position;
+  TS_RETURN_IF_ERROR(ReadProtoFile(env, dir, *entry, &position));
+  return position;
 }
 
 // ---- manifest ----
@@ -283,22 +258,23 @@ Status FromJson(const std::string& json, const std::string& what,
   return OkStatus();
 }
 
-Status WriteManifest(const std::string& dir, const proto::CheckpointManifest& manifest) {
-  return WriteSmallFileAtomically(dir, kManifestName, ToJson(manifest));
+Status WriteManifest(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest) {
+  return WriteSmallFileAtomically(env, dir, kManifestName, ToJson(manifest));
 }
 
-StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& dir) {
+StatusOr<proto::CheckpointManifest> ReadManifest(Env* env, const std::string& dir) {
   const std::string path = Join(dir, kManifestName);
-  std::ifstream in(path);
-  if (!in) {
-    struct stat st;
-    if (stat(dir.c_str(), &st) != 0) return Status::NotFound("no checkpoint at " + dir);
-    return Status::NotFound(dir + " is not a complete checkpoint: it has no " + kManifestName);
+  std::string text;
+  Status read = env->ReadFileToString(path, &text);
+  if (!read.ok()) {
+    if (!env->FileExists(dir)) return Status::NotFound("no checkpoint at " + dir);
+    if (read.code() == StatusCode::kNotFound) {
+      return Status::NotFound(dir + " is not a complete checkpoint: it has no " + kManifestName);
+    }
+    return read.WithContext("manifest");
   }
-  std::stringstream text;
-  text << in.rdbuf();
   proto::CheckpointManifest manifest;
-  TS_RETURN_IF_ERROR(FromJson(text.str(), "manifest " + path, &manifest));
+  TS_RETURN_IF_ERROR(FromJson(text, "manifest " + path, &manifest));
   if (manifest.format_version() != kFormatVersion) {
     return Status::DataLoss("manifest " + path + " has format version " +
                             std::to_string(manifest.format_version()) + ", this build reads " +
@@ -315,11 +291,11 @@ const proto::CheckpointFile* FindFile(const proto::CheckpointManifest& manifest,
   return nullptr;
 }
 
-Status VerifyFiles(const std::string& dir, const proto::CheckpointManifest& manifest,
+Status VerifyFiles(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest,
                    bool checksums) {
   std::vector<char> buffer(kBufferBytes);
   for (const auto& entry : manifest.files()) {
-    TS_ASSIGN_OR_RETURN(auto reader, FileReader::Open(dir, entry));
+    TS_ASSIGN_OR_RETURN(auto reader, FileReader::Open(env, dir, entry));
     if (!checksums) continue;
     for (uint64_t left = entry.size_bytes(); left > 0;) {
       const size_t take = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
@@ -343,102 +319,89 @@ std::string ResumeHint(const std::string& last_checkpoint, const std::string& ro
 
 // ---- the directory protocol ----
 
-Status MakeDirs(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::Unavailable("cannot create directory " + dir + ": " + ec.message());
-  return OkStatus();
-}
+Status MakeDirs(Env* env, const std::string& dir) { return env->CreateDirs(dir); }
 
-Status SyncDir(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::Unavailable(Errno("cannot open directory", dir));
-  const int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return Status::Unavailable(Errno("cannot fsync directory", dir));
-  return OkStatus();
-}
+Status SyncDir(Env* env, const std::string& dir) { return env->SyncDir(dir); }
 
-Status Commit(const std::string& root, int64_t step) {
+Status Commit(Env* env, const std::string& root, int64_t step) {
   const std::string tmp = Join(root, TmpDirName(step));
   const std::string final_dir = Join(root, StepDirName(step));
-  if (!HasManifest(tmp)) return Status::Internal(tmp + " has no manifest; not committing it");
-  std::error_code ec;
-  if (std::filesystem::exists(final_dir, ec)) {
+  if (!HasManifest(env, tmp)) return Status::Internal(tmp + " has no manifest; not committing it");
+  if (env->FileExists(final_dir)) {
     // A checkpoint of the same step (an earlier attempt of this run's step after a resume):
     // the new one replaces it only once it is complete.
-    std::filesystem::remove_all(final_dir, ec);
-    if (ec) return Status::Unavailable("cannot replace " + final_dir + ": " + ec.message());
+    TS_RETURN_IF_ERROR(env->RemoveAll(final_dir).WithContext("cannot replace " + final_dir));
   }
-  if (std::rename(tmp.c_str(), final_dir.c_str()) != 0) {
-    return Status::Unavailable(Errno("cannot rename " + tmp + " to", final_dir));
-  }
-  TS_RETURN_IF_ERROR(SyncDir(root));
-  return WriteSmallFileAtomically(root, kLatestName, StepDirName(step) + "\n");
+  TS_RETURN_IF_ERROR(env->RenameFile(tmp, final_dir));
+  TS_RETURN_IF_ERROR(env->SyncDir(root));
+  return WriteSmallFileAtomically(env, root, kLatestName, StepDirName(step) + "\n");
 }
 
-Status Prune(const std::string& root, int keep, int64_t committed) {
+Status Prune(Env* env, const std::string& root, int keep, int64_t committed) {
   if (keep <= 0) return OkStatus();
-  auto complete = CompleteCheckpoints(root);
+  auto complete = CompleteCheckpoints(env, root);
   complete.erase(std::remove_if(complete.begin(), complete.end(),
                                 [&](const auto& c) { return c.first > committed; }),
                  complete.end());
   if (static_cast<int>(complete.size()) <= keep) return OkStatus();
   for (size_t i = 0; i + keep < complete.size(); ++i) {
-    std::error_code ec;
-    std::filesystem::remove_all(complete[i].second, ec);
-    if (ec) return Status::Unavailable("cannot delete " + complete[i].second + ": " + ec.message());
+    TS_RETURN_IF_ERROR(env->RemoveAll(complete[i].second));
   }
-  return SyncDir(root);
+  return env->SyncDir(root);
 }
 
-void RemoveIncomplete(const std::string& root) {
-  DIR* d = opendir(root.c_str());
-  if (d == nullptr) return;
+void RemoveIncomplete(Env* env, const std::string& root) {
+  auto names = env->GetChildren(root);
+  if (!names.ok()) return;
   std::vector<std::string> stale;
-  while (dirent* e = readdir(d)) {
-    std::string name = e->d_name;
+  for (const std::string& name : *names) {
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0 &&
         ParseStepDirName(name.substr(0, name.size() - 4)) >= 0) {
       stale.push_back(name);
     }
   }
-  closedir(d);
+  std::sort(stale.begin(), stale.end());
   for (const auto& name : stale) {
     const std::string tmp = Join(root, name);
     const std::string final_dir = Join(root, name.substr(0, name.size() - 4));
-    std::error_code ec;
-    if (HasManifest(tmp) && !std::filesystem::exists(final_dir, ec) &&
-        std::rename(tmp.c_str(), final_dir.c_str()) == 0) {
+    if (HasManifest(env, tmp) && !env->FileExists(final_dir) &&
+        env->RenameFile(tmp, final_dir).ok()) {
       continue;
     }
-    std::filesystem::remove_all(tmp, ec);
+    (void)env->RemoveAll(tmp);
   }
 }
 
-std::string FindLatest(const std::string& root) {
-  std::ifstream in(Join(root, kLatestName));
-  std::string name;
-  if (in >> name && ParseStepDirName(name) >= 0 && HasManifest(Join(root, name))) {
-    return Join(root, name);
+std::string FindLatest(Env* env, const std::string& root) {
+  std::string text;
+  if (env->ReadFileToString(Join(root, kLatestName), &text).ok()) {
+    // The first word, as `in >> name` read it before.
+    const size_t begin = text.find_first_not_of(" \t\r\n\f\v");
+    if (begin != std::string::npos) {
+      const size_t end = text.find_first_of(" \t\r\n\f\v", begin);
+      const std::string name = text.substr(begin, end == std::string::npos ? end : end - begin);
+      if (ParseStepDirName(name) >= 0 && HasManifest(env, Join(root, name))) {
+        return Join(root, name);
+      }
+    }
   }
-  auto complete = CompleteCheckpoints(root);
+  auto complete = CompleteCheckpoints(env, root);
   return complete.empty() ? "" : complete.back().second;
 }
 
-StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root) {
+StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root) {
   if (resume == "auto") {
     if (root.empty()) return Status::InvalidArgument("--resume auto needs --checkpoint-dir");
-    return FindLatest(root);
+    return FindLatest(env, root);
   }
-  if (HasManifest(resume)) return resume;
-  struct stat st;
-  if (stat(Join(resume, kLatestName).c_str(), &st) == 0) {
-    const std::string latest = FindLatest(resume);
+  if (HasManifest(env, resume)) return resume;
+  if (env->FileExists(Join(resume, kLatestName))) {
+    const std::string latest = FindLatest(env, resume);
     if (!latest.empty()) return latest;
   }
-  if (stat(resume.c_str(), &st) != 0)
+  if (!env->FileExists(resume)) {
     return Status::NotFound("--resume " + resume + ": no such checkpoint");
+  }
   return Status::NotFound("--resume " + resume + " is not a complete checkpoint (no " +
                           kManifestName + ")");
 }

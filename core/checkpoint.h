@@ -8,6 +8,10 @@
 //
 // Only a directory with a manifest is a checkpoint; a reader trusts nothing the manifest does
 // not vouch for (sizes and checksums). All functions return a Status naming the file and why.
+// Every file and directory is reached through the Env passed first (core/env.h), borrowed for
+// the call (or the object's life), so tests can fail writes, fill the disk or crash before a
+// rename. This module owns the files' layouts: the manifest, the worker position files and
+// (core/row_file.h) the servers' row files; nothing else reads or writes them by hand.
 //
 // Threads: everything here is a free function or a single-owner object; no shared state.
 #pragma once
@@ -17,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/env.h"
 #include "core/status.h"
 #include "proto/checkpoint.pb.h"
 
@@ -39,7 +44,7 @@ uint32_t Crc32(const void* data, size_t size, uint32_t crc = 0);
 class FileWriter {
  public:
   // Creates (or truncates) `path`. Unavailable with the OS's reason when it cannot.
-  static StatusOr<std::unique_ptr<FileWriter>> Create(const std::string& path);
+  static StatusOr<std::unique_ptr<FileWriter>> Create(Env* env, const std::string& path);
   ~FileWriter();
   FileWriter(const FileWriter&) = delete;
   FileWriter& operator=(const FileWriter&) = delete;
@@ -50,10 +55,10 @@ class FileWriter {
   StatusOr<proto::CheckpointFile> Finish();
 
  private:
-  FileWriter(int fd, std::string path);
+  FileWriter(std::unique_ptr<WritableFile> file, std::string path);
   Status Flush();
 
-  int fd_;
+  std::unique_ptr<WritableFile> file_;  // null after Finish
   std::string path_;
   std::vector<char> buffer_;
   size_t used_ = 0;
@@ -66,7 +71,7 @@ class FileWriter {
 class FileReader {
  public:
   // NotFound if the file is missing; DataLoss if its size differs from the entry's.
-  static StatusOr<std::unique_ptr<FileReader>> Open(const std::string& dir,
+  static StatusOr<std::unique_ptr<FileReader>> Open(Env* env, const std::string& dir,
                                                     const proto::CheckpointFile& entry);
   ~FileReader();
   FileReader(const FileReader&) = delete;
@@ -79,9 +84,9 @@ class FileReader {
   const std::string& path() const { return path_; }
 
  private:
-  FileReader(int fd, std::string path, proto::CheckpointFile entry);
+  FileReader(std::unique_ptr<SequentialFile> file, std::string path, proto::CheckpointFile entry);
 
-  int fd_;
+  std::unique_ptr<SequentialFile> file_;
   std::string path_;
   proto::CheckpointFile entry_;
   std::vector<char> buffer_;
@@ -90,29 +95,22 @@ class FileReader {
   uint32_t crc_ = 0;
 };
 
-// The fixed 64-byte header of a row file (little-endian, as the rows after it).
-struct RowFileHeader {
-  char magic[8] = {'T', 'S', 'R', 'O', 'W', 'S', '0', '1'};
-  uint32_t version = kFormatVersion;
-  uint32_t table_id = 0;
-  uint32_t dim = 0;           // weights per row
-  uint32_t state_floats = 0;  // optimizer state floats after the weights
-  uint32_t slot_begin = 0;    // the writing server's slot range
-  uint32_t slot_end = 0;
-  uint64_t num_rows = 0;
-  uint8_t reserved[24] = {};
-};
-static_assert(sizeof(RowFileHeader) == 64, "the row file header is 64 bytes on disk");
-
-// Checks a row file's header against its manifest entry (and `name` for messages).
-Status CheckRowFileHeader(const RowFileHeader& header, const proto::CheckpointFile& entry,
-                          const std::string& name);
-
 // A protobuf message as one checkpoint file (worker positions, dense state).
-StatusOr<proto::CheckpointFile> WriteProtoFile(const std::string& path,
+StatusOr<proto::CheckpointFile> WriteProtoFile(Env* env, const std::string& path,
                                                const google::protobuf::MessageLite& message);
-Status ReadProtoFile(const std::string& dir, const proto::CheckpointFile& entry,
+Status ReadProtoFile(Env* env, const std::string& dir, const proto::CheckpointFile& entry,
                      google::protobuf::MessageLite* message);
+
+// A worker's position (proto::WorkerCheckpoint) as DIR/worker-<rank>.state: the entry, of kind
+// KIND_WORKER, to list in the manifest.
+std::string WorkerPositionFileName(int rank);
+StatusOr<proto::CheckpointFile> WriteWorkerPosition(Env* env, const std::string& dir, int rank,
+                                                    const proto::WorkerCheckpoint& position);
+// Worker `rank`'s position in the checkpoint at `dir` (checksum checked). InvalidArgument when
+// the manifest has none (a checkpoint written by fewer workers).
+StatusOr<proto::WorkerCheckpoint> ReadWorkerPosition(Env* env, const std::string& dir,
+                                                     const proto::CheckpointManifest& manifest,
+                                                     int rank);
 
 // A message in protobuf's JSON mapping (field names as in the .proto, defaults printed), and back.
 std::string ToJson(const google::protobuf::Message& message);
@@ -120,35 +118,35 @@ Status FromJson(const std::string& json, const std::string& what,
                 google::protobuf::Message* message);
 
 // DIR/manifest.json, fsync'd (written through a temporary name and renamed).
-Status WriteManifest(const std::string& dir, const proto::CheckpointManifest& manifest);
+Status WriteManifest(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest);
 // NotFound when `dir` has no manifest (not a complete checkpoint); DataLoss when it does not
 // parse or names another format version.
-StatusOr<proto::CheckpointManifest> ReadManifest(const std::string& dir);
+StatusOr<proto::CheckpointManifest> ReadManifest(Env* env, const std::string& dir);
 // The manifest's entry for `name`, or nullptr.
 const proto::CheckpointFile* FindFile(const proto::CheckpointManifest& manifest,
                                       const std::string& name);
 
 // Every file of the manifest exists with its recorded size; with `checksums` also reads each
 // one and compares its CRC-32. The first problem, naming the file.
-Status VerifyFiles(const std::string& dir, const proto::CheckpointManifest& manifest,
+Status VerifyFiles(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest,
                    bool checksums);
 
 // Makes ROOT/step-N.tmp (with its manifest) the checkpoint ROOT/step-N and points ROOT/latest at
 // it. A crash before the rename leaves only a .tmp directory; after it, a complete checkpoint.
-Status Commit(const std::string& root, int64_t step);
+Status Commit(Env* env, const std::string& root, int64_t step);
 // After committing step `committed`: deletes all but the newest `keep` complete checkpoints of
 // ROOT up to that step (keep <= 0: keep all). Checkpoints of later steps (left by a run this
 // one resumed before the end of) are not this run's to delete and stay.
-Status Prune(const std::string& root, int keep, int64_t committed);
+Status Prune(Env* env, const std::string& root, int keep, int64_t committed);
 // Cleans up after a crash: a step-N.tmp directory with a manifest (the crash hit between the
 // manifest and the rename) becomes step-N when there is none; every other one is deleted.
-void RemoveIncomplete(const std::string& root);
+void RemoveIncomplete(Env* env, const std::string& root);
 // The checkpoint to resume from under ROOT ("" if there is none): the one `latest` names if it
 // has a manifest, else the highest step-N with one.
-std::string FindLatest(const std::string& root);
+std::string FindLatest(Env* env, const std::string& root);
 // --resume: "auto" (the newest under `root`, "" when there is none), a checkpoint directory, or
 // a root that holds `latest`. NotFound with the reason when a named one has no manifest.
-StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root);
+StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root);
 
 // The end of every failure message: "last complete checkpoint DIR/step-N: continue with --resume
 // DIR/step-N (or --resume auto --checkpoint-dir DIR)", or that there is none. `root` is the
@@ -156,8 +154,8 @@ StatusOr<std::string> ResolveResume(const std::string& resume, const std::string
 std::string ResumeHint(const std::string& last_checkpoint, const std::string& root);
 
 // Creates a directory and its parents (OK if it exists).
-Status MakeDirs(const std::string& dir);
+Status MakeDirs(Env* env, const std::string& dir);
 // fsync a directory, so a rename or new file in it is durable.
-Status SyncDir(const std::string& dir);
+Status SyncDir(Env* env, const std::string& dir);
 
 }  // namespace tessera::checkpoint

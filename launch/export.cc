@@ -11,6 +11,7 @@
 
 #include "core/checkpoint.h"
 #include "core/logging.h"
+#include "core/row_file.h"
 #include "launch/npy.h"
 #include "worker/data/rating_reader.h"
 
@@ -24,7 +25,8 @@ struct TableRows {
   int dim = 0;
 };
 
-StatusOr<TableRows> ReadTable(const std::string& dir, const proto::CheckpointManifest& manifest,
+StatusOr<TableRows> ReadTable(Env* env, const std::string& dir,
+                              const proto::CheckpointManifest& manifest,
                               const proto::TableDescription& table) {
   TableRows unsorted;
   unsorted.dim = table.dim();
@@ -33,10 +35,8 @@ StatusOr<TableRows> ReadTable(const std::string& dir, const proto::CheckpointMan
     if (entry.kind() != proto::CheckpointFile::KIND_ROWS || entry.table_id() != table.table_id()) {
       continue;
     }
-    TS_ASSIGN_OR_RETURN(auto reader, checkpoint::FileReader::Open(dir, entry));
-    checkpoint::RowFileHeader header;
-    TS_RETURN_IF_ERROR(reader->Read(&header, sizeof(header)));
-    TS_RETURN_IF_ERROR(checkpoint::CheckRowFileHeader(header, entry, reader->path()));
+    TS_ASSIGN_OR_RETURN(auto reader, checkpoint::RowFileReader::Open(env, dir, entry));
+    const checkpoint::RowFileHeader& header = reader->header();
     if (static_cast<int>(header.dim) != table.dim()) {
       return Status::DataLoss(reader->path() + " has rows of " + std::to_string(header.dim) +
                               " weights, the manifest says " + std::to_string(table.dim()));
@@ -44,8 +44,7 @@ StatusOr<TableRows> ReadTable(const std::string& dir, const proto::CheckpointMan
     row.resize(header.dim + header.state_floats);
     for (uint64_t i = 0; i < header.num_rows; ++i) {
       uint64_t key;
-      TS_RETURN_IF_ERROR(reader->Read(&key, sizeof(key)));
-      TS_RETURN_IF_ERROR(reader->Read(row.data(), sizeof(float) * row.size()));
+      TS_RETURN_IF_ERROR(reader->Next(&key, row.data()));
       unsorted.keys.push_back(key);
       unsorted.weights.insert(unsorted.weights.end(), row.begin(), row.begin() + header.dim);
     }
@@ -84,10 +83,12 @@ std::string FormatFloat(float v) {
 }  // namespace
 
 Status ExportCheckpoint(const ExportOptions& options) {
-  TS_ASSIGN_OR_RETURN(const std::string dir, checkpoint::ResolveResume(options.checkpoint, ""));
-  TS_ASSIGN_OR_RETURN(proto::CheckpointManifest manifest, checkpoint::ReadManifest(dir));
-  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(dir, manifest, /*checksums=*/false));
-  TS_RETURN_IF_ERROR(checkpoint::MakeDirs(options.out));
+  Env* env = options.env;
+  TS_ASSIGN_OR_RETURN(const std::string dir,
+                      checkpoint::ResolveResume(env, options.checkpoint, ""));
+  TS_ASSIGN_OR_RETURN(proto::CheckpointManifest manifest, checkpoint::ReadManifest(env, dir));
+  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(env, dir, manifest, /*checksums=*/false));
+  TS_RETURN_IF_ERROR(checkpoint::MakeDirs(env, options.out));
   const proto::ModelDescription& model = manifest.model();
   const bool mf = model.type() == "mf";
   const bool npy = options.format == ExportFormat::kNpy;
@@ -98,7 +99,7 @@ Status ExportCheckpoint(const ExportOptions& options) {
   description.set_step(manifest.step());
   *description.mutable_model() = model;
   for (const auto& table : model.tables()) {
-    TS_ASSIGN_OR_RETURN(TableRows rows, ReadTable(dir, manifest, table));
+    TS_ASSIGN_OR_RETURN(TableRows rows, ReadTable(env, dir, manifest, table));
     const int64_t n = static_cast<int64_t>(rows.keys.size());
     // MF rows are [factors | bias]: the factors are the embedding, the bias a column of its own.
     const int dim = mf ? rows.dim - 1 : rows.dim;
@@ -115,7 +116,7 @@ Status ExportCheckpoint(const ExportOptions& options) {
     t->set_num_rows(static_cast<uint64_t>(n));
     if (npy) {
       const std::string sub = options.out + "/" + table.name();
-      TS_RETURN_IF_ERROR(checkpoint::MakeDirs(sub));
+      TS_RETURN_IF_ERROR(checkpoint::MakeDirs(env, sub));
       TS_RETURN_IF_ERROR(WriteNpy(sub + "/keys.npy", rows.keys.data(), {n}));
       TS_RETURN_IF_ERROR(WriteNpy(sub + "/embeddings.npy", embeddings.data(), {n, dim}));
       t->set_keys_file(table.name() + "/keys.npy");
@@ -138,7 +139,7 @@ Status ExportCheckpoint(const ExportOptions& options) {
   }
   if (const proto::CheckpointFile* dense = checkpoint::FindFile(manifest, "dense.state")) {
     proto::DenseCheckpoint state;
-    TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(dir, *dense, &state));
+    TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(env, dir, *dense, &state));
     const int64_t n = state.params_size();
     if (npy) {
       TS_RETURN_IF_ERROR(WriteNpy(options.out + "/dense.npy", state.params().data(), {n}));

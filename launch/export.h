@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "core/env.h"
 #include "core/status.h"
 
 namespace tessera::launch {
@@ -15,6 +16,7 @@ struct ExportOptions {
   std::string checkpoint;  // DIR/step-N (or a checkpoint root: its latest)
   std::string out;         // export directory, created
   ExportFormat format = ExportFormat::kNpy;
+  Env* env = Env::Default();  // reads the checkpoint (borrowed)
 };
 
 // Writes, per table, keys.npy (uint64, n) and embeddings.npy (float32, n x dim) sorted by key

@@ -124,7 +124,6 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   float dense_lr = 0.001f, linear_lr = 2.0f;
   int timeout_s = 600, register_timeout_s = 120;
   double heartbeat_timeout_s = 6.0;
-  int checkpoint_file_delay_ms = 0;
   po::options_description desc("tessera train options");
   // clang-format off
   desc.add_options()
@@ -175,14 +174,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("heartbeat-timeout", po::value<double>(&heartbeat_timeout_s)->default_value(heartbeat_timeout_s), "separate processes: seconds without a heartbeat before a node counts as lost and the job stops")
     ("v", po::value<int>(&o.verbosity)->default_value(0), "log verbosity");
   // clang-format on
-  po::options_description hidden("fault injection (tests)");
-  hidden.add_options()("debug-checkpoint-file-delay-ms",
-                       po::value<int>(&checkpoint_file_delay_ms)->default_value(0),
-                       "servers sleep this long before writing each checkpoint file");
-  po::options_description all;
-  all.add(desc).add(hidden);
   po::variables_map vm;
-  ParseOutcome outcome = ParseWith(args, all, "usage: tessera train [options]", &vm, &desc);
+  ParseOutcome outcome = ParseWith(args, desc, "usage: tessera train [options]", &vm, &desc);
   if (!outcome.run) return outcome;
 
   o.ctr = o.model != "mf";
@@ -277,7 +270,6 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     return Fail("--heartbeat-timeout must be in [0.5, 86400] seconds");
   }
   o.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(heartbeat_timeout_s * 1000));
-  o.checkpoint_file_delay = std::chrono::milliseconds(std::max(0, checkpoint_file_delay_ms));
   if (o.checkpoint_every < 0) return Fail("--checkpoint-every must be >= 0");
   if (o.keep_checkpoints < 0) return Fail("--keep-checkpoints must be >= 0");
   if (o.checkpoint_dir.empty() && (o.checkpoint_every > 0 || o.checkpoint_epochs)) {

@@ -54,7 +54,6 @@ struct TrainOptions {
   int keep_checkpoints = 0;
   std::string resume;  // "" | "auto" | a checkpoint directory
   std::chrono::milliseconds heartbeat_timeout{6000};
-  std::chrono::milliseconds checkpoint_file_delay{0};  // fault injection (hidden flag)
 };
 
 // The result of parsing: either options, or "exit now with `exit_code`" after printing `text`

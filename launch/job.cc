@@ -17,12 +17,27 @@
 #include "launch/recovery.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
+#include "tests/testing/fault_env.h"
 #include "worker/inproc_collective.h"
 #include "worker/mpi_collective.h"
 #include "worker/run_worker.h"
 
 namespace tessera::launch {
 namespace {
+
+// The Env every node of this process reaches checkpoint files and the liveness clock through:
+// Env::Default(), or, for the cross-process fault tests only, the fault-injecting Env that the
+// test hook TESSERA_TEST_FAULT_ENV describes (tests/README.md; FaultEnv::FromSpec). The one
+// place that reads that variable. The Env lives as long as the process: every node's threads
+// use it until they are joined, and the heartbeat callbacks until exit.
+StatusOr<Env*> JobEnv() {
+  const char* spec = std::getenv("TESSERA_TEST_FAULT_ENV");
+  if (spec == nullptr || *spec == '\0') return Env::Default();
+  TS_ASSIGN_OR_RETURN(auto env, testing::FaultEnv::FromSpec(Env::Default(), spec));
+  TS_LOG(WARNING) << "test hook TESSERA_TEST_FAULT_ENV=" << spec
+                  << ": checkpoint files go through a fault-injecting environment";
+  return env.release();
+}
 
 server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   server::ServerOptions s;
@@ -70,9 +85,10 @@ worker::WorkerOptions MakeWorkerOptions(const TrainOptions& o) {
   return w;
 }
 
-scheduler::SchedulerOptions MakeSchedulerOptions(const TrainOptions& o, int workers,
+scheduler::SchedulerOptions MakeSchedulerOptions(Env* env, const TrainOptions& o, int workers,
                                                  const ResumePoint& resume) {
   scheduler::SchedulerOptions s;
+  s.env = env;
   s.num_servers = o.servers;
   s.num_workers = workers;
   s.register_timeout = o.register_timeout;
@@ -263,10 +279,11 @@ Status RunTrainInProcess(const TrainOptions& options) {
                 : zmq_options.shared_memory
                     ? "one process, ZeroMQ loopback, large frames in shared memory"
                     : "one process, ZeroMQ loopback");
+  TS_ASSIGN_OR_RETURN(Env * env, JobEnv());
   server::ServerOptions server_options = MakeServerOptions(o);
   const auto tables = DescribeTables(server_options, o.ctr);
-  TS_ASSIGN_OR_RETURN(ResumePoint resume, PrepareResume(o, tables, o.workers));
-  ApplyRecovery(o, resume, tables, &server_options, &o);
+  TS_ASSIGN_OR_RETURN(ResumePoint resume, PrepareResume(env, o, tables, o.workers));
+  ApplyRecovery(env, o, resume, tables, &server_options, &o);
   InProcHub hub;
   std::vector<NodeId> ids = {NodeId::Scheduler()};
   for (int r = 0; r < o.servers; ++r) ids.push_back(NodeId::Server(r));
@@ -290,7 +307,7 @@ Status RunTrainInProcess(const TrainOptions& options) {
 
   // The scheduler listens before any other node starts.
   logging::SetThreadLogTag(NodeId::Scheduler().ToString());
-  scheduler::Scheduler sched(MakeSchedulerOptions(o, o.workers, resume), rpcs[0].get());
+  scheduler::Scheduler sched(MakeSchedulerOptions(env, o, o.workers, resume), rpcs[0].get());
   TS_RETURN_IF_ERROR(sched.Start());
   signals.SetHandler([&sched](int signal) { sched.RequestCheckpoint(signal); });
   std::vector<Status> server_status(o.servers), worker_status(o.workers);
@@ -414,12 +431,14 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
   // Every rank checks the checkpoint to resume from the same way (nothing writes one yet).
   server::ServerOptions server_options = MakeServerOptions(o);
   const auto tables = DescribeTables(server_options, o.ctr);
-  auto resume = PrepareResume(o, tables, workers);
+  auto job_env = JobEnv();
+  auto resume = job_env.ok() ? PrepareResume(*job_env, o, tables, workers)
+                             : StatusOr<ResumePoint>(job_env.status());
   if (!resume.ok()) {
     if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
     return finish(resume.status());
   }
-  ApplyRecovery(o, *resume, tables, &server_options, &o);
+  ApplyRecovery(*job_env, o, *resume, tables, &server_options, &o);
   auto on_abort = [&watchdog](const Status& reason) { watchdog.Arm(reason); };
   server_options.heartbeat_interval = std::chrono::milliseconds(500);
   server_options.heartbeat_timeout = o.heartbeat_timeout;
@@ -435,7 +454,8 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
     case Role::kScheduler: {
       LogStartup(o, env.launcher + ", " + std::to_string(size) + " ranks" +
                         (zmq_options.shared_memory ? ", large frames in shared memory" : ""));
-      scheduler::SchedulerOptions sched_options = MakeSchedulerOptions(o, workers, *resume);
+      scheduler::SchedulerOptions sched_options =
+          MakeSchedulerOptions(*job_env, o, workers, *resume);
       sched_options.heartbeat_timeout = o.heartbeat_timeout;
       scheduler::Scheduler sched(sched_options, &rpc);
       result = sched.Start();

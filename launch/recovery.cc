@@ -77,31 +77,31 @@ Status CheckCheckpointFits(const proto::CheckpointManifest& manifest, const std:
   return OkStatus();
 }
 
-StatusOr<ResumePoint> PrepareResume(const TrainOptions& o,
+StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& o,
                                     const std::vector<proto::TableDescription>& tables,
                                     int num_workers) {
   ResumePoint point;
   if (o.resume.empty()) return point;
-  TS_ASSIGN_OR_RETURN(point.dir, checkpoint::ResolveResume(o.resume, o.checkpoint_dir));
+  TS_ASSIGN_OR_RETURN(point.dir, checkpoint::ResolveResume(env, o.resume, o.checkpoint_dir));
   if (point.dir.empty()) {
     TS_LOG(INFO) << "--resume auto: no complete checkpoint under " << o.checkpoint_dir
                  << ", starting from scratch";
     return point;
   }
-  TS_ASSIGN_OR_RETURN(point.manifest, checkpoint::ReadManifest(point.dir));
+  TS_ASSIGN_OR_RETURN(point.manifest, checkpoint::ReadManifest(env, point.dir));
   TS_RETURN_IF_ERROR(CheckCheckpointFits(point.manifest, point.dir, o, tables, num_workers));
-  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(point.dir, point.manifest, /*checksums=*/false));
+  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(env, point.dir, point.manifest, /*checksums=*/false));
   TS_LOG(INFO) << "resuming from " << point.dir << " (step " << point.manifest.step() << ", "
                << point.manifest.num_servers() << " server(s) then, " << o.servers << " now)";
   return point;
 }
 
-void ApplyRecovery(const TrainOptions& o, const ResumePoint& resume,
+void ApplyRecovery(Env* env, const TrainOptions& o, const ResumePoint& resume,
                    const std::vector<proto::TableDescription>& tables,
                    server::ServerOptions* servers, TrainOptions* nodes) {
   servers->resume_dir = resume.dir;
   servers->resume_manifest = resume.manifest;
-  servers->checkpoint_file_delay = o.checkpoint_file_delay;
+  servers->env = env;
   servers->checkpoint_dir = o.checkpoint_dir;
   for (worker::RecoveryOptions* r : {&nodes->mf.recovery, &nodes->ctr_options.recovery}) {
     r->checkpoint_dir = o.checkpoint_dir;
@@ -110,6 +110,7 @@ void ApplyRecovery(const TrainOptions& o, const ResumePoint& resume,
     r->tables = tables;
     r->resume_dir = resume.dir;
     r->resume_manifest = resume.manifest;
+    r->env = env;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/env.h"
 #include "core/mutex.h"
 #include "launch/flags.h"
 #include "proto/checkpoint.pb.h"
@@ -27,7 +28,8 @@ struct ResumePoint {
 // Resolves --resume (auto: the newest complete checkpoint under --checkpoint-dir, or none) and
 // checks the checkpoint against this job: every file present with its recorded size, the same
 // model, tables (dims, optimizers) and number of workers. The message says which and why.
-StatusOr<ResumePoint> PrepareResume(const TrainOptions& options,
+// Files are read through `env`.
+StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& options,
                                     const std::vector<proto::TableDescription>& tables,
                                     int num_workers);
 // The model part of that check (unit-tested).
@@ -35,8 +37,8 @@ Status CheckCheckpointFits(const proto::CheckpointManifest& manifest, const std:
                            const TrainOptions& options,
                            const std::vector<proto::TableDescription>& tables, int num_workers);
 
-// Puts the checkpoint options and the resume point into every node's options.
-void ApplyRecovery(const TrainOptions& options, const ResumePoint& resume,
+// Puts the checkpoint options, the resume point and the Env into every node's options.
+void ApplyRecovery(Env* env, const TrainOptions& options, const ResumePoint& resume,
                    const std::vector<proto::TableDescription>& tables,
                    server::ServerOptions* servers, TrainOptions* nodes);
 

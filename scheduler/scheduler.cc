@@ -21,10 +21,10 @@ Status Scheduler::Start() {
     return Status::InvalidArgument("a job needs at least one server and one worker");
   }
   if (!options_.checkpoint_dir.empty()) {
-    TS_RETURN_IF_ERROR(
-        checkpoint::MakeDirs(options_.checkpoint_dir).WithContext("--checkpoint-dir"));
+    TS_RETURN_IF_ERROR(checkpoint::MakeDirs(options_.env, options_.checkpoint_dir)
+                           .WithContext("--checkpoint-dir"));
     // Directories of checkpoints a crash interrupted; no node writes before registration ends.
-    checkpoint::RemoveIncomplete(options_.checkpoint_dir);
+    checkpoint::RemoveIncomplete(options_.env, options_.checkpoint_dir);
   }
   return rpc_->Start([this](Message&& m) { HandleRequest(std::move(m)); });
 }
@@ -98,7 +98,8 @@ void Scheduler::HandleRegister(Message&& request) {
   if (static_cast<int>(registered_.size()) < options_.num_servers + options_.num_workers) return;
 
   all_registered_ = true;
-  for (const auto& [peer, reg] : registered_) last_seen_[peer] = std::chrono::steady_clock::now();
+  const auto now = options_.env->Now();
+  for (const auto& [peer, reg] : registered_) last_seen_[peer] = now;
   proto::ClusterInfo info;
   info.set_num_servers(options_.num_servers);
   info.set_num_workers(options_.num_workers);
@@ -224,8 +225,9 @@ void Scheduler::HandleHeartbeat(Message&& request) {
   {
     MutexLock lock(&mu_);
     auto it = last_seen_.find(*node);
-    if (it != last_seen_.end()) it->second = std::chrono::steady_clock::now();
+    if (it != last_seen_.end()) it->second = options_.env->Now();
     step_ = std::max(step_, body.step());
+    CheckLivenessLocked();
   }
   (void)rpc_->Reply(request, Message());
 }
@@ -280,7 +282,7 @@ void Scheduler::HandleCheckpoint(Message&& request) {
 
 void Scheduler::CheckLivenessLocked() {
   if (options_.heartbeat_timeout.count() <= 0 || !abort_status_.ok()) return;
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = options_.env->Now();
   for (const auto& [node, seen] : last_seen_) {
     if (now - seen <= options_.heartbeat_timeout) continue;
     const auto& reg = registered_.at(node);
@@ -296,7 +298,7 @@ void Scheduler::CheckLivenessLocked() {
 }
 
 Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = options_.env->Now();
   std::vector<std::pair<NodeId, std::future<StatusOr<Message>>>> calls;
   proto::CheckpointRequest ask;
   ask.set_step(p.step);
@@ -313,7 +315,7 @@ Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
       MutexLock lock(&mu_);
       CheckLivenessLocked();
       if (!abort_status_.ok()) return abort_status_;
-      if (std::chrono::steady_clock::now() > deadline) {
+      if (options_.env->Now() > deadline) {
         return Status::DeadlineExceeded("CHECKPOINT of " + id.ToString() + ": no reply within " +
                                         std::to_string(options_.checkpoint_timeout.count()) +
                                         " ms");
@@ -351,12 +353,12 @@ Status Scheduler::WriteCheckpoint(PendingCheckpoint& p) {
     }
     *manifest.add_files() = f;
   }
-  TS_RETURN_IF_ERROR(checkpoint::WriteManifest(p.dir, manifest));
-  TS_RETURN_IF_ERROR(checkpoint::Commit(options_.checkpoint_dir, p.step));
-  Status pruned = checkpoint::Prune(options_.checkpoint_dir, options_.keep_checkpoints, p.step);
+  TS_RETURN_IF_ERROR(checkpoint::WriteManifest(options_.env, p.dir, manifest));
+  TS_RETURN_IF_ERROR(checkpoint::Commit(options_.env, options_.checkpoint_dir, p.step));
+  Status pruned =
+      checkpoint::Prune(options_.env, options_.checkpoint_dir, options_.keep_checkpoints, p.step);
   if (!pruned.ok()) TS_LOG(WARNING) << "old checkpoints not deleted: " << pruned.message();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(options_.env->Now() - start).count();
   char line[160];
   std::snprintf(line, sizeof(line), "%d files, %llu rows, %.1f MB in %.2f s (%.2f GB/s)",
                 manifest.files_size(), static_cast<unsigned long long>(rows), bytes / 1e6, seconds,

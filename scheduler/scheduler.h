@@ -9,6 +9,7 @@
 #include <map>
 #include <vector>
 
+#include "core/env.h"
 #include "core/mutex.h"
 #include "core/rpc.h"
 #include "core/shard_map.h"
@@ -32,8 +33,11 @@ struct SchedulerOptions {
   // The checkpoint this job resumed from ("" = none): the last complete one until a new one.
   std::string resumed_from;
   // Liveness: a server or worker not heard from for this long is lost and the job ends
-  // (0 = no liveness checks, as for threads of one process).
+  // (0 = no liveness checks, as for threads of one process). Silence is measured on env's clock.
   std::chrono::milliseconds heartbeat_timeout{0};
+  // Checkpoint directories and manifests, and the liveness clock (borrowed; outlives the
+  // scheduler).
+  Env* env = Env::Default();
 };
 
 class Scheduler {
@@ -81,7 +85,8 @@ class Scheduler {
   void HandleHeartbeat(Message&& request) TS_EXCLUDES(mu_);
   // Asks every server for its rows, writes the manifest and commits: the Run() thread.
   Status WriteCheckpoint(PendingCheckpoint& pending) TS_EXCLUDES(mu_);
-  // Lost nodes (no heartbeat within the timeout) abort the job.
+  // Lost nodes (no heartbeat within the timeout, on options_.env's clock) abort the job; checked
+  // periodically by Run() and whenever a heartbeat arrives.
   void CheckLivenessLocked() TS_REQUIRES(mu_);
   // Records the first failure, answers everyone waiting with it, and wakes Run().
   void AbortLocked(const Status& reason) TS_REQUIRES(mu_);
@@ -108,7 +113,7 @@ class Scheduler {
   bool stopped_by_signal_ TS_GUARDED_BY(mu_) = false;
   std::string last_checkpoint_ TS_GUARDED_BY(mu_);
   int64_t step_ TS_GUARDED_BY(mu_) = 0;
-  std::map<NodeId, std::chrono::steady_clock::time_point> last_seen_ TS_GUARDED_BY(mu_);
+  std::map<NodeId, Env::Clock::time_point> last_seen_ TS_GUARDED_BY(mu_);
 };
 
 }  // namespace tessera::scheduler

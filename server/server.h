@@ -10,22 +10,25 @@
 // Consistency (BSP): a PULL for step c is answered only once every worker's PUSH of every step
 // before c has been applied. With `deterministic`, the pushes of a step are applied in worker-
 // rank order, so the model does not depend on message timing or on the number of servers.
+//
+// Files: server.cc routes (requests, validation, hand-off to the shards, replies); shard.h holds
+// a shard thread (the BSP gate, ordering, pull cache); server_checkpoint.cc writes and loads the
+// rows of checkpoints (through core/row_file.h and the options' Env).
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
-#include "core/blocking_queue.h"
 #include "core/cluster.h"
+#include "core/env.h"
+#include "core/mutex.h"
 #include "core/rpc.h"
 #include "proto/checkpoint.pb.h"
 #include "server/embedding_table.h"
+#include "server/shard.h"
 
 namespace tessera::server {
 
@@ -42,8 +45,8 @@ struct ServerOptions {
   // (described by resume_manifest) and continue at its step. Empty: start with empty tables.
   std::string resume_dir;
   proto::CheckpointManifest resume_manifest;
-  // Fault injection for tests: sleep this long before writing each checkpoint file.
-  std::chrono::milliseconds checkpoint_file_delay{0};
+  // Checkpoint files are written and read through this Env (borrowed; it outlives the server).
+  Env* env = Env::Default();
   // Liveness (separate processes only): heartbeat period (0 = off) and how long the scheduler
   // may stay silent before the server gives up; on_abort (may be empty) hears why the job ended.
   std::chrono::milliseconds heartbeat_interval{0};
@@ -87,30 +90,10 @@ class Server {
   const float* PeekRow(uint32_t table_id, uint64_t key) const;
 
  private:
-  struct Request;
-  struct CheckpointJob;
-  struct WorkItem {
-    std::shared_ptr<Request> request;
-    std::shared_ptr<CheckpointJob> checkpoint;  // set: write this shard's rows instead
-    std::vector<uint32_t> positions;  // key indices this shard thread owns (all when `all`)
-    bool all = false;
-  };
-  struct Shard;
-
   Server(const ServerOptions& options, int rank, RpcNode* rpc);
   Status ValidateAndRoute(Message&& message);
-  void ShardLoop(Shard* shard);
-  void Process(Shard* shard, WorkItem& item);
-  void ApplyPush(Shard* shard, WorkItem& item);
-  void ServePull(Shard* shard, WorkItem& item);
+  // A shard thread finished its part of `request`; the last part sends the reply.
   void FinishPart(const std::shared_ptr<Request>& request);
-  // ApplySparseUpdateCpu on `rows`, split with the shard's helper when it has one.
-  Status UpdateRows(Shard* shard, const kernels::OptimizerParams& p, float* const* rows,
-                    const float* grads, int64_t count, int dim);
-  // Copies the weights of rows[0..n) (or the initial weights of keys[i] where rows[i] is null)
-  // to out, dim floats each; split with the shard's helper when it has one.
-  void CopyRows(Shard* shard, const EmbeddingTable& table, const uint64_t* keys, float* const* rows,
-                uint64_t n, float* out);
   // COMMAND_CHECKPOINT from the scheduler: every shard thread writes its rows (WriteShardRows),
   // the last one replies with the list of files.
   void StartCheckpoint(Message&& request);
@@ -129,12 +112,12 @@ class Server {
   int num_workers_ = 0;
   std::vector<std::unique_ptr<Shard>> shards_;
 
-  std::mutex mu_;
-  std::condition_variable stopped_cv_;
-  bool started_ = false;                 // GUARDED_BY(mu_)
-  std::vector<Message> early_requests_;  // GUARDED_BY(mu_): arrived before Start()
-  bool shutdown_requested_ = false;      // GUARDED_BY(mu_)
-  Status abort_status_;                  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar stopped_cv_;
+  bool started_ TS_GUARDED_BY(mu_) = false;
+  std::vector<Message> early_requests_ TS_GUARDED_BY(mu_);  // arrived before Start()
+  bool shutdown_requested_ TS_GUARDED_BY(mu_) = false;
+  Status abort_status_ TS_GUARDED_BY(mu_);
   std::atomic<int64_t> rejected_{0};
 };
 

@@ -190,8 +190,9 @@ Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::Check
   *dense.mutable_params() = {params_.begin(), params_.end()};
   *dense.mutable_optimizer_slots() = {dense_state_.slots.begin(), dense_state_.slots.end()};
   dense.set_optimizer_step(dense_state_.step);
-  TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
-                      checkpoint::WriteProtoFile(dir + "/" + kDenseFile, dense));
+  TS_ASSIGN_OR_RETURN(
+      proto::CheckpointFile entry,
+      checkpoint::WriteProtoFile(options_.recovery.env, dir + "/" + kDenseFile, dense));
   entry.set_kind(proto::CheckpointFile::KIND_DENSE);
   files->push_back(std::move(entry));
   model->set_type(CtrModelName(model_config_.kind));
@@ -226,7 +227,7 @@ Status CtrTask::Restore(const proto::CheckpointManifest& manifest, const std::st
   const proto::CheckpointFile* entry = checkpoint::FindFile(manifest, kDenseFile);
   if (entry == nullptr) return Status::InvalidArgument("checkpoint " + dir + " has no dense state");
   proto::DenseCheckpoint dense;
-  TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(dir, *entry, &dense));
+  TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(options_.recovery.env, dir, *entry, &dense));
   if (dense.params_size() != static_cast<int>(params_.size()) ||
       dense.optimizer_slots_size() != static_cast<int>(dense_state_.slots.size())) {
     return Status::DataLoss("checkpoint file " + dir + "/" + kDenseFile +

@@ -7,15 +7,12 @@
 namespace tessera::worker {
 namespace {
 
-std::string PositionFileName(int rank) { return "worker-" + std::to_string(rank) + ".state"; }
-
 // DIR/worker-<rank>.state; appends its entry to *files.
-Status WriteWorkerPosition(const std::string& dir, int rank,
+Status WriteWorkerPosition(Env* env, const std::string& dir, int rank,
                            const proto::WorkerCheckpoint& position,
                            std::vector<proto::CheckpointFile>* files) {
   TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
-                      checkpoint::WriteProtoFile(dir + "/" + PositionFileName(rank), position));
-  entry.set_kind(proto::CheckpointFile::KIND_WORKER);
+                      checkpoint::WriteWorkerPosition(env, dir, rank, position));
   files->push_back(std::move(entry));
   return OkStatus();
 }
@@ -54,7 +51,7 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(const proto::WorkerCheckpoint& pos
                    (options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0);
   if (due && step != last_step_written_) {
     const std::string dir = options_.checkpoint_dir + "/" + checkpoint::TmpDirName(step);
-    TS_RETURN_IF_ERROR(checkpoint::MakeDirs(dir));
+    TS_RETURN_IF_ERROR(checkpoint::MakeDirs(options_.env, dir));
     proto::CheckpointRequest request;
     request.set_step(step);
     request.set_dir(dir);
@@ -62,7 +59,7 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(const proto::WorkerCheckpoint& pos
     const int rank = rpc_->self().rank;
     std::vector<proto::CheckpointFile> files;
     Status written = write_(dir, &files, rank == 0 ? request.mutable_model() : nullptr);
-    if (written.ok()) written = WriteWorkerPosition(dir, rank, position, &files);
+    if (written.ok()) written = WriteWorkerPosition(options_.env, dir, rank, position, &files);
     if (!written.ok()) {
       return Status(written.code(),
                     "checkpoint of step " + std::to_string(step) + " failed (" + written.message() +
@@ -111,16 +108,9 @@ StatusOr<proto::WorkerCheckpoint> StartPosition(const RecoveryOptions& options, 
                                                 int64_t steps_per_epoch) {
   if (options.resume_dir.empty()) return proto::WorkerCheckpoint();
   const int rank = rpc.self().rank;
-  const proto::CheckpointFile* entry =
-      checkpoint::FindFile(options.resume_manifest, PositionFileName(rank));
-  if (entry == nullptr) {
-    return Status::InvalidArgument("checkpoint " + options.resume_dir + " has no " +
-                                   PositionFileName(rank) + " (written by " +
-                                   std::to_string(options.resume_manifest.num_workers()) +
-                                   " workers; resuming needs the same number)");
-  }
-  proto::WorkerCheckpoint position;
-  TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(options.resume_dir, *entry, &position));
+  TS_ASSIGN_OR_RETURN(proto::WorkerCheckpoint position,
+                      checkpoint::ReadWorkerPosition(options.env, options.resume_dir,
+                                                     options.resume_manifest, rank));
   if (rank == 0) {
     TS_LOG(INFO) << "resumed from " << options.resume_dir << " at step " << position.step()
                  << " (epoch " << position.epoch() + 1 << ", step " << position.step_in_epoch()

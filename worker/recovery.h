@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/env.h"
 #include "core/rpc.h"
 #include "proto/checkpoint.pb.h"
 
@@ -43,6 +44,8 @@ struct RecoveryOptions {
   // Called (from any thread) when this node learns that the job failed: the launcher's
   // watchdog, so that a process blocked in a collective still exits.
   std::function<void(const Status&)> on_abort;
+  // Checkpoint files are written and read through this Env (borrowed; outlives the worker).
+  Env* env = Env::Default();
   // The worker's current step, for its heartbeats (shared by copies of these options).
   std::shared_ptr<std::atomic<int64_t>> current_step = std::make_shared<std::atomic<int64_t>>(0);
 };

@@ -34,8 +34,8 @@ std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOp
                                                   std::shared_ptr<std::atomic<bool>> aborted) {
   if (recovery.heartbeat_interval.count() <= 0) return nullptr;
   auto on_lost = [rpc, aborted, on_abort = recovery.on_abort, dir = recovery.checkpoint_dir,
-                  step = recovery.current_step](const Status& lost) {
-    const std::string latest = dir.empty() ? "" : checkpoint::FindLatest(dir);
+                  step = recovery.current_step, env = recovery.env](const Status& lost) {
+    const std::string latest = dir.empty() ? "" : checkpoint::FindLatest(env, dir);
     const Status reason(lost.code(), rpc->self().ToString() + ": " + lost.message() + " at step " +
                                          std::to_string(step->load()) + "; " +
                                          checkpoint::ResumeHint(latest, dir));

@@ -20,13 +20,16 @@ Modes:
         heartbeats and a killed worker by mpirun: every process exits non-zero within 15 s, the message names the
         lost node, the step and the --resume to use.
   --mode full
-        A checkpoint that runs out of disk space (a small tmpfs) ends the job with one line giving
-        the reason and the previous checkpoint to resume from, and that checkpoint is intact.
+        A checkpoint that runs out of disk space ends the job with one line giving the reason and
+        the previous checkpoint to resume from, and that checkpoint is intact.
   --mode export
         `tessera export` writes .npy files numpy.load reads (and a text form with the same
         values); scores computed from them in Python equal `tessera recommend`'s; a DeepFM
         export has the dense parameters and layer shapes of model.json.
 The seed of the random kill steps is printed; set TESSERA_IT_SEED to repeat a run.
+
+Slow checkpoint files and a full disk come from the test hook TESSERA_TEST_FAULT_ENV (a
+fault-injecting file environment in the tessera processes; tests/README.md).
 """
 
 import json
@@ -41,6 +44,14 @@ import tessera_it as it
 KILL_LIMIT_S = 120
 MF_DATA = dict(users=2000, items=500, ratings=100000)
 MF_ARGS = ["--epochs", 25, "--batch-size", 256, "--deterministic", "--seed", 3]
+# The test hook (tests/README.md): servers take `ms` to create each checkpoint row file.
+FAULT_ENV = "TESSERA_TEST_FAULT_ENV"
+
+
+def slow_row_files(ms):
+    return {FAULT_ENV: f"create_delay_ms={ms},create_delay_suffix=.rows"}
+
+
 CTR_ARGS = ["--model", "deepfm", "--emb-dim", 8, "--mlp", "32,16", "--batch-size", 256,
             "--epochs", 3, "--eval-every", 25, "--deterministic", "--seed", 5]
 
@@ -48,13 +59,15 @@ CTR_ARGS = ["--model", "deepfm", "--emb-dim", 8, "--mlp", "32,16", "--batch-size
 class Job:
     """A tessera (or mpirun) process group started in the background, its stderr in a file."""
 
-    def __init__(self, ctx, cmd, name, mpi=False):
+    def __init__(self, ctx, cmd, name, mpi=False, extra_env=None):
         self.name = name
         self.log_path = ctx.path(f"{name}.log")
         env = dict(os.environ)
         env.update(ctx.env())
         if mpi:
             env.update(it.MPI_ENV)
+        if extra_env:
+            env.update(extra_env)
         self.cmd = [str(c) for c in cmd]
         print(f"$ {' '.join(self.cmd)}   (background: {name})", flush=True)
         self.log = open(self.log_path, "w", encoding="utf-8")
@@ -243,11 +256,10 @@ def torn_mode(ctx):
     setup = Setup(ctx, "mf")
     ckpt = ctx.path("ckpt")
     metrics = ctx.path("torn.jsonl")
-    # Servers sleep 0.4 s before each checkpoint file, so the kill lands mid-write.
+    # Servers take 0.4 s to create each checkpoint row file, so the kill lands mid-write.
     cmd = [ctx.tessera] + setup.run_args(ckpt, metrics, [
-        "--servers", 2, "--workers", 2, "--checkpoint-every", setup.every,
-        "--debug-checkpoint-file-delay-ms", 400])
-    with Job(ctx, cmd, "torn") as job:
+        "--servers", 2, "--workers", 2, "--checkpoint-every", setup.every])
+    with Job(ctx, cmd, "torn", extra_env=slow_row_files(400)) as job:
         wait_for("a complete checkpoint", lambda: latest_step(ckpt) >= setup.every, job)
         complete = latest_step(ckpt)
         tmp = wait_for("a checkpoint being written", lambda: [
@@ -298,9 +310,8 @@ def signals_mode(ctx):
     # SIGTERM while the SIGUSR1 checkpoint is being written: a second checkpoint, then a stop.
     ckpt = ctx.path("ckpt-usr1-term")
     metrics = ctx.path("usr1-term.jsonl")
-    cmd = [ctx.tessera] + setup.run_args(ckpt, metrics, [
-        "--servers", 2, "--workers", 2, "--debug-checkpoint-file-delay-ms", 500])
-    with Job(ctx, cmd, "usr1-term") as job:
+    cmd = [ctx.tessera] + setup.run_args(ckpt, metrics, ["--servers", 2, "--workers", 2])
+    with Job(ctx, cmd, "usr1-term", extra_env=slow_row_files(500)) as job:
         wait_for("training", lambda: "epoch 2/" in job.text(), job)
         job.proc.send_signal(signal.SIGUSR1)
         wait_for("the SIGUSR1 checkpoint being written",
@@ -359,12 +370,10 @@ def lost_mode(ctx):
     for victim, rank, sig, mid_checkpoint in cases:
         ckpt = ctx.path(f"ckpt-lost-{rank}-{sig}-{mid_checkpoint}")
         extra = ["--servers", 2, "--checkpoint-every", setup.every]
-        if mid_checkpoint:
-            # Servers take 2 s per checkpoint file: the node is lost while they write.
-            extra += ["--debug-checkpoint-file-delay-ms", 2000]
+        # Mid-checkpoint: servers take 2 s per row file, so the node is lost while they write.
         args = setup.run_args(ckpt, ctx.path("lost.jsonl"), extra)
         with Job(ctx, [ctx.mpiexec, "-np", 5, ctx.tessera] + args, f"lost-{victim}-{rank}",
-                 mpi=True) as job:
+                 mpi=True, extra_env=slow_row_files(2000) if mid_checkpoint else None) as job:
             if mid_checkpoint:
                 wait_for("a checkpoint being written",
                          lambda: os.path.isdir(ckpt) and any(
@@ -517,32 +526,25 @@ def full_disk_mode(ctx):
     """A checkpoint that hits a full disk ends the job with the reason; the previous one stays
     complete and usable."""
     setup = Setup(ctx, "mf")
-    small = ctx.path("small")
-    os.makedirs(small)
-    # Room for two checkpoints of this job (about 0.7 MB each), not three.
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1700k", "tmpfs", small],
-                           capture_output=True, text=True, check=False)
-    if mount.returncode != 0:
-        raise it.Skip(f"cannot mount a small tmpfs here: {mount.stderr.strip()}")
-    try:
-        ckpt = os.path.join(small, "ckpt")
-        res = ctx.tessera_run(setup.run_args(ckpt, ctx.path("full.jsonl"), [
-            "--servers", 2, "--workers", 2, "--checkpoint-every", setup.every]), 300)
-        it.check(res.returncode not in (0, 2) and not res.timed_out,
-                 f"a full disk: exit {res.returncode}\n{res.tail()}")
-        step = latest_step(ckpt)
-        previous = os.path.join(ckpt, f"step-{step}")
-        line = it.grep(r"^tessera: error: .*checkpoint of step \d+ failed .*No space left on "
-                       r"device.*", res.stderr)
-        it.check(line, f"no line with the reason\n{res.tail()}")
-        it.check(step > 0 and "--resume " + previous in line.group(0),
-                 f"the line does not name the previous checkpoint {previous}: {line.group(0)}")
-        print(f"  full disk: {line.group(0)[:160]}...")
-        res = ctx.tessera_run(["export", "--checkpoint", previous, "--out",
-                               ctx.path("export")], 120)
-        it.expect_exit(res, 0, "export of the checkpoint before the full disk")
-    finally:
-        subprocess.run(["umount", small], check=False)
+    ckpt = ctx.path("ckpt")
+    # A disk with room for two checkpoints of this job (about 0.7 MB each), not three: the
+    # process's checkpoint writes fail with ENOSPC once 1700 kB are written (the test hook).
+    env = ctx.env()
+    env[FAULT_ENV] = "disk_bytes=1700000"
+    res = it.run([ctx.tessera] + setup.run_args(ckpt, ctx.path("full.jsonl"), [
+        "--servers", 2, "--workers", 2, "--checkpoint-every", setup.every]), 300, env=env)
+    it.check(res.returncode not in (0, 2) and not res.timed_out,
+             f"a full disk: exit {res.returncode}\n{res.tail()}")
+    step = latest_step(ckpt)
+    previous = os.path.join(ckpt, f"step-{step}")
+    line = it.grep(r"^tessera: error: .*checkpoint of step \d+ failed .*No space left on "
+                   r"device.*", res.stderr)
+    it.check(line, f"no line with the reason\n{res.tail()}")
+    it.check(step > 0 and "--resume " + previous in line.group(0),
+             f"the line does not name the previous checkpoint {previous}: {line.group(0)}")
+    print(f"  full disk: {line.group(0)[:160]}...")
+    res = ctx.tessera_run(["export", "--checkpoint", previous, "--out", ctx.path("export")], 120)
+    it.expect_exit(res, 0, "export of the checkpoint before the full disk")
 
 
 MODES = {"kill": kill_mode, "full": full_disk_mode, "torn": torn_mode, "signals": signals_mode, "lost": lost_mode,

@@ -71,12 +71,12 @@ TEST(RecoveryTest, ResumeFromADirectoryWithoutManifestFailsBeforeTraining) {
   testing::TempDir dir;
   MfJob job;
   job.options.resume = dir.path();
-  auto resume = PrepareResume(job.options, job.tables, 1);
+  auto resume = PrepareResume(Env::Default(), job.options, job.tables, 1);
   EXPECT_EQ(resume.status().code(), StatusCode::kNotFound);
   // auto with nothing there: a fresh start, not an error (a first run under a requeue script).
   job.options.resume = "auto";
   job.options.checkpoint_dir = dir.path();
-  auto fresh = PrepareResume(job.options, job.tables, 1);
+  auto fresh = PrepareResume(Env::Default(), job.options, job.tables, 1);
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(fresh->dir, "");
 }

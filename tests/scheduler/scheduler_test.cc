@@ -6,6 +6,7 @@
 
 #include "core/cluster.h"
 #include "core/inproc_transport.h"
+#include "tests/testing/fault_env.h"
 
 namespace tessera::scheduler {
 namespace {
@@ -16,8 +17,11 @@ using std::chrono::milliseconds;
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override { Build(2, 2, milliseconds(10000)); }
-  void Build(int servers, int workers, milliseconds register_timeout) {
+  void Build(int servers, int workers, milliseconds register_timeout,
+             milliseconds heartbeat_timeout = milliseconds(0)) {
     SchedulerOptions options;
+    options.heartbeat_timeout = heartbeat_timeout;
+    options.env = &env_;
     options.num_servers = servers;
     options.num_workers = workers;
     options.register_timeout = register_timeout;
@@ -56,6 +60,17 @@ class SchedulerTest : public ::testing::Test {
     return node(i).Call(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_REDUCE, r));
   }
 
+  // A heartbeat from node i at `step`, answered.
+  Status Heartbeat(size_t i, int64_t step) {
+    proto::Heartbeat beat;
+    beat.set_step(step);
+    return node(i)
+        .CallAndWait(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_HEARTBEAT, beat),
+                     milliseconds(5000))
+        .status();
+  }
+
+  testing::FaultEnv env_;  // the liveness clock
   InProcHub hub_;
   std::vector<std::unique_ptr<InProcTransport>> transports_;
   std::vector<std::unique_ptr<RpcNode>> rpcs_;
@@ -176,6 +191,42 @@ TEST_F(SchedulerTest, DoneFromEveryWorkerShutsServersDownAndReleasesWorkers) {
   for (auto& d : done) EXPECT_TRUE(RpcNode::Wait(d, milliseconds(5000), "done").ok());
   run.join();
   EXPECT_EQ(shutdowns.load(), 2);
+}
+
+class SchedulerLivenessTest : public SchedulerTest {
+ protected:
+  void SetUp() override {
+    env_.UseManualClock();
+    Build(1, 2, milliseconds(10000), /*heartbeat_timeout=*/milliseconds(6000));
+  }
+};
+
+TEST_F(SchedulerLivenessTest, NodeSilentLongerThanTheTimeoutOnTheClockIsLost) {
+  for (size_t i = 1; i < rpcs_.size(); ++i) ASSERT_TRUE(node(i).Start(nullptr).ok());
+  ASSERT_EQ(RegisterAll(1, rpcs_.size()).size(), 3u);
+  const size_t server = 1, worker0 = 2, worker1 = 3;
+  // 5 s of silence is within the timeout: every heartbeat is answered.
+  env_.AdvanceClock(std::chrono::seconds(5));
+  for (size_t i : {server, worker0, worker1}) {
+    EXPECT_TRUE(Heartbeat(i, 12).ok());
+  }
+  // Worker 1 falls silent; the others go on for 6.5 s, just past the timeout.
+  env_.AdvanceClock(std::chrono::milliseconds(3500));
+  for (size_t i : {server, worker0}) {
+    EXPECT_TRUE(Heartbeat(i, 14).ok());
+  }
+  auto waiting = Reduce(worker0, 0, {1.0});
+  env_.AdvanceClock(std::chrono::milliseconds(3000));
+  ASSERT_TRUE(Heartbeat(server, 15).ok());
+  // The heartbeat that found worker:1 lost ended the job: waiting calls fail with the reason.
+  auto reduce = RpcNode::Wait(waiting, milliseconds(5000), "reduce");
+  EXPECT_EQ(reduce.status().code(), StatusCode::kUnavailable);
+  Status run = scheduler_->Run();
+  EXPECT_EQ(run.code(), StatusCode::kUnavailable);
+  EXPECT_NE(run.message().find("lost worker:1"), std::string::npos) << run.message();
+  EXPECT_NE(run.message().find("no heartbeat for 6.5 s"), std::string::npos) << run.message();
+  EXPECT_NE(run.message().find("stopped at step 15"), std::string::npos) << run.message();
+  EXPECT_EQ(run.message().find("worker:0"), std::string::npos) << run.message();
 }
 
 }  // namespace

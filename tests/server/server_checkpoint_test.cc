@@ -1,5 +1,7 @@
 // Checkpoints of the server role: rows written per slot range on the shard threads, and loaded
-// again by a job with a different number of servers (2 -> 3 -> 2), bit for bit.
+// again by a job with a different number of servers (2 -> 3 -> 2), bit for bit; a failed write,
+// a full disk, a crash before the commit's rename and a corrupt file (through FaultEnv) each
+// leave the previous checkpoint to resume from.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -8,7 +10,9 @@
 #include "core/checkpoint.h"
 #include "core/inproc_transport.h"
 #include "core/logging.h"
+#include "core/row_file.h"
 #include "server/server.h"
+#include "tests/testing/fault_env.h"
 #include "tests/testing/test_util.h"
 
 namespace tessera::server {
@@ -37,8 +41,9 @@ std::vector<TableOptions> Tables(kernels::OptimizerKind kind) {
 class Cluster {
  public:
   Cluster(int num_servers, int shard_threads, kernels::OptimizerKind kind,
-          const std::string& resume_dir = "", const proto::CheckpointManifest& manifest = {})
-      : map_(ShardMap::Even(num_servers, 1)) {
+          const std::string& resume_dir = "", const proto::CheckpointManifest& manifest = {},
+          Env* env = Env::Default())
+      : map_(ShardMap::Even(num_servers, 1)), env_(env) {
     scheduler_transport_ = std::make_unique<InProcTransport>(&hub_, NodeId::Scheduler());
     scheduler_ = std::make_unique<RpcNode>(scheduler_transport_.get());
     TS_CHECK_OK(scheduler_->Start(nullptr));
@@ -50,6 +55,7 @@ class Cluster {
     options.num_shard_threads = shard_threads;
     options.resume_dir = resume_dir;
     options.resume_manifest = manifest;
+    options.env = env;
     for (int r = 0; r < num_servers; ++r) {
       transports_.push_back(std::make_unique<InProcTransport>(&hub_, NodeId::Server(r)));
       rpcs_.push_back(std::make_unique<RpcNode>(transports_.back().get()));
@@ -104,8 +110,13 @@ class Cluster {
   // What the scheduler does: asks every server for its rows of `step`, writes the manifest and
   // commits the checkpoint under `root`. Returns its directory.
   std::string Checkpoint(const std::string& root, int64_t step) {
+    auto dir = TryCheckpoint(root, step);
+    TS_CHECK(dir.ok()) << dir.status().ToString();
+    return *dir;
+  }
+  StatusOr<std::string> TryCheckpoint(const std::string& root, int64_t step) {
     const std::string tmp = root + "/" + checkpoint::TmpDirName(step);
-    TS_CHECK_OK(checkpoint::MakeDirs(tmp));
+    TS_RETURN_IF_ERROR(checkpoint::MakeDirs(env_, tmp));
     proto::CheckpointManifest manifest;
     manifest.set_format_version(checkpoint::kFormatVersion);
     manifest.set_step(step);
@@ -115,15 +126,16 @@ class Cluster {
       proto::CheckpointRequest ask;
       ask.set_step(step);
       ask.set_dir(tmp);
-      auto reply = scheduler_->CallAndWait(
-          NodeId::Server(r), MakeControlMessage(proto::COMMAND_CHECKPOINT, ask), kWait);
-      TS_CHECK(reply.ok()) << reply.status().ToString();
+      TS_ASSIGN_OR_RETURN(
+          Message reply,
+          scheduler_->CallAndWait(NodeId::Server(r),
+                                  MakeControlMessage(proto::COMMAND_CHECKPOINT, ask), kWait));
       proto::CheckpointRequest files;
-      TS_CHECK_OK(ParseControlBody(*reply, &files));
+      TS_RETURN_IF_ERROR(ParseControlBody(reply, &files));
       for (const auto& f : files.files()) *manifest.add_files() = f;
     }
-    TS_CHECK_OK(checkpoint::WriteManifest(tmp, manifest));
-    TS_CHECK_OK(checkpoint::Commit(root, step));
+    TS_RETURN_IF_ERROR(checkpoint::WriteManifest(env_, tmp, manifest));
+    TS_RETURN_IF_ERROR(checkpoint::Commit(env_, root, step));
     return root + "/" + checkpoint::StepDirName(step);
   }
 
@@ -152,6 +164,7 @@ class Cluster {
  private:
   InProcHub hub_;
   ShardMap map_;
+  Env* const env_;
   std::unique_ptr<Transport> scheduler_transport_, worker_transport_;
   std::unique_ptr<RpcNode> scheduler_, worker_;
   std::vector<std::unique_ptr<Transport>> transports_;
@@ -179,7 +192,7 @@ TEST_P(ServerCheckpointTest, RowsMoveFromTwoToThreeServersAndBackBitForBit) {
   for (int64_t c = 0; c < 3; ++c) two.Step(c, keys);
   const std::string first = two.Checkpoint(root.path(), 3);
 
-  Cluster three(3, 1, kind, first, *checkpoint::ReadManifest(first));
+  Cluster three(3, 1, kind, first, *checkpoint::ReadManifest(Env::Default(), first));
   ASSERT_TRUE(three.start_status_.ok()) << three.start_status_.ToString();
   EXPECT_EQ(three.Rows(), two.Rows());
   for (uint32_t t = 0; t < 2; ++t) {
@@ -191,7 +204,7 @@ TEST_P(ServerCheckpointTest, RowsMoveFromTwoToThreeServersAndBackBitForBit) {
   three.Step(3, keys);
   const std::string second = three.Checkpoint(root.path(), 4);
 
-  Cluster back(2, 3, kind, second, *checkpoint::ReadManifest(second));
+  Cluster back(2, 3, kind, second, *checkpoint::ReadManifest(Env::Default(), second));
   ASSERT_TRUE(back.start_status_.ok()) << back.start_status_.ToString();
   EXPECT_EQ(back.Rows(), two.Rows());
   for (uint32_t t = 0; t < 2; ++t) {
@@ -226,7 +239,7 @@ TEST(ServerCheckpointTest, CorruptRowFileOrOtherOptimizerIsRefusedAtStart) {
     one.Step(0, keys);
     dir = one.Checkpoint(root.path(), 1);
   }
-  const proto::CheckpointManifest manifest = *checkpoint::ReadManifest(dir);
+  const proto::CheckpointManifest manifest = *checkpoint::ReadManifest(Env::Default(), dir);
   // Rows of another shape (adam keeps 2 dim + 1 state floats, adagrad dim).
   Cluster adam(1, 1, kernels::OptimizerKind::kAdam, dir, manifest);
   EXPECT_EQ(adam.start_status_.code(), StatusCode::kInvalidArgument);
@@ -242,6 +255,100 @@ TEST(ServerCheckpointTest, CorruptRowFileOrOtherOptimizerIsRefusedAtStart) {
   EXPECT_NE(corrupt.start_status_.message().find("checksum mismatch"), std::string::npos)
       << corrupt.start_status_.message();
 }
+
+// The faults a checkpoint of step 4 meets after a good one of step 3.
+enum class Fault { kFailedWrite, kFullDisk, kCrashBeforeRename, kCrcMismatch };
+
+class ServerCheckpointFaultTest : public ::testing::TestWithParam<Fault> {};
+
+TEST_P(ServerCheckpointFaultTest, FailureNamesTheFileAndThePreviousCheckpointStillResumes) {
+  const Fault fault = GetParam();
+  const kernels::OptimizerKind kind = kernels::OptimizerKind::kAdagrad;
+  const int row_floats = kDim + kernels::OptimizerStateFloats(kind, kDim);
+  const std::vector<uint64_t> keys = RandomKeys(300, 7);
+  testing::TempDir root;
+  testing::FaultEnv env;
+  Cluster two(2, 2, kind, "", {}, &env);
+  ASSERT_TRUE(two.start_status_.ok());
+  for (int64_t c = 0; c < 3; ++c) two.Step(c, keys);
+  const std::string first = two.Checkpoint(root.path(), 3);
+  std::map<std::pair<uint32_t, uint64_t>, std::vector<float>> at_step_3;
+  for (uint32_t t = 0; t < 2; ++t) {
+    for (uint64_t k : keys) at_step_3[{t, k}] = two.Row(t, k, row_floats);
+  }
+  two.Step(3, keys);
+
+  const std::string bad_file = checkpoint::RowFileName(1, 0, 1);
+  switch (fault) {
+    case Fault::kFailedWrite:
+      env.FailWrites(bad_file);
+      break;
+    case Fault::kFullDisk:
+      env.SetDiskBytes(env.bytes_written() + 5000);  // less than the rows of step 4
+      break;
+    case Fault::kCrashBeforeRename:
+      // The manifest is written but never renamed into place.
+      env.CrashBeforeRename(std::string(checkpoint::kManifestName) + ".writing");
+      break;
+    case Fault::kCrcMismatch:
+      break;
+  }
+  auto second = two.TryCheckpoint(root.path(), 4);
+  switch (fault) {
+    case Fault::kFailedWrite:
+      ASSERT_FALSE(second.ok());
+      EXPECT_NE(second.status().message().find(bad_file), std::string::npos)
+          << second.status().message();
+      EXPECT_NE(second.status().message().find("Input/output error"), std::string::npos);
+      break;
+    case Fault::kFullDisk:
+      ASSERT_FALSE(second.ok());
+      EXPECT_NE(second.status().message().find(".rows: No space left on device"), std::string::npos)
+          << second.status().message();
+      break;
+    case Fault::kCrashBeforeRename:
+      ASSERT_FALSE(second.ok());
+      EXPECT_TRUE(env.crashed());
+      EXPECT_NE(second.status().message().find(checkpoint::kManifestName), std::string::npos)
+          << second.status().message();
+      break;
+    case Fault::kCrcMismatch: {
+      // Written and committed, then one byte of a row file changes on disk.
+      ASSERT_TRUE(second.ok()) << second.status().ToString();
+      const std::string path = *second + "/" + bad_file;
+      std::string bytes = testing::ReadFile(path);
+      bytes[bytes.size() / 2] ^= 0x08;
+      testing::WriteFile(path, bytes);
+      Cluster corrupt(1, 1, kind, *second, *checkpoint::ReadManifest(Env::Default(), *second));
+      EXPECT_EQ(corrupt.start_status_.code(), StatusCode::kDataLoss);
+      EXPECT_NE(
+          corrupt.start_status_.message().find("checksum mismatch in checkpoint file " + path),
+          std::string::npos)
+          << corrupt.start_status_.message();
+      break;
+    }
+  }
+
+  // A new process (the POSIX Env) cleans up what the failure left and resumes from step 3.
+  Env* posix = Env::Default();
+  checkpoint::RemoveIncomplete(posix, root.path());
+  if (fault != Fault::kCrcMismatch) {
+    EXPECT_EQ(checkpoint::FindLatest(posix, root.path()), first);
+    EXPECT_FALSE(posix->FileExists(root.path() + "/" + checkpoint::TmpDirName(4)));
+  }
+  auto manifest = checkpoint::ReadManifest(posix, first);
+  ASSERT_TRUE(manifest.ok()) << manifest.status().ToString();
+  ASSERT_TRUE(checkpoint::VerifyFiles(posix, first, *manifest, /*checksums=*/true).ok());
+  Cluster resumed(3, 1, kind, first, *manifest);
+  ASSERT_TRUE(resumed.start_status_.ok()) << resumed.start_status_.ToString();
+  for (uint32_t t = 0; t < 2; ++t) {
+    for (uint64_t k : keys) ASSERT_EQ(resumed.Row(t, k, row_floats), (at_step_3[{t, k}]));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, ServerCheckpointFaultTest,
+                         ::testing::Values(Fault::kFailedWrite, Fault::kFullDisk,
+                                           Fault::kCrashBeforeRename, Fault::kCrcMismatch));
 
 }  // namespace
 }  // namespace tessera::server
