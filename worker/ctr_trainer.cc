@@ -9,6 +9,7 @@
 #include "core/cluster.h"
 #include "core/logging.h"
 #include "kernels/dense_optimizer.h"
+#include "kernels/device_resources.h"
 #include "kernels/random_math.h"
 #include "worker/ctr_metrics.h"
 #include "worker/metrics_writer.h"
@@ -65,6 +66,10 @@ class CtrTrainer {
   CtrSchema schema_;
   CtrBlock train_, test_;
   CtrModelConfig model_config_;
+  // The worker's compute resources (CPU, one thread), created at the start of Run; the model and
+  // the dense optimizer run their kernels through its context. Declared before model_, which
+  // borrows it.
+  std::unique_ptr<kernels::DeviceResources> device_;
   std::unique_ptr<CtrModel> model_;
   std::vector<float> params_;
   kernels::DenseOptimizerState dense_state_;
@@ -266,9 +271,9 @@ StatusOr<bool> CtrTrainer::TrainEpoch(int epoch, int64_t start_step, double* los
       next->pull = ps_->StartPull(next->plan, clock_, proto::FLAG_NONE);
     }
     TS_RETURN_IF_ERROR(collective_->AllReduceSum(grads_.params.data(), grads_.params.size()));
-    TS_RETURN_IF_ERROR(
-        kernels::ApplyDenseUpdateCpu(options_.dense_optimizer, params_.data(), grads_.params.data(),
-                                     static_cast<int64_t>(params_.size()), &dense_state_));
+    TS_RETURN_IF_ERROR(kernels::ApplyDenseUpdate(
+        device_->context(), options_.dense_optimizer, params_.data(), grads_.params.data(),
+        static_cast<int64_t>(params_.size()), &dense_state_));
     std::swap(current, next);
     if (options_.eval_every > 0 && clock_ % options_.eval_every == 0 &&
         step + 1 < steps_per_epoch_ && !options_.test_path.empty()) {
@@ -364,7 +369,8 @@ StatusOr<CtrResult> CtrTrainer::Run(std::chrono::milliseconds register_timeout) 
   model_config_ = options_.model;
   model_config_.num_fields = schema_.num_fields;
   model_config_.num_dense = schema_.num_dense;
-  TS_ASSIGN_OR_RETURN(model_, CtrModel::Create(model_config_));
+  TS_ASSIGN_OR_RETURN(device_, kernels::DeviceResources::Create(kernels::DeviceOptions{}));
+  TS_ASSIGN_OR_RETURN(model_, CtrModel::Create(model_config_, device_->context()));
   params_.resize(model_->num_params());
   model_->InitParams(params_.data());
   TS_RETURN_IF_ERROR(kernels::InitDenseOptimizerState(
