@@ -9,8 +9,8 @@
 #include <memory>
 
 #include "core/cluster.h"
-#include "core/fork_join.h"
 #include "core/logging.h"
+#include "kernels/device_resources.h"
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "kernels/random_math.h"
@@ -89,13 +89,12 @@ class MfTrainer {
 
   const MfTrainerOptions& options_;
   RpcNode* rpc_;
-  kernels::DeviceContext device_;
-  // Runs the MF kernels on the host batches: a pass-through on CPU, staging through device
-  // buffers on CUDA. Created at the start of Run.
+  // The worker's compute resources: the device and, on CPU with compute_threads 2, the second
+  // compute thread over which the kernels split a step. Created at the start of Run.
+  std::unique_ptr<kernels::DeviceResources> device_;
+  // Runs the MF kernels on the host batches through device_'s context: a pass-through on CPU,
+  // staging through device buffers on CUDA. Created at the start of Run.
   std::unique_ptr<kernels::MfDeviceWorkspace> workspace_;
-  // The second compute thread (CPU, compute_threads 2) and the per-sample errors it shares.
-  std::unique_ptr<TwoWayFork> fork_;
-  std::vector<float> errors_;
   std::vector<Sample> train_, test_;
   std::unique_ptr<PsClient> ps_;
   KeyDeduper dedup_;
@@ -179,30 +178,7 @@ kernels::MfBatch MfTrainer::MakeKernelBatch(const StepBatch& b,
 
 Status MfTrainer::BatchGradient(const kernels::MfBatch& b, float* user_grads, float* item_grads,
                                 double* sq_error_sum) {
-  // Below ~1M multiply-adds (dim 32 at batch 16384) the split's two hand-overs and second pass
-  // over the rows cost what the second core saves (measured in-process on 2 cores).
-  constexpr int64_t kSplitMinWork = int64_t{1} << 20;
-  if (fork_ == nullptr || b.num_samples * b.dim < kSplitMinWork) {
-    return workspace_->BatchGradient(b, user_grads, item_grads, sq_error_sum);
-  }
-  // The residuals of each half of the samples, then the user rows on one thread and the item
-  // rows on the other, each summed in sample order as the one-pass kernel does.
-  errors_.resize(static_cast<size_t>(b.num_samples));
-  const int64_t half = b.num_samples / 2;
-  Status own, helper;
-  fork_->Run([&] { own = kernels::MfErrorsCpu(b, 0, half, errors_.data()); },
-             [&] { helper = kernels::MfErrorsCpu(b, half, b.num_samples, errors_.data()); });
-  TS_RETURN_IF_ERROR(own);
-  TS_RETURN_IF_ERROR(helper);
-  fork_->Run(
-      [&] { own = kernels::MfSideGradsCpu(b, errors_.data(), kernels::MfSide::kUser, user_grads); },
-      [&] {
-        helper = kernels::MfSideGradsCpu(b, errors_.data(), kernels::MfSide::kItem, item_grads);
-      });
-  TS_RETURN_IF_ERROR(own);
-  TS_RETURN_IF_ERROR(helper);
-  *sq_error_sum = kernels::MfSquaredErrorSum(errors_.data(), b.num_samples);
-  return OkStatus();
+  return workspace_->BatchGradient(b, user_grads, item_grads, sq_error_sum);
 }
 
 void MfTrainer::LogProgress(int epoch, int64_t step, int64_t local_samples, double loss_sum,
@@ -329,11 +305,11 @@ Status MfTrainer::Evaluate(double* sse, double* sae, int64_t* count) {
 }
 
 StatusOr<MfResult> MfTrainer::Run(std::chrono::milliseconds register_timeout) {
-  device_.device = options_.device;
-  TS_ASSIGN_OR_RETURN(workspace_, kernels::MfDeviceWorkspace::Create(device_));
-  if (options_.device == kernels::Device::kCpu && options_.compute_threads > 1) {
-    fork_ = std::make_unique<TwoWayFork>();
-  }
+  kernels::DeviceOptions device_options;
+  device_options.device = options_.device;
+  device_options.cpu_threads = options_.compute_threads;
+  TS_ASSIGN_OR_RETURN(device_, kernels::DeviceResources::Create(device_options));
+  TS_ASSIGN_OR_RETURN(workspace_, kernels::MfDeviceWorkspace::Create(device_->context()));
   TS_ASSIGN_OR_RETURN(ClusterView view, RegisterWithScheduler(*rpc_, register_timeout));
   num_workers_ = view.num_workers;
   TS_RETURN_IF_ERROR(ReadData());
