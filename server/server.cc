@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "core/fork_join.h"
 #include "core/logging.h"
+#include "kernels/device_resources.h"
 #include "kernels/sparse_optimizer.h"
 
 namespace tessera::server {
@@ -53,7 +54,10 @@ struct Server::Shard {
   std::vector<float*> rows;                                      // scratch
   std::vector<uint64_t> keys;                                    // scratch
   std::vector<float> grads;                                      // scratch
-  std::unique_ptr<TwoWayFork> helper;  // threads_per_shard 2: takes half of large requests' rows
+  // The shard thread's compute resources; with threads_per_shard 2 a helper thread that takes
+  // half of large requests' rows (updates through the kernels' context, pull copies directly).
+  std::unique_ptr<kernels::DeviceResources> device;
+  TwoWayFork* helper = nullptr;  // device's helper thread, or null
   // Per worker: the keys and rows of its last pull (whole requests only). A worker pushes the
   // keys it just pulled, so the push can reuse the rows instead of probing the index again.
   // Rows never move (EmbeddingTable's arena contract), and the keys are compared before reuse.
@@ -106,7 +110,10 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, i
   for (int i = 0; i < options.num_shard_threads; ++i) {
     auto shard = std::make_unique<Shard>();
     shard->index = i;
-    if (options.threads_per_shard > 1) shard->helper = std::make_unique<TwoWayFork>();
+    kernels::DeviceOptions device_options;
+    device_options.cpu_threads = options.threads_per_shard;
+    TS_ASSIGN_OR_RETURN(shard->device, kernels::DeviceResources::Create(device_options));
+    shard->helper = shard->device->helper();
     for (const TableOptions& t : options.tables) {
       TS_ASSIGN_OR_RETURN(auto table, EmbeddingTable::Create(t));
       shard->tables.push_back(std::move(table));
@@ -525,15 +532,8 @@ void Server::CopyRows(Shard* shard, const EmbeddingTable& table, const uint64_t*
 
 Status Server::UpdateRows(Shard* shard, const kernels::OptimizerParams& p, float* const* rows,
                           const float* grads, int64_t count, int dim) {
-  if (shard->helper == nullptr ||
-      static_cast<uint64_t>(count) * static_cast<uint64_t>(dim) < kSplitMinFloats) {
-    return kernels::ApplySparseUpdateCpu(p, rows, grads, count, dim);
-  }
-  Status own, helper;
-  shard->helper->Run(
-      [&] { own = kernels::ApplySparseUpdateCpuLane(p, rows, grads, count, dim, 0, 2); },
-      [&] { helper = kernels::ApplySparseUpdateCpuLane(p, rows, grads, count, dim, 1, 2); });
-  return own.ok() ? helper : own;
+  // The kernel splits a large update over the shard's helper thread (the same bits).
+  return kernels::ApplySparseUpdate(shard->device->context(), p, rows, grads, count, dim);
 }
 
 void Server::FinishPart(const std::shared_ptr<Request>& request) {

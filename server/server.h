@@ -104,7 +104,8 @@ class Server {
   void ApplyPush(Shard* shard, WorkItem& item);
   void ServePull(Shard* shard, WorkItem& item);
   void FinishPart(const std::shared_ptr<Request>& request);
-  // ApplySparseUpdateCpu on `rows`, split with the shard's helper when it has one.
+  // ApplySparseUpdate on `rows` with the shard's context (the kernel splits it over the shard's
+  // helper when it has one).
   Status UpdateRows(Shard* shard, const kernels::OptimizerParams& p, float* const* rows,
                     const float* grads, int64_t count, int dim);
   // Copies the weights of rows[0..n) (or the initial weights of keys[i] where rows[i] is null)
