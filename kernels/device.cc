@@ -8,6 +8,11 @@ StatusOr<Device> ParseDevice(const std::string& name) {
   return Status::InvalidArgument("unknown device '" + name + "'; choices: cpu, cuda");
 }
 
+float* HostScratch::Floats(size_t count) {
+  if (floats_.size() < count) floats_.resize(count);
+  return floats_.data();
+}
+
 const char* DeviceName(Device d) {
   switch (d) {
     case Device::kCpu:

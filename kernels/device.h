@@ -1,21 +1,55 @@
-// Where a kernel runs. Every kernel entry point takes a DeviceContext and dispatches on it; for
-// kCuda all pointers handed to the kernel are device memory and the work is queued on `stream`
-// (nullptr: the legacy default stream). Keeps cuda_runtime.h out: the stream is opaque here.
+// Where a kernel runs and what it may use. Every kernel entry point takes a DeviceContext and
+// dispatches on it; for kCuda all pointers handed to the kernel are device memory and the work is
+// queued on `stream` (nullptr: the legacy default stream). Keeps cuda_runtime.h out: the stream
+// is opaque here.
+//
+// A context is a small value that borrows its resources (helper thread, scratch); the object
+// that owns them, one per worker or per server shard thread, is kernels::DeviceResources
+// (kernels/device_resources.h), created once and handed down. The kernel layer decides how a CPU
+// step is split over the context's threads: entry points that split (ApplySparseUpdate,
+// MfBatchGradient) give the same bits with and without a helper.
+//
+// Thread-compatible: a context with a helper or scratch serves one calling thread at a time (its
+// helper runs one task at a time); copies of it share those resources.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
 struct CUstream_st;
 
+namespace tessera {
+class TwoWayFork;  // core/fork_join.h
+}  // namespace tessera
+
 namespace tessera::kernels {
 
 enum class Device { kCpu, kCuda };
 
+// Host scratch a kernel may use for the duration of one call (the split MF gradient's
+// per-sample errors). It grows to the largest request and keeps that size, so steady-state calls
+// allocate nothing. Thread-compatible.
+class HostScratch {
+ public:
+  // At least `count` floats, valid until the next call; contents unspecified.
+  float* Floats(size_t count);
+
+ private:
+  std::vector<float> floats_;
+};
+
 struct DeviceContext {
   Device device = Device::kCpu;          // where the kernel runs and where its pointers live
   struct CUstream_st* stream = nullptr;  // kCuda only: stream the work is queued on (not owned)
+  // kCpu only: a second compute thread (not owned), on which the splitting entry points run part
+  // of a large enough step while the calling thread runs the rest. Null: one thread.
+  TwoWayFork* helper = nullptr;
+  // kCpu only: scratch of the splitting entry points (not owned). A split that needs scratch and
+  // finds none runs on the calling thread alone.
+  HostScratch* scratch = nullptr;
 };
 
 // "cpu" | "cuda"; anything else is InvalidArgument listing the choices.

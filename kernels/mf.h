@@ -42,19 +42,24 @@ Status ValidateMfBatch(const MfBatch& b);
 // overlap neither each other nor the batch's inputs. InvalidArgument for a bad batch
 // (ValidateMfBatch), null ratings with samples, null grads with rows, or (CPU) an index out of
 // range, in which case no output is written.
+// kCpu with a helper thread and scratch in ctx and num_samples * dim >= 2^20: split over the two
+// threads (MfErrorsCpu on each half of the samples, then MfSideGradsCpu for the users on the
+// calling thread and for the items on the helper), the same bits as MfBatchGradientCpu; the
+// errors live in ctx.scratch. A bad index then may leave scratch written, never an output.
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
                        float* item_grads, double* sq_error_sum);
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
                           double* sq_error_sum);
 
 // The same gradient in two passes, so that one batch can be split over two threads and still
-// give MfBatchGradientCpu's bits: MfErrorsCpu writes errors[s] = r - r_hat for the samples in
-// [begin, end) (the caller splits [0, num_samples) among calls); then MfSideGradsCpu, once per
-// side, writes that side's gradient rows (user_grads or item_grads above, overwritten) from the
-// errors, adding the samples in index order as the one-pass kernel does. The two sides write
-// disjoint buffers and may run at the same time. MfSquaredErrorSum(errors, n) is the double sum
-// of MfBatchGradientCpu's *sq_error_sum, in the same order. InvalidArgument as for
-// MfBatchGradientCpu (a bad range [begin, end) too), in which case no output is written.
+// give MfBatchGradientCpu's bits (MfBatchGradient does so with a helper in its context):
+// MfErrorsCpu writes errors[s] = r - r_hat for the samples in [begin, end) (the caller splits [0,
+// num_samples) among calls); then MfSideGradsCpu, once per side, writes that side's gradient rows
+// (user_grads or item_grads above, overwritten) from the errors, adding the samples in index order
+// as the one-pass kernel does. The two sides write disjoint buffers and may run at the same time.
+// MfSquaredErrorSum(errors, n) is the double sum of MfBatchGradientCpu's *sq_error_sum, in the same
+// order. InvalidArgument as for MfBatchGradientCpu (a bad range [begin, end) too), in which case no
+// output is written.
 enum class MfSide { kUser, kItem };
 Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors);
 Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads);
@@ -79,6 +84,9 @@ Status MfPredictCuda(const MfBatch& b, float* d_predictions, struct CUstream_st*
 #endif
 
 namespace internal {
+// True when MfBatchGradient(ctx, b, ...) splits the batch over ctx's two threads (kCpu with a
+// helper and scratch, num_samples * dim >= 2^20).
+bool MfGradientSplits(const DeviceContext& ctx, const MfBatch& b);
 // Pointer checks of the gradient/predict entry points beyond ValidateMfBatch, shared by Cpu and
 // Cuda.
 Status ValidateMfGradientArgs(const MfBatch& b, const float* user_grads, const float* item_grads);

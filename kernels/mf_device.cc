@@ -5,10 +5,12 @@
 namespace tessera::kernels {
 namespace {
 
-// Host data, host kernels: forwards the caller's pointers untouched, so training on the CPU
-// costs exactly what a direct MfBatchGradientCpu / MfPredictCpu call costs.
+// Host data, host kernels: forwards the caller's pointers untouched to the kCpu entry points, so
+// training on the CPU costs exactly what a direct MfBatchGradient / MfPredict call costs.
 class CpuMfWorkspace final : public MfDeviceWorkspace {
  public:
+  explicit CpuMfWorkspace(const DeviceContext& ctx) : ctx_(ctx) {}
+
   Device device() const override { return Device::kCpu; }
 
   Status Reserve(int64_t num_samples, int dim, int64_t num_users, int64_t num_items) override {
@@ -17,12 +19,15 @@ class CpuMfWorkspace final : public MfDeviceWorkspace {
 
   Status BatchGradient(const MfBatch& host_batch, float* host_user_grads, float* host_item_grads,
                        double* sq_error_sum) override {
-    return MfBatchGradientCpu(host_batch, host_user_grads, host_item_grads, sq_error_sum);
+    return MfBatchGradient(ctx_, host_batch, host_user_grads, host_item_grads, sq_error_sum);
   }
 
   Status Predict(const MfBatch& host_batch, float* host_predictions) override {
-    return MfPredictCpu(host_batch, host_predictions);
+    return MfPredict(ctx_, host_batch, host_predictions);
   }
+
+ private:
+  const DeviceContext ctx_;  // kCpu; its helper and scratch (if any) are borrowed
 };
 
 }  // namespace
@@ -44,7 +49,7 @@ Status ValidateMfReserveArgs(int64_t num_samples, int dim, int64_t num_users, in
 StatusOr<std::unique_ptr<MfDeviceWorkspace>> MfDeviceWorkspace::Create(const DeviceContext& ctx) {
   switch (ctx.device) {
     case Device::kCpu:
-      return std::unique_ptr<MfDeviceWorkspace>(new CpuMfWorkspace());
+      return std::unique_ptr<MfDeviceWorkspace>(new CpuMfWorkspace(ctx));
     case Device::kCuda:
       // Without CUDA this is FailedPrecondition("built without CUDA support").
       TS_RETURN_IF_ERROR(CheckCudaAvailable());

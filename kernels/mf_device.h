@@ -1,8 +1,9 @@
 // Runs the biased-MF kernels (kernels/mf.h) on HOST inputs and outputs, for callers whose data
 // lives on the host (the MF worker: rows pulled from the servers, gradients pushed back).
 //
-// kCpu: a pass-through; every call forwards the caller's pointers to MfBatchGradientCpu /
-// MfPredictCpu unchanged (no copies, bit-identical results, same Status).
+// kCpu: a pass-through; every call forwards the caller's pointers unchanged to MfBatchGradient /
+// MfPredict with the context given to Create (no copies; MfBatchGradientCpu's bits and Status,
+// split over the context's helper thread when it has one: see MfBatchGradient).
 // kCuda: the workspace owns one CUDA stream and growable device buffers. A call validates the
 // host batch (including the index values, as the CPU kernels do), copies indices, ratings and
 // the user/item rows host -> device, launches MfBatchGradientCuda / MfPredictCuda, copies the
@@ -31,7 +32,8 @@ class MfDeviceWorkspace {
  public:
   // kCpu: always OK. kCuda: FailedPrecondition with CheckCudaAvailable's reason when no device
   // can be used (or the build has no CUDA), Internal when the stream cannot be created.
-  // ctx.stream is not used: a kCuda workspace creates and owns its own stream.
+  // ctx.stream is not used: a kCuda workspace creates and owns its own stream. A kCpu workspace
+  // keeps a copy of ctx: REQUIRES that ctx's resources (helper, scratch) outlive the workspace.
   static StatusOr<std::unique_ptr<MfDeviceWorkspace>> Create(const DeviceContext& ctx);
 
   virtual ~MfDeviceWorkspace() = default;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/fork_join.h"
 #include "kernels/optimizer_math.h"
 
 namespace tessera::kernels {
@@ -31,6 +32,11 @@ const char* OptimizerName(OptimizerKind k) {
 }
 
 namespace {
+
+// Updates below this many floats (rows x dim) stay on the calling thread. In-process MF on 2
+// cores (batches of 16384, ~15k user rows) gained from the split at dim 128 (2.25M vs 1.3M
+// ratings/s) and lost at dim 32, where the hand-over costs about what the helper saves.
+constexpr uint64_t kSparseSplitMinFloats = uint64_t{1} << 20;
 
 Status CheckRange(bool in_range, const char* optimizer, const char* field, const char* range,
                   float value) {
@@ -115,6 +121,11 @@ void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim) {
 
 namespace internal {
 
+bool SparseUpdateSplits(const DeviceContext& ctx, int64_t num_rows, int dim) {
+  return ctx.device == Device::kCpu && ctx.helper != nullptr && num_rows > 0 && dim > 0 &&
+         static_cast<uint64_t>(num_rows) * static_cast<uint64_t>(dim) >= kSparseSplitMinFloats;
+}
+
 Status ValidateSparseUpdateArgs(const OptimizerParams& p, float* const* rows, const float* grads,
                                 int64_t num_rows, int dim) {
   TS_RETURN_IF_ERROR(ValidateOptimizerParams(p));
@@ -134,11 +145,29 @@ Status ValidateSparseUpdateArgs(const OptimizerParams& p, float* const* rows, co
 
 }  // namespace internal
 
+namespace {
+
+// ApplySparseUpdateCpu over the context's threads: lane 0 on the caller, lane 1 on the helper
+// (RowLane keeps every update of one row in one lane, in order, so the bits are the same).
+Status ApplySparseUpdateCpuSplit(const DeviceContext& ctx, const OptimizerParams& p,
+                                 float* const* rows, const float* grads, int64_t num_rows,
+                                 int dim) {
+  if (!internal::SparseUpdateSplits(ctx, num_rows, dim)) {
+    return ApplySparseUpdateCpu(p, rows, grads, num_rows, dim);
+  }
+  Status own, other;
+  ctx.helper->Run([&] { own = ApplySparseUpdateCpuLane(p, rows, grads, num_rows, dim, 0, 2); },
+                  [&] { other = ApplySparseUpdateCpuLane(p, rows, grads, num_rows, dim, 1, 2); });
+  return own.ok() ? other : own;
+}
+
+}  // namespace
+
 Status ApplySparseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* const* rows,
                          const float* grads, int64_t num_rows, int dim) {
   switch (ctx.device) {
     case Device::kCpu:
-      return ApplySparseUpdateCpu(p, rows, grads, num_rows, dim);
+      return ApplySparseUpdateCpuSplit(ctx, p, rows, grads, num_rows, dim);
     case Device::kCuda:
 #if TESSERA_WITH_CUDA
       return ApplySparseUpdateCuda(p, rows, grads, num_rows, dim, ctx.stream);

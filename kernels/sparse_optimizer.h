@@ -69,7 +69,10 @@ void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim);
 
 // Applies grads[i] (row i of a num_rows x dim row-major matrix) to the row at rows[i].
 // kCpu: rows are updated in order i = 0..num_rows-1, so a row pointer that repeats gets its
-// gradients applied one after another (deterministic). kCuda: every pointer must be distinct
+// gradients applied one after another (deterministic). With a helper in ctx and at least 2^20
+// floats (num_rows x dim) the rows are split over the two threads by RowLane (lane 0 on the
+// caller, lane 1 on the helper): every row still gets its gradients in order i, so the result
+// is bit for bit that of ApplySparseUpdateCpu. kCuda: every pointer must be distinct
 // (see ApplySparseUpdateCuda); rows, the pointer array and grads are device memory.
 // REQUIRES: each row has dim + OptimizerStateFloats(p.kind, dim) floats; grads do not overlap
 // the rows. InvalidArgument for num_rows < 0, dim <= 0, null pointers with num_rows > 0 (on CPU
@@ -99,6 +102,9 @@ Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, con
 #endif
 
 namespace internal {
+// True when ApplySparseUpdate(ctx, ...) splits the rows over ctx's two threads (kCpu with a
+// helper, num_rows x dim >= 2^20).
+bool SparseUpdateSplits(const DeviceContext& ctx, int64_t num_rows, int dim);
 // Argument checks shared by the Cpu and Cuda entry points (pointer values only; never reads
 // through them, as they may be device memory).
 Status ValidateSparseUpdateArgs(const OptimizerParams& p, float* const* rows, const float* grads,

@@ -5,6 +5,7 @@
 
 #include "core/logging.h"
 #include "core/shard_map.h"
+#include "kernels/device_resources.h"
 #include "kernels/sparse_optimizer.h"
 
 namespace tessera::server {
@@ -12,7 +13,10 @@ namespace tessera::server {
 StatusOr<std::unique_ptr<Shard>> Shard::Create(int index, const std::vector<TableOptions>& tables,
                                                bool helper) {
   std::unique_ptr<Shard> shard(new Shard(index));
-  if (helper) shard->helper_ = std::make_unique<TwoWayFork>();
+  kernels::DeviceOptions device;
+  device.cpu_threads = helper ? 2 : 1;
+  TS_ASSIGN_OR_RETURN(shard->device_, kernels::DeviceResources::Create(device));
+  shard->helper_ = shard->device_->helper();
   for (const TableOptions& t : tables) {
     TS_ASSIGN_OR_RETURN(auto table, EmbeddingTable::Create(t));
     shard->tables_.push_back(std::move(table));
@@ -229,7 +233,8 @@ void Shard::ApplyPush(WorkItem& item) {
       table.FindBatch(table_keys, count, /*create=*/true, rows_.data());
       rows = rows_.data();
     }
-    Status s = UpdateRows(this, table.options().optimizer, rows, table_grads, count, dim);
+    Status s = kernels::ApplySparseUpdate(device_->context(), table.options().optimizer, rows,
+                                          table_grads, count, dim);
     if (!s.ok()) r.Fail(s);
     applied += count;
   }
@@ -240,9 +245,10 @@ void Shard::ApplyPush(WorkItem& item) {
 
 namespace {
 
-// Work below this many floats (rows x dim) stays on the shard thread. In-process MF on 2 cores
-// (batches of 16384, ~15k user rows) gained from the split at dim 128 (2.25M vs 1.3M ratings/s)
-// and lost at dim 32, where the hand-over costs about what the helper saves.
+// A pull's copies below this many floats (rows x dim) stay on the shard thread. In-process MF on
+// 2 cores (batches of 16384, ~15k user rows) gained from the split at dim 128 (2.25M vs 1.3M
+// ratings/s) and lost at dim 32, where the hand-over costs about what the helper saves. A push's
+// update is split by the kernel (ApplySparseUpdate over the shard's context) at the same size.
 constexpr uint64_t kSplitMinFloats = uint64_t{1} << 20;
 
 void CopyRowRange(const EmbeddingTable& table, const uint64_t* keys, float* const* rows,
@@ -273,19 +279,6 @@ void Shard::CopyRows(const EmbeddingTable& table, const uint64_t* keys, float* c
   const uint64_t half = n / 2;
   helper_->Run([&] { CopyRowRange(table, keys, rows, 0, half, out); },
                [&] { CopyRowRange(table, keys, rows, half, n, out); });
-}
-
-Status Shard::UpdateRows(Shard* shard, const kernels::OptimizerParams& p, float* const* rows,
-                         const float* grads, int64_t count, int dim) {
-  if (shard->helper_ == nullptr ||
-      static_cast<uint64_t>(count) * static_cast<uint64_t>(dim) < kSplitMinFloats) {
-    return kernels::ApplySparseUpdateCpu(p, rows, grads, count, dim);
-  }
-  Status own, helper;
-  shard->helper_->Run(
-      [&] { own = kernels::ApplySparseUpdateCpuLane(p, rows, grads, count, dim, 0, 2); },
-      [&] { helper = kernels::ApplySparseUpdateCpuLane(p, rows, grads, count, dim, 1, 2); });
-  return own.ok() ? helper : own;
 }
 
 }  // namespace tessera::server

@@ -32,6 +32,7 @@
 #include "core/fork_join.h"
 #include "core/message.h"
 #include "core/mutex.h"
+#include "kernels/device_resources.h"
 #include "proto/checkpoint.pb.h"
 #include "server/embedding_table.h"
 
@@ -139,9 +140,6 @@ class Shard {
   void Process(WorkItem& item);
   void ApplyPush(WorkItem& item);
   void ServePull(WorkItem& item);
-  // ApplySparseUpdateCpu on `rows`, split with the shard's helper when it has one.
-  static Status UpdateRows(Shard* shard, const kernels::OptimizerParams& p, float* const* rows,
-                           const float* grads, int64_t count, int dim);
   // Copies the weights of rows[0..n) (or the initial weights of keys[i] where rows[i] is null)
   // to out, dim floats each; split with the shard's helper when it has one.
   void CopyRows(const EmbeddingTable& table, const uint64_t* keys, float* const* rows, uint64_t n,
@@ -152,7 +150,11 @@ class Shard {
   std::vector<std::unique_ptr<EmbeddingTable>> tables_;  // by table id; this thread's rows only
   BlockingQueue<WorkItem> queue_;
   std::thread thread_;
-  std::unique_ptr<TwoWayFork> helper_;  // threads_per_shard 2: takes half of large requests' rows
+  // The shard thread's compute resources: with threads_per_shard 2 a helper thread that takes half
+  // of large requests' rows (a push's update inside the kernel, through device_'s context; a
+  // pull's copies directly through helper_).
+  std::unique_ptr<kernels::DeviceResources> device_;
+  TwoWayFork* helper_ = nullptr;  // device_'s helper thread, or null
 
   // The BSP gate and ordering (the shard thread only).
   int64_t applied_clock_ = 0;

@@ -12,19 +12,19 @@
 
 namespace tessera::worker {
 
-using kernels::CrossBackwardCpu;
+using kernels::CrossBackward;
 using kernels::CrossBackwardWorkspaceFloats;
-using kernels::CrossForwardCpu;
-using kernels::EmbeddingPoolBackwardCpu;
-using kernels::EmbeddingPoolCpu;
-using kernels::FmBackwardCpu;
-using kernels::FmForwardCpu;
-using kernels::LinearBackwardCpu;
-using kernels::LinearForwardCpu;
-using kernels::ReluBackwardCpu;
-using kernels::ReluForwardCpu;
-using kernels::SigmoidBceBackwardCpu;
-using kernels::SigmoidBceForwardCpu;
+using kernels::CrossForward;
+using kernels::EmbeddingPool;
+using kernels::EmbeddingPoolBackward;
+using kernels::FmBackward;
+using kernels::FmForward;
+using kernels::LinearBackward;
+using kernels::LinearForward;
+using kernels::ReluBackward;
+using kernels::ReluForward;
+using kernels::SigmoidBceBackward;
+using kernels::SigmoidBceForward;
 
 StatusOr<CtrModelKind> ParseCtrModel(const std::string& name) {
   if (name == "lr") return CtrModelKind::kLr;
@@ -56,6 +56,10 @@ bool UsesEmbeddingTable(CtrModelKind kind) { return kind != CtrModelKind::kLr; }
 bool UsesLinearTable(CtrModelKind kind) { return kind != CtrModelKind::kDcnV2; }
 
 namespace {
+
+// The model runs its kernels on the CPU (Create refuses other devices), where the dense layers
+// take no cuBLAS handle.
+constexpr cublasContext* kNoCublas = nullptr;
 
 bool UsesFm(CtrModelKind k) { return k == CtrModelKind::kFm || k == CtrModelKind::kDeepFm; }
 bool UsesMlp(CtrModelKind k) {
@@ -97,10 +101,16 @@ struct CtrModel::Layout {
   }
 };
 
-CtrModel::CtrModel(const CtrModelConfig& config) : config_(config) {}
+CtrModel::CtrModel(const CtrModelConfig& config, const kernels::DeviceContext& ctx)
+    : config_(config), ctx_(ctx) {}
 CtrModel::~CtrModel() = default;
 
-StatusOr<std::unique_ptr<CtrModel>> CtrModel::Create(const CtrModelConfig& c) {
+StatusOr<std::unique_ptr<CtrModel>> CtrModel::Create(const CtrModelConfig& c,
+                                                     const kernels::DeviceContext& ctx) {
+  if (ctx.device != kernels::Device::kCpu) {
+    return Status::Unimplemented(std::string("CTR models run on the CPU only, not on device ") +
+                                 kernels::DeviceName(ctx.device));
+  }
   if (c.num_fields < 1) return Status::InvalidArgument("a CTR model needs at least one field");
   if (c.num_dense < 0) return Status::InvalidArgument("negative number of dense features");
   if (UsesEmbeddingTable(c.kind) && (c.emb_dim < 1 || c.emb_dim > 1024)) {
@@ -115,7 +125,7 @@ StatusOr<std::unique_ptr<CtrModel>> CtrModel::Create(const CtrModelConfig& c) {
   if (UsesCross(c.kind) && (c.cross_layers < 1 || c.cross_layers > 16)) {
     return Status::InvalidArgument("--cross-layers must be in [1, 16]");
   }
-  std::unique_ptr<CtrModel> model(new CtrModel(c));
+  std::unique_ptr<CtrModel> model(new CtrModel(c, ctx));
   auto layout = std::make_unique<Layout>();
   layout->bias = layout->total++;
   if (UsesLinearTable(c.kind) && c.num_dense > 0) {
@@ -202,8 +212,8 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
 
   if (UsesLinearTable(c.kind)) {
     linear_terms_.resize(bags);
-    TS_RETURN_IF_ERROR(EmbeddingPoolCpu(in.linear_rows, in.num_rows, in.offsets, in.indices,
-                                        in.weights, linear_terms_.data(), bags, 1));
+    TS_RETURN_IF_ERROR(EmbeddingPool(ctx_, in.linear_rows, in.num_rows, in.offsets, in.indices,
+                                     in.weights, linear_terms_.data(), bags, 1));
     for (int64_t b = 0; b < B; ++b) {
       float sum = 0;
       for (int f = 0; f < F; ++f) sum += linear_terms_[b * F + f];
@@ -215,12 +225,12 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
   }
   if (UsesEmbeddingTable(c.kind)) {
     emb_.resize(bags * D);
-    TS_RETURN_IF_ERROR(EmbeddingPoolCpu(in.emb_rows, in.num_rows, in.offsets, in.indices,
-                                        in.weights, emb_.data(), bags, D));
+    TS_RETURN_IF_ERROR(EmbeddingPool(ctx_, in.emb_rows, in.num_rows, in.offsets, in.indices,
+                                     in.weights, emb_.data(), bags, D));
   }
   if (UsesFm(c.kind)) {
     fm_.resize(B);
-    TS_RETURN_IF_ERROR(FmForwardCpu(emb_.data(), fm_.data(), B, F, D));
+    TS_RETURN_IF_ERROR(FmForward(ctx_, emb_.data(), fm_.data(), B, F, D));
     for (int64_t b = 0; b < B; ++b) logits_[b] += fm_[b];
   }
   if (!UsesMlp(c.kind)) return OkStatus();
@@ -237,15 +247,15 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
   for (size_t l = 0; l < L.mlp.size(); ++l) {
     const auto& d = L.mlp[l];
     hidden_[l].resize(B * d.out);
-    TS_RETURN_IF_ERROR(
-        LinearForwardCpu(h, params + d.w, params + d.b, hidden_[l].data(), B, d.in, d.out));
-    TS_RETURN_IF_ERROR(ReluForwardCpu(hidden_[l].data(), hidden_[l].data(), B * d.out));
+    TS_RETURN_IF_ERROR(LinearForward(ctx_, kNoCublas, h, params + d.w, params + d.b,
+                                     hidden_[l].data(), B, d.in, d.out));
+    TS_RETURN_IF_ERROR(ReluForward(ctx_, hidden_[l].data(), hidden_[l].data(), B * d.out));
     h = hidden_[l].data();
   }
   scratch_a_.resize(B);
   if (c.kind != CtrModelKind::kDcnV2) {
-    TS_RETURN_IF_ERROR(LinearForwardCpu(h, params + L.mlp_out.w, params + L.mlp_out.b,
-                                        scratch_a_.data(), B, L.mlp_out.in, 1));
+    TS_RETURN_IF_ERROR(LinearForward(ctx_, kNoCublas, h, params + L.mlp_out.w, params + L.mlp_out.b,
+                                     scratch_a_.data(), B, L.mlp_out.in, 1));
     for (int64_t b = 0; b < B; ++b) logits_[b] += scratch_a_[b];
     return OkStatus();
   }
@@ -257,8 +267,8 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
     const auto& d = L.cross[l];
     cross_x_[l].resize(B * x0_dim);
     cross_z_[l].resize(B * x0_dim);
-    TS_RETURN_IF_ERROR(CrossForwardCpu(x0_.data(), xl, params + d.w, params + d.b,
-                                       cross_z_[l].data(), cross_x_[l].data(), B, x0_dim));
+    TS_RETURN_IF_ERROR(CrossForward(ctx_, kNoCublas, x0_.data(), xl, params + d.w, params + d.b,
+                                    cross_z_[l].data(), cross_x_[l].data(), B, x0_dim));
     xl = cross_x_[l].data();
   }
   const int m = L.mlp.back().out;
@@ -268,8 +278,8 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
     std::memcpy(&concat_[b * concat_dim], &xl[b * x0_dim], sizeof(float) * x0_dim);
     std::memcpy(&concat_[b * concat_dim + x0_dim], &h[b * m], sizeof(float) * m);
   }
-  TS_RETURN_IF_ERROR(LinearForwardCpu(concat_.data(), params + L.dcn_out.w, nullptr,
-                                      scratch_a_.data(), B, concat_dim, 1));
+  TS_RETURN_IF_ERROR(LinearForward(ctx_, kNoCublas, concat_.data(), params + L.dcn_out.w, nullptr,
+                                   scratch_a_.data(), B, concat_dim, 1));
   for (int64_t b = 0; b < B; ++b) logits_[b] += scratch_a_[b];
   return OkStatus();
 }
@@ -277,7 +287,7 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
 Status CtrModel::Predict(const float* params, const CtrBatchView& batch, float* probs) {
   TS_RETURN_IF_ERROR(Forward(params, batch));
   std::vector<float> zeros(batch.batch_size, 0.0f);
-  return SigmoidBceForwardCpu(logits_.data(), zeros.data(), probs, nullptr, batch.batch_size);
+  return SigmoidBceForward(ctx_, logits_.data(), zeros.data(), probs, nullptr, batch.batch_size);
 }
 
 Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, float loss_scale,
@@ -296,10 +306,10 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
   *loss_sum = 0;
   if (B == 0) return OkStatus();
 
-  TS_RETURN_IF_ERROR(SigmoidBceForwardCpu(logits_.data(), in.labels, nullptr, loss_sum, B));
+  TS_RETURN_IF_ERROR(SigmoidBceForward(ctx_, logits_.data(), in.labels, nullptr, loss_sum, B));
   dlogits_.resize(B);
   TS_RETURN_IF_ERROR(
-      SigmoidBceBackwardCpu(logits_.data(), in.labels, dlogits_.data(), B, loss_scale));
+      SigmoidBceBackward(ctx_, logits_.data(), in.labels, dlogits_.data(), B, loss_scale));
   for (int64_t b = 0; b < B; ++b) g[L.bias] += dlogits_[b];
 
   if (UsesLinearTable(c.kind)) {
@@ -312,15 +322,15 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     std::vector<float>& dlin = scratch_b_;
     dlin.resize(bags);
     for (int64_t b = 0; b < B; ++b) std::fill_n(&dlin[b * F], F, dlogits_[b]);
-    TS_RETURN_IF_ERROR(EmbeddingPoolBackwardCpu(in.offsets, in.indices, in.weights, dlin.data(),
-                                                grads->linear_rows.data(), in.num_rows, bags, 1));
+    TS_RETURN_IF_ERROR(EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, dlin.data(),
+                                             grads->linear_rows.data(), in.num_rows, bags, 1));
   }
   if (!UsesEmbeddingTable(c.kind)) return OkStatus();
 
   // FmBackward overwrites demb_; without FM the MLP's gradient is added to zeros.
   if (UsesFm(c.kind)) {
     demb_.resize(bags * D);
-    TS_RETURN_IF_ERROR(FmBackwardCpu(emb_.data(), dlogits_.data(), demb_.data(), B, F, D));
+    TS_RETURN_IF_ERROR(FmBackward(ctx_, emb_.data(), dlogits_.data(), demb_.data(), B, F, D));
   } else {
     demb_.assign(bags * D, 0.0f);
   }
@@ -333,15 +343,15 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     std::vector<float>& dh = scratch_a_;
     dh.resize(B * m);
     if (c.kind != CtrModelKind::kDcnV2) {
-      TS_RETURN_IF_ERROR(LinearBackwardCpu(hidden_.back().data(), params + L.mlp_out.w,
-                                           dlogits_.data(), dh.data(), g + L.mlp_out.w,
-                                           g + L.mlp_out.b, B, m, 1));
+      TS_RETURN_IF_ERROR(LinearBackward(ctx_, kNoCublas, hidden_.back().data(),
+                                        params + L.mlp_out.w, dlogits_.data(), dh.data(),
+                                        g + L.mlp_out.w, g + L.mlp_out.b, B, m, 1));
     } else {
       const int concat_dim = x0_dim + m;
       std::vector<float> dconcat(B * concat_dim);
-      TS_RETURN_IF_ERROR(LinearBackwardCpu(concat_.data(), params + L.dcn_out.w, dlogits_.data(),
-                                           dconcat.data(), g + L.dcn_out.w, nullptr, B, concat_dim,
-                                           1));
+      TS_RETURN_IF_ERROR(LinearBackward(ctx_, kNoCublas, concat_.data(), params + L.dcn_out.w,
+                                        dlogits_.data(), dconcat.data(), g + L.dcn_out.w, nullptr,
+                                        B, concat_dim, 1));
       std::vector<float> dx(B * x0_dim);
       for (int64_t b = 0; b < B; ++b) {
         std::memcpy(&dx[b * x0_dim], &dconcat[b * concat_dim], sizeof(float) * x0_dim);
@@ -354,9 +364,9 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
       for (size_t l = L.cross.size(); l-- > 0;) {
         const auto& d = L.cross[l];
         const float* xl = l == 0 ? x0_.data() : cross_x_[l - 1].data();
-        TS_RETURN_IF_ERROR(CrossBackwardCpu(x0_.data(), xl, params + d.w, cross_z_[l].data(),
-                                            dx.data(), dx0_.data(), dxl.data(), g + d.w, g + d.b,
-                                            workspace.data(), B, x0_dim));
+        TS_RETURN_IF_ERROR(CrossBackward(ctx_, kNoCublas, x0_.data(), xl, params + d.w,
+                                         cross_z_[l].data(), dx.data(), dx0_.data(), dxl.data(),
+                                         g + d.w, g + d.b, workspace.data(), B, x0_dim));
         dx.swap(dxl);
       }
       for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dx[i];  // layer 0's x_l is x0
@@ -367,11 +377,11 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
     std::vector<float>& dprev = scratch_b_;
     for (size_t l = L.mlp.size(); l-- > 0;) {
       const auto& d = L.mlp[l];
-      TS_RETURN_IF_ERROR(ReluBackwardCpu(hidden_[l].data(), dh.data(), dh.data(), B * d.out));
+      TS_RETURN_IF_ERROR(ReluBackward(ctx_, hidden_[l].data(), dh.data(), dh.data(), B * d.out));
       const float* x = l == 0 ? x0_.data() : hidden_[l - 1].data();
       dprev.resize(B * d.in);
-      TS_RETURN_IF_ERROR(LinearBackwardCpu(x, params + d.w, dh.data(), dprev.data(), g + d.w,
-                                           g + d.b, B, d.in, d.out));
+      TS_RETURN_IF_ERROR(LinearBackward(ctx_, kNoCublas, x, params + d.w, dh.data(), dprev.data(),
+                                        g + d.w, g + d.b, B, d.in, d.out));
       dh.swap(dprev);
     }
     if (cross_into_x0) {
@@ -384,8 +394,8 @@ Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, fl
       for (int k = 0; k < F * D; ++k) dst[k] += src[k];
     }
   }
-  return EmbeddingPoolBackwardCpu(in.offsets, in.indices, in.weights, demb_.data(),
-                                  grads->emb_rows.data(), in.num_rows, bags, D);
+  return EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, demb_.data(),
+                               grads->emb_rows.data(), in.num_rows, bags, D);
 }
 
 }  // namespace tessera::worker

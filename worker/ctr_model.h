@@ -16,6 +16,8 @@
 // (row, value) pairs: one bag per field for one-hot data, one sum-pooled bag per row for
 // multi-hot data; feature values weight the rows (1 for Criteo categories).
 //
+// Kernels run through the DeviceContext the model is created with (kernels/device_resources.h:
+// the worker's one context), on the CPU: the activations are host vectors.
 // Thread-compatible: one trainer thread uses a model; it owns its activation scratch.
 #pragma once
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/device.h"
 
 namespace tessera::worker {
 
@@ -81,8 +84,11 @@ struct DenseBlock {
 
 class CtrModel {
  public:
-  // InvalidArgument for a model that cannot be built (no fields, bad widths, ...).
-  static StatusOr<std::unique_ptr<CtrModel>> Create(const CtrModelConfig& config);
+  // InvalidArgument for a model that cannot be built (no fields, bad widths, ...); Unimplemented
+  // for a context whose device is not kCpu. The model keeps a copy of ctx: REQUIRES that ctx's
+  // resources (kernels::DeviceResources) outlive the model.
+  static StatusOr<std::unique_ptr<CtrModel>> Create(const CtrModelConfig& config,
+                                                    const kernels::DeviceContext& ctx);
   ~CtrModel();
 
   const CtrModelConfig& config() const { return config_; }
@@ -105,10 +111,11 @@ class CtrModel {
 
  private:
   struct Layout;
-  explicit CtrModel(const CtrModelConfig& config);
+  CtrModel(const CtrModelConfig& config, const kernels::DeviceContext& ctx);
   Status Forward(const float* params, const CtrBatchView& batch);
 
   CtrModelConfig config_;
+  kernels::DeviceContext ctx_;  // kCpu; its resources are borrowed
   std::unique_ptr<Layout> layout_;
   size_t num_params_ = 0;
   // Activations of the last Forward (resized per batch).

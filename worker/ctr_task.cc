@@ -24,7 +24,8 @@ struct CtrTask::Batch : ModelBatch {
   std::vector<int32_t> indices;  // per key: its row among the unique keys
 };
 
-CtrTask::CtrTask(const CtrTrainerOptions& options) : options_(options) {}
+CtrTask::CtrTask(const CtrTrainerOptions& options, const kernels::DeviceContext& device)
+    : options_(options), device_(device) {}
 
 CtrTask::~CtrTask() = default;
 
@@ -53,7 +54,7 @@ Status CtrTask::Setup(WorkerGroup* group) {
   model_config_ = options_.model;
   model_config_.num_fields = schema_.num_fields;
   model_config_.num_dense = schema_.num_dense;
-  TS_ASSIGN_OR_RETURN(model_, CtrModel::Create(model_config_));
+  TS_ASSIGN_OR_RETURN(model_, CtrModel::Create(model_config_, device_));
   params_.resize(model_->num_params());
   model_->InitParams(params_.data());
   TS_RETURN_IF_ERROR(kernels::InitDenseOptimizerState(
@@ -177,9 +178,9 @@ Status CtrTask::ComputeGradients(const ModelBatch& model_batch,
 Status CtrTask::AfterPush() {
   // Synchronise and step the dense parameters (identical on every replica).
   TS_RETURN_IF_ERROR(collective_->AllReduceSum(grads_.params.data(), grads_.params.size()));
-  return kernels::ApplyDenseUpdateCpu(options_.dense_optimizer, params_.data(),
-                                      grads_.params.data(), static_cast<int64_t>(params_.size()),
-                                      &dense_state_);
+  return kernels::ApplyDenseUpdate(device_, options_.dense_optimizer, params_.data(),
+                                   grads_.params.data(), static_cast<int64_t>(params_.size()),
+                                   &dense_state_);
 }
 
 Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,

@@ -49,7 +49,8 @@ struct CtrTrainerOptions {
 // after each push. Borrows `options`.
 class CtrTask : public Model {
  public:
-  explicit CtrTask(const CtrTrainerOptions& options);
+  // Borrows `options` and `device` (the worker's device context), which must outlive the task.
+  CtrTask(const CtrTrainerOptions& options, const kernels::DeviceContext& device);
   ~CtrTask() override;
 
   std::vector<int> TableDims() const override;
@@ -87,6 +88,7 @@ class CtrTask : public Model {
   StatusOr<bool> DenseParamsIdentical();
 
   const CtrTrainerOptions& options_;
+  const kernels::DeviceContext& device_;  // the model's kernels and the dense optimizer run here
   WorkerGroup* group_ = nullptr;
   Collective* collective_ = nullptr;
   CtrSchema schema_;

@@ -48,13 +48,10 @@ MfModel::MfModel(const MfTrainerOptions& options) : options_(options) {}
 
 MfModel::~MfModel() = default;
 
-StatusOr<std::unique_ptr<MfModel>> MfModel::Create(const MfTrainerOptions& options) {
+StatusOr<std::unique_ptr<MfModel>> MfModel::Create(const MfTrainerOptions& options,
+                                                   const kernels::DeviceContext& device) {
   std::unique_ptr<MfModel> model(new MfModel(options));
-  model->device_.device = options.device;
-  TS_ASSIGN_OR_RETURN(model->workspace_, kernels::MfDeviceWorkspace::Create(model->device_));
-  if (options.device == kernels::Device::kCpu && options.compute_threads > 1) {
-    model->fork_ = std::make_unique<TwoWayFork>();
-  }
+  TS_ASSIGN_OR_RETURN(model->workspace_, kernels::MfDeviceWorkspace::Create(device));
   return model;
 }
 
@@ -193,38 +190,10 @@ kernels::MfBatch MfModel::MakeKernelBatch(const Batch& b,
   return k;
 }
 
-Status MfModel::BatchGradient(const kernels::MfBatch& b, float* user_grads, float* item_grads,
-                              double* sq_error_sum) {
-  // Below ~1M multiply-adds (dim 32 at batch 16384) the split's two hand-overs and second pass
-  // over the rows cost what the second core saves (measured in-process on 2 cores).
-  constexpr int64_t kSplitMinWork = int64_t{1} << 20;
-  if (fork_ == nullptr || b.num_samples * b.dim < kSplitMinWork) {
-    return workspace_->BatchGradient(b, user_grads, item_grads, sq_error_sum);
-  }
-  // The residuals of each half of the samples, then the user rows on one thread and the item
-  // rows on the other, each summed in sample order as the one-pass kernel does.
-  errors_.resize(static_cast<size_t>(b.num_samples));
-  const int64_t half = b.num_samples / 2;
-  Status own, helper;
-  fork_->Run([&] { own = kernels::MfErrorsCpu(b, 0, half, errors_.data()); },
-             [&] { helper = kernels::MfErrorsCpu(b, half, b.num_samples, errors_.data()); });
-  TS_RETURN_IF_ERROR(own);
-  TS_RETURN_IF_ERROR(helper);
-  fork_->Run(
-      [&] { own = kernels::MfSideGradsCpu(b, errors_.data(), kernels::MfSide::kUser, user_grads); },
-      [&] {
-        helper = kernels::MfSideGradsCpu(b, errors_.data(), kernels::MfSide::kItem, item_grads);
-      });
-  TS_RETURN_IF_ERROR(own);
-  TS_RETURN_IF_ERROR(helper);
-  *sq_error_sum = kernels::MfSquaredErrorSum(errors_.data(), b.num_samples);
-  return OkStatus();
-}
-
 Status MfModel::ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
                                  const std::vector<float*>& grads, double* loss_sum) {
   const kernels::MfBatch kb = MakeKernelBatch(static_cast<const Batch&>(batch), rows);
-  return BatchGradient(kb, grads[kUserTable], grads[kItemTable], loss_sum);
+  return workspace_->BatchGradient(kb, grads[kUserTable], grads[kItemTable], loss_sum);
 }
 
 Status MfModel::EvalBatch(size_t, const ModelBatch& model_batch,

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "core/fork_join.h"
 #include "kernels/device.h"
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
@@ -50,10 +49,12 @@ struct MfTrainerOptions {
 };
 
 // Biased MF as a Model of the training loop. Create makes the device workspace the kernels run in
-// (and, on CPU with compute_threads 2, the second compute thread). Borrows `options`.
+// on the worker's device context (whose kernels split a CPU step over its compute threads).
+// Borrows `options` and `device`, which must outlive the model.
 class MfModel : public Model {
  public:
-  static StatusOr<std::unique_ptr<MfModel>> Create(const MfTrainerOptions& options);
+  static StatusOr<std::unique_ptr<MfModel>> Create(const MfTrainerOptions& options,
+                                                   const kernels::DeviceContext& device);
   ~MfModel() override;
 
   std::vector<int> TableDims() const override;
@@ -95,19 +96,12 @@ class MfModel : public Model {
   explicit MfModel(const MfTrainerOptions& options);
   void Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n, Batch* batch);
   kernels::MfBatch MakeKernelBatch(const Batch& b, const std::vector<const float*>& rows) const;
-  // MfBatchGradient of one step; on CPU with two compute threads, split over both (same bits).
-  Status BatchGradient(const kernels::MfBatch& b, float* user_grads, float* item_grads,
-                       double* sq_error_sum);
 
   const MfTrainerOptions& options_;
   WorkerGroup* group_ = nullptr;
-  kernels::DeviceContext device_;
-  // Runs the MF kernels on the host batches: a pass-through on CPU, staging through device
-  // buffers on CUDA.
+  // Runs the MF kernels on the host batches through the worker's context: a pass-through on CPU,
+  // staging through device buffers on CUDA.
   std::unique_ptr<kernels::MfDeviceWorkspace> workspace_;
-  // The second compute thread (CPU, compute_threads 2) and the per-sample errors it shares.
-  std::unique_ptr<TwoWayFork> fork_;
-  std::vector<float> errors_;
   std::vector<Sample> train_, test_;
   KeyDeduper dedup_;
   float global_mean_ = 0;

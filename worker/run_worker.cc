@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "kernels/device_resources.h"
 #include "worker/train_loop.h"
 #include "worker/worker_node.h"
 
@@ -22,6 +23,17 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
   return loop;
 }
 
+// MF runs on --device with --compute-threads (the kernels split a large step over both); the CTR
+// models run on the CPU with one compute thread (their GEMMs bring their own threads).
+kernels::DeviceOptions DeviceOptionsOf(const WorkerOptions& options) {
+  kernels::DeviceOptions device;
+  if (!options.ctr) {
+    device.device = options.mf.device;
+    device.cpu_threads = options.mf.compute_threads;
+  }
+  return device;
+}
+
 }  // namespace
 
 Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* collective,
@@ -29,17 +41,22 @@ Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* collect
   const TrainLoopOptions loop_options =
       options.ctr ? LoopOptions(options.ctr_options, options.ctr_options.eval_every)
                   : LoopOptions(options.mf, /*eval_every=*/0);
-  return RunWorkerNode<TrainResult>(rpc, loop_options.recovery,
-                                    [&]() -> StatusOr<TrainResult> {
-                                      std::unique_ptr<Model> model;
-                                      if (options.ctr) {
-                                        model = std::make_unique<CtrTask>(options.ctr_options);
-                                      } else {
-                                        TS_ASSIGN_OR_RETURN(model, MfModel::Create(options.mf));
-                                      }
-                                      TrainLoop loop(loop_options, model.get(), rpc, collective);
-                                      return loop.Run(register_timeout);
-                                    })
+  return RunWorkerNode<TrainResult>(
+             rpc, loop_options.recovery,
+             [&]() -> StatusOr<TrainResult> {
+               // The worker's device context, created once: the model runs every kernel
+               // through it.
+               TS_ASSIGN_OR_RETURN(auto device,
+                                   kernels::DeviceResources::Create(DeviceOptionsOf(options)));
+               std::unique_ptr<Model> model;
+               if (options.ctr) {
+                 model = std::make_unique<CtrTask>(options.ctr_options, device->context());
+               } else {
+                 TS_ASSIGN_OR_RETURN(model, MfModel::Create(options.mf, device->context()));
+               }
+               TrainLoop loop(loop_options, model.get(), rpc, collective);
+               return loop.Run(register_timeout);
+             })
       .status();
 }
 

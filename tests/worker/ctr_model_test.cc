@@ -72,7 +72,7 @@ void CheckGradients(CtrModelKind kind, bool multi_hot) {
     SCOPED_TRACE(std::string(CtrModelName(kind)) + (multi_hot ? " multi-hot" : " one-hot") +
                  " seed " + std::to_string(seed));
     Fixture fx(kind, multi_hot, seed);
-    auto model = CtrModel::Create(fx.config);
+    auto model = CtrModel::Create(fx.config, kernels::DeviceContext{});
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     fx.params.resize((*model)->num_params());
     (*model)->InitParams(fx.params.data());
@@ -123,7 +123,7 @@ TEST(CtrModelTest, DcnV2GradientsMatchFiniteDifferences) {
 
 TEST(CtrModelTest, PredictGivesTheProbabilitiesOfTheTrainingForward) {
   Fixture fx(CtrModelKind::kDeepFm, false, 3);
-  auto model = CtrModel::Create(fx.config);
+  auto model = CtrModel::Create(fx.config, kernels::DeviceContext{});
   ASSERT_TRUE(model.ok());
   fx.params.resize((*model)->num_params());
   (*model)->InitParams(fx.params.data());
@@ -142,14 +142,15 @@ TEST(CtrModelTest, InitIsDeterministicAndSeeded) {
   CtrModelConfig c;
   c.num_fields = 26;
   c.num_dense = 13;
-  auto a = CtrModel::Create(c), b = CtrModel::Create(c);
+  auto a = CtrModel::Create(c, kernels::DeviceContext{}),
+       b = CtrModel::Create(c, kernels::DeviceContext{});
   ASSERT_TRUE(a.ok() && b.ok());
   std::vector<float> pa((*a)->num_params()), pb((*b)->num_params());
   (*a)->InitParams(pa.data());
   (*b)->InitParams(pb.data());
   EXPECT_EQ(pa, pb);
   c.seed = 2;
-  auto other = CtrModel::Create(c);
+  auto other = CtrModel::Create(c, kernels::DeviceContext{});
   std::vector<float> pc((*other)->num_params());
   (*other)->InitParams(pc.data());
   EXPECT_NE(pa, pc);
@@ -160,13 +161,13 @@ TEST(CtrModelTest, InitIsDeterministicAndSeeded) {
 TEST(CtrModelTest, BadConfigurationsAreRefused) {
   CtrModelConfig c;
   c.num_fields = 0;
-  EXPECT_FALSE(CtrModel::Create(c).ok());
+  EXPECT_FALSE(CtrModel::Create(c, kernels::DeviceContext{}).ok());
   c.num_fields = 2;
   c.mlp = {};
-  EXPECT_FALSE(CtrModel::Create(c).ok());
+  EXPECT_FALSE(CtrModel::Create(c, kernels::DeviceContext{}).ok());
   c.mlp = {8};
   c.emb_dim = 0;
-  EXPECT_FALSE(CtrModel::Create(c).ok());
+  EXPECT_FALSE(CtrModel::Create(c, kernels::DeviceContext{}).ok());
   EXPECT_FALSE(ParseCtrModel("xgboost").ok());
   EXPECT_EQ(*ParseCtrModel("dcn_v2"), CtrModelKind::kDcnV2);
 }

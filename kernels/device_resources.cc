@@ -1,0 +1,34 @@
+#include "kernels/device_resources.h"
+
+#include <string>
+
+#include "core/fork_join.h"
+
+namespace tessera::kernels {
+
+StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceOptions& options) {
+  std::unique_ptr<DeviceResources> resources(new DeviceResources());
+  resources->context_.device = options.device;
+  switch (options.device) {
+    case Device::kCpu:
+      if (options.cpu_threads < 1 || options.cpu_threads > 2) {
+        return Status::InvalidArgument("DeviceResources: cpu_threads must be 1 or 2, got " +
+                                       std::to_string(options.cpu_threads));
+      }
+      if (options.cpu_threads == 2) {
+        resources->helper_ = std::make_unique<TwoWayFork>();
+        resources->context_.helper = resources->helper_.get();
+      }
+      resources->context_.scratch = &resources->scratch_;
+      return resources;
+    case Device::kCuda:
+      TS_RETURN_IF_ERROR(CheckCudaAvailable());
+      return resources;
+  }
+  return Status::InvalidArgument("DeviceResources: unknown device " +
+                                 std::to_string(static_cast<int>(options.device)));
+}
+
+DeviceResources::~DeviceResources() = default;
+
+}  // namespace tessera::kernels

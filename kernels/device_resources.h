@@ -1,0 +1,51 @@
+// DeviceResources: the compute resources of one worker, or of one server shard thread, created
+// once by that role and handed down to its models and kernels as a DeviceContext (faiss's
+// GpuResources plays this part). It owns what the context borrows:
+//   kCpu   the helper compute thread (cpu_threads 2: a TwoWayFork, core/fork_join.h) and the
+//          host scratch of the kernels that split a step over the two threads;
+//   kCuda  nothing yet: the context's stream is null (the legacy default stream), and a caller
+//          that stages host data keeps its own stream (kernels::MfDeviceWorkspace).
+// The kernel layer, not the role, decides how a CPU step is split (see the splitting entry
+// points: ApplySparseUpdate in sparse_optimizer.h, MfBatchGradient in mf.h); with one thread or
+// two the results are the same bits.
+//
+// Thread-compatible: one thread (the role's compute thread) uses the context at a time. The
+// context() and everything it points to stay valid as long as the DeviceResources lives:
+// REQUIRES that it outlives every copy of its context (a model keeping one, a workspace).
+#pragma once
+
+#include <memory>
+
+#include "core/status.h"
+#include "kernels/device.h"
+
+namespace tessera::kernels {
+
+struct DeviceOptions {
+  Device device = Device::kCpu;  // where the kernels of this context run
+  int cpu_threads = 1;           // kCpu: compute threads, 1 or 2 (caller + helper); kCuda: unused
+};
+
+class DeviceResources {
+ public:
+  // InvalidArgument for cpu_threads outside [1, 2] or an unknown device; kCuda:
+  // FailedPrecondition with CheckCudaAvailable's reason where no CUDA device can be used.
+  static StatusOr<std::unique_ptr<DeviceResources>> Create(const DeviceOptions& options);
+  ~DeviceResources();
+  DeviceResources(const DeviceResources&) = delete;
+  DeviceResources& operator=(const DeviceResources&) = delete;
+
+  const DeviceContext& context() const { return context_; }
+  // The helper compute thread (kCpu with cpu_threads 2), else null. For a role's own non-kernel
+  // work split the same way (the server's row copies); kernels take it from context().
+  TwoWayFork* helper() const { return context_.helper; }
+
+ private:
+  DeviceResources() = default;
+
+  std::unique_ptr<TwoWayFork> helper_;
+  HostScratch scratch_;
+  DeviceContext context_;  // points at helper_ and scratch_
+};
+
+}  // namespace tessera::kernels
