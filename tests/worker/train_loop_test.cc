@@ -54,7 +54,7 @@ class FakeModel : public Model {
     const proto::CheckpointFile* entry = checkpoint::FindFile(manifest, kFakeFile);
     if (entry == nullptr) return Status::InvalidArgument("no " + std::string(kFakeFile));
     proto::DenseCheckpoint state;
-    TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(dir, *entry, &state));
+    TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(Env::Default(), dir, *entry, &state));
     restored_steps = steps_taken = state.optimizer_step();
     return OkStatus();
   }
@@ -64,7 +64,7 @@ class FakeModel : public Model {
     proto::DenseCheckpoint state;
     state.set_optimizer_step(steps_taken);
     TS_ASSIGN_OR_RETURN(proto::CheckpointFile entry,
-                        checkpoint::WriteProtoFile(dir + "/" + kFakeFile, state));
+                        checkpoint::WriteProtoFile(Env::Default(), dir + "/" + kFakeFile, state));
     entry.set_kind(proto::CheckpointFile::KIND_DENSE);
     files->push_back(std::move(entry));
     description->set_type("fake");
@@ -166,7 +166,7 @@ struct Job {
   void Run() {
     proto::CheckpointManifest manifest;
     if (!resume_dir.empty()) {
-      auto read = checkpoint::ReadManifest(resume_dir);
+      auto read = checkpoint::ReadManifest(Env::Default(), resume_dir);
       ASSERT_TRUE(read.ok()) << read.status().ToString();
       manifest = *read;
     }
