@@ -401,7 +401,7 @@ void RunAgainstReference(uint64_t seed) {
 }
 
 TEST(EmbeddingTableTest, RandomOperationsAgreeWithUnorderedMapReference) {
-  const uint64_t base_seed = std::random_device()();
+  const uint64_t base_seed = 20261206;  // fixed, so that a failure repeats; printed on failure
   for (uint64_t i = 0; i < 8; ++i) {
     const uint64_t seed = base_seed + i;
     SCOPED_TRACE("seed " + std::to_string(seed));
