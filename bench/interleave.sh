@@ -5,6 +5,7 @@
 #
 #   bench/interleave.sh OLD/bin/tessera NEW/bin/tessera
 #   REPS=5 MF_RATINGS=10000000 CTR_ROWS=1000000 bench/interleave.sh OLD NEW
+#   WORKLOADS=deepfm REPS=5 bench/interleave.sh OLD NEW     # one workload only
 #
 # Workloads (the benchmarks' flags; smaller data by default so a rep takes seconds):
 #   mf32   MF dim 32, batch 16384, 1 server + 1 worker in one process
@@ -16,6 +17,7 @@ set -euo pipefail
 old=${1:?usage: interleave.sh OLD_TESSERA NEW_TESSERA}
 new=${2:?usage: interleave.sh OLD_TESSERA NEW_TESSERA}
 REPS=${REPS:-3}
+WORKLOADS=${WORKLOADS:-mf32 mf128 deepfm}
 MF_RATINGS=${MF_RATINGS:-3000000}
 CTR_ROWS=${CTR_ROWS:-200000}
 BENCH_DIR=${BENCH_DIR:-/tmp/tessera-bench}
@@ -69,7 +71,7 @@ run() {  # workload binary-tag binary rep
   echo "new: $new"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/machine.txt"
-for workload in mf32 mf128 deepfm; do
+for workload in $WORKLOADS; do
   for rep in $(seq 1 "$REPS"); do
     run "$workload" old "$old" "$rep"
     run "$workload" new "$new" "$rep"
