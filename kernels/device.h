@@ -67,6 +67,10 @@ namespace internal {
 // Converts the error state after a kernel launch (cudaGetLastError) into a Status naming
 // `what`. Used by the *_cuda.cu files; does not synchronise, so only launch errors are seen.
 Status CudaLaunchStatus(const char* what);
+// A non-blocking stream on the current device (no implicit ordering with the legacy default
+// stream of unrelated code), for DeviceResources; DestroyCudaStream waits for its work first.
+StatusOr<struct CUstream_st*> CreateCudaStream();
+void DestroyCudaStream(struct CUstream_st* stream);
 }  // namespace internal
 #endif
 

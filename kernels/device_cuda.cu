@@ -43,5 +43,19 @@ Status CudaLaunchStatus(const char* what) {
   return Status::Internal(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(err));
 }
 
+StatusOr<cudaStream_t> CreateCudaStream() {
+  cudaStream_t stream = nullptr;
+  const cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  if (err != cudaSuccess) {
+    return Status::Internal(std::string("create a CUDA stream: ") + cudaGetErrorString(err));
+  }
+  return stream;
+}
+
+void DestroyCudaStream(cudaStream_t stream) {
+  (void)cudaStreamSynchronize(stream);
+  (void)cudaStreamDestroy(stream);
+}
+
 }  // namespace internal
 }  // namespace tessera::kernels

@@ -23,12 +23,20 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
       return resources;
     case Device::kCuda:
       TS_RETURN_IF_ERROR(CheckCudaAvailable());
+#if TESSERA_WITH_CUDA
+      TS_ASSIGN_OR_RETURN(resources->stream_, internal::CreateCudaStream());
+      resources->context_.stream = resources->stream_;
+#endif
       return resources;
   }
   return Status::InvalidArgument("DeviceResources: unknown device " +
                                  std::to_string(static_cast<int>(options.device)));
 }
 
-DeviceResources::~DeviceResources() = default;
+DeviceResources::~DeviceResources() {
+#if TESSERA_WITH_CUDA
+  if (stream_ != nullptr) internal::DestroyCudaStream(stream_);
+#endif
+}
 
 }  // namespace tessera::kernels

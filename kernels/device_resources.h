@@ -3,8 +3,9 @@
 // GpuResources plays this part). It owns what the context borrows:
 //   kCpu   the helper compute thread (cpu_threads 2: a TwoWayFork, core/fork_join.h) and the
 //          host scratch of the kernels that split a step over the two threads;
-//   kCuda  nothing yet: the context's stream is null (the legacy default stream), and a caller
-//          that stages host data keeps its own stream (kernels::MfDeviceWorkspace).
+//   kCuda  the stream every kernel of the context is queued on (non-blocking, on the current
+//          device); workspaces that stage host data (kernels::MfDeviceWorkspace) use it too.
+//          cuBLAS handles and device selection arrive with the CUDA CTR models (issue 13).
 // The kernel layer, not the role, decides how a CPU step is split (see the splitting entry
 // points: ApplySparseUpdate in sparse_optimizer.h, MfBatchGradient in mf.h); with one thread or
 // two the results are the same bits.
@@ -45,7 +46,8 @@ class DeviceResources {
 
   std::unique_ptr<TwoWayFork> helper_;
   HostScratch scratch_;
-  DeviceContext context_;  // points at helper_ and scratch_
+  struct CUstream_st* stream_ = nullptr;  // kCuda: owned, destroyed after its work finished
+  DeviceContext context_;                 // points at helper_, scratch_ and stream_
 };
 
 }  // namespace tessera::kernels

@@ -4,17 +4,17 @@
 // kCpu: a pass-through; every call forwards the caller's pointers unchanged to MfBatchGradient /
 // MfPredict with the context given to Create (no copies; MfBatchGradientCpu's bits and Status,
 // split over the context's helper thread when it has one: see MfBatchGradient).
-// kCuda: the workspace owns one CUDA stream and growable device buffers. A call validates the
-// host batch (including the index values, as the CPU kernels do), copies indices, ratings and
-// the user/item rows host -> device, launches MfBatchGradientCuda / MfPredictCuda, copies the
-// outputs device -> host and then SYNCHRONISES ITS STREAM, so the host outputs are complete and
-// the host inputs are free for reuse when the call returns. That sync is the workspace's job;
-// the kernels themselves never sync. Device memory is allocated only in Reserve, which a call
-// also runs for its own batch before queueing any work, never inside the kernels; buffers only
-// grow, geometrically, and are freed by the destructor. The workspace uses the CUDA device that was
-// current when it was created and makes it current on the calling thread at each call. Results
-// match the CPU to float rounding, not bitwise (the CUDA kernels sum with atomics; see
-// MfBatchGradientCuda).
+// kCuda: the workspace queues its work on the context's stream and owns growable device buffers. A
+// call validates the host batch (including the index values, as the CPU kernels do), copies
+// indices, ratings and the user/item rows host -> device, launches MfBatchGradientCuda /
+// MfPredictCuda, copies the outputs device -> host and then SYNCHRONISES ITS STREAM, so the host
+// outputs are complete and the host inputs are free for reuse when the call returns. That sync is
+// the workspace's job; the kernels themselves never sync. Device memory is allocated only in
+// Reserve, which a call also runs for its own batch before queueing any work, never inside the
+// kernels; buffers only grow, geometrically, and are freed by the destructor. The workspace uses
+// the CUDA device that was current when it was created and makes it current on the calling thread
+// at each call. Results match the CPU to float rounding, not bitwise (the CUDA kernels sum with
+// atomics; see MfBatchGradientCuda).
 //
 // Thread-compatible: one workspace serves one thread at a time; create one per worker thread.
 #pragma once
@@ -31,9 +31,9 @@ namespace tessera::kernels {
 class MfDeviceWorkspace {
  public:
   // kCpu: always OK. kCuda: FailedPrecondition with CheckCudaAvailable's reason when no device
-  // can be used (or the build has no CUDA), Internal when the stream cannot be created.
-  // ctx.stream is not used: a kCuda workspace creates and owns its own stream. A kCpu workspace
-  // keeps a copy of ctx: REQUIRES that ctx's resources (helper, scratch) outlive the workspace.
+  // can be used (or the build has no CUDA); InvalidArgument for a kCuda context without a stream
+  // (make it with DeviceResources). The workspace keeps a copy of ctx: REQUIRES that ctx's
+  // resources (helper, scratch, stream) outlive the workspace.
   static StatusOr<std::unique_ptr<MfDeviceWorkspace>> Create(const DeviceContext& ctx);
 
   virtual ~MfDeviceWorkspace() = default;
@@ -66,7 +66,7 @@ namespace internal {
 Status ValidateMfReserveArgs(int64_t num_samples, int dim, int64_t num_users, int64_t num_items);
 #if TESSERA_WITH_CUDA
 // The kCuda workspace (kernels/mf_device_cuda.cu); Create calls it after CheckCudaAvailable.
-StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace();
+StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(struct CUstream_st* stream);
 #endif
 }  // namespace internal
 

@@ -1,7 +1,7 @@
 // The kCuda MfDeviceWorkspace: host batch -> device buffers -> MF kernels -> host outputs, all
-// queued on one stream the workspace owns, with one cudaStreamSynchronize at the end of each
-// call. Host memory is the caller's (pageable); cudaMemcpyAsync from/to pageable memory is
-// staged by the driver, which is correct but not overlapped with compute. Pinned staging would
+// queued on the context's stream (DeviceResources owns it), with one cudaStreamSynchronize at the
+// end of each call. Host memory is the caller's (pageable); cudaMemcpyAsync from/to pageable memory
+// is staged by the driver, which is correct but not overlapped with compute. Pinned staging would
 // add a host memcpy per call and is left out until a profile asks for it.
 #include <cuda_runtime.h>
 
@@ -106,9 +106,9 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
   CudaMfWorkspace(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
 
   ~CudaMfWorkspace() override {
-    // Nothing is in flight between calls; the sync only guards a call that failed mid-way.
+    // Nothing is in flight between calls; the sync only guards a call that failed mid-way. The
+    // stream is the context's (DeviceResources destroys it).
     (void)cudaStreamSynchronize(stream_);
-    (void)cudaStreamDestroy(stream_);
     // The DeviceBuffer members free their memory after this body.
   }
 
@@ -257,13 +257,13 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
 
 namespace internal {
 
-StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace() {
+StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(cudaStream_t stream) {
+  if (stream == nullptr) {
+    return Status::InvalidArgument(
+        "MfDeviceWorkspace: a CUDA context needs its stream (kernels::DeviceResources)");
+  }
   int device = -1;
   TS_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&device), "get current device"));
-  cudaStream_t stream = nullptr;
-  // Non-blocking: no implicit ordering with the legacy default stream of unrelated code.
-  TS_RETURN_IF_ERROR(
-      CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "create stream"));
   return std::unique_ptr<MfDeviceWorkspace>(new CudaMfWorkspace(device, stream));
 }
 

@@ -17,9 +17,13 @@
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "kernels/sparse_optimizer.h"
+#include "tests/testing/mf_problem.h"
 
 namespace tessera::kernels {
 namespace {
+
+using ::tessera::testing::MfProblem;
+using ::tessera::testing::RandomMfProblem;
 
 std::unique_ptr<DeviceResources> CpuResources(int threads) {
   DeviceOptions options;
@@ -57,7 +61,7 @@ TEST(DeviceResourcesTest, CpuThreadsGiveAHelperOnlyForTwo) {
 }
 
 // Without a usable GPU (or without CUDA in the build) kCuda fails with CheckCudaAvailable's
-// reason, unchanged; with one it yields a kCuda context without CPU threads.
+// reason, unchanged; with one it yields a kCuda context with its own stream and no CPU threads.
 TEST(DeviceResourcesTest, CudaFollowsCheckCudaAvailable) {
   DeviceOptions options;
   options.device = Device::kCuda;
@@ -68,6 +72,7 @@ TEST(DeviceResourcesTest, CudaFollowsCheckCudaAvailable) {
     ASSERT_TRUE(resources.ok()) << resources.status().ToString();
     EXPECT_EQ((*resources)->context().device, Device::kCuda);
     EXPECT_EQ((*resources)->helper(), nullptr);
+    EXPECT_NE((*resources)->context().stream, nullptr);
   } else {
     ASSERT_FALSE(resources.ok());
     EXPECT_EQ(resources.status().code(), StatusCode::kFailedPrecondition);
@@ -86,54 +91,6 @@ TEST(HostScratchTest, GrowsAndKeepsItsLargestSize) {
 }
 
 // ---- MF gradient ----
-
-struct MfProblem {
-  int dim = 0;
-  int64_t num_users = 0, num_items = 0;
-  std::vector<int32_t> user_index, item_index;
-  std::vector<float> ratings, user_rows, item_rows;
-
-  MfBatch Batch() const {
-    MfBatch b;
-    b.num_samples = static_cast<int64_t>(ratings.size());
-    b.user_index = user_index.data();
-    b.item_index = item_index.data();
-    b.ratings = ratings.data();
-    b.dim = dim;
-    b.user_rows = user_rows.data();
-    b.num_users = num_users;
-    b.item_rows = item_rows.data();
-    b.num_items = num_items;
-    b.global_mean = 3.5f;
-    b.l2 = 0.05f;
-    b.l2_bias = 0.01f;
-    return b;
-  }
-};
-
-MfProblem RandomMfProblem(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
-                          int64_t num_items) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> factor(-0.5f, 0.5f);
-  std::uniform_real_distribution<float> rating(1.0f, 5.0f);
-  MfProblem pr;
-  pr.dim = dim;
-  pr.num_users = num_users;
-  pr.num_items = num_items;
-  pr.user_rows.resize(num_users * (dim + 1));
-  pr.item_rows.resize(num_items * (dim + 1));
-  for (float& v : pr.user_rows) v = factor(rng);
-  for (float& v : pr.item_rows) v = factor(rng);
-  if (num_users == 0 || num_items == 0) return pr;
-  std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
-  std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
-  for (int64_t s = 0; s < num_samples; ++s) {
-    pr.user_index.push_back(user(rng));
-    pr.item_index.push_back(item(rng));
-    pr.ratings.push_back(rating(rng));
-  }
-  return pr;
-}
 
 struct MfCase {
   int64_t num_samples;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/device.h"
+#include "kernels/device_resources.h"
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "tests/testing/cuda_test_util.h"
@@ -35,9 +36,16 @@ MfProblem RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_u
 }
 
 std::unique_ptr<MfDeviceWorkspace> CudaWorkspace() {
-  DeviceContext ctx;
-  ctx.device = Device::kCuda;
-  auto ws = MfDeviceWorkspace::Create(ctx);
+  // One stream for every workspace of the test binary, as a worker has one.
+  static const std::unique_ptr<DeviceResources> resources = [] {
+    DeviceOptions options;
+    options.device = Device::kCuda;
+    auto created = DeviceResources::Create(options);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    return created.ok() ? std::move(*created) : nullptr;
+  }();
+  if (resources == nullptr) return nullptr;
+  auto ws = MfDeviceWorkspace::Create(resources->context());
   EXPECT_TRUE(ws.ok()) << ws.status().ToString();
   return ws.ok() ? std::move(*ws) : nullptr;
 }

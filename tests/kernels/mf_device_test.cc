@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/device.h"
+#include "kernels/device_resources.h"
 #include "kernels/mf.h"
 #include "tests/testing/mf_problem.h"
 
@@ -104,20 +105,30 @@ TEST(MfDeviceWorkspaceTest, ReserveChecksItsArguments) {
 }
 
 TEST(MfDeviceWorkspaceTest, CudaCreateFollowsCheckCudaAvailable) {
-  DeviceContext ctx;
-  ctx.device = Device::kCuda;
-  auto ws = MfDeviceWorkspace::Create(ctx);
+  DeviceOptions options;
+  options.device = Device::kCuda;
+  auto resources = DeviceResources::Create(options);
+  DeviceContext bare;  // no stream: not made by DeviceResources
+  bare.device = Device::kCuda;
+  auto bare_ws = MfDeviceWorkspace::Create(bare);
   const Status available = CheckCudaAvailable();
   if (available.ok()) {
+    ASSERT_TRUE(resources.ok()) << resources.status().ToString();
+    ASSERT_NE((*resources)->context().stream, nullptr);
+    auto ws = MfDeviceWorkspace::Create((*resources)->context());
     ASSERT_TRUE(ws.ok()) << ws.status().ToString();
     EXPECT_EQ((*ws)->device(), Device::kCuda);
+    ASSERT_FALSE(bare_ws.ok());
+    EXPECT_EQ(bare_ws.status().code(), StatusCode::kInvalidArgument);
     return;
   }
   // No usable device here (or a build without CUDA): the same reason, not a crash later.
-  ASSERT_FALSE(ws.ok());
-  EXPECT_EQ(ws.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(ws.status().message().empty());
-  EXPECT_EQ(ws.status(), available);
+  ASSERT_FALSE(resources.ok());
+  EXPECT_EQ(resources.status(), available);
+  ASSERT_FALSE(bare_ws.ok());
+  EXPECT_EQ(bare_ws.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(bare_ws.status().message().empty());
+  EXPECT_EQ(bare_ws.status(), available);
 }
 
 TEST(MfDeviceWorkspaceTest, UnknownDeviceIsInvalidArgument) {

@@ -68,6 +68,7 @@ inline MfProblem RandomMfProblem(unsigned seed, int64_t num_samples, int dim, in
   pr.item_rows.resize(num_items * (dim + 1));
   for (float& v : pr.user_rows) v = factor(rng);
   for (float& v : pr.item_rows) v = factor(rng);
+  if (num_users == 0 || num_items == 0) return pr;  // no samples without users and items
   std::uniform_int_distribution<int32_t> user(0, static_cast<int32_t>(num_users - 1));
   std::uniform_int_distribution<int32_t> item(0, static_cast<int32_t>(num_items - 1));
   for (int64_t s = 0; s < num_samples; ++s) {
