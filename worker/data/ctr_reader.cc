@@ -32,7 +32,6 @@ using internal::RunChunks;
 using internal::SplitAtLineStarts;
 using internal::SplitPoint;
 
-constexpr int kMaxThreads = 256;
 // Below this many bytes per thread a chunk is parsed by fewer threads (starting one costs more).
 constexpr size_t kMinChunkBytesPerThread = 64 << 10;
 // Multi-hot offsets are uint32: a chunk of at most 8 GiB holds fewer than 2^31 keys (a feature
@@ -47,15 +46,8 @@ Status ValidateOptions(const CtrReadOptions& o) {
       o.format != CtrFormat::kCache) {
     return Status::InvalidArgument("unknown CTR format");
   }
-  if (o.num_threads < 1 || o.num_threads > kMaxThreads) {
-    return Status::InvalidArgument("num_threads must be in [1, " + std::to_string(kMaxThreads) +
-                                   "], got " + std::to_string(o.num_threads));
-  }
-  if (o.num_partitions < 1 || o.partition < 0 || o.partition >= o.num_partitions) {
-    return Status::InvalidArgument("need 0 <= partition < num_partitions, got partition " +
-                                   std::to_string(o.partition) + " of " +
-                                   std::to_string(o.num_partitions));
-  }
+  TS_RETURN_IF_ERROR(
+      internal::ValidateThreadsAndPartition(o.num_threads, o.partition, o.num_partitions));
   if (o.chunk_bytes < 1) return Status::InvalidArgument("chunk_bytes must be >= 1");
   return OkStatus();
 }

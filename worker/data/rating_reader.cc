@@ -26,7 +26,6 @@ using internal::SkipBlanks;
 using internal::SplitAtLineStarts;
 using internal::SplitPoint;
 
-constexpr int kMaxThreads = 256;
 constexpr size_t kMinRatingLineBytes = 6;  // "1 2 3\n"
 
 template <RatingFormat F>
@@ -189,15 +188,8 @@ Status ValidateOptions(const RatingReadOptions& o) {
       o.format != RatingFormat::kLibmf) {
     return Status::InvalidArgument("unknown rating format");
   }
-  if (o.num_threads < 1 || o.num_threads > kMaxThreads) {
-    return Status::InvalidArgument("num_threads must be in [1, " + std::to_string(kMaxThreads) +
-                                   "], got " + std::to_string(o.num_threads));
-  }
-  if (o.num_partitions < 1 || o.partition < 0 || o.partition >= o.num_partitions) {
-    return Status::InvalidArgument("need 0 <= partition < num_partitions, got partition " +
-                                   std::to_string(o.partition) + " of " +
-                                   std::to_string(o.num_partitions));
-  }
+  TS_RETURN_IF_ERROR(
+      internal::ValidateThreadsAndPartition(o.num_threads, o.partition, o.num_partitions));
   return OkStatus();
 }
 

@@ -31,6 +31,20 @@ Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
   return Status::InvalidArgument(message);
 }
 
+Status ValidateThreadsAndPartition(int num_threads, int partition, int num_partitions) {
+  if (num_threads < 1 || num_threads > kMaxReaderThreads) {
+    return Status::InvalidArgument("num_threads must be in [1, " +
+                                   std::to_string(kMaxReaderThreads) + "], got " +
+                                   std::to_string(num_threads));
+  }
+  if (num_partitions < 1 || partition < 0 || partition >= num_partitions) {
+    return Status::InvalidArgument("need 0 <= partition < num_partitions, got partition " +
+                                   std::to_string(partition) + " of " +
+                                   std::to_string(num_partitions));
+  }
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<FileBytes>> FileBytes::Open(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("cannot open", path, errno);

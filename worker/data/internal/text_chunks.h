@@ -45,6 +45,12 @@ class FileBytes {
 // NotFound for ENOENT/ENOTDIR, else InvalidArgument: "<what> <path>: <strerror>".
 Status ErrnoStatus(const std::string& what, const std::string& path, int err);
 
+// The most parse threads a reader starts.
+constexpr int kMaxReaderThreads = 256;
+// The options every reader shares: num_threads in [1, kMaxReaderThreads] and
+// 0 <= partition < num_partitions. InvalidArgument naming the bad value.
+Status ValidateThreadsAndPartition(int num_threads, int partition, int num_partitions);
+
 // floor(size * k / n) without overflowing 64 bits. REQUIRES: n > 0, k <= n.
 inline size_t SplitPoint(size_t size, size_t k, size_t n) {
   return size / n * k + size % n * k / n;
