@@ -16,7 +16,6 @@ StatusOr<std::unique_ptr<Shard>> Shard::Create(int index, const std::vector<Tabl
   kernels::DeviceOptions device;
   device.cpu_threads = helper ? 2 : 1;
   TS_ASSIGN_OR_RETURN(shard->device_, kernels::DeviceResources::Create(device));
-  shard->helper_ = shard->device_->helper();
   for (const TableOptions& t : tables) {
     TS_ASSIGN_OR_RETURN(auto table, EmbeddingTable::Create(t));
     shard->tables_.push_back(std::move(table));
@@ -273,12 +272,13 @@ void CopyRowRange(const EmbeddingTable& table, const uint64_t* keys, float* cons
 
 void Shard::CopyRows(const EmbeddingTable& table, const uint64_t* keys, float* const* rows,
                      uint64_t n, float* out) {
-  if (helper_ == nullptr || n * static_cast<uint64_t>(table.dim()) < kSplitMinFloats) {
+  TwoWayFork* helper = device_->helper();
+  if (helper == nullptr || n * static_cast<uint64_t>(table.dim()) < kSplitMinFloats) {
     return CopyRowRange(table, keys, rows, 0, n, out);
   }
   const uint64_t half = n / 2;
-  helper_->Run([&] { CopyRowRange(table, keys, rows, 0, half, out); },
-               [&] { CopyRowRange(table, keys, rows, half, n, out); });
+  helper->Run([&] { CopyRowRange(table, keys, rows, 0, half, out); },
+              [&] { CopyRowRange(table, keys, rows, half, n, out); });
 }
 
 }  // namespace tessera::server

@@ -152,9 +152,8 @@ class Shard {
   std::thread thread_;
   // The shard thread's compute resources: with threads_per_shard 2 a helper thread that takes half
   // of large requests' rows (a push's update inside the kernel, through device_'s context; a
-  // pull's copies directly through helper_).
+  // pull's copies directly through device_->helper()).
   std::unique_ptr<kernels::DeviceResources> device_;
-  TwoWayFork* helper_ = nullptr;  // device_'s helper thread, or null
 
   // The BSP gate and ordering (the shard thread only).
   int64_t applied_clock_ = 0;
