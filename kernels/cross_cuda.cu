@@ -62,8 +62,8 @@ Status CrossForwardCuda(cublasHandle_t cublas, const float* d_x0, const float* d
                                                  static_cast<int>(batch_size), dim, dim, 1.0f, d_xl,
                                                  dim, d_w, dim, 0.0f, d_pre, dim));
   const int64_t total = batch_size * dim;
-  CrossForwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_x0, d_xl, d_b, d_pre,
-                                                                         d_z, d_y, total, dim);
+  TS_LAUNCH(CrossForwardKernel, GridBlocks(total), kThreadsPerBlock, stream, d_x0, d_xl, d_b, d_pre,
+            d_z, d_y, total, dim);
   return internal::CudaLaunchStatus("CrossForwardCuda");
 }
 
@@ -77,8 +77,8 @@ Status CrossBackwardCuda(cublasHandle_t cublas, const float* d_x0, const float* 
   float* d_dz = d_workspace;
   const int64_t total = batch_size * dim;
   if (total > 0) {
-    CrossBackwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_x0, d_z, d_dy, d_dz,
-                                                                            d_dx0, d_dxl, total);
+    TS_LAUNCH(CrossBackwardKernel, GridBlocks(total), kThreadsPerBlock, stream, d_x0, d_z, d_dy,
+              d_dz, d_dx0, d_dxl, total);
     TS_RETURN_IF_ERROR(internal::CudaLaunchStatus("CrossBackwardCuda"));
   }
   TS_RETURN_IF_ERROR(internal::ColumnSumCuda(d_dz, batch_size, dim, d_db, stream));

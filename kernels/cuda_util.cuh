@@ -1,11 +1,42 @@
-// What the *_cuda.cu files share: the launch configuration of their grid-stride kernels, the
-// conversion of CUDA and cuBLAS errors into a Status, and the warp shuffle sum. Included only by
-// .cu files (it includes cuda_runtime.h and cublas_v2.h); public headers stay free of CUDA.
-// Nothing here allocates or synchronises.
+// What the *_cuda.cu files share: the launch and shared-memory macros, the launch configuration
+// of their grid-stride kernels, the conversion of CUDA and cuBLAS errors into a Status, and the
+// warp shuffle sum. Included only by .cu files (it includes cuda_runtime.h and cublas_v2.h);
+// public headers stay free of CUDA. Nothing here allocates or synchronises.
+//
+// Every kernel launch and every __shared__ array goes through these macros, so that the same
+// source also builds for the emulated device (-DTESSERA_CUDA_EMULATION=ON, kernels/cuda_emu/):
+//   TS_LAUNCH(kernel, grid, block, stream, args...)   kernel<<<grid, block, 0, stream>>>(args...)
+//       for kernels whose threads never wait for each other (no __syncthreads, no shuffle or
+//       vote, no shared memory): the emulator may run their threads as a plain loop;
+//   TS_LAUNCH_COOPERATIVE(kernel, grid, block, stream, args...)
+//       for every other kernel: the emulator runs each block's threads as fibers, switching in a
+//       seeded random order at every barrier, and checks shared memory for races;
+//   TS_SHARED(type, name, count)                      __shared__ type name[count]
+//       one-dimensional only (index a 2-D tile by hand), so the emulator can watch every word.
+// A kernel launched with TS_LAUNCH that reaches a barrier, a shuffle or TS_SHARED stops the
+// emulated process with a message naming it.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#if TESSERA_CUDA_EMULATION
+#define TS_LAUNCH(kernel, grid, block, stream, ...)                                              \
+  ::cuda_emu::Launch(#kernel, ::cuda_emu::LaunchMode::kIndependent, kernel, grid, block, stream, \
+                     __VA_ARGS__)
+#define TS_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...)                                  \
+  ::cuda_emu::Launch(#kernel, ::cuda_emu::LaunchMode::kCooperative, kernel, grid, block, stream, \
+                     __VA_ARGS__)
+#define TS_SHARED(type, name, count)   \
+  ::cuda_emu::SharedArray<type> name = \
+      ::cuda_emu::DeclareShared<type>(count, #name, __FILE__, __LINE__)
+#else
+#define TS_LAUNCH(kernel, grid, block, stream, ...) \
+  kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define TS_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...) \
+  kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define TS_SHARED(type, name, count) __shared__ type name[count]
+#endif
 
 #include <algorithm>
 #include <cstdint>

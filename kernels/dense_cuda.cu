@@ -39,17 +39,20 @@ __global__ void AddBiasKernel(float* __restrict__ y, const float* __restrict__ b
 
 __global__ void ColumnSumKernel(const float* __restrict__ m, int64_t rows, int cols,
                                 float* __restrict__ out) {
-  __shared__ float partial[kSumRowLanes][kSumColumns + 1];  // +1: no bank conflicts
+  // partial[lane * kSumPitch + column]; the pitch of kSumColumns + 1 avoids bank conflicts.
+  constexpr int kSumPitch = kSumColumns + 1;
+  TS_SHARED(float, partial, kSumRowLanes* kSumPitch);
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kSumColumns + threadIdx.x;
   float sum = 0.0f;
   if (j < cols) {
     for (int64_t i = threadIdx.y; i < rows; i += kSumRowLanes) sum += m[i * cols + j];
   }
-  partial[threadIdx.y][threadIdx.x] = sum;
+  partial[threadIdx.y * kSumPitch + threadIdx.x] = sum;
   __syncthreads();
   if (threadIdx.y == 0 && j < cols) {
     float total = 0.0f;
-    for (int lane = 0; lane < kSumRowLanes; ++lane) total += partial[lane][threadIdx.x];
+    for (int lane = 0; lane < kSumRowLanes; ++lane)
+      total += partial[lane * kSumPitch + threadIdx.x];
     out[j] = total;
   }
 }
@@ -84,7 +87,7 @@ __global__ void SigmoidBceForwardKernel(const float* __restrict__ logits,
     if (loss_sum != nullptr) loss += SigmoidBce(z, labels[i]);
   }
   if (loss_sum == nullptr) return;  // uniform across the grid
-  __shared__ double warp_loss[kWarpsPerBlock];
+  TS_SHARED(double, warp_loss, kWarpsPerBlock);
   loss = WarpSum(loss);
   if (threadIdx.x % kWarpSize == 0) warp_loss[threadIdx.x / kWarpSize] = loss;
   __syncthreads();
@@ -126,7 +129,8 @@ Status SgemmRowMajorCuda(cublasHandle_t cublas, cudaStream_t stream, bool trans_
 Status ColumnSumCuda(const float* d_m, int64_t rows, int cols, float* d_out, cudaStream_t stream) {
   const unsigned blocks =
       static_cast<unsigned>((static_cast<int64_t>(cols) + kSumColumns - 1) / kSumColumns);
-  ColumnSumKernel<<<blocks, dim3(kSumColumns, kSumRowLanes), 0, stream>>>(d_m, rows, cols, d_out);
+  TS_LAUNCH_COOPERATIVE(ColumnSumKernel, blocks, dim3(kSumColumns, kSumRowLanes), stream, d_m, rows,
+                        cols, d_out);
   return CudaLaunchStatus("ColumnSumCuda");
 }
 
@@ -145,7 +149,7 @@ Status LinearForwardCuda(cublasHandle_t cublas, const float* d_x, const float* d
       in_dim, d_w, out_dim, 0.0f, d_y, out_dim));
   if (d_b == nullptr) return OkStatus();
   const int64_t total = batch_size * out_dim;
-  AddBiasKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_y, d_b, total, out_dim);
+  TS_LAUNCH(AddBiasKernel, GridBlocks(total), kThreadsPerBlock, stream, d_y, d_b, total, out_dim);
   return internal::CudaLaunchStatus("LinearForwardCuda");
 }
 
@@ -176,7 +180,7 @@ Status LinearBackwardCuda(cublasHandle_t cublas, const float* d_x, const float* 
 Status ReluForwardCuda(const float* d_x, float* d_y, int64_t size, cudaStream_t stream) {
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("ReluForward", size, {d_x, d_y}));
   if (size == 0) return OkStatus();
-  ReluForwardKernel<<<GridBlocks(size), kThreadsPerBlock, 0, stream>>>(d_x, d_y, size);
+  TS_LAUNCH(ReluForwardKernel, GridBlocks(size), kThreadsPerBlock, stream, d_x, d_y, size);
   return internal::CudaLaunchStatus("ReluForwardCuda");
 }
 
@@ -184,7 +188,7 @@ Status ReluBackwardCuda(const float* d_y, const float* d_dy, float* d_dx, int64_
                         cudaStream_t stream) {
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("ReluBackward", size, {d_y, d_dy, d_dx}));
   if (size == 0) return OkStatus();
-  ReluBackwardKernel<<<GridBlocks(size), kThreadsPerBlock, 0, stream>>>(d_y, d_dy, d_dx, size);
+  TS_LAUNCH(ReluBackwardKernel, GridBlocks(size), kThreadsPerBlock, stream, d_y, d_dy, d_dx, size);
   return internal::CudaLaunchStatus("ReluBackwardCuda");
 }
 
@@ -199,8 +203,8 @@ Status SigmoidBceForwardCuda(const float* d_logits, const float* d_labels, float
                                   "SigmoidBceForwardCuda: zero loss_sum"));
   }
   if (batch_size == 0 || (d_probs == nullptr && d_loss_sum == nullptr)) return OkStatus();
-  SigmoidBceForwardKernel<<<GridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
-      d_logits, d_labels, d_probs, d_loss_sum, batch_size);
+  TS_LAUNCH_COOPERATIVE(SigmoidBceForwardKernel, GridBlocks(batch_size), kThreadsPerBlock, stream,
+                        d_logits, d_labels, d_probs, d_loss_sum, batch_size);
   return internal::CudaLaunchStatus("SigmoidBceForwardCuda");
 }
 
@@ -209,8 +213,8 @@ Status SigmoidBceBackwardCuda(const float* d_logits, const float* d_labels, floa
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("SigmoidBceBackward", batch_size,
                                                        {d_logits, d_labels, d_dlogits}));
   if (batch_size == 0) return OkStatus();
-  SigmoidBceBackwardKernel<<<GridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
-      d_logits, d_labels, d_dlogits, batch_size, loss_scale);
+  TS_LAUNCH(SigmoidBceBackwardKernel, GridBlocks(batch_size), kThreadsPerBlock, stream, d_logits,
+            d_labels, d_dlogits, batch_size, loss_scale);
   return internal::CudaLaunchStatus("SigmoidBceBackwardCuda");
 }
 

@@ -99,8 +99,8 @@ Status EmbeddingGatherCuda(const float* d_rows, int64_t num_rows, const int32_t*
                                                   d_out, batch_size, num_fields, dim));
   const int64_t total = batch_size * num_fields * dim;
   if (total == 0) return OkStatus();
-  GatherKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(d_rows, num_rows, d_indices,
-                                                                   d_out, total, dim);
+  TS_LAUNCH(GatherKernel, GridBlocks(total), kThreadsPerBlock, stream, d_rows, num_rows, d_indices,
+            d_out, total, dim);
   return internal::CudaLaunchStatus("EmbeddingGatherCuda");
 }
 
@@ -112,8 +112,8 @@ Status EmbeddingGatherBackwardCuda(const int32_t* d_indices, const float* d_grad
                                                   dim));
   const int64_t total = batch_size * num_fields * dim;
   if (total == 0) return OkStatus();
-  GatherBackwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(
-      d_indices, d_grad_out, d_grad_rows, num_rows, total, dim);
+  TS_LAUNCH(GatherBackwardKernel, GridBlocks(total), kThreadsPerBlock, stream, d_indices,
+            d_grad_out, d_grad_rows, num_rows, total, dim);
   return internal::CudaLaunchStatus("EmbeddingGatherBackwardCuda");
 }
 
@@ -124,8 +124,8 @@ Status EmbeddingPoolCuda(const float* d_rows, int64_t num_rows, const int64_t* d
                                                 d_indices, d_out, num_bags, dim));
   const int64_t total = num_bags * dim;
   if (total == 0) return OkStatus();
-  PoolKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(
-      d_rows, num_rows, d_offsets, d_indices, d_weights, d_out, total, dim);
+  TS_LAUNCH(PoolKernel, GridBlocks(total), kThreadsPerBlock, stream, d_rows, num_rows, d_offsets,
+            d_indices, d_weights, d_out, total, dim);
   return internal::CudaLaunchStatus("EmbeddingPoolCuda");
 }
 
@@ -137,8 +137,8 @@ Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indi
                                                 d_offsets, d_indices, d_grad_out, num_bags, dim));
   const int64_t total = num_bags * dim;
   if (total == 0) return OkStatus();
-  PoolBackwardKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(
-      d_offsets, d_indices, d_weights, d_grad_out, d_grad_rows, num_rows, total, dim);
+  TS_LAUNCH(PoolBackwardKernel, GridBlocks(total), kThreadsPerBlock, stream, d_offsets, d_indices,
+            d_weights, d_grad_out, d_grad_rows, num_rows, total, dim);
   return internal::CudaLaunchStatus("EmbeddingPoolBackwardCuda");
 }
 

@@ -72,8 +72,8 @@ Status FmForwardCuda(const float* d_v, float* d_y, int64_t batch_size, int num_f
   TS_RETURN_IF_ERROR(
       internal::ValidateFmArgs("FmForward", {d_v, d_y}, batch_size, num_fields, dim));
   if (batch_size == 0) return OkStatus();
-  FmForwardKernel<<<WarpGridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(d_v, d_y, batch_size,
-                                                                               num_fields, dim);
+  TS_LAUNCH_COOPERATIVE(FmForwardKernel, WarpGridBlocks(batch_size), kThreadsPerBlock, stream, d_v,
+                        d_y, batch_size, num_fields, dim);
   return internal::CudaLaunchStatus("FmForwardCuda");
 }
 
@@ -82,8 +82,8 @@ Status FmBackwardCuda(const float* d_v, const float* d_dy, float* d_dv, int64_t 
   TS_RETURN_IF_ERROR(
       internal::ValidateFmArgs("FmBackward", {d_v, d_dy, d_dv}, batch_size, num_fields, dim));
   if (batch_size == 0) return OkStatus();
-  FmBackwardKernel<<<WarpGridBlocks(batch_size), kThreadsPerBlock, 0, stream>>>(
-      d_v, d_dy, d_dv, batch_size, num_fields, dim);
+  TS_LAUNCH_COOPERATIVE(FmBackwardKernel, WarpGridBlocks(batch_size), kThreadsPerBlock, stream, d_v,
+                        d_dy, d_dv, batch_size, num_fields, dim);
   return internal::CudaLaunchStatus("FmBackwardCuda");
 }
 

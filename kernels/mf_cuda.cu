@@ -66,7 +66,7 @@ __global__ void MfGradientKernel(MfBatch b, float* __restrict__ user_grads,
     }
   }
   if (sq_error_sum == nullptr) return;  // uniform across the grid
-  __shared__ double block_sq_error[kWarpsPerBlock];
+  TS_SHARED(double, block_sq_error, kWarpsPerBlock);
   if (lane == 0) block_sq_error[warp] = sq_error;
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -118,15 +118,16 @@ Status MfBatchGradientCuda(const MfBatch& b, float* d_user_grads, float* d_item_
                                   "MfBatchGradientCuda: zero sq_error_sum"));
   }
   if (b.num_samples == 0) return OkStatus();
-  MfGradientKernel<<<WarpGridBlocks(b.num_samples), kThreadsPerBlock, 0, stream>>>(
-      b, d_user_grads, d_item_grads, d_sq_error_sum);
+  TS_LAUNCH_COOPERATIVE(MfGradientKernel, WarpGridBlocks(b.num_samples), kThreadsPerBlock, stream,
+                        b, d_user_grads, d_item_grads, d_sq_error_sum);
   return internal::CudaLaunchStatus("MfBatchGradientCuda");
 }
 
 Status MfPredictCuda(const MfBatch& b, float* d_predictions, struct CUstream_st* stream) {
   TS_RETURN_IF_ERROR(internal::ValidateMfPredictArgs(b, d_predictions));
   if (b.num_samples == 0) return OkStatus();
-  MfPredictKernel<<<WarpGridBlocks(b.num_samples), kThreadsPerBlock, 0, stream>>>(b, d_predictions);
+  TS_LAUNCH_COOPERATIVE(MfPredictKernel, WarpGridBlocks(b.num_samples), kThreadsPerBlock, stream, b,
+                        d_predictions);
   return internal::CudaLaunchStatus("MfPredictCuda");
 }
 

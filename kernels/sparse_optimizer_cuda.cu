@@ -70,8 +70,8 @@ template <typename Element>
 void Launch(const Element& element, float* const* d_rows, const float* d_grads, int64_t num_rows,
             int dim, cudaStream_t stream) {
   const int64_t total = num_rows * dim;
-  SparseUpdateKernel<<<GridBlocks(total), kThreadsPerBlock, 0, stream>>>(element, d_rows, d_grads,
-                                                                         num_rows, dim);
+  TS_LAUNCH(SparseUpdateKernel, GridBlocks(total), kThreadsPerBlock, stream, element, d_rows,
+            d_grads, num_rows, dim);
 }
 
 }  // namespace
@@ -90,8 +90,8 @@ Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, con
     case OptimizerKind::kAdam: {
       Launch(AdamElement{AdamParams{p.lr, p.beta1, p.beta2, p.eps}}, d_rows, d_grads, num_rows, dim,
              stream);
-      AdvanceAdamStepKernel<<<GridBlocks(num_rows), kThreadsPerBlock, 0, stream>>>(d_rows, num_rows,
-                                                                                   dim);
+      TS_LAUNCH(AdvanceAdamStepKernel, GridBlocks(num_rows), kThreadsPerBlock, stream, d_rows,
+                num_rows, dim);
       break;
     }
     case OptimizerKind::kFtrl:
