@@ -18,6 +18,12 @@ cudaError_t Enqueue(cudaStream_t stream, std::function<cudaError_t()> op);
 // streams) and returns, clearing it, the first error its work reported.
 cudaError_t Drain(cudaStream_t stream);
 
+// Drains the streams of `device` (the blocking ones only, or all); returns the first error their
+// work reported.
+cudaError_t DrainDevice(int device, bool blocking_only);
+// The calling thread's pending error of work it ran on the legacy default stream, cleared.
+cudaError_t TakeLegacyError();
+
 // True when [ptr, ptr + bytes) lies inside one live cudaMalloc allocation.
 bool IsDeviceRange(const void* ptr, size_t bytes);
 
