@@ -80,6 +80,7 @@ struct EmuThread {
 };
 
 struct Warp {
+  unsigned live = 0;     // lanes that exist and have not exited
   unsigned arrived = 0;  // lanes that reached the pending exchange
   unsigned mask = 0;     // its mask
   const char* op = nullptr;
@@ -95,7 +96,8 @@ struct Block {
   std::vector<EmuThread> threads;
   std::vector<Warp> warps;
   std::vector<int> runnable;
-  std::mt19937_64 rng;
+  uint64_t rng_state = 0;  // SplitMix64: the picks need speed, not quality
+  int live = 0;            // threads that have not exited
   int at_barrier = 0;
   uint32_t epoch = 1;
   int current = -1;
@@ -152,16 +154,7 @@ void MakeRunnable(Block& b, int linear) {
 }
 
 // Lanes of warp w that exist and have not exited.
-unsigned LiveLanes(const Block& b, int w) {
-  unsigned live = 0;
-  for (int lane = 0; lane < 32; ++lane) {
-    const int linear = w * 32 + lane;
-    if (linear < b.num_threads && b.threads[linear].state != ThreadState::kDone) {
-      live |= 1u << lane;
-    }
-  }
-  return live;
-}
+unsigned LiveLanes(const Block& b, int w) { return b.warps[w].live; }
 
 // Releases warp w's pending exchange when every live lane of its mask has arrived.
 bool MaybeReleaseWarp(Block& b, int w) {
@@ -169,10 +162,9 @@ bool MaybeReleaseWarp(Block& b, int w) {
   if (warp.arrived == 0) return false;
   const unsigned needed = warp.mask & LiveLanes(b, w);
   if ((warp.arrived & needed) != needed) return false;
-  for (int lane = 0; lane < 32; ++lane) {
-    const int linear = w * 32 + lane;
-    if ((warp.arrived >> lane & 1u) && linear != b.current &&
-        b.threads[linear].state == ThreadState::kAtWarpBarrier) {
+  for (unsigned waiting = warp.arrived; waiting != 0; waiting &= waiting - 1) {
+    const int linear = w * 32 + __builtin_ctz(waiting);
+    if (linear != b.current && b.threads[linear].state == ThreadState::kAtWarpBarrier) {
       MakeRunnable(b, linear);
     }
   }
@@ -191,10 +183,19 @@ uint3 Coordinates(int linear, const dim3& dim) {
   return uint3{l % dim.x, (l / dim.x) % dim.y, l / (dim.x * dim.y)};
 }
 
+uint64_t NextRandom(Block& b) {
+  uint64_t z = (b.rng_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 void RunCooperativeBlock(Block& b, const std::function<void()>& body) {
   b.threads.clear();
   b.threads.resize(b.num_threads);
   b.warps.assign((b.num_threads + 31) / 32, Warp{});
+  for (int i = 0; i < b.num_threads; ++i) b.warps[i / 32].live |= 1u << (i % 32);
+  b.live = b.num_threads;
   b.runnable.clear();
   b.shared.clear();
   b.at_barrier = 0;
@@ -206,6 +207,8 @@ void RunCooperativeBlock(Block& b, const std::function<void()>& body) {
           b.threads[i].scheduler = std::move(scheduler);
           body();
           b.threads[i].state = ThreadState::kDone;
+          --b.live;
+          b.warps[i / 32].live &= ~(1u << (i % 32));
           MaybeReleaseWarp(b, i / 32);  // lanes waiting for it need it no more
           return std::move(b.threads[i].scheduler);
         });
@@ -213,8 +216,7 @@ void RunCooperativeBlock(Block& b, const std::function<void()>& body) {
   }
   for (;;) {
     if (b.runnable.empty()) {
-      int live = 0;
-      for (const EmuThread& t : b.threads) live += t.state != ThreadState::kDone;
+      const int live = b.live;
       if (live == 0) break;
       if (b.at_barrier == live) {  // every live thread is at __syncthreads: release them
         b.at_barrier = 0;
@@ -234,7 +236,7 @@ void RunCooperativeBlock(Block& b, const std::function<void()>& body) {
                    " live threads wait at __syncthreads, the others at a warp exchange:" + where);
       break;  // the suspended fibers unwind when b.threads is cleared
     }
-    const size_t pick = static_cast<size_t>(b.rng() % b.runnable.size());
+    const size_t pick = static_cast<size_t>(NextRandom(b) % b.runnable.size());
     const int next = b.runnable[pick];
     b.runnable[pick] = b.runnable.back();
     b.runnable.pop_back();
@@ -289,7 +291,7 @@ cudaError_t RunGrid(const char* kernel, LaunchMode mode, dim3 grid, dim3 block,
           uint3{static_cast<unsigned>(id % grid.x), static_cast<unsigned>(id / grid.x % grid.y),
                 static_cast<unsigned>(id / (static_cast<uint64_t>(grid.x) * grid.y))};
       b.seed = rng();
-      b.rng.seed(b.seed);
+      b.rng_state = b.seed;
       RunCooperativeBlock(b, thread_body);
     }
     t_block = nullptr;
@@ -352,7 +354,7 @@ uint64_t WarpExchange(unsigned mask, uint64_t bits, int src_lane, const char* op
   if (warp.arrived == 0) {
     warp.mask = mask;
     warp.op = op;
-  } else if (warp.mask != mask || std::strcmp(warp.op, op) != 0) {
+  } else if (warp.mask != mask || (warp.op != op && std::strcmp(warp.op, op) != 0)) {
     Fault(b, ThreadName(b, self) + " calls " + op + " while other lanes of its warp wait in " +
                  warp.op + " (diverged warp)");
   }
