@@ -46,9 +46,15 @@ using ::tessera::testing::MfProblem;
 using test_util::Random;
 using test_util::RandomIndices;
 
-// Threads of one grid-stride pass (cuda_util.cuh: 65536 blocks of 256): the sizes below that
-// exceed it make the grid-stride loops take a second pass.
+// Threads of one grid-stride pass: cuda_util.cuh's grid cap (65536 blocks on a GPU, 64 on the
+// emulated device) of 256 threads. The sizes derived from it make every grid-stride loop take a
+// second pass.
+#if TESSERA_CUDA_EMULATION
+constexpr int64_t kOnePass = int64_t{64} * 256;
+#else
 constexpr int64_t kOnePass = int64_t{65536} * 256;
+#endif
+constexpr int64_t kOnePassOfWarps = kOnePass / 32;  // one warp per sample
 
 // The emulator's fiber schedule for the kernels launched next; a no-op on a real GPU.
 void UseSchedule(uint64_t seed) {
@@ -146,11 +152,13 @@ TEST(DeterministicCudaTest, MfGradientMatchesCpu) {
 
 TEST(DeterministicCudaTest, MfGradientCoversMoreThanOneGridStridePass) {
   TS_SKIP_WITHOUT_CUDA_DEVICE();
-  // 66000 user rows of 256 floats: the user side's thread-per-element kernel needs two passes.
-  const int dim = 255;
-  const int64_t num_users = 66000;
+  // More samples than warps in one pass (the residual kernel), more user-gradient floats than
+  // threads in one pass (the side kernel), few items (long segments).
+  const int dim = 63;
+  const int64_t num_samples = kOnePassOfWarps + 100;
+  const int64_t num_users = kOnePass / (dim + 1) + 100;
   ASSERT_GT(num_users * (dim + 1), kOnePass);
-  ExpectMfMatchesCpu(RandomProblem(4711, 2000, dim, num_users, 7));
+  ExpectMfMatchesCpu(RandomProblem(4711, num_samples, dim, num_users, 7));
 }
 
 TEST(DeterministicCudaTest, MfGradientIsBitIdenticalAcrossSchedules) {
@@ -294,8 +302,8 @@ TEST(DeterministicCudaTest, EmbeddingBackwardsMatchCpu) {
 
 TEST(DeterministicCudaTest, EmbeddingBackwardsCoverMoreThanOneGridStridePass) {
   TS_SKIP_WITHOUT_CUDA_DEVICE();
-  const int dim = 256;
-  const int64_t num_rows = 66000;
+  const int dim = 64;
+  const int64_t num_rows = kOnePass / dim + 100;
   ASSERT_GT(num_rows * dim, kOnePass);
   ExpectEmbeddingMatchesCpu(RandomEmbeddingProblem(8080, 200, dim, num_rows));
 }
