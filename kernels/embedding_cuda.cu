@@ -109,8 +109,9 @@ __global__ void GatherBackwardSegmentedKernel(const int32_t* __restrict__ seg_of
     const int32_t end = seg_offsets[row + 1];
     if (begin == end) continue;
     float sum = grad_rows[i];
-    for (int32_t k = begin; k < end; ++k)
+    for (int32_t k = begin; k < end; ++k) {
       sum += grad_out[seg_order[k] * static_cast<int64_t>(dim) + d];
+    }
     grad_rows[i] = sum;
   }
 }

@@ -119,8 +119,9 @@ __global__ void MfErrorsKernel(MfBatch b, float* __restrict__ errors) {
     const float* p = b.user_rows + static_cast<int64_t>(b.user_index[s]) * stride;
     const float* q = b.item_rows + static_cast<int64_t>(b.item_index[s]) * stride;
     const float dot = WarpDot(p, q, dim, lane);
-    if (lane == 0)
+    if (lane == 0) {
       errors[s] = MfError(b.ratings[s], MfPrediction(b.global_mean, p[dim], q[dim], dot));
+    }
   }
 }
 
