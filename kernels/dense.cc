@@ -124,6 +124,10 @@ Status SigmoidBceForward(const DeviceContext& ctx, const float* logits, const fl
   }
 #if TESSERA_WITH_CUDA
   if (ctx.device == Device::kCuda) {
+    if (ctx.deterministic) {
+      return SigmoidBceForwardDeterministicCuda(logits, labels, probs, loss_sum, batch_size,
+                                                ctx.stream);
+    }
     return SigmoidBceForwardCuda(logits, labels, probs, loss_sum, batch_size, ctx.stream);
   }
 #endif

@@ -98,6 +98,11 @@ Status ReluBackwardCuda(const float* d_y, const float* d_dy, float* d_dx, int64_
                         struct CUstream_st* stream);
 Status SigmoidBceForwardCuda(const float* d_logits, const float* d_labels, float* d_probs,
                              double* d_loss_sum, int64_t batch_size, struct CUstream_st* stream);
+// SigmoidBceForwardCuda with the loss summed by one block in a fixed order: the same bits every
+// run (SigmoidBceForward takes it for a ctx.deterministic context).
+Status SigmoidBceForwardDeterministicCuda(const float* d_logits, const float* d_labels,
+                                          float* d_probs, double* d_loss_sum, int64_t batch_size,
+                                          struct CUstream_st* stream);
 Status SigmoidBceBackwardCuda(const float* d_logits, const float* d_labels, float* d_dlogits,
                               int64_t batch_size, float loss_scale, struct CUstream_st* stream);
 #endif

@@ -192,20 +192,42 @@ Status ReluBackwardCuda(const float* d_y, const float* d_dy, float* d_dx, int64_
   return internal::CudaLaunchStatus("ReluBackwardCuda");
 }
 
-Status SigmoidBceForwardCuda(const float* d_logits, const float* d_labels, float* d_probs,
-                             double* d_loss_sum, int64_t batch_size, cudaStream_t stream) {
+namespace {
+
+// SigmoidBceForwardKernel over `blocks` blocks, after zeroing the sum.
+Status LaunchSigmoidBceForward(const char* what, unsigned blocks, const float* d_logits,
+                               const float* d_labels, float* d_probs, double* d_loss_sum,
+                               int64_t batch_size, cudaStream_t stream) {
   TS_RETURN_IF_ERROR(
       internal::ValidateSizeAndPointers("SigmoidBceForward", batch_size, {d_logits, d_labels}));
   if (d_loss_sum != nullptr) {
     // Blocks add their partial sums atomically, so the sum starts from zero; the memset is
     // ordered before the kernel on the same stream.
     TS_RETURN_IF_ERROR(CudaStatus(cudaMemsetAsync(d_loss_sum, 0, sizeof(double), stream),
-                                  "SigmoidBceForwardCuda: zero loss_sum"));
+                                  std::string(what) + ": zero loss_sum"));
   }
   if (batch_size == 0 || (d_probs == nullptr && d_loss_sum == nullptr)) return OkStatus();
-  TS_LAUNCH_COOPERATIVE(SigmoidBceForwardKernel, GridBlocks(batch_size), kThreadsPerBlock, stream,
-                        d_logits, d_labels, d_probs, d_loss_sum, batch_size);
-  return internal::CudaLaunchStatus("SigmoidBceForwardCuda");
+  TS_LAUNCH_COOPERATIVE(SigmoidBceForwardKernel, blocks, kThreadsPerBlock, stream, d_logits,
+                        d_labels, d_probs, d_loss_sum, batch_size);
+  return internal::CudaLaunchStatus(what);
+}
+
+}  // namespace
+
+Status SigmoidBceForwardCuda(const float* d_logits, const float* d_labels, float* d_probs,
+                             double* d_loss_sum, int64_t batch_size, cudaStream_t stream) {
+  return LaunchSigmoidBceForward("SigmoidBceForwardCuda", GridBlocks(batch_size), d_logits,
+                                 d_labels, d_probs, d_loss_sum, batch_size, stream);
+}
+
+// One block: its threads take fixed elements, its warps and the block reduce in a fixed order,
+// and its one atomicAdd onto the zeroed sum is exact, so the sum is the same bits every run. A
+// CTR batch (thousands of samples) is a few strides of one block.
+Status SigmoidBceForwardDeterministicCuda(const float* d_logits, const float* d_labels,
+                                          float* d_probs, double* d_loss_sum, int64_t batch_size,
+                                          cudaStream_t stream) {
+  return LaunchSigmoidBceForward("SigmoidBceForwardDeterministicCuda", 1, d_logits, d_labels,
+                                 d_probs, d_loss_sum, batch_size, stream);
 }
 
 Status SigmoidBceBackwardCuda(const float* d_logits, const float* d_labels, float* d_dlogits,

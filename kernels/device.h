@@ -50,6 +50,10 @@ struct DeviceContext {
   // kCpu only: scratch of the splitting entry points (not owned). A split that needs scratch and
   // finds none runs on the calling thread alone.
   HostScratch* scratch = nullptr;
+  // No float atomics in the reductions (kCuda: the scatter-adds of row gradients and the loss
+  // sums run as segmented reductions in a fixed order, see kernels/segments.h), so that reruns
+  // on the same device model give the same bits. kCpu kernels are deterministic either way.
+  bool deterministic = false;
 };
 
 // "cpu" | "cuda"; anything else is InvalidArgument listing the choices.

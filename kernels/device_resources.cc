@@ -9,6 +9,7 @@ namespace tessera::kernels {
 StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceOptions& options) {
   std::unique_ptr<DeviceResources> resources(new DeviceResources());
   resources->context_.device = options.device;
+  resources->context_.deterministic = options.deterministic;
   switch (options.device) {
     case Device::kCpu:
       if (options.cpu_threads < 1 || options.cpu_threads > 2) {

@@ -25,6 +25,7 @@ namespace tessera::kernels {
 struct DeviceOptions {
   Device device = Device::kCpu;  // where the kernels of this context run
   int cpu_threads = 1;           // kCpu: compute threads, 1 or 2 (caller + helper); kCuda: unused
+  bool deterministic = false;    // copied into DeviceContext::deterministic
 };
 
 class DeviceResources {

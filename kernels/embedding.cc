@@ -32,7 +32,35 @@ Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, con
   return ValidateSizeAndPointers(op, num_bags, {offsets, indices, out});
 }
 
+Status ValidateSegmentsArgs(const char* op, const SegmentsView& segments, int64_t num_rows,
+                            int64_t num_positions) {
+  if (segments.num_rows != num_rows ||
+      (num_positions >= 0 && segments.num_positions != num_positions)) {
+    return Status::InvalidArgument(
+        std::string(op) + ": the segment plan covers " + std::to_string(segments.num_rows) +
+        " rows and " + std::to_string(segments.num_positions) + " positions, the call has " +
+        std::to_string(num_rows) + " rows" +
+        (num_positions >= 0 ? " and " + std::to_string(num_positions) + " positions" : ""));
+  }
+  if (segments.offsets == nullptr || (segments.num_positions > 0 && segments.order == nullptr)) {
+    return Status::InvalidArgument(std::string(op) + ": the segment plan has null arrays");
+  }
+  return OkStatus();
+}
+
 }  // namespace internal
+
+namespace {
+
+// A deterministic CUDA context never falls back to the atomic backward silently.
+[[maybe_unused]] Status RequireSegmentsIfDeterministic(const DeviceContext& ctx, const char* op) {
+  if (!ctx.deterministic) return OkStatus();
+  return Status::FailedPrecondition(std::string(op) +
+                                    ": a deterministic CUDA context needs the lookups' segment "
+                                    "plan; the atomic kernel is not deterministic");
+}
+
+}  // namespace
 
 Status EmbeddingGather(const DeviceContext& ctx, const float* rows, int64_t num_rows,
                        const int32_t* indices, float* out, int64_t batch_size, int num_fields,
@@ -51,17 +79,24 @@ Status EmbeddingGather(const DeviceContext& ctx, const float* rows, int64_t num_
 
 Status EmbeddingGatherBackward(const DeviceContext& ctx, const int32_t* indices,
                                const float* grad_out, float* grad_rows, int64_t num_rows,
-                               int64_t batch_size, int num_fields, int dim) {
+                               int64_t batch_size, int num_fields, int dim,
+                               const SegmentsView* segments) {
   if (ctx.device == Device::kCpu) {
     return EmbeddingGatherBackwardCpu(indices, grad_out, grad_rows, num_rows, batch_size,
                                       num_fields, dim);
   }
 #if TESSERA_WITH_CUDA
   if (ctx.device == Device::kCuda) {
+    if (segments != nullptr) {
+      return EmbeddingGatherBackwardDeterministicCuda(*segments, grad_out, grad_rows, num_rows,
+                                                      batch_size, num_fields, dim, ctx.stream);
+    }
+    TS_RETURN_IF_ERROR(RequireSegmentsIfDeterministic(ctx, "EmbeddingGatherBackward"));
     return EmbeddingGatherBackwardCuda(indices, grad_out, grad_rows, num_rows, batch_size,
                                        num_fields, dim, ctx.stream);
   }
 #endif
+  (void)segments;  // read by the CUDA branch only
   return internal::UnsupportedDevice("EmbeddingGatherBackward", ctx.device);
 }
 
@@ -82,17 +117,24 @@ Status EmbeddingPool(const DeviceContext& ctx, const float* rows, int64_t num_ro
 
 Status EmbeddingPoolBackward(const DeviceContext& ctx, const int64_t* offsets,
                              const int32_t* indices, const float* weights, const float* grad_out,
-                             float* grad_rows, int64_t num_rows, int64_t num_bags, int dim) {
+                             float* grad_rows, int64_t num_rows, int64_t num_bags, int dim,
+                             const SegmentsView* segments) {
   if (ctx.device == Device::kCpu) {
     return EmbeddingPoolBackwardCpu(offsets, indices, weights, grad_out, grad_rows, num_rows,
                                     num_bags, dim);
   }
 #if TESSERA_WITH_CUDA
   if (ctx.device == Device::kCuda) {
+    if (segments != nullptr) {
+      return EmbeddingPoolBackwardDeterministicCuda(offsets, *segments, weights, grad_out,
+                                                    grad_rows, num_rows, num_bags, dim, ctx.stream);
+    }
+    TS_RETURN_IF_ERROR(RequireSegmentsIfDeterministic(ctx, "EmbeddingPoolBackward"));
     return EmbeddingPoolBackwardCuda(offsets, indices, weights, grad_out, grad_rows, num_rows,
                                      num_bags, dim, ctx.stream);
   }
 #endif
+  (void)segments;  // read by the CUDA branch only
   return internal::UnsupportedDevice("EmbeddingPoolBackward", ctx.device);
 }
 

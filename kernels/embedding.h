@@ -22,6 +22,7 @@
 
 #include "core/status.h"
 #include "kernels/device.h"
+#include "kernels/segments.h"
 
 namespace tessera::kernels {
 
@@ -36,9 +37,14 @@ Status EmbeddingGatherCpu(const float* rows, int64_t num_rows, const int32_t* in
 // grad_rows[indices[i], :] += grad_out[i, :] for every lookup i (grad_out: batch_size x
 // num_fields x dim). CPU adds in lookup order (deterministic). REQUIRES: grad_rows overlaps no
 // input.
+// kCuda: with `segments` (device memory: the plan of indices[0, batch_size * num_fields) over
+// num_rows rows, kernels/segments.h) EmbeddingGatherBackwardDeterministicCuda, else the atomic
+// EmbeddingGatherBackwardCuda; a ctx.deterministic context without segments is
+// FailedPrecondition. kCpu ignores `segments` (always deterministic).
 Status EmbeddingGatherBackward(const DeviceContext& ctx, const int32_t* indices,
                                const float* grad_out, float* grad_rows, int64_t num_rows,
-                               int64_t batch_size, int num_fields, int dim);
+                               int64_t batch_size, int num_fields, int dim,
+                               const SegmentsView* segments = nullptr);
 Status EmbeddingGatherBackwardCpu(const int32_t* indices, const float* grad_out, float* grad_rows,
                                   int64_t num_rows, int64_t batch_size, int num_fields, int dim);
 
@@ -54,9 +60,14 @@ Status EmbeddingPoolCpu(const float* rows, int64_t num_rows, const int64_t* offs
 
 // grad_rows[indices[p], :] += weights[p] * grad_out[k, :] for every position p of bag k
 // (grad_out: num_bags x dim). CPU adds in bag, then position order (deterministic).
+// kCuda: with `segments` (device memory: the plan of indices[offsets[0], offsets[num_bags]),
+// built from the host's indices + offsets[0], so its positions count from offsets[0])
+// EmbeddingPoolBackwardDeterministicCuda, else the atomic EmbeddingPoolBackwardCuda; a
+// ctx.deterministic context without segments is FailedPrecondition. kCpu ignores `segments`.
 Status EmbeddingPoolBackward(const DeviceContext& ctx, const int64_t* offsets,
                              const int32_t* indices, const float* weights, const float* grad_out,
-                             float* grad_rows, int64_t num_rows, int64_t num_bags, int dim);
+                             float* grad_rows, int64_t num_rows, int64_t num_bags, int dim,
+                             const SegmentsView* segments = nullptr);
 Status EmbeddingPoolBackwardCpu(const int64_t* offsets, const int32_t* indices,
                                 const float* weights, const float* grad_out, float* grad_rows,
                                 int64_t num_rows, int64_t num_bags, int dim);
@@ -81,6 +92,28 @@ Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indi
                                  const float* d_weights, const float* d_grad_out,
                                  float* d_grad_rows, int64_t num_rows, int64_t num_bags, int dim,
                                  struct CUstream_st* stream);
+
+// Deterministic backwards: no atomics. One thread per element of grad_rows walks its row's
+// lookups in the plan's order (increasing position) and adds them to the element's value, so a
+// run gives the same bits as the next. The gather backward adds exactly as the CPU does (plain
+// float additions in lookup order: the CPU's bits); the pool backward adds weights[p] * grad_out
+// in the CPU's order too, but nvcc may fuse that multiply-add, so it matches the CPU to float
+// rounding. The pool's threads find a position's bag by binary search in d_offsets.
+// InvalidArgument as the atomic twins, or for segments whose num_rows is not num_rows (gather:
+// or whose num_positions is not batch_size * num_fields) or whose arrays are null. REQUIRES:
+// the segments are the plan of these indices (see EmbeddingGatherBackward /
+// EmbeddingPoolBackward; not checked, they are on the device).
+Status EmbeddingGatherBackwardDeterministicCuda(const SegmentsView& d_segments,
+                                                const float* d_grad_out, float* d_grad_rows,
+                                                int64_t num_rows, int64_t batch_size,
+                                                int num_fields, int dim,
+                                                struct CUstream_st* stream);
+Status EmbeddingPoolBackwardDeterministicCuda(const int64_t* d_offsets,
+                                              const SegmentsView& d_segments,
+                                              const float* d_weights, const float* d_grad_out,
+                                              float* d_grad_rows, int64_t num_rows,
+                                              int64_t num_bags, int dim,
+                                              struct CUstream_st* stream);
 #endif
 
 namespace internal {
@@ -94,6 +127,10 @@ Status ValidateGatherArgs(const char* op, const float* rows, int64_t num_rows,
                           int num_fields, int dim);
 Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, const int64_t* offsets,
                         const int32_t* indices, const float* out, int64_t num_bags, int dim);
+// InvalidArgument naming `op` unless `segments` has num_rows rows, num_positions positions
+// (num_positions < 0: any count) and non-null arrays (order only when it has positions).
+Status ValidateSegmentsArgs(const char* op, const SegmentsView& segments, int64_t num_rows,
+                            int64_t num_positions);
 }  // namespace internal
 
 }  // namespace tessera::kernels

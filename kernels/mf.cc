@@ -91,14 +91,24 @@ Status MfBatchGradientCpuSplit(const DeviceContext& ctx, const MfBatch& b, float
 }  // namespace
 
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
-                       float* item_grads, double* sq_error_sum) {
+                       float* item_grads, double* sq_error_sum, const MfGradientPlan* plan) {
   switch (ctx.device) {
     case Device::kCpu:
       return MfBatchGradientCpuSplit(ctx, b, user_grads, item_grads, sq_error_sum);
     case Device::kCuda:
 #if TESSERA_WITH_CUDA
+      if (plan != nullptr) {
+        return MfBatchGradientDeterministicCuda(b, *plan, user_grads, item_grads, sq_error_sum,
+                                                ctx.stream);
+      }
+      if (ctx.deterministic) {
+        return Status::FailedPrecondition(
+            "MfBatchGradient: a deterministic CUDA context needs the batch's segment plan "
+            "(MfGradientPlan); the atomic kernel is not deterministic");
+      }
       return MfBatchGradientCuda(b, user_grads, item_grads, sq_error_sum, ctx.stream);
 #else
+      (void)plan;
       return Status::FailedPrecondition("MfBatchGradient on device cuda: built without CUDA");
 #endif
   }

@@ -10,6 +10,7 @@
 
 #include "core/status.h"
 #include "kernels/device.h"
+#include "kernels/segments.h"
 
 namespace tessera::kernels {
 
@@ -33,6 +34,16 @@ struct MfBatch {
 // values are range-checked by the CPU kernels only (see MfBatchGradientCuda).
 Status ValidateMfBatch(const MfBatch& b);
 
+// What the deterministic CUDA gradient needs besides the batch, all in device memory: the
+// batch's segment plans (kernels/segments.h; built on the host with SegmentPlan::Build from the
+// host copies of user_index over num_users rows and item_index over num_items rows, then
+// uploaded, e.g. with DeviceSegments) and scratch for the per-sample residuals.
+struct MfGradientPlan {
+  SegmentsView users;       // for each user row, its samples in sample order
+  SegmentsView items;       // for each item row, its samples in sample order
+  float* errors = nullptr;  // scratch: num_samples floats
+};
+
 // Gradients of 0.5 * (r - r_hat)^2 + 0.5 * l2 * (|p_u|^2 + |q_i|^2) + 0.5 * l2_bias * (b_u^2 +
 // b_i^2) for each sample, summed per row, written to user_grads (num_users x (dim + 1)) and
 // item_grads (num_items x (dim + 1)), which are overwritten (rows no sample touches get zeros). A
@@ -46,8 +57,12 @@ Status ValidateMfBatch(const MfBatch& b);
 // threads (MfErrorsCpu on each half of the samples, then MfSideGradsCpu for the users on the
 // calling thread and for the items on the helper), the same bits as MfBatchGradientCpu; the
 // errors live in ctx.scratch. A bad index then may leave scratch written, never an output.
+// kCuda: with a `plan` (device memory, see MfGradientPlan) MfBatchGradientDeterministicCuda,
+// else MfBatchGradientCuda (atomics); a ctx.deterministic context without a plan is
+// FailedPrecondition, never silently the atomic path. kCpu ignores `plan` (always deterministic).
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
-                       float* item_grads, double* sq_error_sum);
+                       float* item_grads, double* sq_error_sum,
+                       const MfGradientPlan* plan = nullptr);
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
                           double* sq_error_sum);
 
@@ -81,6 +96,19 @@ Status MfPredictCpu(const MfBatch& b, float* predictions);
 Status MfBatchGradientCuda(const MfBatch& b, float* d_user_grads, float* d_item_grads,
                            double* d_sq_error_sum, struct CUstream_st* stream);
 Status MfPredictCuda(const MfBatch& b, float* d_predictions, struct CUstream_st* stream);
+
+// MfBatchGradientCuda's outputs with NO atomics, so two runs on the same GPU model (and build)
+// give the same bits: residuals per sample into plan.errors, then each gradient element sums its
+// row's samples in sample order (the CPU's order; the CPU's bits where the residuals agree, but
+// the residuals' dot product is a warp butterfly and nvcc fuses multiply-adds, so they match
+// the CPU to float rounding only), and *d_sq_error_sum is reduced by one block in a fixed order.
+// Every output element is written (no memset). InvalidArgument as MfBatchGradientCuda, or for a
+// plan whose sizes are not the batch's (num_users / num_items rows, num_samples positions) or
+// null arrays. REQUIRES: the plans are those of the batch's index arrays (not checked: they are
+// on the device), and plan.errors overlaps nothing else.
+Status MfBatchGradientDeterministicCuda(const MfBatch& b, const MfGradientPlan& plan,
+                                        float* d_user_grads, float* d_item_grads,
+                                        double* d_sq_error_sum, struct CUstream_st* stream);
 #endif
 
 namespace internal {

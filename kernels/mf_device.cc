@@ -54,7 +54,7 @@ StatusOr<std::unique_ptr<MfDeviceWorkspace>> MfDeviceWorkspace::Create(const Dev
       // Without CUDA this is FailedPrecondition("built without CUDA support").
       TS_RETURN_IF_ERROR(CheckCudaAvailable());
 #if TESSERA_WITH_CUDA
-      return internal::CreateMfCudaWorkspace(ctx.stream);
+      return internal::CreateMfCudaWorkspace(ctx);
 #else
       return Status::FailedPrecondition("MfDeviceWorkspace on device cuda: built without CUDA");
 #endif

@@ -14,7 +14,9 @@
 // kernels; buffers only grow, geometrically, and are freed by the destructor. The workspace uses
 // the CUDA device that was current when it was created and makes it current on the calling thread
 // at each call. Results match the CPU to float rounding, not bitwise (the CUDA kernels sum with
-// atomics; see MfBatchGradientCuda).
+// atomics; see MfBatchGradientCuda). With ctx.deterministic the workspace also builds the
+// batch's segment plans on the host, uploads them and runs MfBatchGradientDeterministicCuda
+// (no atomics: the same bits on every run on the same GPU model).
 //
 // Thread-compatible: one workspace serves one thread at a time; create one per worker thread.
 #pragma once
@@ -66,7 +68,7 @@ namespace internal {
 Status ValidateMfReserveArgs(int64_t num_samples, int dim, int64_t num_users, int64_t num_items);
 #if TESSERA_WITH_CUDA
 // The kCuda workspace (kernels/mf_device_cuda.cu); Create calls it after CheckCudaAvailable.
-StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(struct CUstream_st* stream);
+StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(const DeviceContext& ctx);
 #endif
 }  // namespace internal
 

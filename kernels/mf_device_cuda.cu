@@ -14,6 +14,7 @@
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "kernels/mf_math.h"
+#include "kernels/segments.h"
 
 namespace tessera::kernels {
 namespace {
@@ -103,7 +104,8 @@ Status ComputeBytes(int64_t num_samples, int dim, int64_t num_users, int64_t num
 
 class CudaMfWorkspace final : public MfDeviceWorkspace {
  public:
-  CudaMfWorkspace(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
+  CudaMfWorkspace(int device, cudaStream_t stream, bool deterministic)
+      : device_(device), stream_(stream), deterministic_(deterministic) {}
 
   ~CudaMfWorkspace() override {
     // Nothing is in flight between calls; the sync only guards a call that failed mid-way. The
@@ -214,11 +216,17 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
 
   Status EnqueueGradient(const MfBatch& h, const BatchBytes& bytes, float* host_user_grads,
                          float* host_item_grads, double* sq_error_sum) {
+    MfGradientPlan plan;
+    if (deterministic_) TS_RETURN_IF_ERROR(EnqueueGradientPlan(h, bytes, &plan));
     MfBatch d;
     TS_RETURN_IF_ERROR(EnqueueInputs(h, bytes, /*with_ratings=*/true, &d));
     double* d_sq_error = sq_error_sum != nullptr ? sq_error_.get<double>() : nullptr;
-    TS_RETURN_IF_ERROR(MfBatchGradientCuda(d, user_grads_.get<float>(), item_grads_.get<float>(),
-                                           d_sq_error, stream_));
+    TS_RETURN_IF_ERROR(deterministic_
+                           ? MfBatchGradientDeterministicCuda(d, plan, user_grads_.get<float>(),
+                                                              item_grads_.get<float>(), d_sq_error,
+                                                              stream_)
+                           : MfBatchGradientCuda(d, user_grads_.get<float>(),
+                                                 item_grads_.get<float>(), d_sq_error, stream_));
     TS_RETURN_IF_ERROR(
         ToHost(host_user_grads, user_grads_.get<void>(), bytes.user_rows, "user gradients"));
     TS_RETURN_IF_ERROR(
@@ -226,6 +234,22 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
     if (sq_error_sum != nullptr) {
       TS_RETURN_IF_ERROR(ToHost(sq_error_sum, d_sq_error, sizeof(double), "squared error sum"));
     }
+    return OkStatus();
+  }
+
+  // Deterministic mode (kernels/segments.h): the batch's two segment plans, built here on the host
+  // where the indices are, queued for upload, and the residual scratch; *plan points at the
+  // device copies. Allocates (grow-only) before any other work of the call is queued. The host
+  // plans stay untouched until the next call, after this call's sync.
+  Status EnqueueGradientPlan(const MfBatch& h, const BatchBytes& bytes, MfGradientPlan* plan) {
+    TS_RETURN_IF_ERROR(user_plan_.Build(h.user_index, h.num_samples, h.num_users));
+    TS_RETURN_IF_ERROR(item_plan_.Build(h.item_index, h.num_samples, h.num_items));
+    TS_RETURN_IF_ERROR(errors_.Reserve(bytes.samples_f32));
+    TS_RETURN_IF_ERROR(d_user_plan_.Upload(user_plan_, stream_));
+    TS_RETURN_IF_ERROR(d_item_plan_.Upload(item_plan_, stream_));
+    plan->users = d_user_plan_.view();
+    plan->items = d_item_plan_.view();
+    plan->errors = errors_.get<float>();
     return OkStatus();
   }
 
@@ -251,20 +275,26 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
   DeviceBuffer user_rows_{"user_rows"}, item_rows_{"item_rows"};
   DeviceBuffer user_grads_{"user_grads"}, item_grads_{"item_grads"}, sq_error_{"sq_error"};
   DeviceBuffer predictions_{"predictions"};
+  // Deterministic mode only: the gradient's segment plans (host and device) and residuals.
+  const bool deterministic_;
+  SegmentPlan user_plan_, item_plan_;
+  DeviceSegments d_user_plan_, d_item_plan_;
+  DeviceBuffer errors_{"errors"};
 };
 
 }  // namespace
 
 namespace internal {
 
-StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(cudaStream_t stream) {
-  if (stream == nullptr) {
+StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(const DeviceContext& ctx) {
+  if (ctx.stream == nullptr) {
     return Status::InvalidArgument(
         "MfDeviceWorkspace: a CUDA context needs its stream (kernels::DeviceResources)");
   }
   int device = -1;
   TS_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&device), "get current device"));
-  return std::unique_ptr<MfDeviceWorkspace>(new CudaMfWorkspace(device, stream));
+  return std::unique_ptr<MfDeviceWorkspace>(
+      new CudaMfWorkspace(device, ctx.stream, ctx.deterministic));
 }
 
 }  // namespace internal

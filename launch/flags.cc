@@ -159,7 +159,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("reader-threads", po::value<int>(&o.mf.reader_threads)->default_value(2), "parser threads per worker")
     ("compute-threads", po::value<int>(&o.mf.compute_threads)->default_value(2), "MF on CPU: threads per worker for a step's gradient, 1 or 2 (the same bits either way)")
     ("seed", po::value<uint64_t>(&seed)->default_value(1), "seed of row initialisation and shuffling")
-    ("deterministic", po::bool_switch(&o.deterministic), "apply each step's pushes in worker order: bit-identical runs")
+    ("deterministic", po::bool_switch(&o.deterministic), "apply each step's pushes in worker order and reduce on the device without float atomics: bit-identical runs")
     ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
     ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu|cuda")
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")

@@ -82,6 +82,7 @@ worker::WorkerOptions MakeWorkerOptions(const TrainOptions& o) {
   w.ctr = o.ctr;
   w.mf = o.mf;
   w.ctr_options = o.ctr_options;
+  w.deterministic = o.deterministic;
   return w;
 }
 

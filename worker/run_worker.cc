@@ -27,6 +27,7 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
 // models run on the CPU with one compute thread (their GEMMs bring their own threads).
 kernels::DeviceOptions DeviceOptionsOf(const WorkerOptions& options) {
   kernels::DeviceOptions device;
+  device.deterministic = options.deterministic;
   if (!options.ctr) {
     device.device = options.mf.device;
     device.cpu_threads = options.mf.compute_threads;

@@ -16,6 +16,9 @@ struct WorkerOptions {
   bool ctr = false;               // a CTR model (ctr_options) instead of MF (mf)
   MfTrainerOptions mf;            // MF
   CtrTrainerOptions ctr_options;  // lr, fm, deepfm, wide_deep, dcn_v2
+  // --deterministic: the device context's kernels reduce in a fixed order (no float atomics on
+  // CUDA; kernels::DeviceContext::deterministic).
+  bool deterministic = false;
 };
 
 // Runs worker rpc.self() to completion: registers with the scheduler, reads its data, trains,

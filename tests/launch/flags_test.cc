@@ -92,6 +92,16 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
   }
 }
 
+// The CUDA kernels have a deterministic mode (no float atomics), so the pair is a valid request,
+// not one that would silently train with atomics. Whether a device exists is checked at start-up.
+TEST_F(FlagsTest, DeterministicIsAcceptedWithDeviceCuda) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--deterministic", "--device", "cuda"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_TRUE(o.deterministic);
+  EXPECT_EQ(o.mf.device, kernels::Device::kCuda);
+}
+
 TEST_F(FlagsTest, SharedMemoryCanBeTurnedOff) {
   TrainOptions o;
   ParseOutcome out = Parse({"--train", train_, "--shared-memory", "off"}, &o);
