@@ -494,9 +494,19 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
                  &worker_comm);
   StatusOr<DeviceAssignment> device = DeviceAssignment();
   if (self.role == Role::kWorker) device = AssignMpiWorkerDevice(o, env, worker_comm, rank);
-  if (!device.ok()) {
-    MPI_Comm_free(&worker_comm);
-    return finish(device.status());
+  // Every rank learns whether a worker could not take its device (collective call), so that the
+  // job ends at once with the first such worker's line, the others leaving quietly, rather than
+  // with one line per worker of the host and mpirun's SIGTERM to the rest.
+  int first_failed = device.ok() ? size : rank;
+  MPI_Allreduce(MPI_IN_PLACE, &first_failed, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first_failed < size) {
+    if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
+    const Status s = finish(
+        rank == first_failed ? device.status()
+                             : Status::FailedPrecondition("rank " + std::to_string(first_failed) +
+                                                          " could not take its device"));
+    *reported = rank != first_failed;
+    return s;
   }
   o.mf.device = device->device;
   // Every rank checks the checkpoint to resume from the same way (nothing writes one yet).

@@ -5,7 +5,9 @@
 workers than devices end the job with exit status 2 and one line naming the reason or the counts;
 `--device auto` without a device trains on the CPU and says so. On the emulated device the number
 of devices comes from TESSERA_CUDA_EMU_DEVICES; a check that needs a device the build or machine
-does not have is skipped (the script exits 77 when every check was).
+does not have is skipped (the script exits 77 when every check was). With --mpi: under mpirun,
+`--device cuda` on 2 workers with one device (or none) ends the job with exit status 2 and one
+line, the first failing worker's.
 
 --mode workers (a device per worker: the emulated device with TESSERA_CUDA_EMU_DEVICES=2, or a
 2-GPU machine): 2 workers in one process, then under mpirun with --mpi (1 scheduler, 1 server, 2
@@ -82,6 +84,24 @@ def test_errors(ctx, train):
         raise it.Skip("no check could run here")
 
 
+def test_errors_mpi(ctx, train):
+    """Under mpirun a device error of the workers ends the job with one line, whichever it is."""
+    it.check(ctx.mpiexec, "no mpirun found (pass --mpiexec)")
+    env = ctx.env()
+    env.update(it.MPI_ENV)
+    env["TESSERA_CUDA_EMU_DEVICES"] = "1"
+    args = ["train", "--train", train, "--epochs", 1, "--device", "cuda", "--devices", 0]
+    res = it.run([ctx.mpiexec, "-np", 4, ctx.tessera] + args, RUN_LIMIT_S, env=env)
+    it.check(not res.timed_out, f"mpirun did not end within {RUN_LIMIT_S} s\n{res.tail()}")
+    it.check(res.returncode == 2, f"mpirun exited {res.returncode}, expected 2\n{res.tail()}")
+    errors = error_lines(res)
+    it.check(len(errors) == 1, f"expected one 'tessera: error:' line, got {errors}\n{res.tail()}")
+    it.check(NO_DEVICE in errors[0] or
+             "2 workers on this host but only 1 CUDA device (--devices 0)" in errors[0],
+             f"the error names neither the missing device nor the counts: {errors[0]}")
+    print(f"  mpirun, 2 workers, --devices 0: exit 2 after {res.seconds:.1f} s, {errors[0]}")
+
+
 def expect_devices(res, what, expected):
     it.expect_exit(res, 0, what)
     found = device_lines(res)
@@ -114,7 +134,9 @@ def test_workers(ctx, train, test):
 
 def test(ctx):
     train, test_file, _ = ctx.gen_ratings("data", users=200, items=100, ratings=4000, seed=5)
-    if ctx.args.mode == "errors":
+    if ctx.args.mode == "errors" and ctx.args.mpi:
+        test_errors_mpi(ctx, train)
+    elif ctx.args.mode == "errors":
         test_errors(ctx, train)
     else:
         test_workers(ctx, train, test_file)
@@ -122,7 +144,7 @@ def test(ctx):
 
 def add_args(p):
     p.add_argument("--mode", choices=["errors", "workers"], required=True)
-    p.add_argument("--mpi", action="store_true", help="--mode workers under mpirun")
+    p.add_argument("--mpi", action="store_true", help="under mpirun")
 
 
 if __name__ == "__main__":
