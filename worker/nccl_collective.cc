@@ -3,14 +3,15 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#if TESSERA_CUDA_EMULATION
-#include "cuda_emu/cuda_emu.h"
-#endif
-
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <thread>
+
+#if TESSERA_CUDA_EMULATION
+#include "cuda_emu/cuda_emu.h"
+#endif
 
 namespace tessera::worker {
 namespace {
