@@ -26,6 +26,8 @@ const char* DeviceName(Device d) {
 #if !TESSERA_WITH_CUDA
 // With CUDA the definition lives in device_cuda.cu, which asks the runtime.
 Status CheckCudaAvailable() { return Status::FailedPrecondition("built without CUDA support"); }
+StatusOr<int> CudaDeviceCount() { return CheckCudaAvailable(); }
+StatusOr<std::string> DescribeCudaDevice(int) { return CheckCudaAvailable(); }
 #endif
 
 }  // namespace tessera::kernels

@@ -65,6 +65,12 @@ const char* DeviceName(Device d);
 // "built without CUDA support", or "no usable CUDA device: <CUDA error string>" / "... 0 devices".
 // Thread-safe; initialises the CUDA runtime on first use.
 Status CheckCudaAvailable();
+// The CUDA devices this process can use (ordinals 0..n-1, after the runtime applied
+// CUDA_VISIBLE_DEVICES), n >= 1; CheckCudaAvailable's FailedPrecondition where there is none.
+StatusOr<int> CudaDeviceCount();
+// What a worker's start-up line says about its device: "cuda:1 (NVIDIA H100 80GB HBM3,
+// 79.1 GiB)". InvalidArgument for an ordinal outside [0, CudaDeviceCount()).
+StatusOr<std::string> DescribeCudaDevice(int ordinal);
 
 #if TESSERA_WITH_CUDA
 namespace internal {
@@ -74,6 +80,9 @@ Status CudaLaunchStatus(const char* what);
 // A non-blocking stream on the current device (no implicit ordering with the legacy default
 // stream of unrelated code), for DeviceResources; DestroyCudaStream waits for its work first.
 StatusOr<struct CUstream_st*> CreateCudaStream();
+// Makes `ordinal` the calling thread's current device (cudaSetDevice); InvalidArgument naming the
+// device count for an ordinal this process does not have.
+Status SetCudaDevice(int ordinal);
 void DestroyCudaStream(struct CUstream_st* stream);
 }  // namespace internal
 #endif

@@ -1,5 +1,6 @@
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <string>
 
 #include "kernels/device.h"
@@ -35,7 +36,49 @@ Status CheckCudaAvailable() {
   return OkStatus();
 }
 
+StatusOr<int> CudaDeviceCount() {
+  TS_RETURN_IF_ERROR(CheckCudaAvailable());
+  int num_devices = 0;
+  if (cudaError_t err = cudaGetDeviceCount(&num_devices); err != cudaSuccess) {
+    cudaGetLastError();
+    return NoDevice(err);
+  }
+  return num_devices;
+}
+
+StatusOr<std::string> DescribeCudaDevice(int ordinal) {
+  TS_ASSIGN_OR_RETURN(const int num_devices, CudaDeviceCount());
+  if (ordinal < 0 || ordinal >= num_devices) {
+    return Status::InvalidArgument("CUDA device " + std::to_string(ordinal) + " does not exist (" +
+                                   std::to_string(num_devices) + " devices)");
+  }
+  cudaDeviceProp properties;
+  if (cudaError_t err = cudaGetDeviceProperties(&properties, ordinal); err != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Internal("properties of CUDA device " + std::to_string(ordinal) + ": " +
+                            cudaGetErrorString(err));
+  }
+  char memory[32];
+  std::snprintf(memory, sizeof(memory), "%.1f GiB",
+                static_cast<double>(properties.totalGlobalMem) / (1 << 30));
+  return "cuda:" + std::to_string(ordinal) + " (" + properties.name + ", " + memory + ")";
+}
+
 namespace internal {
+
+Status SetCudaDevice(int ordinal) {
+  TS_ASSIGN_OR_RETURN(const int num_devices, CudaDeviceCount());
+  if (ordinal < 0 || ordinal >= num_devices) {
+    return Status::InvalidArgument("CUDA device " + std::to_string(ordinal) + " does not exist (" +
+                                   std::to_string(num_devices) + " devices)");
+  }
+  if (cudaError_t err = cudaSetDevice(ordinal); err != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Internal("cudaSetDevice(" + std::to_string(ordinal) +
+                            "): " + cudaGetErrorString(err));
+  }
+  return OkStatus();
+}
 
 Status CudaLaunchStatus(const char* what) {
   cudaError_t err = cudaGetLastError();

@@ -25,6 +25,8 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
     case Device::kCuda:
       TS_RETURN_IF_ERROR(CheckCudaAvailable());
 #if TESSERA_WITH_CUDA
+      // The stream belongs to the device current when it is made.
+      TS_RETURN_IF_ERROR(internal::SetCudaDevice(options.cuda_device));
       TS_ASSIGN_OR_RETURN(resources->stream_, internal::CreateCudaStream());
       resources->context_.stream = resources->stream_;
 #endif

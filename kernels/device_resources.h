@@ -3,9 +3,10 @@
 // GpuResources plays this part). It owns what the context borrows:
 //   kCpu   the helper compute thread (cpu_threads 2: a TwoWayFork, core/fork_join.h) and the
 //          host scratch of the kernels that split a step over the two threads;
-//   kCuda  the stream every kernel of the context is queued on (non-blocking, on the current
-//          device); workspaces that stage host data (kernels::MfDeviceWorkspace) use it too.
-//          cuBLAS handles and device selection arrive with the CUDA CTR models (issue 13).
+//   kCuda  the stream every kernel of the context is queued on (non-blocking, on device
+//          options.cuda_device); workspaces that stage host data (kernels::MfDeviceWorkspace) use
+//          it too. Create makes that device current on the calling thread (cudaSetDevice), so
+//          the thread that creates the resources is the one that must use them.
 // The kernel layer, not the role, decides how a CPU step is split (see the splitting entry
 // points: ApplySparseUpdate in sparse_optimizer.h, MfBatchGradient in mf.h); with one thread or
 // two the results are the same bits.
@@ -26,12 +27,14 @@ struct DeviceOptions {
   Device device = Device::kCpu;  // where the kernels of this context run
   int cpu_threads = 1;           // kCpu: compute threads, 1 or 2 (caller + helper); kCuda: unused
   bool deterministic = false;    // copied into DeviceContext::deterministic
+  int cuda_device = 0;           // kCuda: the device ordinal (launch/device_assignment.h)
 };
 
 class DeviceResources {
  public:
   // InvalidArgument for cpu_threads outside [1, 2] or an unknown device; kCuda:
-  // FailedPrecondition with CheckCudaAvailable's reason where no CUDA device can be used.
+  // FailedPrecondition with CheckCudaAvailable's reason where no CUDA device can be used,
+  // InvalidArgument for a cuda_device this process does not have.
   static StatusOr<std::unique_ptr<DeviceResources>> Create(const DeviceOptions& options);
   ~DeviceResources();
   DeviceResources(const DeviceResources&) = delete;

@@ -116,7 +116,7 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
 
 ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOptions* options) {
   TrainOptions& o = *options;
-  std::string format = "auto", optimizer = "adagrad", device = "cpu", transport = "inproc",
+  std::string format = "auto", optimizer = "adagrad", device = "cpu", devices, transport = "inproc",
               shared_memory = "auto";
   std::string mlp = "400,400,400", dense_optimizer = "adam", linear_optimizer = "ftrl";
   uint64_t seed = 1;
@@ -161,7 +161,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("seed", po::value<uint64_t>(&seed)->default_value(1), "seed of row initialisation and shuffling")
     ("deterministic", po::bool_switch(&o.deterministic), "apply each step's pushes in worker order and reduce on the device without float atomics: bit-identical runs")
     ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
-    ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu|cuda")
+    ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu | cuda (one GPU per worker: a host's workers take the devices of their local ranks; more workers on a host than devices is an error) | auto (cuda when a device is usable, else cpu)")
+    ("devices", po::value<std::string>(&devices), "with --device cuda|auto: the CUDA device ordinals this host's workers use, in local-rank order, e.g. 2,3 (default: 0,1,...; ordinals count after CUDA_VISIBLE_DEVICES)")
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
     ("shared-memory", po::value<std::string>(&shared_memory)->default_value("auto"), "auto|off: over ZeroMQ between processes on one host, pass large frames (pull replies, gradients) through shared memory instead of the socket, after a start-up check")
     ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
@@ -228,9 +229,16 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     }
     if (ctr.eval_every < 0) return Fail("--eval-every must be >= 0");
   }
-  auto parsed_device = kernels::ParseDevice(device);
+  auto parsed_device = ParseDeviceChoice(device);
   if (!parsed_device.ok()) return Fail("--device: " + parsed_device.status().message());
-  o.mf.device = *parsed_device;
+  o.device = *parsed_device;
+  o.mf.device = o.device == DeviceChoice::kCuda ? kernels::Device::kCuda : kernels::Device::kCpu;
+  if (vm.count("devices")) {
+    if (o.device == DeviceChoice::kCpu) return Fail("--devices needs --device cuda or auto");
+    auto parsed_devices = ParseDeviceList(devices);
+    if (!parsed_devices.ok()) return Fail("--devices: " + parsed_devices.status().message());
+    o.devices = *parsed_devices;
+  }
   if (transport == "inproc") {
     o.transport = TransportKind::kInProc;
   } else if (transport == "zmq") {

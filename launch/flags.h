@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "kernels/sparse_optimizer.h"
+#include "launch/device_assignment.h"
 #include "launch/export.h"
 #include "worker/ctr_task.h"
 #include "worker/data/criteo_gen.h"
@@ -36,6 +37,10 @@ struct TrainOptions {
   int server_threads = 1;
   int threads_per_shard = 0;  // ServerOptions::threads_per_shard; 0: 2 for MF, 1 for CTR
   bool deterministic = false;
+  // --device: resolved per worker by launch/job.cc (launch/device_assignment.h); mf.device says
+  // cuda here only for --device cuda, and the job sets it to the resolved device.
+  DeviceChoice device = DeviceChoice::kCpu;
+  std::vector<int> devices;  // --devices: this host's CUDA ordinals in local order; empty: all
   TransportKind transport = TransportKind::kInProc;
   // --shared-memory auto: ZeroMQ peers on one host pass large frames through shared memory
   // (core/shared_frames.h) once a start-up check shows every process can map the others'.

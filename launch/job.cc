@@ -14,6 +14,7 @@
 #include "core/shared_frames.h"
 #include "core/zmq_transport.h"
 #include "kernels/device.h"
+#include "launch/device_assignment.h"
 #include "launch/recovery.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
@@ -259,15 +260,77 @@ bool SharedMemoryWorksAcrossRanks(int rank, int size) {
   return ok != 0;
 }
 
+// What AssignDevice needs to know about this host, whichever worker asks. A CPU job does not
+// touch the CUDA runtime.
+DeviceAssignmentInput HostDevices(const TrainOptions& o, const LaunchEnv& env) {
+  DeviceAssignmentInput in;
+  in.choice = o.device;
+  in.devices = o.devices;
+  in.cuda_visible_devices = env.cuda_visible_devices;
+  if (o.device != DeviceChoice::kCpu) {
+    StatusOr<int> count = kernels::CudaDeviceCount();
+    if (count.ok()) {
+      in.visible_devices = *count;
+    } else {
+      in.unavailable_reason = count.status().message();
+    }
+  }
+  return in;
+}
+
+// The workers' options with worker `assignment`'s device.
+worker::WorkerOptions WithDevice(worker::WorkerOptions w, const DeviceAssignment& assignment) {
+  w.device = assignment.device;
+  w.mf.device = assignment.device;
+  w.cuda_device = assignment.cuda_device;
+  w.device_note = assignment.note;
+  return w;
+}
+
+// This worker's device under mpirun/srun (collective over `workers`, the workers' communicator).
+// The workers of a host are those of a shared-memory split of `workers`, ordered by the
+// launcher's local rank (else by world rank), so a host's scheduler and server ranks take no
+// device. --device auto picks cuda only where every worker can use it: their collectives must
+// match.
+StatusOr<DeviceAssignment> AssignMpiWorkerDevice(const TrainOptions& o, const LaunchEnv& env,
+                                                 MPI_Comm workers, int world_rank) {
+  DeviceAssignmentInput in = HostDevices(o, env);
+  MPI_Comm host = MPI_COMM_NULL;
+  const int key = env.local_rank >= 0 ? env.local_rank : world_rank;
+  if (MPI_Comm_split_type(workers, MPI_COMM_TYPE_SHARED, key, MPI_INFO_NULL, &host) !=
+      MPI_SUCCESS) {
+    return Status::Internal("MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) of the workers failed");
+  }
+  MPI_Comm_rank(host, &in.local_index);
+  MPI_Comm_size(host, &in.workers_on_host);
+  MPI_Comm_free(&host);
+  if (o.device == DeviceChoice::kAuto) {
+    int usable = in.visible_devices > 0 ? 1 : 0;
+    MPI_Allreduce(MPI_IN_PLACE, &usable, 1, MPI_INT, MPI_MIN, workers);
+    if (!usable && in.visible_devices > 0) {
+      in.visible_devices = 0;
+      in.unavailable_reason = "a worker on another host has no usable CUDA device";
+    }
+  }
+  return AssignDevice(in);
+}
+
 }  // namespace
 
-Status RunTrainInProcess(const TrainOptions& options) {
+Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_env) {
   // SIGTERM / SIGUSR1 are taken by the watcher from here on.
   SignalWatcher signals(nullptr);
   TrainOptions o = options;
-  if (o.mf.device == kernels::Device::kCuda) {
-    TS_RETURN_IF_ERROR(kernels::CheckCudaAvailable().WithContext("--device cuda"));
+  // Worker r takes device r (of --devices): every worker of this process is on this host.
+  std::vector<DeviceAssignment> devices;
+  DeviceAssignmentInput host_devices = HostDevices(o, launch_env);
+  host_devices.workers_on_host = o.workers;
+  for (int r = 0; r < o.workers; ++r) {
+    host_devices.local_index = r;
+    TS_ASSIGN_OR_RETURN(DeviceAssignment assignment, AssignDevice(host_devices));
+    devices.push_back(assignment);
   }
+  o.mf.device = devices[0].device;
   std::unique_ptr<ScratchDir> scratch;
   if (o.embedded_default) {
     TS_ASSIGN_OR_RETURN(scratch, PrepareEmbeddedData(&o));
@@ -320,15 +383,16 @@ Status RunTrainInProcess(const TrainOptions& options) {
           server::RunServerNode(server_options, rpcs[1 + r].get(), o.register_timeout);
     });
   }
-  // CTR models all-reduce their dense gradients through this group (threads of this process).
+  // CTR models all-reduce their dense gradients through this group (threads of this process), or,
+  // on CUDA, through the NCCL communicators each worker builds over it.
   worker::InProcessCollectiveGroup group(o.workers, o.mf.timeout);
   const worker::WorkerOptions worker_options = MakeWorkerOptions(o);
   for (int r = 0; r < o.workers; ++r) {
     threads.emplace_back([&, r] {
       logging::SetThreadLogTag(NodeId::Worker(r).ToString());
       RpcNode* rpc = rpcs[1 + o.servers + r].get();
-      worker_status[r] =
-          worker::RunWorker(worker_options, rpc, &group.Member(r), o.register_timeout);
+      worker_status[r] = worker::RunWorker(WithDevice(worker_options, devices[r]), rpc,
+                                           &group.Member(r), o.register_timeout);
       // Release the other workers if they wait in a collective for this one.
       if (!worker_status[r].ok()) group.Abort(worker_status[r].message());
     });
@@ -429,6 +493,23 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
   MPI_Comm worker_comm = MPI_COMM_NULL;
   MPI_Comm_split(MPI_COMM_WORLD, self.role == Role::kWorker ? 1 : MPI_UNDEFINED, rank,
                  &worker_comm);
+  StatusOr<DeviceAssignment> device = DeviceAssignment();
+  if (self.role == Role::kWorker) device = AssignMpiWorkerDevice(o, env, worker_comm, rank);
+  // Every rank learns whether a worker could not take its device (collective call), so that the
+  // job ends at once with the first such worker's line, the others leaving quietly, rather than
+  // with one line per worker of the host and mpirun's SIGTERM to the rest.
+  int first_failed = device.ok() ? size : rank;
+  MPI_Allreduce(MPI_IN_PLACE, &first_failed, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first_failed < size) {
+    if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
+    const Status s = finish(
+        rank == first_failed ? device.status()
+                             : Status::FailedPrecondition("rank " + std::to_string(first_failed) +
+                                                          " could not take its device"));
+    *reported = rank != first_failed;
+    return s;
+  }
+  o.mf.device = device->device;
   // Every rank checks the checkpoint to resume from the same way (nothing writes one yet).
   server::ServerOptions server_options = MakeServerOptions(o);
   const auto tables = DescribeTables(server_options, o.ctr);
@@ -481,8 +562,8 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
           result = collective.status();
           break;
         }
-        result =
-            worker::RunWorker(MakeWorkerOptions(o), &rpc, collective->get(), o.register_timeout);
+        result = worker::RunWorker(WithDevice(MakeWorkerOptions(o), *device), &rpc,
+                                   collective->get(), o.register_timeout);
       }
       break;
   }

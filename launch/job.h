@@ -11,7 +11,8 @@ namespace tessera::launch {
 
 // One process: 1 scheduler + options.servers servers + options.workers workers as threads.
 // Returns the first failure (the root cause, not the aborts it caused elsewhere).
-Status RunTrainInProcess(const TrainOptions& options);
+// `env` says which CUDA devices are visible (reported in the workers' device lines).
+Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& env);
 
 // Under mpirun/srun: rank 0 is the scheduler, ranks 1..S the servers, the rest workers.
 // MPI carries only the bootstrap (each rank's ZeroMQ address).

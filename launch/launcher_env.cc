@@ -17,6 +17,19 @@ LaunchEnv DetectLaunchEnv() {
     env.under_mpi = true;
     env.launcher = "srun";
   }
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') continue;
+    char* end = nullptr;
+    const long rank = std::strtol(value, &end, 10);
+    if (*end == '\0' && rank >= 0 && rank < (1 << 20)) {
+      env.local_rank = static_cast<int>(rank);
+      break;
+    }
+  }
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible != nullptr) {
+    env.cuda_visible_devices = visible;
+  }
   return env;
 }
 

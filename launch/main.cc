@@ -74,7 +74,7 @@ int Train(const std::vector<std::string>& args) {
     const tessera::Status s = tessera::launch::RunTrainMpi(options, env, &reported);
     return reported ? ExitCodeFor(s) : Finish(s);
   }
-  return Finish(tessera::launch::RunTrainInProcess(options));
+  return Finish(tessera::launch::RunTrainInProcess(options, env));
 }
 
 int GenRatings(const std::vector<std::string>& args) {

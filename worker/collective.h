@@ -4,7 +4,7 @@
 //
 // Implementations: InProcessCollectiveGroup (workers as threads of one process:
 // worker/inproc_collective.h), MpiCollective (CPU workers under mpirun: worker/mpi_collective.h),
-// NcclCollective (GPU workers: worker/nccl_collective.h, built with CUDA only).
+// NcclCollective (GPU workers: worker/nccl_collective.h, built with CUDA and NCCL, or emulated).
 //
 // Contract for every implementation:
 // - All workers call the same operations in the same order with matching arguments (the same

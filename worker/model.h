@@ -36,7 +36,13 @@ class WorkerGroup {
   // `values` combined element-wise over every worker; every worker must make the same Reduce
   // calls in the same order (each is one round). Unavailable / DeadlineExceeded on a lost peer.
   virtual StatusOr<std::vector<double>> Reduce(std::vector<double> values, proto::ReduceOp op) = 0;
-  // The dense collective of the job's workers (may be null in a job without one).
+  // The dense collective of the job's workers (may be null in a job without one). Its memory
+  // space follows the worker's device context: host memory when the context is kCpu (the
+  // in-process or MPI collective); when it is kCuda, an NcclCollective whose AllReduceSum and
+  // Broadcast take device memory on the worker's device, queued on the context's stream (so they
+  // follow the kernels queued before them) and finished when the call returns; AllGather takes
+  // host vectors either way (worker/collective.h, worker/nccl_collective.h). Null for kCuda in a
+  // build without NCCL. A model does one fused AllReduceSum of its dense gradients per step.
   virtual Collective* collective() = 0;
 };
 

@@ -1,6 +1,21 @@
-// NcclCollective: the Collective of GPU workers (one GPU per worker), over NCCL. Built only with
-// CUDA and the NCCL library (TESSERA_WITH_NCCL). The communicator is bootstrapped over MPI: rank 0
-// of the workers' communicator makes the NCCL unique id and MPI_Bcast hands it to the others.
+// NcclCollective: the Collective of GPU workers (one GPU per worker), over NCCL. Built with CUDA
+// and the NCCL library (TESSERA_WITH_NCCL), and on the emulated device (TESSERA_CUDA_EMULATION),
+// whose NCCL runs its operations through the host collective (below).
+//
+// Bootstrap: over the job's host Collective (an InProcessCollectiveGroup member when the workers
+// are threads of one process, an MpiCollective under mpirun/srun), so both kinds of job build it
+// the same way. Rank 0 makes the NCCL unique id and broadcasts it through the host collective, as
+// 128 floats of value 0..255 (exact in any float transport) and an ok flag; every rank then tells
+// the others whether it can go on (a host-collective sum of failures, so that one rank's failure,
+// a bad device say, fails every rank's Create instead of leaving them waiting in
+// ncclCommInitRank), calls ncclCommInitRank, and the ranks agree once more that every init
+// succeeded. Workers that are threads of one process must call Create concurrently (one thread
+// per rank): ncclCommInitRank returns once every rank has joined.
+//
+// Emulated build: Create binds the new communicator to an adapter over the host collective
+// (cuda_emu::BindNcclHostCollective); the emulated device memory is host memory, so NCCL's
+// all-reduce, broadcast and all-gather become the host collective's, run by the thread that
+// waits for the stream (this object's caller).
 //
 // Memory: AllReduceSum and Broadcast take device memory on `cuda_device` (d_data). AllGather takes
 // host vectors (the interface's) and stages them through a device buffer owned by this object,
@@ -20,13 +35,13 @@
 // lost peer through its async error.
 //
 // Threads: one thread per object at a time; that thread's current CUDA device is set to
-// cuda_device by each call. MPI is used only by Create.
+// cuda_device by each call. The host collective is used only by Create, and in the emulated build
+// by every operation: it must outlive this object and not be used by anyone else meanwhile.
 #pragma once
-
-#include <mpi.h>
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -39,12 +54,13 @@ namespace tessera::worker {
 
 class NcclCollective final : public Collective {
  public:
-  // Collective over `comm` (every worker calls Create together; rank and size are comm's).
-  // `stream` (not owned; nullptr: the legacy default stream) is where the operations are queued,
-  // normally the worker's compute stream so that an all-reduce is ordered after the backward
-  // kernels that wrote the gradients. Internal with the CUDA, NCCL or MPI error string on
-  // failure; InvalidArgument for MPI_COMM_NULL.
-  static StatusOr<std::unique_ptr<NcclCollective>> Create(MPI_Comm comm, int cuda_device,
+  // Collective of the workers of `host` (borrowed; rank and size are host's): every worker calls
+  // Create together, see the header comment. `cuda_device` becomes the calling thread's current
+  // device. `stream` (not owned; nullptr: the legacy default stream) is where the operations are
+  // queued, normally the worker's compute stream so that an all-reduce is ordered after the
+  // backward kernels that wrote the gradients. InvalidArgument for a null host; the host
+  // collective's Status when it fails; Internal with the CUDA or NCCL error string otherwise.
+  static StatusOr<std::unique_ptr<NcclCollective>> Create(Collective* host, int cuda_device,
                                                           struct CUstream_st* stream);
   // Destroys the NCCL communicator and frees the staging buffer.
   ~NcclCollective() override;
@@ -61,7 +77,13 @@ class NcclCollective final : public Collective {
   Status Broadcast(float* d_data, size_t count, int root) override;
 
  private:
-  NcclCollective(ncclComm* comm, int rank, int size, int cuda_device, struct CUstream_st* stream);
+  class EmulatedHost;  // the emulated NCCL's transport (nccl_collective.cc)
+
+  NcclCollective(ncclComm* comm, int rank, int size, int cuda_device, struct CUstream_st* stream,
+                 std::unique_ptr<EmulatedHost> emulated_host);
+  // An NCCL call's failure as a Status; in the emulated build the host collective's own Status
+  // when that is what failed (an abort of the in-process group, a lost MPI peer).
+  Status NcclFailure(int result, const std::string& what) const;
   // Waits for the work queued on stream_; an error goes through Fail.
   Status Wait(const char* what);
   // Grows the staging buffer to at least `bytes` (a failure goes through Fail).
@@ -70,7 +92,8 @@ class NcclCollective final : public Collective {
   // later call returns.
   Status Fail(Status s);
 
-  ncclComm* comm_;  // owned
+  std::unique_ptr<EmulatedHost> emulated_host_;  // emulated build only; outlives comm_
+  ncclComm* comm_;                               // owned
   const int rank_;
   const int size_;
   const int cuda_device_;

@@ -1,10 +1,15 @@
 #include "worker/run_worker.h"
 
 #include <memory>
+#include <string>
 
+#include "core/logging.h"
 #include "kernels/device_resources.h"
 #include "worker/train_loop.h"
 #include "worker/worker_node.h"
+#if TESSERA_WITH_NCCL
+#include "worker/nccl_collective.h"
+#endif
 
 namespace tessera::worker {
 namespace {
@@ -23,21 +28,35 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
   return loop;
 }
 
-// MF runs on --device with --compute-threads (the kernels split a large step over both); the CTR
-// models run on the CPU with one compute thread (their GEMMs bring their own threads).
+// The worker's device: MF splits a CPU step over --compute-threads; the CTR models run one compute
+// thread on the CPU (their GEMMs bring their own threads).
 kernels::DeviceOptions DeviceOptionsOf(const WorkerOptions& options) {
   kernels::DeviceOptions device;
   device.deterministic = options.deterministic;
-  if (!options.ctr) {
-    device.device = options.mf.device;
-    device.cpu_threads = options.mf.compute_threads;
-  }
+  device.device = options.device;
+  device.cpu_threads = options.ctr ? 1 : options.mf.compute_threads;
+  device.cuda_device = options.cuda_device;
   return device;
+}
+
+// "cuda:1 (NVIDIA H100 80GB HBM3, 79.1 GiB; CUDA_VISIBLE_DEVICES=2,3)", "cpu (2 compute threads)".
+StatusOr<std::string> DeviceLine(const WorkerOptions& options,
+                                 const kernels::DeviceOptions& device) {
+  std::string line;
+  if (device.device == kernels::Device::kCuda) {
+    TS_ASSIGN_OR_RETURN(line, kernels::DescribeCudaDevice(device.cuda_device));
+  } else {
+    line = std::string(kernels::DeviceName(device.device)) + " (" +
+           std::to_string(device.cpu_threads) + " compute thread" +
+           (device.cpu_threads == 1 ? "" : "s") + ")";
+  }
+  if (!options.device_note.empty()) line += "; " + options.device_note;
+  return line;
 }
 
 }  // namespace
 
-Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* collective,
+Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* host_collective,
                  std::chrono::milliseconds register_timeout) {
   const TrainLoopOptions loop_options =
       options.ctr ? LoopOptions(options.ctr_options, options.ctr_options.eval_every)
@@ -45,10 +64,29 @@ Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* collect
   return RunWorkerNode<TrainResult>(
              rpc, loop_options.recovery,
              [&]() -> StatusOr<TrainResult> {
-               // The worker's device context, created once: the model runs every kernel
-               // through it.
-               TS_ASSIGN_OR_RETURN(auto device,
-                                   kernels::DeviceResources::Create(DeviceOptionsOf(options)));
+               // The worker's device context, created once on this thread (which it makes the
+               // thread of its CUDA device): the model runs every kernel through it.
+               const kernels::DeviceOptions device_options = DeviceOptionsOf(options);
+               TS_ASSIGN_OR_RETURN(auto device, kernels::DeviceResources::Create(device_options));
+               TS_ASSIGN_OR_RETURN(const std::string device_line,
+                                   DeviceLine(options, device_options));
+               TS_LOG(INFO) << "computes on " << device_line;
+               Collective* collective = host_collective;
+               std::unique_ptr<Collective> device_collective;
+               if (options.device == kernels::Device::kCuda) {
+                 collective = nullptr;
+#if TESSERA_WITH_NCCL
+                 if (host_collective == nullptr) {
+                   return Status::Internal("a CUDA worker needs the host collective");
+                 }
+                 // Queued on the compute stream: an all-reduce follows the kernels that wrote
+                 // its input.
+                 TS_ASSIGN_OR_RETURN(device_collective,
+                                     NcclCollective::Create(host_collective, options.cuda_device,
+                                                            device->context().stream));
+                 collective = device_collective.get();
+#endif
+               }
                std::unique_ptr<Model> model;
                if (options.ctr) {
                  model = std::make_unique<CtrTask>(options.ctr_options, device->context());

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <string>
 
 #include "core/rpc.h"
+#include "kernels/device.h"
 #include "worker/collective.h"
 #include "worker/ctr_task.h"
 #include "worker/mf_model.h"
@@ -19,13 +21,25 @@ struct WorkerOptions {
   // --deterministic: the device context's kernels reduce in a fixed order (no float atomics on
   // CUDA; kernels::DeviceContext::deterministic).
   bool deterministic = false;
+  // Where this worker computes: the job's --device resolved for it (launch/device_assignment.h).
+  kernels::Device device = kernels::Device::kCpu;
+  int cuda_device = 0;      // kCuda: its device ordinal
+  std::string device_note;  // appended to the worker's device line ("" for nothing)
 };
 
-// Runs worker rpc.self() to completion: registers with the scheduler, reads its data, trains,
-// evaluates, checkpoints and reports DONE. A failure of this worker (data error, ...) is
-// reported to the scheduler, which aborts the job, and returned. `collective` connects the job's
-// workers for the dense all-reduce of the CTR models (borrowed; may be null for MF).
-Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* collective,
+// Runs worker rpc.self() to completion: makes its device resources (a kCuda worker's thread then
+// has cuda_device current, and every kernel runs on it), registers with the scheduler, reads its
+// data, trains, evaluates, checkpoints and reports DONE. Logs one start-up line naming its device.
+// A failure of this worker (data error, ...) is reported to the scheduler, which aborts the job,
+// and returned.
+//
+// `host_collective` (borrowed; required for CTR models and for kCuda) connects the job's workers
+// in host memory. A kCpu worker's model gets it as WorkerGroup::collective(); a kCuda worker
+// builds an NcclCollective over it (NcclCollective::Create, collective over the workers, so every
+// worker of a CUDA job calls RunWorker at about the same time, as every job does) and its model
+// gets that one, which takes device memory (worker/model.h). In a CUDA build without NCCL a kCuda
+// worker's model gets no collective.
+Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* host_collective,
                  std::chrono::milliseconds register_timeout);
 
 }  // namespace tessera::worker

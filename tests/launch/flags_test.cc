@@ -80,6 +80,9 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--compute-threads", "0"},
       {"--threads-per-shard", "3"},
       {"--threads-per-shard", "-1"},
+      {"--devices", "0"},  // without --device cuda|auto
+      {"--device", "cuda", "--devices", "0,0"},
+      {"--device", "auto", "--devices", "x"},
   };
   for (auto args : bad) {
     args.insert(args.begin(), {"--train", train_});
@@ -99,6 +102,19 @@ TEST_F(FlagsTest, DeterministicIsAcceptedWithDeviceCuda) {
   ParseOutcome out = Parse({"--train", train_, "--deterministic", "--device", "cuda"}, &o);
   ASSERT_TRUE(out.run) << out.text;
   EXPECT_TRUE(o.deterministic);
+  EXPECT_EQ(o.device, DeviceChoice::kCuda);
+}
+
+TEST_F(FlagsTest, DeviceAutoAndTheDeviceListAreKeptForTheJobToResolve) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--device", "auto", "--devices", "2,0"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(o.device, DeviceChoice::kAuto);
+  EXPECT_EQ(o.devices, std::vector<int>({2, 0}));
+  EXPECT_EQ(o.mf.device, kernels::Device::kCpu);  // until the job resolves auto
+  out = Parse({"--train", train_, "--device", "cuda"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(o.device, DeviceChoice::kCuda);
   EXPECT_EQ(o.mf.device, kernels::Device::kCuda);
 }
 
