@@ -54,16 +54,10 @@ inline StatusOr<DeviceInfo> QueryDevice() {
   info.sms = prop.multiProcessorCount;
   info.bus_bits = prop.memoryBusWidth;
   int sm_khz = 0, memory_khz = 0;
-#if TESSERA_CUDA_EMULATION
-  // The emulated device has no clocks: nominal ones, so that the arithmetic runs.
-  sm_khz = 1000000;
-  memory_khz = 1000000;
-#else
   TS_RETURN_IF_ERROR(
       CudaStatus(cudaDeviceGetAttribute(&sm_khz, cudaDevAttrClockRate, device), "SM clock"));
   TS_RETURN_IF_ERROR(CudaStatus(
       cudaDeviceGetAttribute(&memory_khz, cudaDevAttrMemoryClockRate, device), "memory clock"));
-#endif
   info.sm_clock_hz = sm_khz * 1e3;
   info.memory_clock_hz = memory_khz * 1e3;
   info.fp32_lanes = Fp32LanesPerSm(info.major, info.minor);
