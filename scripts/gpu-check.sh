@@ -74,9 +74,11 @@ bin="$work/bin"
 cuda_dirs=""
 for d in ${CUDA_HOME:+$CUDA_HOME/lib64} /usr/local/cuda/lib64 /usr/local/cuda/lib \
          /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu/nccl; do
-  [[ -d "$d" ]] && cuda_dirs="$cuda_dirs:$d"
+  [[ -d "$d" && ":$cuda_dirs:" != *":$d:"* ]] && cuda_dirs="$cuda_dirs:$d"
 done
-for d in /usr/local/cuda-*/lib64; do [[ -d "$d" ]] && cuda_dirs="$cuda_dirs:$d"; done
+for d in /usr/local/cuda-*/lib64; do
+  [[ -d "$d" && ":$cuda_dirs:" != *":$d:"* ]] && cuda_dirs="$cuda_dirs:$d"
+done
 export LD_LIBRARY_PATH="$work/lib$cuda_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 note "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 missing=$(ldd "$bin"/* 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
@@ -130,7 +132,7 @@ while IFS=$'\t' read -r -a fields; do
   env_args=()
   [[ "$envs" != "-" ]] && IFS=';' read -r -a env_args <<<"$envs"
   t0=$SECONDS
-  (cd "$work" && timeout 150 env "${env_args[@]}" "${cmd[@]}") >"$OUT/tests/$name.log" 2>&1
+  (cd "$work" && timeout 150 env "${env_args[@]}" "${cmd[@]}") </dev/null >"$OUT/tests/$name.log" 2>&1
   rc=$?
   if [[ $rc == 0 ]]; then
     skipped=$(grep -c '^\[  SKIPPED \]' "$OUT/tests/$name.log")

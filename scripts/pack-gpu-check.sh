@@ -81,7 +81,9 @@ def rewrite(arg, mpiexec):
         return "@MPIEXEC@"
     if os.path.basename(arg).startswith("python3") and arg.startswith("/"):
         return "@PYTHON3@"
-    if real.startswith(build + "/") and os.access(real, os.X_OK) and os.path.isfile(real):
+    if real.startswith(build + "/") and not os.path.isdir(real):
+        if not (os.path.isfile(real) and os.access(real, os.X_OK)):
+            sys.exit("pack-gpu-check: a gpu test needs %s, which is not built" % real)
         binaries.add(real)
         return "@PACK@/bin/" + os.path.basename(real)
     if real.startswith(repo + "/") and os.path.isfile(real):
