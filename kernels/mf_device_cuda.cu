@@ -78,19 +78,36 @@ class StagingPair {
   // the device anyway, but a stream could still be queued to use the old pointers).
   Status Reserve(size_t bytes, const char* name) {
     if (bytes <= capacity_) return OkStatus();
-    const size_t target = std::max(bytes, capacity_ + capacity_ / 2);
     Free();
-    void* host = nullptr;
-    TS_RETURN_IF_ERROR(CudaStatus(cudaHostAlloc(&host, target, cudaHostAllocDefault),
-                                  "pin " + std::to_string(target) + " host bytes for " + name));
-    host_ = static_cast<unsigned char*>(host);
-    void* device = nullptr;
-    TS_RETURN_IF_ERROR(
-        CudaStatus(cudaMalloc(&device, target),
-                   "allocate " + std::to_string(target) + " device bytes for " + name));
-    device_ = static_cast<unsigned char*>(device);
-    capacity_ = target;
-    return OkStatus();
+    // Geometric growth first; when that does not fit, exactly what this step needs.
+    const size_t grown = std::max(bytes, capacity_ + capacity_ / 2);
+    for (size_t target : {grown, bytes}) {
+      void* host = nullptr;
+      cudaError_t err = cudaHostAlloc(&host, target, cudaHostAllocDefault);
+      if (err == cudaSuccess) {
+        void* device = nullptr;
+        err = cudaMalloc(&device, target);
+        if (err == cudaSuccess) {
+          host_ = static_cast<unsigned char*>(host);
+          device_ = static_cast<unsigned char*>(device);
+          capacity_ = target;
+          return OkStatus();
+        }
+        (void)cudaFreeHost(host);
+      }
+      if (err != cudaErrorMemoryAllocation) {
+        return CudaStatus(err, "allocate " + std::to_string(target) + " bytes for " + name);
+      }
+      (void)cudaGetLastError();  // the failed allocation is not a launch error of a later call
+      if (target == bytes) break;
+    }
+    size_t free_bytes = 0, total_bytes = 0;
+    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+    return Status::FailedPrecondition(
+        "MfDeviceWorkspace: the batch does not fit in device memory: its " + std::string(name) +
+        " need " + std::to_string(bytes) + " bytes (pinned and on the device), the device has " +
+        std::to_string(free_bytes) + " of " + std::to_string(total_bytes) +
+        " bytes free; use smaller batches");
   }
 
  private:

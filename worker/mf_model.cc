@@ -178,7 +178,10 @@ void MfModel::Stage(Batch* batch) {
   shape.num_users = static_cast<int64_t>(batch->unique_keys[kUserTable].size());
   shape.num_items = static_cast<int64_t>(batch->unique_keys[kItemTable].size());
   auto staged = workspace_->Stage(shape);
-  batch->stage_status = staged.status();
+  batch->stage_status = staged.status().WithContext(
+      "MF batch of " + std::to_string(shape.num_samples) + " ratings (--batch-size), " +
+      std::to_string(shape.num_users) + " users and " + std::to_string(shape.num_items) +
+      " items of dim " + std::to_string(shape.dim));
   if (!staged.ok()) return;
   batch->staged = std::move(*staged);
   const size_t n = static_cast<size_t>(batch->num_samples);
