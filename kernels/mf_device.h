@@ -134,8 +134,10 @@ class MfDeviceWorkspace {
   virtual Status Reserve(int64_t num_samples, int dim, int64_t num_users, int64_t num_items) = 0;
 
   // A step's host memory for a batch of `shape` (contents unspecified). InvalidArgument for
-  // negative sizes, dim <= 0 or sizes whose bytes overflow; kCuda: Internal with the CUDA error
-  // string when memory cannot be allocated or an earlier step of the slot failed.
+  // negative sizes, dim <= 0 or sizes whose bytes overflow; kCuda: FailedPrecondition naming the
+  // bytes needed and free when the batch does not fit in pinned or device memory, or when more
+  // than 16 steps are staged at once; Internal with the CUDA error string for another failure
+  // (of the allocation, or of an earlier step of the slot).
   virtual StatusOr<std::unique_ptr<MfStagedStep>> Stage(const MfStageShape& shape) = 0;
 
   // Queues the gradient of the step's batch. The indices are checked on the host first (the CPU
