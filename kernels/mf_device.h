@@ -129,8 +129,8 @@ class MfDeviceWorkspace {
   virtual Device device() const = 0;
 
   // Makes the first slot large enough for a batch of these sizes (kCpu: no-op). Optional: Stage
-  // grows slots itself. InvalidArgument for negative sizes or dim <= 0; Internal (with the CUDA
-  // error string) when an allocation fails.
+  // grows slots itself. InvalidArgument for negative sizes or dim <= 0; allocation errors as
+  // for Stage.
   virtual Status Reserve(int64_t num_samples, int dim, int64_t num_users, int64_t num_items) = 0;
 
   // A step's host memory for a batch of `shape` (contents unspecified). InvalidArgument for
