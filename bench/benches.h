@@ -81,4 +81,30 @@ struct CheckpointBenchOptions {
 // set of servers loading it) in GB/s, with real Server objects in this process.
 bool RunCheckpointBench(const CheckpointBenchOptions& o, JsonLines* json);
 
+struct GpuBenchOptions {
+  int reps = 3;           // timed repetitions of each figure (median and best are printed)
+  double seconds = 0.25;  // device time per repetition, about
+  int mf_dim = 32;
+  int mf_batch = 8192;           // samples per MF step (the --device cuda default)
+  int ctr_batch = 4096;          // DeepFM: 26 fields of emb 16, 13 dense, MLP 400-400-400
+  int64_t gather_batch = 65536;  // samples of the embedding kernels (26 fields x dim 16)
+  // Sizes divided by this (at least 1): the emulated device runs kernels on the CPU, where the
+  // full sizes would take minutes and the figures mean nothing anyway. 0: 64 when the device is
+  // emulated, else 1.
+  int shrink = 0;
+};
+// Per CUDA kernel (gather, gather backward, pool, pool backward, MF gradient, SGEMM through
+// LinearForward, sparse Adagrad), timed with CUDA events: achieved GB/s or GFLOP/s and the
+// fraction of the device's peak (formulas printed with the table). Then samples/s of one MF
+// worker step (staged upload, gradient, download) and one DeepFM step (upload, embedding, FM,
+// MLP forward and backward, download) on the device next to the same step on the CPU kernels
+// in this process. Without a usable device: one line saying so, and true.
+bool RunGpuBench(const GpuBenchOptions& o, JsonLines* json);
+
+#if TESSERA_WITH_CUDA
+namespace internal {
+bool RunGpuBenchOnDevice(const GpuBenchOptions& o, JsonLines* json);  // gpu_bench_cuda.cu
+}  // namespace internal
+#endif
+
 }  // namespace tessera::bench

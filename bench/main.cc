@@ -2,13 +2,13 @@
 // appends one JSON line per figure for the script's summary.
 //
 //   tessera_bench [options] PART...      PART: read | net | memory | kernels | blas | checkpoint |
-//                                        all (all but checkpoint)
+//                                        gpu | all (all but checkpoint and gpu)
 //
 // Options (all optional): --json FILE, --train FILE (for read), --reps N, --seconds S,
 // --dim N --keys N --depth N --key-space N --server-threads N --only PHASE,... (net),
 // --memory-rows N,N,... --memory-dims N,N,... (memory), --kernel-dims N,N --batch N (kernels),
 // --mlp-input N --mlp N,N,.. --mlp-batch N (blas), --ckpt-rows N --ckpt-dim N --ckpt-servers N
-// --ckpt-dir DIR (checkpoint).
+// --ckpt-dir DIR (checkpoint), --gpu-shrink N (gpu: sizes / N; default 64 on the emulated device).
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -37,7 +37,8 @@ int Usage() {
       "[--dim N] [--keys N] [--depth N] [--key-space N] [--server-threads N] [--only P,..] "
       "[--memory-rows N,..] [--memory-dims N,..] [--kernel-dims N,..] [--batch N] "
       "[--mlp-input N] [--mlp N,..] [--mlp-batch N] [--ckpt-rows N] [--ckpt-dim N] "
-      "[--ckpt-servers N] [--ckpt-dir DIR] read|net|memory|kernels|blas|checkpoint|all ...\n");
+      "[--ckpt-servers N] [--ckpt-dir DIR] [--gpu-shrink N] "
+      "read|net|memory|kernels|blas|checkpoint|gpu|all ...\n");
   return 2;
 }
 
@@ -111,6 +112,10 @@ int main(int argc, char** argv) {
     ckpt.servers = std::stoi(flag("ckpt-servers", std::to_string(ckpt.servers)));
     const char* tmpdir = std::getenv("TMPDIR");
     ckpt.dir = flag("ckpt-dir", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    GpuBenchOptions gpu;
+    gpu.reps = reps;
+    gpu.seconds = seconds / 8;
+    gpu.shrink = std::stoi(flag("gpu-shrink", "0"));
     if (!flags.empty()) {
       std::fprintf(stderr, "unknown option --%s\n", flags.begin()->first.c_str());
       return Usage();
@@ -132,8 +137,9 @@ int main(int argc, char** argv) {
       if (part == "kernels" || all) ok &= RunKernelBench(kernels, &json);
       if (part == "blas" || all) ok &= RunBlasBench(blas, &json);
       if (part == "checkpoint") ok &= RunCheckpointBench(ckpt, &json);
+      if (part == "gpu") ok &= RunGpuBench(gpu, &json);
       if (!all && part != "read" && part != "net" && part != "memory" && part != "kernels" &&
-          part != "blas" && part != "checkpoint") {
+          part != "blas" && part != "checkpoint" && part != "gpu") {
         return Usage();
       }
     }

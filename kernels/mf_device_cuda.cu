@@ -1,14 +1,22 @@
-// The kCuda MfDeviceWorkspace: host batch -> device buffers -> MF kernels -> host outputs, all
-// queued on the context's stream (DeviceResources owns it), with one cudaStreamSynchronize at the
-// end of each call. Host memory is the caller's (pageable); cudaMemcpyAsync from/to pageable memory
-// is staged by the driver, which is correct but not overlapped with compute. Pinned staging would
-// add a host memcpy per call and is left out until a profile asks for it.
+// The kCuda MfDeviceWorkspace (kernels/mf_device.h): staged steps in pinned host slots, one packed
+// upload and one packed download per step, the upload on the workspace's copy stream and the
+// kernel and download on the context's stream (DeviceResources owns it), ordered by events.
+//
+// Why the download is on the compute stream rather than on the copy stream: a single copy
+// stream would serialise step n+1's upload behind step n's download, which waits for step n's
+// kernel, so the next upload could not run under the current kernel. With uploads alone on the
+// copy stream, step n+1's upload proceeds while step n computes and downloads (an H100 has
+// separate copy engines for each direction), and step n+1's kernel waits only for its own upload
+// (cudaStreamWaitEvent) and, being on the same stream, for step n's kernel and download.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
-#include <limits>
+#include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda_util.cuh"
 #include "kernels/mf.h"
@@ -19,118 +27,246 @@
 namespace tessera::kernels {
 namespace {
 
+// Sections of a slot's buffers start at multiples of this (coalesced device reads, and the
+// gradients stay 64-byte aligned for a Frame).
+constexpr size_t kAlign = 256;
+// More steps staged at once than this is a caller that leaks them (the MF model holds at most
+// three: the step computing, the one being pulled, and a push still in flight).
+constexpr size_t kMaxSlots = 16;
+
+size_t AlignUp(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
 // cuda::CudaStatus with the workspace named: "MfDeviceWorkspace: <what>: <CUDA's error>".
 Status CudaStatus(cudaError_t err, const std::string& what) {
   return cuda::CudaStatus(err, "MfDeviceWorkspace: " + what);
 }
 
-// count * elem_bytes, or InvalidArgument when it does not fit in size_t.
-Status Bytes(int64_t count, size_t elem_bytes, const char* what, size_t* bytes) {
-  if (count < 0 || static_cast<uint64_t>(count) > std::numeric_limits<size_t>::max() / elem_bytes) {
-    return Status::InvalidArgument("MfDeviceWorkspace: " + std::string(what) + " of " +
-                                   std::to_string(count) + " elements is too large");
-  }
-  *bytes = static_cast<size_t>(count) * elem_bytes;
-  return OkStatus();
-}
+// Byte offsets of one step's sections. Input (uploaded in one copy of in_bytes):
+// [user_index | item_index | ratings | plan | user rows, item rows]. Output (downloaded in one
+// copy of out_bytes): [squared-error sum | gradients] or [unused | predictions].
+struct Layout {
+  size_t user_index = 0, item_index = 0, ratings = 0, plan = 0, rows = 0, in_bytes = 0;
+  size_t results = kAlign, gradient_bytes = 0, prediction_bytes = 0;
 
-// The index values are on the host here, so check them as the CPU kernels do (same message)
-// instead of letting the CUDA kernels skip bad samples silently.
-Status CheckHostIndices(const MfBatch& b) {
-  for (int64_t s = 0; s < b.num_samples; ++s) {
-    const int32_t u = b.user_index[s];
-    const int32_t i = b.item_index[s];
-    if (u < 0 || u >= b.num_users || i < 0 || i >= b.num_items) {
-      return Status::InvalidArgument(
-          "MfBatch: sample " + std::to_string(s) + " has user_index " + std::to_string(u) +
-          " (num_users " + std::to_string(b.num_users) + "), item_index " + std::to_string(i) +
-          " (num_items " + std::to_string(b.num_items) + ")");
-    }
+  explicit Layout(const MfStageShape& s) {
+    // Stage validated the counts (ValidateMfStageShape), so none of this overflows.
+    const size_t n = static_cast<size_t>(s.num_samples);
+    const size_t row_floats =
+        static_cast<size_t>(s.num_users + s.num_items) * static_cast<size_t>(s.dim + 1);
+    item_index = AlignUp(n * sizeof(int32_t));
+    ratings = item_index + AlignUp(n * sizeof(int32_t));
+    plan = ratings + AlignUp(n * sizeof(float));
+    rows = plan + AlignUp(static_cast<size_t>(s.plan_bytes));
+    in_bytes = rows + row_floats * sizeof(float);
+    gradient_bytes = results + row_floats * sizeof(float);
+    prediction_bytes = results + n * sizeof(float);
   }
-  return OkStatus();
-}
+  size_t out_capacity() const { return std::max(gradient_bytes, prediction_bytes); }
+};
 
-// A cudaMalloc'd buffer that only grows. Growing frees the old buffer first (cudaFree waits for
-// the device, which is idle between workspace calls) and over-allocates by half so that a slowly
-// growing batch size reallocates O(log) times.
-class DeviceBuffer {
+// A pinned host buffer and a device buffer of the same capacity, grown geometrically.
+class StagingPair {
  public:
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  explicit DeviceBuffer(const char* name) : name_(name) {}
-  ~DeviceBuffer() { (void)cudaFree(data_); }
+  StagingPair() = default;
+  StagingPair(const StagingPair&) = delete;
+  StagingPair& operator=(const StagingPair&) = delete;
+  ~StagingPair() { Free(); }
 
-  template <typename T>
-  T* get() const {
-    return static_cast<T*>(data_);
-  }
+  unsigned char* host() const { return host_; }
+  unsigned char* device() const { return device_; }
 
-  Status Reserve(size_t bytes) {
+  // REQUIRES: no queued copy or kernel uses the buffers (cudaFree / cudaFreeHost would wait for
+  // the device anyway, but a stream could still be queued to use the old pointers).
+  Status Reserve(size_t bytes, const char* name) {
     if (bytes <= capacity_) return OkStatus();
-    const size_t grown = capacity_ + capacity_ / 2;
-    const size_t target = std::max(bytes, grown);
-    TS_RETURN_IF_ERROR(CudaStatus(cudaFree(data_), std::string("free ") + name_));
-    data_ = nullptr;
-    capacity_ = 0;
-    TS_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&data_, target),
-                                  "allocate " + std::to_string(target) + " bytes for " + name_));
-    capacity_ = target;
-    return OkStatus();
+    Free();
+    // Geometric growth first; when that does not fit, exactly what this step needs.
+    const size_t grown = std::max(bytes, capacity_ + capacity_ / 2);
+    for (size_t target : {grown, bytes}) {
+      void* host = nullptr;
+      cudaError_t err = cudaHostAlloc(&host, target, cudaHostAllocDefault);
+      if (err == cudaSuccess) {
+        void* device = nullptr;
+        err = cudaMalloc(&device, target);
+        if (err == cudaSuccess) {
+          host_ = static_cast<unsigned char*>(host);
+          device_ = static_cast<unsigned char*>(device);
+          capacity_ = target;
+          return OkStatus();
+        }
+        (void)cudaFreeHost(host);
+      }
+      if (err != cudaErrorMemoryAllocation) {
+        return CudaStatus(err, "allocate " + std::to_string(target) + " bytes for " + name);
+      }
+      (void)cudaGetLastError();  // the failed allocation is not a launch error of a later call
+      if (target == bytes) break;
+    }
+    size_t free_bytes = 0, total_bytes = 0;
+    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+    return Status::FailedPrecondition(
+        "MfDeviceWorkspace: the batch does not fit in device memory: its " + std::string(name) +
+        " need " + std::to_string(bytes) + " bytes (pinned and on the device), the device has " +
+        std::to_string(free_bytes) + " of " + std::to_string(total_bytes) +
+        " bytes free; use smaller batches");
   }
 
  private:
-  const char* name_;
-  void* data_ = nullptr;
+  void Free() {
+    if (host_ != nullptr) (void)cudaFreeHost(host_);
+    if (device_ != nullptr) (void)cudaFree(device_);
+    host_ = device_ = nullptr;
+    capacity_ = 0;
+  }
+
+  unsigned char* host_ = nullptr;
+  unsigned char* device_ = nullptr;
   size_t capacity_ = 0;
 };
 
-// Sizes of one batch's buffers in bytes.
-struct BatchBytes {
-  size_t samples_i32 = 0;  // one index array
-  size_t samples_f32 = 0;  // ratings or predictions
-  size_t user_rows = 0;    // user rows or user gradients
-  size_t item_rows = 0;
+// One step's buffers and events. Shared by the workspace and, through the deleter of a step's
+// gradients_owner, by whoever still holds the gradients (possibly another thread), so a Frame
+// that outlives the workspace keeps its memory valid.
+struct Slot {
+  ~Slot() {
+    if (uploaded != nullptr) (void)cudaEventDestroy(uploaded);
+    if (downloaded != nullptr) (void)cudaEventDestroy(downloaded);
+  }
+
+  StagingPair in, out;
+  cudaEvent_t uploaded = nullptr;    // the packed upload finished (copy stream)
+  cudaEvent_t downloaded = nullptr;  // the kernel and packed download finished (compute stream)
+  bool leased = false;               // a MfStagedStep uses it (workspace thread only)
+  std::atomic<bool> gradients_held{false};  // a gradients_owner copy is alive (any thread)
 };
 
-Status ComputeBytes(int64_t num_samples, int dim, int64_t num_users, int64_t num_items,
-                    BatchBytes* out) {
-  const size_t row_bytes = static_cast<size_t>(MfRowStride(dim)) * sizeof(float);
-  TS_RETURN_IF_ERROR(Bytes(num_samples, sizeof(int32_t), "index array", &out->samples_i32));
-  TS_RETURN_IF_ERROR(Bytes(num_samples, sizeof(float), "rating array", &out->samples_f32));
-  TS_RETURN_IF_ERROR(Bytes(num_users, row_bytes, "user row block", &out->user_rows));
-  TS_RETURN_IF_ERROR(Bytes(num_items, row_bytes, "item row block", &out->item_rows));
-  return OkStatus();
-}
+class CudaStagedStep final : public MfStagedStep {
+ public:
+  CudaStagedStep(std::shared_ptr<Slot> slot, const MfStageShape& shape)
+      : slot_(std::move(slot)), layout_(shape) {
+    shape_ = shape;
+    unsigned char* in = slot_->in.host();
+    unsigned char* out = slot_->out.host();
+    user_index_ = reinterpret_cast<int32_t*>(in + layout_.user_index);
+    item_index_ = reinterpret_cast<int32_t*>(in + layout_.item_index);
+    ratings_ = reinterpret_cast<float*>(in + layout_.ratings);
+    plan_ = shape.plan_bytes > 0 ? in + layout_.plan : nullptr;
+    rows_ = reinterpret_cast<float*>(in + layout_.rows);
+    gradients_ = reinterpret_cast<float*>(out + layout_.results);
+    predictions_ = gradients_;
+    slot_->leased = true;
+    slot_->gradients_held.store(true, std::memory_order_relaxed);
+    // The release pairs with the acquire in CudaMfWorkspace::FindFreeSlot: every read of the
+    // gradients by the holder happens before the slot is written again.
+    std::shared_ptr<Slot> keep = slot_;
+    gradients_owner_ = std::shared_ptr<const void>(gradients_, [keep](const void*) {
+      keep->gradients_held.store(false, std::memory_order_release);
+    });
+  }
+  ~CudaStagedStep() override { slot_->leased = false; }
+
+  Slot& slot() const { return *slot_; }
+  const Layout& layout() const { return layout_; }
+  // The batch over the device copy of the inputs.
+  MfBatch DeviceBatch(const MfStepScalars& scalars) const {
+    MfBatch d = HostBatch(scalars);
+    unsigned char* in = slot_->in.device();
+    d.user_index = reinterpret_cast<const int32_t*>(in + layout_.user_index);
+    d.item_index = reinterpret_cast<const int32_t*>(in + layout_.item_index);
+    d.ratings = reinterpret_cast<const float*>(in + layout_.ratings);
+    d.user_rows = reinterpret_cast<const float*>(in + layout_.rows);
+    d.item_rows = d.user_rows + num_user_floats();
+    return d;
+  }
+  float* device_gradients() const {
+    return reinterpret_cast<float*>(slot_->out.device() + layout_.results);
+  }
+  double* device_sq_error() const { return reinterpret_cast<double*>(slot_->out.device()); }
+  double host_sq_error() const { return *reinterpret_cast<const double*>(slot_->out.host()); }
+
+  enum class Queued { kNone, kGradient, kPredict };
+  Queued queued = Queued::kNone;
+  bool want_sq_error = false;
+
+ private:
+  std::shared_ptr<Slot> slot_;
+  const Layout layout_;
+};
 
 class CudaMfWorkspace final : public MfDeviceWorkspace {
  public:
-  CudaMfWorkspace(int device, cudaStream_t stream, bool deterministic)
-      : device_(device), stream_(stream), deterministic_(deterministic) {}
+  CudaMfWorkspace(int device, cudaStream_t compute, cudaStream_t copy, bool deterministic)
+      : device_(device), compute_(compute), copy_(copy), deterministic_(deterministic) {}
 
   ~CudaMfWorkspace() override {
-    // Nothing is in flight between calls; the sync only guards a call that failed mid-way. The
-    // stream is the context's (DeviceResources destroys it).
-    (void)cudaStreamSynchronize(stream_);
-    // The DeviceBuffer members free their memory after this body.
+    // Steps may have been dropped while queued: let their work finish before the slots can be
+    // freed. The compute stream is the context's (DeviceResources destroys it).
+    (void)cudaStreamSynchronize(copy_);
+    (void)cudaStreamSynchronize(compute_);
+    internal::DestroyCudaStream(copy_);
+    (void)cudaFree(d_errors_);
+    // Slots free their memory once the last holder of their gradients lets go.
   }
 
   Device device() const override { return Device::kCuda; }
 
   Status Reserve(int64_t num_samples, int dim, int64_t num_users, int64_t num_items) override {
     TS_RETURN_IF_ERROR(internal::ValidateMfReserveArgs(num_samples, dim, num_users, num_items));
-    BatchBytes bytes;
-    TS_RETURN_IF_ERROR(ComputeBytes(num_samples, dim, num_users, num_items, &bytes));
+    MfStageShape shape;
+    shape.num_samples = num_samples;
+    shape.dim = dim;
+    shape.num_users = num_users;
+    shape.num_items = num_items;
+    return Stage(shape).status();  // the step is released at once; its slot keeps the memory
+  }
+
+  StatusOr<std::unique_ptr<MfStagedStep>> Stage(const MfStageShape& shape) override {
+    TS_RETURN_IF_ERROR(internal::ValidateMfStageShape(shape));
     TS_RETURN_IF_ERROR(UseDevice());
-    TS_RETURN_IF_ERROR(ReserveInputs(bytes, /*with_ratings=*/true));
-    TS_RETURN_IF_ERROR(ReserveGradients(bytes));
-    return predictions_.Reserve(bytes.samples_f32);
+    TS_ASSIGN_OR_RETURN(std::shared_ptr<Slot> slot, FindFreeSlot());
+    const Layout layout(shape);
+    TS_RETURN_IF_ERROR(slot->in.Reserve(layout.in_bytes, "staged MF inputs"));
+    TS_RETURN_IF_ERROR(slot->out.Reserve(layout.out_capacity(), "staged MF outputs"));
+    return std::unique_ptr<MfStagedStep>(new CudaStagedStep(std::move(slot), shape));
+  }
+
+  Status EnqueueGradient(MfStagedStep* step, const MfStepScalars& scalars) override {
+    CudaStagedStep* s = static_cast<CudaStagedStep*>(step);
+    TS_RETURN_IF_ERROR(CheckNotQueued(*s));
+    TS_RETURN_IF_ERROR(internal::CheckMfHostIndices(s->HostBatch(scalars)));
+    TS_RETURN_IF_ERROR(UseDevice());
+    s->want_sq_error = true;
+    TS_RETURN_IF_ERROR(SyncIfFailed(Enqueue(*s, scalars, /*gradient=*/true)));
+    s->queued = CudaStagedStep::Queued::kGradient;
+    return OkStatus();
+  }
+
+  Status FinishGradient(MfStagedStep* step, double* sq_error_sum) override {
+    CudaStagedStep* s = static_cast<CudaStagedStep*>(step);
+    TS_RETURN_IF_ERROR(Finish(s, CudaStagedStep::Queued::kGradient));
+    if (sq_error_sum != nullptr) *sq_error_sum = s->host_sq_error();
+    return OkStatus();
+  }
+
+  Status EnqueuePredict(MfStagedStep* step, const MfStepScalars& scalars) override {
+    CudaStagedStep* s = static_cast<CudaStagedStep*>(step);
+    TS_RETURN_IF_ERROR(CheckNotQueued(*s));
+    TS_RETURN_IF_ERROR(internal::CheckMfHostIndices(s->HostBatch(scalars)));
+    TS_RETURN_IF_ERROR(UseDevice());
+    TS_RETURN_IF_ERROR(SyncIfFailed(Enqueue(*s, scalars, /*gradient=*/false)));
+    s->queued = CudaStagedStep::Queued::kPredict;
+    return OkStatus();
+  }
+
+  Status FinishPredict(MfStagedStep* step) override {
+    return Finish(static_cast<CudaStagedStep*>(step), CudaStagedStep::Queued::kPredict);
   }
 
   Status BatchGradient(const MfBatch& host_batch, float* host_user_grads, float* host_item_grads,
                        double* sq_error_sum) override {
     const MfBatch& b = host_batch;
     TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, host_user_grads, host_item_grads));
-    TS_RETURN_IF_ERROR(CheckHostIndices(b));
+    TS_RETURN_IF_ERROR(internal::CheckMfHostIndices(b));
     const int64_t stride = MfRowStride(b.dim);
     if (b.num_samples == 0) {  // all-zero outputs, as the kernels write them; no device work
       std::fill_n(host_user_grads, b.num_users * stride, 0.0f);
@@ -138,28 +274,30 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
       if (sq_error_sum != nullptr) *sq_error_sum = 0.0;
       return OkStatus();
     }
-    BatchBytes bytes;
-    TS_RETURN_IF_ERROR(ComputeBytes(b.num_samples, b.dim, b.num_users, b.num_items, &bytes));
-    TS_RETURN_IF_ERROR(UseDevice());
-    TS_RETURN_IF_ERROR(ReserveInputs(bytes, /*with_ratings=*/true));
-    TS_RETURN_IF_ERROR(ReserveGradients(bytes));
-    return SyncAfter(EnqueueGradient(b, bytes, host_user_grads, host_item_grads, sq_error_sum));
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<MfStagedStep> step, StageCopyOf(b, /*ratings=*/true));
+    TS_RETURN_IF_ERROR(EnqueueGradient(step.get(), ScalarsOf(b)));
+    TS_RETURN_IF_ERROR(FinishGradient(step.get(), sq_error_sum));
+    std::memcpy(host_user_grads, step->gradients(), step->num_user_floats() * sizeof(float));
+    std::memcpy(host_item_grads, step->gradients() + step->num_user_floats(),
+                (step->num_row_floats() - step->num_user_floats()) * sizeof(float));
+    return OkStatus();
   }
 
   Status Predict(const MfBatch& host_batch, float* host_predictions) override {
     const MfBatch& b = host_batch;
     TS_RETURN_IF_ERROR(internal::ValidateMfPredictArgs(b, host_predictions));
-    TS_RETURN_IF_ERROR(CheckHostIndices(b));
+    TS_RETURN_IF_ERROR(internal::CheckMfHostIndices(b));
     if (b.num_samples == 0) return OkStatus();
-    BatchBytes bytes;
-    TS_RETURN_IF_ERROR(ComputeBytes(b.num_samples, b.dim, b.num_users, b.num_items, &bytes));
-    TS_RETURN_IF_ERROR(UseDevice());
-    TS_RETURN_IF_ERROR(ReserveInputs(bytes, /*with_ratings=*/false));
-    TS_RETURN_IF_ERROR(predictions_.Reserve(bytes.samples_f32));
-    return SyncAfter(EnqueuePredict(b, bytes, host_predictions));
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<MfStagedStep> step, StageCopyOf(b, /*ratings=*/false));
+    TS_RETURN_IF_ERROR(EnqueuePredict(step.get(), ScalarsOf(b)));
+    TS_RETURN_IF_ERROR(FinishPredict(step.get()));
+    std::memcpy(host_predictions, step->predictions(), b.num_samples * sizeof(float));
+    return OkStatus();
   }
 
  private:
+  static MfStepScalars ScalarsOf(const MfBatch& b) { return {b.global_mean, b.l2, b.l2_bias}; }
+
   // The buffers live on device_; make it current for this thread (cheap when it already is).
   Status UseDevice() {
     int current = -1;
@@ -168,118 +306,155 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
     return CudaStatus(cudaSetDevice(device_), "set device " + std::to_string(device_));
   }
 
-  Status ReserveInputs(const BatchBytes& bytes, bool with_ratings) {
-    TS_RETURN_IF_ERROR(user_index_.Reserve(bytes.samples_i32));
-    TS_RETURN_IF_ERROR(item_index_.Reserve(bytes.samples_i32));
-    if (with_ratings) TS_RETURN_IF_ERROR(ratings_.Reserve(bytes.samples_f32));
-    TS_RETURN_IF_ERROR(user_rows_.Reserve(bytes.user_rows));
-    return item_rows_.Reserve(bytes.item_rows);
-  }
-
-  Status ReserveGradients(const BatchBytes& bytes) {
-    TS_RETURN_IF_ERROR(user_grads_.Reserve(bytes.user_rows));
-    TS_RETURN_IF_ERROR(item_grads_.Reserve(bytes.item_rows));
-    return sq_error_.Reserve(sizeof(double));
-  }
-
-  Status ToDevice(void* dst, const void* src, size_t bytes, const char* what) {
-    return CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_),
-                      std::string("copy ") + what + " host->device");
-  }
-
-  Status ToHost(void* dst, const void* src, size_t bytes, const char* what) {
-    return CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
-                      std::string("copy ") + what + " device->host");
-  }
-
-  // Queues the copies of the batch's inputs and returns, in *d, the batch pointing at them.
-  Status EnqueueInputs(const MfBatch& h, const BatchBytes& bytes, bool with_ratings, MfBatch* d) {
-    *d = h;
-    TS_RETURN_IF_ERROR(
-        ToDevice(user_index_.get<void>(), h.user_index, bytes.samples_i32, "user_index"));
-    TS_RETURN_IF_ERROR(
-        ToDevice(item_index_.get<void>(), h.item_index, bytes.samples_i32, "item_index"));
-    TS_RETURN_IF_ERROR(ToDevice(user_rows_.get<void>(), h.user_rows, bytes.user_rows, "user_rows"));
-    TS_RETURN_IF_ERROR(ToDevice(item_rows_.get<void>(), h.item_rows, bytes.item_rows, "item_rows"));
-    d->user_index = user_index_.get<int32_t>();
-    d->item_index = item_index_.get<int32_t>();
-    d->user_rows = user_rows_.get<float>();
-    d->item_rows = item_rows_.get<float>();
-    if (with_ratings) {
-      TS_RETURN_IF_ERROR(ToDevice(ratings_.get<void>(), h.ratings, bytes.samples_f32, "ratings"));
-      d->ratings = ratings_.get<float>();
-    } else {
-      d->ratings = nullptr;  // predict does not read them
+  // A slot no step leases and no one holds the gradients of, after its last queued work
+  // finished; a new one when all are busy.
+  StatusOr<std::shared_ptr<Slot>> FindFreeSlot() {
+    for (const std::shared_ptr<Slot>& slot : slots_) {
+      if (slot->leased || slot->gradients_held.load(std::memory_order_acquire)) continue;
+      // Normally long done; a step released while still queued is waited for here.
+      TS_RETURN_IF_ERROR(
+          CudaStatus(cudaEventSynchronize(slot->downloaded), "wait for a slot's last step"));
+      TS_RETURN_IF_ERROR(
+          CudaStatus(cudaEventSynchronize(slot->uploaded), "wait for a slot's last upload"));
+      return slot;
     }
-    return OkStatus();
-  }
-
-  Status EnqueueGradient(const MfBatch& h, const BatchBytes& bytes, float* host_user_grads,
-                         float* host_item_grads, double* sq_error_sum) {
-    MfGradientPlan plan;
-    if (deterministic_) TS_RETURN_IF_ERROR(EnqueueGradientPlan(h, bytes, &plan));
-    MfBatch d;
-    TS_RETURN_IF_ERROR(EnqueueInputs(h, bytes, /*with_ratings=*/true, &d));
-    double* d_sq_error = sq_error_sum != nullptr ? sq_error_.get<double>() : nullptr;
-    TS_RETURN_IF_ERROR(deterministic_
-                           ? MfBatchGradientDeterministicCuda(d, plan, user_grads_.get<float>(),
-                                                              item_grads_.get<float>(), d_sq_error,
-                                                              stream_)
-                           : MfBatchGradientCuda(d, user_grads_.get<float>(),
-                                                 item_grads_.get<float>(), d_sq_error, stream_));
-    TS_RETURN_IF_ERROR(
-        ToHost(host_user_grads, user_grads_.get<void>(), bytes.user_rows, "user gradients"));
-    TS_RETURN_IF_ERROR(
-        ToHost(host_item_grads, item_grads_.get<void>(), bytes.item_rows, "item gradients"));
-    if (sq_error_sum != nullptr) {
-      TS_RETURN_IF_ERROR(ToHost(sq_error_sum, d_sq_error, sizeof(double), "squared error sum"));
+    if (slots_.size() >= kMaxSlots) {
+      return Status::FailedPrecondition("MfDeviceWorkspace: more than " +
+                                        std::to_string(kMaxSlots) + " steps staged at once");
     }
-    return OkStatus();
+    auto slot = std::make_shared<Slot>();
+    TS_RETURN_IF_ERROR(CudaStatus(cudaEventCreateWithFlags(&slot->uploaded, cudaEventDisableTiming),
+                                  "create an event"));
+    TS_RETURN_IF_ERROR(CudaStatus(
+        cudaEventCreateWithFlags(&slot->downloaded, cudaEventDisableTiming), "create an event"));
+    // Recorded once so that the first wait on them returns at once.
+    TS_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(slot->uploaded, copy_), "record an event"));
+    TS_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(slot->downloaded, compute_), "record an event"));
+    slots_.push_back(slot);
+    return slot;
   }
 
-  // Deterministic mode (kernels/segments.h): the batch's two segment plans, built here on the host
-  // where the indices are, queued for upload, and the residual scratch; *plan points at the
-  // device copies. Allocates (grow-only) before any other work of the call is queued. The host
-  // plans stay untouched until the next call, after this call's sync.
-  Status EnqueueGradientPlan(const MfBatch& h, const BatchBytes& bytes, MfGradientPlan* plan) {
-    TS_RETURN_IF_ERROR(user_plan_.Build(h.user_index, h.num_samples, h.num_users));
-    TS_RETURN_IF_ERROR(item_plan_.Build(h.item_index, h.num_samples, h.num_items));
-    TS_RETURN_IF_ERROR(errors_.Reserve(bytes.samples_f32));
-    TS_RETURN_IF_ERROR(d_user_plan_.Upload(user_plan_, stream_));
-    TS_RETURN_IF_ERROR(d_item_plan_.Upload(item_plan_, stream_));
+  // A staged step holding a copy of a caller's host batch (BatchGradient / Predict).
+  StatusOr<std::unique_ptr<MfStagedStep>> StageCopyOf(const MfBatch& b, bool ratings) {
+    MfStageShape shape;
+    shape.num_samples = b.num_samples;
+    shape.dim = b.dim;
+    shape.num_users = b.num_users;
+    shape.num_items = b.num_items;
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<MfStagedStep> step, Stage(shape));
+    const size_t n = static_cast<size_t>(b.num_samples);
+    std::memcpy(step->user_index(), b.user_index, n * sizeof(int32_t));
+    std::memcpy(step->item_index(), b.item_index, n * sizeof(int32_t));
+    if (ratings) std::memcpy(step->ratings(), b.ratings, n * sizeof(float));
+    if (b.num_users > 0) {
+      std::memcpy(step->user_rows(), b.user_rows, step->num_user_floats() * sizeof(float));
+    }
+    if (b.num_items > 0) {
+      std::memcpy(step->item_rows(), b.item_rows,
+                  (step->num_row_floats() - step->num_user_floats()) * sizeof(float));
+    }
+    return step;
+  }
+
+  static Status CheckNotQueued(const CudaStagedStep& s) {
+    if (s.queued == CudaStagedStep::Queued::kNone) return OkStatus();
+    return Status::FailedPrecondition("MfDeviceWorkspace: the step is queued already");
+  }
+
+  // Upload (copy stream) -> kernel -> download (compute stream); see the file comment.
+  Status Enqueue(const CudaStagedStep& s, const MfStepScalars& scalars, bool gradient) {
+    Slot& slot = s.slot();
+    const Layout& layout = s.layout();
+    if (layout.in_bytes > 0) {
+      TS_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(slot.in.device(), slot.in.host(),
+                                                    layout.in_bytes, cudaMemcpyHostToDevice, copy_),
+                                    "upload a step's inputs"));
+    }
+    TS_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(slot.uploaded, copy_), "record the upload"));
+    TS_RETURN_IF_ERROR(
+        CudaStatus(cudaStreamWaitEvent(compute_, slot.uploaded, 0), "wait for the upload"));
+    const MfBatch d = s.DeviceBatch(scalars);
+    size_t out_bytes = 0;
+    if (gradient) {
+      float* grads = s.device_gradients();
+      if (deterministic_) {
+        MfGradientPlan plan;
+        TS_RETURN_IF_ERROR(EnqueuePlan(s, &plan));
+        TS_RETURN_IF_ERROR(MfBatchGradientDeterministicCuda(
+            d, plan, grads, grads + s.num_user_floats(), s.device_sq_error(), compute_));
+      } else {
+        TS_RETURN_IF_ERROR(MfBatchGradientCuda(d, grads, grads + s.num_user_floats(),
+                                               s.device_sq_error(), compute_));
+      }
+      out_bytes = layout.gradient_bytes;
+    } else if (d.num_samples > 0) {
+      TS_RETURN_IF_ERROR(MfPredictCuda(d, s.device_gradients(), compute_));
+      out_bytes = layout.prediction_bytes;
+    }
+    if (out_bytes > 0) {
+      TS_RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(slot.out.host(), slot.out.device(), out_bytes,
+                                                    cudaMemcpyDeviceToHost, compute_),
+                                    "download a step's results"));
+    }
+    return CudaStatus(cudaEventRecord(slot.downloaded, compute_), "record the download");
+  }
+
+  // Deterministic mode (kernels/segments.h): the step's two segment plans, built on the host
+  // from its staged indices and queued for upload on the compute stream (pageable copies: the
+  // host plans may be rebuilt for the next step as soon as this returns), and the per-sample
+  // residual scratch. The device plans and scratch are shared by the steps, which the compute
+  // stream runs one after another.
+  Status EnqueuePlan(const CudaStagedStep& s, MfGradientPlan* plan) {
+    const int64_t n = s.shape().num_samples;
+    TS_RETURN_IF_ERROR(user_plan_.Build(s.user_index(), n, s.shape().num_users));
+    TS_RETURN_IF_ERROR(item_plan_.Build(s.item_index(), n, s.shape().num_items));
+    TS_RETURN_IF_ERROR(d_user_plan_.Upload(user_plan_, compute_));
+    TS_RETURN_IF_ERROR(d_item_plan_.Upload(item_plan_, compute_));
+    const size_t error_bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+    if (error_bytes > errors_capacity_) {
+      (void)cudaFree(d_errors_);
+      d_errors_ = nullptr;
+      errors_capacity_ = 0;
+      TS_RETURN_IF_ERROR(
+          CudaStatus(cudaMalloc(&d_errors_, error_bytes), "allocate the residual scratch"));
+      errors_capacity_ = error_bytes;
+    }
     plan->users = d_user_plan_.view();
     plan->items = d_item_plan_.view();
-    plan->errors = errors_.get<float>();
+    plan->errors = static_cast<float*>(d_errors_);
     return OkStatus();
   }
 
-  Status EnqueuePredict(const MfBatch& h, const BatchBytes& bytes, float* host_predictions) {
-    MfBatch d;
-    TS_RETURN_IF_ERROR(EnqueueInputs(h, bytes, /*with_ratings=*/false, &d));
-    TS_RETURN_IF_ERROR(MfPredictCuda(d, predictions_.get<float>(), stream_));
-    return ToHost(host_predictions, predictions_.get<void>(), bytes.samples_f32, "predictions");
+  // After a failure part-way through queueing, waits for both streams, so that no queued copy
+  // still uses the slot when the error is returned.
+  Status SyncIfFailed(Status enqueued) {
+    if (enqueued.ok()) return enqueued;
+    (void)cudaStreamSynchronize(copy_);
+    (void)cudaStreamSynchronize(compute_);
+    return enqueued;
   }
 
-  // The workspace's one sync per call, also after a failure part-way through queueing, so that
-  // no queued copy still refers to the caller's host buffers when the call returns. A kernel
-  // fault surfaces here (asynchronous errors are reported by the sync).
-  Status SyncAfter(Status enqueued) {
-    const cudaError_t err = cudaStreamSynchronize(stream_);
-    if (!enqueued.ok()) return enqueued;
-    return CudaStatus(err, "synchronise stream");
+  Status Finish(CudaStagedStep* s, CudaStagedStep::Queued kind) {
+    if (s->queued != kind) {
+      return Status::FailedPrecondition(
+          "MfDeviceWorkspace: Finish without a matching Enqueue of the step");
+    }
+    s->queued = CudaStagedStep::Queued::kNone;
+    TS_RETURN_IF_ERROR(UseDevice());
+    // A kernel fault of the step (or of anything before it on the stream) surfaces here.
+    return CudaStatus(cudaEventSynchronize(s->slot().downloaded), "wait for a step's results");
   }
 
   const int device_;
-  const cudaStream_t stream_;
-  DeviceBuffer user_index_{"user_index"}, item_index_{"item_index"}, ratings_{"ratings"};
-  DeviceBuffer user_rows_{"user_rows"}, item_rows_{"item_rows"};
-  DeviceBuffer user_grads_{"user_grads"}, item_grads_{"item_grads"}, sq_error_{"sq_error"};
-  DeviceBuffer predictions_{"predictions"};
-  // Deterministic mode only: the gradient's segment plans (host and device) and residuals.
+  const cudaStream_t compute_;  // the context's; kernels and downloads
+  const cudaStream_t copy_;     // owned; uploads
+  std::vector<std::shared_ptr<Slot>> slots_;
+  // Deterministic mode only (EnqueuePlan).
   const bool deterministic_;
   SegmentPlan user_plan_, item_plan_;
   DeviceSegments d_user_plan_, d_item_plan_;
-  DeviceBuffer errors_{"errors"};
+  void* d_errors_ = nullptr;
+  size_t errors_capacity_ = 0;
 };
 
 }  // namespace
@@ -287,14 +462,16 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
 namespace internal {
 
 StatusOr<std::unique_ptr<MfDeviceWorkspace>> CreateMfCudaWorkspace(const DeviceContext& ctx) {
-  if (ctx.stream == nullptr) {
+  cudaStream_t stream = ctx.stream;
+  if (stream == nullptr) {
     return Status::InvalidArgument(
         "MfDeviceWorkspace: a CUDA context needs its stream (kernels::DeviceResources)");
   }
   int device = -1;
   TS_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&device), "get current device"));
+  TS_ASSIGN_OR_RETURN(cudaStream_t copy, CreateCudaStream());
   return std::unique_ptr<MfDeviceWorkspace>(
-      new CudaMfWorkspace(device, ctx.stream, ctx.deterministic));
+      new CudaMfWorkspace(device, stream, copy, ctx.deterministic));
 }
 
 }  // namespace internal

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -54,11 +55,18 @@ Status StoreConfigFile(const std::string& path, const po::options_description& d
 }
 
 // One "name = value" line per option; `preset` names options the demo preset replaced.
-std::string Summarize(const po::variables_map& vm, const std::set<std::string>& preset = {}) {
+// `preset`: options the embedded demo set; `device_default`: options set for the device
+// (name -> the value taken).
+std::string Summarize(const po::variables_map& vm, const std::set<std::string>& preset = {},
+                      const std::map<std::string, std::string>& device_default = {}) {
   std::ostringstream out;
   for (const auto& [name, value] : vm) {
     if (preset.count(name)) {
       out << "  " << name << " = (demo preset, see --help)\n";
+      continue;
+    }
+    if (auto it = device_default.find(name); it != device_default.end()) {
+      out << "  " << name << " = " << it->second << " (default for --device cuda)\n";
       continue;
     }
     out << "  " << name << " = ";
@@ -136,7 +144,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("skip-bad-lines", po::bool_switch(&o.mf.skip_bad_lines), "count and skip malformed lines instead of stopping")
     ("dim", po::value<int>(&o.mf.dim)->default_value(o.mf.dim), "latent factors per user/item")
     ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (CTR default: 1)")
-    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (CTR default: 4096)")
+    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (CTR default: 4096; MF with --device cuda: 8192)")
     ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (CTR default: 0.001)")
     ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating)")
     ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating)")
@@ -329,6 +337,13 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       return Fail("--test " + o.mf.test_path + ": no such readable file");
     }
   }
+  // MF on a GPU: a batch that fills the device unless the user or the demo preset chose one.
+  std::map<std::string, std::string> device_defaults;
+  if (!o.ctr && o.mf.device == kernels::Device::kCuda && vm["batch-size"].defaulted() &&
+      !preset_names.count("batch-size")) {
+    o.mf.batch_size = worker::kMfCudaDefaultBatchSize;
+    device_defaults["batch-size"] = std::to_string(o.mf.batch_size);
+  }
   if (o.ctr) {
     ctr.train_path = o.mf.train_path;
     ctr.test_path = o.mf.test_path;
@@ -341,7 +356,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ctr.metrics_out = o.mf.metrics_out;
     ctr.timeout = o.mf.timeout;
   }
-  o.summary = Summarize(vm, preset_names);
+  o.summary = Summarize(vm, preset_names, device_defaults);
   return outcome;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <sstream>
 
@@ -34,6 +35,10 @@ struct MfModel::Batch : ModelBatch {
   std::vector<uint64_t> user_keys, item_keys;
   std::vector<float> ratings;
   std::vector<int32_t> user_index, item_index;
+  // CUDA: the batch in the workspace's pinned staging (null on the CPU, or when staging failed:
+  // stage_status). Mutable: an evaluation hands it over to the model's pending evaluation.
+  mutable std::unique_ptr<kernels::MfStagedStep> staged;
+  Status stage_status;
 };
 
 std::vector<MfModel::Sample> MfModel::Pack(const RatingData& data) {
@@ -160,6 +165,30 @@ void MfModel::Prepare(const std::vector<Sample>& data, const uint32_t* order, si
                      batch->user_index.data());
   dedup_.Deduplicate(batch->item_keys.data(), n, &batch->unique_keys[kItemTable],
                      batch->item_index.data());
+  if (workspace_->device() == kernels::Device::kCuda) Stage(batch);
+}
+
+void MfModel::Stage(Batch* batch) {
+  // The slot of this batch object's previous step goes back first (two batch objects alternate,
+  // so the step computing or pushing now keeps its own slot).
+  batch->staged.reset();
+  kernels::MfStageShape shape;
+  shape.num_samples = batch->num_samples;
+  shape.dim = options_.dim;
+  shape.num_users = static_cast<int64_t>(batch->unique_keys[kUserTable].size());
+  shape.num_items = static_cast<int64_t>(batch->unique_keys[kItemTable].size());
+  auto staged = workspace_->Stage(shape);
+  batch->stage_status = staged.status().WithContext(
+      "MF batch of " + std::to_string(shape.num_samples) + " ratings (--batch-size), " +
+      std::to_string(shape.num_users) + " users and " + std::to_string(shape.num_items) +
+      " items of dim " + std::to_string(shape.dim));
+  if (!staged.ok()) return;
+  batch->staged = std::move(*staged);
+  const size_t n = static_cast<size_t>(batch->num_samples);
+  if (n == 0) return;
+  std::memcpy(batch->staged->user_index(), batch->user_index.data(), n * sizeof(int32_t));
+  std::memcpy(batch->staged->item_index(), batch->item_index.data(), n * sizeof(int32_t));
+  std::memcpy(batch->staged->ratings(), batch->ratings.data(), n * sizeof(float));
 }
 
 void MfModel::PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) {
@@ -190,29 +219,117 @@ kernels::MfBatch MfModel::MakeKernelBatch(const Batch& b,
   return k;
 }
 
-Status MfModel::ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
+kernels::MfStepScalars MfModel::Scalars() const {
+  return {global_mean_, options_.l2, options_.l2_bias};
+}
+
+float* MfModel::PullDestination(const ModelBatch& model_batch, uint64_t total_floats) {
+  const Batch& batch = static_cast<const Batch&>(model_batch);
+  if (batch.staged == nullptr ||
+      total_floats != static_cast<uint64_t>(batch.staged->num_row_floats())) {
+    return nullptr;
+  }
+  return batch.staged->rows();
+}
+
+Frame MfModel::GradientFrame(const ModelBatch& model_batch, uint64_t total_floats,
+                             float** writable) {
+  const Batch& batch = static_cast<const Batch&>(model_batch);
+  if (batch.staged == nullptr ||
+      total_floats != static_cast<uint64_t>(batch.staged->num_row_floats())) {
+    return Frame();
+  }
+  // The pinned gradients become the push: the frame holds the workspace's slot until the
+  // transport is done with it, so a later step never overwrites them while they are sent.
+  *writable = batch.staged->gradients();
+  return Frame::Wrap(batch.staged->gradients_owner(), batch.staged->gradients(),
+                     total_floats * sizeof(float));
+}
+
+StatusOr<kernels::MfStagedStep*> MfModel::StagedWithRows(
+    const Batch& batch, const std::vector<const float*>& rows) const {
+  if (batch.staged == nullptr) {
+    if (workspace_->device() == kernels::Device::kCuda) return batch.stage_status;
+    return nullptr;
+  }
+  kernels::MfStagedStep* staged = batch.staged.get();
+  // The loop decodes into rows() when it honours PullDestination; otherwise copy them in.
+  const size_t user_floats = static_cast<size_t>(staged->num_user_floats());
+  const size_t item_floats = static_cast<size_t>(staged->num_row_floats()) - user_floats;
+  if (user_floats > 0 && rows[kUserTable] != staged->user_rows()) {
+    std::memcpy(staged->user_rows(), rows[kUserTable], user_floats * sizeof(float));
+  }
+  if (item_floats > 0 && rows[kItemTable] != staged->item_rows()) {
+    std::memcpy(staged->item_rows(), rows[kItemTable], item_floats * sizeof(float));
+  }
+  return staged;
+}
+
+Status MfModel::ComputeGradients(const ModelBatch& model_batch,
+                                 const std::vector<const float*>& rows,
                                  const std::vector<float*>& grads, double* loss_sum) {
-  const kernels::MfBatch kb = MakeKernelBatch(static_cast<const Batch&>(batch), rows);
-  return workspace_->BatchGradient(kb, grads[kUserTable], grads[kItemTable], loss_sum);
+  const Batch& batch = static_cast<const Batch&>(model_batch);
+  TS_ASSIGN_OR_RETURN(kernels::MfStagedStep * staged, StagedWithRows(batch, rows));
+  if (staged == nullptr) {  // CPU: the kernels run on the loop's buffers
+    const kernels::MfBatch kb = MakeKernelBatch(batch, rows);
+    return workspace_->BatchGradient(kb, grads[kUserTable], grads[kItemTable], loss_sum);
+  }
+  TS_RETURN_IF_ERROR(workspace_->EnqueueGradient(staged, Scalars()));
+  TS_RETURN_IF_ERROR(workspace_->FinishGradient(staged, loss_sum));
+  // The gradients are in place when the push frame is the staged one (GradientFrame).
+  const size_t user_floats = static_cast<size_t>(staged->num_user_floats());
+  const size_t item_floats = static_cast<size_t>(staged->num_row_floats()) - user_floats;
+  if (user_floats > 0 && grads[kUserTable] != staged->gradients()) {
+    std::memcpy(grads[kUserTable], staged->gradients(), user_floats * sizeof(float));
+  }
+  if (item_floats > 0 && grads[kItemTable] != staged->gradients() + user_floats) {
+    std::memcpy(grads[kItemTable], staged->gradients() + user_floats, item_floats * sizeof(float));
+  }
+  return OkStatus();
+}
+
+void MfModel::AddEvalErrors(const float* ratings, const float* predictions, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const double p = std::clamp(predictions[i], min_rating_, max_rating_);
+    const double e = static_cast<double>(ratings[i]) - p;
+    eval_sse_ += e * e;
+    eval_sae_ += std::abs(e);
+  }
+  eval_count_ += static_cast<int64_t>(n);
+}
+
+Status MfModel::DrainEval() {
+  if (pending_eval_ == nullptr) return OkStatus();
+  std::unique_ptr<kernels::MfStagedStep> step = std::move(pending_eval_);
+  TS_RETURN_IF_ERROR(workspace_->FinishPredict(step.get()));
+  AddEvalErrors(step->ratings(), step->predictions(),
+                static_cast<size_t>(step->shape().num_samples));
+  return OkStatus();
 }
 
 Status MfModel::EvalBatch(size_t, const ModelBatch& model_batch,
                           const std::vector<const float*>& rows) {
   const Batch& batch = static_cast<const Batch&>(model_batch);
-  const size_t n = batch.ratings.size();
-  predictions_.resize(n);
-  TS_RETURN_IF_ERROR(workspace_->Predict(MakeKernelBatch(batch, rows), predictions_.data()));
-  for (size_t i = 0; i < n; ++i) {
-    const double p = std::clamp(predictions_[i], min_rating_, max_rating_);
-    const double e = static_cast<double>(batch.ratings[i]) - p;
-    eval_sse_ += e * e;
-    eval_sae_ += std::abs(e);
+  TS_ASSIGN_OR_RETURN(kernels::MfStagedStep * staged, StagedWithRows(batch, rows));
+  if (staged == nullptr) {  // CPU
+    const size_t n = batch.ratings.size();
+    predictions_.resize(n);
+    TS_RETURN_IF_ERROR(workspace_->Predict(MakeKernelBatch(batch, rows), predictions_.data()));
+    AddEvalErrors(batch.ratings.data(), predictions_.data(), n);
+    return OkStatus();
   }
-  eval_count_ += static_cast<int64_t>(n);
+  // CUDA: queue this batch, then read the previous one's predictions while it runs (and while
+  // the loop pulls the next batch's rows). The batch object is reused for the next batch, so the
+  // staged step moves to pending_eval_.
+  std::unique_ptr<kernels::MfStagedStep> step = std::move(batch.staged);
+  TS_RETURN_IF_ERROR(workspace_->EnqueuePredict(step.get(), Scalars()));
+  TS_RETURN_IF_ERROR(DrainEval());
+  pending_eval_ = std::move(step);
   return OkStatus();
 }
 
 StatusOr<EvalReport> MfModel::EndEval(int64_t) {
+  TS_RETURN_IF_ERROR(DrainEval());
   const double sse = eval_sse_, sae = eval_sae_;
   const int64_t count = eval_count_;
   eval_sse_ = eval_sae_ = 0;

@@ -26,6 +26,14 @@ namespace tessera::worker {
 inline constexpr uint32_t kUserTable = 0;
 inline constexpr uint32_t kItemTable = 1;
 
+// The MF batch size of --device cuda when the user gives none. The CUDA gradient runs one warp
+// per sample, so 8192 samples are 1024 blocks of 256 threads: one full wave on an H100 (132 SMs x
+// 8 resident blocks) or an A100, where the default CPU batch (64) would leave 98% of the GPU idle
+// and pay a launch and two copies per 64 samples. A constant rather than a figure read from the
+// device: every worker of a job must take the same batch size (BSP counts the same steps on
+// each), whatever GPU it got.
+inline constexpr int kMfCudaDefaultBatchSize = 8192;
+
 struct MfTrainerOptions {
   std::string train_path;
   std::string test_path;  // "" = no evaluation
@@ -51,6 +59,13 @@ struct MfTrainerOptions {
 // Biased MF as a Model of the training loop. Create makes the device workspace the kernels run in
 // on the worker's device context (whose kernels split a CPU step over its compute threads).
 // Borrows `options` and `device`, which must outlive the model.
+//
+// On CUDA each batch is staged in the workspace's pinned memory when it is prepared (indices and
+// ratings written there), the loop decodes the pulled rows straight into it (PullDestination),
+// the gradients come back into pinned memory that becomes the push frame (GradientFrame): one
+// upload and one download per step, no other copy. Evaluation batches are pipelined: a batch's
+// predictions are queued and read while the next batch is pulled. On the CPU nothing is staged
+// and the kernels run on the loop's buffers as before (the same bits).
 class MfModel : public Model {
  public:
   static StatusOr<std::unique_ptr<MfModel>> Create(const MfTrainerOptions& options,
@@ -67,6 +82,8 @@ class MfModel : public Model {
   int64_t num_train_samples() const override { return static_cast<int64_t>(train_.size()); }
   std::unique_ptr<ModelBatch> NewBatch() const override;
   void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) override;
+  float* PullDestination(const ModelBatch& batch, uint64_t total_floats) override;
+  Frame GradientFrame(const ModelBatch& batch, uint64_t total_floats, float** writable) override;
   Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
                           const std::vector<float*>& grads, double* loss_sum) override;
   bool has_eval_data() const override { return !options_.test_path.empty(); }
@@ -96,6 +113,17 @@ class MfModel : public Model {
   explicit MfModel(const MfTrainerOptions& options);
   void Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n, Batch* batch);
   kernels::MfBatch MakeKernelBatch(const Batch& b, const std::vector<const float*>& rows) const;
+  kernels::MfStepScalars Scalars() const;
+  // CUDA: stages `batch` (indices and ratings) in the workspace; a failure is kept in the batch.
+  void Stage(Batch* batch);
+  // The staged step of `batch` with the pulled rows in place (copied when the loop decoded them
+  // elsewhere), or null when the batch is not staged.
+  StatusOr<kernels::MfStagedStep*> StagedWithRows(const Batch& batch,
+                                                  const std::vector<const float*>& rows) const;
+  // Adds an evaluated batch's errors to the evaluation's sums.
+  void AddEvalErrors(const float* ratings, const float* predictions, size_t n);
+  // CUDA evaluation: waits for the queued batch's predictions and adds them.
+  Status DrainEval();
 
   const MfTrainerOptions& options_;
   WorkerGroup* group_ = nullptr;
@@ -112,6 +140,9 @@ class MfModel : public Model {
   double eval_sse_ = 0, eval_sae_ = 0;
   int64_t eval_count_ = 0;
   std::vector<float> predictions_;
+  // CUDA: the evaluation batch whose predictions are queued (declared after workspace_, so it is
+  // released before the workspace).
+  std::unique_ptr<kernels::MfStagedStep> pending_eval_;
 };
 
 }  // namespace tessera::worker

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/message.h"
 #include "core/status.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/tessera.pb.h"
@@ -126,6 +127,19 @@ class Model {
                                   const std::vector<float*>& grads, double* loss_sum) = 0;
   // After the step's push was sent and the next step's pull started (the dense part of a step).
   virtual Status AfterPush() { return OkStatus(); }
+
+  // Optional staging owned by the model (a CUDA model's pinned buffers), asked for each batch
+  // after its Prepare*Batch. PullDestination: where the loop decodes the batch's pulled rows,
+  // `total_floats` floats, table after table in unique-key order; null: the loop's own buffers.
+  // GradientFrame: a Frame of `total_floats` floats laid out the same way that becomes the
+  // step's push, with *writable pointing at it; an empty Frame: the loop allocates one.
+  virtual float* PullDestination(const ModelBatch& /*batch*/, uint64_t /*total_floats*/) {
+    return nullptr;
+  }
+  virtual Frame GradientFrame(const ModelBatch& /*batch*/, uint64_t /*total_floats*/,
+                              float** /*writable*/) {
+    return Frame();
+  }
 
   // Evaluation data: samples, and how many go into one evaluation batch.
   virtual bool has_eval_data() const = 0;

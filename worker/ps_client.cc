@@ -134,7 +134,7 @@ PsClient::PendingPull PsClient::StartPull(const BatchPlan& plan, int64_t clock, 
 }
 
 Status PsClient::FinishPull(const BatchPlan& plan, PendingPull& pending,
-                            std::vector<const float*>* rows) {
+                            std::vector<const float*>* rows, float* into) {
   const size_t num_tables = plan.unique_count.size();
   pending.messages.resize(plan.parts.size());
   for (size_t s = 0; s < plan.parts.size(); ++s) {
@@ -155,27 +155,32 @@ Status PsClient::FinishPull(const BatchPlan& plan, PendingPull& pending,
     // One server: the reply already holds table after table in unique-key order.
     const float* values =
         pending.messages[0].frames.empty() ? nullptr : pending.messages[0].frames[0].as<float>();
+    if (into != nullptr && values != nullptr) {
+      std::memcpy(into, values, plan.total_floats * sizeof(float));
+      values = into;
+    }
     for (size_t t = 0; t < num_tables; ++t) {
       (*rows)[t] = values == nullptr ? nullptr : values + plan.value_offset[t];
     }
     return OkStatus();
   }
-  pending.gathered.resize(plan.total_floats);
+  if (into == nullptr) {
+    pending.gathered.resize(plan.total_floats);
+    into = pending.gathered.data();
+  }
   for (size_t s = 0; s < plan.parts.size(); ++s) {
     if (pending.messages[s].frames.empty()) continue;
     const float* src = pending.messages[s].frames[0].as<float>();
     for (size_t t = 0; t < num_tables; ++t) {
       const int dim = layout_.DimOf(t);
-      float* dst = pending.gathered.data() + plan.value_offset[t];
+      float* dst = into + plan.value_offset[t];
       for (uint32_t p : plan.parts[s].positions[t]) {
         std::memcpy(dst + static_cast<size_t>(p) * dim, src, dim * sizeof(float));
         src += dim;
       }
     }
   }
-  for (size_t t = 0; t < num_tables; ++t) {
-    (*rows)[t] = pending.gathered.data() + plan.value_offset[t];
-  }
+  for (size_t t = 0; t < num_tables; ++t) (*rows)[t] = into + plan.value_offset[t];
   return OkStatus();
 }
 

@@ -67,8 +67,11 @@ class PsClient {
   // Sends one PULL per server (servers with no keys of this batch are skipped).
   PendingPull StartPull(const BatchPlan& plan, int64_t clock, uint32_t flags);
   // Waits for every reply; rows[t] then points at unique_count[t] x dims[t] floats of table t,
-  // valid while `pending` lives.
-  Status FinishPull(const BatchPlan& plan, PendingPull& pending, std::vector<const float*>* rows);
+  // valid while `pending` lives. With `into` (plan.total_floats floats, e.g. a device model's
+  // pinned staging) the rows are decoded there, table after table at plan.value_offset, and
+  // rows[t] points into it.
+  Status FinishPull(const BatchPlan& plan, PendingPull& pending, std::vector<const float*>* rows,
+                    float* into = nullptr);
 
   // A buffer for a step's gradients: plan.total_floats floats, table after table
   // (plan.value_offset) in unique-key order, 64-byte aligned and NOT zeroed. `*writable` may be

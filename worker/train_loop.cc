@@ -93,7 +93,8 @@ StatusOr<EvalReport> TrainLoop::Evaluate(int epoch) {
     const BatchPlan plan = ps_->Plan(batch->unique_keys);
     // Rows for unseen keys come back as their initial values without being created.
     PsClient::PendingPull pull = ps_->StartPull(plan, clock_, proto::FLAG_NO_CREATE);
-    TS_RETURN_IF_ERROR(ps_->FinishPull(plan, pull, &rows));
+    TS_RETURN_IF_ERROR(
+        ps_->FinishPull(plan, pull, &rows, model_->PullDestination(*batch, plan.total_floats)));
     TS_RETURN_IF_ERROR(model_->EvalBatch(begin, *batch, rows));
   }
   TS_ASSIGN_OR_RETURN(EvalReport report, model_->EndEval(clock_));
@@ -124,9 +125,12 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
   std::vector<const float*> rows;
   std::vector<float*> grads;
   for (int64_t step = start_step; step < steps_per_epoch_; ++step) {
-    TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+    const uint64_t total_floats = current->plan.total_floats;
+    TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows,
+                                       model_->PullDestination(*current->batch, total_floats)));
     float* out = nullptr;
-    Frame grad_frame = PsClient::AllocateGradients(current->plan, &out);
+    Frame grad_frame = model_->GradientFrame(*current->batch, total_floats, &out);
+    if (grad_frame.empty()) grad_frame = PsClient::AllocateGradients(current->plan, &out);
     grads.resize(current->plan.value_offset.size());
     for (size_t t = 0; t < grads.size(); ++t) grads[t] = out + current->plan.value_offset[t];
     double loss = 0;

@@ -18,12 +18,16 @@
 #include "kernels/mf_device.h"
 #include "tests/testing/cuda_test_util.h"
 #include "tests/testing/mf_problem.h"
+#include "tests/testing/mf_stage.h"
 
 namespace tessera::kernels {
 namespace {
 
 using ::tessera::testing::ExpectClose;
+using ::tessera::testing::FillMfStep;
 using ::tessera::testing::MfProblem;
+using ::tessera::testing::MfScalarsOf;
+using ::tessera::testing::MfShapeOf;
 
 // A random batch with global mean 3.6, l2 0.02 and no bias regularisation.
 MfProblem RandomBatch(unsigned seed, int64_t num_samples, int dim, int64_t num_users,
@@ -169,6 +173,121 @@ TEST(MfDeviceCudaTest, RejectsBadBatchesLikeTheCpu) {
             StatusCode::kInvalidArgument);
   // The workspace still works after rejected calls.
   CompareWithCpu(ws.get(), 50, 8, 6, 6, 9);
+}
+
+// The CPU's gradients of `pr`, user rows then item rows (the staged layout).
+std::vector<float> CpuGradients(const MfProblem& pr, double* sq) {
+  std::vector<float> grads(pr.user_rows.size() + pr.item_rows.size());
+  EXPECT_TRUE(
+      MfBatchGradientCpu(pr.Batch(), grads.data(), grads.data() + pr.user_rows.size(), sq).ok());
+  return grads;
+}
+
+std::vector<float> Gradients(const MfStagedStep& step) {
+  return std::vector<float>(step.gradients(), step.gradients() + step.num_row_floats());
+}
+
+TEST(MfDeviceCudaTest, StagedStepsMatchCpuWithAndWithoutPlanBytes) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  unsigned seed = 5100;
+  // Sizes that move every section of the packed buffers off a 256-byte boundary; the plan bytes
+  // shift the rows.
+  for (int64_t num_samples : {0, 1, 63, 257, 4099}) {
+    for (int64_t plan_bytes : {0, 1, 700}) {
+      SCOPED_TRACE("samples " + std::to_string(num_samples) + " plan " +
+                   std::to_string(plan_bytes));
+      const MfProblem pr = RandomBatch(++seed, num_samples, 33, 41, 19);
+      double cpu_sq = 0.0;
+      const std::vector<float> cpu = CpuGradients(pr, &cpu_sq);
+      std::vector<float> cpu_pred(num_samples);
+      ASSERT_TRUE(MfPredictCpu(pr.Batch(), cpu_pred.data()).ok());
+      auto step = ws->Stage(MfShapeOf(pr, plan_bytes));
+      ASSERT_TRUE(step.ok()) << step.status().ToString();
+      FillMfStep(pr, step->get());
+      ASSERT_TRUE(ws->EnqueueGradient(step->get(), MfScalarsOf(pr)).ok());
+      double sq = 42.0;
+      ASSERT_TRUE(ws->FinishGradient(step->get(), &sq).ok());
+      ExpectClose(Gradients(**step), cpu, 1e-4f, "gradients");
+      EXPECT_NEAR(sq, cpu_sq, 1e-5 * (1.0 + cpu_sq));
+      ASSERT_TRUE(ws->EnqueuePredict(step->get(), MfScalarsOf(pr)).ok());
+      ASSERT_TRUE(ws->FinishPredict(step->get()).ok());
+      ExpectClose(std::vector<float>((*step)->predictions(), (*step)->predictions() + num_samples),
+                  cpu_pred, 1e-5f, "predictions");
+    }
+  }
+}
+
+TEST(MfDeviceCudaTest, StepsInFlightTogetherEachGetTheirOwnResults) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  // Three steps queued before any is finished, finished out of order: each slot's upload,
+  // kernel and download must be ordered by its own events.
+  std::vector<MfProblem> problems;
+  std::vector<std::unique_ptr<MfStagedStep>> steps;
+  for (unsigned k = 0; k < 3; ++k) {
+    problems.push_back(RandomBatch(6000 + k, 3000 + 1000 * k, 32, 300 + k, 200));
+    auto step = ws->Stage(MfShapeOf(problems.back()));
+    ASSERT_TRUE(step.ok()) << step.status().ToString();
+    FillMfStep(problems.back(), step->get());
+    ASSERT_TRUE(ws->EnqueueGradient(step->get(), MfScalarsOf(problems.back())).ok());
+    steps.push_back(std::move(*step));
+  }
+  for (int k : {2, 0, 1}) {
+    double cpu_sq = 0.0, sq = 0.0;
+    const std::vector<float> cpu = CpuGradients(problems[k], &cpu_sq);
+    ASSERT_TRUE(ws->FinishGradient(steps[k].get(), &sq).ok());
+    ExpectClose(Gradients(*steps[k]), cpu, 1e-4f, "step " + std::to_string(k));
+    EXPECT_NEAR(sq, cpu_sq, 1e-5 * (1.0 + cpu_sq));
+  }
+  EXPECT_EQ(ws->FinishGradient(steps[0].get(), nullptr).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(MfDeviceCudaTest, HeldGradientsAreNeverOverwrittenAndSlotsAreReused) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+  auto ws = CudaWorkspace();
+  ASSERT_NE(ws, nullptr);
+  const MfProblem first = RandomBatch(7000, 2000, 16, 100, 100);
+  double sq = 0.0;
+  std::shared_ptr<const void> held;  // what a push Frame of the first step's gradients holds
+  const float* held_grads = nullptr;
+  std::vector<float> first_grads;
+  {
+    auto step = ws->Stage(MfShapeOf(first));
+    ASSERT_TRUE(step.ok());
+    FillMfStep(first, step->get());
+    ASSERT_TRUE(ws->EnqueueGradient(step->get(), MfScalarsOf(first)).ok());
+    ASSERT_TRUE(ws->FinishGradient(step->get(), &sq).ok());
+    held = (*step)->gradients_owner();
+    held_grads = (*step)->gradients();
+    first_grads = Gradients(**step);
+  }  // the step is released; its gradients are still held
+  // Many later steps of the same shape, each released after use: none may write the held slot.
+  for (unsigned k = 0; k < 20; ++k) {
+    const MfProblem pr = RandomBatch(7100 + k, 2000, 16, 100, 100);
+    auto step = ws->Stage(MfShapeOf(pr));
+    ASSERT_TRUE(step.ok()) << step.status().ToString();
+    EXPECT_NE((*step)->gradients(), held_grads);
+    FillMfStep(pr, step->get());
+    ASSERT_TRUE(ws->EnqueueGradient(step->get(), MfScalarsOf(pr)).ok());
+    ASSERT_TRUE(ws->FinishGradient(step->get(), nullptr).ok());
+  }
+  EXPECT_EQ(std::vector<float>(held_grads, held_grads + first_grads.size()), first_grads);
+  // Holding every slot's gradients exhausts them with a clear error instead of growing forever.
+  std::vector<std::shared_ptr<const void>> holders;
+  Status last;
+  for (int k = 0; k < 64 && last.ok(); ++k) {
+    auto step = ws->Stage(MfShapeOf(first));
+    last = step.status();
+    if (step.ok()) holders.push_back((*step)->gradients_owner());
+  }
+  EXPECT_EQ(last.code(), StatusCode::kFailedPrecondition) << last.ToString();
+  holders.clear();
+  held.reset();
+  auto again = ws->Stage(MfShapeOf(first));
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
 }
 
 }  // namespace

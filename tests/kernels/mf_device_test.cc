@@ -13,6 +13,7 @@
 #include "kernels/device_resources.h"
 #include "kernels/mf.h"
 #include "tests/testing/mf_problem.h"
+#include "tests/testing/mf_stage.h"
 
 namespace tessera::kernels {
 namespace {
@@ -91,6 +92,64 @@ TEST(MfDeviceWorkspaceTest, CpuReturnsTheKernelsErrors) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(ws->Predict(bad, pred.data()).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ws->Predict(pr.Batch(), nullptr).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MfDeviceWorkspaceTest, CpuStagedStepsGiveTheCpuKernelsBits) {
+  auto ws = CpuWorkspace();
+  ASSERT_NE(ws, nullptr);
+  unsigned seed = 400;
+  for (int64_t num_samples : {0, 1, 33, 1000}) {
+    for (int64_t plan_bytes : {0, 5}) {
+      const Problem pr = RandomProblem(++seed, num_samples, 7, 11, 23);
+      const MfBatch b = pr.Batch();
+      std::vector<float> ref_user(pr.user_rows.size()), ref_item(pr.item_rows.size());
+      std::vector<float> ref_pred(num_samples);
+      double ref_sq = -1.0;
+      ASSERT_TRUE(MfBatchGradientCpu(b, ref_user.data(), ref_item.data(), &ref_sq).ok());
+      ASSERT_TRUE(MfPredictCpu(b, ref_pred.data()).ok());
+
+      auto step = ws->Stage(::tessera::testing::MfShapeOf(pr, plan_bytes));
+      ASSERT_TRUE(step.ok()) << step.status().ToString();
+      MfStagedStep* s = step->get();
+      EXPECT_EQ(s->plan() != nullptr, plan_bytes > 0);
+      ::tessera::testing::FillMfStep(pr, s);
+      ASSERT_TRUE(ws->EnqueueGradient(s, ::tessera::testing::MfScalarsOf(pr)).ok());
+      double sq = 42.0;
+      ASSERT_TRUE(ws->FinishGradient(s, &sq).ok());
+      const std::vector<float> user(s->gradients(), s->gradients() + ref_user.size());
+      const std::vector<float> item(s->gradients() + ref_user.size(),
+                                    s->gradients() + ref_user.size() + ref_item.size());
+      EXPECT_TRUE(SameBits(user, ref_user)) << "samples " << num_samples;
+      EXPECT_TRUE(SameBits(item, ref_item)) << "samples " << num_samples;
+      EXPECT_EQ(std::memcmp(&sq, &ref_sq, sizeof(double)), 0);
+      ASSERT_TRUE(ws->EnqueuePredict(s, ::tessera::testing::MfScalarsOf(pr)).ok());
+      ASSERT_TRUE(ws->FinishPredict(s).ok());
+      const std::vector<float> pred(s->predictions(), s->predictions() + num_samples);
+      EXPECT_TRUE(SameBits(pred, ref_pred)) << "samples " << num_samples;
+    }
+  }
+}
+
+TEST(MfDeviceWorkspaceTest, StagedStepsCheckIndicesShapesAndOrder) {
+  auto ws = CpuWorkspace();
+  ASSERT_NE(ws, nullptr);
+  Problem pr = RandomProblem(9, 10, 4, 3, 3);
+  pr.user_index[4] = -1;
+  auto step = ws->Stage(::tessera::testing::MfShapeOf(pr));
+  ASSERT_TRUE(step.ok());
+  ::tessera::testing::FillMfStep(pr, step->get());
+  const Status bad = ws->EnqueueGradient(step->get(), ::tessera::testing::MfScalarsOf(pr));
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("sample 4"), std::string::npos) << bad.ToString();
+  // Nothing was queued, so there is nothing to finish.
+  EXPECT_EQ(ws->FinishGradient(step->get(), nullptr).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ws->FinishPredict(step->get()).code(), StatusCode::kFailedPrecondition);
+  MfStageShape shape = ::tessera::testing::MfShapeOf(pr);
+  shape.plan_bytes = -1;
+  EXPECT_EQ(ws->Stage(shape).status().code(), StatusCode::kInvalidArgument);
+  shape.plan_bytes = 0;
+  shape.dim = 0;
+  EXPECT_EQ(ws->Stage(shape).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(MfDeviceWorkspaceTest, ReserveChecksItsArguments) {

@@ -197,6 +197,28 @@ TEST_F(FlagsTest, CtrModelsGetTheirOwnDefaultsAndFlags) {
   EXPECT_EQ(o.ctr_options.dense_optimizer.kind, kernels::OptimizerKind::kAdam);
 }
 
+TEST_F(FlagsTest, MfOnCudaTakesTheDeviceBatchSizeUnlessOneIsGiven) {
+  TrainOptions gpu;
+  ParseOutcome out = Parse({"--train", train_, "--device", "cuda"}, &gpu);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(gpu.mf.batch_size, worker::kMfCudaDefaultBatchSize);
+  EXPECT_NE(gpu.summary.find("batch-size = 8192 (default for --device cuda)"), std::string::npos)
+      << gpu.summary;
+  TrainOptions given;
+  out = Parse({"--train", train_, "--device", "cuda", "--batch-size", "100"}, &given);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(given.mf.batch_size, 100);
+  TrainOptions cpu;
+  out = Parse({"--train", train_}, &cpu);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(cpu.mf.batch_size, 64);
+  // The embedded demo keeps its tuned preset on either device.
+  TrainOptions demo;
+  out = Parse({"--device", "cuda"}, &demo);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(demo.mf.batch_size, 256);
+}
+
 TEST_F(FlagsTest, CtrModelNeedsTrainingData) {
   TrainOptions o;
   ParseOutcome out = Parse({"--model", "deepfm"}, &o);

@@ -142,6 +142,67 @@ TEST(PsClientTest, PullAndPushAcrossTwoServers) {
   for (auto& r : rpcs) r->Stop();
 }
 
+// `num_servers` in-process servers with two tables of rows of 3 floats, and a worker's RpcNode.
+struct TestCluster {
+  explicit TestCluster(int num_servers) : map(ShardMap::Even(num_servers, 1)) {
+    for (uint32_t t = 0; t < 2; ++t) {
+      server::TableOptions table;
+      table.table_id = t;
+      table.dim = 3;
+      table.seed = 5;
+      options.tables.push_back(table);
+    }
+    for (int s = 0; s < num_servers; ++s) {
+      transports.push_back(std::make_unique<InProcTransport>(&hub, NodeId::Server(s)));
+      rpcs.push_back(std::make_unique<RpcNode>(transports.back().get()));
+      auto server = server::Server::Create(options, s, rpcs.back().get());
+      EXPECT_TRUE(server.ok());
+      servers.push_back(std::move(*server));
+      server::Server* raw = servers.back().get();
+      EXPECT_TRUE(
+          rpcs.back()->Start([raw](Message&& m) { raw->HandleRequest(std::move(m)); }).ok());
+      EXPECT_TRUE(raw->Start(map, 1).ok());
+    }
+    EXPECT_TRUE(worker.Start(nullptr).ok());
+  }
+  ~TestCluster() {
+    worker.Stop();
+    for (auto& r : rpcs) r->Stop();
+  }
+
+  InProcHub hub;
+  server::ServerOptions options;
+  const ShardMap map;
+  std::vector<std::unique_ptr<InProcTransport>> transports;
+  std::vector<std::unique_ptr<RpcNode>> rpcs;
+  std::vector<std::unique_ptr<server::Server>> servers;
+  InProcTransport worker_transport{&hub, NodeId::Worker(0)};
+  RpcNode worker{&worker_transport};
+};
+
+TEST(PsClientTest, PullDecodesIntoTheCallersBufferInPlanLayout) {
+  for (int num_servers : {1, 2}) {
+    SCOPED_TRACE("servers " + std::to_string(num_servers));
+    TestCluster cluster(num_servers);
+    PsClient client(&cluster.worker, cluster.map, TableLayout{{3, 3}}, milliseconds(10000));
+    const std::vector<std::vector<uint64_t>> unique = {{9, 1, 7, 3, 5}, {100, 200, 300}};
+    const BatchPlan plan = client.Plan(unique);
+    auto pull = client.StartPull(plan, 0, proto::FLAG_NONE);
+    std::vector<const float*> in_place;
+    ASSERT_TRUE(client.FinishPull(plan, pull, &in_place).ok());
+    std::vector<float> expect(in_place[0], in_place[0] + plan.total_floats);
+    // A second pull of the same rows, decoded into a caller's buffer (a canary after it).
+    std::vector<float> into(plan.total_floats + 1, -7.0f);
+    auto again = client.StartPull(plan, 0, proto::FLAG_NONE);
+    std::vector<const float*> rows;
+    ASSERT_TRUE(client.FinishPull(plan, again, &rows, into.data()).ok());
+    ASSERT_EQ(rows.size(), 2u);
+    for (size_t t = 0; t < 2; ++t) EXPECT_EQ(rows[t], into.data() + plan.value_offset[t]);
+    EXPECT_EQ(std::vector<float>(into.begin(), into.end() - 1), expect);
+    EXPECT_EQ(into.back(), -7.0f);
+  }
+}
+
 TEST(PsClientTest, PushWithTheWrongNumberOfGradientsIsRefused) {
   PsClient client(nullptr, ShardMap::Even(1, 1), TableLayout{{2}}, milliseconds(1000));
   BatchPlan plan = client.Plan({{1, 2}});
