@@ -37,7 +37,8 @@ def test(ctx):
     train_path, test_path, _ = ctx.gen_ratings("data", users=2000, items=500, ratings=60000,
                                                seed=DATA_SEED)
     data = (train_path, test_path)
-    cuda = ["--device", "cuda", "--deterministic"]
+    # The CPU's batch size: --device cuda alone would pick the device's (8192).
+    cuda = ["--device", "cuda", "--deterministic", "--batch-size", 64]
     first = train(ctx, data, "cuda-1", cuda, schedule_seed=1)
     second = train(ctx, data, "cuda-2", cuda, schedule_seed=987654321)
     series, ref = it.model_series(second), it.model_series(first)
