@@ -4,8 +4,9 @@
 //   kCpu   the helper compute thread (cpu_threads 2: a TwoWayFork, core/fork_join.h) and the
 //          host scratch of the kernels that split a step over the two threads;
 //   kCuda  the stream every kernel of the context is queued on (non-blocking, on the current
-//          device); workspaces that stage host data (kernels::MfDeviceWorkspace) use it too.
-//          cuBLAS handles and device selection arrive with the CUDA CTR models (issue 13).
+//          device); workspaces that stage host data (kernels::MfDeviceWorkspace) use it too;
+//          and one cuBLAS handle bound to that stream, in full-FP32 math unless
+//          DeviceOptions::allow_tf32 (the dense layers of the CTR models multiply through it).
 // The kernel layer, not the role, decides how a CPU step is split (see the splitting entry
 // points: ApplySparseUpdate in sparse_optimizer.h, MfBatchGradient in mf.h); with one thread or
 // two the results are the same bits.
@@ -25,6 +26,9 @@ namespace tessera::kernels {
 struct DeviceOptions {
   Device device = Device::kCpu;  // where the kernels of this context run
   int cpu_threads = 1;           // kCpu: compute threads, 1 or 2 (caller + helper); kCuda: unused
+  // kCuda: let cuBLAS run FP32 products on TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH: about
+  // 10 mantissa bits per product). Default: CUBLAS_DEFAULT_MATH, full FP32. kCpu: unused.
+  bool allow_tf32 = false;
 };
 
 class DeviceResources {
@@ -46,8 +50,19 @@ class DeviceResources {
 
   std::unique_ptr<TwoWayFork> helper_;
   HostScratch scratch_;
-  struct CUstream_st* stream_ = nullptr;  // kCuda: owned, destroyed after its work finished
-  DeviceContext context_;                 // points at helper_, scratch_ and stream_
+  struct CUstream_st* stream_ = nullptr;    // kCuda: owned, destroyed after its work finished
+  struct cublasContext* cublas_ = nullptr;  // kCuda: owned, bound to stream_, destroyed first
+  DeviceContext context_;                   // points at helper_, scratch_, stream_ and cublas_
 };
+
+#if TESSERA_WITH_CUDA
+namespace internal {
+// A cuBLAS handle on the current device bound to `stream`, in CUBLAS_TF32_TENSOR_OP_MATH when
+// allow_tf32 and CUBLAS_DEFAULT_MATH otherwise (kernels/device_resources_cuda.cu). Internal with
+// cuBLAS's status string on failure.
+StatusOr<struct cublasContext*> CreateCublasHandle(struct CUstream_st* stream, bool allow_tf32);
+void DestroyCublasHandle(struct cublasContext* cublas);
+}  // namespace internal
+#endif
 
 }  // namespace tessera::kernels

@@ -162,6 +162,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("deterministic", po::bool_switch(&o.deterministic), "apply each step's pushes in worker order: bit-identical runs")
     ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
     ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu|cuda")
+    ("allow-tf32", po::bool_switch(&ctr.allow_tf32), "CTR on --device cuda: let cuBLAS run the dense layers' products on TF32 tensor cores (faster, about 10 mantissa bits per product); default: full FP32")
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
     ("shared-memory", po::value<std::string>(&shared_memory)->default_value("auto"), "auto|off: over ZeroMQ between processes on one host, pass large frames (pull replies, gradients) through shared memory instead of the socket, after a start-up check")
     ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
@@ -286,9 +287,6 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   std::set<std::string> preset_names;
   if (o.ctr && o.mf.train_path.empty()) {
     return Fail("--model " + o.model + " needs --train (e.g. a file from `tessera gen criteo`)");
-  }
-  if (o.ctr && o.mf.device == kernels::Device::kCuda) {
-    return Fail("--device cuda is not available for CTR models yet (CPU kernels only)");
   }
   if (o.mf.train_path.empty()) {
     if (!o.mf.test_path.empty()) return Fail("--test needs --train");

@@ -24,12 +24,15 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
 }
 
 // MF runs on --device with --compute-threads (the kernels split a large step over both); the CTR
-// models run on the CPU with one compute thread (their GEMMs bring their own threads).
+// models run on --device too, with one compute thread on the CPU (their GEMMs bring their own
+// threads) and, on CUDA, cuBLAS in TF32 only with --allow-tf32.
 kernels::DeviceOptions DeviceOptionsOf(const WorkerOptions& options) {
   kernels::DeviceOptions device;
+  device.device = options.mf.device;
   if (!options.ctr) {
-    device.device = options.mf.device;
     device.cpu_threads = options.mf.compute_threads;
+  } else {
+    device.allow_tf32 = options.ctr_options.allow_tf32;
   }
   return device;
 }
