@@ -50,8 +50,15 @@ constexpr int kWarpSize = 32;
 // Threads per block of every kernel launched through GridBlocks / WarpGridBlocks.
 constexpr int kThreadsPerBlock = 256;
 constexpr int kWarpsPerBlock = kThreadsPerBlock / kWarpSize;
-// Grid cap, enough to fill any current GPU; the grid-stride loops cover larger inputs.
+// Grid cap, enough to fill any current GPU; the grid-stride loops cover larger inputs. On the
+// emulated device the cap is small, so that every test input of more than 64 blocks takes the
+// grid-stride loops through several passes (a GPU does so only on huge inputs), and an emulated
+// grid makes fewer fibers.
+#if TESSERA_CUDA_EMULATION
+constexpr int64_t kMaxBlocks = 64;
+#else
 constexpr int64_t kMaxBlocks = 65536;
+#endif
 // Every lane of a warp, for the *_sync shuffles.
 constexpr unsigned kFullMask = 0xffffffffu;
 

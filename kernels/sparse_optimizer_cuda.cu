@@ -70,8 +70,8 @@ template <typename Element>
 void Launch(const Element& element, float* const* d_rows, const float* d_grads, int64_t num_rows,
             int dim, cudaStream_t stream) {
   const int64_t total = num_rows * dim;
-  TS_LAUNCH(SparseUpdateKernel, GridBlocks(total), kThreadsPerBlock, stream, element, d_rows,
-            d_grads, num_rows, dim);
+  TS_LAUNCH(SparseUpdateKernel<Element>, GridBlocks(total), kThreadsPerBlock, stream, element,
+            d_rows, d_grads, num_rows, dim);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@ pkgs=(
   libzmq3-dev cppzmq-dev                          # ZeroMQ transport
   libprotobuf-dev protobuf-compiler               # wire header / control messages
   libboost-dev libboost-program-options-dev       # flags and --config
+  libboost-context-dev                            # fibers of the emulated CUDA device
   libgtest-dev libgmock-dev libbenchmark-dev      # unit tests, micro-benchmarks
   libopenblas-dev                                 # CPU BLAS
   zlib1g-dev                                      # CRC-32 of checkpoint files
