@@ -50,10 +50,11 @@ StatusOr<CtrBatchView> CtrStaging::Upload(const CtrBatchView& host, bool with_la
   }
   enum { kLabels, kDense, kOffsets, kIndices, kWeights, kEmb, kLinear, kCount };
   Section s[kCount];
+  // An array the batch has gets a device pointer even when it is empty (the pool kernels want
+  // non-null indices with every bag empty); one it lacks stays null.
   auto set = [&](int i, const void* p, size_t bytes) {
-    if (p == nullptr || bytes == 0) return;
     s[i].host = p;
-    s[i].bytes = bytes;
+    s[i].bytes = p != nullptr ? bytes : 0;
   };
   if (with_labels) set(kLabels, host.labels, sizeof(float) * B);
   set(kDense, host.dense, sizeof(float) * B * num_dense_);
@@ -75,7 +76,7 @@ StatusOr<CtrBatchView> CtrStaging::Upload(const CtrBatchView& host, bool with_la
   }
   TS_RETURN_IF_ERROR(kernels::CopyToDevice(ctx_, d_in_.data<char>(), pinned, total));
   char* device = d_in_.data<char>();
-  auto at = [&](int i) -> void* { return s[i].bytes > 0 ? device + s[i].offset : nullptr; };
+  auto at = [&](int i) -> void* { return s[i].host != nullptr ? device + s[i].offset : nullptr; };
   CtrBatchView v;
   v.batch_size = B;
   v.num_rows = host.num_rows;
