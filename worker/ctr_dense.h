@@ -39,7 +39,9 @@ class CtrDenseReplica {
 
   // Sums grads() over the workers in place through `collective` (null: a job of one worker,
   // nothing to sum). kCpu hands it host memory, kCuda device memory (the collective of a CUDA
-  // job, NcclCollective, all-reduces device buffers; collective.h).
+  // job, NcclCollective, all-reduces device buffers; collective.h). The gradient is complete when
+  // this is called (CtrModel::ForwardBackward ends with a stream sync) and the collective's calls
+  // block until done, so its stream need not be the context's.
   Status AllReduceGrads(Collective* collective);
   // One dense optimizer step with the (summed) gradient.
   Status ApplyUpdate();

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dense.h"
 #include "kernels/dense_ops.h"
 #include "kernels/dense_optimizer.h"
 #include "kernels/device.h"
@@ -173,6 +174,33 @@ TEST_F(DenseOpsCudaTest, DenseOptimizerGivesTheCpuBits) {
       EXPECT_EQ(0, std::memcmp(gpu_w.data(), w.data(), sizeof(float) * count));
       EXPECT_EQ(
           0, std::memcmp(gpu_slots.data(), state.slots.data(), sizeof(float) * state.slots.size()));
+    }
+  }
+}
+
+// DeviceResources' cuBLAS handle multiplies in full FP32 unless allow_tf32: 1 + 2^-15 survives
+// a product in FP32 and not in TF32 (10 mantissa bits), where it may round to 1.
+TEST_F(DenseOpsCudaTest, DefaultMathIsFullFp32AndTf32OnlyWhenAsked) {
+  const float exact = 1.0f + 1.0f / 32768.0f;
+  const std::vector<float> x(64, exact), w(64, 1.0f / 64.0f);
+  for (bool allow_tf32 : {false, true}) {
+    SCOPED_TRACE(allow_tf32 ? "tf32" : "fp32");
+    DeviceOptions options;
+    options.device = Device::kCuda;
+    options.allow_tf32 = allow_tf32;
+    auto resources = DeviceResources::Create(options);
+    ASSERT_TRUE(resources.ok()) << resources.status().ToString();
+    const DeviceContext& ctx = (*resources)->context();
+    DeviceVector<float> d_x(x), d_w(w), d_y(Garbage(1));
+    // y (1 x 1) = x (1 x 64) w (64 x 1) = mean of x.
+    TS_ASSERT_OK(
+        LinearForward(ctx, ctx.cublas, d_x.data(), d_w.data(), nullptr, d_y.data(), 1, 64, 1));
+    TS_ASSERT_OK(SyncDevice(ctx));
+    const float y = d_y.ToHost()[0];
+    if (!allow_tf32) {
+      EXPECT_EQ(y, exact);
+    } else {
+      EXPECT_NEAR(y, exact, exact / 1024.0f);
     }
   }
 }
