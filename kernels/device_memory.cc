@@ -15,8 +15,8 @@ size_t Grown(size_t capacity, size_t bytes) { return std::max(bytes, capacity + 
 Status HostAllocate(size_t bytes, const char* name, void** out) {
   *out = ::operator new(bytes, kHostAlignment, std::nothrow);
   if (*out != nullptr) return OkStatus();
-  return Status::Internal("allocate " + std::to_string(bytes) + " bytes of host memory for " +
-                          name + ": out of memory");
+  return Status::FailedPrecondition(std::string(name) + " does not fit: allocate " +
+                                    std::to_string(bytes) + " bytes of host memory: out of memory");
 }
 
 void HostRelease(void* memory) {

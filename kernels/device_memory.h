@@ -8,9 +8,9 @@
 // copy must stay untouched until SyncDevice returns; a PinnedBuffer makes such copies truly
 // asynchronous (pageable memory is staged by the driver).
 //
-// Errors: Internal with the CUDA error string for a failed CUDA call, and for a failed
-// allocation, naming the buffer, the bytes asked for and (device memory) the bytes free.
-// FailedPrecondition for kCuda in a build without CUDA.
+// Errors: an allocation that does not fit is FailedPrecondition, one line naming the buffer, the
+// bytes asked for and (device memory) the bytes free; any other failed CUDA call is Internal with
+// the CUDA error string. FailedPrecondition for kCuda in a build without CUDA.
 // Thread-compatible: a buffer serves one thread at a time.
 #pragma once
 
@@ -33,8 +33,9 @@ class DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
-  // At least `bytes` of capacity. Internal ("allocate N bytes of cuda memory for <name>: ...")
-  // when the allocation fails; the buffer is then empty.
+  // At least `bytes` of capacity. FailedPrecondition ("<name> does not fit: allocate N bytes of
+  // cuda device memory (F of T bytes free): ...") when the memory is not there; the buffer is
+  // then empty.
   Status Reserve(size_t bytes);
   // Reserve(count * sizeof(T)) and the memory as T*.
   template <typename T>

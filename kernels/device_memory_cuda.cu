@@ -21,9 +21,12 @@ Status CudaAllocate(size_t bytes, bool pinned_host, const char* name, void** out
     free_text =
         " (" + std::to_string(free_bytes) + " of " + std::to_string(total_bytes) + " bytes free)";
   }
-  return Status::Internal("allocate " + std::to_string(bytes) + " bytes of " +
-                          (pinned_host ? "pinned host" : "cuda device") + " memory for " + name +
-                          free_text + ": " + cudaGetErrorString(err));
+  std::string message = std::string(name) + " does not fit: allocate " + std::to_string(bytes) +
+                        " bytes of " + (pinned_host ? "pinned host" : "cuda device") + " memory" +
+                        free_text + ": " + cudaGetErrorString(err);
+  // Out of memory is the job's size against the machine (exit status 2), not a bug.
+  if (err == cudaErrorMemoryAllocation) return Status::FailedPrecondition(std::move(message));
+  return Status::Internal(std::move(message));
 }
 
 void CudaRelease(void* memory, bool pinned_host) {

@@ -26,8 +26,8 @@ namespace tessera::worker {
 class CtrDenseReplica {
  public:
   // A replica holding `initial_params` and a fresh optimizer state (InitDenseOptimizerState).
-  // InvalidArgument for optimizer parameters the dense optimizer refuses; Internal when device
-  // memory cannot be allocated.
+  // InvalidArgument for optimizer parameters the dense optimizer refuses; FailedPrecondition when
+  // the state does not fit in device memory (kernels/device_memory.h).
   static StatusOr<std::unique_ptr<CtrDenseReplica>> Create(
       const kernels::DeviceContext& ctx, const kernels::OptimizerParams& optimizer,
       const std::vector<float>& initial_params);
