@@ -51,14 +51,48 @@ Status ApplyDenseUpdate(const DeviceContext& ctx, const OptimizerParams& p, floa
     case Device::kCpu:
       return ApplyDenseUpdateCpu(p, params, grads, count, state);
     case Device::kCuda:
-      return Status::Unimplemented(
-          "ApplyDenseUpdate on device cuda: dense parameters are updated on the host");
+      return Status::InvalidArgument(
+          "ApplyDenseUpdate on device cuda: a DenseOptimizerState is host memory; pass the "
+          "slots in device memory");
+  }
+  return Status::InvalidArgument("ApplyDenseUpdate: unknown device " +
+                                 std::to_string(static_cast<int>(ctx.device)));
+}
+
+Status ApplyDenseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* params,
+                        const float* grads, int64_t count, float* slots, int64_t* step) {
+  switch (ctx.device) {
+    case Device::kCpu:
+      return ApplyDenseUpdateCpu(p, params, grads, count, slots, step);
+    case Device::kCuda:
+#if TESSERA_WITH_CUDA
+      return ApplyDenseUpdateCuda(p, params, grads, count, slots, step, ctx.stream);
+#else
+      return Status::FailedPrecondition("ApplyDenseUpdate on device cuda: built without CUDA");
+#endif
   }
   return Status::InvalidArgument("ApplyDenseUpdate: unknown device " +
                                  std::to_string(static_cast<int>(ctx.device)));
 }
 
 namespace internal {
+
+Status ValidateDenseSlotsArgs(const OptimizerParams& p, const float* params, const float* grads,
+                              int64_t count, const float* slots, const int64_t* step) {
+  TS_RETURN_IF_ERROR(ValidateDenseParams(p));
+  if (count < 0) {
+    return Status::InvalidArgument("ApplyDenseUpdate: count must be >= 0, got " +
+                                   std::to_string(count));
+  }
+  if (step == nullptr) return Status::InvalidArgument("ApplyDenseUpdate: null step");
+  if (count > 0 && (params == nullptr || grads == nullptr)) {
+    return Status::InvalidArgument("ApplyDenseUpdate: params and grads must be non-null");
+  }
+  if (DenseOptimizerStateFloats(p.kind, count) > 0 && slots == nullptr) {
+    return Status::InvalidArgument("ApplyDenseUpdate: null optimizer slots");
+  }
+  return OkStatus();
+}
 
 Status ValidateDenseUpdateArgs(const OptimizerParams& p, const float* params, const float* grads,
                                int64_t count, const DenseOptimizerState* state) {

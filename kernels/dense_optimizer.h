@@ -10,7 +10,8 @@
 // on one machine and not on another would break it, which is why replicas run one build).
 //
 // Memory: the caller owns the parameters, the gradients and the state (DenseOptimizerState, sized
-// by DenseOptimizerStateFloats and set up by InitDenseOptimizerState); nothing is allocated here.
+// by DenseOptimizerStateFloats and set up by InitDenseOptimizerState, or the same slots in device
+// memory for kCuda); nothing is allocated here.
 // Thread-compatible: concurrent calls must not share a state or a parameter vector.
 #pragma once
 
@@ -44,16 +45,38 @@ Status InitDenseOptimizerState(const OptimizerParams& p, int64_t count, DenseOpt
 // params[i] <- update(params[i], grads[i]) for i in [0, count), with p's optimizer and `state`.
 // REQUIRES: grads does not overlap params. InvalidArgument for bad params, ftrl, count < 0, null
 // pointers with count > 0, or a state whose size is not DenseOptimizerStateFloats(p.kind, count)
-// (nothing changes then). kCuda: Unimplemented (dense parameters live on the host for now).
+// (nothing changes then). The state is host memory, so this form is kCpu only (InvalidArgument
+// for another device: keep the state in the device's memory and use the form below).
 Status ApplyDenseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* params,
                         const float* grads, int64_t count, DenseOptimizerState* state);
 Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float* grads,
                            int64_t count, DenseOptimizerState* state);
 
+// The same update with the state's slots in the context's memory (device memory on kCuda):
+// `slots` holds DenseOptimizerStateFloats(p.kind, count) floats laid out as
+// DenseOptimizerState::slots (null allowed when that is 0), `step` is the Adam step counter
+// (host memory, advanced by one per adam call). kCpu gives the bits of the form above.
+// kCuda queues one kernel on ctx.stream and returns without a sync; the Adam step size is
+// computed on the host (AdamStepSize, as on the CPU) and the file is compiled without fused
+// multiply-adds (-fmad=false), so the CUDA update is the CPU's to the bit (IEEE sqrtf and
+// division on both).
+Status ApplyDenseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* params,
+                        const float* grads, int64_t count, float* slots, int64_t* step);
+Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float* grads,
+                           int64_t count, float* slots, int64_t* step);
+#if TESSERA_WITH_CUDA
+Status ApplyDenseUpdateCuda(const OptimizerParams& p, float* d_params, const float* d_grads,
+                            int64_t count, float* d_slots, int64_t* step,
+                            struct CUstream_st* stream);
+#endif
+
 namespace internal {
 // Argument checks shared by the device implementations of ApplyDenseUpdate.
 Status ValidateDenseUpdateArgs(const OptimizerParams& p, const float* params, const float* grads,
                                int64_t count, const DenseOptimizerState* state);
+// The same for the slots form (pointer values only: slots may be device memory).
+Status ValidateDenseSlotsArgs(const OptimizerParams& p, const float* params, const float* grads,
+                              int64_t count, const float* slots, const int64_t* step);
 }  // namespace internal
 
 }  // namespace tessera::kernels

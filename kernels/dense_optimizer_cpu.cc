@@ -47,7 +47,12 @@ constexpr int64_t kBlock = 8;
 Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float* grads,
                            int64_t count, DenseOptimizerState* state) {
   TS_RETURN_IF_ERROR(internal::ValidateDenseUpdateArgs(p, params, grads, count, state));
-  float* slots = state->slots.data();
+  return ApplyDenseUpdateCpu(p, params, grads, count, state->slots.data(), &state->step);
+}
+
+Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float* grads,
+                           int64_t count, float* slots, int64_t* step) {
+  TS_RETURN_IF_ERROR(internal::ValidateDenseSlotsArgs(p, params, grads, count, slots, step));
   switch (p.kind) {
     case OptimizerKind::kSgd:
       SgdLoop(params, grads, count, SgdParams{p.lr});
@@ -58,12 +63,12 @@ Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float*
     case OptimizerKind::kAdam: {
       // The step is counted even for count == 0, so every replica's counter moves together.
       const AdamParams adam{p.lr, p.beta1, p.beta2, p.eps};
-      const float t = static_cast<float>(state->step + 1);
+      const float t = static_cast<float>(*step + 1);
       AdamLoop(params, slots, slots + count, grads, count, AdamStepSize(t, adam), adam);
-      ++state->step;
+      ++*step;
       break;
     }
-    case OptimizerKind::kFtrl:  // rejected by ValidateDenseUpdateArgs
+    case OptimizerKind::kFtrl:  // rejected by ValidateDenseSlotsArgs
       break;
   }
   return OkStatus();

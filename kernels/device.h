@@ -20,6 +20,7 @@
 #include "core/status.h"
 
 struct CUstream_st;
+struct cublasContext;  // what cublasHandle_t points to; keeps cublas_v2.h out of headers
 
 namespace tessera {
 class TwoWayFork;  // core/fork_join.h
@@ -44,6 +45,9 @@ class HostScratch {
 struct DeviceContext {
   Device device = Device::kCpu;          // where the kernel runs and where its pointers live
   struct CUstream_st* stream = nullptr;  // kCuda only: stream the work is queued on (not owned)
+  // kCuda only: cuBLAS handle bound to `stream` (not owned), for the kernels that multiply
+  // matrices; its math mode is the owner's (DeviceOptions::allow_tf32).
+  struct cublasContext* cublas = nullptr;
   // kCpu only: a second compute thread (not owned), on which the splitting entry points run part
   // of a large enough step while the calling thread runs the rest. Null: one thread.
   TwoWayFork* helper = nullptr;

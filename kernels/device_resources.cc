@@ -29,6 +29,9 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
       TS_RETURN_IF_ERROR(internal::SetCudaDevice(options.cuda_device));
       TS_ASSIGN_OR_RETURN(resources->stream_, internal::CreateCudaStream());
       resources->context_.stream = resources->stream_;
+      TS_ASSIGN_OR_RETURN(resources->cublas_,
+                          internal::CreateCublasHandle(resources->stream_, options.allow_tf32));
+      resources->context_.cublas = resources->cublas_;
 #endif
       return resources;
   }
@@ -38,6 +41,8 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
 
 DeviceResources::~DeviceResources() {
 #if TESSERA_WITH_CUDA
+  // The handle first: it may hold work queued on the stream, which DestroyCudaStream waits for.
+  if (cublas_ != nullptr) internal::DestroyCublasHandle(cublas_);
   if (stream_ != nullptr) internal::DestroyCudaStream(stream_);
 #endif
 }

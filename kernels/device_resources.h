@@ -5,8 +5,10 @@
 //          host scratch of the kernels that split a step over the two threads;
 //   kCuda  the stream every kernel of the context is queued on (non-blocking, on device
 //          options.cuda_device); workspaces that stage host data (kernels::MfDeviceWorkspace) use
-//          it too. Create makes that device current on the calling thread (cudaSetDevice), so
-//          the thread that creates the resources is the one that must use them.
+//          it too; and one cuBLAS handle bound to that stream, in full-FP32 math unless
+//          DeviceOptions::allow_tf32 (the dense layers of the CTR models multiply through it).
+//          Create makes that device current on the calling thread (cudaSetDevice), so the thread
+//          that creates the resources is the one that must use them.
 // The kernel layer, not the role, decides how a CPU step is split (see the splitting entry
 // points: ApplySparseUpdate in sparse_optimizer.h, MfBatchGradient in mf.h); with one thread or
 // two the results are the same bits.
@@ -28,6 +30,9 @@ struct DeviceOptions {
   int cpu_threads = 1;           // kCpu: compute threads, 1 or 2 (caller + helper); kCuda: unused
   bool deterministic = false;    // copied into DeviceContext::deterministic
   int cuda_device = 0;           // kCuda: the device ordinal (launch/device_assignment.h)
+  // kCuda: let cuBLAS run FP32 products on TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH: about
+  // 10 mantissa bits per product). Default: CUBLAS_DEFAULT_MATH, full FP32. kCpu: unused.
+  bool allow_tf32 = false;
 };
 
 class DeviceResources {
@@ -50,8 +55,19 @@ class DeviceResources {
 
   std::unique_ptr<TwoWayFork> helper_;
   HostScratch scratch_;
-  struct CUstream_st* stream_ = nullptr;  // kCuda: owned, destroyed after its work finished
-  DeviceContext context_;                 // points at helper_, scratch_ and stream_
+  struct CUstream_st* stream_ = nullptr;    // kCuda: owned, destroyed after its work finished
+  struct cublasContext* cublas_ = nullptr;  // kCuda: owned, bound to stream_, destroyed first
+  DeviceContext context_;                   // points at helper_, scratch_, stream_ and cublas_
 };
+
+#if TESSERA_WITH_CUDA
+namespace internal {
+// A cuBLAS handle on the current device bound to `stream`, in CUBLAS_TF32_TENSOR_OP_MATH when
+// allow_tf32 and CUBLAS_DEFAULT_MATH otherwise (kernels/device_resources_cuda.cu). Internal with
+// cuBLAS's status string on failure.
+StatusOr<struct cublasContext*> CreateCublasHandle(struct CUstream_st* stream, bool allow_tf32);
+void DestroyCublasHandle(struct cublasContext* cublas);
+}  // namespace internal
+#endif
 
 }  // namespace tessera::kernels

@@ -171,6 +171,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
     ("device", po::value<std::string>(&device)->default_value("cpu"), "compute device of the workers: cpu | cuda (one GPU per worker: a host's workers take the devices of their local ranks; more workers on a host than devices is an error) | auto (cuda when a device is usable, else cpu)")
     ("devices", po::value<std::string>(&devices), "with --device cuda|auto: the CUDA device ordinals this host's workers use, in local-rank order, e.g. 2,3 (default: 0,1,...; ordinals count after CUDA_VISIBLE_DEVICES)")
+    ("allow-tf32", po::bool_switch(&ctr.allow_tf32), "CTR on --device cuda: let cuBLAS run the dense layers' products on TF32 tensor cores (faster, about 10 mantissa bits per product); default: full FP32")
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
     ("shared-memory", po::value<std::string>(&shared_memory)->default_value("auto"), "auto|off: over ZeroMQ between processes on one host, pass large frames (pull replies, gradients) through shared memory instead of the socket, after a start-up check")
     ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
@@ -302,9 +303,6 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   std::set<std::string> preset_names;
   if (o.ctr && o.mf.train_path.empty()) {
     return Fail("--model " + o.model + " needs --train (e.g. a file from `tessera gen criteo`)");
-  }
-  if (o.ctr && o.mf.device == kernels::Device::kCuda) {
-    return Fail("--device cuda is not available for CTR models yet (CPU kernels only)");
   }
   if (o.mf.train_path.empty()) {
     if (!o.mf.test_path.empty()) return Fail("--test needs --train");

@@ -6,25 +6,33 @@
 
 #include "kernels/cross.h"
 #include "kernels/dense.h"
+#include "kernels/dense_ops.h"
+#include "kernels/device_memory.h"
 #include "kernels/embedding.h"
 #include "kernels/fm.h"
 #include "kernels/random_math.h"
+#include "worker/ctr_staging.h"
 
 namespace tessera::worker {
 
+using kernels::ColumnSum;
+using kernels::CopyColumns;
 using kernels::CrossBackward;
-using kernels::CrossBackwardWorkspaceFloats;
 using kernels::CrossForward;
 using kernels::EmbeddingPool;
 using kernels::EmbeddingPoolBackward;
+using kernels::FillZeros;
+using kernels::FirstOrderLogits;
 using kernels::FmBackward;
 using kernels::FmForward;
 using kernels::LinearBackward;
 using kernels::LinearForward;
 using kernels::ReluBackward;
 using kernels::ReluForward;
+using kernels::RepeatElements;
 using kernels::SigmoidBceBackward;
 using kernels::SigmoidBceForward;
+using kernels::WeightedColumnSum;
 
 StatusOr<CtrModelKind> ParseCtrModel(const std::string& name) {
   if (name == "lr") return CtrModelKind::kLr;
@@ -56,10 +64,6 @@ bool UsesEmbeddingTable(CtrModelKind kind) { return kind != CtrModelKind::kLr; }
 bool UsesLinearTable(CtrModelKind kind) { return kind != CtrModelKind::kDcnV2; }
 
 namespace {
-
-// The model runs its kernels on the CPU (Create refuses other devices), where the dense layers
-// take no cuBLAS handle.
-constexpr cublasContext* kNoCublas = nullptr;
 
 bool UsesFm(CtrModelKind k) { return k == CtrModelKind::kFm || k == CtrModelKind::kDeepFm; }
 bool UsesMlp(CtrModelKind k) {
@@ -101,15 +105,72 @@ struct CtrModel::Layout {
   }
 };
 
+// The activation and scratch buffers of one model, in the context's memory, by id: fixed ids
+// below, then one per hidden layer and two per cross layer. A buffer keeps its largest size.
+class CtrModel::Buffers {
+ public:
+  enum Id {
+    kLogits,
+    kLinearTerms,
+    kEmb,
+    kFm,
+    kX0,
+    kConcat,
+    kScratchA,  // the gradient flowing down the MLP
+    kScratchB,  // bag gradients of the first-order rows, then the MLP's other half
+    kMlpOut,    // the output layer's logit (MLP, or DCN-v2's [cross, MLP] layer)
+    kDlogits,
+    kDemb,
+    kDconcat,
+    kDx,
+    kDxl,
+    kDx0,
+    kCrossWorkspace,
+    kZeros,
+    kNumFixed
+  };
+  Buffers(kernels::Device device, size_t num_mlp, size_t num_cross)
+      : num_mlp_(num_mlp), num_cross_(num_cross) {
+    for (size_t i = 0; i < kNumFixed + num_mlp + 2 * num_cross; ++i) {
+      buffers_.push_back(std::make_unique<kernels::DeviceBuffer>(device, "CTR activations"));
+    }
+  }
+  // Buffer `id` with room for `count` floats (its contents are lost when it grows).
+  StatusOr<float*> Get(size_t id, int64_t count) {
+    return buffers_[id]->Get<float>(static_cast<size_t>(count));
+  }
+  float* at(size_t id) const { return buffers_[id]->data<float>(); }
+  size_t hidden(size_t l) const { return kNumFixed + l; }
+  size_t cross_x(size_t l) const { return kNumFixed + num_mlp_ + l; }
+  size_t cross_z(size_t l) const { return kNumFixed + num_mlp_ + num_cross_ + l; }
+
+ private:
+  const size_t num_mlp_, num_cross_;
+  std::vector<std::unique_ptr<kernels::DeviceBuffer>> buffers_;
+};
+
 CtrModel::CtrModel(const CtrModelConfig& config, const kernels::DeviceContext& ctx)
     : config_(config), ctx_(ctx) {}
+struct CtrModel::DeviceSegmentsHolder {
+#if TESSERA_WITH_CUDA
+  kernels::DeviceSegments segments;
+#endif
+};
+
 CtrModel::~CtrModel() = default;
 
 StatusOr<std::unique_ptr<CtrModel>> CtrModel::Create(const CtrModelConfig& c,
                                                      const kernels::DeviceContext& ctx) {
-  if (ctx.device != kernels::Device::kCpu) {
-    return Status::Unimplemented(std::string("CTR models run on the CPU only, not on device ") +
-                                 kernels::DeviceName(ctx.device));
+  if (ctx.device == kernels::Device::kCuda) {
+    TS_RETURN_IF_ERROR(kernels::CheckCudaAvailable());
+    if (ctx.stream == nullptr || ctx.cublas == nullptr) {
+      return Status::InvalidArgument(
+          "a CTR model on cuda needs a context with a stream and a cuBLAS handle "
+          "(kernels::DeviceResources)");
+    }
+  } else if (ctx.device != kernels::Device::kCpu) {
+    return Status::InvalidArgument(std::string("CTR models run on cpu or cuda, not on ") +
+                                   kernels::DeviceName(ctx.device));
   }
   if (c.num_fields < 1) return Status::InvalidArgument("a CTR model needs at least one field");
   if (c.num_dense < 0) return Status::InvalidArgument("negative number of dense features");
@@ -149,6 +210,8 @@ StatusOr<std::unique_ptr<CtrModel>> CtrModel::Create(const CtrModelConfig& c,
     layout->dcn_out = layout->Add(layout->x0_dim + c.mlp.back(), 1, false);
   }
   model->num_params_ = layout->total;
+  model->buffers_ = std::make_unique<Buffers>(ctx.device, layout->mlp.size(), layout->cross.size());
+  model->staging_ = std::make_unique<CtrStaging>(ctx, c.num_fields, c.num_dense, c.emb_dim);
   model->layout_ = std::move(layout);
   return model;
 }
@@ -200,202 +263,249 @@ std::string CtrModel::Describe() const {
   return s;
 }
 
+namespace {
+
+// y[i] += x[i] over a rows x cols block (both row-major, same shape).
+Status AddTo(const kernels::DeviceContext& ctx, const float* x, float* y, int64_t rows, int cols) {
+  return CopyColumns(ctx, x, cols, 0, y, cols, 0, rows, cols, /*accumulate=*/true);
+}
+
+}  // namespace
+
 Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
   const auto& c = config_;
   const Layout& L = *layout_;
+  Buffers& buf = *buffers_;
   const int64_t B = in.batch_size;
   const int F = c.num_fields, D = c.emb_dim, Nd = c.num_dense;
   const int64_t bags = B * F;
   if (B < 0) return Status::InvalidArgument("negative batch size");
-  logits_.assign(B, params[L.bias]);
   if (B == 0) return OkStatus();
+  TS_ASSIGN_OR_RETURN(float* logits, buf.Get(Buffers::kLogits, B));
 
+  // logits = bias + (first-order terms of the bags + <w_dense, dense>).
+  const float* linear_terms = nullptr;
   if (UsesLinearTable(c.kind)) {
-    linear_terms_.resize(bags);
+    TS_ASSIGN_OR_RETURN(float* terms, buf.Get(Buffers::kLinearTerms, bags));
     TS_RETURN_IF_ERROR(EmbeddingPool(ctx_, in.linear_rows, in.num_rows, in.offsets, in.indices,
-                                     in.weights, linear_terms_.data(), bags, 1));
-    for (int64_t b = 0; b < B; ++b) {
-      float sum = 0;
-      for (int f = 0; f < F; ++f) sum += linear_terms_[b * F + f];
-      if (L.has_dense_w) {
-        for (int j = 0; j < Nd; ++j) sum += params[L.dense_w + j] * in.dense[b * Nd + j];
-      }
-      logits_[b] += sum;
-    }
+                                     in.weights, terms, bags, 1));
+    linear_terms = terms;
   }
+  TS_RETURN_IF_ERROR(FirstOrderLogits(
+      ctx_, params + L.bias, linear_terms, linear_terms != nullptr ? F : 0,
+      L.has_dense_w ? params + L.dense_w : nullptr, in.dense, L.has_dense_w ? Nd : 0, logits, B));
+  float* emb = nullptr;
   if (UsesEmbeddingTable(c.kind)) {
-    emb_.resize(bags * D);
+    TS_ASSIGN_OR_RETURN(emb, buf.Get(Buffers::kEmb, bags * D));
     TS_RETURN_IF_ERROR(EmbeddingPool(ctx_, in.emb_rows, in.num_rows, in.offsets, in.indices,
-                                     in.weights, emb_.data(), bags, D));
+                                     in.weights, emb, bags, D));
   }
   if (UsesFm(c.kind)) {
-    fm_.resize(B);
-    TS_RETURN_IF_ERROR(FmForward(ctx_, emb_.data(), fm_.data(), B, F, D));
-    for (int64_t b = 0; b < B; ++b) logits_[b] += fm_[b];
+    TS_ASSIGN_OR_RETURN(float* fm, buf.Get(Buffers::kFm, B));
+    TS_RETURN_IF_ERROR(FmForward(ctx_, emb, fm, B, F, D));
+    TS_RETURN_IF_ERROR(AddTo(ctx_, fm, logits, B, 1));
   }
   if (!UsesMlp(c.kind)) return OkStatus();
 
   // x0 = [field embeddings, dense features] per row.
   const int x0_dim = L.x0_dim;
-  x0_.resize(B * x0_dim);
-  for (int64_t b = 0; b < B; ++b) {
-    std::memcpy(&x0_[b * x0_dim], &emb_[b * F * D], sizeof(float) * F * D);
-    if (Nd > 0) std::memcpy(&x0_[b * x0_dim + F * D], &in.dense[b * Nd], sizeof(float) * Nd);
+  TS_ASSIGN_OR_RETURN(float* x0, buf.Get(Buffers::kX0, B * x0_dim));
+  TS_RETURN_IF_ERROR(CopyColumns(ctx_, emb, F * D, 0, x0, x0_dim, 0, B, F * D, false));
+  if (Nd > 0) {
+    TS_RETURN_IF_ERROR(CopyColumns(ctx_, in.dense, Nd, 0, x0, x0_dim, F * D, B, Nd, false));
   }
-  hidden_.resize(L.mlp.size());
-  const float* h = x0_.data();
+  const float* h = x0;
   for (size_t l = 0; l < L.mlp.size(); ++l) {
     const auto& d = L.mlp[l];
-    hidden_[l].resize(B * d.out);
-    TS_RETURN_IF_ERROR(LinearForward(ctx_, kNoCublas, h, params + d.w, params + d.b,
-                                     hidden_[l].data(), B, d.in, d.out));
-    TS_RETURN_IF_ERROR(ReluForward(ctx_, hidden_[l].data(), hidden_[l].data(), B * d.out));
-    h = hidden_[l].data();
+    TS_ASSIGN_OR_RETURN(float* out, buf.Get(buf.hidden(l), B * d.out));
+    TS_RETURN_IF_ERROR(
+        LinearForward(ctx_, ctx_.cublas, h, params + d.w, params + d.b, out, B, d.in, d.out));
+    TS_RETURN_IF_ERROR(ReluForward(ctx_, out, out, B * d.out));
+    h = out;
   }
-  scratch_a_.resize(B);
+  TS_ASSIGN_OR_RETURN(float* mlp_logit, buf.Get(Buffers::kMlpOut, B));
   if (c.kind != CtrModelKind::kDcnV2) {
-    TS_RETURN_IF_ERROR(LinearForward(ctx_, kNoCublas, h, params + L.mlp_out.w, params + L.mlp_out.b,
-                                     scratch_a_.data(), B, L.mlp_out.in, 1));
-    for (int64_t b = 0; b < B; ++b) logits_[b] += scratch_a_[b];
-    return OkStatus();
+    TS_RETURN_IF_ERROR(LinearForward(ctx_, ctx_.cublas, h, params + L.mlp_out.w,
+                                     params + L.mlp_out.b, mlp_logit, B, L.mlp_out.in, 1));
+    return AddTo(ctx_, mlp_logit, logits, B, 1);
   }
   // DCN-v2: cross stack on x0, in parallel with the MLP; the output layer sees both.
-  cross_x_.resize(L.cross.size());
-  cross_z_.resize(L.cross.size());
-  const float* xl = x0_.data();
+  const float* xl = x0;
   for (size_t l = 0; l < L.cross.size(); ++l) {
     const auto& d = L.cross[l];
-    cross_x_[l].resize(B * x0_dim);
-    cross_z_[l].resize(B * x0_dim);
-    TS_RETURN_IF_ERROR(CrossForward(ctx_, kNoCublas, x0_.data(), xl, params + d.w, params + d.b,
-                                    cross_z_[l].data(), cross_x_[l].data(), B, x0_dim));
-    xl = cross_x_[l].data();
+    TS_ASSIGN_OR_RETURN(float* z, buf.Get(buf.cross_z(l), B * x0_dim));
+    TS_ASSIGN_OR_RETURN(float* y, buf.Get(buf.cross_x(l), B * x0_dim));
+    TS_RETURN_IF_ERROR(
+        CrossForward(ctx_, ctx_.cublas, x0, xl, params + d.w, params + d.b, z, y, B, x0_dim));
+    xl = y;
   }
   const int m = L.mlp.back().out;
   const int concat_dim = x0_dim + m;
-  concat_.resize(B * concat_dim);
-  for (int64_t b = 0; b < B; ++b) {
-    std::memcpy(&concat_[b * concat_dim], &xl[b * x0_dim], sizeof(float) * x0_dim);
-    std::memcpy(&concat_[b * concat_dim + x0_dim], &h[b * m], sizeof(float) * m);
-  }
-  TS_RETURN_IF_ERROR(LinearForward(ctx_, kNoCublas, concat_.data(), params + L.dcn_out.w, nullptr,
-                                   scratch_a_.data(), B, concat_dim, 1));
-  for (int64_t b = 0; b < B; ++b) logits_[b] += scratch_a_[b];
-  return OkStatus();
+  TS_ASSIGN_OR_RETURN(float* concat, buf.Get(Buffers::kConcat, B * concat_dim));
+  TS_RETURN_IF_ERROR(CopyColumns(ctx_, xl, x0_dim, 0, concat, concat_dim, 0, B, x0_dim, false));
+  TS_RETURN_IF_ERROR(CopyColumns(ctx_, h, m, 0, concat, concat_dim, x0_dim, B, m, false));
+  TS_RETURN_IF_ERROR(LinearForward(ctx_, ctx_.cublas, concat, params + L.dcn_out.w, nullptr,
+                                   mlp_logit, B, concat_dim, 1));
+  return AddTo(ctx_, mlp_logit, logits, B, 1);
 }
 
 Status CtrModel::Predict(const float* params, const CtrBatchView& batch, float* probs) {
-  TS_RETURN_IF_ERROR(Forward(params, batch));
-  std::vector<float> zeros(batch.batch_size, 0.0f);
-  return SigmoidBceForward(ctx_, logits_.data(), zeros.data(), probs, nullptr, batch.batch_size);
+  const CtrModelKind kind = config_.kind;
+  TS_ASSIGN_OR_RETURN(CtrBatchView in,
+                      staging_->Upload(batch, /*with_labels=*/false, UsesEmbeddingTable(kind),
+                                       UsesLinearTable(kind)));
+  TS_ASSIGN_OR_RETURN(float* out, staging_->PrepareProbs(batch.batch_size, probs));
+  TS_RETURN_IF_ERROR(Forward(params, in));
+  const int64_t B = batch.batch_size;
+  if (B > 0) {
+    // Labels do not change the probabilities; the kernel reads them, so they are zeros.
+    TS_ASSIGN_OR_RETURN(float* zeros, buffers_->Get(Buffers::kZeros, B));
+    TS_RETURN_IF_ERROR(FillZeros(ctx_, zeros, sizeof(float) * B));
+    TS_RETURN_IF_ERROR(
+        SigmoidBceForward(ctx_, buffers_->at(Buffers::kLogits), zeros, out, nullptr, B));
+  }
+  return staging_->Finish();
 }
 
-Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& in, float loss_scale,
-                                 CtrGradients* grads, double* loss_sum) {
+Status CtrModel::ForwardBackward(const float* params, const CtrBatchView& batch, float loss_scale,
+                                 const CtrGradients& grads, double* loss_sum) {
+  const bool emb = UsesEmbeddingTable(config_.kind), linear = UsesLinearTable(config_.kind);
+  TS_ASSIGN_OR_RETURN(CtrBatchView in, staging_->Upload(batch, /*with_labels=*/true, emb, linear));
+  TS_ASSIGN_OR_RETURN(CtrStaging::GradientOutputs out,
+                      staging_->PrepareGradients(batch.num_rows, emb, linear, grads.emb_rows,
+                                                 grads.linear_rows, loss_sum));
+  TS_ASSIGN_OR_RETURN(const kernels::SegmentsView* segments, PlanSegments(batch));
   TS_RETURN_IF_ERROR(Forward(params, in));
+  TS_RETURN_IF_ERROR(Backward(params, in, loss_scale, grads.params, out.emb_rows, out.linear_rows,
+                              out.loss_sum, segments));
+  return staging_->Finish();
+}
+
+StatusOr<const kernels::SegmentsView*> CtrModel::PlanSegments(const CtrBatchView& batch) {
+  if (ctx_.device != kernels::Device::kCuda || !ctx_.deterministic) return nullptr;
+  const int64_t bags = batch.batch_size * config_.num_fields;
+  const int64_t first = bags > 0 ? batch.offsets[0] : 0;
+  const int64_t positions = bags > 0 ? batch.offsets[bags] - first : 0;
+  // Positions count from offsets[0], as the pool backward's plan expects (kernels/embedding.h);
+  // one plan serves both backwards (embedding and first-order rows share num_rows).
+  TS_RETURN_IF_ERROR(plan_.Build(batch.indices + first, positions, batch.num_rows));
+#if TESSERA_WITH_CUDA
+  if (device_plan_ == nullptr) device_plan_ = std::make_unique<DeviceSegmentsHolder>();
+  TS_RETURN_IF_ERROR(device_plan_->segments.Upload(plan_, ctx_.stream));
+  device_plan_view_ = device_plan_->segments.view();
+  return &device_plan_view_;
+#else
+  return Status::FailedPrecondition("CtrModel: a CUDA context in a build without CUDA");
+#endif
+}
+
+Status CtrModel::Backward(const float* params, const CtrBatchView& in, float loss_scale, float* g,
+                          float* emb_grads, float* linear_grads, double* loss_sum,
+                          const kernels::SegmentsView* segments) {
   const auto& c = config_;
   const Layout& L = *layout_;
+  Buffers& buf = *buffers_;
   const int64_t B = in.batch_size;
   const int F = c.num_fields, D = c.emb_dim, Nd = c.num_dense;
   const int64_t bags = B * F;
-  float* g = nullptr;
-  grads->params.assign(num_params_, 0.0f);
-  g = grads->params.data();
-  grads->emb_rows.assign(UsesEmbeddingTable(c.kind) ? in.num_rows * D : 0, 0.0f);
-  grads->linear_rows.assign(UsesLinearTable(c.kind) ? in.num_rows : 0, 0.0f);
-  *loss_sum = 0;
+  const bool emb_table = UsesEmbeddingTable(c.kind), linear_table = UsesLinearTable(c.kind);
+  // Every gradient starts from zero; the kernels below overwrite or add to it.
+  TS_RETURN_IF_ERROR(FillZeros(ctx_, g, sizeof(float) * num_params_));
+  if (emb_table) TS_RETURN_IF_ERROR(FillZeros(ctx_, emb_grads, sizeof(float) * in.num_rows * D));
+  if (linear_table) TS_RETURN_IF_ERROR(FillZeros(ctx_, linear_grads, sizeof(float) * in.num_rows));
+  TS_RETURN_IF_ERROR(FillZeros(ctx_, loss_sum, sizeof(double)));
   if (B == 0) return OkStatus();
 
-  TS_RETURN_IF_ERROR(SigmoidBceForward(ctx_, logits_.data(), in.labels, nullptr, loss_sum, B));
-  dlogits_.resize(B);
-  TS_RETURN_IF_ERROR(
-      SigmoidBceBackward(ctx_, logits_.data(), in.labels, dlogits_.data(), B, loss_scale));
-  for (int64_t b = 0; b < B; ++b) g[L.bias] += dlogits_[b];
+  const float* logits = buf.at(Buffers::kLogits);
+  TS_RETURN_IF_ERROR(SigmoidBceForward(ctx_, logits, in.labels, nullptr, loss_sum, B));
+  TS_ASSIGN_OR_RETURN(float* dlogits, buf.Get(Buffers::kDlogits, B));
+  TS_RETURN_IF_ERROR(SigmoidBceBackward(ctx_, logits, in.labels, dlogits, B, loss_scale));
+  TS_RETURN_IF_ERROR(ColumnSum(ctx_, dlogits, B, 1, g + L.bias));
+  // The two scratch buffers hold the bag gradients below, then the gradients flowing down the
+  // MLP (up to x0_dim or the widest layer per row): sized once, so no pointer moves mid-way.
+  int widest = std::max(L.x0_dim, F);
+  for (int w : c.mlp) widest = std::max(widest, w);
+  TS_ASSIGN_OR_RETURN(float* scratch_a, buf.Get(Buffers::kScratchA, B * widest));
+  TS_ASSIGN_OR_RETURN(float* scratch_b, buf.Get(Buffers::kScratchB, B * widest));
 
-  if (UsesLinearTable(c.kind)) {
+  if (linear_table) {
     if (L.has_dense_w) {
-      for (int64_t b = 0; b < B; ++b) {
-        for (int j = 0; j < Nd; ++j) g[L.dense_w + j] += dlogits_[b] * in.dense[b * Nd + j];
-      }
+      TS_RETURN_IF_ERROR(WeightedColumnSum(ctx_, dlogits, in.dense, B, Nd, g + L.dense_w));
     }
     // d logit / d linear term of each bag = 1.
-    std::vector<float>& dlin = scratch_b_;
-    dlin.resize(bags);
-    for (int64_t b = 0; b < B; ++b) std::fill_n(&dlin[b * F], F, dlogits_[b]);
-    TS_RETURN_IF_ERROR(EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, dlin.data(),
-                                             grads->linear_rows.data(), in.num_rows, bags, 1));
+    float* dlin = scratch_b;
+    TS_RETURN_IF_ERROR(RepeatElements(ctx_, dlogits, B, F, dlin));
+    TS_RETURN_IF_ERROR(EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, dlin,
+                                             linear_grads, in.num_rows, bags, 1, segments));
   }
-  if (!UsesEmbeddingTable(c.kind)) return OkStatus();
+  if (!emb_table) return OkStatus();
 
-  // FmBackward overwrites demb_; without FM the MLP's gradient is added to zeros.
+  // FmBackward overwrites demb; without FM the MLP's gradient is added to zeros.
+  TS_ASSIGN_OR_RETURN(float* demb, buf.Get(Buffers::kDemb, bags * D));
+  const float* emb = buf.at(Buffers::kEmb);
   if (UsesFm(c.kind)) {
-    demb_.resize(bags * D);
-    TS_RETURN_IF_ERROR(FmBackward(ctx_, emb_.data(), dlogits_.data(), demb_.data(), B, F, D));
+    TS_RETURN_IF_ERROR(FmBackward(ctx_, emb, dlogits, demb, B, F, D));
   } else {
-    demb_.assign(bags * D, 0.0f);
+    TS_RETURN_IF_ERROR(FillZeros(ctx_, demb, sizeof(float) * bags * D));
   }
 
   if (UsesMlp(c.kind)) {
     const int x0_dim = L.x0_dim;
+    const float* x0 = buf.at(Buffers::kX0);
     // Gradient arriving at the last hidden layer's output (every buffer below is overwritten
     // by the kernel that fills it, so none is zeroed first).
     const int m = L.mlp.back().out;
-    std::vector<float>& dh = scratch_a_;
-    dh.resize(B * m);
+    float* dh = scratch_a;
+    float* dx0 = nullptr;  // what reaches x0 besides the MLP: the cross stack (DCN-v2)
     if (c.kind != CtrModelKind::kDcnV2) {
-      TS_RETURN_IF_ERROR(LinearBackward(ctx_, kNoCublas, hidden_.back().data(),
-                                        params + L.mlp_out.w, dlogits_.data(), dh.data(),
-                                        g + L.mlp_out.w, g + L.mlp_out.b, B, m, 1));
+      TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(buf.hidden(L.mlp.size() - 1)),
+                                        params + L.mlp_out.w, dlogits, dh, g + L.mlp_out.w,
+                                        g + L.mlp_out.b, B, m, 1));
     } else {
       const int concat_dim = x0_dim + m;
-      std::vector<float> dconcat(B * concat_dim);
-      TS_RETURN_IF_ERROR(LinearBackward(ctx_, kNoCublas, concat_.data(), params + L.dcn_out.w,
-                                        dlogits_.data(), dconcat.data(), g + L.dcn_out.w, nullptr,
-                                        B, concat_dim, 1));
-      std::vector<float> dx(B * x0_dim);
-      for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(&dx[b * x0_dim], &dconcat[b * concat_dim], sizeof(float) * x0_dim);
-        std::memcpy(&dh[b * m], &dconcat[b * concat_dim + x0_dim], sizeof(float) * m);
-      }
-      // Cross stack backwards; x0 feeds every layer, so its gradient accumulates in dx0_.
-      dx0_.assign(B * x0_dim, 0.0f);
-      std::vector<float> workspace(CrossBackwardWorkspaceFloats(B, x0_dim));
-      std::vector<float> dxl(B * x0_dim);
+      TS_ASSIGN_OR_RETURN(float* dconcat, buf.Get(Buffers::kDconcat, B * concat_dim));
+      TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(Buffers::kConcat),
+                                        params + L.dcn_out.w, dlogits, dconcat, g + L.dcn_out.w,
+                                        nullptr, B, concat_dim, 1));
+      TS_ASSIGN_OR_RETURN(float* dx, buf.Get(Buffers::kDx, B * x0_dim));
+      TS_RETURN_IF_ERROR(
+          CopyColumns(ctx_, dconcat, concat_dim, 0, dx, x0_dim, 0, B, x0_dim, false));
+      TS_RETURN_IF_ERROR(CopyColumns(ctx_, dconcat, concat_dim, x0_dim, dh, m, 0, B, m, false));
+      // Cross stack backwards; x0 feeds every layer, so its gradient accumulates in dx0.
+      TS_ASSIGN_OR_RETURN(dx0, buf.Get(Buffers::kDx0, B * x0_dim));
+      TS_RETURN_IF_ERROR(FillZeros(ctx_, dx0, sizeof(float) * B * x0_dim));
+      TS_ASSIGN_OR_RETURN(
+          float* workspace,
+          buf.Get(Buffers::kCrossWorkspace, kernels::CrossBackwardWorkspaceFloats(B, x0_dim)));
+      TS_ASSIGN_OR_RETURN(float* dxl, buf.Get(Buffers::kDxl, B * x0_dim));
       for (size_t l = L.cross.size(); l-- > 0;) {
         const auto& d = L.cross[l];
-        const float* xl = l == 0 ? x0_.data() : cross_x_[l - 1].data();
-        TS_RETURN_IF_ERROR(CrossBackward(ctx_, kNoCublas, x0_.data(), xl, params + d.w,
-                                         cross_z_[l].data(), dx.data(), dx0_.data(), dxl.data(),
-                                         g + d.w, g + d.b, workspace.data(), B, x0_dim));
-        dx.swap(dxl);
+        const float* xl = l == 0 ? x0 : buf.at(buf.cross_x(l - 1));
+        TS_RETURN_IF_ERROR(CrossBackward(ctx_, ctx_.cublas, x0, xl, params + d.w,
+                                         buf.at(buf.cross_z(l)), dx, dx0, dxl, g + d.w, g + d.b,
+                                         workspace, B, x0_dim));
+        std::swap(dx, dxl);
       }
-      for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dx[i];  // layer 0's x_l is x0
+      TS_RETURN_IF_ERROR(AddTo(ctx_, dx, dx0, B, x0_dim));  // layer 0's x_l is x0
     }
-    // dx0_ collects what reaches x0 besides the MLP: the cross stack (DCN-v2) or nothing.
-    const bool cross_into_x0 = c.kind == CtrModelKind::kDcnV2;
     // MLP backwards down to x0.
-    std::vector<float>& dprev = scratch_b_;
+    float* dprev = scratch_b;
     for (size_t l = L.mlp.size(); l-- > 0;) {
       const auto& d = L.mlp[l];
-      TS_RETURN_IF_ERROR(ReluBackward(ctx_, hidden_[l].data(), dh.data(), dh.data(), B * d.out));
-      const float* x = l == 0 ? x0_.data() : hidden_[l - 1].data();
-      dprev.resize(B * d.in);
-      TS_RETURN_IF_ERROR(LinearBackward(ctx_, kNoCublas, x, params + d.w, dh.data(), dprev.data(),
-                                        g + d.w, g + d.b, B, d.in, d.out));
-      dh.swap(dprev);
+      const float* y = buf.at(buf.hidden(l));
+      TS_RETURN_IF_ERROR(ReluBackward(ctx_, y, dh, dh, B * d.out));
+      const float* x = l == 0 ? x0 : buf.at(buf.hidden(l - 1));
+      TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, x, params + d.w, dh, dprev, g + d.w,
+                                        g + d.b, B, d.in, d.out));
+      std::swap(dh, dprev);
     }
-    if (cross_into_x0) {
-      for (int64_t i = 0; i < B * x0_dim; ++i) dx0_[i] += dh[i];
-    }
-    const float* dx0 = cross_into_x0 ? dx0_.data() : dh.data();
-    for (int64_t b = 0; b < B; ++b) {
-      float* __restrict__ dst = &demb_[b * F * D];
-      const float* __restrict__ src = &dx0[b * x0_dim];
-      for (int k = 0; k < F * D; ++k) dst[k] += src[k];
-    }
+    if (dx0 != nullptr) TS_RETURN_IF_ERROR(AddTo(ctx_, dh, dx0, B, x0_dim));
+    const float* dx0_total = dx0 != nullptr ? dx0 : dh;
+    // The embedding part of x0's gradient joins the FM's.
+    TS_RETURN_IF_ERROR(CopyColumns(ctx_, dx0_total, x0_dim, 0, demb, F * D, 0, B, F * D, true));
   }
-  return EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, demb_.data(),
-                               grads->emb_rows.data(), in.num_rows, bags, D);
+  return EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, demb, emb_grads,
+                               in.num_rows, bags, D, segments);
 }
 
 }  // namespace tessera::worker

@@ -17,7 +17,13 @@
 // multi-hot data; feature values weight the rows (1 for Criteo categories).
 //
 // Kernels run through the DeviceContext the model is created with (kernels/device_resources.h:
-// the worker's one context), on the CPU: the activations are host vectors.
+// the worker's one context), on the CPU or on CUDA. The model owns its activations and their
+// gradients, in the context's memory (grow-only buffers, kernels/device_memory.h); the dense
+// parameters and their gradient are the caller's, in the same memory (device memory on kCuda);
+// the batch's inputs and the per-row gradients are host memory, which the model stages
+// (worker/ctr_staging.h: one packed upload and one download per call on kCuda). The forward and
+// backward are one code path for both devices: on kCpu every kernel is the CPU twin and the
+// results are the bits of the former host loops.
 // Thread-compatible: one trainer thread uses a model; it owns its activation scratch.
 #pragma once
 
@@ -27,8 +33,11 @@
 
 #include "core/status.h"
 #include "kernels/device.h"
+#include "kernels/segments.h"
 
 namespace tessera::worker {
+
+class CtrStaging;  // worker/ctr_staging.h
 
 enum class CtrModelKind { kLr, kFm, kDeepFm, kWideDeep, kDcnV2 };
 
@@ -68,10 +77,11 @@ struct CtrBatchView {
   const float* linear_rows = nullptr;  // num_rows x 1 (when UsesLinearTable)
 };
 
+// Where ForwardBackward writes its gradients (every array OVERWRITTEN).
 struct CtrGradients {
-  std::vector<float> params;       // num_params(): d loss / d dense parameters
-  std::vector<float> emb_rows;     // num_rows x emb_dim
-  std::vector<float> linear_rows;  // num_rows
+  float* params = nullptr;       // num_params(): d loss / d dense parameters; context memory
+  float* emb_rows = nullptr;     // num_rows x emb_dim, host memory (when UsesEmbeddingTable)
+  float* linear_rows = nullptr;  // num_rows, host memory (when UsesLinearTable)
 };
 
 // A named block of the flat dense parameter vector: a weight matrix [in, out] (row-major, as
@@ -84,9 +94,9 @@ struct DenseBlock {
 
 class CtrModel {
  public:
-  // InvalidArgument for a model that cannot be built (no fields, bad widths, ...); Unimplemented
-  // for a context whose device is not kCpu. The model keeps a copy of ctx: REQUIRES that ctx's
-  // resources (kernels::DeviceResources) outlive the model.
+  // InvalidArgument for a model that cannot be built (no fields, bad widths, ...) or a kCuda
+  // context without a stream and cuBLAS handle (make it with kernels::DeviceResources). The model
+  // keeps a copy of ctx: REQUIRES that ctx's resources (kernels::DeviceResources) outlive it.
   static StatusOr<std::unique_ptr<CtrModel>> Create(const CtrModelConfig& config,
                                                     const kernels::DeviceContext& ctx);
   ~CtrModel();
@@ -102,27 +112,42 @@ class CtrModel {
   std::vector<DenseBlock> Blocks() const;
 
   // Forward and backward of the loss loss_scale * sum_b bce(logit_b, label_b) (pass
-  // 1 / global batch size for the mean). Gradients are overwritten (resized to fit);
-  // *loss_sum is the unscaled sum of the batch's BCE.
+  // 1 / global batch size for the mean); *loss_sum (host) is the unscaled sum of the batch's BCE.
+  // `params` (num_params() floats) is in the context's memory, `batch` in host memory. Returns
+  // once the host outputs are written (kCuda: after a stream sync); grads.params is then complete
+  // as far as work queued on the context's stream is concerned.
   Status ForwardBackward(const float* params, const CtrBatchView& batch, float loss_scale,
-                         CtrGradients* grads, double* loss_sum);
-  // Click probabilities for the batch (batch_size floats).
+                         const CtrGradients& grads, double* loss_sum);
+  // Click probabilities for the batch (batch_size floats, host memory); params as above.
   Status Predict(const float* params, const CtrBatchView& batch, float* probs);
 
  private:
   struct Layout;
+  class Buffers;
+  struct DeviceSegmentsHolder;  // a kernels::DeviceSegments where CUDA is built
   CtrModel(const CtrModelConfig& config, const kernels::DeviceContext& ctx);
+  // Both on a batch in the context's memory (after staging); every output pointer of Backward is
+  // context memory too.
   Status Forward(const float* params, const CtrBatchView& batch);
+  Status Backward(const float* params, const CtrBatchView& batch, float loss_scale,
+                  float* param_grads, float* emb_grads, float* linear_grads, double* loss_sum,
+                  const kernels::SegmentsView* segments);
+  // A deterministic CUDA context's segment plan of the batch's bag positions by row (built on the
+  // host from `batch`, uploaded on the context's stream), for the embedding backwards without
+  // float atomics; null (and nothing done) otherwise.
+  StatusOr<const kernels::SegmentsView*> PlanSegments(const CtrBatchView& batch);
 
   CtrModelConfig config_;
-  kernels::DeviceContext ctx_;  // kCpu; its resources are borrowed
+  kernels::DeviceContext ctx_;  // its resources are borrowed
   std::unique_ptr<Layout> layout_;
   size_t num_params_ = 0;
-  // Activations of the last Forward (resized per batch).
-  std::vector<float> emb_, x0_, logits_, linear_terms_, fm_, cross_out_, concat_;
-  std::vector<std::vector<float>> hidden_;  // MLP layer outputs (after ReLU)
-  std::vector<std::vector<float>> cross_x_, cross_z_;
-  std::vector<float> scratch_a_, scratch_b_, dx0_, dlogits_, demb_;
+  // Activations of the last Forward and the backward's scratch, in the context's memory.
+  std::unique_ptr<Buffers> buffers_;
+  std::unique_ptr<CtrStaging> staging_;
+  // Deterministic CUDA only (PlanSegments).
+  kernels::SegmentPlan plan_;
+  std::unique_ptr<DeviceSegmentsHolder> device_plan_;
+  kernels::SegmentsView device_plan_view_;
 };
 
 }  // namespace tessera::worker

@@ -49,16 +49,17 @@ Status CtrTask::ReadData() {
 Status CtrTask::Setup(WorkerGroup* group) {
   group_ = group;
   collective_ = group->collective();
-  if (collective_ == nullptr) return Status::Internal("a CTR model needs the dense collective");
+  if (collective_ == nullptr && group->size() > 1) {
+    return Status::Internal("a CTR model with several workers needs the dense collective");
+  }
   TS_RETURN_IF_ERROR(ReadData());
   model_config_ = options_.model;
   model_config_.num_fields = schema_.num_fields;
   model_config_.num_dense = schema_.num_dense;
   TS_ASSIGN_OR_RETURN(model_, CtrModel::Create(model_config_, device_));
-  params_.resize(model_->num_params());
-  model_->InitParams(params_.data());
-  TS_RETURN_IF_ERROR(kernels::InitDenseOptimizerState(
-      options_.dense_optimizer, static_cast<int64_t>(params_.size()), &dense_state_));
+  std::vector<float> params(model_->num_params());
+  model_->InitParams(params.data());
+  TS_ASSIGN_OR_RETURN(dense_, CtrDenseReplica::Create(device_, options_.dense_optimizer, params));
   // The mean loss over a nominal global batch: every worker scales the same way.
   const size_t batch = static_cast<size_t>(options_.batch_size);
   loss_scale_ = 1.0f / static_cast<float>(batch * group->size());
@@ -161,36 +162,32 @@ Status CtrTask::ComputeGradients(const ModelBatch& model_batch,
                                  const std::vector<const float*>& rows,
                                  const std::vector<float*>& grads, double* loss_sum) {
   const Batch& batch = static_cast<const Batch&>(model_batch);
-  TS_RETURN_IF_ERROR(
-      model_->ForwardBackward(params_.data(), View(batch, rows), loss_scale_, &grads_, loss_sum));
-  // Sparse gradients to the servers, table after table as the push buffer lays them out.
-  if (!batch.unique_keys[kEmbeddingTable].empty()) {
-    std::memcpy(grads[kEmbeddingTable], grads_.emb_rows.data(),
-                grads_.emb_rows.size() * sizeof(float));
-  }
-  if (!batch.unique_keys[kLinearTable].empty()) {
-    std::memcpy(grads[kLinearTable], grads_.linear_rows.data(),
-                grads_.linear_rows.size() * sizeof(float));
-  }
-  return OkStatus();
+  // Sparse gradients straight into the push buffer, table after table as it lays them out; the
+  // dense gradient stays in the replica (device memory on CUDA) for AfterPush.
+  CtrGradients out;
+  out.params = dense_->grads();
+  if (!batch.unique_keys[kEmbeddingTable].empty()) out.emb_rows = grads[kEmbeddingTable];
+  if (!batch.unique_keys[kLinearTable].empty()) out.linear_rows = grads[kLinearTable];
+  return model_->ForwardBackward(dense_->params(), View(batch, rows), loss_scale_, out, loss_sum);
 }
 
 Status CtrTask::AfterPush() {
   // Synchronise and step the dense parameters (identical on every replica).
-  TS_RETURN_IF_ERROR(collective_->AllReduceSum(grads_.params.data(), grads_.params.size()));
-  return kernels::ApplyDenseUpdate(device_, options_.dense_optimizer, params_.data(),
-                                   grads_.params.data(), static_cast<int64_t>(params_.size()),
-                                   &dense_state_);
+  TS_RETURN_IF_ERROR(dense_->AllReduceGrads(collective_));
+  return dense_->ApplyUpdate();
 }
 
 Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
                                 proto::ModelDescription* model) {
   if (model == nullptr) return OkStatus();
-  // Every replica holds the same dense state; worker 0 writes it.
+  // Every replica holds the same dense state; worker 0 writes it (the same file from any device).
+  std::vector<float> params, slots;
+  int64_t step = 0;
+  TS_RETURN_IF_ERROR(dense_->ToHost(&params, &slots, &step));
   proto::DenseCheckpoint dense;
-  *dense.mutable_params() = {params_.begin(), params_.end()};
-  *dense.mutable_optimizer_slots() = {dense_state_.slots.begin(), dense_state_.slots.end()};
-  dense.set_optimizer_step(dense_state_.step);
+  *dense.mutable_params() = {params.begin(), params.end()};
+  *dense.mutable_optimizer_slots() = {slots.begin(), slots.end()};
+  dense.set_optimizer_step(step);
   TS_ASSIGN_OR_RETURN(
       proto::CheckpointFile entry,
       checkpoint::WriteProtoFile(options_.recovery.env, dir + "/" + kDenseFile, dense));
@@ -200,7 +197,7 @@ Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::Check
   model->set_num_fields(model_config_.num_fields);
   model->set_num_dense(model_config_.num_dense);
   model->set_emb_dim(model_config_.emb_dim);
-  model->set_num_dense_params(static_cast<int64_t>(params_.size()));
+  model->set_num_dense_params(static_cast<int64_t>(dense_->size()));
   model->set_dense_optimizer(kernels::OptimizerName(options_.dense_optimizer.kind));
   model->set_summary(model_->Describe());
   for (const DenseBlock& b : model_->Blocks()) {
@@ -214,7 +211,7 @@ Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::Check
 
 Status CtrTask::Restore(const proto::CheckpointManifest& manifest, const std::string& dir) {
   const proto::ModelDescription& m = manifest.model();
-  if (m.num_dense_params() != static_cast<int64_t>(params_.size()) ||
+  if (m.num_dense_params() != static_cast<int64_t>(dense_->size()) ||
       m.num_fields() != model_config_.num_fields || m.num_dense() != model_config_.num_dense) {
     return Status::InvalidArgument(
         "checkpoint " + dir + " holds " + m.summary() + "; this job built " + model_->Describe() +
@@ -229,28 +226,26 @@ Status CtrTask::Restore(const proto::CheckpointManifest& manifest, const std::st
   if (entry == nullptr) return Status::InvalidArgument("checkpoint " + dir + " has no dense state");
   proto::DenseCheckpoint dense;
   TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(options_.recovery.env, dir, *entry, &dense));
-  if (dense.params_size() != static_cast<int>(params_.size()) ||
-      dense.optimizer_slots_size() != static_cast<int>(dense_state_.slots.size())) {
+  const std::vector<float> params(dense.params().begin(), dense.params().end());
+  const std::vector<float> slots(dense.optimizer_slots().begin(), dense.optimizer_slots().end());
+  Status loaded = dense_->Load(params, slots, dense.optimizer_step());
+  if (!loaded.ok()) {
     return Status::DataLoss("checkpoint file " + dir + "/" + kDenseFile +
-                            " does not match its manifest (parameter or optimizer sizes)");
+                            " does not match its manifest: " + loaded.message());
   }
-  std::copy(dense.params().begin(), dense.params().end(), params_.begin());
-  std::copy(dense.optimizer_slots().begin(), dense.optimizer_slots().end(),
-            dense_state_.slots.begin());
-  dense_state_.step = dense.optimizer_step();
   return OkStatus();
 }
 
 Status CtrTask::EvalBatch(size_t begin, const ModelBatch& batch,
                           const std::vector<const float*>& rows) {
-  return model_->Predict(params_.data(), View(static_cast<const Batch&>(batch), rows),
+  return model_->Predict(dense_->params(), View(static_cast<const Batch&>(batch), rows),
                          probs_.data() + begin);
 }
 
 StatusOr<EvalReport> CtrTask::EndEval(int64_t step) {
   std::vector<float> all_probs, all_labels;
-  TS_RETURN_IF_ERROR(collective_->AllGather(probs_, &all_probs));
-  TS_RETURN_IF_ERROR(collective_->AllGather(test_.labels, &all_labels));
+  TS_RETURN_IF_ERROR(Gather(probs_, &all_probs));
+  TS_RETURN_IF_ERROR(Gather(test_.labels, &all_labels));
   const BinaryMetrics m =
       ComputeBinaryMetrics(all_probs.data(), all_labels.data(), all_probs.size());
   EvalReport report;
@@ -288,11 +283,18 @@ std::string CtrTask::EpochLine(const JobShape& shape, const EpochStats& stats,
   return line;
 }
 
+Status CtrTask::Gather(const std::vector<float>& local, std::vector<float>* all) {
+  if (collective_ != nullptr) return collective_->AllGather(local, all);
+  *all = local;
+  return OkStatus();
+}
+
 StatusOr<bool> CtrTask::DenseParamsIdentical() {
   // An exact comparison: gather every replica's parameters and compare the bits.
-  std::vector<float> all;
-  TS_RETURN_IF_ERROR(collective_->AllGather(params_, &all));
-  const size_t n = params_.size();
+  std::vector<float> params, all;
+  TS_RETURN_IF_ERROR(dense_->ToHost(&params, nullptr, nullptr));
+  TS_RETURN_IF_ERROR(Gather(params, &all));
+  const size_t n = params.size();
   for (int w = 1; w < group_->size(); ++w) {
     if (std::memcmp(all.data(), all.data() + w * n, n * sizeof(float)) != 0) return false;
   }

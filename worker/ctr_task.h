@@ -19,6 +19,7 @@
 #include "kernels/dense_optimizer.h"
 #include "kernels/sparse_optimizer.h"
 #include "worker/collective.h"
+#include "worker/ctr_dense.h"
 #include "worker/ctr_model.h"
 #include "worker/data/ctr_reader.h"
 #include "worker/model.h"
@@ -36,16 +37,20 @@ struct CtrTrainerOptions {
   int batch_size = 4096;   // rows per worker per step
   int64_t eval_every = 0;  // steps between evaluations; 0: only at the end of each epoch
   kernels::OptimizerParams dense_optimizer;  // for the replicated dense parameters
-  uint64_t seed = 1;                         // shuffling
-  std::string metrics_out;                   // JSON lines, written by worker 0
+  // --device cuda: let cuBLAS use TF32 tensor cores for the dense layers (--allow-tf32); the
+  // worker's DeviceResources sets the math mode (run_worker.cc).
+  bool allow_tf32 = false;
+  uint64_t seed = 1;        // shuffling
+  std::string metrics_out;  // JSON lines, written by worker 0
   bool progress = true;
   std::chrono::milliseconds timeout{600000};
   RecoveryOptions recovery;  // checkpoints, resume, heartbeats
 };
 
 // The CTR models (worker/ctr_model.h) as a Model of the training loop: the embedding and
-// first-order rows through the servers, the dense parameters replicated on every worker with
-// their gradient all-reduced through the job's Collective (WorkerGroup::collective(), required)
+// first-order rows through the servers, the dense parameters replicated on every worker
+// (worker/ctr_dense.h, in the memory of the worker's device) with their gradient all-reduced
+// through the job's Collective (WorkerGroup::collective(); required with more than one worker)
 // after each push. Borrows `options`.
 class CtrTask : public Model {
  public:
@@ -86,6 +91,8 @@ class CtrTask : public Model {
   void Prepare(const CtrBlock& data, const uint32_t* order, size_t n, Batch* batch);
   CtrBatchView View(const Batch& batch, const std::vector<const float*>& rows) const;
   StatusOr<bool> DenseParamsIdentical();
+  // Every worker's `local` in rank order (AllGather; a job without a collective has one worker).
+  Status Gather(const std::vector<float>& local, std::vector<float>* all);
 
   const CtrTrainerOptions& options_;
   const kernels::DeviceContext& device_;  // the model's kernels and the dense optimizer run here
@@ -95,9 +102,7 @@ class CtrTask : public Model {
   CtrBlock train_, test_;
   CtrModelConfig model_config_;
   std::unique_ptr<CtrModel> model_;
-  std::vector<float> params_;
-  kernels::DenseOptimizerState dense_state_;
-  CtrGradients grads_;
+  std::unique_ptr<CtrDenseReplica> dense_;
   KeyDeduper dedup_;
   float loss_scale_ = 1;  // the mean loss over a nominal global batch
   int64_t total_rows_ = 0;

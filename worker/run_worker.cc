@@ -29,13 +29,15 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
 }
 
 // The worker's device: MF splits a CPU step over --compute-threads; the CTR models run one compute
-// thread on the CPU (their GEMMs bring their own threads).
+// thread on the CPU (their GEMMs bring their own threads) and, on CUDA, cuBLAS in TF32 only with
+// --allow-tf32.
 kernels::DeviceOptions DeviceOptionsOf(const WorkerOptions& options) {
   kernels::DeviceOptions device;
   device.deterministic = options.deterministic;
   device.device = options.device;
   device.cpu_threads = options.ctr ? 1 : options.mf.compute_threads;
   device.cuda_device = options.cuda_device;
+  device.allow_tf32 = options.ctr && options.ctr_options.allow_tf32;
   return device;
 }
 

@@ -259,12 +259,52 @@ TEST(DenseOptimizerTest, EmptyVectorAcceptsNullPointersAndCountsAdamSteps) {
   EXPECT_EQ(state.step, 1);
 }
 
-TEST(DenseOptimizerTest, CudaDeviceIsUnimplemented) {
+TEST(DenseOptimizerTest, HostStateIsRefusedOnCuda) {
   DeviceContext ctx;
   ctx.device = Device::kCuda;
   DenseOptimizerState state;
   EXPECT_EQ(ApplyDenseUpdate(ctx, OptimizerParams{}, nullptr, nullptr, 0, &state).code(),
-            StatusCode::kUnimplemented);
+            StatusCode::kInvalidArgument);
+}
+
+// The slots form (the state in the context's memory, as the CTR replica keeps it) runs the same
+// loops: three steps of each optimizer give the bits of the DenseOptimizerState form.
+TEST(DenseOptimizerTest, SlotsFormGivesTheBitsOfTheStateForm) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam}) {
+    SCOPED_TRACE(OptimizerName(kind));
+    OptimizerParams p = Params(kind, 0.01f);
+    p.eps = 1e-8f;
+    p.initial_accumulator = 0.1f;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    const int64_t n = 37;
+    std::vector<float> w(n);
+    for (float& x : w) x = u(rng);
+    std::vector<float> w2 = w;
+    DenseOptimizerState state, slots_state;
+    ASSERT_TRUE(InitDenseOptimizerState(p, n, &state).ok());
+    ASSERT_TRUE(InitDenseOptimizerState(p, n, &slots_state).ok());
+    std::vector<float> slots = slots_state.slots;
+    int64_t step = 0;
+    for (int t = 0; t < 3; ++t) {
+      std::vector<float> g(n);
+      for (float& x : g) x = u(rng);
+      ASSERT_TRUE(ApplyDenseUpdate(DeviceContext{}, p, w.data(), g.data(), n, &state).ok());
+      ASSERT_TRUE(
+          ApplyDenseUpdate(DeviceContext{}, p, w2.data(), g.data(), n, slots.data(), &step).ok());
+    }
+    EXPECT_EQ(0, std::memcmp(w.data(), w2.data(), sizeof(float) * n));
+    EXPECT_EQ(0, std::memcmp(state.slots.data(), slots.data(), sizeof(float) * slots.size()));
+    EXPECT_EQ(step, state.step);
+  }
+  int64_t step = 0;
+  float w = 1.0f, g = 1.0f;
+  EXPECT_EQ(
+      ApplyDenseUpdateCpu(Params(OptimizerKind::kAdagrad, 0.1f), &w, &g, 1, nullptr, &step).code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ApplyDenseUpdateCpu(Params(OptimizerKind::kSgd, 0.1f), &w, &g, 1, nullptr, nullptr).code(),
+      StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -72,7 +72,6 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--model", "deepfm", "--mlp", "400,x"},
       {"--model", "deepfm", "--dense-optimizer", "ftrl"},
       {"--model", "deepfm", "--format", "tab"},
-      {"--model", "deepfm", "--device", "cuda"},
       {"--servers", "0"},
       {"--transport", "carrier-pigeon"},
       {"--shared-memory", "on"},
@@ -116,6 +115,18 @@ TEST_F(FlagsTest, DeviceAutoAndTheDeviceListAreKeptForTheJobToResolve) {
   ASSERT_TRUE(out.run) << out.text;
   EXPECT_EQ(o.device, DeviceChoice::kCuda);
   EXPECT_EQ(o.mf.device, kernels::Device::kCuda);
+}
+
+TEST_F(FlagsTest, CtrModelsTakeTheCudaDeviceAndTf32OnlyWhenAsked) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--model", "deepfm", "--device", "cuda"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(o.mf.device, kernels::Device::kCuda);
+  EXPECT_FALSE(o.ctr_options.allow_tf32);
+  TrainOptions tf32;
+  out = Parse({"--train", train_, "--model", "dcn_v2", "--device", "cuda", "--allow-tf32"}, &tf32);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_TRUE(tf32.ctr_options.allow_tf32);
 }
 
 TEST_F(FlagsTest, SharedMemoryCanBeTurnedOff) {

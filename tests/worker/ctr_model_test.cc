@@ -58,10 +58,18 @@ struct Fixture {
   }
 };
 
+// Host vectors for every gradient ForwardBackward writes (kCpu: params are host memory too).
+struct HostGradients {
+  std::vector<float> params, emb_rows, linear_rows;
+  HostGradients(const CtrModel& model, const Fixture& fx)
+      : params(model.num_params()), emb_rows(fx.rows * fx.config.emb_dim), linear_rows(fx.rows) {}
+  CtrGradients View() { return {params.data(), emb_rows.data(), linear_rows.data()}; }
+};
+
 double Loss(CtrModel& model, const Fixture& fx) {
-  CtrGradients g;
+  HostGradients g(model, fx);
   double loss = 0;
-  EXPECT_TRUE(model.ForwardBackward(fx.params.data(), fx.View(), 1.0f, &g, &loss).ok());
+  EXPECT_TRUE(model.ForwardBackward(fx.params.data(), fx.View(), 1.0f, g.View(), &loss).ok());
   return loss;
 }
 
@@ -81,9 +89,10 @@ void CheckGradients(CtrModelKind kind, bool multi_hot) {
     std::mt19937 rng(seed + 100);
     std::uniform_real_distribution<float> jitter(-0.2f, 0.2f);
     for (float& p : fx.params) p += jitter(rng);
-    CtrGradients grads;
+    HostGradients grads(**model, fx);
     double loss = 0;
-    ASSERT_TRUE((*model)->ForwardBackward(fx.params.data(), fx.View(), 1.0f, &grads, &loss).ok());
+    ASSERT_TRUE(
+        (*model)->ForwardBackward(fx.params.data(), fx.View(), 1.0f, grads.View(), &loss).ok());
     ASSERT_TRUE(std::isfinite(loss));
     const float eps = 1e-3f;
     auto check = [&](std::vector<float>& values, const std::vector<float>& analytic,
