@@ -14,9 +14,9 @@ Modes:
   --mode checkpoint       a checkpoint written by a CUDA job resumes on a CPU job and the
                           reverse (MF and DeepFM), and the resumed runs finish with the quality
                           of an uninterrupted one.
-  --mode errors           more workers than devices, and a batch that does not fit in the
-                          device's memory: exit 2 with one line naming the sizes (emulated
-                          device only: it needs TESSERA_CUDA_EMU_DEVICES / _MEMORY_MB).
+  --mode errors           more workers than devices, and an MF or DeepFM batch that does not fit
+                          in the device's memory: exit 2 with one line naming the sizes
+                          (emulated device only: it needs TESSERA_CUDA_EMU_DEVICES / _MEMORY_MB).
   --mode nodevice         where no device exists: `--device cuda` exits 2 with one line.
 """
 
@@ -178,6 +178,10 @@ def errors(ctx):
     res = it.run([ctx.tessera, "train", "--device", "cuda", "--train", tr, "--test", te,
                   "--batch-size", 65536, "--dim", 128, "--epochs", 1], 300, env=env)
     one_line_error(res, "a batch larger than the device memory", "bytes")
+    ctr_tr, ctr_te, _ = gen_criteo(ctx, "clicks", 5000, 6)
+    res = it.run([ctx.tessera, "train", "--model", "deepfm", "--device", "cuda", "--train", ctr_tr,
+                  "--test", ctr_te, "--batch-size", 65536, "--epochs", 1], 300, env=env)
+    one_line_error(res, "a DeepFM batch larger than the device memory", "bytes")
 
 
 def nodevice(ctx):
