@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""With --deterministic, MF on --device cuda is bit-identical run to run.
+"""With --deterministic, MF and DeepFM on --device cuda are bit-identical run to run.
 
 The CUDA MF gradient then sums each row's samples in sample order over a host-built segment plan
 (kernels/segments.h) instead of with float atomics. Two runs (--seed 7, 2 epochs) must give the
@@ -7,7 +7,9 @@ same per-epoch loss and test rmse/mae, compared as exact JSON text. On the emula
 runs use different block and fiber schedules (TESSERA_CUDA_EMU_SEED), under which the atomic path's
 sums change order; on a GPU they are simply two runs. The CUDA run must also land within 0.1% of
 the CPU run's final RMSE (the GPU's dot products and fused multiply-adds round differently, so
-not bit-identical). Skips when `--device cuda` finds no device (a real build on a machine
+not bit-identical). DeepFM (2 workers, so the dense all-reduce runs too) must give the same
+metrics text under two schedules as well: its embedding backwards then reduce over segment
+plans and its loss sum in one block. Skips when `--device cuda` finds no device (a real build on a machine
 without a GPU).
 """
 
@@ -54,6 +56,18 @@ def test(ctx):
     gap = abs(cuda_rmse - cpu_rmse) / cpu_rmse
     print(f"  final test RMSE: cuda {cuda_rmse:.9f}, cpu {cpu_rmse:.9f} (gap {gap:.2e})")
     it.check(gap <= 1e-3, f"CUDA RMSE {cuda_rmse} is {100 * gap:.3f}% from the CPU's {cpu_rmse}")
+
+    out = ctx.path("clicks")
+    it.expect_exit(ctx.tessera_run(["gen", "criteo", "--rows", 4000, "--seed", 5, "--out", out],
+                                   120), 0, "tessera gen criteo")
+    deepfm = ["--model", "deepfm", "--device", "cuda", "--deterministic", "--workers", 2,
+              "--emb-dim", 8, "--mlp", "32,16", "--batch-size", 256]
+    ctr_data = (f"{out}/train.tsv", f"{out}/test.tsv")
+    runs = [it.model_series(train(ctx, ctr_data, f"deepfm-{s}", deepfm, schedule_seed=s))
+            for s in (1, 987654321)]
+    it.check(len(runs[0]) >= 3 and runs[0] == runs[1],
+             f"two --deterministic DeepFM CUDA runs differ:\n{runs[0]}\n{runs[1]}")
+    print(f"  two --deterministic DeepFM CUDA runs are bit-identical ({len(runs[0])} numbers)")
 
 
 if __name__ == "__main__":
