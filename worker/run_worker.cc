@@ -87,6 +87,15 @@ Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* host_co
                                      NcclCollective::Create(host_collective, options.cuda_device,
                                                             device->context().stream));
                  collective = device_collective.get();
+#else
+                 // Without NCCL the dense replicas of several CUDA workers could not be kept
+                 // equal: refuse rather than train them apart.
+                 if (host_collective != nullptr && host_collective->size() > 1) {
+                   return Status::FailedPrecondition(
+                       std::to_string(host_collective->size()) +
+                       " CUDA workers need NCCL for their dense all-reduce, and this build has "
+                       "none (the NCCL library was not found next to the CUDA toolkit)");
+                 }
 #endif
                }
                std::unique_ptr<Model> model;
