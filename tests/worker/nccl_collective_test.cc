@@ -24,9 +24,7 @@ namespace {
 
 using ::tessera::testing::BitIdentical;
 using ::tessera::testing::DeviceVector;
-using ::tessera::testing::RankOrderSum;
 using ::tessera::testing::SpecialValues;
-using ::tessera::testing::WideRangeValues;
 
 constexpr int kWorkers = 2;
 
@@ -107,11 +105,11 @@ TEST_F(NcclInProcessTest, AllReduceSumOfDeviceMemoryIsBitIdenticalOnEveryWorker)
   for (size_t count : {size_t{0}, size_t{1}, size_t{100003}}) {
     std::vector<std::vector<float>> results(kWorkers);
     Run([&](int r) {
-      DeviceVector<float> data(WideRangeValues(count, 800 + r));
+      DeviceVector<float> data(testing::WideRangeValues(count, 800 + r));
       EXPECT_TRUE(workers_[r].nccl->AllReduceSum(data.data(), count).ok());
       results[r] = data.ToHost();
     });
-    const std::vector<float> expected = RankOrderSum(count, kWorkers, 800);
+    const std::vector<float> expected = testing::RankOrderSum(count, kWorkers, 800);
     ASSERT_EQ(results[0].size(), count);
     for (size_t i = 0; i < count; ++i) {
       ASSERT_NEAR(results[0][i], expected[i], 1e-5f * (std::fabs(expected[i]) + 1e-3f)) << i;
