@@ -119,6 +119,9 @@ bool MfGradientSplits(const DeviceContext& ctx, const MfBatch& b);
 // Cuda.
 Status ValidateMfGradientArgs(const MfBatch& b, const float* user_grads, const float* item_grads);
 Status ValidateMfPredictArgs(const MfBatch& b, const float* predictions);
+// InvalidArgument naming the first sample s in [begin, end) whose user or item index is out of
+// range. Reads the indices: host memory only.
+Status CheckMfIndices(const MfBatch& b, int64_t begin, int64_t end);
 }  // namespace internal
 
 }  // namespace tessera::kernels

@@ -55,22 +55,6 @@ void AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
   for (; j < dim; ++j) grad[j] += MfFactorGrad(err, other[j], own[j], l2);
 }
 
-// Index values are only readable here (on the host), so the CPU kernels check them, before
-// writing any output.
-Status CheckIndices(const MfBatch& b, int64_t begin, int64_t end) {
-  for (int64_t s = begin; s < end; ++s) {
-    const int32_t u = b.user_index[s];
-    const int32_t i = b.item_index[s];
-    if (u < 0 || u >= b.num_users || i < 0 || i >= b.num_items) {
-      return Status::InvalidArgument(
-          "MfBatch: sample " + std::to_string(s) + " has user_index " + std::to_string(u) +
-          " (num_users " + std::to_string(b.num_users) + "), item_index " + std::to_string(i) +
-          " (num_items " + std::to_string(b.num_items) + ")");
-    }
-  }
-  return OkStatus();
-}
-
 // Samples touch rows in random order, so without help the loop waits on DRAM for every row
 // (four per sample, 9 cache lines each at dim 128). Fetching the rows of a sample a few samples
 // ahead keeps several misses in flight; it changes no arithmetic. Wide rows want the fetch
@@ -86,10 +70,30 @@ void PrefetchRow(const float* row, int64_t stride) {
 
 }  // namespace
 
+namespace internal {
+
+// Index values are only readable on the host, so the CPU kernels check them, before writing any
+// output.
+Status CheckMfIndices(const MfBatch& b, int64_t begin, int64_t end) {
+  for (int64_t s = begin; s < end; ++s) {
+    const int32_t u = b.user_index[s];
+    const int32_t i = b.item_index[s];
+    if (u < 0 || u >= b.num_users || i < 0 || i >= b.num_items) {
+      return Status::InvalidArgument(
+          "MfBatch: sample " + std::to_string(s) + " has user_index " + std::to_string(u) +
+          " (num_users " + std::to_string(b.num_users) + "), item_index " + std::to_string(i) +
+          " (num_items " + std::to_string(b.num_items) + ")");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace internal
+
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
                           double* sq_error_sum) {
   TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, user_grads, item_grads));
-  TS_RETURN_IF_ERROR(CheckIndices(b, 0, b.num_samples));
+  TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
@@ -131,7 +135,7 @@ Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors) 
   if (end > begin && errors == nullptr) {
     return Status::InvalidArgument("MfErrorsCpu: errors must be non-null");
   }
-  TS_RETURN_IF_ERROR(CheckIndices(b, begin, end));
+  TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, begin, end));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   const int64_t ahead = PrefetchAhead(dim);
@@ -154,7 +158,7 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   if (b.num_samples > 0 && errors == nullptr) {
     return Status::InvalidArgument("MfSideGradsCpu: errors must be non-null");
   }
-  TS_RETURN_IF_ERROR(CheckIndices(b, 0, b.num_samples));
+  TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   // This side's rows ("own") get the gradient; the other side's factors enter it.
@@ -187,7 +191,7 @@ double MfSquaredErrorSum(const float* errors, int64_t n) {
 
 Status MfPredictCpu(const MfBatch& b, float* predictions) {
   TS_RETURN_IF_ERROR(internal::ValidateMfPredictArgs(b, predictions));
-  TS_RETURN_IF_ERROR(CheckIndices(b, 0, b.num_samples));
+  TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   const int64_t ahead = PrefetchAhead(dim);

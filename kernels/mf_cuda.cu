@@ -43,6 +43,14 @@ __device__ float WarpDot(const float* p, const float* q, int dim, int lane) {
   return WarpSum(partial);
 }
 
+// r_hat of sample s (indices in range), on every lane of the warp.
+__device__ float WarpPrediction(const MfBatch& b, int64_t s, int lane) {
+  const int64_t stride = MfRowStride(b.dim);
+  const float* p = b.user_rows + static_cast<int64_t>(b.user_index[s]) * stride;
+  const float* q = b.item_rows + static_cast<int64_t>(b.item_index[s]) * stride;
+  return MfPrediction(b.global_mean, p[b.dim], q[b.dim], WarpDot(p, q, b.dim, lane));
+}
+
 __global__ void MfGradientKernel(MfBatch b, float* __restrict__ user_grads,
                                  float* __restrict__ item_grads, double* sq_error_sum) {
   const int lane = threadIdx.x % kWarpSize;
@@ -87,18 +95,14 @@ __global__ void MfPredictKernel(MfBatch b, float* __restrict__ predictions) {
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int64_t num_warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  const int dim = b.dim;
-  const int64_t stride = MfRowStride(dim);
   for (int64_t s = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; s < b.num_samples;
        s += num_warps) {
     if (!SampleInRange(b, s)) {
       if (lane == 0) predictions[s] = __int_as_float(0x7fc00000);  // quiet NaN marks the sample
       continue;
     }
-    const float* p = b.user_rows + static_cast<int64_t>(b.user_index[s]) * stride;
-    const float* q = b.item_rows + static_cast<int64_t>(b.item_index[s]) * stride;
-    const float dot = WarpDot(p, q, dim, lane);
-    if (lane == 0) predictions[s] = MfPrediction(b.global_mean, p[dim], q[dim], dot);
+    const float prediction = WarpPrediction(b, s, lane);
+    if (lane == 0) predictions[s] = prediction;
   }
 }
 
@@ -108,20 +112,14 @@ __global__ void MfErrorsKernel(MfBatch b, float* __restrict__ errors) {
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int64_t num_warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  const int dim = b.dim;
-  const int64_t stride = MfRowStride(dim);
   for (int64_t s = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp; s < b.num_samples;
        s += num_warps) {
     if (!SampleInRange(b, s)) {
       if (lane == 0) errors[s] = __int_as_float(0x7fc00000);
       continue;
     }
-    const float* p = b.user_rows + static_cast<int64_t>(b.user_index[s]) * stride;
-    const float* q = b.item_rows + static_cast<int64_t>(b.item_index[s]) * stride;
-    const float dot = WarpDot(p, q, dim, lane);
-    if (lane == 0) {
-      errors[s] = MfError(b.ratings[s], MfPrediction(b.global_mean, p[dim], q[dim], dot));
-    }
+    const float prediction = WarpPrediction(b, s, lane);
+    if (lane == 0) errors[s] = MfError(b.ratings[s], prediction);
   }
 }
 

@@ -166,17 +166,7 @@ Status ValidateMfStageShape(const MfStageShape& shape) {
 
 Status CheckMfHostIndices(const MfBatch& b) {
   TS_RETURN_IF_ERROR(ValidateMfBatch(b));
-  for (int64_t s = 0; s < b.num_samples; ++s) {
-    const int32_t u = b.user_index[s];
-    const int32_t i = b.item_index[s];
-    if (u < 0 || u >= b.num_users || i < 0 || i >= b.num_items) {
-      return Status::InvalidArgument(
-          "MfBatch: sample " + std::to_string(s) + " has user_index " + std::to_string(u) +
-          " (num_users " + std::to_string(b.num_users) + "), item_index " + std::to_string(i) +
-          " (num_items " + std::to_string(b.num_items) + ")");
-    }
-  }
-  return OkStatus();
+  return CheckMfIndices(b, 0, b.num_samples);
 }
 
 }  // namespace internal

@@ -17,7 +17,6 @@ Modes:
                               a message naming the file and line or the mismatched field.
 """
 
-import json
 import os
 
 import tessera_it as it
@@ -28,27 +27,8 @@ QUALITY_GAP = 0.01
 QUALITY_SEED = 1  # tessera's default --seed, given explicitly
 
 
-def gen_criteo(ctx, name, rows, seed, extra=()):
-    out = ctx.path(name)
-    res = ctx.tessera_run(["gen", "criteo", "--rows", rows, "--seed", seed, "--out", out] +
-                          list(extra), 300)
-    it.expect_exit(res, 0, "tessera gen criteo")
-    with open(os.path.join(out, "truth.json"), encoding="utf-8") as f:
-        truth = json.load(f)
-    return os.path.join(out, "train.tsv"), os.path.join(out, "test.tsv"), truth
-
-
 def train(ctx, name, args, mpi_ranks=None, limit_s=300):
-    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
-    metrics = ctx.path(f"metrics-{slug}.jsonl")
-    full = ["train"] + [str(a) for a in args] + ["--metrics-out", metrics]
-    if mpi_ranks:
-        res = ctx.mpirun(mpi_ranks, full + ["--timeout", "120", "--register-timeout", "60"],
-                         limit_s)
-    else:
-        res = ctx.tessera_run(full, limit_s)
-    it.expect_exit(res, 0, f"run '{name}'")
-    records = it.read_metrics(metrics)
+    records, _ = ctx.train(name, args, mpi_ranks, limit_s)
     done = [r for r in records if r.get("event") == "done"]
     it.check(done, f"run '{name}': no 'done' record")
     it.check(done[-1].get("dense_params_identical") is True,
@@ -63,7 +43,7 @@ def final_auc(records):
 
 
 def determinism(ctx):
-    train_path, test_path, _ = gen_criteo(ctx, "data", 20000, 5)
+    train_path, test_path, _ = ctx.gen_criteo("data", 20000, 5)
     base = ["--model", "deepfm", "--train", train_path, "--test", test_path, "--deterministic",
             "--seed", 5, "--epochs", 1, "--eval-every", 10] + SMALL
     ref = it.model_series(train(ctx, "reference", base + ["--servers", 2, "--workers", 2]))
@@ -82,7 +62,7 @@ def determinism(ctx):
 def quality(ctx):
     # Vocabularies at a tenth of the default size, so that 540k training rows see most values
     # often enough for their embeddings to be learned.
-    train_path, test_path, truth = gen_criteo(ctx, "planted", 600000, 3, ["--vocab-scale", 0.1])
+    train_path, test_path, truth = ctx.gen_criteo("planted", 600000, 3, ["--vocab-scale", 0.1])
     oracle = float(truth["oracle_auc"])
     bar = oracle - QUALITY_GAP
     common = ["--train", train_path, "--test", test_path, "--epochs", 2, "--batch-size", 1024,
@@ -138,7 +118,7 @@ def real(ctx):
 
 
 def bad(ctx):
-    train_path, test_path, _ = gen_criteo(ctx, "data", 3000, 9)
+    train_path, test_path, _ = ctx.gen_criteo("data", 3000, 9)
     with open(train_path, encoding="utf-8") as f:
         lines = f.readlines()
     fields = lines[4].rstrip("\n").split("\t")

@@ -20,7 +20,6 @@ Modes:
   --mode nodevice         where no device exists: `--device cuda` exits 2 with one line.
 """
 
-import json
 import os
 
 import tessera_it as it
@@ -44,19 +43,6 @@ def emulated():
     return os.environ.get("TESSERA_CUDA_EMU_DEVICES") is not None
 
 
-def train(ctx, name, args, mpi_ranks=None, limit_s=600, env=None):
-    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
-    metrics = ctx.path(f"metrics-{slug}.jsonl")
-    full = ["train"] + [str(a) for a in args] + ["--metrics-out", metrics]
-    if mpi_ranks:
-        res = ctx.mpirun(mpi_ranks, full + ["--timeout", "120", "--register-timeout", "60"],
-                         limit_s)
-    else:
-        res = ctx.tessera_run(full, limit_s)
-    it.expect_exit(res, 0, f"run '{name}'")
-    return it.read_metrics(metrics), res
-
-
 def movielens(ctx):
     ml = os.path.join(it.shared_data_dir(), "ml-100k")
     base, test_file = os.path.join(ml, "u1.base"), os.path.join(ml, "u1.test")
@@ -75,9 +61,9 @@ def mf(ctx):
     for device in ("cuda", "cpu"):
         job = args + ["--device", device]
         if ctx.args.mpi:
-            records, res = train(ctx, f"mf {device} mpirun", job + ["--servers", 1], mpi_ranks=4)
+            records, res = ctx.train(f"mf {device} mpirun", job + ["--servers", 1], mpi_ranks=4)
         else:
-            records, res = train(ctx, f"mf {device}", job + ["--workers", 2])
+            records, res = ctx.train(f"mf {device}", job + ["--workers", 2])
         rmse[device] = it.final_rmse(records)
         if device == "cuda":
             it.check(it.grep(r"cuda", res.stderr + res.stdout), "no start-up line names the device")
@@ -89,16 +75,6 @@ def mf(ctx):
              f"{rmse['cpu']:.4f}")
 
 
-def gen_criteo(ctx, name, rows, seed, extra=()):
-    out = ctx.path(name)
-    res = ctx.tessera_run(["gen", "criteo", "--rows", rows, "--seed", seed, "--out", out] +
-                          [str(e) for e in extra], 300)
-    it.expect_exit(res, 0, "tessera gen criteo")
-    with open(os.path.join(out, "truth.json"), encoding="utf-8") as f:
-        truth = json.load(f)
-    return os.path.join(out, "train.tsv"), os.path.join(out, "test.tsv"), truth
-
-
 def done_record(records):
     done = [r for r in records if r.get("event") == "done"]
     it.check(done, "no 'done' record")
@@ -107,15 +83,15 @@ def done_record(records):
 
 def deepfm(ctx):
     probe_cuda(ctx)
-    train_path, test_path, truth = gen_criteo(ctx, "planted", 600000, 3, ["--vocab-scale", 0.1])
+    train_path, test_path, truth = ctx.gen_criteo("planted", 600000, 3, ["--vocab-scale", 0.1])
     oracle = float(truth["oracle_auc"])
     args = ["--model", "deepfm", "--train", train_path, "--test", test_path, "--epochs", 2,
             "--batch-size", 1024, "--seed", 1, "--device", "cuda"]
     if ctx.args.mpi:
-        records, _ = train(ctx, "deepfm mpirun", args + ["--servers", 1], mpi_ranks=4,
-                           limit_s=1500)
+        records, _ = ctx.train("deepfm mpirun", args + ["--servers", 1], mpi_ranks=4,
+                               timeout_s=1500)
     else:
-        records, _ = train(ctx, "deepfm", args + ["--workers", 2], limit_s=1500)
+        records, _ = ctx.train("deepfm", args + ["--workers", 2], timeout_s=1500)
     done = done_record(records)
     it.check(done.get("dense_params_identical") is True,
              f"dense parameters differ between the workers: {done}")
@@ -129,7 +105,7 @@ def checkpoint(ctx):
     probe_cuda(ctx)
     tr, te, truth = ctx.gen_ratings("ratings", 300, 200, 30000, seed=4)
     mf_args = ["--train", tr, "--test", te, "--epochs", 6, "--batch-size", 64, "--seed", 3]
-    ctr_tr, ctr_te, _ = gen_criteo(ctx, "clicks", 20000, 5)
+    ctr_tr, ctr_te, _ = ctx.gen_criteo("clicks", 20000, 5)
     ctr_args = ["--model", "deepfm", "--train", ctr_tr, "--test", ctr_te, "--epochs", 2,
                 "--emb-dim", 8, "--mlp", "32,16", "--batch-size", 512, "--seed", 3]
     for model, args in (("mf", mf_args), ("deepfm", ctr_args)):
@@ -138,11 +114,11 @@ def checkpoint(ctx):
             half = args[:]
             epochs_at = half.index("--epochs") + 1
             half[epochs_at] = max(1, int(half[epochs_at]) // 2)
-            train(ctx, f"{model} {first} first half", half + [
+            ctx.train(f"{model} {first} first half", half + [
                 "--device", first, "--checkpoint-dir", ckpt])
-            resumed, _ = train(ctx, f"{model} {second} resumed", args + [
+            resumed, _ = ctx.train(f"{model} {second} resumed", args + [
                 "--device", second, "--checkpoint-dir", ckpt, "--resume", ckpt])
-            straight, _ = train(ctx, f"{model} {second} straight", args + ["--device", second])
+            straight, _ = ctx.train(f"{model} {second} straight", args + ["--device", second])
             a, b = done_record(resumed), done_record(straight)
             key = "rmse" if model == "mf" else "auc"
             got, want = float(a[key]), float(b[key])
@@ -178,7 +154,7 @@ def errors(ctx):
     res = it.run([ctx.tessera, "train", "--device", "cuda", "--train", tr, "--test", te,
                   "--batch-size", 65536, "--dim", 128, "--epochs", 1], 300, env=env)
     one_line_error(res, "a batch larger than the device memory", "bytes")
-    ctr_tr, ctr_te, _ = gen_criteo(ctx, "clicks", 5000, 6)
+    ctr_tr, ctr_te, _ = ctx.gen_criteo("clicks", 5000, 6)
     res = it.run([ctx.tessera, "train", "--model", "deepfm", "--device", "cuda", "--train", ctr_tr,
                   "--test", ctr_te, "--batch-size", 65536, "--epochs", 1], 300, env=env)
     one_line_error(res, "a DeepFM batch larger than the device memory", "bytes")

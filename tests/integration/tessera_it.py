@@ -156,6 +156,30 @@ class Context:
             truth = json.load(f)
         return os.path.join(out, "train.txt"), os.path.join(out, "test.txt"), truth
 
+    def gen_criteo(self, name, rows, seed, extra=(), timeout_s=300):
+        """`tessera gen criteo` into SCRATCH/name; returns (train, test, truth dict)."""
+        out = self.path(name)
+        res = self.tessera_run(["gen", "criteo", "--rows", rows, "--seed", seed, "--out", out] +
+                               list(extra), timeout_s)
+        expect_exit(res, 0, "tessera gen criteo")
+        with open(os.path.join(out, "truth.json"), encoding="utf-8") as f:
+            truth = json.load(f)
+        return os.path.join(out, "train.tsv"), os.path.join(out, "test.tsv"), truth
+
+    def train(self, name, args, mpi_ranks=None, timeout_s=600):
+        """`tessera train ARGS` (under mpirun with mpi_ranks), which must exit 0; returns its
+        --metrics-out records and its Result."""
+        slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+        metrics = self.path(f"metrics-{slug}.jsonl")
+        full = ["train"] + [str(a) for a in args] + ["--metrics-out", metrics]
+        if mpi_ranks:
+            res = self.mpirun(mpi_ranks, full + ["--timeout", "120", "--register-timeout", "60"],
+                              timeout_s)
+        else:
+            res = self.tessera_run(full, timeout_s)
+        expect_exit(res, 0, f"run '{name}'")
+        return read_metrics(metrics), res
+
 
 def expect_exit(res, status, what):
     check(not res.timed_out,

@@ -5,20 +5,20 @@
 
 #include <atomic>
 #include <chrono>
-#include <cmath>
-#include <cstring>
 #include <functional>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/testing/collective_values.h"
 #include "worker/inproc_collective.h"
 
 namespace tessera::worker {
 namespace {
 
 using std::chrono::milliseconds;
+using ::tessera::testing::BitIdentical;
+using ::tessera::testing::WideRangeValues;
 
 // Runs fn(member r) on one thread per member and returns each member's Status.
 std::vector<Status> RunOnMembers(InProcessCollectiveGroup& group,
@@ -30,20 +30,6 @@ std::vector<Status> RunOnMembers(InProcessCollectiveGroup& group,
   }
   for (std::thread& t : threads) t.join();
   return statuses;
-}
-
-// Floats of widely different magnitudes, so that float addition order matters.
-std::vector<float> WideRangeValues(size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
-  std::uniform_int_distribution<int> exponent(-20, 20);
-  std::vector<float> values(count);
-  for (float& v : values) v = std::ldexp(mantissa(rng), exponent(rng));
-  return values;
-}
-
-bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 TEST(InProcessCollectiveTest, MembersKnowRankAndSize) {

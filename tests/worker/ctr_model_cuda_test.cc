@@ -18,6 +18,7 @@
 #include "kernels/device.h"
 #include "kernels/device_memory.h"
 #include "kernels/device_resources.h"
+#include "tests/testing/ctr_batch.h"
 #include "tests/testing/cuda_test_util.h"
 #include "tests/testing/test_util.h"
 #include "worker/ctr_dense.h"
@@ -29,54 +30,20 @@ namespace {
 using kernels::Device;
 using kernels::DeviceBuffer;
 
-struct Batch {
+// A random batch of 300 samples over 50 rows: one-hot (5 fields) or multi-hot (one bag of 0 to 3
+// keys: empty bags too).
+testing::CtrBatch RandomBatch(CtrModelKind kind, bool multi_hot, unsigned seed) {
   CtrModelConfig config;
-  int64_t batch = 300;
-  int64_t rows = 50;
-  std::vector<float> labels, dense, weights, emb, linear;
-  std::vector<int64_t> offsets;
-  std::vector<int32_t> indices;
-
-  Batch(CtrModelKind kind, bool multi_hot, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-    config.kind = kind;
-    config.num_fields = multi_hot ? 1 : 5;
-    config.num_dense = 3;
-    config.emb_dim = 8;
-    config.mlp = {32, 16};
-    config.cross_layers = 2;
-    config.seed = seed;
-    offsets.push_back(0);
-    for (int64_t b = 0; b < batch; ++b) {
-      labels.push_back(static_cast<float>(rng() % 2));
-      for (int j = 0; j < config.num_dense; ++j) dense.push_back(u(rng) + 0.5f);
-      for (int f = 0; f < config.num_fields; ++f) {
-        const int keys = multi_hot ? static_cast<int>(rng() % 4) : 1;  // multi-hot: empty bags too
-        for (int k = 0; k < keys; ++k) {
-          indices.push_back(static_cast<int32_t>(rng() % rows));
-          weights.push_back(multi_hot ? 1.0f + u(rng) : 1.0f);
-        }
-        offsets.push_back(static_cast<int64_t>(indices.size()));
-      }
-    }
-    for (int64_t i = 0; i < rows * config.emb_dim; ++i) emb.push_back(u(rng));
-    for (int64_t i = 0; i < rows; ++i) linear.push_back(u(rng));
-  }
-  CtrBatchView View() const {
-    CtrBatchView v;
-    v.batch_size = batch;
-    v.labels = labels.data();
-    v.dense = dense.data();
-    v.offsets = offsets.data();
-    v.indices = indices.data();
-    v.weights = weights.data();
-    v.num_rows = rows;
-    v.emb_rows = emb.data();
-    v.linear_rows = linear.data();
-    return v;
-  }
-};
+  config.kind = kind;
+  config.num_fields = multi_hot ? 1 : 5;
+  config.num_dense = 3;
+  config.emb_dim = 8;
+  config.mlp = {32, 16};
+  config.cross_layers = 2;
+  config.seed = seed;
+  return testing::RandomCtrBatch(config, /*batch_size=*/300, /*num_rows=*/50, multi_hot,
+                                 /*min_bag_keys=*/0, seed);
+}
 
 void ExpectNormClose(const std::vector<float>& gpu, const std::vector<float>& cpu,
                      const std::string& what) {
@@ -119,7 +86,7 @@ class CtrCudaTest : public ::testing::Test {
 
 void CheckModel(CtrCudaTest* t, CtrModelKind kind, bool multi_hot) {
   SCOPED_TRACE(std::string(CtrModelName(kind)) + (multi_hot ? " multi-hot" : " one-hot"));
-  const Batch fx(kind, multi_hot, 5 + static_cast<unsigned>(kind));
+  const testing::CtrBatch fx = RandomBatch(kind, multi_hot, 5 + static_cast<unsigned>(kind));
   auto cpu_model = CtrModel::Create(fx.config, kernels::DeviceContext{});
   auto cuda_model = CtrModel::Create(fx.config, t->cuda());
   ASSERT_TRUE(cpu_model.ok() && cuda_model.ok()) << cuda_model.status().ToString();
@@ -162,7 +129,7 @@ void CheckModel(CtrCudaTest* t, CtrModelKind kind, bool multi_hot) {
   for (int64_t b = 0; b < fx.batch; ++b) ASSERT_NEAR(gpu_probs[b], cpu_probs[b], 1e-5f) << b;
 
   // An empty batch: zero gradients and loss, nothing read.
-  Batch empty = fx;
+  testing::CtrBatch empty = fx;
   empty.batch = 0;
   empty.offsets = {0};
   TS_ASSERT_OK((*cuda_model)

@@ -5,57 +5,32 @@
 #include <cmath>
 #include <random>
 
+#include "tests/testing/ctr_batch.h"
+
 namespace tessera::worker {
 namespace {
 
-// A small random batch: one-hot (one key per field) or multi-hot (several keys in one bag).
-struct Fixture {
+// The model of the batches below: small, so that finite differences are cheap.
+CtrModelConfig SmallConfig(CtrModelKind kind, bool multi_hot, unsigned seed) {
   CtrModelConfig config;
-  int64_t batch = 6;
-  int64_t rows = 7;
-  std::vector<float> labels, dense, weights, emb, linear, params;
-  std::vector<int64_t> offsets;
-  std::vector<int32_t> indices;
+  config.kind = kind;
+  config.num_fields = multi_hot ? 1 : 3;
+  config.num_dense = 2;
+  config.emb_dim = 4;
+  config.mlp = {5, 3};
+  config.cross_layers = 2;
+  config.seed = seed;
+  return config;
+}
 
-  Fixture(CtrModelKind kind, bool multi_hot, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-    config.kind = kind;
-    config.num_fields = multi_hot ? 1 : 3;
-    config.num_dense = 2;
-    config.emb_dim = 4;
-    config.mlp = {5, 3};
-    config.cross_layers = 2;
-    config.seed = seed;
-    offsets.push_back(0);
-    for (int64_t b = 0; b < batch; ++b) {
-      labels.push_back(static_cast<float>(rng() % 2));
-      for (int j = 0; j < config.num_dense; ++j) dense.push_back(u(rng) + 0.5f);
-      for (int f = 0; f < config.num_fields; ++f) {
-        const int keys = multi_hot ? 1 + static_cast<int>(rng() % 3) : 1;
-        for (int k = 0; k < keys; ++k) {
-          indices.push_back(static_cast<int32_t>(rng() % rows));  // rows repeat across samples
-          weights.push_back(multi_hot ? 1.0f + u(rng) : 1.0f);
-        }
-        offsets.push_back(static_cast<int64_t>(indices.size()));
-      }
-    }
-    for (int64_t i = 0; i < rows * config.emb_dim; ++i) emb.push_back(u(rng));
-    for (int64_t i = 0; i < rows; ++i) linear.push_back(u(rng));
-  }
-  CtrBatchView View() const {
-    CtrBatchView v;
-    v.batch_size = batch;
-    v.labels = labels.data();
-    v.dense = dense.data();
-    v.offsets = offsets.data();
-    v.indices = indices.data();
-    v.weights = weights.data();
-    v.num_rows = rows;
-    v.emb_rows = emb.data();
-    v.linear_rows = linear.data();
-    return v;
-  }
+// A small random batch: one-hot (one key per field) or multi-hot (several keys in one bag), and
+// the dense parameters, which the test sets.
+struct Fixture : testing::CtrBatch {
+  Fixture(CtrModelKind kind, bool multi_hot, unsigned seed)
+      : testing::CtrBatch(
+            testing::RandomCtrBatch(SmallConfig(kind, multi_hot, seed), /*batch_size=*/6,
+                                    /*num_rows=*/7, multi_hot, /*min_bag_keys=*/1, seed)) {}
+  std::vector<float> params;
 };
 
 // Host vectors for every gradient ForwardBackward writes (kCpu: params are host memory too).

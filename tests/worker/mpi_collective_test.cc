@@ -10,61 +10,27 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/testing/collective_values.h"
+#include "tests/testing/mpi_test_util.h"
 #include "worker/inproc_collective.h"
 
 namespace tessera::worker {
 namespace {
 
-// The exit status that tells ctest (SKIP_RETURN_CODE) that every selected test skipped itself.
-constexpr int kSkipReturnCode = 77;
-
-int WorldRank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-
-int WorldSize() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using ::tessera::testing::BitIdentical;
+using ::tessera::testing::RankOrderSum;
+using ::tessera::testing::WideRangeValues;
+using ::tessera::testing::WorldRank;
+using ::tessera::testing::WorldSize;
 
 std::unique_ptr<MpiCollective> MustCreate(MPI_Comm comm, const MpiCollectiveOptions& options = {}) {
   auto c = MpiCollective::Create(comm, options);
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return c.ok() ? std::move(c).value() : nullptr;
-}
-
-// Floats of widely different magnitudes, so that float addition order matters.
-std::vector<float> WideRangeValues(size_t count, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
-  std::uniform_int_distribution<int> exponent(-20, 20);
-  std::vector<float> values(count);
-  for (float& v : values) v = std::ldexp(mantissa(rng), exponent(rng));
-  return values;
-}
-
-std::vector<float> RankOrderSum(size_t count, int size, unsigned seed) {
-  std::vector<float> sum = WideRangeValues(count, seed);
-  for (int r = 1; r < size; ++r) {
-    const std::vector<float> x = WideRangeValues(count, seed + r);
-    for (size_t i = 0; i < count; ++i) sum[i] += x[i];
-  }
-  return sum;
-}
-
-bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 TEST(MpiCollectiveTest, RankAndSizeAreTheCommunicators) {
@@ -214,43 +180,5 @@ TEST(MpiCollectiveTest, WorksOnASplitWorkersCommunicator) {
   MPI_Comm_free(&workers);
 }
 
-// Prints failed assertions of ranks other than 0 (whose full output comes from gtest's
-// default printer), prefixed with the rank.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, result.file_name(), result.line_number(),
-                 result.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 }  // namespace tessera::worker
-
-int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  ::testing::InitGoogleTest(&argc, argv);
-  const int rank = tessera::worker::WorldRank();
-  if (rank != 0) {
-    ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new tessera::worker::RankFailurePrinter(rank));
-  }
-  const int local = RUN_ALL_TESTS();
-  int worst = 0;
-  MPI_Allreduce(&local, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
-  const int local_skipped =
-      unit.test_to_run_count() > 0 && unit.skipped_test_count() == unit.test_to_run_count();
-  int all_skipped = 0;
-  MPI_Allreduce(&local_skipped, &all_skipped, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Finalize();
-  if (worst == 0 && all_skipped) return tessera::worker::kSkipReturnCode;
-  return worst;
-}

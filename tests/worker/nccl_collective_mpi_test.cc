@@ -7,34 +7,30 @@
 //
 // Collective calls must stay in step across ranks: test bodies use EXPECT (not ASSERT) before a
 // later collective call, so that a failure on one rank does not leave the others waiting.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <cstdio>
+#include <cmath>
 #include <memory>
 #include <vector>
 
+#include "tests/testing/collective_values.h"
 #include "tests/testing/cuda_test_util.h"
-#include "tests/worker/nccl_test_util.h"
+#include "tests/testing/mpi_test_util.h"
 #include "worker/mpi_collective.h"
 #include "worker/nccl_collective.h"
 
 namespace tessera::worker {
 namespace {
 
-constexpr int kSkipReturnCode = 77;
-
-int WorldRank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-
-int WorldSize() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using ::tessera::testing::BitIdentical;
+using ::tessera::testing::DeviceVector;
+using ::tessera::testing::RankOrderSum;
+using ::tessera::testing::SpecialValues;
+using ::tessera::testing::WideRangeValues;
+using ::tessera::testing::WorldRank;
+using ::tessera::testing::WorldSize;
 
 // This rank's index among the ranks of its host (the device it takes), and their number.
 void LocalRank(int* local_rank, int* local_size) {
@@ -83,7 +79,7 @@ TEST_F(NcclMpiTest, RankAndSizeAreTheWorlds) {
 TEST_F(NcclMpiTest, AllReduceSumIsBitIdenticalAcrossRanksAndCloseToTheRankOrderSum) {
   const int rank = WorldRank();
   for (size_t count : {size_t{0}, size_t{1}, size_t{100003}}) {
-    DeviceFloats data(WideRangeValues(count, 800 + rank));
+    DeviceVector<float> data(WideRangeValues(count, 800 + rank));
     EXPECT_TRUE(nccl_->AllReduceSum(data.data(), count).ok());
     std::vector<float> host = data.ToHost();
     const std::vector<float> expected = RankOrderSum(count, WorldSize(), 800);
@@ -102,7 +98,7 @@ TEST_F(NcclMpiTest, AllReduceSumIsBitIdenticalAcrossRanksAndCloseToTheRankOrderS
 
 TEST_F(NcclMpiTest, BroadcastCarriesTheRootsBitsExactly) {
   for (int root = 0; root < WorldSize(); ++root) {
-    DeviceFloats data(SpecialValues(static_cast<float>(WorldRank() + 1)));
+    DeviceVector<float> data(SpecialValues(static_cast<float>(WorldRank() + 1)));
     EXPECT_TRUE(nccl_->Broadcast(data.data(), 8, root).ok());
     EXPECT_TRUE(BitIdentical(data.ToHost(), SpecialValues(static_cast<float>(root + 1)))) << root;
   }
@@ -124,43 +120,5 @@ TEST_F(NcclMpiTest, AllGatherConcatenatesHostVectorsOfDifferentLengthsInRankOrde
   EXPECT_TRUE(BitIdentical(all, expected));
 }
 
-// Prints failed assertions of ranks other than 0 (whose full output comes from gtest's default
-// printer), prefixed with the rank.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, result.file_name(), result.line_number(),
-                 result.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 }  // namespace tessera::worker
-
-int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  ::testing::InitGoogleTest(&argc, argv);
-  const int rank = tessera::worker::WorldRank();
-  if (rank != 0) {
-    ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new tessera::worker::RankFailurePrinter(rank));
-  }
-  const int local = RUN_ALL_TESTS();
-  int worst = 0;
-  MPI_Allreduce(&local, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
-  const int local_skipped =
-      unit.test_to_run_count() > 0 && unit.skipped_test_count() == unit.test_to_run_count();
-  int all_skipped = 0;
-  MPI_Allreduce(&local_skipped, &all_skipped, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Finalize();
-  if (worst == 0 && all_skipped) return tessera::worker::kSkipReturnCode;
-  return worst;
-}

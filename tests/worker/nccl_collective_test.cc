@@ -4,21 +4,27 @@
 // (TESSERA_CUDA_EMU_DEVICES=2), where NCCL's operations go through the in-process group.
 #include "worker/nccl_collective.h"
 
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/testing/collective_values.h"
 #include "tests/testing/cuda_test_util.h"
-#include "tests/worker/nccl_test_util.h"
 #include "worker/inproc_collective.h"
 
 namespace tessera::worker {
 namespace {
+
+using ::tessera::testing::BitIdentical;
+using ::tessera::testing::DeviceVector;
+using ::tessera::testing::SpecialValues;
 
 constexpr int kWorkers = 2;
 
@@ -99,11 +105,11 @@ TEST_F(NcclInProcessTest, AllReduceSumOfDeviceMemoryIsBitIdenticalOnEveryWorker)
   for (size_t count : {size_t{0}, size_t{1}, size_t{100003}}) {
     std::vector<std::vector<float>> results(kWorkers);
     Run([&](int r) {
-      DeviceFloats data(WideRangeValues(count, 800 + r));
+      DeviceVector<float> data(testing::WideRangeValues(count, 800 + r));
       EXPECT_TRUE(workers_[r].nccl->AllReduceSum(data.data(), count).ok());
       results[r] = data.ToHost();
     });
-    const std::vector<float> expected = RankOrderSum(count, kWorkers, 800);
+    const std::vector<float> expected = testing::RankOrderSum(count, kWorkers, 800);
     ASSERT_EQ(results[0].size(), count);
     for (size_t i = 0; i < count; ++i) {
       ASSERT_NEAR(results[0][i], expected[i], 1e-5f * (std::fabs(expected[i]) + 1e-3f)) << i;
@@ -117,7 +123,7 @@ TEST_F(NcclInProcessTest, BroadcastCarriesTheRootsBitsExactly) {
   for (int root = 0; root < kWorkers; ++root) {
     std::vector<std::vector<float>> results(kWorkers);
     Run([&](int r) {
-      DeviceFloats data(SpecialValues(static_cast<float>(r + 1)));
+      DeviceVector<float> data(SpecialValues(static_cast<float>(r + 1)));
       EXPECT_TRUE(workers_[r].nccl->Broadcast(data.data(), 8, root).ok());
       results[r] = data.ToHost();
     });
@@ -128,7 +134,7 @@ TEST_F(NcclInProcessTest, BroadcastCarriesTheRootsBitsExactly) {
 
 TEST_F(NcclInProcessTest, BroadcastFromARootOutsideTheWorkersIsInvalidArgument) {
   CreateOrFail();
-  DeviceFloats data(std::vector<float>(4, 1.0f));
+  DeviceVector<float> data(std::vector<float>(4, 1.0f));
   EXPECT_EQ(workers_[0].nccl->Broadcast(data.data(), 4, kWorkers).code(),
             StatusCode::kInvalidArgument);
 }
@@ -172,7 +178,7 @@ TEST_F(NcclInProcessTest, OneWorkersFailureFailsEveryWorkersCreate) {
 TEST_F(NcclInProcessTest, EmulatedHostCollectivesFailureComesBackAsItsStatus) {
   CreateOrFail();
   group_.Abort("worker 1 failed");
-  DeviceFloats data(std::vector<float>(16, 1.0f));
+  DeviceVector<float> data(std::vector<float>(16, 1.0f));
   EXPECT_EQ(cudaSetDevice(0), cudaSuccess);
   const Status s = workers_[0].nccl->AllReduceSum(data.data(), 16);
   EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();

@@ -1,13 +1,8 @@
-// What the NcclCollective tests (one process with worker threads, and under mpirun) share: inputs
-// whose sum depends on the order of summation, the rank-order sum to compare with, special float
-// values whose bits a broadcast must keep, and a device buffer. Test-only code; needs CUDA and
-// NCCL (real or emulated).
+// Inputs and checks shared by the collective tests (in-process group, MPI, NCCL): inputs whose sum
+// depends on the order of summation, the rank-order sum to compare with, special float values
+// whose bits a broadcast must keep, and a bitwise comparison. Header-only, test-only.
 #pragma once
 
-#include <cuda_runtime.h>
-#include <gtest/gtest.h>
-
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,7 +10,7 @@
 #include <random>
 #include <vector>
 
-namespace tessera::worker {
+namespace tessera::testing {
 
 // Floats of widely different magnitudes, so that float addition order matters.
 inline std::vector<float> WideRangeValues(size_t count, unsigned seed) {
@@ -57,33 +52,4 @@ inline std::vector<float> SpecialValues(float tag) {
           std::numeric_limits<float>::max()};
 }
 
-// `host` copied into device memory on the current device; freed on scope exit.
-class DeviceFloats {
- public:
-  explicit DeviceFloats(const std::vector<float>& host) : count_(host.size()) {
-    EXPECT_EQ(cudaMalloc(&data_, std::max<size_t>(1, count_) * sizeof(float)), cudaSuccess);
-    if (count_ > 0) {
-      EXPECT_EQ(cudaMemcpy(data_, host.data(), count_ * sizeof(float), cudaMemcpyHostToDevice),
-                cudaSuccess);
-    }
-  }
-  ~DeviceFloats() { cudaFree(data_); }
-  DeviceFloats(const DeviceFloats&) = delete;
-  DeviceFloats& operator=(const DeviceFloats&) = delete;
-
-  float* data() const { return data_; }
-  std::vector<float> ToHost() const {
-    std::vector<float> host(count_);
-    if (count_ > 0) {
-      EXPECT_EQ(cudaMemcpy(host.data(), data_, count_ * sizeof(float), cudaMemcpyDeviceToHost),
-                cudaSuccess);
-    }
-    return host;
-  }
-
- private:
-  size_t count_;
-  float* data_ = nullptr;
-};
-
-}  // namespace tessera::worker
+}  // namespace tessera::testing
