@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "core/escape.h"
 #include "core/logging.h"
 #include "proto/checkpoint.pb.h"
 
@@ -82,7 +83,8 @@ StatusOr<std::vector<double>> ReduceAcrossWorkers(RpcNode& rpc, uint64_t round,
 void ReportFailure(RpcNode* rpc, const Status& failure) {
   proto::AbortNotice notice;
   *notice.mutable_node() = rpc->self().ToProto();
-  notice.set_reason(rpc->self().ToString() + ": " + failure.message());
+  // The reason may quote a data line: escape it, or protobuf refuses the message (UTF-8 only).
+  notice.set_reason(EscapeUntrusted(rpc->self().ToString() + ": " + failure.message()));
   notice.set_code(static_cast<int>(failure.code()));
   (void)rpc->Send(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_ABORT, notice));
 }

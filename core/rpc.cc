@@ -1,5 +1,6 @@
 #include "core/rpc.h"
 
+#include "core/escape.h"
 #include "core/logging.h"
 
 namespace tessera {
@@ -129,7 +130,7 @@ Status RpcNode::Reply(const Message& request, Message reply) {
 Status RpcNode::ReplyError(const Message& request, const Status& status) {
   Message reply;
   reply.header.set_status_code(static_cast<int>(status.code()));
-  reply.header.set_status_message(status.message());
+  reply.header.set_status_message(EscapeUntrusted(status.message()));
   return Reply(request, std::move(reply));
 }
 

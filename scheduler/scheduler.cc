@@ -6,6 +6,7 @@
 
 #include "core/checkpoint.h"
 #include "core/cluster.h"
+#include "core/escape.h"
 #include "core/logging.h"
 
 namespace tessera::scheduler {
@@ -463,7 +464,7 @@ Status Scheduler::Run() {
     Status reason = abort_status_;
     mu_.Unlock();
     proto::AbortNotice notice;
-    notice.set_reason(reason.message());
+    notice.set_reason(EscapeUntrusted(reason.message()));
     notice.set_code(static_cast<int>(reason.code()));
     for (const NodeId& id : nodes) {
       (void)rpc_->Send(id, MakeControlMessage(proto::COMMAND_ABORT, notice));

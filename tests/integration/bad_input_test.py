@@ -9,7 +9,9 @@ flag value, missing file, unknown config key, config honoured and overridden by 
 import tessera_it as it
 
 RUN_LIMIT_S = 60
-BAD_LINE = "12 abc 3.5"
+# Line 4 of the bad file: not a rating, and with a Latin-1 byte in it, which must not stop the
+# error from arriving (protobuf carries only UTF-8: the reason is escaped on the way).
+BAD_LINE = b"12 abc\xe9 3.5"
 
 
 def write(path, text):
@@ -19,11 +21,14 @@ def write(path, text):
 
 
 def bad_train_file(ctx, good_train):
-    """good_train's first lines with line 4 replaced by a malformed one."""
-    with open(good_train, encoding="utf-8") as f:
+    """good_train's first lines with line 4 replaced by a malformed one (not UTF-8)."""
+    with open(good_train, "rb") as f:
         lines = [next(f) for _ in range(200)]
-    lines[3] = BAD_LINE + "\n"
-    return write(ctx.path("bad_train.txt"), "".join(lines))
+    lines[3] = BAD_LINE + b"\n"
+    path = ctx.path("bad_train.txt")
+    with open(path, "wb") as f:
+        f.write(b"".join(lines))
+    return path
 
 
 def error_lines(res):
@@ -48,6 +53,7 @@ def test_mpi(ctx, test, bad):
     it.check(not res.timed_out, f"mpirun did not end within {RUN_LIMIT_S} s\n{res.tail()}")
     it.check(res.returncode != 0, f"mpirun exited 0 on a malformed file\n{res.tail()}")
     it.check(f"{bad}:4" in res.stderr, f"stderr does not name {bad}:4\n{res.tail()}")
+    it.check("\\xe9" in res.stderr, f"stderr does not show the escaped byte \\xe9\n{res.tail()}")
     it.check(error_lines(res), f"no 'tessera: error:' line on stderr\n{res.tail()}")
     print(f"  mpirun: exit {res.returncode} after {res.seconds:.1f} s; {error_lines(res)[0]}")
 
@@ -62,7 +68,7 @@ def test(ctx):
     base = ["train", "--test", test_file, "--epochs", 1]
 
     res = run(base + ["--train", bad], RUN_LIMIT_S)
-    expect_error(res, "malformed line 4", f"{bad}:4")
+    expect_error(res, "malformed line 4", f"{bad}:4", "\\xe9")
 
     res = run(base + ["--train", bad, "--skip-bad-lines"], RUN_LIMIT_S)
     it.expect_exit(res, 0, "--skip-bad-lines")
