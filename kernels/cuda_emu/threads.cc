@@ -153,14 +153,11 @@ void MakeRunnable(Block& b, int linear) {
   b.runnable.push_back(linear);
 }
 
-// Lanes of warp w that exist and have not exited.
-unsigned LiveLanes(const Block& b, int w) { return b.warps[w].live; }
-
 // Releases warp w's pending exchange when every live lane of its mask has arrived.
 bool MaybeReleaseWarp(Block& b, int w) {
   Warp& warp = b.warps[w];
   if (warp.arrived == 0) return false;
-  const unsigned needed = warp.mask & LiveLanes(b, w);
+  const unsigned needed = warp.mask & warp.live;
   if ((warp.arrived & needed) != needed) return false;
   for (unsigned waiting = warp.arrived; waiting != 0; waiting &= waiting - 1) {
     const int linear = w * 32 + __builtin_ctz(waiting);
@@ -263,15 +260,17 @@ cudaError_t RunGrid(const char* kernel, LaunchMode mode, dim3 grid, dim3 block,
   // its blocks sees a different one from run to run.
   const uint64_t first = rng() % num_blocks;
   const bool forward = (rng() & 1) != 0;
+  // The k-th block to run.
+  auto block_at = [&](uint64_t k) {
+    const uint64_t id = forward ? (first + k) % num_blocks : (first + num_blocks - k) % num_blocks;
+    return uint3{static_cast<unsigned>(id % grid.x), static_cast<unsigned>(id / grid.x % grid.y),
+                 static_cast<unsigned>(id / (static_cast<uint64_t>(grid.x) * grid.y))};
+  };
   std::string fault;
   if (mode == LaunchMode::kIndependent) {
     t_independent_kernel = kernel;
     for (uint64_t k = 0; k < num_blocks; ++k) {
-      const uint64_t id =
-          forward ? (first + k) % num_blocks : (first + num_blocks - k) % num_blocks;
-      blockIdx =
-          uint3{static_cast<unsigned>(id % grid.x), static_cast<unsigned>(id / grid.x % grid.y),
-                static_cast<unsigned>(id / (static_cast<uint64_t>(grid.x) * grid.y))};
+      blockIdx = block_at(k);
       const int start = static_cast<int>(rng() % static_cast<uint64_t>(num_threads));
       for (int t = 0; t < num_threads; ++t) {
         threadIdx = Coordinates((start + t) % num_threads, block);
@@ -285,11 +284,7 @@ cudaError_t RunGrid(const char* kernel, LaunchMode mode, dim3 grid, dim3 block,
     b.num_threads = num_threads;
     t_block = &b;
     for (uint64_t k = 0; k < num_blocks && b.fault.empty(); ++k) {
-      const uint64_t id =
-          forward ? (first + k) % num_blocks : (first + num_blocks - k) % num_blocks;
-      blockIdx =
-          uint3{static_cast<unsigned>(id % grid.x), static_cast<unsigned>(id / grid.x % grid.y),
-                static_cast<unsigned>(id / (static_cast<uint64_t>(grid.x) * grid.y))};
+      blockIdx = block_at(k);
       b.seed = rng();
       b.rng_state = b.seed;
       RunCooperativeBlock(b, thread_body);
@@ -381,7 +376,7 @@ unsigned WarpBallot(unsigned mask, bool predicate, const char* op) {
   const Warp& warp = b.warps[w];
   const int parity = b.threads[self].exchange_parity;
   unsigned ballot = 0;
-  const unsigned live = mask & (LiveLanes(b, w) | (1u << lane));
+  const unsigned live = mask & (warp.live | (1u << lane));
   for (int l = 0; l < 32; ++l) {
     if ((live >> l & 1u) && warp.slots[parity][l] != 0) ballot |= 1u << l;
   }

@@ -39,7 +39,8 @@ __global__ void BlockSumKernel(const float* in, float* out, bool with_barrier) {
   }
 }
 
-float RunBlockSum(bool with_barrier, std::vector<float>* sums) {
+// True when the launch succeeded; *sums gets the three block sums.
+bool RunBlockSum(bool with_barrier, std::vector<float>* sums) {
   std::vector<float> in(3 * kBlock);
   std::iota(in.begin(), in.end(), 1.0f);
   DeviceVector<float> d_in(in), d_out(3);
@@ -47,14 +48,14 @@ float RunBlockSum(bool with_barrier, std::vector<float>* sums) {
                         with_barrier);
   const cudaError_t error = cudaDeviceSynchronize();
   *sums = d_out.ToHost();
-  return error == cudaSuccess ? 1.0f : 0.0f;
+  return error == cudaSuccess;
 }
 
 TEST(CudaEmuTest, BlockSumWithBarrierIsRightUnderEverySchedule) {
   for (uint64_t seed : {1, 2, 3, 99}) {
     cuda_emu::SetScheduleSeed(seed);
     std::vector<float> sums;
-    ASSERT_EQ(RunBlockSum(/*with_barrier=*/true, &sums), 1.0f) << "seed " << seed;
+    ASSERT_TRUE(RunBlockSum(/*with_barrier=*/true, &sums)) << "seed " << seed;
     for (int b = 0; b < 3; ++b) {
       const float first = b * kBlock + 1.0f, last = (b + 1) * kBlock;
       EXPECT_EQ(sums[b], (first + last) * kBlock / 2) << "block " << b << " seed " << seed;
@@ -65,7 +66,7 @@ TEST(CudaEmuTest, BlockSumWithBarrierIsRightUnderEverySchedule) {
 TEST(CudaEmuTest, MissingSyncthreadsIsReportedAsARace) {
   const int64_t faults_before = cuda_emu::KernelFaults();
   std::vector<float> sums;
-  EXPECT_EQ(RunBlockSum(/*with_barrier=*/false, &sums), 0.0f)
+  EXPECT_FALSE(RunBlockSum(/*with_barrier=*/false, &sums))
       << "the launch must fail: thread 0 reads shared words other threads wrote without a "
          "barrier between";
   EXPECT_EQ(cuda_emu::KernelFaults(), faults_before + 1);
