@@ -11,6 +11,10 @@
 #   mf32   MF dim 32, batch 16384, 1 server + 1 worker in one process
 #   mf128  the same at dim 128
 #   deepfm DeepFM emb 16, MLP 400-400-400, batch 4096, Adam on both tables, one process
+# and the same under mpirun, where frames cross ZeroMQ (authenticated from issue 14 on):
+#   mf32-mpi     mf32, mpirun -np 3 (scheduler, server, worker), large frames in shared memory
+#   mf32-tcp     mf32-mpi with --shared-memory off: every frame through TCP loopback
+#   deepfm-mpi   deepfm, mpirun -np 4 (scheduler, server, 2 workers)
 # Prints a table: workload, the median of each binary, new/old. Data and logs in $BENCH_DIR.
 set -euo pipefail
 
@@ -35,10 +39,12 @@ if [[ ! -s $ctr_data/train.tsv ]]; then
 fi
 
 mf_flags=(--train "$mf_data/train.txt" --test "$mf_data/test.txt" --epochs 3 --batch-size 16384
-          --lr 0.05 --l2 0.02 --l2-bias 0.01 --init-std 0.1 --servers 1 --workers 1)
+          --lr 0.05 --l2 0.02 --l2-bias 0.01 --init-std 0.1 --servers 1)
 ctr_flags=(--model deepfm --emb-dim 16 --mlp 400,400,400 --batch-size 4096 --epochs 1
            --linear-optimizer adam --linear-lr 0.001 --train "$ctr_data/train.tsv"
-           --test "$ctr_data/test.tsv" --servers 1 --workers 1)
+           --test "$ctr_data/test.tsv" --servers 1)
+
+mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 
 # samples/s of one run: MF the mean of its epochs after the first (rows exist), CTR its done record.
 rate() {  # workload metrics-file
@@ -57,9 +63,14 @@ run() {  # workload binary-tag binary rep
   local workload=$1 tag=$2 bin=$3 rep=$4
   local metrics=$out/$workload-$tag-$rep.jsonl
   case $workload in
-    mf32) "$bin" train "${mf_flags[@]}" --dim 32 --metrics-out "$metrics" ;;
-    mf128) "$bin" train "${mf_flags[@]}" --dim 128 --metrics-out "$metrics" ;;
-    deepfm) "$bin" train "${ctr_flags[@]}" --metrics-out "$metrics" ;;
+    mf32) "$bin" train "${mf_flags[@]}" --workers 1 --dim 32 --metrics-out "$metrics" ;;
+    mf128) "$bin" train "${mf_flags[@]}" --workers 1 --dim 128 --metrics-out "$metrics" ;;
+    deepfm) "$bin" train "${ctr_flags[@]}" --workers 1 --metrics-out "$metrics" ;;
+    mf32-mpi) "${mpi[@]}" -np 3 "$bin" train "${mf_flags[@]}" --dim 32 \
+      --metrics-out "$metrics" ;;
+    mf32-tcp) "${mpi[@]}" -np 3 "$bin" train "${mf_flags[@]}" --dim 32 --shared-memory off \
+      --metrics-out "$metrics" ;;
+    deepfm-mpi) "${mpi[@]}" -np 4 "$bin" train "${ctr_flags[@]}" --metrics-out "$metrics" ;;
   esac >"$out/$workload-$tag-$rep.log" 2>&1
   echo "$workload $tag $(rate "$workload" "$metrics")" | tee -a "$out/rates.txt"
 }
@@ -85,9 +96,9 @@ rates = {}
 for line in open(sys.argv[1]):
     workload, tag, value = line.split()
     rates.setdefault(workload, {}).setdefault(tag, []).append(float(value))
-print(f"{'workload':8} {'old median':>12} {'new median':>12} {'new/old':>8}  samples/s, runs")
+print(f"{'workload':10} {'old median':>12} {'new median':>12} {'new/old':>8}  samples/s, runs")
 for workload, by_tag in rates.items():
     o, n = statistics.median(by_tag["old"]), statistics.median(by_tag["new"])
-    print(f"{workload:8} {o:12.0f} {n:12.0f} {n / o:8.3f}  {len(by_tag['old'])}+{len(by_tag['new'])}")
+    print(f"{workload:10} {o:12.0f} {n:12.0f} {n / o:8.3f}  {len(by_tag['old'])}+{len(by_tag['new'])}")
 EOF
 echo "files: $out"
