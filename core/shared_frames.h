@@ -3,7 +3,7 @@
 // Over TCP loopback a step's pull reply and gradients (megabytes each) are copied four times:
 // into the sender's socket buffer, out of it into the receiver's, and by ZeroMQ on both sides;
 // on two cores those copies, not the math, set the pace of a one-host mpirun job. Once
-// Enable(true) is called, Frame::Allocate places large frames (more than 256 KiB, the frame
+// Enable(true) is called, Frame::Allocate places large frames (more than 64 KiB, the frame
 // cache's blocks) in memfd-backed shared memory. A ZmqTransport with `shared_memory` set then
 // sends such a frame as a descriptor (the sender's pid, the block's fd, inode and id) instead of
 // its bytes; the receiver maps the block read-only through /proc/<pid>/fd/<fd> and hands the

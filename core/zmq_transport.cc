@@ -82,6 +82,9 @@ StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
       SetKey(t->router_, ZMQ_CURVE_SECRETKEY, t->keys_->secret_key);
       t->router_.set(zmq::sockopt::zap_domain, "tessera");
     }
+    // A connection that has not completed its handshake within 10 s is closed (members take
+    // milliseconds), so silent connections from strangers do not pile up.
+    t->router_.set(zmq::sockopt::handshake_ivl, 10000);
     t->router_.set(zmq::sockopt::rcvhwm, 0);
     t->router_.set(zmq::sockopt::sndhwm, 0);
     t->router_.set(zmq::sockopt::linger, 0);
@@ -162,6 +165,11 @@ void ZmqTransport::Stop() {
   ssize_t n = write(wake_fd_, &one, sizeof(one));
   (void)n;
   if (io_thread_.joinable()) io_thread_.join();
+  if (auth_failures_ > 0 || refused_ > 0) {
+    TS_LOG(WARNING) << "refused " << auth_failures_.load() << " connection(s) without a member's "
+                    << "key and " << refused_.load() << " message(s) not from their connection's "
+                    << "member (" << malformed_.load() << " malformed)";
+  }
   if (shared_sent_ > 0 || shared_received_ > 0) {
     TS_VLOG(1) << "shared-memory frames: sent " << shared_sent_.load() << ", received "
                << shared_received_.load();
