@@ -85,6 +85,18 @@ StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
     // A connection that has not completed its handshake within 10 s is closed (members take
     // milliseconds), so silent connections from strangers do not pile up.
     t->router_.set(zmq::sockopt::handshake_ivl, 10000);
+    // Failed handshakes are counted (the I/O thread drains the monitor); events past the
+    // monitor's queue are dropped, never waited for.
+    const char* kMonitor = "inproc://tessera.router.monitor";  // one per context
+    if (zmq_socket_monitor(t->router_.handle(), kMonitor,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+      throw zmq::error_t();
+    }
+    t->monitor_ = zmq::socket_t(t->context_, zmq::socket_type::pair);
+    t->monitor_.set(zmq::sockopt::linger, 0);
+    t->monitor_.connect(kMonitor);
     t->router_.set(zmq::sockopt::rcvhwm, 0);
     t->router_.set(zmq::sockopt::sndhwm, 0);
     t->router_.set(zmq::sockopt::linger, 0);
@@ -165,10 +177,11 @@ void ZmqTransport::Stop() {
   ssize_t n = write(wake_fd_, &one, sizeof(one));
   (void)n;
   if (io_thread_.joinable()) io_thread_.join();
-  if (auth_failures_ > 0 || refused_ > 0) {
+  if (auth_failures_ > 0 || refused_ > 0 || handshake_failures_ > 0) {
     TS_LOG(WARNING) << "refused " << auth_failures_.load() << " connection(s) without a member's "
-                    << "key and " << refused_.load() << " message(s) not from their connection's "
-                    << "member (" << malformed_.load() << " malformed)";
+                    << "key, " << handshake_failures_.load() << " failed handshake(s) and "
+                    << refused_.load() << " message(s) not from their connection's member ("
+                    << malformed_.load() << " malformed)";
   }
   if (shared_sent_ > 0 || shared_received_ > 0) {
     TS_VLOG(1) << "shared-memory frames: sent " << shared_sent_.load() << ", received "
@@ -353,6 +366,24 @@ bool ZmqTransport::SenderMatchesConnection(const std::vector<zmq::message_t>& pa
   return false;
 }
 
+void ZmqTransport::DrainMonitor() {
+  while (true) {
+    try {
+      zmq::message_t event;
+      if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+      while (event.more()) {
+        zmq::message_t rest;  // the ROUTER's own address
+        if (!monitor_.recv(rest, zmq::recv_flags::none)) break;
+        if (!rest.more()) break;
+      }
+      ++handshake_failures_;
+    } catch (const zmq::error_t& e) {
+      TS_LOG(ERROR) << "monitor receive failed: " << e.what();
+      return;
+    }
+  }
+}
+
 void ZmqTransport::ServeZap() {
   while (true) {
     std::vector<zmq::message_t> request;
@@ -496,10 +527,12 @@ void ZmqTransport::SendReleases() {
 }
 
 void ZmqTransport::IoLoop() {
-  zmq::pollitem_t items[3] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
+  // router, wake fd, monitor, and the ZAP handler under CURVE.
+  zmq::pollitem_t items[4] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                              {monitor_.handle(), 0, ZMQ_POLLIN, 0},
                               {zap_.handle(), 0, ZMQ_POLLIN, 0}};
-  const int num_items = zap_.handle() != nullptr ? 3 : 2;
+  const int num_items = zap_.handle() != nullptr ? 4 : 3;
   std::deque<Outgoing> batch;
   while (true) {
     try {
@@ -523,7 +556,8 @@ void ZmqTransport::IoLoop() {
     for (Outgoing& out : batch) SendOne(out);
     batch.clear();
     // ZAP first: a handshake waiting for its answer holds back that peer's messages.
-    if (num_items == 3 && (items[2].revents & ZMQ_POLLIN)) ServeZap();
+    if (num_items == 4 && (items[3].revents & ZMQ_POLLIN)) ServeZap();
+    if (items[2].revents & ZMQ_POLLIN) DrainMonitor();
     if (items[0].revents & ZMQ_POLLIN) ReceiveAll();
     SendReleases();
     if (stopping) break;
@@ -535,6 +569,7 @@ void ZmqTransport::IoLoop() {
   // Flush: DEALERs linger up to linger_ms to deliver what is queued; the ROUTER does not.
   dealers_.clear();
   router_.close();
+  monitor_.close();
   if (zap_.handle() != nullptr) zap_.close();
 }
 

@@ -78,8 +78,12 @@ class ZmqTransport : public Transport {
 
   // Messages or frames that failed to decode since start (they are logged and dropped).
   int64_t malformed_messages() const { return malformed_.load(); }
-  // Connections the ZAP handler refused (unknown key, wrong mechanism) since creation.
+  // Connections the ZAP handler refused (a CURVE client whose key is no member's) since
+  // creation.
   int64_t auth_failures() const { return auth_failures_.load(); }
+  // Connections whose handshake failed before ZAP (another mechanism, a wrong server key,
+  // garbage instead of ZMTP) since Start, as the ROUTER's monitor reports them.
+  int64_t handshake_failures() const { return handshake_failures_.load(); }
   // Messages dropped because their Header.sender is not their connection's authenticated name,
   // or because a shared-frame descriptor was not one of the sender's blocks (not in
   // malformed_messages()).
@@ -111,6 +115,8 @@ class ZmqTransport : public Transport {
   void ReceiveAll();
   // Answers one ZAP request (I/O thread).
   void ServeZap();
+  // Counts the handshake failures the ROUTER's monitor reported (I/O thread).
+  void DrainMonitor();
   // Whether `parts` (routing id, header, ...) came from the node its header names; logs the
   // first refusal per routing id.
   bool SenderMatchesConnection(const std::vector<zmq::message_t>& parts,
@@ -126,8 +132,9 @@ class ZmqTransport : public Transport {
   const NodeId self_;
   const ZmqTransportOptions options_;
   zmq::context_t context_;
-  zmq::socket_t zap_;     // ZAP handler (REP; CURVE only); I/O thread only (after Start)
-  zmq::socket_t router_;  // I/O thread only (after Start)
+  zmq::socket_t zap_;      // ZAP handler (REP; CURVE only); I/O thread only (after Start)
+  zmq::socket_t router_;   // I/O thread only (after Start)
+  zmq::socket_t monitor_;  // PAIR: the ROUTER's handshake failures; I/O thread only
   std::optional<auth::KeyPair> keys_;          // this node's CURVE key pair (CURVE only)
   std::map<std::string, NodeId> member_keys_;  // public key (32 bytes) -> member
   std::set<std::string> logged_refusals_;      // I/O thread only: routing ids / addresses
@@ -143,7 +150,7 @@ class ZmqTransport : public Transport {
   bool stopping_ TS_GUARDED_BY(mu_) = false;
   std::map<NodeId, zmq::socket_t> dealers_;  // I/O thread only
   std::map<NodeId, int> peer_pids_ TS_GUARDED_BY(mu_);
-  std::atomic<int64_t> malformed_{0}, auth_failures_{0}, refused_{0};
+  std::atomic<int64_t> malformed_{0}, auth_failures_{0}, refused_{0}, handshake_failures_{0};
 
   const int pid_;
   std::shared_ptr<ReleaseQueue> releases_;

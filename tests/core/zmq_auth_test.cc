@@ -139,6 +139,7 @@ TEST_F(ZmqAuthTest, APeerWithoutAnyKeyCannotDeliver) {
   h.set_command(proto::COMMAND_ABORT);
   SendHeader(raw, h);
   EXPECT_FALSE(inbox_.PopFor(kQuiet).has_value());
+  EXPECT_GE(server_->handshake_failures(), 1);  // the NULL greeting, refused
 }
 
 TEST_F(ZmqAuthTest, AClientKeyThatIsNoMembersIsRefusedByZapAndCounted) {

@@ -16,6 +16,7 @@ the quiet run's. Before authentication the forged ABORT ended the job.
 """
 
 import os
+import re
 import stat
 import subprocess
 import time
@@ -121,6 +122,12 @@ def attacked_run(ctx, args, stranger):
     res = it.Result(cmd, job.returncode, stdout, stderr, 0)
     it.expect_exit(res, 0, "the attacked job")
     it.check("forged abort" not in stderr, "a forged ABORT reached a log:\n" + res.tail())
+    # The ranks saw the stranger: each transport sums up what it refused when it stops.
+    refusals = [line for line in stderr.splitlines() if "failed handshake(s)" in line]
+    for line in refusals:
+        print("  " + line)
+    it.check(any(re.search(r"refused \d+ connection\(s\)[^,]*, [1-9]\d* failed", line)
+                 for line in refusals), "no rank reports refusing the stranger's handshakes")
     return it.read_metrics(metrics)
 
 
