@@ -64,6 +64,7 @@ class ChildProcess {
   std::string ReadLine();
   // Waits for the child and returns its exit status (-1 if it did not exit normally).
   int Wait();
+  int pid() const { return pid_; }
 
  private:
   int pid_ = -1;

@@ -28,8 +28,8 @@ struct NetBenchOptions {
   double seconds = 2.0;         // per measurement
   int reps = 3;
   int server_threads = 1;  // shard threads of the Tessera server
-  // Comma-separated subset of stream,raw_pull,ps_pull,shm_pull,raw_push,raw_push_rounds,ps_push,
-  // shm_push ("" = all):
+  // Comma-separated subset of stream,raw_pull,ps_pull,shm_pull,curve_pull,raw_push,
+  // raw_push_rounds,ps_push,shm_push,curve_push ("" = all):
   // for profiling one phase.
   std::string only;
 };

@@ -1,13 +1,16 @@
 // Loopback pull/push throughput: a real tessera Server (ZmqTransport, its own process) driven by
 // PsClient, next to raw ZeroMQ moving the same bytes in the same request/reply shape, measured
-// alternately in the same run; and a second tessera server whose frames go through shared memory
-// (--shared-memory auto of a one-host job).
+// alternately in the same run; a second tessera server whose frames go through shared memory
+// (--shared-memory auto of a one-host job); and a third whose sockets are authenticated and
+// encrypted with CURVE (the default of a multi-process job; frames through the sockets).
 //
 // Raw ZeroMQ: the parent's DEALER talks to a child's ROUTER. Pull: request [cmd][keys], reply
 // [cmd][rows] with the rows sent zero-copy from one preallocated buffer (no lookup, no copy:
 // transport only). Push: request [cmd][keys][values] (both zero-copy), reply [cmd], with a
 // sliding window (the ceiling) and in rounds like PsClient's. Stream: the values frame one way
 // only, then one round trip to flush.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -65,14 +68,31 @@ int RawServerMain(int in_fd, int out_fd, size_t reply_bytes) {
   }
 }
 
-// The tessera server: one table (dim, Adagrad), one worker, shard map of one server. With
-// `shared`, large frames go through shared memory both ways (core/shared_frames.h).
-int PsServerMain(int in_fd, int out_fd, const NetBenchOptions& o, bool shared) {
-  shared_frames::Enable(shared);
+// The secret of the CURVE server and its client (fixed: the bench measures cost, not secrecy).
+auth::JobSecret BenchSecret() {
+  auth::JobSecret secret;
+  secret.bytes.fill(7);
+  return secret;
+}
+
+ZmqTransportOptions PsTransportOptions(bool shared, bool curve) {
   ZmqTransportOptions options;
   options.shared_memory = shared;
-  auto transport = ZmqTransport::Create(NodeId::Server(0), options);
+  if (curve) {
+    options.secret = BenchSecret();
+    options.members = {NodeId::Server(0), NodeId::Worker(0)};
+  }
+  return options;
+}
+
+// The tessera server: one table (dim, Adagrad), one worker, shard map of one server. With
+// `shared`, large frames go through shared memory both ways (core/shared_frames.h); with
+// `curve`, the sockets use CURVE.
+int PsServerMain(int in_fd, int out_fd, const NetBenchOptions& o, bool shared, bool curve) {
+  shared_frames::Enable(shared);
+  auto transport = ZmqTransport::Create(NodeId::Server(0), PsTransportOptions(shared, curve));
   if (!transport.ok()) return 1;
+  (*transport)->SetPeerPid(NodeId::Worker(0), static_cast<int>(getppid()));
   RpcNode rpc(transport->get());
   server::ServerOptions so;
   server::TableOptions t;
@@ -190,8 +210,9 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   const size_t value_bytes = static_cast<size_t>(o.keys) * o.dim * sizeof(float);
   // Children first: fork() before this process has any thread or ZeroMQ context.
   ChildProcess raw_server([&](int in, int out) { return RawServerMain(in, out, value_bytes); });
-  ChildProcess ps_server([&](int in, int out) { return PsServerMain(in, out, o, false); });
-  ChildProcess shm_server([&](int in, int out) { return PsServerMain(in, out, o, true); });
+  ChildProcess ps_server([&](int in, int out) { return PsServerMain(in, out, o, false, false); });
+  ChildProcess shm_server([&](int in, int out) { return PsServerMain(in, out, o, true, false); });
+  ChildProcess curve_server([&](int in, int out) { return PsServerMain(in, out, o, false, true); });
   const std::string raw_endpoint = raw_server.ReadLine();
 
   // Keys: a shuffled key space cut into requests of `keys` unique keys each.
@@ -220,14 +241,13 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   const ShardMap shard_map = ShardMap::Even(1, 1);
   TableLayout layout;
   layout.dims = {o.dim};
-  auto connect = [&](PsSide& side, ChildProcess& server, bool shared) {
+  auto connect = [&](PsSide& side, ChildProcess& server, bool shared, bool curve) {
     side.shared = shared;
     const std::string endpoint = server.ReadLine();
-    ZmqTransportOptions options;
-    options.shared_memory = shared;
-    auto transport = ZmqTransport::Create(NodeId::Worker(0), options);
+    auto transport = ZmqTransport::Create(NodeId::Worker(0), PsTransportOptions(shared, curve));
     Check(transport.status(), "worker transport");
     side.transport = std::move(*transport);
+    side.transport->SetPeerPid(NodeId::Server(0), server.pid());
     Check(side.transport->AddPeer(NodeId::Server(0), endpoint), "add peer");
     server.WriteLine(side.transport->endpoint());
     if (server.ReadLine() != "ready") return false;
@@ -237,8 +257,11 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
                                                  std::chrono::seconds(120));
     return true;
   };
-  PsSide tcp, shm;
-  if (!connect(tcp, ps_server, false) || !connect(shm, shm_server, true)) return false;
+  PsSide tcp, shm, curve;
+  if (!connect(tcp, ps_server, false, false) || !connect(shm, shm_server, true, false) ||
+      !connect(curve, curve_server, false, true)) {
+    return false;
+  }
   std::vector<worker::BatchPlan> plans;
   for (size_t r = 0; r < num_requests; ++r) {
     std::vector<std::vector<uint64_t>> unique(1);
@@ -258,7 +281,7 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
     side.pulls.pop_front();
   };
   // Every row of the key space is created here, before anything is timed.
-  for (PsSide* side : {&tcp, &shm}) {
+  for (PsSide* side : {&tcp, &shm, &curve}) {
     auto warm = Clock::now();
     for (size_t r = 0; r < plans.size(); ++r) {
       ps_send_pull(*side);
@@ -338,7 +361,8 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
     phase.server_cpu += CpuSecondsOf(server) - server0;
     phase.requests += completed - done0;
   };
-  Phase stream, raw_pull, ps_pull, shm_pull, raw_push, raw_push_round, ps_push, shm_push;
+  Phase stream, raw_pull, ps_pull, shm_pull, curve_pull, raw_push, raw_push_round, ps_push,
+      shm_push, curve_push;
   auto pull_phase = [&](PsSide& side) {
     return SlidingWindow(
         o.depth, o.seconds, [&] { ps_send_pull(side); },
@@ -369,6 +393,9 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
     }
     if (wanted("ps_pull")) run_phase(ps_pull, ps_server, [&] { return pull_phase(tcp); });
     if (wanted("shm_pull")) run_phase(shm_pull, shm_server, [&] { return pull_phase(shm); });
+    if (wanted("curve_pull")) {
+      run_phase(curve_pull, curve_server, [&] { return pull_phase(curve); });
+    }
     if (wanted("raw_push")) {
       run_phase(raw_push, raw_server, [&] {
         return SlidingWindow(
@@ -380,13 +407,17 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
     }
     if (wanted("ps_push")) run_phase(ps_push, ps_server, [&] { return push_phase(tcp); });
     if (wanted("shm_push")) run_phase(shm_push, shm_server, [&] { return push_phase(shm); });
+    if (wanted("curve_push")) {
+      run_phase(curve_push, curve_server, [&] { return push_phase(curve); });
+    }
   }
   raw_server.WriteLine("bye");
   ps_server.WriteLine("bye");
   shm_server.WriteLine("bye");
+  curve_server.WriteLine("bye");
   raw.Send('Q');
   raw.Receive();
-  for (PsSide* side : {&tcp, &shm}) {
+  for (PsSide* side : {&tcp, &shm, &curve}) {
     Message shutdown;
     shutdown.header.set_command(proto::COMMAND_SHUTDOWN);
     Check(side->rpc->CallAndWait(NodeId::Server(0), std::move(shutdown), std::chrono::seconds(60))
@@ -396,9 +427,11 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   }
   const std::string server_stats = ps_server.ReadLine();
   const std::string shm_stats = shm_server.ReadLine();
+  const std::string curve_stats = curve_server.ReadLine();
   const int raw_exit = raw_server.Wait();
   const int ps_exit = ps_server.Wait();
   const int shm_exit = shm_server.Wait();
+  const int curve_exit = curve_server.Wait();
   const int64_t shared_sent = shm.transport->shared_frames_sent();
   const int64_t shared_received = shm.transport->shared_frames_received();
 
@@ -449,6 +482,13 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
   row("tessera PS push (PsClient, rounds)", ps_push, &raw_push, "ps_push");
   row("tessera PS pull, shared memory", shm_pull, &raw_pull, "shm_pull");
   row("tessera PS push, shared memory", shm_push, &raw_push, "shm_push");
+  row("tessera PS pull, CURVE", curve_pull, &raw_pull, "curve_pull");
+  row("tessera PS push, CURVE (rounds)", curve_push, &raw_push, "curve_push");
+  if (ps_pull.rate.Median() > 0 && curve_pull.rate.Median() > 0) {
+    std::printf("   CURVE / plain: pull %.3f, push %.3f (requests/s, medians)\n",
+                curve_pull.rate.Median() / ps_pull.rate.Median(),
+                ps_push.rate.Median() > 0 ? curve_push.rate.Median() / ps_push.rate.Median() : 0);
+  }
   std::printf(
       "   CPU/req: CPU time of all threads of that process per request (client: this "
       "process; server: the child)\n");
@@ -456,9 +496,12 @@ bool RunNetBench(const NetBenchOptions& o, JsonLines* json) {
       "   shared memory: the client's transport and the server's pass frames of >= 64 KiB as "
       "descriptors of memfd blocks (this client sent %lld, received %lld)\n",
       static_cast<long long>(shared_sent), static_cast<long long>(shared_received));
-  std::printf("   server: %s; shared-memory server: %s; exit status raw %d, tessera %d, %d\n",
-              server_stats.c_str(), shm_stats.c_str(), raw_exit, ps_exit, shm_exit);
-  return raw_exit == 0 && ps_exit == 0 && shm_exit == 0;
+  std::printf(
+      "   server: %s; shared-memory server: %s; CURVE server: %s; exit status raw %d, tessera "
+      "%d, %d, %d\n",
+      server_stats.c_str(), shm_stats.c_str(), curve_stats.c_str(), raw_exit, ps_exit, shm_exit,
+      curve_exit);
+  return raw_exit == 0 && ps_exit == 0 && shm_exit == 0 && curve_exit == 0;
 }
 
 }  // namespace tessera::bench

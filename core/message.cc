@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/escape.h"
 #include "core/mutex.h"
 #include "core/shared_frames.h"
 
@@ -20,10 +21,13 @@ namespace {
 // fresh one for the next step, whose first touch page-faults and zeroes every 4 KiB page: perf
 // put 11 % of an in-process MF run in the kernel's clear_page. Blocks come in power-of-two sizes
 // so that the next step's slightly different size finds one; at most kMaxCachedBytes are kept.
+// From 64 KiB up (the transport's shared_min_bytes): under mpirun on one host such frames go as
+// shared-memory descriptors, so a step's key frames (a few hundred KiB) are not copied and,
+// with CURVE, not encrypted either (CURVE copies and encrypts every byte it sends).
 class BlockCache {
  public:
-  static constexpr size_t kMinBytes = size_t{256} << 10;  // smaller blocks: the allocator's
-  static constexpr size_t kMaxBytes = size_t{1} << 30;    // larger ones: not cached
+  static constexpr size_t kMinBytes = size_t{64} << 10;  // smaller blocks: the allocator's
+  static constexpr size_t kMaxBytes = size_t{1} << 30;   // larger ones: not cached
   static constexpr size_t kMaxCachedBytes = size_t{256} << 20;
 
   static bool Caches(size_t bytes) { return bytes > kMinBytes && bytes <= kMaxBytes; }
@@ -71,7 +75,7 @@ class BlockCache {
   }
 
  private:
-  static constexpr int kClasses = 13;  // kMinBytes << 12 == kMaxBytes
+  static constexpr int kClasses = 15;  // kMinBytes << 14 == kMaxBytes
   Mutex mu_;
   std::vector<void*> free_[2][kClasses] TS_GUARDED_BY(mu_);  // [shared][class]
   size_t cached_bytes_ TS_GUARDED_BY(mu_) = 0;
@@ -126,7 +130,7 @@ std::string Message::DebugString() const {
   for (size_t i = 0; i < frames.size(); ++i) out << (i ? " " : "") << frames[i].size() << " B";
   out << "]";
   if (header.status_code() != 0)
-    out << " status " << header.status_code() << " " << header.status_message();
+    out << " status " << header.status_code() << " " << EscapeUntrusted(header.status_message());
   return out.str();
 }
 

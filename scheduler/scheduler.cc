@@ -93,8 +93,9 @@ void Scheduler::HandleRegister(Message&& request) {
     return;
   }
   if (!body.endpoint().empty()) (void)rpc_->transport().AddPeer(id, body.endpoint());
-  TS_LOG(INFO) << id.ToString() << " joined from " << body.host() << " (pid " << body.pid()
-               << (body.endpoint().empty() ? "" : ", " + body.endpoint()) << ")";
+  TS_LOG(INFO) << id.ToString() << " joined from " << EscapeUntrusted(body.host()) << " (pid "
+               << body.pid()
+               << (body.endpoint().empty() ? "" : ", " + EscapeUntrusted(body.endpoint())) << ")";
   register_requests_.push_back(std::move(request));
   if (static_cast<int>(registered_.size()) < options_.num_servers + options_.num_workers) return;
 

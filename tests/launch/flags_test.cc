@@ -96,6 +96,27 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
 
 // The CUDA kernels have a deterministic mode (no float atomics), so the pair is a valid request,
 // not one that would silently train with atomics. Whether a device exists is checked at start-up.
+TEST_F(FlagsTest, AuthKeyAndInsecureAreKeptAndExcludeEachOther) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--auth-key", "/some/job.key"}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(o.auth_key_path, "/some/job.key");
+  EXPECT_FALSE(o.insecure);
+  TrainOptions insecure;
+  ASSERT_TRUE(Parse({"--train", train_, "--insecure"}, &insecure).run);
+  EXPECT_TRUE(insecure.insecure);
+  TrainOptions both;
+  out = Parse({"--train", train_, "--insecure", "--auth-key", "k"}, &both);
+  EXPECT_FALSE(out.run);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("exclude each other"), std::string::npos) << out.text;
+  std::string key_out;
+  out = ParseKeygenOptions({}, &key_out);
+  EXPECT_EQ(out.exit_code, 2);  // --out is required
+  ASSERT_TRUE(ParseKeygenOptions({"--out", "k"}, &key_out).run);
+  EXPECT_EQ(key_out, "k");
+}
+
 TEST_F(FlagsTest, DeterministicIsAcceptedWithDeviceCuda) {
   TrainOptions o;
   ParseOutcome out = Parse({"--train", train_, "--deterministic", "--device", "cuda"}, &o);
