@@ -12,6 +12,8 @@ again; the last start must finish with exit 0. Then
     uninterrupted run reported (recovery_test.compare_to_reference), and
   - `tessera export` of its final checkpoint equals, file by file and byte by byte, the export of
     the uninterrupted run's final checkpoint (model.json up to the checkpoint's path).
+When a kill's delay carries it past the final checkpoint, the last start resumes a finished run:
+it must exit 0 without writing metrics (issue 14, point 5), and its export is compared.
 The uninterrupted run is one process (--deterministic runs are bit-identical across launchers:
 determinism_test.py). Every choice of a trial comes from random.Random(f"{seed}/{trial}"), so a
 failing trial is reproduced with --seed S --first-trial T --trials 1 (timing can still move a
@@ -120,21 +122,26 @@ def run_trial(ctx, models, seed, trial):
         metrics = ctx.path(f"trial-{trial}-start-{start}.jsonl")
         cmd = [ctx.mpiexec, "-np", RANKS, ctx.tessera] + model.job_args(ckpt, metrics)
         last = start == kills
+        resumed_from = recovery_test.latest_step(ckpt)
         with recovery_test.Job(ctx, cmd, f"trial-{trial}-start-{start}", mpi=True) as job:
             if not last:
                 # The newest checkpoint must move on by at least one interval between kills, and
-                # the last kill lands well before the final checkpoint.
+                # the kills are drawn well before the final checkpoint (the delay may still carry
+                # one past it: then the last start resumes a finished run).
                 high = model.total_steps - 4 * EVERY
                 target = rng.randrange(min(floor, high - 1), high)
                 victim = rng.randrange(RANKS)
                 delay_s = rng.randrange(0, 300) / 1000
+                pids = recovery_test.wait_for(
+                    f"all {RANKS} ranks", lambda: (lambda p: p if len(p) == RANKS else None)(
+                        recovery_test.rank_pids(ckpt)), job, LIMIT_S)
                 recovery_test.wait_for(f"a checkpoint at step >= {target}",
                                        lambda: recovery_test.latest_step(ckpt) >= target, job,
                                        LIMIT_S)
                 time.sleep(delay_s)
-                pids = recovery_test.rank_pids(ckpt)
-                if victim not in pids or job.proc.poll() is not None:
-                    return False, f"{tag}: the job ended before the kill (exit {job.proc.poll()})"
+                if job.proc.poll() is not None:
+                    return False, (f"{tag}: the job ended (exit {job.proc.returncode}) before the "
+                                   f"kill at checkpoint >= {target} + {int(delay_s * 1000)} ms")
                 os.kill(pids[victim], signal.SIGKILL)
                 status = job.wait(LIMIT_S)
                 at = recovery_test.latest_step(ckpt)
@@ -149,12 +156,22 @@ def run_trial(ctx, models, seed, trial):
                     return False, (f"{tag}: the last start exited {status} after "
                                    f"{'; '.join(story)}\n{job.tail()}")
                 text = job.text()
-    if not it.grep(r"resuming from .*step-\d+", text):
-        return False, f"{tag}: the last start did not resume from a checkpoint\n{text[-3000:]}"
-    try:
-        recovery_test.compare_to_reference(tag, metrics, model.reference)
-    except it.TestFailure as e:
-        return False, f"{tag}: {'; '.join(story)}: {e}"
+    if resumed_from == model.total_steps:
+        # Killed after its final checkpoint: the last start resumes a finished run, which says
+        # so, exits 0 and writes no metrics (issue 14, point 5).
+        records = it.read_metrics(metrics) if os.path.exists(metrics) else []
+        if records:
+            return False, (f"{tag}: {'; '.join(story)}: resuming the finished run wrote "
+                           f"metrics {records}")
+        story.append("the last start resumed the finished run and wrote no metrics")
+    else:
+        if not it.grep(r"resuming from .*step-\d+", text):
+            return False, (f"{tag}: the last start did not resume from a checkpoint\n"
+                           f"{text[-3000:]}")
+        try:
+            recovery_test.compare_to_reference(tag, metrics, model.reference)
+        except it.TestFailure as e:
+            return False, f"{tag}: {'; '.join(story)}: {e}"
     diffs = exports_differ(export(ctx, ckpt, f"trial-{trial}"), model.export)
     if diffs:
         return False, f"{tag}: {'; '.join(story)}: the exports differ: {diffs}"
@@ -172,7 +189,10 @@ def test(ctx):
     start = time.monotonic()
     for trial in range(a.first_trial, a.first_trial + a.trials):
         t0 = time.monotonic()
-        ok, line = run_trial(ctx, models, seed, trial)
+        try:
+            ok, line = run_trial(ctx, models, seed, trial)
+        except it.TestFailure as e:
+            ok, line = False, f"trial {trial} (seed {seed}): {e}"
         results.append((ok, line))
         print(f"{'OK' if ok else 'FAILED'} ({time.monotonic() - t0:.0f} s) {line}", flush=True)
     failed = [line for ok, line in results if not ok]

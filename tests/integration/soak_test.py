@@ -18,8 +18,8 @@ of mpirun must stay flat: the largest sample of the last third at most RSS_BOUND
 largest of the first third (tables, connections and allocator pools are in place by then).
 
 Options: --model mf|deepfm, --epochs N (the length of the soak), --rate R (stranger messages per
-second; 0: no stranger, to measure a quiet job), --curve/--raw/--forged/--node-ids (the mix of
-the flood), --seed N. The stranger's seed is printed; TESSERA_IT_SEED picks another.
+second; 0: no stranger, to measure a quiet job), --curve/--raw/--forged/--node-ids/--forge (the
+mix of the flood), --seed N. The stranger's seed is printed; TESSERA_IT_SEED picks another.
 """
 
 import concurrent.futures
@@ -185,6 +185,8 @@ def test(ctx):
                             "--max-clock", total_steps, "--curve", a.curve, "--raw", a.raw,
                             "--forged", a.forged, "--node-ids", a.node_ids, "--pids",
                             ",".join(str(p) for p in pids.values())]
+            if a.forge:
+                stranger_cmd += ["--forge", a.forge]
             for port in sorted(ports):
                 stranger_cmd += ["--endpoint", f"tcp://127.0.0.1:{port}"]
             stranger_cmd = [str(c) for c in stranger_cmd]
@@ -255,6 +257,8 @@ def add_args(p):
                    help="fraction of its messages that are forged Tessera messages")
     p.add_argument("--node-ids", type=float, default=0.5,
                    help="fraction of its connections whose routing id names a node (worker:0)")
+    p.add_argument("--forge", default="",
+                   help="kinds of forged message (tools/stranger.cc --forge; default: all)")
     p.add_argument("--seed", type=int, default=SOAK_SEED)
     p.add_argument("--limit", type=int, default=600, help="seconds the soaked job may take")
 

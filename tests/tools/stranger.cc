@@ -11,15 +11,20 @@
 //
 //   tessera_stranger --endpoint tcp://127.0.0.1:PORT [--endpoint ...] --seconds S --seed N
 //                    [--pids P,P,...] [--max-clock N] [--rate MSGS_PER_S] [--curve FRACTION]
-//                    [--raw FRACTION] [--forged FRACTION]
+//                    [--raw FRACTION] [--forged FRACTION] [--node-ids FRACTION]
+//                    [--forge
+//                    push,pull,reply,abort,signal,control,checkpoint,register,release,shared]
 //
 // It never blocks on a peer (every send is non-blocking, sockets linger 0) and on SIGTERM or the
 // end of the time prints one line of counts and exits 0.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -32,6 +37,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 #include <zmq.hpp>
 
@@ -49,18 +55,29 @@ struct Options {
   uint64_t seed = 1;
   std::vector<int> pids;
   int64_t max_clock = 1000;
-  double rate = 2000;   // messages (or raw connections) per second, all kinds together
-  double curve = 0.5;   // fraction of ZeroMQ connections that use CURVE
-  double raw = 0.1;     // fraction of attempts that are raw TCP garbage
-  double forged = 0.6;  // fraction that are forged Tessera messages (the rest: random ZMTP)
+  double rate = 2000;     // messages (or raw connections) per second, all kinds together
+  double curve = 0.5;     // fraction of ZeroMQ connections that use CURVE
+  double raw = 0.1;       // fraction of attempts that are raw TCP garbage
+  double forged = 0.6;    // fraction that are forged Tessera messages (the rest: random ZMTP)
   double node_ids = 0.5;  // fraction of ZeroMQ connections whose routing id is a node's name
+  // Kinds of forged message (Stranger::Forged): all by default, or those named by --forge.
+  std::vector<int> forge_kinds = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
 };
+
+// --forge names -> the kinds Stranger::Forged draws from (push and shared weigh double).
+const std::map<std::string, std::vector<int>>& ForgeNames() {
+  static const auto* names = new std::map<std::string, std::vector<int>>{
+      {"push", {0, 1}}, {"pull", {2}},       {"reply", {3}},      {"abort", {4}},
+      {"signal", {5}},  {"control", {6}},    {"checkpoint", {7}}, {"register", {8}},
+      {"release", {9}}, {"shared", {10, 11}}};
+  return *names;
+}
 
 [[noreturn]] void Usage(const std::string& error) {
   std::fprintf(stderr,
                "tessera_stranger: %s\nusage: tessera_stranger --endpoint tcp://HOST:PORT ... "
                "--seconds S --seed N [--pids P,P] [--max-clock N] [--rate R] [--curve F] [--raw F] "
-               "[--forged F]\n",
+               "[--forged F] [--node-ids F] [--forge KIND,...]\n",
                error.c_str());
   std::exit(2);
 }
@@ -90,6 +107,16 @@ Options Parse(int argc, char** argv) {
       o.rate = std::stod(value);
     } else if (flag == "--curve") {
       o.curve = std::stod(value);
+    } else if (flag == "--forge") {
+      o.forge_kinds.clear();
+      for (size_t at = 0; at < value.size();) {
+        size_t comma = value.find(',', at);
+        if (comma == std::string::npos) comma = value.size();
+        auto it = ForgeNames().find(value.substr(at, comma - at));
+        if (it == ForgeNames().end()) Usage("unknown --forge kind " + value.substr(at, comma - at));
+        o.forge_kinds.insert(o.forge_kinds.end(), it->second.begin(), it->second.end());
+        at = comma + 1;
+      }
     } else if (flag == "--node-ids") {
       o.node_ids = std::stod(value);
     } else if (flag == "--raw") {
@@ -202,27 +229,56 @@ class Stranger {
     return s;
   }
 
+  // (fd, inode, size) of an open file of `pid`: a memfd when it has one, else any descriptor
+  // (a pipe, a socket, a library), else a made-up one.
+  std::tuple<int, uint64_t, uint64_t> PickDescriptor(int pid) {
+    std::vector<std::tuple<int, uint64_t, uint64_t>> memfds, others;
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    if (DIR* d = opendir(dir.c_str())) {
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const std::string path = dir + "/" + e->d_name;
+        struct stat st;
+        char link[256] = {0};
+        if (stat(path.c_str(), &st) != 0) continue;
+        const ssize_t n = readlink(path.c_str(), link, sizeof(link) - 1);
+        const bool memfd = n > 0 && std::strncmp(link, "/memfd:", 7) == 0;
+        (memfd ? memfds : others)
+            .emplace_back(std::atoi(e->d_name), static_cast<uint64_t>(st.st_ino),
+                          std::max<uint64_t>(4096, static_cast<uint64_t>(st.st_size)));
+      }
+      closedir(d);
+    }
+    if (!memfds.empty() && Chance(0.8)) return memfds[Uniform(memfds.size())];
+    if (!others.empty()) return others[Uniform(others.size())];
+    return {static_cast<int>(Uniform(64)), Uniform(1u << 20), 4096};
+  }
+
   // A well-formed Tessera message a stranger should never get applied.
   Parts Forged() {
     ++forged_;
     tessera::proto::Header h;
     SetNode(h.mutable_sender());
-    h.set_request_id(Uniform(64));
+    // Request ids count up per node, a few per step: a forged reply may complete a pending one.
+    h.set_request_id(Uniform(4 * static_cast<uint64_t>(o_.max_clock) + 64));
     h.set_clock(static_cast<int64_t>(Uniform(static_cast<uint64_t>(o_.max_clock) + 1)));
     h.set_dtype(tessera::proto::DTYPE_FLOAT32);
     h.set_shard_map_version(Uniform(3));
     Parts parts(1);
     std::string body;
-    const int what = static_cast<int>(Uniform(12));
+    const int what = o_.forge_kinds[Uniform(o_.forge_kinds.size())];
     if (what <= 3) {
       // PUSH or PULL (or a reply to one) of real-looking keys: MF users and items, CTR hashes.
       const bool push = what <= 1;
       h.set_command(push ? tessera::proto::COMMAND_PUSH : tessera::proto::COMMAND_PULL);
       h.set_is_reply(what == 3);
-      const size_t keys = 1 + Uniform(64);
-      const size_t row_floats = 1 + Uniform(33);
+      // Few keys (every key must belong to the receiving server) and the row sizes of the
+      // usual models (MF: dim + 1; CTR: emb-dim, 1), else any.
+      const size_t keys = Chance(0.5) ? 1 : 1 + Uniform(64);
+      const size_t kRowFloats[] = {1, 8, 9, 16, 17, 32, 33, 64, 65};
+      const size_t row_floats = Chance(0.8) ? kRowFloats[Uniform(9)] : 1 + Uniform(128);
       auto* t = h.add_tables();
-      t->set_table_id(static_cast<uint32_t>(Uniform(3)));
+      t->set_table_id(static_cast<uint32_t>(Uniform(Chance(0.9) ? 2 : 4)));
       t->set_num_keys(keys);
       std::string key_frame(keys * sizeof(uint64_t), '\0');
       for (size_t i = 0; i < keys; ++i) {
@@ -271,8 +327,9 @@ class Stranger {
       h.set_command(tessera::proto::COMMAND_RELEASE);
       body = RandomBytes(8 * Uniform(8));
     } else {
-      // A PUSH whose gradients "lie in the sender's shared memory": descriptors naming a
-      // descriptor of one of the job's own processes (or of this one), any block id and inode.
+      // A PUSH whose gradients "lie in the sender's shared memory": a descriptor naming an open
+      // file of one of the job's processes (or of this one), with the inode and size a stranger
+      // reads from /proc/PID/fd (memfd blocks preferred), any block id.
       h.set_command(tessera::proto::COMMAND_PUSH);
       const int pid = o_.pids.empty() || Chance(0.2) ? getpid() : o_.pids[Uniform(o_.pids.size())];
       h.set_sender_pid(pid);
@@ -284,12 +341,15 @@ class Stranger {
       auto* d = h.add_shared_frames();
       d->set_frame_index(1);
       d->set_token(rng_());
-      d->set_fd(static_cast<int>(Uniform(64)));
+      const auto [fd, inode, bytes] = PickDescriptor(pid);
+      d->set_fd(fd);
       d->set_block_id(Uniform(8));
-      d->set_inode(Chance(0.5) ? 0 : Uniform(1u << 20));
-      d->set_block_bytes(1u << (12 + Uniform(10)));
+      d->set_inode(inode);
+      d->set_block_bytes(bytes);
       d->set_offset(0);
-      d->set_size(Uniform(2) == 0 ? 4 : 64);
+      // One row of table 0 of the usual models (MF dim 32: 33 floats; CTR emb-dim 8, 16).
+      const uint64_t kRowBytes[] = {33 * 4, 8 * 4, 9 * 4, 16 * 4, 17 * 4, 4};
+      d->set_size(std::min<uint64_t>(bytes, kRowBytes[Uniform(6)]));
     }
     if (!body.empty() || h.command() == tessera::proto::COMMAND_RELEASE) parts.push_back(body);
     parts[0] = h.SerializeAsString();
