@@ -4,7 +4,7 @@
 A --deterministic job of 1 scheduler, 2 servers and 4 workers runs under mpirun. Once every rank
 is up, the test finds the job's ZeroMQ ports (the listening TCP sockets owned by the ranks:
 socket inodes of /proc/PID/fd matched against /proc/net/tcp, kept when they answer with a ZMTP
-greeting) and starts tessera_stranger (tests/tools/stranger.cc) on them until the job ends:
+greeting) and starts tessera_soak_stranger (tests/tools/stranger.cc) on them until the job ends:
 random bytes over raw TCP, random multipart ZMTP messages and well-formed forged Tessera messages
 (headers claiming worker:0, a server or the scheduler; PUSH with any clock and huge or NaN
 gradients, forged replies, ABORT, SIGNAL, SHUTDOWN, CHECKPOINT, RELEASE, shared-frame
@@ -245,7 +245,7 @@ def test(ctx):
 
 
 def add_args(p):
-    p.add_argument("--stranger", required=True, help="path of tessera_stranger")
+    p.add_argument("--stranger", required=True, help="path of tessera_soak_stranger")
     p.add_argument("--model", choices=["mf", "deepfm"], default="mf")
     p.add_argument("--epochs", type=int, default=150, help="length of the soak")
     p.add_argument("--rate", type=float, default=1000, help="stranger messages per second")

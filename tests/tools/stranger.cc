@@ -1,4 +1,4 @@
-// tessera_stranger: a hostile process on the network of a Tessera job, for the soak test
+// tessera_soak_stranger: a hostile process on the network of a Tessera job, for the soak test
 // (tests/integration/soak_test.py). For a fixed time it floods the given ZeroMQ endpoints with
 //   raw     random bytes over plain TCP (sometimes after a valid ZMTP signature);
 //   zmtp    random multipart messages over ZMTP (random routing ids: control and non-UTF-8 bytes);
@@ -9,11 +9,11 @@
 // Each ZeroMQ connection uses the NULL mechanism or, with probability --curve, CURVE with a fresh
 // key pair and a server key that is not the job's. Sockets are recycled (connection churn).
 //
-//   tessera_stranger --endpoint tcp://127.0.0.1:PORT [--endpoint ...] --seconds S --seed N
-//                    [--pids P,P,...] [--max-clock N] [--rate MSGS_PER_S] [--curve FRACTION]
-//                    [--raw FRACTION] [--forged FRACTION] [--node-ids FRACTION]
-//                    [--forge
-//                    push,pull,reply,abort,signal,control,checkpoint,register,release,shared]
+//   tessera_soak_stranger --endpoint tcp://127.0.0.1:PORT [--endpoint ...] --seconds S --seed N
+//       (or --ports P1,P2,... [--host 127.0.0.1] in place of the endpoints)
+//       [--pids P,P,...] [--max-clock N] [--rate MSGS_PER_S] [--curve FRACTION]
+//       [--raw FRACTION] [--forged FRACTION] [--node-ids FRACTION]
+//       [--forge push,pull,reply,abort,signal,control,checkpoint,register,release,shared]
 //
 // It never blocks on a peer (every send is non-blocking, sockets linger 0) and on SIGTERM or the
 // end of the time prints one line of counts and exits 0.
@@ -74,22 +74,35 @@ const std::map<std::string, std::vector<int>>& ForgeNames() {
 }
 
 [[noreturn]] void Usage(const std::string& error) {
-  std::fprintf(stderr,
-               "tessera_stranger: %s\nusage: tessera_stranger --endpoint tcp://HOST:PORT ... "
-               "--seconds S --seed N [--pids P,P] [--max-clock N] [--rate R] [--curve F] [--raw F] "
-               "[--forged F] [--node-ids F] [--forge KIND,...]\n",
-               error.c_str());
+  std::fprintf(
+      stderr,
+      "tessera_soak_stranger: %s\nusage: tessera_soak_stranger --endpoint tcp://HOST:PORT ... "
+      "(or --ports P,P [--host H]) "
+      "--seconds S --seed N [--pids P,P] [--max-clock N] [--rate R] [--curve F] [--raw F] "
+      "[--forged F] [--node-ids F] [--forge KIND,...]\n",
+      error.c_str());
   std::exit(2);
 }
 
 Options Parse(int argc, char** argv) {
   Options o;
+  std::vector<std::string> ports;
+  std::string host = "127.0.0.1";
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) Usage(flag + " needs a value");
     const std::string value = argv[++i];
     if (flag == "--endpoint") {
       o.endpoints.push_back(value);
+    } else if (flag == "--ports") {  // with --host: the form of the auth test's stranger
+      for (size_t at = 0; at < value.size();) {
+        size_t comma = value.find(',', at);
+        if (comma == std::string::npos) comma = value.size();
+        ports.push_back(value.substr(at, comma - at));
+        at = comma + 1;
+      }
+    } else if (flag == "--host") {
+      host = value;
     } else if (flag == "--seconds") {
       o.seconds = std::stod(value);
     } else if (flag == "--seed") {
@@ -127,6 +140,7 @@ Options Parse(int argc, char** argv) {
       Usage("unknown flag " + flag);
     }
   }
+  for (const std::string& port : ports) o.endpoints.push_back("tcp://" + host + ":" + port);
   if (o.endpoints.empty()) Usage("no --endpoint");
   return o;
 }
@@ -422,7 +436,7 @@ int main(int argc, char** argv) {
   try {
     Stranger(options).Run();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tessera_stranger: %s\n", e.what());
+    std::fprintf(stderr, "tessera_soak_stranger: %s\n", e.what());
     return 1;
   }
   return 0;
