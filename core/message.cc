@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/escape.h"
 #include "core/mutex.h"
 #include "core/shared_frames.h"
 
@@ -126,7 +127,7 @@ std::string Message::DebugString() const {
   for (size_t i = 0; i < frames.size(); ++i) out << (i ? " " : "") << frames[i].size() << " B";
   out << "]";
   if (header.status_code() != 0)
-    out << " status " << header.status_code() << " " << header.status_message();
+    out << " status " << header.status_code() << " " << EscapeUntrusted(header.status_message());
   return out.str();
 }
 

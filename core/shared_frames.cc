@@ -66,6 +66,21 @@ std::atomic<uint64_t> next_block_id{1};
 // common). A step of a job uses a handful of blocks, which the frame cache hands out again.
 constexpr int64_t kMaxLiveBlocks = 256;
 
+// The name every block's memfd carries; a receiver maps only files of this name.
+constexpr char kMemfdName[] = "tessera-frame";
+
+// Whether `fd` (open in this process) is a memfd named kMemfdName: /proc shows it as
+// "/memfd:tessera-frame (deleted)".
+bool IsTesseraMemfd(int fd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char target[256];
+  const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+  if (n < 0) return false;
+  const std::string expected = std::string("/memfd:") + kMemfdName + " ";
+  return static_cast<size_t>(n) >= expected.size() &&
+         std::memcmp(target, expected.data(), expected.size()) == 0;
+}
+
 }  // namespace
 
 void Enable(bool on) { enabled.store(on); }
@@ -79,7 +94,7 @@ void* AllocateBlock(size_t bytes) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   bytes = (bytes + page - 1) / page * page;
   if (Blocks().size() >= kMaxLiveBlocks) return nullptr;
-  const int fd = memfd_create("tessera-frame", MFD_CLOEXEC);
+  const int fd = memfd_create(kMemfdName, MFD_CLOEXEC);
   if (fd < 0) return nullptr;
   struct stat st;
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0 || fstat(fd, &st) != 0) {
@@ -131,6 +146,11 @@ StatusOr<std::shared_ptr<const Mapping>> MappingCache::Map(const RemoteBlock& bl
     return Status::Unavailable("cannot open " + path + ": " + std::strerror(errno));
   }
   struct stat st;
+  if (!IsTesseraMemfd(fd)) {
+    close(fd);
+    return Status::InvalidArgument(path + " is not a Tessera shared block (not a memfd named " +
+                                   kMemfdName + ")");
+  }
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
       static_cast<uint64_t>(st.st_ino) != block.inode ||
       static_cast<uint64_t>(st.st_size) != block.bytes) {

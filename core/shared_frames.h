@@ -8,7 +8,9 @@
 // sends such a frame as a descriptor (the sender's pid, the block's fd, inode and id) instead of
 // its bytes; the receiver maps the block read-only through /proc/<pid>/fd/<fd> and hands the
 // bytes to its handler without a copy. The sender keeps the frame until the receiver says it has
-// dropped it (COMMAND_RELEASE).
+// dropped it (COMMAND_RELEASE). The receiver trusts a descriptor only as far as it can check it:
+// the pid must be the one its (authenticated) sender has (core/zmq_transport.h), and the file
+// must be a memfd named "tessera-frame" of the stated inode and size; the message names no path.
 //
 // Frames stay immutable: nobody writes to a block while a frame of it is alive, on either side.
 #pragma once
@@ -82,7 +84,8 @@ struct RemoteBlock {
 class MappingCache {
  public:
   explicit MappingCache(size_t max_bytes) : max_bytes_(max_bytes) {}
-  // Maps the block, checking that the descriptor names a memfd of the stated inode and size.
+  // Maps the block, checking that the descriptor names a Tessera memfd ("tessera-frame") of the
+  // stated inode and size.
   StatusOr<std::shared_ptr<const Mapping>> Map(const RemoteBlock& block);
   size_t cached_bytes() const { return cached_bytes_; }
 

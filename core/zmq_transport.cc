@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include "core/escape.h"
 #include "core/logging.h"
 
 namespace tessera {
@@ -32,6 +33,18 @@ struct SharedFrameRef {
   ~SharedFrameRef() { release(queue_owner.get(), sender, token); }
 };
 
+// At most this many routing ids / addresses are remembered for log-once (a flood of fresh ids
+// is counted, not logged).
+constexpr size_t kMaxLoggedRefusals = 256;
+
+std::string KeyBytes(const auth::Key& key) {
+  return std::string(reinterpret_cast<const char*>(key.data()), key.size());
+}
+
+void SetKey(zmq::socket_t& socket, int option, const auth::Key& key) {
+  if (zmq_setsockopt(socket.handle(), option, key.data(), key.size()) != 0) throw zmq::error_t();
+}
+
 }  // namespace
 
 void ZmqTransport::ReleaseQueue::Push(const NodeId& sender, uint64_t token) {
@@ -56,6 +69,19 @@ StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
                                                              const ZmqTransportOptions& options) {
   std::unique_ptr<ZmqTransport> t(new ZmqTransport(self, options));
   try {
+    if (options.secret) {
+      // The ZAP handler must be bound before the ROUTER accepts its first connection.
+      t->keys_ = auth::NodeKeyPair(*options.secret, self);
+      for (const NodeId& member : options.members) {
+        t->member_keys_[KeyBytes(auth::NodeKeyPair(*options.secret, member).public_key)] = member;
+      }
+      t->zap_ = zmq::socket_t(t->context_, zmq::socket_type::rep);
+      t->zap_.set(zmq::sockopt::linger, 0);
+      t->zap_.bind("inproc://zeromq.zap.01");
+      t->router_.set(zmq::sockopt::curve_server, true);
+      SetKey(t->router_, ZMQ_CURVE_SECRETKEY, t->keys_->secret_key);
+      t->router_.set(zmq::sockopt::zap_domain, "tessera");
+    }
     t->router_.set(zmq::sockopt::rcvhwm, 0);
     t->router_.set(zmq::sockopt::sndhwm, 0);
     t->router_.set(zmq::sockopt::linger, 0);
@@ -90,6 +116,11 @@ Status ZmqTransport::AddPeer(const NodeId& peer, const std::string& endpoint) {
   MutexLock lock(&mu_);
   peers_[peer] = endpoint;
   return OkStatus();
+}
+
+void ZmqTransport::SetPeerPid(const NodeId& peer, int pid) {
+  MutexLock lock(&mu_);
+  peer_pids_[peer] = pid;
 }
 
 Status ZmqTransport::Start(MessageHandler handler) {
@@ -149,6 +180,12 @@ zmq::socket_t* ZmqTransport::DealerFor(const NodeId& to) {
   dealer.set(zmq::sockopt::sndhwm, 0);
   dealer.set(zmq::sockopt::linger, options_.linger_ms);
   dealer.set(zmq::sockopt::routing_id, self_.ToString());
+  if (keys_) {
+    // The peer's server key derives from the secret: only a member holding it can answer.
+    SetKey(dealer, ZMQ_CURVE_SERVERKEY, auth::NodeKeyPair(*options_.secret, to).public_key);
+    SetKey(dealer, ZMQ_CURVE_PUBLICKEY, keys_->public_key);
+    SetKey(dealer, ZMQ_CURVE_SECRETKEY, keys_->secret_key);
+  }
   dealer.connect(endpoint);
   return &dealers_.emplace(to, std::move(dealer)).first->second;
 }
@@ -223,24 +260,40 @@ void ZmqTransport::ReceiveAll() {
     // parts[0] is the sender's routing id; parts[1] the header.
     if (parts.size() < 2) {
       ++malformed_;
-      TS_LOG(WARNING) << "dropped a message with " << parts.size() << " part(s): no header";
+      TS_LOG(WARNING) << "dropped a message of " << parts.size() << " part(s) from routing id \""
+                      << EscapeUntrusted(parts.empty() ? "" : parts[0].to_string_view())
+                      << "\": no header";
       continue;
     }
     Message message;
     Status s = DecodeProto(parts[1].data(), parts[1].size(), &message.header);
     if (!s.ok()) {
       ++malformed_;
-      TS_LOG(WARNING) << "dropped a message from " << parts[0].to_string() << ": " << s.message();
+      TS_LOG(WARNING) << "dropped a message from routing id \""
+                      << EscapeUntrusted(parts[0].to_string_view()) << "\": " << s.message();
       continue;
     }
-    if (message.header.command() == proto::COMMAND_RELEASE) {
-      auto from = NodeId::FromProto(message.header.sender());
-      if (!from.ok()) {
-        ++malformed_;
-        TS_LOG(WARNING) << "dropped a RELEASE from " << parts[0].to_string() << ": "
-                        << from.status().message();
+    if (!SenderMatchesConnection(parts, message.header)) continue;
+    if (message.header.shared_frames_size() > 0) {
+      int expected_pid = 0;
+      {
+        MutexLock lock(&mu_);
+        auto it = peer_pids_.find(*NodeId::FromProto(message.header.sender()));
+        if (it != peer_pids_.end()) expected_pid = it->second;
+      }
+      if (expected_pid == 0 || message.header.sender_pid() != expected_pid) {
+        ++refused_;
+        TS_LOG(WARNING) << "refused shared frames from "
+                        << NodeId::FromProto(message.header.sender())->ToString()
+                        << " (routing id \"" << EscapeUntrusted(parts[0].to_string_view())
+                        << "\"): they name pid " << message.header.sender_pid() << ", "
+                        << (expected_pid == 0 ? std::string("but that peer is not on this host")
+                                              : "not its pid " + std::to_string(expected_pid));
         continue;
       }
+    }
+    if (message.header.command() == proto::COMMAND_RELEASE) {
+      auto from = NodeId::FromProto(message.header.sender());  // checked above
       HandleRelease(*from, parts);
       continue;
     }
@@ -260,6 +313,85 @@ void ZmqTransport::ReceiveAll() {
       }
     }
     handler_(std::move(message));
+  }
+}
+
+bool ZmqTransport::SenderMatchesConnection(const std::vector<zmq::message_t>& parts,
+                                           const proto::Header& header) {
+  // The connection's name: the ZAP User-Id (the member whose key completed the CURVE handshake;
+  // libzmq attaches it to every frame after the routing id) or, under NULL, the routing id the
+  // peer chose for itself.
+  std::string connection;
+  if (keys_) {
+    const char* user_id = zmq_msg_gets(parts[1].handle(), "User-Id");
+    if (user_id != nullptr) connection = user_id;
+  } else {
+    connection = parts[0].to_string();
+  }
+  StatusOr<NodeId> claimed = NodeId::FromProto(header.sender());
+  if (claimed.ok() && !connection.empty() && claimed->ToString() == connection) return true;
+  ++refused_;
+  const std::string routing_id = parts[0].to_string();
+  if (logged_refusals_.size() < kMaxLoggedRefusals &&
+      logged_refusals_.insert("routing id " + routing_id).second) {
+    TS_LOG(WARNING) << "refused a message claiming to come from "
+                    << (claimed.ok() ? claimed->ToString() : "an invalid node id")
+                    << " on the connection of "
+                    << (connection.empty() ? std::string("an unnamed peer")
+                                           : EscapeUntrusted(connection))
+                    << " (routing id \"" << EscapeUntrusted(routing_id)
+                    << "\"); further refusals on it are only counted";
+  }
+  return false;
+}
+
+void ZmqTransport::ServeZap() {
+  while (true) {
+    std::vector<zmq::message_t> request;
+    try {
+      zmq::message_t part;
+      if (!zap_.recv(part, zmq::recv_flags::dontwait)) return;
+      request.push_back(std::move(part));
+      while (request.back().more()) {
+        zmq::message_t next;
+        if (!zap_.recv(next, zmq::recv_flags::none)) break;
+        request.push_back(std::move(next));
+      }
+    } catch (const zmq::error_t& e) {
+      TS_LOG(ERROR) << "ZAP receive failed: " << e.what();
+      return;
+    }
+    // RFC 27: version, request id, domain, address, routing id, mechanism, credentials...
+    std::string user_id;
+    if (request.size() >= 7 && request[0].to_string_view() == "1.0" &&
+        request[5].to_string_view() == "CURVE" && request[6].size() == auth::kKeyBytes) {
+      auto it = member_keys_.find(request[6].to_string());
+      if (it != member_keys_.end()) user_id = it->second.ToString();
+    }
+    if (user_id.empty()) {
+      ++auth_failures_;
+      const std::string address = request.size() > 3 ? request[3].to_string() : "";
+      if (logged_refusals_.size() < kMaxLoggedRefusals &&
+          logged_refusals_.insert("address " + address).second) {
+        TS_LOG(WARNING) << "refused a connection from " << EscapeUntrusted(address)
+                        << ": its key is not one of this job's members (further refusals from "
+                           "that address are only counted)";
+      }
+    }
+    try {
+      zap_.send(zmq::str_buffer("1.0"), zmq::send_flags::sndmore);
+      zap_.send(zmq::buffer(request.size() > 1 ? request[1].to_string() : std::string()),
+                zmq::send_flags::sndmore);
+      zap_.send(user_id.empty() ? zmq::str_buffer("400") : zmq::str_buffer("200"),
+                zmq::send_flags::sndmore);
+      zap_.send(
+          user_id.empty() ? zmq::str_buffer("not a member of this job") : zmq::str_buffer("OK"),
+          zmq::send_flags::sndmore);
+      zap_.send(zmq::buffer(user_id), zmq::send_flags::sndmore);
+      zap_.send(zmq::const_buffer(nullptr, 0), zmq::send_flags::none);
+    } catch (const zmq::error_t& e) {
+      TS_LOG(ERROR) << "ZAP reply failed: " << e.what();
+    }
   }
 }
 
@@ -356,12 +488,14 @@ void ZmqTransport::SendReleases() {
 }
 
 void ZmqTransport::IoLoop() {
-  zmq::pollitem_t items[2] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
-                              {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[3] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
+                              {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                              {zap_.handle(), 0, ZMQ_POLLIN, 0}};
+  const int num_items = zap_.handle() != nullptr ? 3 : 2;
   std::deque<Outgoing> batch;
   while (true) {
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      zmq::poll(items, num_items, std::chrono::milliseconds(-1));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       TS_LOG(ERROR) << "poll failed: " << e.what();
@@ -380,6 +514,8 @@ void ZmqTransport::IoLoop() {
     }
     for (Outgoing& out : batch) SendOne(out);
     batch.clear();
+    // ZAP first: a handshake waiting for its answer holds back that peer's messages.
+    if (num_items == 3 && (items[2].revents & ZMQ_POLLIN)) ServeZap();
     if (items[0].revents & ZMQ_POLLIN) ReceiveAll();
     SendReleases();
     if (stopping) break;
@@ -391,6 +527,7 @@ void ZmqTransport::IoLoop() {
   // Flush: DEALERs linger up to linger_ms to deliver what is queued; the ROUTER does not.
   dealers_.clear();
   router_.close();
+  if (zap_.handle() != nullptr) zap_.close();
 }
 
 }  // namespace tessera

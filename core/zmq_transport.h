@@ -11,17 +11,33 @@
 // receiving transport maps them, strips the descriptors, and tells the sender (COMMAND_RELEASE)
 // when its handler has dropped the last reference. Only for peers on the same host; a receiver
 // maps descriptors whatever its own option says.
+//
+// Authentication (with `secret`, the default of every multi-process job): the ROUTER is a CURVE
+// server and every DEALER a CURVE client; key pairs derive from the job secret and the NodeId
+// (core/auth.h). The transport's ZAP handler (a REP socket on inproc://zeromq.zap.01 of its own
+// context, served by the I/O thread) admits exactly the public keys of `members` and names each
+// connection by that member's NodeId (the ZAP User-Id); anything else is refused (status 400) and
+// counted in auth_failures(). Without a secret (--insecure) peers greet with the NULL mechanism
+// and a connection is named by the routing id its peer chose. Either way, a message whose
+// Header.sender is not its connection's name is dropped and counted in refused_messages(), and
+// shared-frame descriptors are mapped only when Header.sender_pid is the pid SetPeerPid gave for
+// that (authenticated) sender, and the block is a Tessera memfd of the stated inode and size.
+// Untrusted strings (routing ids, claimed senders, ZAP addresses) are escaped before a log.
 #pragma once
 
 #include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 #include <zmq.hpp>
 
+#include "core/auth.h"
 #include "core/mutex.h"
 #include "core/shared_frames.h"
 #include "core/transport.h"
@@ -36,6 +52,10 @@ struct ZmqTransportOptions {
   bool shared_memory = false;           // send frames in shared blocks by descriptor (one host)
   size_t shared_min_bytes = 64 << 10;   // ... when they are at least this large
   size_t mapping_cache_bytes = size_t{1} << 30;  // peers' blocks kept mapped for reuse
+  // CURVE: the job secret (nullopt: the NULL mechanism, no authentication) and the nodes the
+  // ZAP handler admits (their public keys derive from the secret). Must list every peer.
+  std::optional<auth::JobSecret> secret;
+  std::vector<NodeId> members;
 };
 
 class ZmqTransport : public Transport {
@@ -48,12 +68,22 @@ class ZmqTransport : public Transport {
   const NodeId& self() const override { return self_; }
   std::string endpoint() const override { return endpoint_; }
   Status AddPeer(const NodeId& peer, const std::string& endpoint) override;
+  // The process id of `peer` when it runs on this host (known from start-up, not from a
+  // message): shared-frame descriptors from `peer` must name it. Descriptors from a peer without
+  // one are refused. Thread-safe.
+  void SetPeerPid(const NodeId& peer, int pid);
   Status Start(MessageHandler handler) override;
   Status Send(const NodeId& to, Message message) override;
   void Stop() override;
 
   // Messages or frames that failed to decode since start (they are logged and dropped).
   int64_t malformed_messages() const { return malformed_.load(); }
+  // Connections the ZAP handler refused (unknown key, wrong mechanism) since creation.
+  int64_t auth_failures() const { return auth_failures_.load(); }
+  // Messages dropped because their Header.sender is not their connection's authenticated name,
+  // or because a shared-frame descriptor was not one of the sender's blocks (not in
+  // malformed_messages()).
+  int64_t refused_messages() const { return refused_.load(); }
   // Frames sent / received as shared-memory descriptors since start, and frames sent that way
   // whose receiver has not released them yet.
   int64_t shared_frames_sent() const { return shared_sent_.load(); }
@@ -79,6 +109,12 @@ class ZmqTransport : public Transport {
   ZmqTransport(NodeId self, const ZmqTransportOptions& options);
   void IoLoop();
   void ReceiveAll();
+  // Answers one ZAP request (I/O thread).
+  void ServeZap();
+  // Whether `parts` (routing id, header, ...) came from the node its header names; logs the
+  // first refusal per routing id.
+  bool SenderMatchesConnection(const std::vector<zmq::message_t>& parts,
+                               const proto::Header& header);
   void SendOne(Outgoing& out);
   // Replaces the empty frames that Header.shared_frames names with mappings of the sender's
   // blocks. On error nothing is mapped and every token goes back to the sender.
@@ -90,7 +126,11 @@ class ZmqTransport : public Transport {
   const NodeId self_;
   const ZmqTransportOptions options_;
   zmq::context_t context_;
+  zmq::socket_t zap_;     // ZAP handler (REP; CURVE only); I/O thread only (after Start)
   zmq::socket_t router_;  // I/O thread only (after Start)
+  std::optional<auth::KeyPair> keys_;          // this node's CURVE key pair (CURVE only)
+  std::map<std::string, NodeId> member_keys_;  // public key (32 bytes) -> member
+  std::set<std::string> logged_refusals_;      // I/O thread only: routing ids / addresses
   std::string endpoint_;
   int wake_fd_ = -1;
   MessageHandler handler_;
@@ -102,7 +142,8 @@ class ZmqTransport : public Transport {
   bool started_ TS_GUARDED_BY(mu_) = false;
   bool stopping_ TS_GUARDED_BY(mu_) = false;
   std::map<NodeId, zmq::socket_t> dealers_;  // I/O thread only
-  std::atomic<int64_t> malformed_{0};
+  std::map<NodeId, int> peer_pids_ TS_GUARDED_BY(mu_);
+  std::atomic<int64_t> malformed_{0}, auth_failures_{0}, refused_{0};
 
   const int pid_;
   std::shared_ptr<ReleaseQueue> releases_;

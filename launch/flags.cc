@@ -174,6 +174,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("allow-tf32", po::bool_switch(&ctr.allow_tf32), "CTR on --device cuda: let cuBLAS run the dense layers' products on TF32 tensor cores (faster, about 10 mantissa bits per product); default: full FP32")
     ("transport", po::value<std::string>(&transport)->default_value("inproc"), "in one process: inproc|zmq (mpirun always uses zmq)")
     ("shared-memory", po::value<std::string>(&shared_memory)->default_value("auto"), "auto|off: over ZeroMQ between processes on one host, pass large frames (pull replies, gradients) through shared memory instead of the socket, after a start-up check")
+    ("auth-key", po::value<std::string>(&o.auth_key_path), "the job secret (a file only its owner may read, written by tessera keygen) that authenticates the job's processes to each other (ZeroMQ CURVE); default: a secret generated per job and handed to the ranks over MPI at start-up")
+    ("insecure", po::bool_switch(&o.insecure), "no authentication between processes (ZeroMQ NULL mechanism): allowed only when every process runs on this host (loopback)")
     ("timeout", po::value<int>(&timeout_s)->default_value(600), "seconds any single wait for a peer may take")
     ("register-timeout", po::value<int>(&register_timeout_s)->default_value(120), "seconds to wait for all nodes to join")
     ("checkpoint-dir", po::value<std::string>(&o.checkpoint_dir), "write checkpoints under DIR (DIR/step-N, DIR/latest): at the end of training, every --checkpoint-every steps, with --checkpoint-epochs after every epoch, and on SIGUSR1 (then continue) or SIGTERM (then stop)")
@@ -259,6 +261,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     return Fail("--shared-memory " + shared_memory + " is not one of auto|off");
   }
   o.shared_memory = shared_memory == "auto";
+  if (o.insecure && !o.auth_key_path.empty())
+    return Fail("--insecure and --auth-key exclude each other");
   if (o.mf.dim < 1 || o.mf.dim > 4096) return Fail("--dim must be in [1, 4096]");
   if (o.mf.epochs < 1) return Fail("--epochs must be at least 1");
   if (o.mf.batch_size < 1 || o.mf.batch_size > (1 << 24)) {
@@ -492,6 +496,17 @@ ParseOutcome ParseRecommendOptions(const std::vector<std::string>& args,
     return Fail("--users " + options->users_file + ": no such readable file");
   }
   return outcome;
+}
+
+ParseOutcome ParseKeygenOptions(const std::vector<std::string>& args, std::string* out) {
+  po::options_description desc("tessera keygen options");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help and exit")
+    ("out", po::value<std::string>(out)->required(), "the key file to create (mode 0600; an existing file is never replaced)");
+  // clang-format on
+  po::variables_map vm;
+  return ParseWith(args, desc, "usage: tessera keygen --out FILE", &vm);
 }
 
 }  // namespace tessera::launch

@@ -45,6 +45,11 @@ struct TrainOptions {
   // --shared-memory auto: ZeroMQ peers on one host pass large frames through shared memory
   // (core/shared_frames.h) once a start-up check shows every process can map the others'.
   bool shared_memory = true;
+  // Authentication of a multi-process job (core/auth.h): the job secret's file (--auth-key; ""
+  // : rank 0 generates one per job and hands it out over MPI), and --insecure (the NULL
+  // mechanism, loopback only).
+  std::string auth_key_path;
+  bool insecure = false;
   std::chrono::milliseconds register_timeout{120000};
   int verbosity = 0;
   bool embedded_default = false;  // no --train: generate a planted set and train on it
@@ -85,5 +90,7 @@ ParseOutcome ParseConvertOptions(const std::vector<std::string>& args, worker::C
 ParseOutcome ParseExportOptions(const std::vector<std::string>& args, ExportOptions* options);
 // `args` are the arguments after "recommend".
 ParseOutcome ParseRecommendOptions(const std::vector<std::string>& args, RecommendOptions* options);
+// `args` are the arguments after "keygen"; `out` receives --out.
+ParseOutcome ParseKeygenOptions(const std::vector<std::string>& args, std::string* out);
 
 }  // namespace tessera::launch

@@ -15,6 +15,7 @@
 #include "core/zmq_transport.h"
 #include "kernels/device.h"
 #include "launch/device_assignment.h"
+#include "launch/job_security.h"
 #include "launch/recovery.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
@@ -331,6 +332,11 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
     devices.push_back(assignment);
   }
   o.mf.device = devices[0].device;
+  // Loopback ports are open to every user of this host: the nodes authenticate each other.
+  std::optional<auth::JobSecret> secret;
+  if (o.transport == TransportKind::kZmq) {
+    TS_ASSIGN_OR_RETURN(secret, JobSecretInProcess(o));
+  }
   std::unique_ptr<ScratchDir> scratch;
   if (o.embedded_default) {
     TS_ASSIGN_OR_RETURN(scratch, PrepareEmbeddedData(&o));
@@ -338,6 +344,10 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
   ZmqTransportOptions zmq_options;
   if (o.transport == TransportKind::kZmq && o.shared_memory) {
     zmq_options.shared_memory = SharedMemoryWorksInProcess();
+  }
+  if (o.transport == TransportKind::kZmq) {
+    zmq_options.secret = secret;
+    zmq_options.members = JobMembers(o.servers, o.workers);
   }
   LogStartup(o, o.transport != TransportKind::kZmq ? "one process"
                 : zmq_options.shared_memory
@@ -356,6 +366,7 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
   for (const NodeId& id : ids) {
     if (o.transport == TransportKind::kZmq) {
       TS_ASSIGN_OR_RETURN(auto t, ZmqTransport::Create(id, zmq_options));
+      for (const NodeId& peer : ids) t->SetPeerPid(peer, static_cast<int>(getpid()));
       transports.push_back(std::move(t));
     } else {
       transports.push_back(std::make_unique<InProcTransport>(&hub, id));
@@ -446,8 +457,8 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
                                           : NodeId::Worker(rank - 1 - o.servers);
   logging::SetThreadLogTag(self.ToString());
 
-  // Bootstrap: bind on loopback when every rank runs on this host, else on all interfaces and
-  // advertise the host name; then exchange endpoints with MPI_Allgather.
+  // Bootstrap: bind on loopback when every rank runs on this host, else on the address the host
+  // name resolves to; share the job secret; then exchange endpoints and pids with MPI_Allgather.
   constexpr int kNameBytes = 256;
   std::vector<char> host(kNameBytes, 0);
   std::strncpy(host.data(), HostName().c_str(), kNameBytes - 1);
@@ -457,28 +468,40 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
   bool one_host = true;
   for (int r = 0; r < size; ++r)
     one_host &= std::strcmp(hosts.data() + r * kNameBytes, host.data()) == 0;
+  // Collective, the same branch on every rank: a failure is reported by rank 0 alone.
+  auto secret = ShareJobSecret(o, rank, one_host);
+  if (!secret.ok()) {
+    const Status s = finish(secret.status());
+    *reported = rank != 0;
+    return s;
+  }
   ZmqTransportOptions zmq_options;
-  zmq_options.bind_host = one_host ? "127.0.0.1" : "*";
+  zmq_options.secret = *secret;
+  zmq_options.members = JobMembers(o.servers, workers);
+  auto listen_address = ListenAddress(one_host);
+  if (!listen_address.ok()) return finish(listen_address.status());
+  zmq_options.bind_host = *listen_address;
   // Every rank takes the same branch: one_host and the flag are the same everywhere.
   if (one_host && o.shared_memory)
     zmq_options.shared_memory = SharedMemoryWorksAcrossRanks(rank, size);
   auto transport = ZmqTransport::Create(self, zmq_options);
   if (!transport.ok()) return finish(transport.status());
-  std::string endpoint = (*transport)->endpoint();
-  if (!one_host) {
-    endpoint = "tcp://" + HostName() + endpoint.substr(endpoint.rfind(':'));
-  }
+  const std::string endpoint = (*transport)->endpoint();
   std::vector<char> mine(kNameBytes, 0);
   std::strncpy(mine.data(), endpoint.c_str(), kNameBytes - 1);
   std::vector<char> all(static_cast<size_t>(kNameBytes) * size);
   MPI_Allgather(mine.data(), kNameBytes, MPI_CHAR, all.data(), kNameBytes, MPI_CHAR,
                 MPI_COMM_WORLD);
+  const std::vector<int> pids = GatherPids(size);  // checked in shared-frame descriptors
   for (int r = 0; r < size; ++r) {
     const NodeId peer = r == 0           ? NodeId::Scheduler()
                         : r <= o.servers ? NodeId::Server(r - 1)
                                          : NodeId::Worker(r - 1 - o.servers);
     Status s = (*transport)->AddPeer(peer, std::string(all.data() + r * kNameBytes));
     if (!s.ok()) return finish(s);
+    if (std::strcmp(hosts.data() + r * kNameBytes, host.data()) == 0) {
+      (*transport)->SetPeerPid(peer, pids[r]);
+    }
   }
 
   std::unique_ptr<ScratchDir> scratch;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/auth.h"
 #include "core/logging.h"
 #include "core/message.h"
 #include "launch/flags.h"
@@ -28,6 +29,7 @@ constexpr char kUsage[] =
     "  convert       turn a CTR text file into a binary cache that reads several times faster\n"
     "  export        turn a checkpoint into .npy (or text) files and a model.json\n"
     "  recommend     top-K items for users, from an MF export\n"
+    "  keygen        write a job secret for --auth-key (a new file, readable by its owner only)\n"
     "\n"
     "`tessera <command> --help` lists a command's options.\n";
 
@@ -115,6 +117,18 @@ int Recommend(const std::vector<std::string>& args) {
   return Finish(tessera::launch::Recommend(options, stdout));
 }
 
+int Keygen(const std::vector<std::string>& args) {
+  std::string out;
+  auto outcome = tessera::launch::ParseKeygenOptions(args, &out);
+  if (!outcome.run) return Report(outcome);
+  auto secret = tessera::auth::GenerateSecret();
+  if (!secret.ok()) return Finish(secret.status());
+  const tessera::Status s = tessera::auth::WriteKeyFile(out, *secret);
+  if (s.ok())
+    std::printf("wrote a job secret to %s (mode 0600): pass it as --auth-key\n", out.c_str());
+  return Finish(s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,6 +143,7 @@ int main(int argc, char** argv) {
   if (command == "convert") return Convert({args.begin() + 1, args.end()});
   if (command == "export") return Export({args.begin() + 1, args.end()});
   if (command == "recommend") return Recommend({args.begin() + 1, args.end()});
+  if (command == "keygen") return Keygen({args.begin() + 1, args.end()});
   if (command == "gen") {
     if (args.size() >= 2 && args[1] == "ratings") return GenRatings({args.begin() + 2, args.end()});
     if (args.size() >= 2 && args[1] == "criteo") return GenCriteo({args.begin() + 2, args.end()});

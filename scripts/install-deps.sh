@@ -14,6 +14,7 @@ pkgs=(
   build-essential cmake pkg-config                # compiler, CMake, pkg-config (cppzmq finds libzmq)
   openmpi-bin libopenmpi-dev                      # mpirun + MPI headers/libs
   libzmq3-dev cppzmq-dev                          # ZeroMQ transport
+  libsodium-dev                                   # job secret, CURVE keys derived from it
   libprotobuf-dev protobuf-compiler               # wire header / control messages
   libboost-dev libboost-program-options-dev       # flags and --config
   libboost-context-dev                            # fibers of the emulated CUDA device

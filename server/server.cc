@@ -59,6 +59,10 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
                  "server:" + std::to_string(rank_) + "/shard" + std::to_string(shard->index()));
   }
   {
+    MutexLock lock(&clock_mu_);
+    next_push_clock_.assign(static_cast<size_t>(num_workers), StepsApplied());
+  }
+  {
     MutexLock lock(&mu_);
     started_ = true;
     early.swap(early_requests_);
@@ -210,6 +214,17 @@ Status Server::ValidateAndRoute(Message&& message) {
       }
       if (num_shards > 1) positions[slot % num_shards].push_back(static_cast<uint32_t>(i));
     }
+  }
+  if (h.command() == proto::COMMAND_PUSH) {
+    // The consistency check (BSP): a push is applied only at the step its worker is at.
+    MutexLock lock(&clock_mu_);
+    int64_t& expected = next_push_clock_[static_cast<size_t>(sender.rank)];
+    if (h.clock() != expected) {
+      return Status::FailedPrecondition("push for step " + std::to_string(h.clock()) + " from " +
+                                        sender.ToString() + ", whose next step is " +
+                                        std::to_string(expected) + " (BSP)");
+    }
+    ++expected;
   }
   request->message = std::move(message);
   request->remaining.store(static_cast<int>(num_shards));

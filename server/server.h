@@ -119,6 +119,11 @@ class Server {
   bool shutdown_requested_ TS_GUARDED_BY(mu_) = false;
   Status abort_status_ TS_GUARDED_BY(mu_);
   std::atomic<int64_t> rejected_{0};
+  // BSP: the step each worker must push next. A worker pushes every step to every server and
+  // sends step c+1 only after step c's push was acknowledged, so its pushes arrive in order,
+  // one per step, from the clock the server started at (0, or a resumed checkpoint's step).
+  Mutex clock_mu_;
+  std::vector<int64_t> next_push_clock_ TS_GUARDED_BY(clock_mu_);
 };
 
 // Runs a server node to completion: registers with the scheduler, serves until SHUTDOWN.

@@ -132,6 +132,8 @@ class SharedTransportTest : public ::testing::Test {
     b_ = std::move(*tb);
     ASSERT_TRUE(a_->AddPeer(b_->self(), b_->endpoint()).ok());
     ASSERT_TRUE(b_->AddPeer(a_->self(), a_->endpoint()).ok());
+    a_->SetPeerPid(b_->self(), static_cast<int>(getpid()));
+    b_->SetPeerPid(a_->self(), static_cast<int>(getpid()));
     ASSERT_TRUE(a_->Start([](Message&&) {}).ok());
     ASSERT_TRUE(b_->Start([this](Message&& m) { inbox_.Push(std::move(m)); }).ok());
   }
@@ -232,6 +234,7 @@ TEST(SharedTransportBadInputTest, BadDescriptorsAreDroppedAndTheNodeKeepsServing
   SharedAllocation on;
   auto server = ZmqTransport::Create(NodeId::Server(0), ZmqTransportOptions());
   ASSERT_TRUE(server.ok());
+  (*server)->SetPeerPid(NodeId::Worker(0), static_cast<int>(getpid()));
   BlockingQueue<Message> inbox;
   ASSERT_TRUE((*server)->Start([&](Message&& m) { inbox.Push(std::move(m)); }).ok());
   Frame block_frame = PatternFrame(1 << 18, 1.0f);
@@ -241,6 +244,7 @@ TEST(SharedTransportBadInputTest, BadDescriptorsAreDroppedAndTheNodeKeepsServing
   zmq::context_t ctx;
   zmq::socket_t raw(ctx, zmq::socket_type::dealer);
   raw.set(zmq::sockopt::linger, 0);
+  raw.set(zmq::sockopt::routing_id, "worker:0");  // NULL mechanism: the connection's name
   raw.connect((*server)->endpoint());
   auto send = [&](const proto::Header& h, size_t frame_bytes) {
     std::string bytes = h.SerializeAsString();
@@ -291,10 +295,9 @@ TEST(SharedTransportBadInputTest, BadDescriptorsAreDroppedAndTheNodeKeepsServing
   }
   {
     proto::Header h = header(5);
-    h.set_sender_pid(0);  // no such process
+    h.set_sender_pid(0);  // not worker:0's pid: refused before anything is opened
     h.mutable_shared_frames(0)->set_block_id(999998);
     send(h, 0);
-    ++bad;
   }
   send(header(6), 0);  // a good one: it is served
   auto got = inbox.PopFor(milliseconds(5000));
@@ -302,6 +305,7 @@ TEST(SharedTransportBadInputTest, BadDescriptorsAreDroppedAndTheNodeKeepsServing
   EXPECT_EQ(got->header.request_id(), 6u);
   EXPECT_TRUE(HasPattern(got->frames[0], 1 << 18, 1.0f));
   EXPECT_EQ((*server)->malformed_messages(), bad);
+  EXPECT_EQ((*server)->refused_messages(), 1);
   EXPECT_FALSE(inbox.PopFor(milliseconds(100)).has_value());
   (*server)->Stop();
 }

@@ -14,16 +14,23 @@ namespace {
 
 using std::chrono::milliseconds;
 
-enum class Kind { kInProc, kZmq };
+enum class Kind { kInProc, kZmq, kZmqCurve };
 
 // Two nodes, a and b, connected by the transport under test; b's messages land in `inbox`.
 class TransportTest : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override {
     const NodeId a = NodeId::Worker(0), b = NodeId::Server(0);
-    if (GetParam() == Kind::kZmq) {
-      auto ta = ZmqTransport::Create(a, ZmqTransportOptions());
-      auto tb = ZmqTransport::Create(b, ZmqTransportOptions());
+    if (GetParam() != Kind::kInProc) {
+      ZmqTransportOptions options;
+      if (GetParam() == Kind::kZmqCurve) {
+        auth::JobSecret secret;
+        secret.bytes.fill(42);
+        options.secret = secret;
+        options.members = {a, b};
+      }
+      auto ta = ZmqTransport::Create(a, options);
+      auto tb = ZmqTransport::Create(b, options);
       ASSERT_TRUE(ta.ok() && tb.ok());
       a_ = std::move(*ta);
       b_ = std::move(*tb);
@@ -114,9 +121,12 @@ TEST_P(TransportTest, SendAfterStopIsRefusedAndStopIsIdempotent) {
   EXPECT_FALSE(b_->Send(a_->self(), std::move(m)).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Both, TransportTest, ::testing::Values(Kind::kInProc, Kind::kZmq),
+INSTANTIATE_TEST_SUITE_P(All, TransportTest,
+                         ::testing::Values(Kind::kInProc, Kind::kZmq, Kind::kZmqCurve),
                          [](const auto& info) {
-                           return info.param == Kind::kZmq ? "Zmq" : "InProc";
+                           return info.param == Kind::kZmq        ? "Zmq"
+                                  : info.param == Kind::kZmqCurve ? "ZmqCurve"
+                                                                  : "InProc";
                          });
 
 TEST(ZmqTransportTest, MalformedWireMessagesAreDroppedAndTheNodeKeepsServing) {
@@ -128,12 +138,14 @@ TEST(ZmqTransportTest, MalformedWireMessagesAreDroppedAndTheNodeKeepsServing) {
   zmq::context_t ctx;
   zmq::socket_t raw(ctx, zmq::socket_type::dealer);
   raw.set(zmq::sockopt::linger, 0);
+  raw.set(zmq::sockopt::routing_id, "worker:0");  // NULL mechanism: the connection's name
   raw.connect((*server)->endpoint());
   raw.send(zmq::str_buffer("\xff\xff\xff not a header"), zmq::send_flags::none);  // bad header
 
   proto::Header good;
   good.set_command(proto::COMMAND_ECHO);
   good.set_request_id(5);
+  *good.mutable_sender() = NodeId::Worker(0).ToProto();
   std::string bytes = good.SerializeAsString();
   raw.send(zmq::buffer(bytes), zmq::send_flags::none);
 

@@ -211,6 +211,40 @@ TEST(ServerTest, PushForAClosedStepIsRefused) {
   EXPECT_EQ(RpcNode::Wait(stale, kWait, "push").status().code(), StatusCode::kFailedPrecondition);
 }
 
+// BSP: a push is applied only at the step its worker is at (a forged or replayed push with any
+// other clock is refused with an error to its sender, and the rows stay as they were).
+TEST(ServerTest, PushWithAClockOtherThanTheWorkersNextStepIsRefusedAndNotApplied) {
+  for (bool deterministic : {false, true}) {
+    ServerHarness h(2, 2, deterministic);
+    const std::vector<float> initial = h.InitialRow(0, 9);
+    for (int64_t clock : {int64_t{1}, int64_t{5}, int64_t{1} << 40}) {
+      auto refused = h.PushAndWait(0, 0, {9}, {1, 1, 1}, clock);
+      EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << clock;
+      EXPECT_NE(refused.message().find("whose next step is 0"), std::string::npos)
+          << refused.message();
+    }
+    auto values = h.PullValues(0, 0, {9}, 0);
+    ASSERT_TRUE(values.ok());
+    EXPECT_EQ(*values, initial);
+    // Step 0 from both workers, then step 0 again (a replay) is refused; step 1 is accepted.
+    auto a = h.Push(0, 0, {9}, {1, 1, 1}, 0);
+    auto b = h.Push(1, 0, {9}, {1, 1, 1}, 0);
+    ASSERT_TRUE(RpcNode::Wait(a, kWait, "push").ok());
+    ASSERT_TRUE(RpcNode::Wait(b, kWait, "push").ok());
+    EXPECT_EQ(h.PushAndWait(1, 0, {9}, {1, 1, 1}, 0).code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(h.PushAndWait(1, 0, {9}, {1, 1, 1}, 2).code(), StatusCode::kFailedPrecondition);
+    auto c = h.Push(0, 0, {9}, {1, 1, 1}, 1);
+    auto d = h.Push(1, 0, {9}, {1, 1, 1}, 1);
+    EXPECT_TRUE(RpcNode::Wait(c, kWait, "push").ok());
+    EXPECT_TRUE(RpcNode::Wait(d, kWait, "push").ok());
+    // Both steps were applied (a pull of step 2 waits for them) and nothing else was.
+    auto after = h.PullValues(0, 0, {9}, 2);
+    ASSERT_TRUE(after.ok());
+    EXPECT_NE(*after, initial);
+    EXPECT_EQ(h.server_->stats().rejected, 5);
+  }
+}
+
 // Deterministic mode applies the pushes of a step in worker-rank order, whatever the arrival
 // order: the result equals applying them sequentially, worker 0 first.
 TEST(ServerTest, DeterministicModeAppliesPushesInWorkerRankOrder) {
