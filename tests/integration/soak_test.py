@@ -3,12 +3,12 @@
 
 A --deterministic job of 1 scheduler, 2 servers and 4 workers runs under mpirun. Once every rank
 is up, the test finds the job's ZeroMQ ports (the listening TCP sockets owned by the ranks:
-socket inodes of /proc/PID/fd matched against /proc/net/tcp, kept when they answer with a ZMTP
-greeting) and starts tessera_soak_stranger (tests/tools/stranger.cc) on them until the job ends:
-random bytes over raw TCP, random multipart ZMTP messages and well-formed forged Tessera messages
-(headers claiming worker:0, a server or the scheduler; PUSH with any clock and huge or NaN
-gradients, forged replies, ABORT, SIGNAL, SHUTDOWN, CHECKPOINT, RELEASE, shared-frame
-descriptors naming the ranks' own descriptors), half over NULL, half over CURVE with a key that
+socket inodes of /proc/PID/fd matched against /proc/net/tcp, kept when they send a ZMTP
+signature on connect) and starts tessera_soak_stranger (tests/tools/stranger.cc) on them until
+the job ends: random bytes over raw TCP, random multipart ZMTP messages and well-formed forged
+Tessera messages (headers claiming worker:0, a server or the scheduler; PUSH with any clock and
+huge or NaN gradients, forged replies, ABORT, SIGNAL, SHUTDOWN, CHECKPOINT, RELEASE, shared-frame
+descriptors naming the ranks' own memfds), half over NULL, half over CURVE with a key that
 is not the job's; half of its connections claim a node's routing id (worker:0, scheduler:0).
 The job must exit 0 with metrics bit-identical to those of a quiet run of the same configuration
 (in one process: --deterministic runs are bit-identical across transports and launchers,
@@ -47,7 +47,8 @@ RSS_BOUND_MIB = 4
 
 
 def listening_ports(pids):
-    """{port: pid} of the TCP sockets in LISTEN state owned by `pids` (IPv4 and IPv6)."""
+    """{port: (pid, IPv4 address to reach it)} of the TCP sockets in LISTEN state owned by
+    `pids` (a wildcard address is reached on 127.0.0.1)."""
     inodes = {}
     for pid in pids:
         try:
@@ -61,25 +62,27 @@ def listening_ports(pids):
         except OSError:
             continue
     ports = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as f:
-                lines = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[9]) in inodes:  # 0A: TCP_LISTEN
-                ports[int(fields[1].split(":")[1], 16)] = inodes[int(fields[9])]
+    try:
+        with open("/proc/net/tcp", encoding="ascii") as f:
+            lines = f.readlines()[1:]
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[9]) in inodes:  # 0A: TCP_LISTEN
+            address, port = fields[1].split(":")
+            host = socket.inet_ntoa(int(address, 16).to_bytes(4, "little"))
+            ports[int(port, 16)] = (inodes[int(fields[9])],
+                                    "127.0.0.1" if host == "0.0.0.0" else host)
     return ports
 
 
-def speaks_zmtp(port):
-    """True when 127.0.0.1:port sends a ZMTP signature (0xff, 8 bytes, 0x7f) unprompted, as a
-    ZeroMQ socket does on accepting a connection. Nothing is sent: MPI's own listening sockets
-    (silent until their peer speaks) are told apart without being disturbed."""
+def speaks_zmtp(host, port):
+    """True when host:port sends a ZMTP signature (0xff, 8 bytes, 0x7f) unprompted, as a ZeroMQ
+    socket does on accepting a connection. Nothing is sent: MPI's own listening sockets (silent
+    until their peer speaks) are told apart without being disturbed."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        with socket.create_connection((host, port), timeout=1) as s:
             data = b""
             while len(data) < 10:
                 chunk = s.recv(10 - len(data))
@@ -92,11 +95,12 @@ def speaks_zmtp(port):
 
 
 def zmtp_ports(pids):
-    """{port: pid} of the listening sockets of `pids` that speak ZMTP (probed in parallel)."""
+    """{port: (pid, address)} of the listening sockets of `pids` that speak ZMTP (probed in
+    parallel)."""
     ports = listening_ports(pids)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
-        answers = dict(zip(ports, pool.map(speaks_zmtp, ports)))
-    return {port: pid for port, pid in ports.items() if answers[port]}
+        answers = dict(zip(ports, pool.map(lambda p: speaks_zmtp(ports[p][1], p), ports)))
+    return {port: where for port, where in ports.items() if answers[port]}
 
 
 def vm_rss_kib(pid):
@@ -175,20 +179,20 @@ def test(ctx):
             # Every rank binds its ROUTER before the endpoints are exchanged over MPI.
             ports = recovery_test.wait_for(
                 "a ZeroMQ port of every rank",
-                lambda: (lambda p: p if set(p.values()) >= set(pids.values()) else None)(
-                    zmtp_ports(pids.values())), job, 60)
+                lambda: (lambda p: p if {pid for pid, _ in p.values()} >= set(pids.values())
+                         else None)(zmtp_ports(pids.values())), job, 60)
             names = {pid: f"rank {rank}" for rank, pid in pids.items()}
             names[job.proc.pid] = "mpirun"
-            print("  ZeroMQ ports: " + ", ".join(f"{p} ({names[pid]})"
-                                                  for p, pid in sorted(ports.items())))
+            print("  ZeroMQ ports: " + ", ".join(f"{host}:{p} ({names[pid]})"
+                                                  for p, (pid, host) in sorted(ports.items())))
             stranger_cmd = [a.stranger, "--seconds", 3600, "--seed", seed, "--rate", a.rate,
                             "--max-clock", total_steps, "--curve", a.curve, "--raw", a.raw,
                             "--forged", a.forged, "--node-ids", a.node_ids, "--pids",
                             ",".join(str(p) for p in pids.values())]
             if a.forge:
                 stranger_cmd += ["--forge", a.forge]
-            for port in sorted(ports):
-                stranger_cmd += ["--endpoint", f"tcp://127.0.0.1:{port}"]
+            for port, (_, host) in sorted(ports.items()):
+                stranger_cmd += ["--endpoint", f"tcp://{host}:{port}"]
             stranger_cmd = [str(c) for c in stranger_cmd]
             if a.rate > 0:  # --rate 0: no stranger, to measure a quiet job's memory
                 print(f"$ {' '.join(stranger_cmd)}   (background: stranger, seed {seed})",
