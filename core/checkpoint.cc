@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/checkpoint_check.h"
+
 namespace tessera::checkpoint {
 namespace {
 
@@ -303,10 +305,17 @@ StatusOr<proto::CheckpointManifest> ReadManifest(Env* env, const std::string& di
   const uint32_t computed = ManifestChecksum(manifest);
   if (computed != manifest.checksum()) {
     char buf[96];
-    std::snprintf(buf, sizeof(buf), " (field checksum: stored %08x, computed %08x)",
+    std::snprintf(buf, sizeof(buf), " (its checksum field says %08x, its content has %08x)",
                   manifest.checksum(), computed);
+    // Name the edited field when the files show which one it was.
+    std::string field;
+    const Status files = CheckManifestAgainstFiles(env, dir, manifest);
+    const std::string prefix = "manifest " + path + ": ";
+    if (!files.ok() && files.message().rfind(prefix, 0) == 0) {
+      field = "; " + files.message().substr(prefix.size());
+    }
     return Status::DataLoss("manifest " + path +
-                            " does not match its checksum: it was edited or damaged" + buf);
+                            " does not match its checksum: it was edited or damaged" + buf + field);
   }
   return manifest;
 }

@@ -115,6 +115,8 @@ TEST(CheckpointCheckTest, HandEditedStepOrGlobalBiasIsRefusedByTheChecksumNaming
   EXPECT_EQ(step.status().code(), StatusCode::kDataLoss);
   EXPECT_TRUE(Mentions(step.status(), dir.Join(kManifestName))) << step.status().message();
   EXPECT_TRUE(Mentions(step.status(), "checksum")) << step.status().message();
+  // The files show which field was edited: the message names it.
+  EXPECT_TRUE(Mentions(step.status(), "field step is 41, but")) << step.status().message();
 
   TempDir other;
   WriteCheckpoint(other.path(), false);
