@@ -15,8 +15,12 @@ Status CheckRowFileHeader(const RowFileHeader& h, const proto::CheckpointFile& e
                             ", this build reads " + std::to_string(kRowFileVersion));
   }
   const uint64_t row_bytes = sizeof(uint64_t) + sizeof(float) * (uint64_t{h.dim} + h.state_floats);
-  if (h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||
+  // The row count is bounded by the size first, so the product below cannot wrap around.
+  if (entry.size_bytes() < sizeof(RowFileHeader) ||
+      h.num_rows > (entry.size_bytes() - sizeof(RowFileHeader)) / row_bytes ||
+      h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||
       h.slot_begin != entry.slot_begin() || h.slot_end != entry.slot_end() ||
+      h.slot_begin > h.slot_end ||
       sizeof(RowFileHeader) + h.num_rows * row_bytes != entry.size_bytes()) {
     return Status::DataLoss(name + ": its header does not match the manifest entry");
   }

@@ -102,9 +102,10 @@ StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const cha
 Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& header,
                             uint64_t hash_seed, bool bucketize_integers);
 
-// Empty when `record` (header.RecordBytes() bytes) may be trained on: label 0 or 1, finite dense
-// features and values, no pad key in a one-hot record, multi-hot padding (kCtrCachePadKey with
-// value 0) only after the last real key. Else why not ("label is 2").
+// Empty when `record` (header.RecordBytes() bytes) may be trained on: the value rule of every
+// CTR row (ValidateCtrRecord in ctr_schema.h: label 0 or 1, dense features and values finite and
+// within bounds), no pad key in a one-hot record, multi-hot padding (kCtrCachePadKey with value
+// 0) only after the last real key. Else why not ("label 2 is not 0 or 1").
 std::string CheckCtrCacheRecord(const CtrCacheHeader& header, const char* record);
 
 // A cache file in memory (mapped by the caller, who keeps it alive) whose blocks are checked the

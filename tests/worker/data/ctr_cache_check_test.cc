@@ -151,12 +151,13 @@ TEST(CtrCacheCheckTest, InvalidRecordsAreRefusedNamingTheFileAndTheRecord) {
     std::string why;
   };
   const Case cases[] = {
-      {0, 2.0f, "record 321: label is 2, not 0 or 1"},
-      {0, -7.0f, "record 321: label is -7, not 0 or 1"},
-      {0, NAN, "record 321: label is nan, not 0 or 1"},
-      {4 + 4 * 3, NAN, "record 321: dense feature 3 is nan"},
-      {4 + 4 * 12, INFINITY, "record 321: dense feature 12 is inf"},
-      {4 + 4 * 13 + 8 * 26 + 4 * 5, NAN, "record 321: value 5 is nan"},
+      {0, 2.0f, "record 321: label 2 is not 0 or 1"},
+      {0, -7.0f, "record 321: label -7 is not 0 or 1"},
+      {0, NAN, "record 321: label nan is not 0 or 1"},
+      {4 + 4 * 3, NAN, "record 321: dense feature 4 is nan"},
+      {4 + 4 * 12, INFINITY, "record 321: dense feature 13 is inf"},
+      {4, 3e38f, "record 321: dense feature 1 is 3e+38, beyond +-1e+06"},
+      {4 + 4 * 13 + 8 * 26 + 4 * 5, NAN, "record 321: value of feature 6 is nan"},
   };
   for (const Case& c : cases) {
     TempDir dir;
