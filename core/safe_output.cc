@@ -106,6 +106,8 @@ std::string MarkerText(const std::string& kind) { return "tessera " + kind + "\n
 
 }  // namespace
 
+Status SyncParentDir(const std::string& path) { return SyncDir(DirName(path)); }
+
 std::string TemporaryPathFor(const std::string& path) {
   const std::string dir = DirName(path);
   return (dir == "/" ? "" : dir) + "/." + BaseName(path) + ".tmp-" + std::to_string(getpid());

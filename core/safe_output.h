@@ -39,6 +39,9 @@ Status CheckOutputFile(const std::string& path, const std::string& flag,
 Status WriteFileAtomically(const std::string& path, const std::string& flag,
                            const std::string& contents);
 
+// fsyncs the directory that holds `path`, so that a rename into it is durable.
+Status SyncParentDir(const std::string& path);
+
 // The temporary name WriteFileAtomically and staged outputs use next to `path`
 // ("DIR/.NAME.tmp-PID").
 std::string TemporaryPathFor(const std::string& path);

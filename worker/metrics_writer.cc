@@ -1,7 +1,12 @@
 #include "worker/metrics_writer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "core/safe_output.h"
 
@@ -23,16 +28,20 @@ Status CheckFiniteMetrics(const std::string& what, const MetricValues& metrics) 
   return OkStatus();
 }
 
+MetricsWriter::~MetricsWriter() {
+  if (fd_ >= 0) close(fd_);
+}
+
 Status MetricsWriter::Open(const std::string& path, bool append) {
   TS_RETURN_IF_ERROR(safe_output::CheckOutputFile(path, "--metrics-out", {}));
-  contents_.clear();
+  kept_.clear();
   if (append) {
     std::FILE* in = std::fopen(path.c_str(), "rb");
     if (in != nullptr) {
       char buf[1 << 16];
-      for (size_t n; (n = std::fread(buf, 1, sizeof(buf), in)) > 0;) contents_.append(buf, n);
+      for (size_t n; (n = std::fread(buf, 1, sizeof(buf), in)) > 0;) kept_.append(buf, n);
       std::fclose(in);
-      if (!contents_.empty() && contents_.back() != '\n') contents_ += '\n';
+      if (!kept_.empty() && kept_.back() != '\n') kept_ += '\n';
     }
   }
   path_ = path;
@@ -40,11 +49,47 @@ Status MetricsWriter::Open(const std::string& path, bool append) {
   return OkStatus();
 }
 
+Status MetricsWriter::Write(const std::string& bytes) {
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return Status::Unavailable("cannot write --metrics-out " + path_ + ": " +
+                                 std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  return OkStatus();
+}
+
 Status MetricsWriter::Line(const std::string& json) {
   if (!open_ || !error_.ok()) return error_;
-  contents_ += json;
-  contents_ += '\n';
-  error_ = safe_output::WriteFileAtomically(path_, "--metrics-out", contents_);
+  if (fd_ >= 0) {
+    error_ = Write(json + "\n");
+    return error_;
+  }
+  // The first record: the whole file under a temporary name, then renamed over the path.
+  TS_RETURN_IF_ERROR(safe_output::CheckOutputFile(path_, "--metrics-out", {}));
+  const std::string tmp = safe_output::TemporaryPathFor(path_);
+  fd_ = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    error_ = Status::Unavailable("cannot create " + tmp + ": " + std::strerror(errno));
+    return error_;
+  }
+  error_ = Write(kept_ + json + "\n");
+  if (error_.ok() && fsync(fd_) != 0) {
+    error_ = Status::Unavailable("cannot fsync " + tmp + ": " + std::strerror(errno));
+  }
+  if (error_.ok() && rename(tmp.c_str(), path_.c_str()) != 0) {
+    error_ = Status::Unavailable("cannot rename " + tmp + " to --metrics-out " + path_ + ": " +
+                                 std::strerror(errno));
+  }
+  if (error_.ok()) error_ = safe_output::SyncParentDir(path_);
+  if (!error_.ok() && fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+    unlink(tmp.c_str());
+  }
+  kept_.clear();
   return error_;
 }
 
@@ -84,6 +129,17 @@ Status MetricsWriter::Done(int epochs, const MetricValues& metrics, double train
 
 Status MetricsWriter::Close() {
   open_ = false;
+  if (fd_ >= 0) {
+    if (fsync(fd_) != 0 && error_.ok()) {
+      error_ =
+          Status::Unavailable("cannot fsync --metrics-out " + path_ + ": " + std::strerror(errno));
+    }
+    if (close(fd_) != 0 && error_.ok()) {
+      error_ =
+          Status::Unavailable("cannot close --metrics-out " + path_ + ": " + std::strerror(errno));
+    }
+    fd_ = -1;
+  }
   return error_;
 }
 

@@ -1,9 +1,10 @@
 // Writes --metrics-out: one JSON object per line. Numbers are printed with 17 significant digits
 // so two runs can be compared bit for bit. Does nothing until Open() succeeds.
 //
-// The file is a safe output (core/safe_output.h): after every record the whole file is written
-// to a temporary name in its directory, fsync'd and renamed over the path, so a reader (or a
-// crash) only ever sees complete records, and a path that is a device, a directory or `/` is
+// The file is a safe output (core/safe_output.h): the first record is written, after the
+// records kept from before (append), to a temporary name in the file's directory, fsync'd and
+// renamed over the path, so the old file is never truncated or damaged; later records are
+// appended to the renamed file, one write each. A path that is a device, a directory or `/` is
 // refused at Open. A metric is never written as null or nan: a record with a non-finite value is
 // refused with InvalidArgument naming it, and nothing of it is written.
 //
@@ -27,6 +28,7 @@ using JsonField = std::pair<std::string, std::string>;
 class MetricsWriter {
  public:
   MetricsWriter() = default;
+  ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
 
@@ -43,14 +45,16 @@ class MetricsWriter {
   // "dense_params_identical":true).
   Status Done(int epochs, const MetricValues& metrics, double train_seconds, double samples_per_sec,
               const std::vector<JsonField>& extra);
-  // Reports the first write error (e.g. a full disk); later calls do nothing.
+  // fsyncs and closes the file; reports the first write error (e.g. a full disk).
   Status Close();
 
  private:
   Status Line(const std::string& json);
+  Status Write(const std::string& bytes);
   bool open_ = false;
   std::string path_;
-  std::string contents_;  // every record so far
+  std::string kept_;  // append: the records from before, until the first record is written
+  int fd_ = -1;       // the file, once the first record has been renamed into place
   Status error_;
 };
 
