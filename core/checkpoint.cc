@@ -1,5 +1,7 @@
 #include "core/checkpoint.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 #include <zlib.h>
 
@@ -7,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+
+#include "core/checkpoint_check.h"
 
 namespace tessera::checkpoint {
 namespace {
@@ -258,8 +262,23 @@ Status FromJson(const std::string& json, const std::string& what,
   return OkStatus();
 }
 
+uint32_t ManifestChecksum(const proto::CheckpointManifest& manifest) {
+  proto::CheckpointManifest canonical = manifest;
+  canonical.set_checksum(0);
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    canonical.SerializeToCodedStream(&coded);
+  }
+  return Crc32(bytes.data(), bytes.size());
+}
+
 Status WriteManifest(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest) {
-  return WriteSmallFileAtomically(env, dir, kManifestName, ToJson(manifest));
+  proto::CheckpointManifest sealed = manifest;
+  sealed.set_checksum(ManifestChecksum(manifest));
+  return WriteSmallFileAtomically(env, dir, kManifestName, ToJson(sealed));
 }
 
 StatusOr<proto::CheckpointManifest> ReadManifest(Env* env, const std::string& dir) {
@@ -276,9 +295,27 @@ StatusOr<proto::CheckpointManifest> ReadManifest(Env* env, const std::string& di
   proto::CheckpointManifest manifest;
   TS_RETURN_IF_ERROR(FromJson(text, "manifest " + path, &manifest));
   if (manifest.format_version() != kFormatVersion) {
-    return Status::DataLoss("manifest " + path + " has format version " +
-                            std::to_string(manifest.format_version()) + ", this build reads " +
-                            std::to_string(kFormatVersion));
+    return Status::DataLoss(
+        "manifest " + path + " has format version " + std::to_string(manifest.format_version()) +
+        ", this build reads " + std::to_string(kFormatVersion) +
+        (manifest.format_version() < kFormatVersion
+             ? " (written by an older Tessera, without a checksum: train it again)"
+             : ""));
+  }
+  const uint32_t computed = ManifestChecksum(manifest);
+  if (computed != manifest.checksum()) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), " (its checksum field says %08x, its content has %08x)",
+                  manifest.checksum(), computed);
+    // Name the edited field when the files show which one it was.
+    std::string field;
+    const Status files = CheckManifestAgainstFiles(env, dir, manifest);
+    const std::string prefix = "manifest " + path + ": ";
+    if (!files.ok() && files.message().rfind(prefix, 0) == 0) {
+      field = "; " + files.message().substr(prefix.size());
+    }
+    return Status::DataLoss("manifest " + path +
+                            " does not match its checksum: it was edited or damaged" + buf + field);
   }
   return manifest;
 }
@@ -305,6 +342,18 @@ Status VerifyFiles(Env* env, const std::string& dir, const proto::CheckpointMani
     TS_RETURN_IF_ERROR(reader->Finish());
   }
   return OkStatus();
+}
+
+bool LooksLikeCheckpointRoot(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    const bool tmp = name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+    if (name == kLatestName || name == std::string(kLatestName) + ".writing" ||
+        ParseStepDirName(tmp ? name.substr(0, name.size() - 4) : name) >= 0) {
+      continue;
+    }
+    return false;
+  }
+  return true;
 }
 
 std::string ResumeHint(const std::string& last_checkpoint, const std::string& root) {
@@ -389,9 +438,10 @@ std::string FindLatest(Env* env, const std::string& root) {
   return complete.empty() ? "" : complete.back().second;
 }
 
-StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root) {
+StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root,
+                                    const std::string& flag) {
   if (resume == "auto") {
-    if (root.empty()) return Status::InvalidArgument("--resume auto needs --checkpoint-dir");
+    if (root.empty()) return Status::InvalidArgument(flag + " auto needs --checkpoint-dir");
     return FindLatest(env, root);
   }
   if (HasManifest(env, resume)) return resume;
@@ -400,9 +450,9 @@ StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const s
     if (!latest.empty()) return latest;
   }
   if (!env->FileExists(resume)) {
-    return Status::NotFound("--resume " + resume + ": no such checkpoint");
+    return Status::NotFound(flag + " " + resume + ": no such checkpoint");
   }
-  return Status::NotFound("--resume " + resume + " is not a complete checkpoint (no " +
+  return Status::NotFound(flag + " " + resume + " is not a complete checkpoint (no " +
                           kManifestName + ")");
 }
 

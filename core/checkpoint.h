@@ -27,7 +27,10 @@
 
 namespace tessera::checkpoint {
 
-inline constexpr int kFormatVersion = 1;
+// The manifest's layout (2: with its own checksum).
+inline constexpr int kFormatVersion = 2;
+// The row files' layout (core/row_file.h).
+inline constexpr int kRowFileVersion = 1;
 inline constexpr char kManifestName[] = "manifest.json";
 inline constexpr char kLatestName[] = "latest";
 
@@ -117,11 +120,15 @@ std::string ToJson(const google::protobuf::Message& message);
 Status FromJson(const std::string& json, const std::string& what,
                 google::protobuf::Message* message);
 
-// DIR/manifest.json, fsync'd (written through a temporary name and renamed).
+// DIR/manifest.json with its checksum set, fsync'd (written through a temporary name and renamed).
 Status WriteManifest(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest);
-// NotFound when `dir` has no manifest (not a complete checkpoint); DataLoss when it does not
-// parse or names another format version.
+// NotFound when `dir` has no manifest (not a complete checkpoint); DataLoss naming the manifest
+// when it does not parse, names another format version or its checksum does not match its
+// content (an edited manifest). CheckManifestAgainstFiles (core/checkpoint_check.h) then checks
+// its fields against the files.
 StatusOr<proto::CheckpointManifest> ReadManifest(Env* env, const std::string& dir);
+// The CRC-32 of the manifest's canonical form (proto/checkpoint.proto, field checksum).
+uint32_t ManifestChecksum(const proto::CheckpointManifest& manifest);
 // The manifest's entry for `name`, or nullptr.
 const proto::CheckpointFile* FindFile(const proto::CheckpointManifest& manifest,
                                       const std::string& name);
@@ -145,8 +152,14 @@ void RemoveIncomplete(Env* env, const std::string& root);
 // has a manifest, else the highest step-N with one.
 std::string FindLatest(Env* env, const std::string& root);
 // --resume: "auto" (the newest under `root`, "" when there is none), a checkpoint directory, or
-// a root that holds `latest`. NotFound with the reason when a named one has no manifest.
-StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root);
+// a root that holds `latest`. NotFound with the reason when a named one has no manifest; `flag`
+// names the option in messages (`tessera export` resolves its --checkpoint the same way).
+StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root,
+                                    const std::string& flag = "--resume");
+
+// True when `names` (a directory's entries) are all a checkpoint root's: step-N, step-N.tmp,
+// latest and its temporary name. A root written before output markers existed is adopted.
+bool LooksLikeCheckpointRoot(const std::vector<std::string>& names);
 
 // The end of every failure message: "last complete checkpoint DIR/step-N: continue with --resume
 // DIR/step-N (or --resume auto --checkpoint-dir DIR)", or that there is none. `root` is the

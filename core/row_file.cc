@@ -10,13 +10,17 @@ Status CheckRowFileHeader(const RowFileHeader& h, const proto::CheckpointFile& e
   if (std::memcmp(h.magic, expected.magic, sizeof(h.magic)) != 0) {
     return Status::DataLoss(name + " is not a Tessera row file");
   }
-  if (h.version != static_cast<uint32_t>(kFormatVersion)) {
+  if (h.version != static_cast<uint32_t>(kRowFileVersion)) {
     return Status::DataLoss(name + " has row format version " + std::to_string(h.version) +
-                            ", this build reads " + std::to_string(kFormatVersion));
+                            ", this build reads " + std::to_string(kRowFileVersion));
   }
   const uint64_t row_bytes = sizeof(uint64_t) + sizeof(float) * (uint64_t{h.dim} + h.state_floats);
-  if (h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||
+  // The row count is bounded by the size first, so the product below cannot wrap around.
+  if (entry.size_bytes() < sizeof(RowFileHeader) ||
+      h.num_rows > (entry.size_bytes() - sizeof(RowFileHeader)) / row_bytes ||
+      h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||
       h.slot_begin != entry.slot_begin() || h.slot_end != entry.slot_end() ||
+      h.slot_begin > h.slot_end ||
       sizeof(RowFileHeader) + h.num_rows * row_bytes != entry.size_bytes()) {
     return Status::DataLoss(name + ": its header does not match the manifest entry");
   }

@@ -24,7 +24,7 @@ namespace tessera::checkpoint {
 // The fixed 64-byte header of a row file (little-endian, as the rows after it).
 struct RowFileHeader {
   char magic[8] = {'T', 'S', 'R', 'O', 'W', 'S', '0', '1'};
-  uint32_t version = kFormatVersion;
+  uint32_t version = kRowFileVersion;
   uint32_t table_id = 0;
   uint32_t dim = 0;           // weights per row
   uint32_t state_floats = 0;  // optimizer state floats after the weights

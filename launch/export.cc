@@ -10,8 +10,10 @@
 #include <unordered_set>
 
 #include "core/checkpoint.h"
+#include "core/checkpoint_check.h"
 #include "core/logging.h"
 #include "core/row_file.h"
+#include "core/safe_output.h"
 #include "launch/npy.h"
 #include "worker/data/rating_reader.h"
 
@@ -80,15 +82,11 @@ std::string FormatFloat(float v) {
   return buf;
 }
 
-}  // namespace
+constexpr char kExportKind[] = "export";
 
-Status ExportCheckpoint(const ExportOptions& options) {
-  Env* env = options.env;
-  TS_ASSIGN_OR_RETURN(const std::string dir,
-                      checkpoint::ResolveResume(env, options.checkpoint, ""));
-  TS_ASSIGN_OR_RETURN(proto::CheckpointManifest manifest, checkpoint::ReadManifest(env, dir));
-  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(env, dir, manifest, /*checksums=*/false));
-  TS_RETURN_IF_ERROR(checkpoint::MakeDirs(env, options.out));
+// The export of the checkpoint at `dir` into the directory `out` (a staging directory).
+Status WriteExport(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest,
+                   const ExportOptions& options, const std::string& out) {
   const proto::ModelDescription& model = manifest.model();
   const bool mf = model.type() == "mf";
   const bool npy = options.format == ExportFormat::kNpy;
@@ -115,7 +113,7 @@ Status ExportCheckpoint(const ExportOptions& options) {
     t->set_dim(dim);
     t->set_num_rows(static_cast<uint64_t>(n));
     if (npy) {
-      const std::string sub = options.out + "/" + table.name();
+      const std::string sub = out + "/" + table.name();
       TS_RETURN_IF_ERROR(checkpoint::MakeDirs(env, sub));
       TS_RETURN_IF_ERROR(WriteNpy(sub + "/keys.npy", rows.keys.data(), {n}));
       TS_RETURN_IF_ERROR(WriteNpy(sub + "/embeddings.npy", embeddings.data(), {n, dim}));
@@ -133,7 +131,7 @@ Status ExportCheckpoint(const ExportOptions& options) {
           text << ' ' << FormatFloat(rows.weights[i * rows.dim + j]);
         text << '\n';
       }
-      TS_RETURN_IF_ERROR(WriteText(options.out + "/" + table.name() + ".txt", text.str()));
+      TS_RETURN_IF_ERROR(WriteText(out + "/" + table.name() + ".txt", text.str()));
       t->set_text_file(table.name() + ".txt");
     }
   }
@@ -142,19 +140,41 @@ Status ExportCheckpoint(const ExportOptions& options) {
     TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(env, dir, *dense, &state));
     const int64_t n = state.params_size();
     if (npy) {
-      TS_RETURN_IF_ERROR(WriteNpy(options.out + "/dense.npy", state.params().data(), {n}));
+      TS_RETURN_IF_ERROR(WriteNpy(out + "/dense.npy", state.params().data(), {n}));
       description.set_dense_file("dense.npy");
     } else {
       std::string text;
       for (float v : state.params()) text += FormatFloat(v) + "\n";
-      TS_RETURN_IF_ERROR(WriteText(options.out + "/dense.txt", text));
+      TS_RETURN_IF_ERROR(WriteText(out + "/dense.txt", text));
       description.set_dense_file("dense.txt");
     }
   }
-  TS_RETURN_IF_ERROR(WriteText(options.out + "/model.json", checkpoint::ToJson(description)));
+  TS_RETURN_IF_ERROR(WriteText(out + "/model.json", checkpoint::ToJson(description)));
   TS_LOG(INFO) << "exported " << dir << " (" << model.type() << ", step " << manifest.step() << ", "
                << description.tables_size() << " tables) to " << options.out;
   return OkStatus();
+}
+
+}  // namespace
+
+Status ExportCheckpoint(const ExportOptions& options) {
+  Env* env = options.env;
+  TS_ASSIGN_OR_RETURN(const std::string dir,
+                      checkpoint::ResolveResume(env, options.checkpoint, "", "--checkpoint"));
+  TS_ASSIGN_OR_RETURN(proto::CheckpointManifest manifest, checkpoint::ReadManifest(env, dir));
+  TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(env, dir, manifest, /*checksums=*/false));
+  TS_RETURN_IF_ERROR(checkpoint::CheckManifestAgainstFiles(env, dir, manifest));
+  // The export is written whole into a staging directory next to --out, then renamed into place:
+  // --out holds the old export or the new one, never a mix.
+  TS_RETURN_IF_ERROR(
+      safe_output::CheckOutputDir(options.out, "--out", kExportKind, {{"--checkpoint", dir}}));
+  const std::string staged = safe_output::TemporaryPathFor(options.out);
+  (void)env->RemoveAll(staged);
+  Status written = safe_output::PrepareOutputDir(staged, "--out", kExportKind, {});
+  if (written.ok()) written = WriteExport(env, dir, manifest, options, staged);
+  if (written.ok()) written = safe_output::ReplaceDir(staged, options.out, "--out");
+  if (!written.ok()) (void)env->RemoveAll(staged);
+  return written;
 }
 
 namespace {

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/safe_output.h"
+
 namespace po = boost::program_options;
 
 namespace tessera::launch {
@@ -132,6 +134,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   float dense_lr = 0.001f, linear_lr = 2.0f;
   int timeout_s = 600, register_timeout_s = 120;
   double heartbeat_timeout_s = 6.0;
+  std::string resume_override;
   po::options_description desc("tessera train options");
   // clang-format off
   desc.add_options()
@@ -183,6 +186,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("checkpoint-epochs", po::bool_switch(&o.checkpoint_epochs), "also write a checkpoint after every epoch")
     ("keep-checkpoints", po::value<int>(&o.keep_checkpoints)->default_value(0), "keep only the newest K complete checkpoints (0: keep all)")
     ("resume", po::value<std::string>(&o.resume), "resume from a checkpoint: DIR/step-N, a checkpoint root, or auto (the newest complete one under --checkpoint-dir; none there: start fresh). Servers may differ in number, workers may not")
+    ("resume-override", po::value<std::string>(&resume_override), "with --resume: the options of the job's identity allowed to differ from the checkpoint's, comma separated (e.g. lr,epochs); any other difference stops the job with exit 2")
     ("heartbeat-timeout", po::value<double>(&heartbeat_timeout_s)->default_value(heartbeat_timeout_s), "separate processes: seconds without a heartbeat before a node counts as lost and the job stops")
     ("v", po::value<int>(&o.verbosity)->default_value(0), "log verbosity");
   // clang-format on
@@ -299,6 +303,10 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   if (o.resume == "auto" && o.checkpoint_dir.empty()) {
     return Fail("--resume auto needs --checkpoint-dir (where to look for the newest checkpoint)");
   }
+  std::stringstream overrides(resume_override);
+  for (std::string name; std::getline(overrides, name, ',');) {
+    if (!name.empty()) o.resume_override.push_back(name);
+  }
   o.mf.timeout = std::chrono::seconds(timeout_s);
   o.register_timeout = std::chrono::seconds(register_timeout_s);
   o.workers_given = !vm["workers"].defaulted();
@@ -338,6 +346,12 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     if (!o.mf.test_path.empty() && !IsReadableFile(o.mf.test_path)) {
       return Fail("--test " + o.mf.test_path + ": no such readable file");
     }
+  }
+  if (!o.mf.metrics_out.empty()) {
+    Status output = safe_output::CheckOutputFile(
+        o.mf.metrics_out, "--metrics-out",
+        {{"--train", o.mf.train_path}, {"--test", o.mf.test_path}, {"--config", o.config_path}});
+    if (!output.ok()) return Fail(output.message());
   }
   // MF on a GPU: a batch that fills the device unless the user or the demo preset chose one.
   std::map<std::string, std::string> device_defaults;

@@ -63,6 +63,9 @@ struct TrainOptions {
   bool checkpoint_epochs = false;
   int keep_checkpoints = 0;
   std::string resume;  // "" | "auto" | a checkpoint directory
+  // --resume-override: identity flags (launch/job_identity.h) allowed to differ from the
+  // checkpoint's, without dashes.
+  std::vector<std::string> resume_override;
   std::chrono::milliseconds heartbeat_timeout{6000};
 };
 

@@ -357,6 +357,7 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
   server::ServerOptions server_options = MakeServerOptions(o);
   const auto tables = DescribeTables(server_options, o.ctr);
   TS_ASSIGN_OR_RETURN(ResumePoint resume, PrepareResume(env, o, tables, o.workers));
+  if (resume.finished) return OkStatus();  // said so; nothing to train, no metrics written
   ApplyRecovery(env, o, resume, tables, &server_options, &o);
   InProcHub hub;
   std::vector<NodeId> ids = {NodeId::Scheduler()};
@@ -542,6 +543,10 @@ Status RunTrainMpi(const TrainOptions& options, const LaunchEnv& env, bool* repo
   if (!resume.ok()) {
     if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
     return finish(resume.status());
+  }
+  if (resume->finished) {  // every rank read the same checkpoint: all leave, nothing to train
+    if (worker_comm != MPI_COMM_NULL) MPI_Comm_free(&worker_comm);
+    return finish(OkStatus());
   }
   ApplyRecovery(*job_env, o, *resume, tables, &server_options, &o);
   auto on_abort = [&watchdog](const Status& reason) { watchdog.Arm(reason); };

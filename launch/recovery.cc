@@ -11,7 +11,10 @@
 #include <cstring>
 
 #include "core/checkpoint.h"
+#include "core/checkpoint_check.h"
 #include "core/logging.h"
+#include "core/safe_output.h"
+#include "launch/job_identity.h"
 #include "worker/ctr_model.h"
 #include "worker/mf_model.h"
 
@@ -81,6 +84,14 @@ StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& o,
                                     const std::vector<proto::TableDescription>& tables,
                                     int num_workers) {
   ResumePoint point;
+  TS_RETURN_IF_ERROR(CheckResumeOverrides(o.resume_override));
+  if (!o.checkpoint_dir.empty()) {
+    TS_RETURN_IF_ERROR(safe_output::PrepareOutputDir(
+        o.checkpoint_dir, "--checkpoint-dir", "checkpoints",
+        {{"--train", o.mf.train_path}, {"--test", o.mf.test_path}, {"--config", o.config_path}},
+        checkpoint::LooksLikeCheckpointRoot));
+  }
+  TS_ASSIGN_OR_RETURN(point.identity, JobIdentity(o));
   if (o.resume.empty()) return point;
   TS_ASSIGN_OR_RETURN(point.dir, checkpoint::ResolveResume(env, o.resume, o.checkpoint_dir));
   if (point.dir.empty()) {
@@ -89,8 +100,22 @@ StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& o,
     return point;
   }
   TS_ASSIGN_OR_RETURN(point.manifest, checkpoint::ReadManifest(env, point.dir));
-  TS_RETURN_IF_ERROR(CheckCheckpointFits(point.manifest, point.dir, o, tables, num_workers));
   TS_RETURN_IF_ERROR(checkpoint::VerifyFiles(env, point.dir, point.manifest, /*checksums=*/false));
+  TS_RETURN_IF_ERROR(checkpoint::CheckManifestAgainstFiles(env, point.dir, point.manifest));
+  const auto& recorded = point.manifest.model().job_config();
+  TS_RETURN_IF_ERROR(CompareJobIdentity({recorded.begin(), recorded.end()}, point.identity,
+                                        o.resume_override, point.dir));
+  TS_RETURN_IF_ERROR(CheckCheckpointFits(point.manifest, point.dir, o, tables, num_workers));
+  TS_ASSIGN_OR_RETURN(const proto::WorkerCheckpoint position,
+                      checkpoint::ReadWorkerPosition(env, point.dir, point.manifest, 0));
+  if (position.epoch() >= o.mf.epochs) {
+    point.finished = true;
+    TS_LOG(INFO) << "checkpoint " << point.dir << " is the end of a finished run (step "
+                 << point.manifest.step() << ", " << position.epoch() << " of " << o.mf.epochs
+                 << " epochs): nothing left to train, no metrics written. To train more, resume "
+                    "with a larger --epochs and --resume-override epochs";
+    return point;
+  }
   TS_LOG(INFO) << "resuming from " << point.dir << " (step " << point.manifest.step() << ", "
                << point.manifest.num_servers() << " server(s) then, " << o.servers << " now)";
   return point;
@@ -110,6 +135,7 @@ void ApplyRecovery(Env* env, const TrainOptions& o, const ResumePoint& resume,
     r->tables = tables;
     r->resume_dir = resume.dir;
     r->resume_manifest = resume.manifest;
+    r->job_config = resume.identity;
     r->env = env;
   }
 }

@@ -23,12 +23,20 @@ std::vector<proto::TableDescription> DescribeTables(const server::ServerOptions&
 struct ResumePoint {
   std::string dir;  // "" = start fresh
   proto::CheckpointManifest manifest;
+  // This run's identity (launch/job_identity.h), recorded in the checkpoints it writes.
+  std::vector<proto::JobConfigEntry> identity;
+  // The checkpoint is the end of training (its position is past the last epoch): nothing is
+  // left to train; the job exits 0 without starting a node or writing metrics.
+  bool finished = false;
 };
 
-// Resolves --resume (auto: the newest complete checkpoint under --checkpoint-dir, or none) and
-// checks the checkpoint against this job: every file present with its recorded size, the same
-// model, tables (dims, optimizers) and number of workers. The message says which and why.
-// Files are read through `env`.
+// Prepares --checkpoint-dir as an output (core/safe_output.h: refused when it is an input, not
+// a directory, or a non-empty directory Tessera did not write; created with its marker), checks
+// --resume-override, then resolves --resume (auto: the newest complete checkpoint under
+// --checkpoint-dir, or none) and checks the checkpoint against this job: its manifest's checksum
+// and fields against its files (core/checkpoint_check.h), the job identity (each differing flag
+// named, unless --resume-override allows it), the same model, tables (dims, optimizers) and
+// number of workers. The message says which and why. Files are read through `env`.
 StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& options,
                                     const std::vector<proto::TableDescription>& tables,
                                     int num_workers);

@@ -59,6 +59,10 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(const proto::WorkerCheckpoint& pos
     const int rank = rpc_->self().rank;
     std::vector<proto::CheckpointFile> files;
     Status written = write_(dir, &files, rank == 0 ? request.mutable_model() : nullptr);
+    if (rank == 0) {
+      for (const auto& entry : options_.job_config)
+        *request.mutable_model()->add_job_config() = entry;
+    }
     if (written.ok()) written = WriteWorkerPosition(options_.env, dir, rank, position, &files);
     if (!written.ok()) {
       return Status(written.code(),

@@ -37,6 +37,8 @@ struct RecoveryOptions {
   // launcher.
   std::string resume_dir;
   proto::CheckpointManifest resume_manifest;
+  // The job's identity (launch/job_identity.h): worker 0 records it in every checkpoint.
+  std::vector<proto::JobConfigEntry> job_config;
   // Liveness (separate processes only): heartbeat period (0 = off) and how long the scheduler
   // may stay silent before this worker gives up on the job.
   std::chrono::milliseconds heartbeat_interval{0};

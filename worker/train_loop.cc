@@ -99,7 +99,8 @@ StatusOr<EvalReport> TrainLoop::Evaluate(int epoch) {
   }
   TS_ASSIGN_OR_RETURN(EvalReport report, model_->EndEval(clock_));
   if (IsReporter()) {
-    metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1, "test", report.metrics);
+    TS_RETURN_IF_ERROR(
+        metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1, "test", report.metrics));
     if (!report.log_line.empty()) TS_LOG(INFO) << report.log_line;
   }
   return report;
@@ -245,7 +246,9 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
     TS_ASSIGN_OR_RETURN(auto slowest, Reduce({stats.seconds}, proto::REDUCE_OP_MAX));
     result.train_loss = stats.train_loss = train_sums[0] / std::max(train_sums[1], 1.0);
     result.samples_per_sec = stats.samples_per_sec = train_sums[1] / std::max(slowest[0], 1e-9);
-    if (IsReporter()) metrics_.Train(epoch + 1, result.train_loss, result.samples_per_sec);
+    if (IsReporter()) {
+      TS_RETURN_IF_ERROR(metrics_.Train(epoch + 1, result.train_loss, result.samples_per_sec));
+    }
     std::string eval_text;
     if (model_->has_eval_data()) {
       TS_ASSIGN_OR_RETURN(result.last_eval, Evaluate(epoch));
@@ -271,8 +274,10 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
     TS_RETURN_IF_ERROR(model_->Finish(result.last_eval, train_seconds_, &lines, &done_fields));
     if (IsReporter()) {
       for (const std::string& line : lines) TS_LOG(INFO) << line;
-      metrics_.Done(options_.epochs, result.last_eval.metrics, train_seconds_,
-                    result.samples_per_sec, done_fields);
+      // Without test data nothing was evaluated: the record has no metrics (never null).
+      TS_RETURN_IF_ERROR(metrics_.Done(
+          options_.epochs, model_->has_eval_data() ? result.last_eval.metrics : MetricValues(),
+          train_seconds_, result.samples_per_sec, done_fields));
       TS_RETURN_IF_ERROR(metrics_.Close());
     }
   }

@@ -116,8 +116,10 @@ def checkpoint(ctx):
             half[epochs_at] = max(1, int(half[epochs_at]) // 2)
             ctx.train(f"{model} {first} first half", half + [
                 "--device", first, "--checkpoint-dir", ckpt])
+            # The first half ran fewer epochs: a change of the job's identity, allowed.
             resumed, _ = ctx.train(f"{model} {second} resumed", args + [
-                "--device", second, "--checkpoint-dir", ckpt, "--resume", ckpt])
+                "--device", second, "--checkpoint-dir", ckpt, "--resume", ckpt,
+                "--resume-override", "epochs"])
             straight, _ = ctx.train(f"{model} {second} straight", args + ["--device", second])
             a, b = done_record(resumed), done_record(straight)
             key = "rmse" if model == "mf" else "auc"

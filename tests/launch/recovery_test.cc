@@ -15,6 +15,7 @@ struct MfJob {
   proto::CheckpointManifest manifest;
 
   MfJob() {
+    options.embedded_default = true;  // no data file to fingerprint
     server::ServerOptions servers;
     for (uint32_t t = 0; t < 2; ++t) {
       server::TableOptions table;

@@ -2,16 +2,19 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/logging.h"
+#include "core/safe_output.h"
 #include "worker/data/internal/text_chunks.h"
 
 namespace tessera::worker {
@@ -56,6 +59,7 @@ class CacheFile {
   Status Write(const char* p, size_t n) { return WriteAll(fd_, p, n, tmp_path_); }
   // Writes the final header over the placeholder, syncs, and renames the file into place.
   Status Commit(const char* header) {
+    TS_CHECK_GE(fd_, 0);
     if (pwrite(fd_, header, kCtrCacheHeaderBytes, 0) !=
         static_cast<ssize_t>(kCtrCacheHeaderBytes)) {
       return internal::ErrnoStatus("cannot write the header of", tmp_path_, errno);
@@ -68,6 +72,12 @@ class CacheFile {
       return internal::ErrnoStatus("cannot rename " + tmp_path_ + " to", path_, errno);
     }
     committed_ = true;
+    const std::string dir = std::filesystem::path(path_).parent_path().string();
+    const int dir_fd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      (void)fsync(dir_fd);
+      close(dir_fd);
+    }
     return OkStatus();
   }
 
@@ -78,10 +88,48 @@ class CacheFile {
   bool committed_ = false;
 };
 
+// The CRC-32s of the blocks of records as they are appended.
+class BlockChecksums {
+ public:
+  BlockChecksums(uint64_t record_bytes, uint32_t block_records)
+      : record_bytes_(record_bytes), block_records_(block_records) {}
+  // `n` records at `p`.
+  void Add(const char* p, uint64_t n) {
+    while (n > 0) {
+      const uint64_t take = std::min<uint64_t>(n, block_records_ - in_block_);
+      crc_ = crc32_z(crc_, reinterpret_cast<const Bytef*>(p), take * record_bytes_);
+      p += take * record_bytes_;
+      n -= take;
+      in_block_ += take;
+      if (in_block_ == block_records_) Close();
+    }
+  }
+  // The table's bytes (little-endian u32 each), the last partial block included.
+  std::string Table() {
+    if (in_block_ > 0) Close();
+    std::string bytes(4 * crcs_.size(), '\0');
+    for (size_t i = 0; i < crcs_.size(); ++i) std::memcpy(&bytes[4 * i], &crcs_[i], 4);
+    return bytes;
+  }
+
+ private:
+  void Close() {
+    crcs_.push_back(static_cast<uint32_t>(crc_));
+    crc_ = 0;
+    in_block_ = 0;
+  }
+  const uint64_t record_bytes_;
+  const uint32_t block_records_;
+  uLong crc_ = 0;
+  uint64_t in_block_ = 0;
+  std::vector<uint32_t> crcs_;
+};
+
 }  // namespace
 
 Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
                      const std::string& output) {
+  TS_RETURN_IF_ERROR(safe_output::CheckOutputFile(output, "--output", {{"--input", input}}));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<CtrReader> reader, CtrReader::Open(input, read));
   const CtrSchema& schema = reader->schema();
   if (schema.format == CtrFormat::kCache) {
@@ -102,8 +150,10 @@ Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
       static_cast<uint32_t>(schema.multi_hot ? schema.max_keys : schema.num_fields);
   header.bucketize_integers = schema.bucketize_integers;
   header.hash_seed = schema.hash_seed;
+  header.block_records = CtrCacheBlockRecords(header.RecordBytes());
+  BlockChecksums checksums(header.RecordBytes(), header.block_records);
 
-  CacheFile file(output + ".tmp", output);
+  CacheFile file(safe_output::TemporaryPathFor(output), output);
   TS_RETURN_IF_ERROR(file.Create());
   std::vector<char> bytes(kCtrCacheHeaderBytes, 0);  // a placeholder until the count is known
   TS_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
@@ -144,6 +194,14 @@ Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
           std::memcpy(rec + values_offset, block.values.data() + key_begin, 4 * count);
         }
       }
+      for (size_t i = 0; i < rows; ++i) {
+        const std::string why = CheckCtrCacheRecord(header, bytes.data() + i * record_bytes);
+        if (!why.empty()) {
+          return Status::InvalidArgument(input + ": row " + std::to_string(header.num_records + i) +
+                                         " (from 0): " + why + "; not written to a cache");
+        }
+      }
+      checksums.Add(bytes.data(), rows);
       TS_RETURN_IF_ERROR(file.Write(bytes.data(), bytes.size()));
       header.num_records += rows;
       first += rows;
@@ -153,6 +211,11 @@ Status WriteCtrCache(const std::string& input, const CtrReadOptions& read,
     TS_LOG(WARNING) << "skipped " << reader->bad_lines() << " bad lines in " << input
                     << "; the first: " << reader->first_bad_line();
   }
+  const std::string table = checksums.Table();
+  TS_CHECK_EQ(table.size(), 4 * header.NumBlocks());
+  TS_RETURN_IF_ERROR(file.Write(table.data(), table.size()));
+  header.table_crc =
+      static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(table.data()), table.size()));
   char encoded[kCtrCacheHeaderBytes];
   EncodeCtrCacheHeader(header, encoded);
   TS_RETURN_IF_ERROR(file.Commit(encoded));

@@ -1,6 +1,9 @@
 #include "worker/data/ctr_cache_format.h"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -72,7 +75,17 @@ void EncodeCtrCacheHeader(const CtrCacheHeader& h, char* out) {
   PutU64(out + 40, h.hash_seed);
   PutU64(out + 48, h.num_records);
   PutU64(out + 56, h.RecordBytes());
+  PutU32(out + 64, h.block_records);
+  PutU32(out + 68, h.table_crc);
   PutU64(out + kChecksumOffset, Fnv1a64(out, kChecksumOffset));
+}
+
+uint64_t CtrCacheHeader::FileBytes() const {
+  return kCtrCacheHeaderBytes + num_records * RecordBytes() + 4 * NumBlocks();
+}
+
+uint32_t CtrCacheBlockRecords(uint64_t record_bytes) {
+  return static_cast<uint32_t>(std::max<uint64_t>(1, kCtrCacheBlockBytes / record_bytes));
 }
 
 StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const char* data,
@@ -94,7 +107,8 @@ StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const cha
   if (h.version != kCtrCacheVersion) {
     return Status::InvalidArgument(where + "version differs: the cache has version " +
                                    std::to_string(h.version) + ", this build reads version " +
-                                   std::to_string(kCtrCacheVersion) + " (convert the text again)");
+                                   std::to_string(kCtrCacheVersion) +
+                                   ": rebuild it with tessera convert");
   }
   const uint64_t stored = GetU64(data + kChecksumOffset);
   const uint64_t computed = Fnv1a64(data, kChecksumOffset);
@@ -112,6 +126,8 @@ StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const cha
   h.hash_seed = GetU64(data + 40);
   h.num_records = GetU64(data + 48);
   const uint64_t record_bytes = GetU64(data + 56);
+  h.block_records = GetU32(data + 64);
+  h.table_crc = GetU32(data + 68);
   h.multi_hot = multi_hot == 1;
   h.bucketize_integers = bucketize == 1;
 
@@ -141,6 +157,9 @@ StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const cha
     return inconsistent("record size " + std::to_string(record_bytes) + ", expected " +
                         std::to_string(h.RecordBytes()));
   }
+  if (h.block_records < 1 || h.block_records * record_bytes > 64 * kCtrCacheBlockBytes) {
+    return inconsistent(std::to_string(h.block_records) + " records per checksummed block");
+  }
   const uint64_t body = size - kCtrCacheHeaderBytes;
   if (h.num_records > body / record_bytes) {
     return Status::InvalidArgument(
@@ -148,10 +167,11 @@ StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const cha
         " records of " + std::to_string(record_bytes) + " bytes, the file holds " +
         std::to_string(body / record_bytes) + " (" + std::to_string(size) + " bytes in all)");
   }
-  if (h.num_records * record_bytes != body) {
-    return Status::InvalidArgument(where + std::to_string(body - h.num_records * record_bytes) +
-                                   " bytes after the " + std::to_string(h.num_records) +
-                                   " records the header announces");
+  if (h.FileBytes() != size) {
+    return Status::InvalidArgument(where + "the file has " + std::to_string(size) + " bytes, its " +
+                                   std::to_string(h.num_records) + " records and their " +
+                                   std::to_string(h.NumBlocks()) + " block checksums take " +
+                                   std::to_string(h.FileBytes()) + " (truncated or extended)");
   }
   return h;
 }
@@ -170,6 +190,117 @@ Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& heade
         where + "bucketize_integers differs: the cache was written with " +
         OnOff(header.bucketize_integers) + ", the options ask for " + OnOff(bucketize_integers));
   }
+  return OkStatus();
+}
+
+std::string CheckCtrCacheRecord(const CtrCacheHeader& header, const char* rec) {
+  // The value rule of every CTR row (ValidateCtrRecord), on copies (per thread, reused): a
+  // record's bytes are not float objects. The header bounds both counts (DecodeCtrCacheHeader).
+  float label;
+  static thread_local float dense[1024];
+  static thread_local float values[kCtrCacheMaxKeys];
+  const size_t num_dense = std::min<size_t>(header.num_dense, 1024);
+  const size_t num_keys = std::min<size_t>(header.keys_per_record, kCtrCacheMaxKeys);
+  const char* keys = rec + 4 + 4 * size_t{header.num_dense};
+  std::memcpy(&label, rec, 4);
+  if (num_dense > 0) std::memcpy(dense, rec + 4, 4 * num_dense);
+  if (num_keys > 0) std::memcpy(values, keys + 8 * size_t{header.keys_per_record}, 4 * num_keys);
+  const Status valid = ValidateCtrRecord(label, dense, static_cast<int>(num_dense), values,
+                                         static_cast<int>(num_keys));
+  if (!valid.ok()) return valid.message();
+  // Keys: the padding key only as multi-hot padding (value 0, after the last real key).
+  bool padding = false;
+  for (size_t j = 0; j < num_keys; ++j) {
+    uint64_t key;
+    uint32_t value_bits;
+    std::memcpy(&key, keys + 8 * j, 8);
+    std::memcpy(&value_bits, keys + 8 * size_t{header.keys_per_record} + 4 * j, 4);
+    const bool pad = key == kCtrCachePadKey;
+    if (pad && (!header.multi_hot || value_bits != 0)) {
+      return "key " + std::to_string(j) + " is the padding key" +
+             (header.multi_hot ? " with a value" : " in a one-hot record");
+    }
+    if (!pad && padding) return "key " + std::to_string(j) + " follows the padding";
+    padding |= pad;
+  }
+  return "";
+}
+
+StatusOr<CtrCacheView> CtrCacheView::Open(const std::string& path, const char* data, size_t size) {
+  CtrCacheView view;
+  TS_ASSIGN_OR_RETURN(view.header_, DecodeCtrCacheHeader(path, data, size));
+  view.path_ = path;
+  view.records_ = data + kCtrCacheHeaderBytes;
+  view.crc_table_ = view.records_ + view.header_.num_records * view.header_.RecordBytes();
+  const uint64_t table_bytes = 4 * view.header_.NumBlocks();
+  const uint32_t crc = static_cast<uint32_t>(
+      crc32_z(0, reinterpret_cast<const Bytef*>(view.crc_table_), table_bytes));
+  if (crc != view.header_.table_crc) {
+    return Status::InvalidArgument(
+        "cache " + path + ": the block checksum table is corrupt (" + "CRC-32 " + Hex(crc) +
+        ", the header says " + Hex(view.header_.table_crc) + "); rebuild it with tessera convert");
+  }
+  view.checked_.assign(view.header_.NumBlocks(), 0);
+  return view;
+}
+
+Status CtrCacheView::CheckBlocks(uint64_t first_block, uint64_t end_block, int num_threads) {
+  const uint64_t record_bytes = header_.RecordBytes();
+  std::vector<uint64_t> todo;
+  for (uint64_t b = first_block; b < end_block; ++b) {
+    if (!checked_[b]) todo.push_back(b);
+  }
+  if (todo.empty()) return OkStatus();
+  const size_t num_chunks = std::clamp<size_t>(todo.size(), 1, std::max(num_threads, 1));
+  std::vector<std::string> errors(num_chunks);
+  internal::RunChunks(num_chunks, "checking a cache", [&](size_t k) {
+    const size_t end = internal::SplitPoint(todo.size(), k + 1, num_chunks);
+    for (size_t i = internal::SplitPoint(todo.size(), k, num_chunks); i < end; ++i) {
+      const uint64_t b = todo[i];
+      const uint64_t first = b * header_.block_records;
+      const uint64_t last = std::min<uint64_t>(first + header_.block_records, header_.num_records);
+      const char* begin = records_ + first * record_bytes;
+      const uint32_t crc = static_cast<uint32_t>(
+          crc32_z(0, reinterpret_cast<const Bytef*>(begin), (last - first) * record_bytes));
+      const uint32_t stored = GetU32(crc_table_ + 4 * b);
+      if (crc != stored) {
+        errors[k] = "cache " + path_ + ": block " + std::to_string(b) + " (records " +
+                    std::to_string(first) + ".." + std::to_string(last - 1) +
+                    "): checksum mismatch (CRC-32 " + Hex(crc) + ", stored " + Hex(stored) +
+                    "): the file is corrupt; rebuild it with tessera convert";
+        return;
+      }
+      for (uint64_t r = first; r < last; ++r) {
+        const std::string why = CheckCtrCacheRecord(header_, records_ + r * record_bytes);
+        if (!why.empty()) {
+          errors[k] = "cache " + path_ + ": record " + std::to_string(r) + ": " + why;
+          return;
+        }
+      }
+    }
+  });
+  for (const std::string& e : errors) {
+    if (!e.empty()) return Status::InvalidArgument(e);
+  }
+  for (uint64_t b : todo) checked_[b] = 1;
+  return OkStatus();
+}
+
+Status CtrCacheView::Read(uint64_t first, uint64_t n, int num_threads,
+                          std::vector<CtrBlock>* scratch, CtrBlock* block) {
+  if (first > header_.num_records || n > header_.num_records - first) {
+    return Status::InvalidArgument("cache " + path_ + ": records " + std::to_string(first) + " + " +
+                                   std::to_string(n) + " are past its end");
+  }
+  if (n > 0) {
+    Status checked = CheckBlocks(first / header_.block_records,
+                                 (first + n - 1) / header_.block_records + 1, num_threads);
+    if (!checked.ok()) {
+      block->Clear();
+      return checked;
+    }
+  }
+  ReadCtrCacheRecords(header_, records_, first, n, num_threads, scratch, block);
   return OkStatus();
 }
 

@@ -18,15 +18,25 @@
 //    40  u64 hash seed
 //    48  u64 number of records
 //    56  u64 record size in bytes (4 + 4 * num_dense + 12 * keys per record)
-//    64  zeros up to the checksum
+//    64  u32 records per block (B >= 1; the last block may hold fewer)
+//    68  u32 CRC-32 of the block checksum table
+//    72  zeros up to the checksum
 //   120  u64 FNV-1a 64 of header bytes [0, 120)
-//   then the records, each: f32 label, f32 dense[num_dense], u64 keys[K], f32 values[K].
+//   then the records, each: f32 label, f32 dense[num_dense], u64 keys[K], f32 values[K];
+//   then the block checksum table: u32 CRC-32 (zlib) of each block's record bytes, one per
+//   ceil(records / B) blocks.
 // Multi-hot rows are padded to K keys with kCtrCachePadKey and value 0; the reader drops the
 // trailing pad entries again, so a row reads back with its own key list. A multi-hot file whose
 // longest line has more than kCtrCacheMaxKeys features is refused (the padding would dwarf the
 // data; read the text instead).
 //
-// Threads: the functions are thread-safe (no shared state).
+// Nothing of a cache is trusted unchecked: the header by its checksum, the table by its CRC-32,
+// each block by its CRC-32 before any of its records is used, and every record by
+// CheckCtrCacheRecord (label 0 or 1, finite dense features and values, keys in range). A cache of
+// another version is refused ("rebuild it with tessera convert"). Records are numbered from 0 in
+// messages.
+//
+// Threads: the free functions are thread-safe (no shared state); a CtrCacheView has one user.
 #pragma once
 
 #include <cstddef>
@@ -40,7 +50,7 @@
 namespace tessera::worker {
 
 inline constexpr char kCtrCacheMagic[8] = {'T', 'S', 'R', 'C', 'A', 'C', 'H', 'E'};
-inline constexpr uint32_t kCtrCacheVersion = 1;
+inline constexpr uint32_t kCtrCacheVersion = 2;
 inline constexpr size_t kCtrCacheHeaderBytes = 128;
 inline constexpr uint64_t kCtrCachePadKey = ~uint64_t{0};
 inline constexpr int kCtrCacheMaxKeys = 1024;
@@ -56,11 +66,21 @@ struct CtrCacheHeader {
   bool bucketize_integers = false;
   uint64_t hash_seed = 0;
   uint64_t num_records = 0;
+  uint32_t block_records = 1;  // records per checksummed block
+  uint32_t table_crc = 0;      // CRC-32 of the block checksum table
 
   uint64_t RecordBytes() const {
     return 4 + 4 * uint64_t{num_dense} + 12 * uint64_t{keys_per_record};
   }
+  uint64_t NumBlocks() const { return (num_records + block_records - 1) / block_records; }
+  // The file's size: header, records, block checksum table.
+  uint64_t FileBytes() const;
 };
+
+// About this many bytes of records per checksummed block.
+inline constexpr uint64_t kCtrCacheBlockBytes = 64 << 10;
+// Records per block for records of `record_bytes` bytes.
+uint32_t CtrCacheBlockRecords(uint64_t record_bytes);
 
 // True when the bytes start with kCtrCacheMagic.
 bool HasCtrCacheMagic(const char* data, size_t size);
@@ -68,10 +88,10 @@ bool HasCtrCacheMagic(const char* data, size_t size);
 // Writes the header bytes, checksum included. REQUIRES: out has kCtrCacheHeaderBytes bytes.
 void EncodeCtrCacheHeader(const CtrCacheHeader& header, char* out);
 
-// Decodes the header of a cache file of `size` bytes at `data` and checks it: magic, checksum,
-// version, consistent fields and a file size that holds exactly the records it announces.
-// InvalidArgument "cache PATH: <why>" otherwise (e.g. "truncated: the header announces 9999
-// records of 368 bytes (3679760 bytes in all), the file has 1000128").
+// Decodes the header of a cache file of `size` bytes at `data` and checks it: magic, version,
+// checksum, consistent fields and a file size that holds exactly the records it announces and
+// their block checksum table. InvalidArgument "cache PATH: <why>" otherwise (e.g. "truncated:
+// the header announces 9999 records of 368 bytes, the file holds 2717").
 StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const char* data,
                                               size_t size);
 
@@ -82,10 +102,42 @@ StatusOr<CtrCacheHeader> DecodeCtrCacheHeader(const std::string& path, const cha
 Status CheckCtrCacheOptions(const std::string& path, const CtrCacheHeader& header,
                             uint64_t hash_seed, bool bucketize_integers);
 
+// Empty when `record` (header.RecordBytes() bytes) may be trained on: the value rule of every
+// CTR row (ValidateCtrRecord in ctr_schema.h: label 0 or 1, dense features and values finite and
+// within bounds), no pad key in a one-hot record, multi-hot padding (kCtrCachePadKey with value
+// 0) only after the last real key. Else why not ("label 2 is not 0 or 1").
+std::string CheckCtrCacheRecord(const CtrCacheHeader& header, const char* record);
+
+// A cache file in memory (mapped by the caller, who keeps it alive) whose blocks are checked the
+// first time their records are read.
+class CtrCacheView {
+ public:
+  // Decodes the header (DecodeCtrCacheHeader) and checks the block checksum table's CRC-32.
+  static StatusOr<CtrCacheView> Open(const std::string& path, const char* data, size_t size);
+  const CtrCacheHeader& header() const { return header_; }
+  // Copies records [first, first + n) into *block (ReadCtrCacheRecords) once every block they
+  // lie in has passed its CRC-32 and every record of those blocks CheckCtrCacheRecord; else
+  // InvalidArgument "cache PATH: block B (records F..L): checksum mismatch (...)" or "cache
+  // PATH: record R: <why>", and *block is left empty. Checks run on up to num_threads threads.
+  Status Read(uint64_t first, uint64_t n, int num_threads, std::vector<CtrBlock>* scratch,
+              CtrBlock* block);
+
+ private:
+  CtrCacheView() = default;
+  Status CheckBlocks(uint64_t first_block, uint64_t end_block, int num_threads);
+
+  std::string path_;
+  CtrCacheHeader header_;
+  const char* records_ = nullptr;    // the first record
+  const char* crc_table_ = nullptr;  // NumBlocks() little-endian u32
+  std::vector<uint8_t> checked_;     // per block: passed its checks
+};
+
 // Copies records [first, first + n) of a cache into *block (replacing its rows; multi-hot: the
 // padding dropped), with up to num_threads threads (the calling thread and std::threads joined
 // before returning). `records` is the first record (the byte after the header); *scratch holds
-// per-thread blocks reused across calls. REQUIRES: the records exist (DecodeCtrCacheHeader).
+// per-thread blocks reused across calls. REQUIRES: the records exist (DecodeCtrCacheHeader) and
+// were checked (CtrCacheView::Read does both).
 void ReadCtrCacheRecords(const CtrCacheHeader& header, const char* records, uint64_t first,
                          uint64_t n, int num_threads, std::vector<CtrBlock>* scratch,
                          CtrBlock* block);

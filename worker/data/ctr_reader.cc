@@ -66,9 +66,8 @@ struct CtrReader::Impl {
   // Per-thread blocks reused across Next calls: text parser threads k >= 1 (thread 0 parses
   // into the caller's block), multi-hot cache readers k >= 0.
   std::vector<CtrBlock> scratch;
-  // Cache.
-  CtrCacheHeader cache_header;
-  const char* records = nullptr;  // the first record
+  // Cache: its records, checked block by block as they are read.
+  std::unique_ptr<CtrCacheView> cache;
 };
 
 CtrReader::CtrReader() : impl_(std::make_unique<Impl>()) {}
@@ -90,7 +89,8 @@ StatusOr<std::unique_ptr<CtrReader>> CtrReader::Open(const std::string& path,
 
   CtrFormat format = options.format;
   if (format == CtrFormat::kCache || (format == CtrFormat::kAuto && HasCtrCacheMagic(data, size))) {
-    TS_ASSIGN_OR_RETURN(CtrCacheHeader header, DecodeCtrCacheHeader(path, data, size));
+    TS_ASSIGN_OR_RETURN(CtrCacheView view, CtrCacheView::Open(path, data, size));
+    const CtrCacheHeader header = view.header();
     TS_RETURN_IF_ERROR(
         CheckCtrCacheOptions(path, header, options.hash_seed, options.bucketize_integers));
     schema.format = CtrFormat::kCache;
@@ -102,8 +102,7 @@ StatusOr<std::unique_ptr<CtrReader>> CtrReader::Open(const std::string& path,
     schema.hash_seed = header.hash_seed;
     schema.bucketize_integers = header.bucketize_integers;
     schema.num_rows = static_cast<int64_t>(header.num_records);
-    impl.cache_header = header;
-    impl.records = data + kCtrCacheHeaderBytes;
+    impl.cache = std::make_unique<CtrCacheView>(std::move(view));
     const size_t n = header.num_records;
     reader->begin_ = static_cast<int64_t>(SplitPoint(n, partition, num_partitions));
     reader->end_ = static_cast<int64_t>(SplitPoint(n, partition + 1, num_partitions));
@@ -237,10 +236,10 @@ StatusOr<bool> CtrReader::NextText(CtrBlock* block) {
 StatusOr<bool> CtrReader::NextCache(CtrBlock* block) {
   Impl& impl = *impl_;
   const uint64_t per_chunk =
-      std::max<uint64_t>(1, impl.options.chunk_bytes / impl.cache_header.RecordBytes());
+      std::max<uint64_t>(1, impl.options.chunk_bytes / impl.cache->header().RecordBytes());
   const uint64_t n = std::min<uint64_t>(per_chunk, static_cast<uint64_t>(end_ - position_));
-  ReadCtrCacheRecords(impl.cache_header, impl.records, static_cast<uint64_t>(position_), n,
-                      impl.options.num_threads, &impl.scratch, block);
+  TS_RETURN_IF_ERROR(impl.cache->Read(static_cast<uint64_t>(position_), n, impl.options.num_threads,
+                                      &impl.scratch, block));
   position_ += static_cast<int64_t>(n);
   return n > 0;
 }

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -83,7 +85,10 @@ void ExpectRoundTrip(const std::string& text, const CtrReadOptions& options,
   WriteFile(input, text);
   Status s = WriteCtrCache(input, options, cache);
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_NE(access((cache + ".tmp").c_str(), F_OK), 0) << "the temporary file is left behind";
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    entries += !e.path().empty();
+  EXPECT_EQ(entries, 2u) << "the temporary file is left behind";
   CtrSchema text_schema;
   CtrSchema cache_schema;
   CtrBlock from_text = MustReadAll(input, options, &text_schema);
@@ -248,7 +253,8 @@ TEST(CtrCacheTest, TruncatedCacheIsRefusedWithTheSizes) {
   std::string cache = MakeCache(dir, Options());
   std::string bytes = ReadFile(cache);
   const size_t record_bytes = 4 + 4 * 13 + 12 * 26;
-  ASSERT_EQ(bytes.size(), kCtrCacheHeaderBytes + 100 * record_bytes);
+  // One checksummed block (65536 / 368 = 178 records per block): one CRC-32 after the records.
+  ASSERT_EQ(bytes.size(), kCtrCacheHeaderBytes + 100 * record_bytes + 4);
   WriteFile(cache, bytes.substr(0, bytes.size() - 10));
   Status s = OpenError(cache, Options());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
@@ -266,7 +272,7 @@ TEST(CtrCacheTest, CacheOfAnotherVersionIsRefusedNamingBothVersions) {
   std::string cache = MakeCache(dir, Options());
   std::string bytes = ReadFile(cache);
   CtrCacheHeader header;
-  header.version = 2;
+  header.version = 3;
   header.source_format = CtrFormat::kCriteo;
   header.num_dense = 13;
   header.num_fields = 26;
@@ -276,8 +282,8 @@ TEST(CtrCacheTest, CacheOfAnotherVersionIsRefusedNamingBothVersions) {
   WriteFile(cache, bytes);
   Status s = OpenError(cache, Options());
   EXPECT_EQ(s.message(), "cache " + cache +
-                             ": version differs: the cache has version 2, this build reads "
-                             "version 1 (convert the text again)");
+                             ": version differs: the cache has version 3, this build reads "
+                             "version 2: rebuild it with tessera convert");
 }
 
 TEST(CtrCacheTest, HeaderLayoutIsLittleEndianAtFixedOffsets) {
@@ -291,7 +297,7 @@ TEST(CtrCacheTest, HeaderLayoutIsLittleEndianAtFixedOffsets) {
     for (int i = 3; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(bytes[at + i]);
     return v;
   };
-  EXPECT_EQ(u32(8), 1u);     // version
+  EXPECT_EQ(u32(8), 2u);     // version
   EXPECT_EQ(u32(12), 128u);  // header bytes
   EXPECT_EQ(u32(16), 1u);    // criteo
   EXPECT_EQ(u32(20), 13u);
@@ -303,6 +309,13 @@ TEST(CtrCacheTest, HeaderLayoutIsLittleEndianAtFixedOffsets) {
   EXPECT_EQ(u32(44), 0x01020304u);
   EXPECT_EQ(u32(48), 100u);  // records
   EXPECT_EQ(u32(56), 368u);  // record bytes
+  EXPECT_EQ(u32(64), 178u);  // records per checksummed block
+  EXPECT_EQ(bytes.size(), kCtrCacheHeaderBytes + 100 * 368 + 4);
+  EXPECT_EQ(u32(68), static_cast<uint32_t>(crc32(  // CRC-32 of the table (one block)
+                         0, reinterpret_cast<const Bytef*>(bytes.data() + bytes.size() - 4), 4)));
+  EXPECT_EQ(u32(bytes.size() - 4),
+            static_cast<uint32_t>(
+                crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 128), 100 * 368)));
 }
 
 TEST(CtrCacheTest, TextFileReadAsCacheIsRefused) {
@@ -334,7 +347,10 @@ TEST(CtrCacheTest, BadLineFailsTheConversionAndLeavesNoCache) {
   Status s = WriteCtrCache(input, Options(), output);
   EXPECT_EQ(s.message(), input + ":2: feature 1 is not idx:val (1 1:x)");
   EXPECT_NE(access(output.c_str(), F_OK), 0);
-  EXPECT_NE(access((output + ".tmp").c_str(), F_OK), 0);
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    entries += !e.path().empty();
+  EXPECT_EQ(entries, 1u) << "the temporary file is left behind";
   // With skip_bad_lines the good lines are converted.
   CtrReadOptions skip = Options();
   skip.skip_bad_lines = true;
