@@ -100,6 +100,12 @@ StatusOr<std::unique_ptr<ZmqTransport>> ZmqTransport::Create(NodeId self,
     t->router_.set(zmq::sockopt::rcvhwm, 0);
     t->router_.set(zmq::sockopt::sndhwm, 0);
     t->router_.set(zmq::sockopt::linger, 0);
+    // A second connection with a routing id already in use (a peer's reconnect racing the old
+    // connection's close, or an --insecure stranger claiming a member's id) takes the id over.
+    // Without this libzmq leaves the newcomer's pipe unread and, with no receive limit, its
+    // messages pile up for good (docs/RELIABILITY.md). The ROUTER only receives, so nothing
+    // addressed to the old connection is lost.
+    t->router_.set(zmq::sockopt::router_handover, true);
     std::string address = "tcp://" + options.bind_host + ":" +
                           (options.port == 0 ? std::string("*") : std::to_string(options.port));
     t->router_.bind(address);
