@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 
 #include "core/splitmix64.h"
 #include "worker/data/internal/ctr_keys.h"
@@ -128,6 +129,43 @@ Status CheckCtrSchema(const CtrSchema& expected, const CtrSchema& actual) {
   if (expected.bucketize_integers != actual.bucketize_integers) {
     return differs("bucketize_integers", expected.bucketize_integers ? "true" : "false",
                    actual.bucketize_integers ? "true" : "false");
+  }
+  return OkStatus();
+}
+
+namespace {
+
+// "nan", "inf", "-inf" or the value in %g.
+std::string FormatValue(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(v));
+  return buf;
+}
+
+// What is wrong with v, a value that IsValidDataValue refused.
+std::string BadValue(float v) {
+  if (!std::isfinite(v)) return FormatValue(v);
+  return FormatValue(v) + ", beyond +-" + FormatValue(kMaxAbsDataValue);
+}
+
+}  // namespace
+
+Status ValidateCtrRecord(float label, const float* dense, int num_dense, const float* values,
+                         int num_values) {
+  if (label != 0.0f && label != 1.0f) {
+    return Status::InvalidArgument("label " + FormatValue(label) + " is not 0 or 1");
+  }
+  for (int i = 0; i < num_dense; ++i) {
+    if (!IsValidDataValue(dense[i])) {
+      return Status::InvalidArgument("dense feature " + std::to_string(i + 1) + " is " +
+                                     BadValue(dense[i]));
+    }
+  }
+  for (int i = 0; i < num_values; ++i) {
+    if (!IsValidDataValue(values[i])) {
+      return Status::InvalidArgument("value of feature " + std::to_string(i + 1) + " is " +
+                                     BadValue(values[i]));
+    }
   }
   return OkStatus();
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "worker/data/value_limits.h"
 
 namespace tessera::worker {
 
@@ -91,6 +92,16 @@ struct CtrBlock {
   // Empties every array (keeping their capacity).
   void Clear();
 };
+
+// The value rule of every CTR row, whatever file it came from (text readers, the binary cache):
+// the label is 0 or 1, and every dense feature and every feature value is finite with
+// |x| <= kMaxAbsDataValue (worker/data/value_limits.h). OK, or InvalidArgument saying what is
+// wrong with the first bad value, e.g. "label 2 is not 0 or 1", "dense feature 3 is nan",
+// "value of feature 4 is 3e+38, beyond +-1e+06"; callers prefix the file and line or record.
+// `values` may hold padding (value 0). REQUIRES: dense and values hold num_dense / num_values
+// floats (either may be null when its count is 0).
+Status ValidateCtrRecord(float label, const float* dense, int num_dense, const float* values,
+                         int num_values);
 
 // Appends the rows of `from` to *to. REQUIRES: both have the same layout; multi-hot: both hold
 // their leading offset (offsets.size() == size() + 1) and the keys fit uint32 offsets.

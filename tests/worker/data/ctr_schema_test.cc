@@ -1,5 +1,5 @@
-// CtrSchema's vocabulary (worker/data/ctr_schema.h): format names, HashFeature's keys and the
-// Criteo integer buckets.
+// CtrSchema's vocabulary (worker/data/ctr_schema.h): format names, HashFeature's keys, the
+// Criteo integer buckets and the value rule of a row (ValidateCtrRecord).
 #include "worker/data/ctr_schema.h"
 
 #include <gtest/gtest.h>
@@ -92,6 +92,46 @@ TEST(CriteoBucketTest, BucketEdgesAreExactAndCappedAt493) {
     }
   }
   EXPECT_EQ(CriteoBucket(std::numeric_limits<int64_t>::max()), 493);
+}
+
+TEST(ValidateCtrRecordTest, AcceptsBinaryLabelsAndBoundedFiniteValues) {
+  const float dense[] = {0.0f, -3.5f, kMaxAbsDataValue, -kMaxAbsDataValue};
+  const float values[] = {1.0f, 0.0f, 2.5e5f};
+  EXPECT_TRUE(ValidateCtrRecord(0.0f, dense, 4, values, 3).ok());
+  EXPECT_TRUE(ValidateCtrRecord(1.0f, dense, 4, values, 3).ok());
+  EXPECT_TRUE(ValidateCtrRecord(1.0f, nullptr, 0, nullptr, 0).ok());
+}
+
+TEST(ValidateCtrRecordTest, RefusesLabelsOtherThanZeroAndOne) {
+  for (float label : {2.0f, -7.0f, 0.5f, -1.0f, NAN, INFINITY}) {
+    Status s = ValidateCtrRecord(label, nullptr, 0, nullptr, 0);
+    ASSERT_FALSE(s.ok()) << label;
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("is not 0 or 1"), std::string::npos) << s.message();
+  }
+  EXPECT_EQ(ValidateCtrRecord(2.0f, nullptr, 0, nullptr, 0).message(), "label 2 is not 0 or 1");
+}
+
+TEST(ValidateCtrRecordTest, NamesTheFirstNonFiniteOrOutOfRangeValue) {
+  const float dense[] = {1.0f, 2.0f, NAN, INFINITY};
+  EXPECT_EQ(ValidateCtrRecord(1.0f, dense, 4, nullptr, 0).message(), "dense feature 3 is nan");
+  const float big[] = {1.0f, -3e38f};
+  EXPECT_EQ(ValidateCtrRecord(0.0f, big, 2, nullptr, 0).message(),
+            "dense feature 2 is -3e+38, beyond +-1e+06");
+  const float values[] = {1.0f, 1.0f, 1.0f, -INFINITY};
+  EXPECT_EQ(ValidateCtrRecord(0.0f, nullptr, 0, values, 4).message(), "value of feature 4 is -inf");
+  const float just_over[] = {1.0000001e6f};
+  EXPECT_FALSE(ValidateCtrRecord(0.0f, nullptr, 0, just_over, 1).ok());
+}
+
+TEST(DataValueTest, BoundIsInclusiveAndRefusesNonFinite) {
+  EXPECT_TRUE(IsValidDataValue(0.0f));
+  EXPECT_TRUE(IsValidDataValue(-1e6f));
+  EXPECT_TRUE(IsValidDataValue(1e6f));
+  EXPECT_FALSE(IsValidDataValue(1.0000001e6f));
+  EXPECT_FALSE(IsValidDataValue(3e38f));
+  EXPECT_FALSE(IsValidDataValue(NAN));
+  EXPECT_FALSE(IsValidDataValue(-INFINITY));
 }
 
 }  // namespace
