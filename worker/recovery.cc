@@ -60,6 +60,9 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(const proto::WorkerCheckpoint& pos
     std::vector<proto::CheckpointFile> files;
     Status written = write_(dir, &files, rank == 0 ? request.mutable_model() : nullptr);
     if (written.ok()) written = WriteWorkerPosition(options_.env, dir, rank, position, &files);
+    // A non-finite model (a push's reply, the dense state) is reported as it is: the job ends
+    // with it and the worker names the last good checkpoint (ExplainFailure).
+    if (written.code() == StatusCode::kNonFinite) return written;
     if (!written.ok()) {
       return Status(written.code(),
                     "checkpoint of step " + std::to_string(step) + " failed (" + written.message() +
