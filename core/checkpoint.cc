@@ -389,9 +389,10 @@ std::string FindLatest(Env* env, const std::string& root) {
   return complete.empty() ? "" : complete.back().second;
 }
 
-StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root) {
+StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root,
+                                    const std::string& flag) {
   if (resume == "auto") {
-    if (root.empty()) return Status::InvalidArgument("--resume auto needs --checkpoint-dir");
+    if (root.empty()) return Status::InvalidArgument(flag + " auto needs --checkpoint-dir");
     return FindLatest(env, root);
   }
   if (HasManifest(env, resume)) return resume;
@@ -400,9 +401,9 @@ StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const s
     if (!latest.empty()) return latest;
   }
   if (!env->FileExists(resume)) {
-    return Status::NotFound("--resume " + resume + ": no such checkpoint");
+    return Status::NotFound(flag + " " + resume + ": no such checkpoint");
   }
-  return Status::NotFound("--resume " + resume + " is not a complete checkpoint (no " +
+  return Status::NotFound(flag + " " + resume + " is not a complete checkpoint (no " +
                           kManifestName + ")");
 }
 

@@ -145,8 +145,10 @@ void RemoveIncomplete(Env* env, const std::string& root);
 // has a manifest, else the highest step-N with one.
 std::string FindLatest(Env* env, const std::string& root);
 // --resume: "auto" (the newest under `root`, "" when there is none), a checkpoint directory, or
-// a root that holds `latest`. NotFound with the reason when a named one has no manifest.
-StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root);
+// a root that holds `latest`. NotFound with the reason when a named one has no manifest. `flag`
+// is the option the messages name (`tessera export` takes --checkpoint).
+StatusOr<std::string> ResolveResume(Env* env, const std::string& resume, const std::string& root,
+                                    const std::string& flag = "--resume");
 
 // The end of every failure message: "last complete checkpoint DIR/step-N: continue with --resume
 // DIR/step-N (or --resume auto --checkpoint-dir DIR)", or that there is none. `root` is the
