@@ -3,7 +3,7 @@
 
 --mode diverge (default): `--lr 1e10` ends the job with exit 3 and one `tessera: error:` line
 naming the step, the table and the key; the newest checkpoint is a good one (it exports, and
-every exported value is finite). With --mpi the same job runs under mpirun; with --device cuda
+every exported value is finite); `--init-std 1e19` is stopped by the worker's gradient check. With --mpi the same job runs under mpirun; with --device cuda
 it runs on the CUDA device (skips where none is usable; the emulated build has one).
 --mode inputs: a rating of 3e38 and a NaN in a libsvm / Criteo file are refused with file and
 line (exit 2); `recommend` on an export holding a NaN exits 3; a CR-only rating file trains on
@@ -102,6 +102,16 @@ def test_diverge(ctx):
             values, _ = read_npy_floats(os.path.join(out, name, f"{part}.npy"))
             it.check(all(math.isfinite(v) for v in values), f"{name}/{part}.npy is not finite")
     print(f"  newest checkpoint step-{steps[-1]} (failing step {step}) exports, every value finite")
+
+    # Rows so large that the first prediction overflows: the worker's own check (on CUDA, of the
+    # downloaded gradients) stops the job before anything is pushed.
+    args = ["train", "--train", train, "--epochs", 1, "--init-std", "1e19"]
+    if device == "cuda":
+        args += ["--device", "cuda", "--batch-size", 256]
+    res = ctx.mpirun(3, args + ["--timeout", 60, "--register-timeout", 60], RUN_LIMIT_S) \
+        if ctx.args.mpi else ctx.tessera_run(args, RUN_LIMIT_S)
+    expect_error(res, 3, f"--init-std 1e19 ({device})", "non-finite model at step 1: table ",
+                 "the gradient is ")
 
 
 # --- inputs ---------------------------------------------------------------------------------
