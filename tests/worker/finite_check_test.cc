@@ -13,8 +13,8 @@ namespace {
 struct StepValues {
   std::vector<std::vector<uint64_t>> keys = {{11, 12, 13}, {}, {21, 22}};
   std::vector<int> dims = {2, 5, 1};
-  std::vector<std::vector<float>> grads = {std::vector<float>(6, 0.5f), {},
-                                           std::vector<float>(2, -0.5f)};
+  std::vector<std::vector<float>> grads = {
+      std::vector<float>(6, 0.5f), {}, std::vector<float>(2, -0.5f)};
 
   Status Check(double loss) {
     std::vector<float*> pointers;
