@@ -32,6 +32,8 @@ const char* StatusCodeName(StatusCode code) {
       return "UNAVAILABLE";
     case StatusCode::kDataLoss:
       return "DATA_LOSS";
+    case StatusCode::kNonFinite:
+      return "NON_FINITE";
   }
   return "UNKNOWN";
 }

@@ -25,6 +25,9 @@ enum class StatusCode : int {
   kInternal = 13,
   kUnavailable = 14,
   kDataLoss = 15,
+  // Tessera's own, outside absl's codes (absl would carry it as a payload): a value of the model
+  // (a loss, a gradient, a row, a parameter) is NaN or infinite. `tessera` exits with status 3.
+  kNonFinite = 64,
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -54,6 +57,7 @@ class [[nodiscard]] Status {
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
+  static Status NonFinite(std::string m) { return {StatusCode::kNonFinite, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -1,6 +1,7 @@
 #include "kernels/device_resources.h"
 
 #include <string>
+#include <system_error>
 
 #include "core/fork_join.h"
 
@@ -17,7 +18,15 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
                                        std::to_string(options.cpu_threads));
       }
       if (options.cpu_threads == 2) {
-        resources->helper_ = std::make_unique<TwoWayFork>();
+        // std::thread throws when the process may not start another thread (a memory or
+        // process limit): a Status here, as everything else that can happen.
+        try {
+          resources->helper_ = std::make_unique<TwoWayFork>();
+        } catch (const std::system_error& e) {
+          return Status::FailedPrecondition(
+              std::string("cannot start a thread for the compute helper (") + e.what() +
+              "): the process is at its thread or memory limit (ulimit -u, ulimit -v)");
+        }
         resources->context_.helper = resources->helper_.get();
       }
       resources->context_.scratch = &resources->scratch_;

@@ -39,7 +39,8 @@ class DeviceResources {
  public:
   // InvalidArgument for cpu_threads outside [1, 2] or an unknown device; kCuda:
   // FailedPrecondition with CheckCudaAvailable's reason where no CUDA device can be used,
-  // InvalidArgument for a cuda_device this process does not have.
+  // InvalidArgument for a cuda_device this process does not have; FailedPrecondition when the
+  // helper thread of cpu_threads 2 cannot be started (a thread or memory limit).
   static StatusOr<std::unique_ptr<DeviceResources>> Create(const DeviceOptions& options);
   ~DeviceResources();
   DeviceResources(const DeviceResources&) = delete;

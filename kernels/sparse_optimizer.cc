@@ -150,25 +150,33 @@ namespace {
 // ApplySparseUpdateCpu over the context's threads: lane 0 on the caller, lane 1 on the helper
 // (RowLane keeps every update of one row in one lane, in order, so the bits are the same).
 Status ApplySparseUpdateCpuSplit(const DeviceContext& ctx, const OptimizerParams& p,
-                                 float* const* rows, const float* grads, int64_t num_rows,
-                                 int dim) {
+                                 float* const* rows, const float* grads, int64_t num_rows, int dim,
+                                 int64_t* first_non_finite) {
   if (!internal::SparseUpdateSplits(ctx, num_rows, dim)) {
-    return ApplySparseUpdateCpu(p, rows, grads, num_rows, dim);
+    return ApplySparseUpdateCpu(p, rows, grads, num_rows, dim, first_non_finite);
   }
   Status own, other;
-  ctx.helper->Run([&] { own = ApplySparseUpdateCpuLane(p, rows, grads, num_rows, dim, 0, 2); },
-                  [&] { other = ApplySparseUpdateCpuLane(p, rows, grads, num_rows, dim, 1, 2); });
+  int64_t own_bad = num_rows, other_bad = num_rows;
+  int64_t* check_own = first_non_finite != nullptr ? &own_bad : nullptr;
+  int64_t* check_other = first_non_finite != nullptr ? &other_bad : nullptr;
+  ctx.helper->Run(
+      [&] { own = ApplySparseUpdateCpuLane(p, rows, grads, num_rows, dim, 0, 2, check_own); },
+      [&] { other = ApplySparseUpdateCpuLane(p, rows, grads, num_rows, dim, 1, 2, check_other); });
+  if (first_non_finite != nullptr) *first_non_finite = std::min(own_bad, other_bad);
   return own.ok() ? other : own;
 }
 
 }  // namespace
 
 Status ApplySparseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* const* rows,
-                         const float* grads, int64_t num_rows, int dim) {
+                         const float* grads, int64_t num_rows, int dim, int64_t* first_non_finite) {
   switch (ctx.device) {
     case Device::kCpu:
-      return ApplySparseUpdateCpuSplit(ctx, p, rows, grads, num_rows, dim);
+      return ApplySparseUpdateCpuSplit(ctx, p, rows, grads, num_rows, dim, first_non_finite);
     case Device::kCuda:
+      if (first_non_finite != nullptr) {
+        return Status::InvalidArgument("ApplySparseUpdate: the finite check runs on kCpu only");
+      }
 #if TESSERA_WITH_CUDA
       return ApplySparseUpdateCuda(p, rows, grads, num_rows, dim, ctx.stream);
 #else

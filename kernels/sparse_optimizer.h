@@ -77,19 +77,24 @@ void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim);
 // REQUIRES: each row has dim + OptimizerStateFloats(p.kind, dim) floats; grads do not overlap
 // the rows. InvalidArgument for num_rows < 0, dim <= 0, null pointers with num_rows > 0 (on CPU
 // also a null row pointer) or bad params; FailedPrecondition for kCuda in a build without CUDA.
+// With `first_non_finite` (kCpu only: InvalidArgument on kCuda), each row is checked right after
+// its update, while it is in cache (kernels/finite.h), and *first_non_finite receives the index
+// of the first row holding a NaN or infinity in its weights or state afterwards, or num_rows.
 Status ApplySparseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* const* rows,
-                         const float* grads, int64_t num_rows, int dim);
+                         const float* grads, int64_t num_rows, int dim,
+                         int64_t* first_non_finite = nullptr);
 Status ApplySparseUpdateCpu(const OptimizerParams& p, float* const* rows, const float* grads,
-                            int64_t num_rows, int dim);
+                            int64_t num_rows, int dim, int64_t* first_non_finite = nullptr);
 // One lane of ApplySparseUpdateCpu, for splitting an update over threads: applies only the
 // gradients of rows with RowLane(rows[i], lanes) == lane, in order i = 0..num_rows-1. The lane
 // is a function of the row's address, so every update of one row (a repeated pointer too) falls
 // in the same lane: calls for lanes 0..lanes-1 on different threads at once touch disjoint rows
 // and leave every row exactly as one ApplySparseUpdateCpu call does. Errors as above, checked on
-// all rows, so every lane fails alike and none writes.
+// all rows, so every lane fails alike and none writes. *first_non_finite: among this lane's rows.
 int RowLane(const float* row, int lanes);
 Status ApplySparseUpdateCpuLane(const OptimizerParams& p, float* const* rows, const float* grads,
-                                int64_t num_rows, int dim, int lane, int lanes);
+                                int64_t num_rows, int dim, int lane, int lanes,
+                                int64_t* first_non_finite = nullptr);
 #if TESSERA_WITH_CUDA
 // d_rows: device array of num_rows device pointers, all distinct (elements are updated in
 // parallel; a repeated row would race). d_grads: device memory. Queued on `stream` (adam: two

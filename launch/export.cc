@@ -14,11 +14,23 @@
 #include "core/logging.h"
 #include "core/row_file.h"
 #include "core/safe_output.h"
+#include "kernels/finite.h"
 #include "launch/npy.h"
 #include "worker/data/rating_reader.h"
 
 namespace tessera::launch {
 namespace {
+
+// OK, or NonFinite (exit status 3) when values[0, n) hold a NaN or infinity: a diverged model is
+// neither exported nor ranked from. `what` names the values.
+Status CheckFinite(const float* values, int64_t n, const std::string& what) {
+  const int64_t bad = kernels::FindNonFinite(values, n);
+  if (bad == n) return OkStatus();
+  return Status::NonFinite(
+      "non-finite model: " + what + ": value " + std::to_string(bad) + " is " +
+      std::to_string(values[bad]) +
+      "; refusing to use a diverged model (resume from an earlier checkpoint)");
+}
 
 // The rows of one table, sorted by key: weights only (optimizer state dropped).
 struct TableRows {
@@ -44,13 +56,22 @@ StatusOr<TableRows> ReadTable(Env* env, const std::string& dir,
                               " weights, the manifest says " + std::to_string(table.dim()));
     }
     row.resize(header.dim + header.state_floats);
+    // The first non-finite row is reported once the file's checksum has passed: a corrupt file
+    // is DataLoss, a file of a diverged model NonFinite.
+    Status finite;
     for (uint64_t i = 0; i < header.num_rows; ++i) {
       uint64_t key;
       TS_RETURN_IF_ERROR(reader->Next(&key, row.data()));
+      if (finite.ok()) {
+        finite = CheckFinite(
+            row.data(), static_cast<int64_t>(row.size()),
+            reader->path() + ": table " + table.name() + ", key " + std::to_string(key));
+      }
       unsorted.keys.push_back(key);
       unsorted.weights.insert(unsorted.weights.end(), row.begin(), row.begin() + header.dim);
     }
     TS_RETURN_IF_ERROR(reader->Finish());
+    TS_RETURN_IF_ERROR(finite);
   }
   std::vector<size_t> order(unsorted.keys.size());
   std::iota(order.begin(), order.end(), size_t{0});
@@ -88,6 +109,8 @@ constexpr char kExportKind[] = "export";
 Status WriteExport(Env* env, const std::string& dir, const proto::CheckpointManifest& manifest,
                    const ExportOptions& options, const std::string& out) {
   const proto::ModelDescription& model = manifest.model();
+  const float global_bias = static_cast<float>(model.global_bias());
+  TS_RETURN_IF_ERROR(CheckFinite(&global_bias, 1, dir + ": the global bias"));
   const bool mf = model.type() == "mf";
   const bool npy = options.format == ExportFormat::kNpy;
   proto::ExportDescription description;
@@ -139,6 +162,8 @@ Status WriteExport(Env* env, const std::string& dir, const proto::CheckpointMani
     proto::DenseCheckpoint state;
     TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(env, dir, *dense, &state));
     const int64_t n = state.params_size();
+    TS_RETURN_IF_ERROR(
+        CheckFinite(state.params().data(), n, dir + "/" + dense->name() + ": dense parameters"));
     if (npy) {
       TS_RETURN_IF_ERROR(WriteNpy(out + "/dense.npy", state.params().data(), {n}));
       description.set_dense_file("dense.npy");
@@ -199,6 +224,11 @@ StatusOr<MfTable> LoadMfTable(const std::string& dir, const proto::ExportTable& 
   if (table.bias.size() != table.keys.size()) {
     return Status::DataLoss(dir + "/" + t.bias_file() + " does not match its keys");
   }
+  TS_RETURN_IF_ERROR(CheckFinite(table.embeddings.data(),
+                                 static_cast<int64_t>(table.embeddings.size()),
+                                 dir + "/" + t.embeddings_file()));
+  TS_RETURN_IF_ERROR(CheckFinite(table.bias.data(), static_cast<int64_t>(table.bias.size()),
+                                 dir + "/" + t.bias_file()));
   for (size_t i = 0; i < table.keys.size(); ++i)
     table.index[table.keys[i]] = static_cast<int64_t>(i);
   return table;
@@ -278,6 +308,10 @@ Status Recommend(const RecommendOptions& options, std::FILE* out) {
   }
 
   const double mu = description.model().global_bias();
+  if (!std::isfinite(mu)) {
+    return Status::NonFinite("non-finite model: " + options.export_dir +
+                             "/model.json: the global bias is not finite");
+  }
   const int dim = users.dim;
   const int64_t num_items = static_cast<int64_t>(items.keys.size());
   std::vector<double> scores(num_items);

@@ -29,6 +29,14 @@ bool IsReadableFile(const std::string& path) {
 // Parses an INI file whose keys may sit in sections ("[model]\ndim = 32" sets "dim").
 Status StoreConfigFile(const std::string& path, const po::options_description& desc,
                        po::variables_map* vm) {
+  // Checked before opening: opening a FIFO blocks until a writer comes, and a directory opens
+  // and reads as an empty file.
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument("--config " + path + " is " +
+                                   (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
+                                   ": give an INI file");
+  }
   std::ifstream in(path);
   if (!in) return Status::NotFound("cannot read --config " + path);
   po::parsed_options parsed(&desc);

@@ -16,6 +16,7 @@
 #include "kernels/device.h"
 #include "launch/device_assignment.h"
 #include "launch/job_security.h"
+#include "launch/node_thread.h"
 #include "launch/recovery.h"
 #include "scheduler/scheduler.h"
 #include "server/server.h"
@@ -388,26 +389,33 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
   signals.SetHandler([&sched](int signal) { sched.RequestCheckpoint(signal); });
   std::vector<Status> server_status(o.servers), worker_status(o.workers);
   std::vector<std::thread> threads;
-  for (int r = 0; r < o.servers; ++r) {
-    threads.emplace_back([&, r] {
+  // A node whose thread cannot be started reports that to the scheduler in its name, which ends
+  // the job (the nodes already started stop at its abort); no later node is started.
+  Status started;
+  for (int r = 0; r < o.servers && started.ok(); ++r) {
+    RpcNode* rpc = rpcs[1 + r].get();
+    started = StartNodeThread(&threads, rpc, [&, r, rpc] {
       logging::SetThreadLogTag(NodeId::Server(r).ToString());
-      server_status[r] =
-          server::RunServerNode(server_options, rpcs[1 + r].get(), o.register_timeout);
+      server_status[r] = RunNode(
+          rpc, [&] { return server::RunServerNode(server_options, rpc, o.register_timeout); });
     });
   }
   // CTR models all-reduce their dense gradients through this group (threads of this process), or,
   // on CUDA, through the NCCL communicators each worker builds over it.
   worker::InProcessCollectiveGroup group(o.workers, o.mf.timeout);
   const worker::WorkerOptions worker_options = MakeWorkerOptions(o);
-  for (int r = 0; r < o.workers; ++r) {
-    threads.emplace_back([&, r] {
+  for (int r = 0; r < o.workers && started.ok(); ++r) {
+    RpcNode* rpc = rpcs[1 + o.servers + r].get();
+    started = StartNodeThread(&threads, rpc, [&, r, rpc] {
       logging::SetThreadLogTag(NodeId::Worker(r).ToString());
-      RpcNode* rpc = rpcs[1 + o.servers + r].get();
-      worker_status[r] = worker::RunWorker(WithDevice(worker_options, devices[r]), rpc,
-                                           &group.Member(r), o.register_timeout);
+      worker_status[r] = RunNode(rpc, [&] {
+        return worker::RunWorker(WithDevice(worker_options, devices[r]), rpc, &group.Member(r),
+                                 o.register_timeout);
+      });
       // Release the other workers if they wait in a collective for this one.
       if (!worker_status[r].ok()) group.Abort(worker_status[r].message());
     });
+    if (!started.ok()) group.Abort(started.message());
   }
   Status sched_status = sched.Run();
   for (auto& t : threads) t.join();

@@ -1,6 +1,7 @@
 // The `tessera` command: flags -> typed options -> the job. The only place that maps a Status to
 // an exit code (2: bad flags, config, input data, checkpoint or environment; 143: stopped by
-// SIGTERM, after a checkpoint when there is a --checkpoint-dir; 1: anything else).
+// SIGTERM, after a checkpoint when there is a --checkpoint-dir; 3: a non-finite model, in training
+// or in a checkpoint or export read; 1: anything else).
 
 #include <cstdio>
 #include <string>
@@ -46,6 +47,8 @@ int ExitCodeFor(const tessera::Status& s) {
       return 2;
     case tessera::StatusCode::kCancelled:
       return 143;
+    case tessera::StatusCode::kNonFinite:
+      return 3;
     default:
       return 1;
   }

@@ -4,6 +4,7 @@
 
 #include "core/logging.h"
 #include "core/row_file.h"
+#include "kernels/finite.h"
 #include "server/server.h"
 
 namespace tessera::server {
@@ -71,7 +72,16 @@ void Server::WriteShardRows(Shard* shard, CheckpointJob& job) {
       status = writer.status();
       break;
     }
+    // Never a non-finite row in a checkpoint, whatever let it through (the pushes' check fails
+    // the step before a checkpoint is asked for; this one costs a scan next to the write).
+    const int width = table.row_floats();
     table.ForEach([&](uint64_t key, const float* row) {
+      if (status.ok() && kernels::FindNonFinite(row, width) < width) {
+        status = Status::NonFinite(
+            "non-finite model: table " + std::to_string(t) + ", key " + std::to_string(key) +
+            " is not finite on server:" + std::to_string(rank_) + "; checkpoint of step " +
+            std::to_string(job.step) + " not written");
+      }
       if (status.ok()) status = (*writer)->Append(key, row);
     });
     if (!status.ok()) break;
@@ -138,15 +148,25 @@ Status Server::LoadCheckpoint() {
           std::to_string(shape.state_floats()) + " (a different --dim, --emb-dim or optimizer)");
     }
     row.resize(shape.row_floats());
+    // A non-finite row is reported once the file's checksum has passed (a corrupt file is
+    // DataLoss, a file of a diverged model NonFinite).
+    Status finite;
     for (uint64_t i = 0; i < header.num_rows; ++i) {
       uint64_t key;
       TS_RETURN_IF_ERROR(reader->Next(&key, row.data()));
+      if (finite.ok() &&
+          kernels::FindNonFinite(row.data(), shape.row_floats()) < shape.row_floats()) {
+        finite = Status::NonFinite("non-finite model: " + reader->path() + ": table " +
+                                   std::to_string(t) + ", key " + std::to_string(key) +
+                                   " is not finite; resume from an earlier checkpoint");
+      }
       const uint32_t slot = SlotOf(t, key);
       if (shard_map_.ServerOfSlot(slot) != rank_) continue;
       shards_[slot % shards_.size()]->table(t).Restore(key, row.data());
       ++restored;
     }
     TS_RETURN_IF_ERROR(reader->Finish());
+    TS_RETURN_IF_ERROR(finite);
     ++files_read;
     bytes += entry.size_bytes();
   }

@@ -134,6 +134,10 @@ void Shard::Process(WorkItem& item) {
 
 void Shard::ServePull(WorkItem& item) {
   Request& r = *item.request;
+  if (!failure_.ok()) {  // a non-finite row: no worker gets rows any more
+    r.Fail(failure_);
+    return context_.finish_part(item.request);
+  }
   const proto::Header& h = r.message.header;
   const bool create = (h.flags() & proto::FLAG_NO_CREATE) == 0;
   const uint64_t* keys = r.message.frames[0].as<uint64_t>();
@@ -192,6 +196,10 @@ void Shard::ServePull(WorkItem& item) {
 
 void Shard::ApplyPush(WorkItem& item) {
   Request& r = *item.request;
+  if (!failure_.ok()) {  // a non-finite row: nothing is applied any more
+    r.Fail(failure_);
+    return context_.finish_part(item.request);
+  }
   const proto::Header& h = r.message.header;
   const uint64_t* keys = r.message.frames[0].as<uint64_t>();
   const float* grads = r.message.frames[1].as<float>();
@@ -232,10 +240,22 @@ void Shard::ApplyPush(WorkItem& item) {
       table.FindBatch(table_keys, count, /*create=*/true, rows_.data());
       rows = rows_.data();
     }
+    // Every row is checked right after its update, while it is in cache: a non-finite one stops
+    // the job before any checkpoint of this step (the worker waits for this reply first).
+    int64_t bad = count;
     Status s = kernels::ApplySparseUpdate(device_->context(), table.options().optimizer, rows,
-                                          table_grads, count, dim);
+                                          table_grads, count, dim, &bad);
     if (!s.ok()) r.Fail(s);
     applied += count;
+    if (s.ok() && bad < count && failure_.ok()) {
+      failure_ = Status::NonFinite(
+          "non-finite model at step " + std::to_string(h.clock() + 1) + ": table " +
+          std::to_string(table_id) + ", key " + std::to_string(table_keys[bad]) +
+          ": the row is not finite after server:" + std::to_string(context_.server_rank) +
+          " applied the push of worker:" + std::to_string(r.worker_rank));
+      TS_LOG(ERROR) << failure_.message();
+    }
+    if (!failure_.ok()) r.Fail(failure_);
   }
   pushes.fetch_add(1, std::memory_order_relaxed);
   keys_pushed.fetch_add(applied, std::memory_order_relaxed);

@@ -8,6 +8,8 @@
 //                  applied in worker-rank order, so the model does not depend on message timing.
 //   pull cache     per worker, the rows of its last whole pull: the push of the same keys reuses
 //                  them instead of probing the index again.
+//   finite rows    after each push the rows it updated are checked; the first non-finite one
+//                  fails that push and every later pull and push (Status::NonFinite, exit 3).
 //
 // Ownership: the Server owns its Shards; a Shard owns its tables, queue and thread (and the
 // helper thread of threads_per_shard 2). Requests are shared between the shard threads serving
@@ -161,6 +163,10 @@ class Shard {
   std::map<int64_t, std::vector<std::optional<WorkItem>>> held_;  // deterministic mode
   std::deque<WorkItem> parked_pulls_;                             // clock > applied_clock_
   std::vector<PullCache> last_pull_;                              // by worker rank
+
+  // The first non-finite row a push left (Status::NonFinite naming step, table and key): from
+  // then on every pull and push of this shard fails with it (the shard thread only).
+  Status failure_;
 
   std::vector<float*> rows_;    // scratch
   std::vector<uint64_t> keys_;  // scratch

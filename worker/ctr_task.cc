@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <numeric>
 #include <sstream>
 
 #include "core/checkpoint.h"
 #include "core/logging.h"
+#include "kernels/finite.h"
 #include "worker/data/ctr_metrics.h"
+#include "worker/finite_check.h"
 
 namespace tessera::worker {
 namespace {
@@ -77,6 +81,10 @@ StatusOr<int64_t> CtrTask::Summarize() {
   total_test_rows_ = static_cast<int64_t>(sums[1]);
   if (total_rows_ == 0) {
     return Status::InvalidArgument("no training rows in " + options_.train_path);
+  }
+  if (has_eval_data() && total_test_rows_ == 0) {
+    return Status::InvalidArgument("--test " + options_.test_path +
+                                   " holds no rows: nothing to evaluate");
   }
   return static_cast<int64_t>(maxima[0]);
 }
@@ -184,6 +192,7 @@ Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::Check
   std::vector<float> params, slots;
   int64_t step = 0;
   TS_RETURN_IF_ERROR(dense_->ToHost(&params, &slots, &step));
+  TS_RETURN_IF_ERROR(CheckDenseFinite(params, slots).WithContext("checkpoint " + dir));
   proto::DenseCheckpoint dense;
   *dense.mutable_params() = {params.begin(), params.end()};
   *dense.mutable_optimizer_slots() = {slots.begin(), slots.end()};
@@ -209,6 +218,32 @@ Status CtrTask::WriteCheckpoint(const std::string& dir, std::vector<proto::Check
   return OkStatus();
 }
 
+Status CtrTask::CheckDenseFinite(const std::vector<float>& params,
+                                 const std::vector<float>& slots) const {
+  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t bad = kernels::FindNonFinite(params.data(), n);
+  if (bad < n) {
+    std::string where = "parameter " + std::to_string(bad);
+    for (const DenseBlock& b : model_->Blocks()) {
+      const int64_t size =
+          std::accumulate(b.shape.begin(), b.shape.end(), int64_t{1}, std::multiplies<int64_t>());
+      const int64_t offset = static_cast<int64_t>(b.offset);
+      if (bad >= offset && bad < offset + size) {
+        where = b.name + "[" + std::to_string(bad - offset) + "]";
+      }
+    }
+    return Status::NonFinite("non-finite model: dense " + where + " is " +
+                             FormatNonFinite(params[bad]));
+  }
+  const int64_t m = static_cast<int64_t>(slots.size());
+  const int64_t bad_slot = kernels::FindNonFinite(slots.data(), m);
+  if (bad_slot < m) {
+    return Status::NonFinite("non-finite model: dense optimizer state " + std::to_string(bad_slot) +
+                             " is " + FormatNonFinite(slots[bad_slot]));
+  }
+  return OkStatus();
+}
+
 Status CtrTask::Restore(const proto::CheckpointManifest& manifest, const std::string& dir) {
   const proto::ModelDescription& m = manifest.model();
   if (m.num_dense_params() != static_cast<int64_t>(dense_->size()) ||
@@ -228,6 +263,7 @@ Status CtrTask::Restore(const proto::CheckpointManifest& manifest, const std::st
   TS_RETURN_IF_ERROR(checkpoint::ReadProtoFile(options_.recovery.env, dir, *entry, &dense));
   const std::vector<float> params(dense.params().begin(), dense.params().end());
   const std::vector<float> slots(dense.optimizer_slots().begin(), dense.optimizer_slots().end());
+  TS_RETURN_IF_ERROR(CheckDenseFinite(params, slots).WithContext(dir + "/" + kDenseFile));
   Status loaded = dense_->Load(params, slots, dense.optimizer_step());
   if (!loaded.ok()) {
     return Status::DataLoss("checkpoint file " + dir + "/" + kDenseFile +

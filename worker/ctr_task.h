@@ -91,6 +91,9 @@ class CtrTask : public Model {
   void Prepare(const CtrBlock& data, const uint32_t* order, size_t n, Batch* batch);
   CtrBatchView View(const Batch& batch, const std::vector<const float*>& rows) const;
   StatusOr<bool> DenseParamsIdentical();
+  // OK, or NonFinite naming the first non-finite dense parameter (its block and index) or
+  // optimizer slot: a checkpoint never holds one.
+  Status CheckDenseFinite(const std::vector<float>& params, const std::vector<float>& slots) const;
   // Every worker's `local` in rank order (AllGather; a job without a collective has one worker).
   Status Gather(const std::vector<float>& local, std::vector<float>* all);
 

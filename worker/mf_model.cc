@@ -104,6 +104,10 @@ StatusOr<int64_t> MfModel::Summarize() {
   if (total_train_ratings_ == 0) {
     return Status::InvalidArgument("no training ratings in " + options_.train_path);
   }
+  if (has_eval_data() && total_test_ratings_ == 0) {
+    return Status::InvalidArgument("--test " + options_.test_path +
+                                   " holds no ratings: nothing to evaluate");
+  }
   global_mean_ = static_cast<float>(sums[0] / sums[1]);
   max_rating_ = static_cast<float>(maxima[1]);
   min_rating_ = static_cast<float>(-maxima[2]);

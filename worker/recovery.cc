@@ -64,6 +64,9 @@ StatusOr<bool> WorkerCheckpointer::AtBoundary(const proto::WorkerCheckpoint& pos
         *request.mutable_model()->add_job_config() = entry;
     }
     if (written.ok()) written = WriteWorkerPosition(options_.env, dir, rank, position, &files);
+    // A non-finite model (a push's reply, the dense state) is reported as it is: the job ends
+    // with it and the worker names the last good checkpoint (ExplainFailure).
+    if (written.code() == StatusCode::kNonFinite) return written;
     if (!written.ok()) {
       return Status(written.code(),
                     "checkpoint of step " + std::to_string(step) + " failed (" + written.message() +

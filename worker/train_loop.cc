@@ -5,6 +5,7 @@
 
 #include "core/cluster.h"
 #include "core/logging.h"
+#include "worker/finite_check.h"
 #include "worker/worker_node.h"
 
 namespace tessera::worker {
@@ -136,6 +137,9 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     for (size_t t = 0; t < grads.size(); ++t) grads[t] = out + current->plan.value_offset[t];
     double loss = 0;
     TS_RETURN_IF_ERROR(model_->ComputeGradients(*current->batch, rows, grads, &loss));
+    // Nothing non-finite leaves this worker; the servers check the rows the push updates.
+    TS_RETURN_IF_ERROR(
+        CheckStepFinite(clock_ + 1, current->batch->unique_keys, table_dims_, grads, loss));
     *loss_sum += loss;
     *samples += current->batch->num_samples;
     TS_RETURN_IF_ERROR(ps_->WaitPushes());
@@ -196,6 +200,7 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
   }
   TableLayout layout;
   layout.dims = model_->TableDims();
+  table_dims_ = layout.dims;
   ps_ = std::make_unique<PsClient>(rpc_, view.shard_map, layout, options_.timeout);
 
   TS_ASSIGN_OR_RETURN(const int64_t largest_partition, model_->Summarize());

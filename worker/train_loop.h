@@ -4,7 +4,8 @@
 // position (worker/recovery.h StartPosition) -> epochs. An epoch shuffles the worker's samples
 // (ShuffleIndices, seeded by seed, epoch and rank) and runs steps_per_epoch steps, the same
 // number on every worker so that the servers count one push per worker per step (BSP). A step:
-// finish the pull of its rows -> Model::ComputeGradients into the push buffer -> push -> prepare
+// finish the pull of its rows -> Model::ComputeGradients into the push buffer -> the step's loss
+// and gradients checked (worker/finite_check.h: a non-finite one ends the run) -> push -> prepare
 // the next step's batch and start its pull (answered once every worker's push of this step was
 // applied) -> Model::AfterPush -> evaluation every `eval_every` steps -> progress -> checkpoint
 // boundary (WorkerCheckpointer::AtBoundary: checkpoints and signal polls). After each epoch:
@@ -90,6 +91,7 @@ class TrainLoop {
   MetricsWriter metrics_;
   JobShape shape_;
   uint64_t reduce_round_ = 0;
+  std::vector<int> table_dims_;  // row width of each table (Model::TableDims)
   int64_t steps_per_epoch_ = 0;
   int64_t clock_ = 0;         // global step counter, the BSP clock
   int64_t samples_done_ = 0;  // this worker's training samples of finished epochs

@@ -49,6 +49,19 @@ std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOp
                                        [step] { return step->load(std::memory_order_relaxed); });
 }
 
+Status ExplainFailure(const Status& failure, const RecoveryOptions& recovery) {
+  if (failure.code() != StatusCode::kNonFinite) return failure;
+  const std::string& dir = recovery.checkpoint_dir;
+  const std::string latest = dir.empty() ? "" : checkpoint::FindLatest(recovery.env, dir);
+  if (latest.empty()) {
+    return Status(failure.code(), failure.message() + "; no checkpoint was written" +
+                                      (dir.empty() ? " (no --checkpoint-dir)" : ""));
+  }
+  return Status(failure.code(), failure.message() + "; the newest checkpoint, " + latest +
+                                    ", holds the last finite model: resume from it (--resume " +
+                                    latest + ") with a lower --lr");
+}
+
 Status FinishWorker(RpcNode* rpc, std::chrono::milliseconds timeout) {
   Message done;
   done.header.set_command(proto::COMMAND_DONE);

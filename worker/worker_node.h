@@ -26,8 +26,13 @@ Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_b
 std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOptions& recovery,
                                                   std::shared_ptr<std::atomic<bool>> aborted);
 
+// This worker's own failure as it reports it: a non-finite model (Status::NonFinite) gets the
+// checkpoint to go back to (the newest under recovery.checkpoint_dir, the last finite one: a
+// non-finite value is never checkpointed); any other failure is returned unchanged.
+Status ExplainFailure(const Status& failure, const RecoveryOptions& recovery);
+
 // Runs a worker role's body between StartWorkerRpc and rpc->Stop(); a failure of this worker
-// (not an abort caused by another node) is reported to the scheduler first.
+// (not an abort caused by another node) is reported to the scheduler first (ExplainFailure).
 template <typename Result>
 StatusOr<Result> RunWorkerNode(RpcNode* rpc, const RecoveryOptions& recovery,
                                const std::function<StatusOr<Result>()>& body) {
@@ -36,7 +41,10 @@ StatusOr<Result> RunWorkerNode(RpcNode* rpc, const RecoveryOptions& recovery,
   std::unique_ptr<Heartbeater> heartbeat = StartWorkerHeartbeat(rpc, recovery, aborted_by_peer);
   StatusOr<Result> result = body();
   heartbeat.reset();
-  if (!result.ok() && !aborted_by_peer->load()) ReportFailure(rpc, result.status());
+  if (!result.ok() && !aborted_by_peer->load()) {
+    result = ExplainFailure(result.status(), recovery);
+    ReportFailure(rpc, result.status());
+  }
   rpc->Stop();
   return result;
 }

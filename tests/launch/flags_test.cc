@@ -1,6 +1,7 @@
 #include "launch/flags.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "tests/testing/test_util.h"
 
@@ -202,6 +203,24 @@ TEST_F(FlagsTest, ConfigFileWithUnknownKeyOrBadValueIsRefused) {
   out = Parse({"--train", train_, "--config", dir_.Join("absent.ini")}, &o);
   EXPECT_EQ(out.exit_code, 2);
   EXPECT_NE(out.text.find("absent.ini"), std::string::npos);
+}
+
+TEST_F(FlagsTest, ConfigThatIsAFifoOrADirectoryIsRefusedAtOnce) {
+  // A FIFO without a writer: opening it would block this test forever.
+  const std::string fifo = dir_.Join("config.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  TrainOptions o;
+  ParseOutcome out = Parse({"--train", train_, "--config", fifo}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("--config " + fifo + " is not a regular file"), std::string::npos)
+      << out.text;
+  // A directory opens and reads as an empty file.
+  out = Parse({"--train", train_, "--config", dir_.path()}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_EQ(out.exit_code, 2);
+  EXPECT_NE(out.text.find("--config " + dir_.path() + " is a directory"), std::string::npos)
+      << out.text;
 }
 
 TEST_F(FlagsTest, CtrModelsGetTheirOwnDefaultsAndFlags) {

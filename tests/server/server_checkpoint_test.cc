@@ -4,6 +4,7 @@
 // leave the previous checkpoint to resume from.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -105,6 +106,24 @@ class Cluster {
       acks.push_back(worker_->Call(NodeId::Server(r), std::move(m)));
     }
     for (auto& a : acks) TS_CHECK_OK(RpcNode::Wait(a, kWait, "push").status());
+  }
+
+  // Step `clock` on server 0 alone: a NaN gradient for `key` of table 0 (what a forged push
+  // could carry); the push's reply is NonFinite.
+  void PushNaN(int64_t clock, uint64_t key) {
+    Message m;
+    m.header.set_command(proto::COMMAND_PUSH);
+    m.header.set_clock(clock);
+    m.header.set_dtype(proto::DTYPE_FLOAT32);
+    auto* table = m.header.add_tables();
+    table->set_table_id(0);
+    table->set_num_keys(1);
+    m.frames.push_back(Frame::FromVector(std::vector<uint64_t>{key}));
+    std::vector<float> grads(kDim, 0.0f);
+    grads[1] = NAN;
+    m.frames.push_back(Frame::FromVector(std::move(grads)));
+    auto ack = worker_->Call(NodeId::Server(0), std::move(m));
+    TS_CHECK(RpcNode::Wait(ack, kWait, "push").status().code() == StatusCode::kNonFinite);
   }
 
   // What the scheduler does: asks every server for its rows of `step`, writes the manifest and
@@ -254,6 +273,60 @@ TEST(ServerCheckpointTest, CorruptRowFileOrOtherOptimizerIsRefusedAtStart) {
   EXPECT_EQ(corrupt.start_status_.code(), StatusCode::kDataLoss);
   EXPECT_NE(corrupt.start_status_.message().find("checksum mismatch"), std::string::npos)
       << corrupt.start_status_.message();
+}
+
+TEST(ServerCheckpointTest, ShardWithANonFiniteRowWritesNoCheckpoint) {
+  testing::TempDir root;
+  Cluster one(1, 1, kernels::OptimizerKind::kSgd);
+  one.Step(0, RandomKeys(10, 1));
+  one.PushNaN(1, 12345);
+  const std::string tmp = root.Join(checkpoint::TmpDirName(2));
+  ASSERT_TRUE(checkpoint::MakeDirs(Env::Default(), tmp).ok());
+  auto reply = one.CheckpointReply(0, 2, tmp);
+  EXPECT_EQ(reply.status().code(), StatusCode::kNonFinite) << reply.status().ToString();
+  EXPECT_NE(reply.status().message().find("key 12345 is not finite on server:0; checkpoint of "
+                                          "step 2 not written"),
+            std::string::npos)
+      << reply.status().message();
+}
+
+TEST(ServerCheckpointTest, NonFiniteRowInACheckpointIsRefusedAtStartAfterItsChecksum) {
+  testing::TempDir root;
+  std::string dir;
+  {
+    Cluster one(1, 1, kernels::OptimizerKind::kSgd);
+    one.Step(0, RandomKeys(10, 1));
+    dir = one.Checkpoint(root.path(), 1);
+  }
+  // The row file rewritten with one row of infinities, its manifest entry updated to match.
+  proto::CheckpointManifest manifest = *checkpoint::ReadManifest(Env::Default(), dir);
+  for (auto& entry : *manifest.mutable_files()) {
+    auto reader = checkpoint::RowFileReader::Open(Env::Default(), dir, entry);
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    const checkpoint::RowFileHeader header = (*reader)->header();
+    std::vector<std::pair<uint64_t, std::vector<float>>> rows(header.num_rows);
+    for (auto& [key, row] : rows) {
+      row.resize(header.dim + header.state_floats);
+      ASSERT_TRUE((*reader)->Next(&key, row.data()).ok());
+    }
+    ASSERT_TRUE((*reader)->Finish().ok());
+    reader->reset();
+    if (!rows.empty()) rows.back().second[0] = INFINITY;
+    auto writer =
+        checkpoint::RowFileWriter::Create(Env::Default(), dir + "/" + entry.name(), header);
+    ASSERT_TRUE(writer.ok());
+    for (const auto& [key, row] : rows) ASSERT_TRUE((*writer)->Append(key, row.data()).ok());
+    auto written = (*writer)->Finish();
+    ASSERT_TRUE(written.ok());
+    entry = *written;
+  }
+  ASSERT_TRUE(checkpoint::WriteManifest(Env::Default(), dir, manifest).ok());
+  Cluster resumed(1, 1, kernels::OptimizerKind::kSgd, dir, manifest);
+  EXPECT_EQ(resumed.start_status_.code(), StatusCode::kNonFinite)
+      << resumed.start_status_.ToString();
+  EXPECT_NE(resumed.start_status_.message().find("is not finite; resume from an earlier"),
+            std::string::npos)
+      << resumed.start_status_.message();
 }
 
 // The faults a checkpoint of step 4 meets after a good one of step 3.

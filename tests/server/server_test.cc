@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -243,6 +244,35 @@ TEST(ServerTest, PushWithAClockOtherThanTheWorkersNextStepIsRefusedAndNotApplied
     EXPECT_NE(*after, initial);
     EXPECT_EQ(h.server_->stats().rejected, 5);
   }
+}
+
+TEST(ServerTest, PushThatLeavesANonFiniteRowFailsAndEveryLaterRequestFailsWithIt) {
+  ServerHarness h(1, 2, false, 3, kernels::OptimizerKind::kSgd);
+  ASSERT_TRUE(h.PushAndWait(0, 0, {1, 2}, {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f}, 0).ok());
+  // A NaN gradient (a forged push: a worker checks its own) makes key 7's row NaN.
+  Status bad = h.PushAndWait(0, 1, {6, 7}, {0.1f, 0.1f, 0.1f, 0.1f, NAN, 0.1f}, 1);
+  EXPECT_EQ(bad.code(), StatusCode::kNonFinite) << bad.ToString();
+  EXPECT_NE(bad.message().find("non-finite model at step 2: table 1, key 7: the row is not "
+                               "finite after server:0 applied the push of worker:0"),
+            std::string::npos)
+      << bad.message();
+  // No worker gets rows any more and nothing more is applied, on either table.
+  auto pulled = h.PullValues(0, 0, {1}, 2);
+  EXPECT_EQ(pulled.status().code(), StatusCode::kNonFinite);
+  EXPECT_EQ(h.PushAndWait(0, 0, {1}, {1, 1, 1}, 2).code(), StatusCode::kNonFinite);
+}
+
+TEST(ServerTest, UpdateThatOverflowsARowToInfinityFails) {
+  ServerHarness h(1, 1, false, 3, kernels::OptimizerKind::kSgd);
+  // Finite gradients: SGD (lr 0.1) moves the row by 3e37 per push; the tenth crosses float max.
+  Status s;
+  int64_t clock = 0;
+  for (; clock < 20 && s.ok(); ++clock) {
+    s = h.PushAndWait(0, 0, {9}, {-3e38f, 0.0f, 0.0f}, clock);
+  }
+  EXPECT_EQ(s.code(), StatusCode::kNonFinite) << s.ToString();
+  EXPECT_GE(clock, 10);
+  EXPECT_NE(s.message().find("table 0, key 9"), std::string::npos) << s.message();
 }
 
 // Deterministic mode applies the pushes of a step in worker-rank order, whatever the arrival

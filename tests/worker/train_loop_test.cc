@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <functional>
@@ -86,7 +87,11 @@ class FakeModel : public Model {
     ++steps_taken;
     *loss_sum = 0;
     for (uint32_t i : batch.samples) *loss_sum += i + 1;
-    for (size_t k = 0; k < 2 * batch.unique_keys[0].size(); ++k) grads[0][k] = 0.01f;
+    const int64_t step = static_cast<int64_t>(steps.size()) - 1;
+    const float g = huge_from_step >= 0 && step >= huge_from_step ? 3e38f : 0.01f;
+    for (size_t k = 0; k < 2 * batch.unique_keys[0].size(); ++k) grads[0][k] = g;
+    if (step == nan_at_step) grads[0][1] = NAN;  // the second weight of the first key
+    if (step == nan_loss_at_step) *loss_sum = INFINITY;
     return OkStatus();
   }
   Status AfterPush() override {
@@ -128,7 +133,10 @@ class FakeModel : public Model {
 
   // Set by the test before the run.
   std::function<void()> on_setup;
-  int64_t fail_at_step = -1;  // ComputeGradients fails on this call (0-based)
+  int64_t fail_at_step = -1;      // ComputeGradients fails on this call (0-based)
+  int64_t nan_at_step = -1;       // a NaN gradient on this call
+  int64_t nan_loss_at_step = -1;  // an infinite loss (finite gradients) on this call
+  int64_t huge_from_step = -1;    // gradients of 3e38 from this call on (Adagrad: g^2 is inf)
   // What the model saw.
   std::vector<std::vector<uint32_t>> steps;  // the samples of every step, in order
   std::vector<int64_t> eval_steps;           // the global step of every evaluation
@@ -398,6 +406,68 @@ TEST(TrainLoopTest, ModelErrorInAStepEndsTheRunWithItsStatusAndNoLaterStepRuns) 
   EXPECT_EQ(job.models[0].after_push_calls, 3);
   EXPECT_FALSE(job.results[1].ok());
   EXPECT_LE(job.models[1].steps.size(), 4u);
+}
+
+TEST(TrainLoopTest, NonFiniteGradientStopsTheJobNamingStepTableAndKeyBeforeItsCheckpoint) {
+  testing::TempDir dir;
+  Job job;
+  job.loop = TwoEpochs();
+  job.loop.recovery.checkpoint_every = 2;
+  job.checkpoint_dir = dir.path();
+  job.models[1].nan_at_step = 4;  // step 5 (clock 4): after the checkpoint of step 4
+  job.Run();
+  ASSERT_FALSE(job.results[1].ok());
+  EXPECT_EQ(job.results[1].status().code(), StatusCode::kNonFinite);
+  // Worker 1's batches hold keys 100 + i % 4; the NaN sits in the first unique key's gradient.
+  const std::string& message = job.scheduler_status.message();
+  EXPECT_EQ(job.scheduler_status.code(), StatusCode::kNonFinite) << message;
+  EXPECT_NE(message.find("worker:1: non-finite model at step 5: table 0, key 10"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("the gradient is nan"), std::string::npos) << message;
+  EXPECT_NE(message.find("the newest checkpoint, " + dir.Join("step-4")), std::string::npos)
+      << message;
+  // Never pushed: worker 1 stopped in step 5 and no checkpoint after step 4 exists.
+  EXPECT_EQ(job.models[1].steps.size(), 5u);
+  EXPECT_EQ(CheckpointDirs(dir.path()), (std::vector<std::string>{"step-2", "step-4"}));
+  EXPECT_FALSE(job.results[0].ok());
+  EXPECT_EQ(job.results[0].status().code(), StatusCode::kNonFinite);
+}
+
+TEST(TrainLoopTest, InfiniteLossWithFiniteGradientsStopsTheJob) {
+  Job job;
+  job.loop = TwoEpochs();
+  job.models[0].nan_loss_at_step = 0;
+  job.Run();
+  EXPECT_EQ(job.scheduler_status.code(), StatusCode::kNonFinite);
+  EXPECT_NE(job.scheduler_status.message().find(
+                "worker:0: non-finite model at step 1: the training loss is inf, every gradient "
+                "finite; no checkpoint was written (no --checkpoint-dir)"),
+            std::string::npos)
+      << job.scheduler_status.message();
+}
+
+TEST(TrainLoopTest, RowMadeNonFiniteByAnUpdateStopsTheJobAndIsNeverCheckpointed) {
+  testing::TempDir dir;
+  Job job;
+  job.loop = TwoEpochs();
+  job.loop.recovery.checkpoint_every = 3;
+  job.checkpoint_dir = dir.path();
+  // Finite gradients of 3e38: the server's Adagrad accumulator g^2 overflows to inf in step 4.
+  job.models[0].huge_from_step = 3;
+  job.Run();
+  const std::string& message = job.scheduler_status.message();
+  EXPECT_EQ(job.scheduler_status.code(), StatusCode::kNonFinite) << message;
+  EXPECT_NE(message.find("non-finite model at step 4: table 0, key "), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("the row is not finite after server:0 applied the push of worker:0"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(CheckpointDirs(dir.path()), (std::vector<std::string>{"step-3"}));
+  for (int w = 0; w < kWorkers; ++w) {
+    EXPECT_EQ(job.results[w].status().code(), StatusCode::kNonFinite) << w;
+    EXPECT_LE(job.models[w].steps.size(), 5u) << w;
+  }
 }
 
 }  // namespace

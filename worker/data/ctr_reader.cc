@@ -81,7 +81,7 @@ StatusOr<std::unique_ptr<CtrReader>> CtrReader::Open(const std::string& path,
   impl.path = path;
   impl.options = options;
   TS_ASSIGN_OR_RETURN(impl.file, FileBytes::Open(path));
-  const char* data = impl.file->data();
+  const char* data = impl.file->data();  // replaced below for a CR-only text file
   const size_t size = impl.file->size();
   const size_t num_partitions = static_cast<size_t>(options.num_partitions);
   const size_t partition = static_cast<size_t>(options.partition);
@@ -110,6 +110,8 @@ StatusOr<std::unique_ptr<CtrReader>> CtrReader::Open(const std::string& path,
     return reader;
   }
 
+  impl.file->ReadCrOnlyLineEnds();
+  data = impl.file->data();
   const size_t body = ByteOrderMarkLength(data, size);
   if (format == CtrFormat::kAuto) format = DetectTextFormat(data + body, data + size);
   schema.format = format;

@@ -4,18 +4,22 @@
 // of a file (worker r of n), so workers share one file without coordination, and streams it in
 // chunks parsed by several threads.
 //
-// Formats (one row per line; "\r\n" reads as "\n"; blank lines are skipped; a UTF-8 byte-order
+// Formats (one row per line; "\r\n" reads as "\n", and a text file whose first line ends with a
+// lone "\r" is read with "\r" as its line end; blank lines are skipped; a UTF-8 byte-order
 // mark at the start of the file is skipped):
 //  * criteo: exactly 40 tab-separated fields (a trailing empty field counts): the label (0 or 1),
 //    I1..I13 (optional signed decimal integers that fit in int64) and C1..C26 (empty, or hex
-//    digits of any length, either case). Dense feature i is log(1 + max(Ii, 0)), 0 when Ii is
-//    empty. Ck has field k-1 and key HashFeature(seed, k-1, lowercase(Ck)); an empty Ck is
-//    hashed as "" (its own key per field). With bucketize_integers, Ii is also a categorical
-//    field 26+i-1 with key HashFeature(seed, 26+i-1, uint64(CriteoBucket(Ii))), or
-//    HashFeature(seed, 26+i-1, "") when empty. Row keys: C1..C26, then the I1..I13 buckets.
+//    digits of any length, either case). Dense feature i is sign(Ii) * log(1 + |Ii|), 0 when Ii
+//    is empty: negative integers (Criteo's I2 has -1..-3) keep their own values rather than
+//    becoming 0 as under the usual clip-then-log transform. Ck has field k-1 and key
+//    HashFeature(seed, k-1, lowercase(Ck)); an empty Ck is hashed as "" (its own key per field).
+//    With bucketize_integers, Ii is also a categorical field 26+i-1 with key HashFeature(seed,
+//    26+i-1, uint64(CriteoBucket(Ii))), or HashFeature(seed, 26+i-1, "") when empty. Row keys:
+//    C1..C26, then the I1..I13 buckets.
 //  * libsvm: "label idx:val idx:val ..." separated by spaces/tabs; the label is 0, 1, -1 or +1
 //    (any spelling std::from_chars reads as those, e.g. "1.0"; -1 reads as 0); idx an unsigned
-//    decimal that fits in uint64; val a finite float.
+//    decimal that fits in uint64; val a float, finite and within +-kMaxAbsDataValue = 1e6
+//    (worker/data/value_limits.h; "nan", "inf" and 3e38 are bad lines).
 //  * libffm (also libFM with fields): "label field:idx:val ...", field an unsigned decimal < 2^32.
 // libsvm/libffm layout: before reading, Open scans the token counts of every line of the whole
 // file (not only the partition, so that all partitions agree; bad lines included, a cheap pass
@@ -32,9 +36,10 @@
 // token with two ':' -> libffm; else libsvm. An empty file reads as libsvm with no rows.
 //
 // Bad lines: a wrong field count, a label other than the above, a non-numeric or too large
-// integer, a bad hex value or a token that does not parse. Unless skip_bad_lines, Next fails
-// with InvalidArgument "PATH:LINE: <what is wrong> (<the line, truncated>)" where LINE is the
-// 1-based line number in the whole file, also when reading a later partition; with
+// integer, a bad hex value, a token that does not parse or a value out of range: every row the
+// text parsers accept meets ValidateCtrRecord (worker/data/ctr_schema.h). Unless skip_bad_lines,
+// Next fails with InvalidArgument "PATH:LINE: <what is wrong> (<the line, truncated>)" where LINE
+// is the 1-based line number in the whole file, also when reading a later partition; with
 // skip_bad_lines the line is counted (bad_lines()) and skipped.
 #pragma once
 

@@ -10,6 +10,7 @@
 
 #include "core/logging.h"
 #include "worker/data/internal/text_chunks.h"
+#include "worker/data/value_limits.h"
 
 namespace tessera::worker {
 namespace {
@@ -84,8 +85,14 @@ inline const char* ParseLine(const char* p, const char* le, uint64_t* user, uint
   if (const char* e = ParseId<F>(&p, le, kItemField, item)) return e;
   if (IsFieldEnd<F>(p, le)) return "missing rating";
   auto [rest, ec] = std::from_chars(p, le, *rating);
-  if (ec != std::errc() || !IsFieldEnd<F>(rest, le) || !std::isfinite(*rating)) {
-    return "bad rating";
+  // from_chars reads "nan" and "inf"; a value beyond float range is result_out_of_range.
+  if (ec == std::errc::result_out_of_range && IsFieldEnd<F>(rest, le)) {
+    return "rating out of range (ratings must be finite, within +-1e6)";
+  }
+  if (ec != std::errc() || !IsFieldEnd<F>(rest, le)) return "bad rating";
+  if (!IsValidDataValue(*rating)) {
+    return std::isfinite(*rating) ? "rating out of range (ratings must be finite, within +-1e6)"
+                                  : "rating is not finite";
   }
   if constexpr (F == RatingFormat::kLibmf) {
     if (SkipBlanks(rest, le) != le) return "too many fields (libmf lines have 3)";
@@ -228,6 +235,7 @@ const char* RatingFormatName(RatingFormat f) {
 StatusOr<RatingReadResult> ReadRatings(const std::string& path, const RatingReadOptions& options) {
   TS_RETURN_IF_ERROR(ValidateOptions(options));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<FileBytes> file, FileBytes::Open(path));
+  file->ReadCrOnlyLineEnds();
   const char* data = file->data();
   const size_t size = file->size();
   const char* file_end = data + size;

@@ -65,9 +65,11 @@ struct RatingReadResult {
 // Reads the ratings of `options.partition` of the file at `path`.
 //
 // Lines: user and item ids are unsigned decimal integers that fit in uint64; the rating is a
-// finite decimal number (std::from_chars syntax, e.g. "4", "3.5", "-0.25", "1e-3"). tab/dat/csv
-// lines may have extra fields after the rating (a timestamp), which are not checked; libmf lines
-// have exactly 3 fields. Empty and whitespace-only lines are skipped, "\r\n" reads as "\n",
+// decimal number (std::from_chars syntax, e.g. "4", "3.5", "-0.25", "1e-3"), finite and within
+// +-kMaxAbsDataValue = 1e6 (worker/data/value_limits.h: "nan", "inf" and 3e38 are bad lines).
+// tab/dat/csv lines may have extra fields after the rating (a timestamp), which are not checked;
+// libmf lines have exactly 3 fields. Empty and whitespace-only lines are skipped, "\r\n" reads as
+// "\n" (and a file whose first line ends with a lone "\r" is read with "\r" as its line end),
 // and a UTF-8 byte-order mark at the start of the file is skipped. For csv, line 1 is a header
 // (and skipped) when its first field is not a number.
 // Auto-detection looks at the first non-empty line of the whole file (not of the partition, so

@@ -1,6 +1,7 @@
 // CtrReader on each text format: Criteo TSV, libsvm and libffm, their layouts and bad lines.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -72,14 +73,34 @@ TEST(CriteoReaderTest, MissingFieldsGiveZeroDenseAndTheEmptyStringKeyOfTheirFiel
   EXPECT_NE(rows[0].keys[0], rows[0].keys[1]);
 }
 
-TEST(CriteoReaderTest, NegativeIntegersGiveZeroDense) {
+TEST(CriteoReaderTest, NegativeIntegersGiveTheNegatedLogOfTheirMagnitude) {
   TempDir dir;
-  std::vector<Row> rows =
-      ReadText(dir, CriteoLine(CriteoFields(0, {"-1", "-3", "+4"}, {"a"})) + "\n", Options());
+  std::vector<Row> rows = ReadText(
+      dir,
+      CriteoLine(CriteoFields(0, {"-1", "-3", "+4", "0", "-2000", "-9223372036854775808"}, {"a"})) +
+          "\n",
+      Options());
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].dense[0], 0.0f);
-  EXPECT_EQ(rows[0].dense[1], 0.0f);
+  EXPECT_FLOAT_EQ(rows[0].dense[0], -std::log(2.0f));
+  EXPECT_FLOAT_EQ(rows[0].dense[1], -std::log(4.0f));
   EXPECT_FLOAT_EQ(rows[0].dense[2], std::log(5.0f));
+  EXPECT_EQ(rows[0].dense[3], 0.0f);
+  EXPECT_FLOAT_EQ(rows[0].dense[4], -std::log(2001.0f));
+  EXPECT_FLOAT_EQ(rows[0].dense[5], -static_cast<float>(std::log1p(9223372036854775808.0)));
+  // -1 and 1 are told apart (the clip-then-log transform made -1 the same 0 as a 0).
+  std::vector<Row> positive =
+      ReadText(dir, CriteoLine(CriteoFields(0, {"1"}, {"a"})) + "\n", Options());
+  EXPECT_EQ(positive[0].dense[0], -rows[0].dense[0]);
+}
+
+TEST(CriteoReaderTest, CrOnlyLinesReadLikeLfLines) {
+  TempDir dir;
+  std::string lf = RandomCriteo(50, 3);
+  std::string cr = lf;
+  std::replace(cr.begin(), cr.end(), '\n', '\r');
+  std::vector<Row> expected = ReadText(dir, lf, Options());
+  EXPECT_EQ(ReadText(dir, cr, Options()), expected);
+  EXPECT_EQ(expected.size(), 50u);
 }
 
 TEST(CriteoReaderTest, HexIsReadInEitherCaseAndAnyLength) {
@@ -196,7 +217,7 @@ TEST(CriteoReaderTest, ExtremeIntegersParse) {
       Options());
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_FLOAT_EQ(rows[0].dense[0], static_cast<float>(std::log1p(9223372036854775807.0)));
-  EXPECT_EQ(rows[0].dense[1], 0.0f);
+  EXPECT_FLOAT_EQ(rows[0].dense[1], -static_cast<float>(std::log1p(9223372036854775808.0)));
 }
 
 TEST(CriteoReaderTest, BadLineInALaterPartitionNamesItsLineInTheWholeFile) {
@@ -357,7 +378,12 @@ TEST(LibsvmReaderTest, EachKindOfBadTokenNamesFileLineAndReason) {
       {CtrFormat::kLibsvm, "1 1:1 a:1", "feature 2 is not idx:val"},
       {CtrFormat::kLibsvm, "1 1:x 2:1", "feature 1 is not idx:val"},
       {CtrFormat::kLibsvm, "1 1: 2:1", "feature 1 is not idx:val"},
-      {CtrFormat::kLibsvm, "1 1:1 2:nan", "feature 2 is not idx:val"},
+      {CtrFormat::kLibsvm, "1 1:1 2:nan", "value of feature 2 is not finite or beyond +-1e6"},
+      {CtrFormat::kLibsvm, "1 1:inf 2:1", "value of feature 1 is not finite or beyond +-1e6"},
+      {CtrFormat::kLibsvm, "1 1:1 2:3e38", "value of feature 2 is not finite or beyond +-1e6"},
+      {CtrFormat::kLibsvm, "1 1:1 2:-1e39", "value of feature 2 is not finite or beyond +-1e6"},
+      {CtrFormat::kLibffm, "1 1:1:NaN 2:2:1", "value of feature 1 is not finite or beyond +-1e6"},
+      {CtrFormat::kLibsvm, "nan 1:1 2:1", "label must be 0, 1, -1 or +1"},
       {CtrFormat::kLibsvm, "1 1:1 -2:1", "feature 2 is not idx:val"},
       {CtrFormat::kLibsvm, "1 1:1 2:1:1", "feature 2 is not idx:val"},
       {CtrFormat::kLibsvm, "1 1:1 99999999999999999999:1", "feature 2 is not idx:val"},

@@ -118,6 +118,32 @@ TEST(RatingReaderTest, CrlfLineEndsReadLikeLf) {
   EXPECT_EQ(ReadText(dir, "userId,movieId,rating\r\n1,2,3\r\n4,5,6\r\n"), expected);
 }
 
+TEST(RatingReaderTest, CrOnlyLineEndsReadEveryLine) {
+  TempDir dir;
+  std::vector<Rating> expected = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}};
+  EXPECT_EQ(ReadText(dir, "1 2 3\r4 5 6\r7 8 9\r"), expected);
+  EXPECT_EQ(ReadText(dir, "1 2 3\r4 5 6\r7 8 9"), expected);
+  EXPECT_EQ(ReadText(dir, "1\t2\t3\t99\r4\t5\t6\r\r7\t8\t9\r"), expected);
+  EXPECT_EQ(ReadText(dir, "userId,movieId,rating\r1,2,3\r4,5,6\r7,8,9\r"), expected);
+  // Partitions split a CR-only file at its line ends too.
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += std::to_string(i) + " 1 2.5\r";
+  size_t total = 0;
+  for (int p = 0; p < 3; ++p) {
+    RatingReadOptions options;
+    options.partition = p;
+    options.num_partitions = 3;
+    total += ReadText(dir, text, options).size();
+  }
+  EXPECT_EQ(total, 100u);
+}
+
+TEST(RatingReaderTest, RatingsAtTheBoundAreRead) {
+  TempDir dir;
+  std::vector<Rating> expected = {{1, 2, 1e6f}, {3, 4, -1e6f}, {5, 6, 1e-30f}};
+  EXPECT_EQ(ReadText(dir, "1 2 1e6\n3 4 -1000000\n5 6 1e-30\n"), expected);
+}
+
 TEST(RatingReaderTest, Utf8ByteOrderMarkIsSkipped) {
   TempDir dir;
   std::vector<Rating> expected = {{1, 2, 3}, {4, 5, 6}};
@@ -190,9 +216,11 @@ std::vector<BadLineCase> BadLineCases() {
       {RatingFormat::kLibmf, "1 99999999999999999999 3", "item id does not fit in uint64"},
       {RatingFormat::kLibmf, "1", "missing item id"},
       {RatingFormat::kLibmf, "1 2", "missing rating"},
-      {RatingFormat::kLibmf, "1 2 nan", "bad rating"},
-      {RatingFormat::kLibmf, "1 2 inf", "bad rating"},
-      {RatingFormat::kLibmf, "1 2 1e999", "bad rating"},
+      {RatingFormat::kLibmf, "1 2 nan", "rating is not finite"},
+      {RatingFormat::kLibmf, "1 2 inf", "rating is not finite"},
+      {RatingFormat::kLibmf, "1 2 1e999", "rating out of range"},
+      {RatingFormat::kLibmf, "1 2 3e38", "rating out of range (ratings must be finite, within"},
+      {RatingFormat::kLibmf, "1 2 -1000001", "rating out of range"},
       {RatingFormat::kLibmf, "1 2 3.5abc", "bad rating"},
       {RatingFormat::kLibmf, "1 2 3 4", "too many fields"},
       {RatingFormat::kTab, "1\t2", "missing rating"},
@@ -201,7 +229,8 @@ std::vector<BadLineCase> BadLineCases() {
       {RatingFormat::kTab, "1\tx\t3\t4", "bad item id"},
       {RatingFormat::kDat, "1::2", "missing rating"},
       {RatingFormat::kDat, "1:2::3", "bad user id"},
-      {RatingFormat::kDat, "1::2::-nan::4", "bad rating"},
+      {RatingFormat::kDat, "1::2::-nan::4", "rating is not finite"},
+      {RatingFormat::kTab, "1\t2\t3e38\t4", "rating out of range"},
       {RatingFormat::kCsv, "1,,3", "missing item id"},
       {RatingFormat::kCsv, "userId,movieId,rating", "bad user id"},  // header only on line 1
       {RatingFormat::kCsv, "1,2,three", "bad rating"},

@@ -26,6 +26,7 @@ enum class LineErrorCode : uint8_t {
   kIntegerRange,  // criteo: Ii out of int64
   kHex,           // criteo: Ck not hex
   kToken,         // libsvm/libffm: feature token does not parse
+  kValueRange,    // libsvm/libffm: feature value not finite or beyond +-kMaxAbsDataValue
   kFeatureCount,  // libsvm/libffm one-hot: not num_fields features
 };
 

@@ -25,6 +25,20 @@ FileBytes::~FileBytes() {
   if (mapped_ != nullptr) munmap(mapped_, size_);
 }
 
+void FileBytes::ReadCrOnlyLineEnds() {
+  const char* p = data();
+  const char* const e = end();
+  while (p < e && *p != '\n' && *p != '\r') ++p;
+  if (p == e || *p == '\n' || (p + 1 < e && p[1] == '\n')) return;
+  // The first line ends with a lone CR: an old Mac text file. The readers split at LF only, so
+  // they get a copy with every CR turned into one (a stray CRLF becomes a blank line, skipped).
+  std::string copy(data(), size_);
+  std::replace(copy.begin(), copy.end(), '\r', '\n');
+  if (mapped_ != nullptr) munmap(mapped_, size_);
+  mapped_ = nullptr;
+  copy_ = std::move(copy);
+}
+
 Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
   std::string message = what + " " + path + ": " + std::strerror(err);
   if (err == ENOENT || err == ENOTDIR) return Status::NotFound(message);

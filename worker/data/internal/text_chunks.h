@@ -2,7 +2,8 @@
 // a file's bytes by mmap, byte-range partitions and per-thread chunks aligned to line starts,
 // and the "PATH:LINE: reason (text)" description of a bad line. Internal to worker/data/.
 //
-// Lines start at offset 0 and after each '\n'; "\r\n" reads as "\n".
+// Lines start at offset 0 and after each '\n'; "\r\n" reads as "\n"; a file whose lines end with
+// a lone '\r' is read through a copy with LFs (FileBytes::ReadCrOnlyLineEnds).
 // Threads: free functions are thread-safe; a FileBytes is immutable after Open and may be read
 // from any number of threads.
 #pragma once
@@ -34,6 +35,12 @@ class FileBytes {
   }
   size_t size() const { return size_; }
   const char* end() const { return data() + size_; }
+
+  // Text files only: when the first line break of the bytes is a CR not followed by LF (a file
+  // with CR-only line ends), replaces them with an in-memory copy in which every CR is a LF, so
+  // that every helper below reads its lines. Files with LF or CRLF line ends are left as they
+  // are. REQUIRES: called before the bytes are read by other threads.
+  void ReadCrOnlyLineEnds();
 
  private:
   FileBytes() = default;

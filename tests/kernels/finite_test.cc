@@ -1,0 +1,101 @@
+// The finite scans of kernels/finite.h: every position, block boundaries, every kind of bad value.
+#include "kernels/finite.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/sparse_optimizer.h"
+
+namespace tessera::kernels {
+namespace {
+
+const float kBad[] = {NAN, -NAN, INFINITY, -INFINITY};
+
+TEST(FiniteTest, FindsTheFirstNonFiniteValueAtEveryPosition) {
+  for (int64_t n : {0, 1, 7, 8, 9, 63, 4096, 4097, 10000}) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(i % 13) * 1e37f - 6e37f;
+    EXPECT_EQ(FindNonFinite(v.data(), n), n) << n;
+    for (int64_t bad : {int64_t{0}, n / 2, n - 1}) {
+      if (n == 0) continue;
+      for (float b : kBad) {
+        std::vector<float> w = v;
+        w[bad] = b;
+        if (bad + 1 < n) w[n - 1] = NAN;  // a later bad value does not hide the first
+        EXPECT_EQ(FindNonFinite(w.data(), n), bad) << n << " " << bad << " " << b;
+      }
+    }
+  }
+}
+
+TEST(FiniteTest, ExtremeFiniteValuesAreFinite) {
+  const float v[] = {std::numeric_limits<float>::max(),
+                     -std::numeric_limits<float>::max(),
+                     std::numeric_limits<float>::denorm_min(),
+                     -0.0f,
+                     0.0f,
+                     std::numeric_limits<float>::min()};
+  EXPECT_EQ(FindNonFinite(v, 6), 6);
+  NonFiniteLanes lanes;
+  lanes.Add(v, 6);
+  EXPECT_TRUE(lanes.AllFinite());
+}
+
+TEST(FiniteTest, LanesRememberABadValueUntilReset) {
+  for (int64_t n : {1, 7, 8, 9, 13, 64}) {
+    for (int64_t bad = 0; bad < n; ++bad) {
+      std::vector<float> v(static_cast<size_t>(n), 2.5f);
+      v[bad] = bad % 2 ? INFINITY : NAN;
+      NonFiniteLanes lanes;
+      lanes.Add(v.data(), n);
+      EXPECT_FALSE(lanes.AllFinite()) << n << " " << bad;
+      v[bad] = 1.0f;
+      lanes.Add(v.data(), n);  // later finite values do not hide it
+      EXPECT_FALSE(lanes.AllFinite());
+      lanes.Reset();
+      lanes.Add(v.data(), n);
+      EXPECT_TRUE(lanes.AllFinite());
+    }
+  }
+}
+
+// The server's check inside the update: the first row left non-finite, in one call and per lane.
+TEST(FiniteTest, SparseUpdateReportsTheFirstRowItLeftNonFinite) {
+  constexpr int kDim = 5;
+  constexpr int64_t kRows = 150;  // blocks of 64 rows and a partial one
+  for (OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+    OptimizerParams p;
+    p.kind = kind;
+    const int row_floats = kDim + OptimizerStateFloats(kind, kDim);
+    std::vector<std::vector<float>> storage(kRows, std::vector<float>(row_floats, 0.0f));
+    std::vector<float*> rows;
+    for (auto& r : storage) rows.push_back(r.data());
+    std::vector<float> grads(kRows * kDim, 0.25f);
+    int64_t bad = -1;
+    ASSERT_TRUE(ApplySparseUpdateCpu(p, rows.data(), grads.data(), kRows, kDim, &bad).ok());
+    EXPECT_EQ(bad, kRows);
+    grads[130 * kDim + 4] = INFINITY;
+    grads[70 * kDim + 1] = NAN;
+    ASSERT_TRUE(ApplySparseUpdateCpu(p, rows.data(), grads.data(), kRows, kDim, &bad).ok());
+    EXPECT_EQ(bad, 70) << OptimizerName(kind);
+    // Per lane: each lane reports its own first bad row; the smaller one is the call's.
+    int64_t lane_bad[2];
+    for (int lane = 0; lane < 2; ++lane) {
+      ASSERT_TRUE(ApplySparseUpdateCpuLane(p, rows.data(), grads.data(), kRows, kDim, lane, 2,
+                                           &lane_bad[lane])
+                      .ok());
+    }
+    EXPECT_EQ(std::min(lane_bad[0], lane_bad[1]), 70) << OptimizerName(kind);
+    for (int lane = 0; lane < 2; ++lane) {
+      EXPECT_TRUE(lane_bad[lane] == kRows || RowLane(rows[lane_bad[lane]], 2) == lane);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tessera::kernels
