@@ -22,8 +22,8 @@ using testing::TempDir;
 
 constexpr int kRowDim = 3;  // 2 factors + the bias
 
-// An MF checkpoint of step 1 under `root` (tables user and item, 2 rows each, SGD: no state);
-// item key 2's first factor is `item_value`. Returns its directory.
+// An MF checkpoint of step 1 under `root` (one worker; tables user and item, 2 rows each, SGD:
+// no state); item key 2's first factor is `item_value`. Returns its directory.
 std::string WriteMfCheckpoint(const std::string& root, float item_value) {
   Env* env = Env::Default();
   const std::string tmp = root + "/" + checkpoint::TmpDirName(1);
@@ -31,6 +31,8 @@ std::string WriteMfCheckpoint(const std::string& root, float item_value) {
   proto::CheckpointManifest manifest;
   manifest.set_format_version(checkpoint::kFormatVersion);
   manifest.set_step(1);
+  manifest.set_num_servers(1);
+  manifest.set_num_workers(1);
   proto::ModelDescription* model = manifest.mutable_model();
   model->set_type("mf");
   model->set_dim(kRowDim - 1);
@@ -41,6 +43,7 @@ std::string WriteMfCheckpoint(const std::string& root, float item_value) {
     table->set_name(t == 0 ? "user" : "item");
     table->set_dim(kRowDim);
     table->set_optimizer("sgd");
+    table->set_num_rows(2);
     checkpoint::RowFileHeader header;
     header.table_id = t;
     header.dim = kRowDim;
@@ -58,6 +61,11 @@ std::string WriteMfCheckpoint(const std::string& root, float item_value) {
     TS_CHECK_OK(entry.status());
     *manifest.add_files() = *entry;
   }
+  proto::WorkerCheckpoint position;  // the manifest is cross-checked against it
+  position.set_step(1);
+  auto entry = checkpoint::WriteWorkerPosition(env, tmp, 0, position);
+  TS_CHECK_OK(entry.status());
+  *manifest.add_files() = *entry;
   TS_CHECK_OK(checkpoint::WriteManifest(env, tmp, manifest));
   TS_CHECK_OK(checkpoint::Commit(env, root, 1));
   return root + "/" + checkpoint::StepDirName(1);
