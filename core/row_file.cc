@@ -1,5 +1,6 @@
 #include "core/row_file.h"
 
+#include <cstdint>
 #include <cstring>
 
 namespace tessera::checkpoint {
@@ -14,10 +15,20 @@ Status CheckRowFileHeader(const RowFileHeader& h, const proto::CheckpointFile& e
     return Status::DataLoss(name + " has row format version " + std::to_string(h.version) +
                             ", this build reads " + std::to_string(kFormatVersion));
   }
+  // Rows are read into buffers of int-sized widths: a wider row is no row of ours (and its width
+  // would wrap around in 32 bits).
+  if (uint64_t{h.dim} + h.state_floats > INT32_MAX) {
+    return Status::DataLoss(name + " has rows of " + std::to_string(h.dim) + " weights + " +
+                            std::to_string(h.state_floats) + " optimizer floats");
+  }
   const uint64_t row_bytes = sizeof(uint64_t) + sizeof(float) * (uint64_t{h.dim} + h.state_floats);
+  // The rows' bytes as a quotient, not num_rows x row_bytes: that product can wrap around 2^64
+  // to the file's size (fuzz/corpus/fuzz_row_file/rows_times_size_wraps).
+  const uint64_t body_bytes = entry.size_bytes() - sizeof(RowFileHeader);
   if (h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||
       h.slot_begin != entry.slot_begin() || h.slot_end != entry.slot_end() ||
-      sizeof(RowFileHeader) + h.num_rows * row_bytes != entry.size_bytes()) {
+      entry.size_bytes() < sizeof(RowFileHeader) || body_bytes % row_bytes != 0 ||
+      body_bytes / row_bytes != h.num_rows) {
     return Status::DataLoss(name + ": its header does not match the manifest entry");
   }
   return OkStatus();
