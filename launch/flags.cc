@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
@@ -19,6 +20,26 @@ namespace {
 
 ParseOutcome Fail(const std::string& message) { return {false, 2, message}; }
 
+// Boost 1.74's error_with_option_name::what() replaces each %placeholder% of its message until
+// none is left, so an option value or name that holds one ("dim = %value%") made it loop forever
+// (found by fuzz_config). The substitutions lose their '%' before what() runs.
+struct DefusedOptionError : po::error_with_option_name {
+  static void Defuse(const po::error& e) {
+    auto* named = dynamic_cast<const po::error_with_option_name*>(&e);
+    if (named == nullptr) return;
+    auto& substitutions =
+        const_cast<po::error_with_option_name*>(named)->*(&DefusedOptionError::m_substitutions);
+    for (auto& entry : substitutions) {
+      std::replace(entry.second.begin(), entry.second.end(), '%', '?');
+    }
+  }
+};
+
+std::string ErrorText(const po::error& e) {
+  DefusedOptionError::Defuse(e);
+  return e.what();
+}
+
 bool IsReadableFile(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), R_OK) == 0;
@@ -33,7 +54,7 @@ Status StoreConfigFile(const std::string& path, const po::options_description& d
   try {
     parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/true);
   } catch (const po::error& e) {
-    return Status::InvalidArgument("--config " + path + ": " + e.what());
+    return Status::InvalidArgument("--config " + path + ": " + ErrorText(e));
   }
   for (po::option& o : parsed.options) {
     std::string name = o.string_key;
@@ -56,7 +77,7 @@ Status StoreConfigFile(const std::string& path, const po::options_description& d
   try {
     po::store(parsed, *vm);
   } catch (const po::error& e) {
-    return Status::InvalidArgument("--config " + path + ": " + e.what());
+    return Status::InvalidArgument("--config " + path + ": " + ErrorText(e));
   }
   return OkStatus();
 }
@@ -108,7 +129,7 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
   try {
     po::store(po::command_line_parser(args).options(desc).run(), *vm);
   } catch (const po::error& e) {
-    return Fail(std::string(e.what()) + " (see --help)");
+    return Fail(ErrorText(e) + " (see --help)");
   }
   if (vm->count("help")) {
     std::ostringstream out;
@@ -122,7 +143,7 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
   try {
     po::notify(*vm);
   } catch (const po::error& e) {
-    return Fail(std::string(e.what()) + " (see --help)");
+    return Fail(ErrorText(e) + " (see --help)");
   }
   return {true, 0, ""};
 }
