@@ -1,5 +1,6 @@
 #include "core/row_file.h"
 
+#include <cstdint>
 #include <cstring>
 
 namespace tessera::checkpoint {
@@ -14,8 +15,15 @@ Status CheckRowFileHeader(const RowFileHeader& h, const proto::CheckpointFile& e
     return Status::DataLoss(name + " has row format version " + std::to_string(h.version) +
                             ", this build reads " + std::to_string(kRowFileVersion));
   }
+  // Rows are read into buffers of int-sized widths: a wider row is no row of ours (and its width
+  // would wrap around in 32 bits).
+  if (uint64_t{h.dim} + h.state_floats > INT32_MAX) {
+    return Status::DataLoss(name + " has rows of " + std::to_string(h.dim) + " weights + " +
+                            std::to_string(h.state_floats) + " optimizer floats");
+  }
   const uint64_t row_bytes = sizeof(uint64_t) + sizeof(float) * (uint64_t{h.dim} + h.state_floats);
-  // The row count is bounded by the size first, so the product below cannot wrap around.
+  // The row count is bounded by the size first, so the product below cannot wrap around 2^64 to
+  // the file's size (fuzz/corpus/fuzz_row_file/rows_times_size_wraps).
   if (entry.size_bytes() < sizeof(RowFileHeader) ||
       h.num_rows > (entry.size_bytes() - sizeof(RowFileHeader)) / row_bytes ||
       h.table_id != entry.table_id() || h.num_rows != entry.num_rows() ||

@@ -67,8 +67,14 @@ Status Read(const std::string& path, const char* descr, std::vector<T>* data,
   } else {
     in.read(reinterpret_cast<char*>(&header_len), 4);
   }
+  // The length comes from the file: bound it by the file's size before allocating (a version 2
+  // header may claim 4 GiB; fuzz/corpus/fuzz_npy/version2_huge_header_len).
+  struct stat st;
+  if (!in || stat(path.c_str(), &st) != 0 || header_len > static_cast<uint64_t>(st.st_size)) {
+    return Status::DataLoss(path + ": truncated .npy header");
+  }
   std::string header(header_len, '\0');
-  if (!in || !in.read(header.data(), header_len)) {
+  if (!in.read(header.data(), header_len)) {
     return Status::DataLoss(path + ": truncated .npy header");
   }
   if (header.find(std::string("'descr': '") + descr + "'") == std::string::npos ||
@@ -101,8 +107,7 @@ Status Read(const std::string& path, const char* descr, std::vector<T>* data,
     shape->push_back(static_cast<int64_t>(d));
     count *= d;
   }
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) < count * sizeof(T)) {
+  if (static_cast<uint64_t>(st.st_size) < count * sizeof(T)) {
     return Status::DataLoss(path + ": holds fewer values than its shape says");
   }
   data->resize(count);

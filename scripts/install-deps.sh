@@ -24,6 +24,7 @@ pkgs=(
   python3 python3-numpy                           # integration tests, bench tooling
   clang-format                                    # formatting
   clang-14                                        # Clang thread-safety pass (scripts/)
+  libclang-rt-14-dev                              # libFuzzer, ASan/UBSan/TSan runtimes (fuzz/)
 )
 if [[ "${WITH_BENCH:-0}" == 1 ]]; then
   pkgs+=(python3-torch linux-perf)                # PyTorch baseline of the benchmark, profiling

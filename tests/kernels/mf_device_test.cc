@@ -29,7 +29,9 @@ Problem RandomProblem(unsigned seed, int64_t num_samples, int dim, int64_t num_u
 }
 
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  // Empty vectors may hold null data(), which memcmp must not get (UBSan: nonnull).
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 std::unique_ptr<MfDeviceWorkspace> CpuWorkspace() {

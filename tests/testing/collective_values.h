@@ -33,7 +33,9 @@ inline std::vector<float> RankOrderSum(size_t count, int size, unsigned seed) {
 }
 
 inline bool BitIdentical(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  // Empty vectors may hold null data(), which memcmp must not get (UBSan: nonnull).
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // Values whose bits a broadcast must carry unchanged: a NaN with a payload, -0, a denormal, the
