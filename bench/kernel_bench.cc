@@ -135,6 +135,14 @@ bool RunKernelBench(const KernelBenchOptions& o, JsonLines* json) {
            (void)kernels::ApplySparseUpdateCpu(to.optimizer, row_batches[which].data(),
                                                grads.data(), num_keys, stride);
          }},
+        {"... the same with the finite row check (rows/s)", "kernel_adagrad_checked",
+         static_cast<double>(num_keys),
+         [&] {
+           which = (which + 1) % kBatches;
+           int64_t first_non_finite = 0;
+           (void)kernels::ApplySparseUpdateCpu(to.optimizer, row_batches[which].data(),
+                                               grads.data(), num_keys, stride, &first_non_finite);
+         }},
     };
     for (const Case& c : cases) {
       Samples rate;
