@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # soak-campaign.sh - the soak test run long (issue 14, point 7): an MF and a DeepFM job of 2
-# servers and 4 workers under mpirun train for longer while tessera_soak_stranger floods their ports
+# servers and 4 workers under mpirun train for longer while tessera_stranger floods their ports
 # with garbage and forged messages (NULL and CURVE with a key that is not the job's); each must
 # end with the quiet run's metrics, exit 0, and flat resident memory (soak_test.py states the
 # bound). CI runs the MF soak for about a minute (ctest -R Soak).
@@ -28,7 +28,7 @@ for run in "mf $mf_epochs" "deepfm $deepfm_epochs"; do
   log="$build_dir/soak-campaign-$1.log"
   rc=0
   python3 "$repo/tests/integration/soak_test.py" --tessera "$build_dir/bin/tessera" \
-    --stranger "$build_dir/tests/tools/tessera_soak_stranger" --model "$1" --epochs "$2" \
+    --stranger "$build_dir/tests/tools/tessera_stranger" --model "$1" --epochs "$2" \
     --rate "$rate" --limit 3000 >"$log" 2>&1 || rc=$?
   echo "== $1, $2 epochs: exit $rc (full log: $log)"
   grep -E '^(  (quiet run|stranger|metrics|mpirun|rank|largest)|PASS|FAIL)' "$log" | cut -c1-300

@@ -8,7 +8,7 @@ per-job secret and with --insecure, and the three give the same metrics bit for 
 
 --mode stranger (mpirun): a quiet `mpirun -np 4 ... --deterministic` run is the reference. The
 same job with --auth-key, and with --insecure, gives the same metrics. Then the job runs again
-while tessera_stranger (tests/integration/stranger.cc: not a member, no key) floods every
+while tessera_stranger (tests/tools/stranger.cc: not a member, no key) floods every
 port the job listens on (found as any user of the host could: tests/integration/job_ports.py)
 with forged PUSHes (worker:0, NaN gradients), forged ABORTs, forged shared-frame descriptors and
 garbage, from the moment the ports appear until the job ends: it exits 0 with metrics equal to
@@ -102,7 +102,7 @@ def attacked_run(ctx, args, stranger):
         ports, deadline = [], time.monotonic() + 60
         while time.monotonic() < deadline and job.poll() is None:
             pids = job_ports.tessera_pids(ctx.tessera, metrics)
-            ports = job_ports.listening_ports(pids)
+            ports = sorted(job_ports.listening_ports(pids))
             if len(pids) == RANKS and len(ports) >= RANKS:
                 break
             time.sleep(0.05)

@@ -4,10 +4,12 @@ A Tessera rank's ROUTER listens on 127.0.0.1 (one host) on an ephemeral port. An
 can list them: the job's processes are visible in /proc (their command line names the tessera
 binary), each socket of a process is a link "socket:[INODE]" in /proc/PID/fd, and
 /proc/net/tcp lists the listening sockets (state 0A) with their inodes and local addresses.
-Used by auth_test.py (and the soak test) to point tests/integration/stranger.cc at a job.
+Used by auth_test.py and soak_test.py to point tessera_stranger (tests/tools/stranger.cc) at a job.
 """
 
+import concurrent.futures
 import os
+import socket
 
 
 def tessera_pids(tessera, marker):
@@ -29,37 +31,58 @@ def tessera_pids(tessera, marker):
     return sorted(pids)
 
 
-def _socket_inodes(pid):
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[len("socket:["):-1])
-    except OSError:
-        pass
-    return inodes
-
-
-def listening_ports(pids, address="127.0.0.1"):
-    """The TCP ports the processes `pids` listen on at `address` (IPv4), sorted."""
-    inodes = set()
+def listening_ports(pids):
+    """{port: (pid, IPv4 address to reach it)} of the TCP sockets in LISTEN state owned by
+    `pids` (a wildcard address is reached on 127.0.0.1)."""
+    inodes = {}
     for pid in pids:
-        inodes |= _socket_inodes(pid)
-    want = "".join(f"{int(b):02X}" for b in reversed(address.split(".")))
-    ports = set()
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes[int(link[8:-1])] = pid
+        except OSError:
+            continue
+    ports = {}
     try:
         with open("/proc/net/tcp", encoding="ascii") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                host, port = local.split(":")
-                if state == "0A" and host == want and inode in inodes:
-                    ports.add(int(port, 16))
+            lines = f.readlines()[1:]
     except OSError:
-        pass
-    return sorted(ports)
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[9]) in inodes:  # 0A: TCP_LISTEN
+            address, port = fields[1].split(":")
+            host = socket.inet_ntoa(int(address, 16).to_bytes(4, "little"))
+            ports[int(port, 16)] = (inodes[int(fields[9])],
+                                    "127.0.0.1" if host == "0.0.0.0" else host)
+    return ports
+
+
+def speaks_zmtp(host, port):
+    """True when host:port sends a ZMTP signature (0xff, 8 bytes, 0x7f) unprompted, as a ZeroMQ
+    socket does on accepting a connection. Nothing is sent: MPI's own listening sockets (silent
+    until their peer speaks) are told apart without being disturbed."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as s:
+            data = b""
+            while len(data) < 10:
+                chunk = s.recv(10 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return len(data) == 10 and data[0] == 0xFF and data[9] == 0x7F
+    except OSError:
+        return False
+
+
+def zmtp_ports(pids):
+    """{port: (pid, address)} of the listening sockets of `pids` that speak ZMTP (probed in
+    parallel)."""
+    ports = listening_ports(pids)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
+        answers = dict(zip(ports, pool.map(lambda p: speaks_zmtp(ports[p][1], p), ports)))
+    return {port: where for port, where in ports.items() if answers[port]}

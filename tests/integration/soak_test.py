@@ -4,7 +4,7 @@
 A --deterministic job of 1 scheduler, 2 servers and 4 workers runs under mpirun. Once every rank
 is up, the test finds the job's ZeroMQ ports (the listening TCP sockets owned by the ranks:
 socket inodes of /proc/PID/fd matched against /proc/net/tcp, kept when they send a ZMTP
-signature on connect) and starts tessera_soak_stranger (tests/tools/stranger.cc) on them until
+signature on connect) and starts tessera_stranger (tests/tools/stranger.cc) on them until
 the job ends: random bytes over raw TCP, random multipart ZMTP messages and well-formed forged
 Tessera messages (headers claiming worker:0, a server or the scheduler; PUSH with any clock and
 huge or NaN gradients, forged replies, ABORT, SIGNAL, SHUTDOWN, CHECKPOINT, RELEASE, shared-frame
@@ -22,12 +22,11 @@ second; 0: no stranger, to measure a quiet job), --curve/--raw/--forged/--node-i
 mix of the flood), --seed N. The stranger's seed is printed; TESSERA_IT_SEED picks another.
 """
 
-import concurrent.futures
 import os
-import socket
 import subprocess
 import time
 
+import job_ports
 import recovery_test
 import tessera_it as it
 
@@ -44,63 +43,6 @@ SAMPLE_S = 0.2
 # whose routing id duplicates a peer's) retain ~18 KiB each, so retaining even 1 % of the ~10^4
 # messages of a CI soak exceeds the bound.
 RSS_BOUND_MIB = 4
-
-
-def listening_ports(pids):
-    """{port: (pid, IPv4 address to reach it)} of the TCP sockets in LISTEN state owned by
-    `pids` (a wildcard address is reached on 127.0.0.1)."""
-    inodes = {}
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inodes[int(link[8:-1])] = pid
-        except OSError:
-            continue
-    ports = {}
-    try:
-        with open("/proc/net/tcp", encoding="ascii") as f:
-            lines = f.readlines()[1:]
-    except OSError:
-        lines = []
-    for line in lines:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[9]) in inodes:  # 0A: TCP_LISTEN
-            address, port = fields[1].split(":")
-            host = socket.inet_ntoa(int(address, 16).to_bytes(4, "little"))
-            ports[int(port, 16)] = (inodes[int(fields[9])],
-                                    "127.0.0.1" if host == "0.0.0.0" else host)
-    return ports
-
-
-def speaks_zmtp(host, port):
-    """True when host:port sends a ZMTP signature (0xff, 8 bytes, 0x7f) unprompted, as a ZeroMQ
-    socket does on accepting a connection. Nothing is sent: MPI's own listening sockets (silent
-    until their peer speaks) are told apart without being disturbed."""
-    try:
-        with socket.create_connection((host, port), timeout=1) as s:
-            data = b""
-            while len(data) < 10:
-                chunk = s.recv(10 - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return len(data) == 10 and data[0] == 0xFF and data[9] == 0x7F
-    except OSError:
-        return False
-
-
-def zmtp_ports(pids):
-    """{port: (pid, address)} of the listening sockets of `pids` that speak ZMTP (probed in
-    parallel)."""
-    ports = listening_ports(pids)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
-        answers = dict(zip(ports, pool.map(lambda p: speaks_zmtp(ports[p][1], p), ports)))
-    return {port: where for port, where in ports.items() if answers[port]}
 
 
 def vm_rss_kib(pid):
@@ -180,7 +122,7 @@ def test(ctx):
             ports = recovery_test.wait_for(
                 "a ZeroMQ port of every rank",
                 lambda: (lambda p: p if {pid for pid, _ in p.values()} >= set(pids.values())
-                         else None)(zmtp_ports(pids.values())), job, 60)
+                         else None)(job_ports.zmtp_ports(pids.values())), job, 60)
             names = {pid: f"rank {rank}" for rank, pid in pids.items()}
             names[job.proc.pid] = "mpirun"
             print("  ZeroMQ ports: " + ", ".join(f"{host}:{p} ({names[pid]})"
@@ -249,7 +191,7 @@ def test(ctx):
 
 
 def add_args(p):
-    p.add_argument("--stranger", required=True, help="path of tessera_soak_stranger")
+    p.add_argument("--stranger", required=True, help="path of tessera_stranger")
     p.add_argument("--model", choices=["mf", "deepfm"], default="mf")
     p.add_argument("--epochs", type=int, default=150, help="length of the soak")
     p.add_argument("--rate", type=float, default=1000, help="stranger messages per second")

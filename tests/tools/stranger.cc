@@ -1,5 +1,6 @@
-// tessera_soak_stranger: a hostile process on the network of a Tessera job, for the soak test
-// (tests/integration/soak_test.py). For a fixed time it floods the given ZeroMQ endpoints with
+// tessera_stranger: a hostile process on the network of a Tessera job, for the soak and auth
+// tests (tests/integration/soak_test.py, auth_test.py). For a fixed time it floods the given
+// ZeroMQ endpoints with
 //   raw     random bytes over plain TCP (sometimes after a valid ZMTP signature);
 //   zmtp    random multipart messages over ZMTP (random routing ids: control and non-UTF-8 bytes);
 //   forged  well-formed Tessera messages: headers claiming worker:0, a server or the scheduler;
@@ -9,7 +10,7 @@
 // Each ZeroMQ connection uses the NULL mechanism or, with probability --curve, CURVE with a fresh
 // key pair and a server key that is not the job's. Sockets are recycled (connection churn).
 //
-//   tessera_soak_stranger --endpoint tcp://127.0.0.1:PORT [--endpoint ...] --seconds S --seed N
+//   tessera_stranger --endpoint tcp://127.0.0.1:PORT [--endpoint ...] --seconds S --seed N
 //       (or --ports P1,P2,... [--host 127.0.0.1] in place of the endpoints)
 //       [--pids P,P,...] [--max-clock N] [--rate MSGS_PER_S] [--curve FRACTION]
 //       [--raw FRACTION] [--forged FRACTION] [--node-ids FRACTION]
@@ -74,13 +75,12 @@ const std::map<std::string, std::vector<int>>& ForgeNames() {
 }
 
 [[noreturn]] void Usage(const std::string& error) {
-  std::fprintf(
-      stderr,
-      "tessera_soak_stranger: %s\nusage: tessera_soak_stranger --endpoint tcp://HOST:PORT ... "
-      "(or --ports P,P [--host H]) "
-      "--seconds S --seed N [--pids P,P] [--max-clock N] [--rate R] [--curve F] [--raw F] "
-      "[--forged F] [--node-ids F] [--forge KIND,...]\n",
-      error.c_str());
+  std::fprintf(stderr,
+               "tessera_stranger: %s\nusage: tessera_stranger --endpoint tcp://HOST:PORT ... "
+               "(or --ports P,P [--host H]) "
+               "--seconds S --seed N [--pids P,P] [--max-clock N] [--rate R] [--curve F] [--raw F] "
+               "[--forged F] [--node-ids F] [--forge KIND,...]\n",
+               error.c_str());
   std::exit(2);
 }
 
@@ -436,7 +436,7 @@ int main(int argc, char** argv) {
   try {
     Stranger(options).Run();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tessera_soak_stranger: %s\n", e.what());
+    std::fprintf(stderr, "tessera_stranger: %s\n", e.what());
     return 1;
   }
   return 0;
