@@ -102,7 +102,7 @@ def attacked_run(ctx, args, stranger):
         ports, deadline = [], time.monotonic() + 60
         while time.monotonic() < deadline and job.poll() is None:
             pids = job_ports.tessera_pids(ctx.tessera, metrics)
-            ports = sorted(job_ports.listening_ports(pids))
+            ports = sorted(job_ports.zmtp_ports(pids))
             if len(pids) == RANKS and len(ports) >= RANKS:
                 break
             time.sleep(0.05)
