@@ -77,11 +77,12 @@ void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim);
 // REQUIRES: each row has dim + OptimizerStateFloats(p.kind, dim) floats; grads do not overlap
 // the rows. InvalidArgument for num_rows < 0, dim <= 0, null pointers with num_rows > 0 (on CPU
 // also a null row pointer) or bad params; FailedPrecondition for kCuda in a build without CUDA.
-// With `first_non_finite` (kCpu only: InvalidArgument on kCuda), each row's weights are checked
-// shortly after its update, while in cache (kernels/finite.h), and *first_non_finite receives the
-// index of the first row whose weights hold a NaN or infinity afterwards, or num_rows. (The
+// With `first_non_finite` (kCpu only: InvalidArgument on kCuda), *first_non_finite receives the
+// index of the first row whose update wrote a NaN or infinity into its weights, or num_rows: each
+// row's update tests the weights it writes while they are in registers (kernels/finite.h). The
 // optimizer state is not looked at: a non-finite state shows in the weights at the row's next
-// update, and checkpoints check whole rows.)
+// update or, where it cannot (an Adagrad accumulator at inf), at the next checkpoint, whose
+// writer checks whole rows.
 Status ApplySparseUpdate(const DeviceContext& ctx, const OptimizerParams& p, float* const* rows,
                          const float* grads, int64_t num_rows, int dim,
                          int64_t* first_non_finite = nullptr);

@@ -17,117 +17,121 @@ namespace {
 // the remainder runs scalar.
 constexpr int kBlock = 8;
 
+// Each row update returns the OR of NonFiniteFlag over the weights it wrote (kernels/finite.h),
+// kept in kBlock lanes like the weights themselves so the block stays one SIMD loop: the finite
+// check of the row, done while the values are in registers, for a few integer operations.
+inline uint32_t OrFlags(const uint32_t (&flags)[kBlock]) {
+  uint32_t all = 0;
+  for (uint32_t f : flags) all |= f;
+  return all;
+}
+
 struct SgdUpdate {
   SgdParams params;
-  void operator()(float* __restrict__ w, const float* __restrict__ g, int dim) const {
+  uint32_t operator()(float* __restrict__ w, const float* __restrict__ g, int dim) const {
+    uint32_t flags[kBlock] = {};
     int j = 0;
     for (; j + kBlock <= dim; j += kBlock) {
-      for (int k = 0; k < kBlock; ++k) w[j + k] = SgdStep(w[j + k], g[j + k], params);
+      for (int k = 0; k < kBlock; ++k) {
+        const float nw = SgdStep(w[j + k], g[j + k], params);
+        w[j + k] = nw;
+        flags[k] |= NonFiniteFlag(nw);
+      }
     }
-    for (; j < dim; ++j) w[j] = SgdStep(w[j], g[j], params);
+    for (; j < dim; ++j) {
+      w[j] = SgdStep(w[j], g[j], params);
+      flags[0] |= NonFiniteFlag(w[j]);
+    }
+    return OrFlags(flags);
   }
 };
 
 // acc is the state half of the same row; restrict holds because the two ranges do not overlap.
 // Kept out of line: inlined into the row loop, g++ sees w and acc derive from one pointer,
 // loses the restrict guarantee and leaves the block scalar.
-[[gnu::noinline, TS_WIDE_SIMD]] void AdagradRow(float* __restrict__ w, float* __restrict__ acc,
-                                                const float* __restrict__ g, int dim,
-                                                AdagradParams params) {
+[[gnu::noinline, TS_WIDE_SIMD]] uint32_t AdagradRow(float* __restrict__ w, float* __restrict__ acc,
+                                                    const float* __restrict__ g, int dim,
+                                                    AdagradParams params) {
+  uint32_t flags[kBlock] = {};
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
-      w[j + k] = AdagradStep(w[j + k], g[j + k], &acc[j + k], params);
+      const float nw = AdagradStep(w[j + k], g[j + k], &acc[j + k], params);
+      w[j + k] = nw;
+      flags[k] |= NonFiniteFlag(nw);
     }
   }
-  for (; j < dim; ++j) w[j] = AdagradStep(w[j], g[j], &acc[j], params);
+  for (; j < dim; ++j) {
+    w[j] = AdagradStep(w[j], g[j], &acc[j], params);
+    flags[0] |= NonFiniteFlag(w[j]);
+  }
+  return OrFlags(flags);
 }
 
 struct AdagradUpdate {
   AdagradParams params;
-  void operator()(float* w, const float* g, int dim) const {
-    AdagradRow(w, w + dim, g, dim, params);
+  uint32_t operator()(float* w, const float* g, int dim) const {
+    return AdagradRow(w, w + dim, g, dim, params);
   }
 };
 
 // Lazy Adam on one row: the row's step advances by one and its step size (the bias
 // corrections) is computed once; the element loop is Adagrad's shape with two state arrays.
-[[gnu::noinline, TS_WIDE_SIMD]] void AdamRow(float* __restrict__ w, float* __restrict__ m,
-                                             float* __restrict__ v, const float* __restrict__ g,
-                                             int dim, float step_size, AdamParams params) {
+[[gnu::noinline, TS_WIDE_SIMD]] uint32_t AdamRow(float* __restrict__ w, float* __restrict__ m,
+                                                 float* __restrict__ v, const float* __restrict__ g,
+                                                 int dim, float step_size, AdamParams params) {
+  uint32_t flags[kBlock] = {};
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
-      w[j + k] = AdamStep(w[j + k], g[j + k], &m[j + k], &v[j + k], step_size, params);
+      const float nw = AdamStep(w[j + k], g[j + k], &m[j + k], &v[j + k], step_size, params);
+      w[j + k] = nw;
+      flags[k] |= NonFiniteFlag(nw);
     }
   }
-  for (; j < dim; ++j) w[j] = AdamStep(w[j], g[j], &m[j], &v[j], step_size, params);
+  for (; j < dim; ++j) {
+    w[j] = AdamStep(w[j], g[j], &m[j], &v[j], step_size, params);
+    flags[0] |= NonFiniteFlag(w[j]);
+  }
+  return OrFlags(flags);
 }
 
 struct AdamUpdate {
   AdamParams params;
-  void operator()(float* w, const float* g, int dim) const {
+  uint32_t operator()(float* w, const float* g, int dim) const {
     float* step = w + 3 * dim;
     const float t = *step + 1.0f;
-    AdamRow(w, w + dim, w + 2 * dim, g, dim, AdamStepSize(t, params), params);
+    const uint32_t flags =
+        AdamRow(w, w + dim, w + 2 * dim, g, dim, AdamStepSize(t, params), params);
     *step = t;
+    return flags;
   }
 };
 
-[[gnu::noinline]] void FtrlRow(float* __restrict__ w, float* __restrict__ z, float* __restrict__ n,
-                               const float* __restrict__ g, int dim, FtrlParams params) {
+[[gnu::noinline]] uint32_t FtrlRow(float* __restrict__ w, float* __restrict__ z,
+                                   float* __restrict__ n, const float* __restrict__ g, int dim,
+                                   FtrlParams params) {
+  uint32_t flags[kBlock] = {};
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
-      w[j + k] = FtrlStep(w[j + k], g[j + k], &z[j + k], &n[j + k], params);
+      const float nw = FtrlStep(w[j + k], g[j + k], &z[j + k], &n[j + k], params);
+      w[j + k] = nw;
+      flags[k] |= NonFiniteFlag(nw);
     }
   }
-  for (; j < dim; ++j) w[j] = FtrlStep(w[j], g[j], &z[j], &n[j], params);
+  for (; j < dim; ++j) {
+    w[j] = FtrlStep(w[j], g[j], &z[j], &n[j], params);
+    flags[0] |= NonFiniteFlag(w[j]);
+  }
+  return OrFlags(flags);
 }
 
 struct FtrlUpdate {
   FtrlParams params;
-  void operator()(float* w, const float* g, int dim) const {
-    FtrlRow(w, w + dim, w + 2 * dim, g, dim, params);
+  uint32_t operator()(float* w, const float* g, int dim) const {
+    return FtrlRow(w, w + dim, w + 2 * dim, g, dim, params);
   }
-};
-
-// The finite check of ApplyRows: each updated row's weights are checked a few updates later,
-// still in cache. Weights only: a non-finite optimizer state shows in the weights at the row's
-// next update, and the checkpoint writer checks whole rows. Measured with tessera_bench kernels
-// (kernel_adagrad_checked against kernel_adagrad): whole rows checked at once made the update
-// about half as fast; the weights, kLag updates later, cost 20 % of it at dim 32.
-class RowCheck {
- public:
-  RowCheck(int64_t* first_bad, float* const* rows, int64_t num_rows, int dim)
-      : first_bad_(first_bad), rows_(rows), dim_(dim) {
-    if (first_bad_ != nullptr) *first_bad_ = num_rows;
-  }
-  // Row i was just updated.
-  void Updated(int64_t i) {
-    if (first_bad_ == nullptr) return;
-    if (count_ >= kLag) Check(pending_[count_ % kLag]);
-    pending_[count_ % kLag] = i;
-    ++count_;
-  }
-  // Checks the rows still pending; once, after the last update.
-  void Finish() {
-    if (first_bad_ == nullptr) return;
-    for (int64_t k = count_ < kLag ? 0 : count_ - kLag; k < count_; ++k) Check(pending_[k % kLag]);
-  }
-
- private:
-  static constexpr int64_t kLag = 4;
-  void Check(int64_t r) {
-    NonFiniteLanes lanes;
-    lanes.Add(rows_[r], dim_);
-    if (!lanes.AllFinite() && r < *first_bad_) *first_bad_ = r;
-  }
-  int64_t* const first_bad_;
-  float* const* const rows_;
-  const int dim_;
-  int64_t pending_[kLag] = {};
-  int64_t count_ = 0;
 };
 
 template <typename Update>
@@ -139,17 +143,19 @@ void ApplyRows(const Update& update, float* const* rows, const float* grads, int
   // at dims 32 and 128 (16-64 were alike), and in-process MF at dim 128 gained ~15 %.
   constexpr int64_t kAhead = 32;
   const int row_lines = (row_floats * 4 + 63) / 64;
-  RowCheck check(first_bad, rows, num_rows, dim);
+  // The finite check: the first row (of this lane) whose update wrote a NaN or infinity.
+  if (first_bad != nullptr) *first_bad = num_rows;
+  auto check = [first_bad](int64_t i, uint32_t flags) {
+    if (first_bad != nullptr && !FlagsFinite(flags) && i < *first_bad) *first_bad = i;
+  };
   if (lanes == 1) {
     for (int64_t i = 0; i < num_rows; ++i) {
       if (i + kAhead < num_rows) {
         const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
         for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
       }
-      update(rows[i], grads + i * dim, dim);
-      check.Updated(i);
+      check(i, update(rows[i], grads + i * dim, dim));
     }
-    check.Finish();
     return;
   }
   for (int64_t i = 0; i < num_rows; ++i) {
@@ -158,11 +164,9 @@ void ApplyRows(const Update& update, float* const* rows, const float* grads, int
       for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
     }
     if (RowLane(rows[i], lanes) == lane) {
-      update(rows[i], grads + i * dim, dim);
-      check.Updated(i);
+      check(i, update(rows[i], grads + i * dim, dim));
     }
   }
-  check.Finish();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -40,25 +41,27 @@ TEST(FiniteTest, ExtremeFiniteValuesAreFinite) {
                      0.0f,
                      std::numeric_limits<float>::min()};
   EXPECT_EQ(FindNonFinite(v, 6), 6);
-  NonFiniteLanes lanes;
-  lanes.Add(v, 6);
-  EXPECT_TRUE(lanes.AllFinite());
+  uint32_t flags = 0;
+  for (float x : v) flags |= NonFiniteFlag(x);
+  EXPECT_TRUE(FlagsFinite(flags));
 }
 
-TEST(FiniteTest, LanesRememberABadValueUntilReset) {
-  for (int64_t n : {1, 7, 8, 9, 13, 64}) {
-    for (int64_t bad = 0; bad < n; ++bad) {
+TEST(FiniteTest, FlagsOfEveryNanAndInfinityAreNotFiniteAndAnOrKeepsThem) {
+  const uint32_t nan_bits[] = {0x7fc00000u, 0x7f800001u, 0xffc00000u, 0x7fffffffu, 0xffffffffu};
+  for (uint32_t bits : nan_bits) {
+    float v;
+    std::memcpy(&v, &bits, sizeof(v));
+    EXPECT_FALSE(FlagsFinite(NonFiniteFlag(v))) << std::hex << bits;
+    // Finite values ORed in later do not hide it.
+    EXPECT_FALSE(FlagsFinite(NonFiniteFlag(v) | NonFiniteFlag(1.0f) | NonFiniteFlag(-3e38f)));
+  }
+  EXPECT_FALSE(FlagsFinite(NonFiniteFlag(INFINITY)));
+  EXPECT_FALSE(FlagsFinite(NonFiniteFlag(-INFINITY)));
+  for (int64_t n : {1, 7, 8, 9, 13, 4097}) {
+    for (int64_t bad : {int64_t{0}, n / 2, n - 1}) {
       std::vector<float> v(static_cast<size_t>(n), 2.5f);
       v[bad] = bad % 2 ? INFINITY : NAN;
-      NonFiniteLanes lanes;
-      lanes.Add(v.data(), n);
-      EXPECT_FALSE(lanes.AllFinite()) << n << " " << bad;
-      v[bad] = 1.0f;
-      lanes.Add(v.data(), n);  // later finite values do not hide it
-      EXPECT_FALSE(lanes.AllFinite());
-      lanes.Reset();
-      lanes.Add(v.data(), n);
-      EXPECT_TRUE(lanes.AllFinite());
+      EXPECT_EQ(FindNonFinite(v.data(), n), bad) << n;
     }
   }
 }
