@@ -1,6 +1,5 @@
 #include "core/safe_output.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -11,6 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
+
+#include "core/env.h"
 
 namespace tessera::safe_output {
 namespace {
@@ -77,19 +79,6 @@ Status CheckNotInput(const std::string& path, const struct stat& st, const std::
     }
   }
   return OkStatus();
-}
-
-StatusOr<std::vector<std::string>> Children(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return Status::InvalidArgument("cannot list " + dir + ": " + Errno(errno));
-  std::vector<std::string> names;
-  while (dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-      names.emplace_back(e->d_name);
-    }
-  }
-  closedir(d);
-  return names;
 }
 
 Status SyncDir(const std::string& dir) {
@@ -181,7 +170,9 @@ Status CheckOutputDir(const std::string& dir, const std::string& flag, const std
                                    ", not a directory");
   }
   TS_RETURN_IF_ERROR(CheckNotInput(dir, st, flag, inputs, /*directory=*/true));
-  TS_ASSIGN_OR_RETURN(std::vector<std::string> names, Children(dir));
+  StatusOr<std::vector<std::string>> listed = Env::Default()->GetChildren(dir);
+  if (!listed.ok()) return Status::InvalidArgument(listed.status().message());
+  std::vector<std::string> names = std::move(*listed);
   // Another process of the same job writing the marker at this moment.
   const std::string marker_tmp = "." + std::string(kMarkerName) + ".tmp-";
   names.erase(std::remove_if(names.begin(), names.end(),
