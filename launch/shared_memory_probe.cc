@@ -14,14 +14,9 @@
 namespace tessera::launch {
 namespace {
 
-// What a rank tells the others about its probe block (gathered as bytes; pid 0: no block).
-struct SharedProbe {
-  int32_t pid = 0;
-  int32_t fd = -1;
-  uint64_t block_id = 0;
-  uint64_t inode = 0;
-  uint64_t bytes = 0;
-};
+// What a rank tells the others about its probe block: the descriptor a receiving transport maps
+// (gathered as bytes; pid 0: no block).
+using SharedProbe = shared_frames::RemoteBlock;
 
 constexpr size_t kProbeWords = (size_t{512} << 10) / sizeof(uint32_t);
 
@@ -40,7 +35,7 @@ Frame MakeProbeFrame(int rank, SharedProbe* probe, std::string* why) {
     *why = "this system refused a memfd block";
     return frame;
   }
-  probe->pid = static_cast<int32_t>(getpid());
+  probe->pid = static_cast<int>(getpid());
   probe->fd = block->fd;
   probe->block_id = block->block_id;
   probe->inode = block->inode;
@@ -51,13 +46,7 @@ Frame MakeProbeFrame(int rank, SharedProbe* probe, std::string* why) {
 // Maps another rank's probe block and checks its pattern; "" when it worked, else why not.
 std::string CheckProbe(int rank, const SharedProbe& probe, shared_frames::MappingCache* cache) {
   if (probe.pid == 0) return "";  // that rank has no block and says so itself
-  shared_frames::RemoteBlock block;
-  block.pid = probe.pid;
-  block.fd = probe.fd;
-  block.block_id = probe.block_id;
-  block.inode = probe.inode;
-  block.bytes = probe.bytes;
-  auto mapping = cache->Map(block);
+  auto mapping = cache->Map(probe);
   if (!mapping.ok()) return mapping.status().message();
   const auto* words = reinterpret_cast<const uint32_t*>((*mapping)->base());
   for (size_t i = 0; i < kProbeWords; ++i) {
