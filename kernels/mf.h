@@ -60,11 +60,15 @@ struct MfGradientPlan {
 // kCuda: with a `plan` (device memory, see MfGradientPlan) MfBatchGradientDeterministicCuda,
 // else MfBatchGradientCuda (atomics); a ctx.deterministic context without a plan is
 // FailedPrecondition, never silently the atomic path. kCpu ignores `plan` (always deterministic).
+// kCpu with `nonfinite_flags`: *nonfinite_flags is the OR of NonFiniteFlag (kernels/finite.h)
+// over every gradient written, the worker's finite check for the price of a few integer
+// operations in the loops that write them; kCuda: InvalidArgument (the device kernels do not
+// compute it; scan what was downloaded).
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
                        float* item_grads, double* sq_error_sum,
-                       const MfGradientPlan* plan = nullptr);
+                       const MfGradientPlan* plan = nullptr, uint32_t* nonfinite_flags = nullptr);
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
-                          double* sq_error_sum);
+                          double* sq_error_sum, uint32_t* nonfinite_flags = nullptr);
 
 // The same gradient in two passes, so that one batch can be split over two threads and still
 // give MfBatchGradientCpu's bits (MfBatchGradient does so with a helper in its context):
@@ -73,11 +77,12 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
 // (user_grads or item_grads above, overwritten) from the errors, adding the samples in index order
 // as the one-pass kernel does. The two sides write disjoint buffers and may run at the same time.
 // MfSquaredErrorSum(errors, n) is the double sum of MfBatchGradientCpu's *sq_error_sum, in the same
-// order. InvalidArgument as for MfBatchGradientCpu (a bad range [begin, end) too), in which case no
-// output is written.
+// order. MfSideGradsCpu's *nonfinite_flags covers that side's gradients. InvalidArgument as for
+// MfBatchGradientCpu (a bad range [begin, end) too), in which case no output is written.
 enum class MfSide { kUser, kItem };
 Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors);
-Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads);
+Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads,
+                      uint32_t* nonfinite_flags = nullptr);
 double MfSquaredErrorSum(const float* errors, int64_t n);
 
 // predictions[s] = mu + b_u + b_i + p_u . q_i for every sample (unclipped).

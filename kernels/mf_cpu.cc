@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/finite.h"
 #include "kernels/mf.h"
 #include "kernels/mf_math.h"
 
@@ -27,32 +28,49 @@ float Dot(const float* __restrict__ p, const float* __restrict__ q, int dim) {
   return sum;
 }
 
-// grad_p += d loss / d p and grad_q += d loss / d q over the dim factors of one sample.
-void AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
-                    const float* __restrict__ p, const float* __restrict__ q, float err, float l2,
-                    int dim) {
+// grad_p += d loss / d p and grad_q += d loss / d q over the dim factors of one sample. Returns
+// the OR of NonFiniteFlag over every value written: a non-finite sum stays non-finite under
+// further adds, so the ORs of all samples see one exactly when a final gradient is one.
+uint32_t AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
+                        const float* __restrict__ p, const float* __restrict__ q, float err,
+                        float l2, int dim) {
+  uint32_t flags[kBlock] = {};
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
-      grad_p[j + k] += MfFactorGrad(err, q[j + k], p[j + k], l2);
-      grad_q[j + k] += MfFactorGrad(err, p[j + k], q[j + k], l2);
+      const float gp = grad_p[j + k] + MfFactorGrad(err, q[j + k], p[j + k], l2);
+      const float gq = grad_q[j + k] + MfFactorGrad(err, p[j + k], q[j + k], l2);
+      grad_p[j + k] = gp;
+      grad_q[j + k] = gq;
+      flags[k] |= NonFiniteFlag(gp) | NonFiniteFlag(gq);
     }
   }
   for (; j < dim; ++j) {
     grad_p[j] += MfFactorGrad(err, q[j], p[j], l2);
     grad_q[j] += MfFactorGrad(err, p[j], q[j], l2);
+    flags[0] |= NonFiniteFlag(grad_p[j]) | NonFiniteFlag(grad_q[j]);
   }
+  return OrFlags(flags);
 }
 
 // grad += d loss / d own over the dim factors of one sample, one side of AddFactorGrads (the same
-// operations on that side, in the same order).
-void AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
-                  const float* __restrict__ other, float err, float l2, int dim) {
+// operations on that side, in the same order, and its flags).
+uint32_t AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
+                      const float* __restrict__ other, float err, float l2, int dim) {
+  uint32_t flags[kBlock] = {};
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
-    for (int k = 0; k < kBlock; ++k) grad[j + k] += MfFactorGrad(err, other[j + k], own[j + k], l2);
+    for (int k = 0; k < kBlock; ++k) {
+      const float g = grad[j + k] + MfFactorGrad(err, other[j + k], own[j + k], l2);
+      grad[j + k] = g;
+      flags[k] |= NonFiniteFlag(g);
+    }
   }
-  for (; j < dim; ++j) grad[j] += MfFactorGrad(err, other[j], own[j], l2);
+  for (; j < dim; ++j) {
+    grad[j] += MfFactorGrad(err, other[j], own[j], l2);
+    flags[0] |= NonFiniteFlag(grad[j]);
+  }
+  return OrFlags(flags);
 }
 
 // Samples touch rows in random order, so without help the loop waits on DRAM for every row
@@ -91,7 +109,7 @@ Status CheckMfIndices(const MfBatch& b, int64_t begin, int64_t end) {
 }  // namespace internal
 
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
-                          double* sq_error_sum) {
+                          double* sq_error_sum, uint32_t* nonfinite_flags) {
   TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, user_grads, item_grads));
   TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples));
   const int dim = b.dim;
@@ -99,6 +117,7 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
   std::fill_n(item_grads, b.num_items * stride, 0.0f);
   double sq_error = 0.0;
+  uint32_t flags = 0;
   const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
@@ -115,11 +134,13 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
     const float prediction = MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim));
     const float err = MfError(b.ratings[s], prediction);
     sq_error += static_cast<double>(err) * err;
-    AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim);
+    flags |= AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim);
     grad_p[dim] += MfBiasGrad(err, p[dim], b.l2_bias);
     grad_q[dim] += MfBiasGrad(err, q[dim], b.l2_bias);
+    flags |= NonFiniteFlag(grad_p[dim]) | NonFiniteFlag(grad_q[dim]);
   }
   if (sq_error_sum != nullptr) *sq_error_sum = sq_error;
+  if (nonfinite_flags != nullptr) *nonfinite_flags = flags;
   return OkStatus();
 }
 
@@ -151,7 +172,8 @@ Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors) 
   return OkStatus();
 }
 
-Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads) {
+Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads,
+                      uint32_t* nonfinite_flags) {
   const bool user = side == MfSide::kUser;
   TS_RETURN_IF_ERROR(
       internal::ValidateMfGradientArgs(b, user ? grads : b.user_rows, user ? b.item_rows : grads));
@@ -167,6 +189,7 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   const float* own_rows = user ? b.user_rows : b.item_rows;
   const float* other_rows = user ? b.item_rows : b.user_rows;
   std::fill_n(grads, (user ? b.num_users : b.num_items) * stride, 0.0f);
+  uint32_t flags = 0;
   const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
@@ -177,9 +200,11 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
     const float* own = own_rows + own_index[s] * stride;
     const float* other = other_rows + other_index[s] * stride;
     float* g = grads + own_index[s] * stride;
-    AddSideGrads(g, own, other, errors[s], b.l2, dim);
+    flags |= AddSideGrads(g, own, other, errors[s], b.l2, dim);
     g[dim] += MfBiasGrad(errors[s], own[dim], b.l2_bias);
+    flags |= NonFiniteFlag(g[dim]);
   }
+  if (nonfinite_flags != nullptr) *nonfinite_flags = flags;
   return OkStatus();
 }
 

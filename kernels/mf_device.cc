@@ -1,5 +1,7 @@
 #include "kernels/mf_device.h"
 
+#include "kernels/finite.h"
+
 #include <string>
 #include <vector>
 
@@ -97,8 +99,12 @@ class CpuMfWorkspace final : public MfDeviceWorkspace {
   }
 
   Status BatchGradient(const MfBatch& host_batch, float* host_user_grads, float* host_item_grads,
-                       double* sq_error_sum) override {
-    return MfBatchGradient(ctx_, host_batch, host_user_grads, host_item_grads, sq_error_sum);
+                       double* sq_error_sum, bool* known_finite) override {
+    uint32_t flags = 0;
+    TS_RETURN_IF_ERROR(MfBatchGradient(ctx_, host_batch, host_user_grads, host_item_grads,
+                                       sq_error_sum, nullptr, &flags));
+    if (known_finite != nullptr) *known_finite = FlagsFinite(flags);
+    return OkStatus();
   }
 
   Status Predict(const MfBatch& host_batch, float* host_predictions) override {

@@ -263,8 +263,9 @@ class CudaMfWorkspace final : public MfDeviceWorkspace {
   }
 
   Status BatchGradient(const MfBatch& host_batch, float* host_user_grads, float* host_item_grads,
-                       double* sq_error_sum) override {
+                       double* sq_error_sum, bool* known_finite) override {
     const MfBatch& b = host_batch;
+    if (known_finite != nullptr) *known_finite = false;
     TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, host_user_grads, host_item_grads));
     TS_RETURN_IF_ERROR(internal::CheckMfHostIndices(b));
     const int64_t stride = MfRowStride(b.dim);

@@ -20,11 +20,6 @@ constexpr int kBlock = 8;
 // Each row update returns the OR of NonFiniteFlag over the weights it wrote (kernels/finite.h),
 // kept in kBlock lanes like the weights themselves so the block stays one SIMD loop: the finite
 // check of the row, done while the values are in registers, for a few integer operations.
-inline uint32_t OrFlags(const uint32_t (&flags)[kBlock]) {
-  uint32_t all = 0;
-  for (uint32_t f : flags) all |= f;
-  return all;
-}
 
 struct SgdUpdate {
   SgdParams params;

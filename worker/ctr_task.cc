@@ -168,7 +168,8 @@ CtrBatchView CtrTask::View(const Batch& step, const std::vector<const float*>& r
 
 Status CtrTask::ComputeGradients(const ModelBatch& model_batch,
                                  const std::vector<const float*>& rows,
-                                 const std::vector<float*>& grads, double* loss_sum) {
+                                 const std::vector<float*>& grads, double* loss_sum,
+                                 bool* /*known_finite*/) {
   const Batch& batch = static_cast<const Batch&>(model_batch);
   // Sparse gradients straight into the push buffer, table after table as it lays them out; the
   // dense gradient stays in the replica (device memory on CUDA) for AfterPush.

@@ -69,7 +69,8 @@ class CtrTask : public Model {
   std::unique_ptr<ModelBatch> NewBatch() const override;
   void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) override;
   Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
-                          const std::vector<float*>& grads, double* loss_sum) override;
+                          const std::vector<float*>& grads, double* loss_sum,
+                          bool* known_finite) override;
   Status AfterPush() override;
   bool has_eval_data() const override { return !options_.test_path.empty(); }
   int64_t num_eval_samples() const override { return static_cast<int64_t>(test_.size()); }

@@ -271,12 +271,14 @@ StatusOr<kernels::MfStagedStep*> MfModel::StagedWithRows(
 
 Status MfModel::ComputeGradients(const ModelBatch& model_batch,
                                  const std::vector<const float*>& rows,
-                                 const std::vector<float*>& grads, double* loss_sum) {
+                                 const std::vector<float*>& grads, double* loss_sum,
+                                 bool* known_finite) {
   const Batch& batch = static_cast<const Batch&>(model_batch);
   TS_ASSIGN_OR_RETURN(kernels::MfStagedStep * staged, StagedWithRows(batch, rows));
-  if (staged == nullptr) {  // CPU: the kernels run on the loop's buffers
+  if (staged == nullptr) {  // CPU: the kernels run on the loop's buffers and flag non-finites
     const kernels::MfBatch kb = MakeKernelBatch(batch, rows);
-    return workspace_->BatchGradient(kb, grads[kUserTable], grads[kItemTable], loss_sum);
+    return workspace_->BatchGradient(kb, grads[kUserTable], grads[kItemTable], loss_sum,
+                                     known_finite);
   }
   TS_RETURN_IF_ERROR(workspace_->EnqueueGradient(staged, Scalars()));
   TS_RETURN_IF_ERROR(workspace_->FinishGradient(staged, loss_sum));

@@ -85,7 +85,8 @@ class MfModel : public Model {
   float* PullDestination(const ModelBatch& batch, uint64_t total_floats) override;
   Frame GradientFrame(const ModelBatch& batch, uint64_t total_floats, float** writable) override;
   Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
-                          const std::vector<float*>& grads, double* loss_sum) override;
+                          const std::vector<float*>& grads, double* loss_sum,
+                          bool* known_finite) override;
   bool has_eval_data() const override { return !options_.test_path.empty(); }
   int64_t num_eval_samples() const override { return static_cast<int64_t>(test_.size()); }
   int64_t eval_batch_size() const override { return 16384; }

@@ -122,9 +122,12 @@ class Model {
   virtual void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) = 0;
   // Gradients of the batch's loss: rows[t] holds the pulled rows of table t (unique-key order);
   // grads[t] receives table t's row gradients in the same order (not zeroed; a table with no keys
-  // this batch is not written). *loss_sum is the batch's unscaled loss sum.
+  // this batch is not written). *loss_sum is the batch's unscaled loss sum. *known_finite arrives
+  // false; a model sets it true only when the kernels that wrote the gradients saw every one
+  // finite (MF on the CPU, from flags its loops keep); otherwise the loop scans them.
   virtual Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
-                                  const std::vector<float*>& grads, double* loss_sum) = 0;
+                                  const std::vector<float*>& grads, double* loss_sum,
+                                  bool* known_finite) = 0;
   // After the step's push was sent and the next step's pull started (the dense part of a step).
   virtual Status AfterPush() { return OkStatus(); }
 

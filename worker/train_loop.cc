@@ -1,6 +1,7 @@
 #include "worker/train_loop.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "core/cluster.h"
@@ -136,10 +137,15 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     grads.resize(current->plan.value_offset.size());
     for (size_t t = 0; t < grads.size(); ++t) grads[t] = out + current->plan.value_offset[t];
     double loss = 0;
-    TS_RETURN_IF_ERROR(model_->ComputeGradients(*current->batch, rows, grads, &loss));
-    // Nothing non-finite leaves this worker; the servers check the rows the push updates.
+    bool known_finite = false;
     TS_RETURN_IF_ERROR(
-        CheckStepFinite(clock_ + 1, current->batch->unique_keys, table_dims_, grads, loss));
+        model_->ComputeGradients(*current->batch, rows, grads, &loss, &known_finite));
+    // Nothing non-finite leaves this worker; the servers check the rows the push updates. The
+    // gradients are scanned unless the model's kernels saw them all finite as they wrote them.
+    if (!known_finite || !std::isfinite(loss)) {
+      TS_RETURN_IF_ERROR(
+          CheckStepFinite(clock_ + 1, current->batch->unique_keys, table_dims_, grads, loss));
+    }
     *loss_sum += loss;
     *samples += current->batch->num_samples;
     TS_RETURN_IF_ERROR(ps_->WaitPushes());

@@ -194,7 +194,7 @@ TEST(DeterministicCudaTest, MfWorkspaceOfADeterministicContextRepeatsItsBits) {
     items[run].assign(h.item_rows.size(), 42.0f);
     TS_ASSERT_OK(
         (*workspace)
-            ->BatchGradient(h.Batch(), users[run].data(), items[run].data(), &sq_error[run]));
+            ->BatchGradient(h.Batch(), users[run].data(), items[run].data(), &sq_error[run], nullptr));
   }
   EXPECT_TRUE(SameBits(users[0], users[1]));
   EXPECT_TRUE(SameBits(items[0], items[1]));

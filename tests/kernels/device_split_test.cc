@@ -162,7 +162,7 @@ TEST(MfSplitGradientTest, CpuWorkspaceOnTwoThreadsMatchesOneThreadBitForBit) {
     std::vector<float> u(pr.user_rows.size(), 3.0f), i(pr.item_rows.size(), 3.0f);
     double sq_ref = 0.0, sq = 1.0;
     ASSERT_TRUE(MfBatchGradientCpu(b, u_ref.data(), i_ref.data(), &sq_ref).ok());
-    ASSERT_TRUE((*ws)->BatchGradient(b, u.data(), i.data(), &sq).ok()) << n;
+    ASSERT_TRUE((*ws)->BatchGradient(b, u.data(), i.data(), &sq, nullptr).ok()) << n;
     EXPECT_TRUE(SameBits(u, u_ref)) << n;
     EXPECT_TRUE(SameBits(i, i_ref)) << n;
     EXPECT_EQ(sq, sq_ref) << n;

@@ -71,7 +71,7 @@ void CompareWithCpu(MfDeviceWorkspace* ws, int64_t num_samples, int dim, int64_t
   std::vector<float> user(cpu_user.size(), 42.0f), item(cpu_item.size(), 42.0f);
   std::vector<float> pred(num_samples, 42.0f);
   double sq = 42.0;
-  Status s = ws->BatchGradient(b, user.data(), item.data(), &sq);
+  Status s = ws->BatchGradient(b, user.data(), item.data(), &sq, nullptr);
   ASSERT_TRUE(s.ok()) << s.ToString();
   s = ws->Predict(b, pred.data());
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -82,7 +82,7 @@ void CompareWithCpu(MfDeviceWorkspace* ws, int64_t num_samples, int dim, int64_t
 
   // Without the error sum the gradients are the same.
   std::fill(user.begin(), user.end(), 42.0f);
-  s = ws->BatchGradient(b, user.data(), item.data(), nullptr);
+  s = ws->BatchGradient(b, user.data(), item.data(), nullptr, nullptr);
   ASSERT_TRUE(s.ok()) << s.ToString();
   ExpectClose(user, cpu_user, 1e-4f);
 }
@@ -146,7 +146,7 @@ TEST(MfDeviceCudaTest, EmptyBatchZeroesHostOutputs) {
   b.num_items = 2;
   std::vector<float> user(15, 1.0f), item(10, 1.0f);
   double sq = 1.0;
-  ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), &sq).ok());
+  ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), &sq, nullptr).ok());
   for (float v : user) EXPECT_EQ(v, 0.0f);
   for (float v : item) EXPECT_EQ(v, 0.0f);
   EXPECT_EQ(sq, 0.0);
@@ -162,14 +162,14 @@ TEST(MfDeviceCudaTest, RejectsBadBatchesLikeTheCpu) {
   const MfBatch b = h.Batch();
   std::vector<float> user(h.user_rows.size(), 7.0f), item(h.item_rows.size(), 7.0f);
   std::vector<float> pred(10, 7.0f);
-  EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr),
+  EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr, nullptr),
             MfBatchGradientCpu(b, user.data(), item.data(), nullptr));
   EXPECT_EQ(ws->Predict(b, pred.data()), MfPredictCpu(b, pred.data()));
   for (float v : user) EXPECT_EQ(v, 7.0f);
   for (float v : pred) EXPECT_EQ(v, 7.0f);
   MfBatch bad = b;
   bad.dim = 0;
-  EXPECT_EQ(ws->BatchGradient(bad, user.data(), item.data(), nullptr).code(),
+  EXPECT_EQ(ws->BatchGradient(bad, user.data(), item.data(), nullptr, nullptr).code(),
             StatusCode::kInvalidArgument);
   // The workspace still works after rejected calls.
   CompareWithCpu(ws.get(), 50, 8, 6, 6, 9);

@@ -59,14 +59,14 @@ TEST(MfDeviceWorkspaceTest, CpuIsBitIdenticalToCpuKernels) {
       std::vector<float> user(ref_user.size(), 42.0f), item(ref_item.size(), 42.0f);
       std::vector<float> pred(num_samples, 42.0f);
       double sq = 42.0;
-      ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), &sq).ok());
+      ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), &sq, nullptr).ok());
       ASSERT_TRUE(ws->Predict(b, pred.data()).ok());
       EXPECT_TRUE(SameBits(user, ref_user)) << "samples " << num_samples << " dim " << dim;
       EXPECT_TRUE(SameBits(item, ref_item)) << "samples " << num_samples << " dim " << dim;
       EXPECT_TRUE(SameBits(pred, ref_pred)) << "samples " << num_samples << " dim " << dim;
       EXPECT_EQ(std::memcmp(&sq, &ref_sq, sizeof(double)), 0);
       // A null sq_error_sum is allowed, as for the kernels.
-      ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), nullptr).ok());
+      ASSERT_TRUE(ws->BatchGradient(b, user.data(), item.data(), nullptr, nullptr).ok());
       EXPECT_TRUE(SameBits(user, ref_user));
     }
   }
@@ -83,14 +83,14 @@ TEST(MfDeviceWorkspaceTest, CpuReturnsTheKernelsErrors) {
   const Status want_grad = MfBatchGradientCpu(b, user.data(), item.data(), nullptr);
   const Status want_pred = MfPredictCpu(b, pred.data());
   ASSERT_EQ(want_grad.code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr), want_grad);
+  EXPECT_EQ(ws->BatchGradient(b, user.data(), item.data(), nullptr, nullptr), want_grad);
   EXPECT_EQ(ws->Predict(b, pred.data()), want_pred);
   for (float v : user) EXPECT_EQ(v, 7.0f);  // nothing written
   for (float v : pred) EXPECT_EQ(v, 7.0f);
 
   MfBatch bad = pr.Batch();
   bad.dim = 0;
-  EXPECT_EQ(ws->BatchGradient(bad, user.data(), item.data(), nullptr).code(),
+  EXPECT_EQ(ws->BatchGradient(bad, user.data(), item.data(), nullptr, nullptr).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(ws->Predict(bad, pred.data()).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ws->Predict(pr.Batch(), nullptr).code(), StatusCode::kInvalidArgument);

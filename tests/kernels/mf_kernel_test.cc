@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/finite.h"
 #include "kernels/mf.h"
 #include "kernels/mf_math.h"
 #include "tests/testing/mf_problem.h"
@@ -287,6 +288,44 @@ TEST(MfTwoPassGradientTest, MatchesOnePassBitForBit) {
       EXPECT_EQ(i1, i2) << "dim " << dim << " split " << split;
       EXPECT_EQ(MfSquaredErrorSum(errors.data(), 1000), sq1) << "dim " << dim;
     }
+  }
+}
+
+// The flags see a gradient that overflows while the loss stays finite (the case the worker's
+// check cannot infer from the loss), on the side it happens on only, in the SIMD blocks and in
+// the scalar remainder, and nothing on a finite batch.
+TEST(MfGradientFlagsTest, FlagExactlyTheSideWhoseGradientOverflows) {
+  for (int dim : {8, 13}) {
+    Problem pr = RandomProblem(40 + dim, 200, dim, 5, 7);
+    pr.l2 = 0.0f;
+    std::vector<float> u(pr.user_rows.size()), i(pr.item_rows.size());
+    double sq = 0.0;
+    uint32_t flags = 0x80000000u;
+    ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), u.data(), i.data(), &sq, &flags).ok());
+    EXPECT_TRUE(FlagsFinite(flags)) << "dim " << dim;
+    // User 0's last factor is 2e38 and every item's is 0: predictions stay finite, user
+    // gradients too (err * 0), but an item's gradient -err * 2e38 is -inf once |err| > 1.7.
+    const int j = dim - 1;
+    pr.user_rows[j] = 2e38f;
+    for (int64_t r = 0; r < pr.num_items; ++r) pr.item_rows[r * (dim + 1) + j] = 0.0f;
+    for (size_t k = 0; k < pr.ratings.size(); ++k) {
+      if (pr.user_index[k] == 0) pr.ratings[k] = 9.0f;
+    }
+    ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), u.data(), i.data(), &sq, &flags).ok());
+    EXPECT_TRUE(std::isfinite(sq));
+    EXPECT_FALSE(FlagsFinite(flags)) << "dim " << dim;
+    std::vector<float> errors(pr.ratings.size());
+    ASSERT_TRUE(MfErrorsCpu(pr.Batch(), 0, 200, errors.data()).ok());
+    uint32_t user_flags = 0x80000000u, item_flags = 0;
+    ASSERT_TRUE(
+        MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kUser, u.data(), &user_flags).ok());
+    ASSERT_TRUE(
+        MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kItem, i.data(), &item_flags).ok());
+    EXPECT_TRUE(FlagsFinite(user_flags)) << "dim " << dim;
+    EXPECT_FALSE(FlagsFinite(item_flags)) << "dim " << dim;
+    for (float v : u) EXPECT_TRUE(std::isfinite(v));
+    EXPECT_LT(FindNonFinite(i.data(), static_cast<int64_t>(i.size())),
+              static_cast<int64_t>(i.size()));
   }
 }
 
