@@ -56,7 +56,10 @@ const std::vector<std::string>& IdentityFlags() {
                                                   "linear-lr",
                                                   "dense-optimizer",
                                                   "dense-lr",
-                                                  "seed"};
+                                                  "seed",
+                                                  "valid",
+                                                  "valid-fraction",
+                                                  "early-stop"};
   return kFlags;
 }
 
@@ -119,6 +122,13 @@ StatusOr<std::vector<proto::JobConfigEntry>> JobIdentity(const TrainOptions& o) 
     add("dim", std::to_string(o.mf.dim));
     add("l2", FloatText(o.mf.l2));
     add("l2-bias", FloatText(o.mf.l2_bias));
+    std::string valid = "(none)";
+    if (!o.mf.valid_path.empty()) {
+      TS_ASSIGN_OR_RETURN(valid, DataFingerprint(o.mf.valid_path));
+    }
+    add("valid", valid);
+    add("valid-fraction", FloatText(static_cast<float>(o.mf.valid_fraction)));
+    add("early-stop", std::to_string(o.mf.early_stop));
   }
   std::vector<proto::JobConfigEntry> identity;
   for (const std::string& flag : IdentityFlags()) {

@@ -116,6 +116,15 @@ StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& o,
                     "with a larger --epochs and --resume-override epochs";
     return point;
   }
+  if (position.early_stopped() && o.mf.early_stop > 0) {
+    point.finished = true;
+    TS_LOG(INFO) << "checkpoint " << point.dir << " is the end of a run that --early-stop ended ("
+                 << position.epoch() << " epochs, the best validation metric after epoch "
+                 << position.best_valid_epoch()
+                 << "): nothing left to train, no metrics written. To train on, resume with "
+                    "--early-stop 0 and --resume-override early-stop";
+    return point;
+  }
   TS_LOG(INFO) << "resuming from " << point.dir << " (step " << point.manifest.step() << ", "
                << point.manifest.num_servers() << " server(s) then, " << o.servers << " now)";
   return point;

@@ -36,6 +36,9 @@ struct CtrTrainerOptions {
   int epochs = 1;
   int batch_size = 4096;   // rows per worker per step
   int64_t eval_every = 0;  // steps between evaluations; 0: only at the end of each epoch
+  // TrainLoopOptions::early_stop; the CTR models have no validation set yet (--valid is MF
+  // only), so the flag refuses them (launch/flags.cc).
+  int early_stop = 0;
   kernels::OptimizerParams dense_optimizer;  // for the replicated dense parameters
   // --device cuda: let cuBLAS use TF32 tensor cores for the dense layers (--allow-tf32); the
   // worker's DeviceResources sets the math mode (run_worker.cc).

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/logging.h"
+#include "core/splitmix64.h"
 
 namespace tessera::worker {
 namespace {
@@ -40,6 +41,22 @@ struct MfModel::Batch : ModelBatch {
   mutable std::unique_ptr<kernels::MfStagedStep> staged;
   Status stage_status;
 };
+
+void MfModel::HoldOut(double fraction, uint64_t seed, std::vector<Sample>* train,
+                      std::vector<Sample>* held_out) {
+  // A rating goes when the top 53 bits of its hash, as a fraction of 2^53, fall below `fraction`.
+  const uint64_t threshold = static_cast<uint64_t>(fraction * 9007199254740992.0);
+  size_t kept = 0;
+  for (const Sample& s : *train) {
+    const uint64_t h = SplitMix64(SplitMix64(s.user ^ SplitMix64(seed)) ^ s.item) >> 11;
+    if (h < threshold) {
+      held_out->push_back(s);
+    } else {
+      (*train)[kept++] = s;
+    }
+  }
+  train->resize(kept);
+}
 
 std::vector<MfModel::Sample> MfModel::Pack(const RatingData& data) {
   std::vector<Sample> samples(data.size());
@@ -80,6 +97,12 @@ Status MfModel::Setup(WorkerGroup* group) {
     TS_ASSIGN_OR_RETURN(RatingReadResult test, ReadRatings(options_.test_path, read));
     test_ = Pack(test.data);
   }
+  if (!options_.valid_path.empty()) {
+    TS_ASSIGN_OR_RETURN(RatingReadResult valid, ReadRatings(options_.valid_path, read));
+    valid_ = Pack(valid.data);
+  } else if (options_.valid_fraction > 0) {
+    HoldOut(options_.valid_fraction, options_.seed, &train_, &valid_);
+  }
   return OkStatus();
 }
 
@@ -94,19 +117,28 @@ StatusOr<int64_t> MfModel::Summarize() {
     local_max = std::max(local_max, r);
   }
   TS_ASSIGN_OR_RETURN(auto sums, group_->Reduce({local_sum, static_cast<double>(train_.size()),
-                                                 static_cast<double>(test_.size())},
+                                                 static_cast<double>(test_.size()),
+                                                 static_cast<double>(valid_.size())},
                                                 proto::REDUCE_OP_SUM));
   TS_ASSIGN_OR_RETURN(auto maxima, group_->Reduce({static_cast<double>(train_.size()), local_max,
                                                    -static_cast<double>(local_min)},
                                                   proto::REDUCE_OP_MAX));
   total_train_ratings_ = static_cast<int64_t>(sums[1]);
   total_test_ratings_ = static_cast<int64_t>(sums[2]);
+  total_valid_ratings_ = static_cast<int64_t>(sums[3]);
   if (total_train_ratings_ == 0) {
     return Status::InvalidArgument("no training ratings in " + options_.train_path);
   }
   if (has_eval_data() && total_test_ratings_ == 0) {
     return Status::InvalidArgument("--test " + options_.test_path +
                                    " holds no ratings: nothing to evaluate");
+  }
+  if (has_valid_data() && total_valid_ratings_ == 0) {
+    return Status::InvalidArgument(
+        options_.valid_path.empty()
+            ? "--valid-fraction " + std::to_string(options_.valid_fraction) +
+                  " held out no rating of " + options_.train_path + ": nothing to validate on"
+            : "--valid " + options_.valid_path + " holds no ratings: nothing to validate on");
   }
   global_mean_ = static_cast<float>(sums[0] / sums[1]);
   max_rating_ = static_cast<float>(maxima[1]);
@@ -118,7 +150,12 @@ std::vector<std::string> MfModel::StartupLines(const JobShape& shape) const {
   std::ostringstream line;
   line << "training MF dim " << options_.dim << " on " << total_train_ratings_ << " ratings (mean "
        << global_mean_ << ", range [" << min_rating_ << ", " << max_rating_ << "]), "
-       << total_test_ratings_ << " test ratings; " << shape.num_workers << " worker(s) x "
+       << total_test_ratings_ << " test ratings";
+  if (has_valid_data()) {
+    line << ", " << total_valid_ratings_ << " validation ratings"
+         << (options_.valid_path.empty() ? " held out of the training file" : "");
+  }
+  line << "; " << shape.num_workers << " worker(s) x "
        << shape.steps_per_epoch << " steps/epoch of " << shape.batch_size << " on "
        << shape.num_servers << " server(s)";
   return {line.str()};
@@ -202,7 +239,7 @@ void MfModel::PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* bat
 void MfModel::PrepareEvalBatch(size_t begin, size_t n, ModelBatch* batch) {
   std::vector<uint32_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(begin + i);
-  Prepare(test_, order.data(), n, static_cast<Batch*>(batch));
+  Prepare(EvalSamples(), order.data(), n, static_cast<Batch*>(batch));
 }
 
 kernels::MfBatch MfModel::MakeKernelBatch(const Batch& b,
@@ -348,7 +385,7 @@ StatusOr<EvalReport> MfModel::EndEval(int64_t) {
   EvalReport report;
   report.metrics = {{"rmse", rmse}, {"mae", mae}};
   char buf[96];
-  std::snprintf(buf, sizeof(buf), ", test RMSE %.4f MAE %.4f", rmse, mae);
+  std::snprintf(buf, sizeof(buf), ", %s RMSE %.4f MAE %.4f", EvalSetName(eval_set_), rmse, mae);
   report.epoch_text = buf;
   return report;
 }
@@ -385,8 +422,8 @@ Status MfModel::Finish(const EvalReport& last_eval, double train_seconds,
   const double rmse = last_eval.metrics[0].second, mae = last_eval.metrics[1].second;
   char buf[200];
   if (std::isnan(options_.noise_floor)) {
-    std::snprintf(buf, sizeof(buf), "final test RMSE %.4f, MAE %.4f after %d epoch(s), %.1f s",
-                  rmse, mae, options_.epochs, train_seconds);
+    std::snprintf(buf, sizeof(buf), "final test RMSE %.4f, MAE %.4f, %.1f s of training", rmse,
+                  mae, train_seconds);
   } else {
     std::snprintf(buf, sizeof(buf),
                   "final test RMSE %.4f next to the noise floor %.4f (σ of the planted noise): "

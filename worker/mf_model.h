@@ -37,6 +37,12 @@ inline constexpr int kMfCudaDefaultBatchSize = 8192;
 struct MfTrainerOptions {
   std::string train_path;
   std::string test_path;  // "" = no evaluation
+  // Validation data for early stopping: a file, or (without one) this fraction of the training
+  // ratings held out by a hash of (user, item, seed), so the same ratings are held out whatever
+  // the number of workers. Neither: no validation.
+  std::string valid_path;
+  double valid_fraction = 0;
+  int early_stop = 0;  // TrainLoopOptions::early_stop
   RatingFormat format = RatingFormat::kAuto;
   bool skip_bad_lines = false;
   int reader_threads = 2;
@@ -87,8 +93,12 @@ class MfModel : public Model {
   Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
                           const std::vector<float*>& grads, double* loss_sum,
                           bool* known_finite) override;
+  bool has_valid_data() const override {
+    return !options_.valid_path.empty() || options_.valid_fraction > 0;
+  }
+  void SelectEvalSet(EvalSet set) override { eval_set_ = set; }
   bool has_eval_data() const override { return !options_.test_path.empty(); }
-  int64_t num_eval_samples() const override { return static_cast<int64_t>(test_.size()); }
+  int64_t num_eval_samples() const override { return static_cast<int64_t>(EvalSamples().size()); }
   int64_t eval_batch_size() const override { return 16384; }
   void PrepareEvalBatch(size_t begin, size_t n, ModelBatch* batch) override;
   Status EvalBatch(size_t begin, const ModelBatch& batch,
@@ -111,6 +121,10 @@ class MfModel : public Model {
   };
   struct Batch;
   static std::vector<Sample> Pack(const RatingData& data);
+  // Moves the ratings whose hash of (user, item, seed) falls in `fraction` from *train to
+  // *held_out, both in their order.
+  static void HoldOut(double fraction, uint64_t seed, std::vector<Sample>* train,
+                      std::vector<Sample>* held_out);
   explicit MfModel(const MfTrainerOptions& options);
   void Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n, Batch* batch);
   kernels::MfBatch MakeKernelBatch(const Batch& b, const std::vector<const float*>& rows) const;
@@ -131,12 +145,18 @@ class MfModel : public Model {
   // Runs the MF kernels on the host batches through the worker's context: a pass-through on CPU,
   // staging through device buffers on CUDA.
   std::unique_ptr<kernels::MfDeviceWorkspace> workspace_;
-  std::vector<Sample> train_, test_;
+  const std::vector<Sample>& EvalSamples() const {
+    return eval_set_ == EvalSet::kTest ? test_ : valid_;
+  }
+
+  std::vector<Sample> train_, test_, valid_;
+  EvalSet eval_set_ = EvalSet::kTest;
   KeyDeduper dedup_;
   float global_mean_ = 0;
   float min_rating_ = 0, max_rating_ = 0;
   int64_t total_train_ratings_ = 0;
   int64_t total_test_ratings_ = 0;
+  int64_t total_valid_ratings_ = 0;
   // An evaluation's sums so far (this worker).
   double eval_sse_ = 0, eval_sae_ = 0;
   int64_t eval_count_ = 0;

@@ -57,6 +57,12 @@ struct ModelBatch {
   std::vector<std::vector<uint64_t>> unique_keys;
 };
 
+// The data an evaluation reads: the test set (--test, reported and never trained on or tuned
+// by) or the validation set (--valid, or a fraction held out of the training data) that early
+// stopping watches.
+enum class EvalSet { kTest, kValid };
+inline const char* EvalSetName(EvalSet set) { return set == EvalSet::kTest ? "test" : "valid"; }
+
 // Where the job stands, for a model's start-up and progress lines.
 struct JobShape {
   int num_workers = 1;
@@ -144,7 +150,13 @@ class Model {
     return Frame();
   }
 
-  // Evaluation data: samples, and how many go into one evaluation batch.
+  // Evaluation data: samples, and how many go into one evaluation batch. The evaluation calls
+  // below read the set chosen by the last SelectEvalSet (kTest until then); a model without
+  // validation data keeps the default has_valid_data() and never gets kValid.
+  virtual bool has_valid_data() const { return false; }
+  virtual void SelectEvalSet(EvalSet /*set*/) {}
+  // Which of EndEval's metrics early stopping watches (lower is better).
+  virtual size_t early_stop_metric() const { return 0; }
   virtual bool has_eval_data() const = 0;
   virtual int64_t num_eval_samples() const = 0;
   virtual int64_t eval_batch_size() const = 0;

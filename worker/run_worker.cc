@@ -20,6 +20,7 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
   loop.epochs = o.epochs;
   loop.batch_size = o.batch_size;
   loop.eval_every = eval_every;
+  loop.early_stop = o.early_stop;
   loop.seed = o.seed;
   loop.metrics_out = o.metrics_out;
   loop.progress = o.progress;

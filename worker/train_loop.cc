@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include "core/cluster.h"
@@ -84,7 +85,8 @@ void TrainLoop::LogProgress(int epoch, int64_t step, int64_t samples, double los
   TS_LOG(INFO) << model_->ProgressLine(shape_, p);
 }
 
-StatusOr<EvalReport> TrainLoop::Evaluate(int epoch) {
+StatusOr<EvalReport> TrainLoop::Evaluate(int epoch, EvalSet set) {
+  model_->SelectEvalSet(set);
   const size_t total = static_cast<size_t>(model_->num_eval_samples());
   const size_t batch_size = static_cast<size_t>(model_->eval_batch_size());
   std::unique_ptr<ModelBatch> batch = model_->NewBatch();
@@ -100,12 +102,42 @@ StatusOr<EvalReport> TrainLoop::Evaluate(int epoch) {
     TS_RETURN_IF_ERROR(model_->EvalBatch(begin, *batch, rows));
   }
   TS_ASSIGN_OR_RETURN(EvalReport report, model_->EndEval(clock_));
+  model_->SelectEvalSet(EvalSet::kTest);
   if (IsReporter()) {
-    TS_RETURN_IF_ERROR(
-        metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1, "test", report.metrics));
+    TS_RETURN_IF_ERROR(metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1,
+                                     EvalSetName(set), report.metrics));
     if (!report.log_line.empty()) TS_LOG(INFO) << report.log_line;
   }
   return report;
+}
+
+StatusOr<bool> TrainLoop::EarlyStopCheck(int epoch, proto::WorkerCheckpoint* position) {
+  if (!model_->has_valid_data()) return false;
+  TS_ASSIGN_OR_RETURN(const EvalReport report, Evaluate(epoch, EvalSet::kValid));
+  const auto& [name, value] = report.metrics[model_->early_stop_metric()];
+  // Every worker reduced the same metric, so every worker takes the same decision. Better means
+  // by more than 0.01 %: a metric that creeps down by its last digits has stopped improving.
+  if (position->best_valid_epoch() == 0 ||
+      value < position->best_valid() - 1e-4 * std::abs(position->best_valid())) {
+    position->set_best_valid(value);
+    position->set_best_valid_epoch(epoch + 1);
+    position->set_epochs_without_improvement(0);
+  } else {
+    position->set_epochs_without_improvement(position->epochs_without_improvement() + 1);
+  }
+  const bool stop = options_.early_stop > 0 &&
+                    position->epochs_without_improvement() >= options_.early_stop &&
+                    epoch + 1 < options_.epochs;
+  if (IsReporter() && options_.progress) {
+    char line[200];
+    std::snprintf(line, sizeof(line), "epoch %d: valid %s %.4f (best %.4f after epoch %d)%s",
+                  epoch + 1, name.c_str(), value, position->best_valid(),
+                  position->best_valid_epoch(),
+                  stop ? ": no better for --early-stop epochs, training ends here" : "");
+    TS_LOG(INFO) << line;
+  }
+  position->set_early_stopped(stop);
+  return stop;
 }
 
 StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
@@ -165,7 +197,7 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
         step + 1 < steps_per_epoch_ && model_->has_eval_data()) {
       // Evaluation pulls at the current clock: wait for this step's push to be applied first.
       TS_RETURN_IF_ERROR(ps_->WaitPushes());
-      TS_RETURN_IF_ERROR(Evaluate(epoch).status());
+      TS_RETURN_IF_ERROR(Evaluate(epoch, EvalSet::kTest).status());
     }
     LogProgress(epoch, step + 1, *samples, *loss_sum);
     // The epoch's last boundary is taken after its evaluation (Run).
@@ -236,6 +268,9 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
     result.last_eval.metrics.emplace_back(name, NAN);
   }
   train_start_ = last_progress_ = Clock::now();
+  // The early-stopping state travels in the epoch boundaries' positions.
+  proto::WorkerCheckpoint boundary = from;
+  result.epochs_trained = from.epoch();
   for (int epoch = from.epoch(); epoch < options_.epochs; ++epoch) {
     const auto epoch_start = Clock::now();
     const bool first = epoch == from.epoch();
@@ -262,16 +297,23 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
     }
     std::string eval_text;
     if (model_->has_eval_data()) {
-      TS_ASSIGN_OR_RETURN(result.last_eval, Evaluate(epoch));
+      TS_ASSIGN_OR_RETURN(result.last_eval, Evaluate(epoch, EvalSet::kTest));
       eval_text = result.last_eval.epoch_text;
     }
     if (IsReporter() && options_.progress) {
       TS_LOG(INFO) << model_->EpochLine(shape_, stats, eval_text);
     }
-    TS_ASSIGN_OR_RETURN(bool stop_now,
-                        checkpointer_->AtBoundary(
-                            MakePosition(clock_, epoch + 1, 0, 0, 0, samples_done_, train_seconds_),
-                            true, epoch + 1 == options_.epochs));
+    result.epochs_trained = epoch + 1;
+    TS_ASSIGN_OR_RETURN(result.early_stopped, EarlyStopCheck(epoch, &boundary));
+    proto::WorkerCheckpoint position =
+        MakePosition(clock_, epoch + 1, 0, 0, 0, samples_done_, train_seconds_);
+    position.set_best_valid(boundary.best_valid());
+    position.set_best_valid_epoch(boundary.best_valid_epoch());
+    position.set_epochs_without_improvement(boundary.epochs_without_improvement());
+    position.set_early_stopped(boundary.early_stopped());
+    const bool last = result.early_stopped || epoch + 1 == options_.epochs;
+    TS_ASSIGN_OR_RETURN(bool stop_now, checkpointer_->AtBoundary(position, true, last));
+    if (result.early_stopped) break;
     if (stop_now) {
       result.stopped = true;
       break;
@@ -287,7 +329,8 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
       for (const std::string& line : lines) TS_LOG(INFO) << line;
       // Without test data nothing was evaluated: the record has no metrics (never null).
       TS_RETURN_IF_ERROR(metrics_.Done(
-          options_.epochs, model_->has_eval_data() ? result.last_eval.metrics : MetricValues(),
+          result.epochs_trained,
+          model_->has_eval_data() ? result.last_eval.metrics : MetricValues(),
           train_seconds_, result.samples_per_sec, done_fields));
       TS_RETURN_IF_ERROR(metrics_.Close());
     }

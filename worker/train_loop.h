@@ -34,6 +34,10 @@ struct TrainLoopOptions {
   int epochs = 1;
   int batch_size = 64;           // samples per worker per step
   int64_t eval_every = 0;        // steps between evaluations; 0: only at the end of each epoch
+  // Early stopping: training ends after this many epochs in a row without a validation metric
+  // (Model::early_stop_metric on the model's validation set) better than the best by more than
+  // 0.01 %; 0: never.
+  int early_stop = 0;
   uint64_t seed = 1;             // shuffling
   std::string metrics_out;       // JSON lines, written by worker 0
   bool progress = true;          // worker 0 logs progress lines
@@ -49,6 +53,8 @@ struct TrainResult {
   EvalReport last_eval;        // the last epoch's evaluation (NaN metrics without one)
   int64_t steps = 0;           // global step (BSP clock) at the end
   bool stopped = false;        // a signal stopped training after a checkpoint
+  int epochs_trained = 0;      // epochs completed, resumed runs included
+  bool early_stopped = false;  // the validation metric stopped improving (--early-stop)
 };
 
 class TrainLoop {
@@ -73,8 +79,11 @@ class TrainLoop {
   // Trains steps [start_step, steps_per_epoch_) of `epoch`, adding to *loss_sum / *samples.
   // Returns true when a signal stopped training after a checkpoint.
   StatusOr<bool> TrainEpoch(int epoch, int64_t start_step, double* loss_sum, int64_t* samples);
-  // Evaluates at the current clock; worker 0 records and logs the result.
-  StatusOr<EvalReport> Evaluate(int epoch);
+  // Evaluates `set` at the current clock; worker 0 records and logs the result.
+  StatusOr<EvalReport> Evaluate(int epoch, EvalSet set);
+  // After epoch `epoch` (0-based): evaluates the validation set and updates the early-stopping
+  // state in *position; true when training should end here.
+  StatusOr<bool> EarlyStopCheck(int epoch, proto::WorkerCheckpoint* position);
   void LogProgress(int epoch, int64_t step, int64_t samples, double loss_sum);
   Status WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
                          proto::ModelDescription* description);

@@ -100,6 +100,8 @@ class FakeModel : public Model {
     ++after_push_calls;
     return OkStatus();
   }
+  bool has_valid_data() const override { return !valid_metric.empty(); }
+  void SelectEvalSet(EvalSet set) override { eval_set = set; }
   bool has_eval_data() const override { return true; }
   int64_t num_eval_samples() const override { return kEvalSamples; }
   int64_t eval_batch_size() const override { return 4; }
@@ -119,6 +121,10 @@ class FakeModel : public Model {
     eval_samples = 0;
     EvalReport report;
     report.metrics = {{"samples", all[0]}};
+    if (eval_set == EvalSet::kValid) {  // after epoch `step / 5`, 1-based
+      report.metrics = {{"samples", valid_metric[static_cast<size_t>(step / 5 - 1)]}};
+      ++valid_evals;
+    }
     report.record_step = true;
     return report;
   }
@@ -142,6 +148,9 @@ class FakeModel : public Model {
   // Says its gradients are finite (Model::ComputeGradients' *known_finite), except at nan_at_step,
   // as MF's flagged kernels do; the loop then scans only that step's.
   bool vouches_for_gradients = false;
+  std::vector<double> valid_metric;  // the validation metric after each epoch; empty: none
+  EvalSet eval_set = EvalSet::kTest;
+  int valid_evals = 0;
   // What the model saw.
   std::vector<std::vector<uint32_t>> steps;  // the samples of every step, in order
   std::vector<int64_t> eval_steps;           // the global step of every evaluation
@@ -481,6 +490,57 @@ TEST(TrainLoopTest, StateMadeNonFiniteByAnUpdateStopsTheJobAtTheNextCheckpointWh
     EXPECT_EQ(job.results[w].status().code(), StatusCode::kNonFinite) << w;
     EXPECT_LE(job.models[w].steps.size(), 8u) << w;
   }
+}
+
+// Early stopping: the validation metric of epochs 1..6 is 5, 4, 4.0002 (not better by 0.01 %),
+// 4.5, 3, 2; with a patience of 2 training ends after epoch 4 on every worker, and a run resumed
+// from epoch 3's checkpoint carries the count on and ends there too.
+TEST(TrainLoopTest, EarlyStoppingEndsTrainingAfterPatienceEpochsWithoutABetterValidationMetric) {
+  testing::TempDir dir;
+  Job job;
+  job.loop = TwoEpochs();
+  job.loop.epochs = 6;
+  job.loop.early_stop = 2;
+  job.loop.recovery.checkpoint_epochs = 1;
+  job.checkpoint_dir = dir.path();
+  job.loop.metrics_out = dir.Join("metrics.jsonl");
+  for (FakeModel& m : job.models) m.valid_metric = {5, 4, 4.0002, 4.5, 3, 2};
+  job.Run();
+  ASSERT_TRUE(job.scheduler_status.ok()) << job.scheduler_status.ToString();
+  for (int w = 0; w < kWorkers; ++w) {
+    ASSERT_TRUE(job.results[w].ok()) << job.results[w].status().ToString();
+    EXPECT_TRUE(job.results[w]->early_stopped) << w;
+    EXPECT_EQ(job.results[w]->epochs_trained, 4) << w;
+    EXPECT_EQ(job.models[w].valid_evals, 4) << w;
+    EXPECT_EQ(job.models[w].steps.size(), 20u) << w;
+  }
+  const std::string metrics = testing::ReadFile(dir.Join("metrics.jsonl"));
+  EXPECT_NE(metrics.find("\"valid\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"epochs\":4"), std::string::npos) << metrics;
+
+  Job resumed;
+  resumed.loop = job.loop;
+  resumed.loop.metrics_out.clear();
+  resumed.checkpoint_dir = dir.Join("again");
+  resumed.resume_dir = dir.Join("step-15");  // after epoch 3: one epoch without improvement
+  for (FakeModel& m : resumed.models) m.valid_metric = job.models[0].valid_metric;
+  resumed.Run();
+  ASSERT_TRUE(resumed.results[0].ok()) << resumed.results[0].status().ToString();
+  EXPECT_TRUE(resumed.results[0]->early_stopped);
+  EXPECT_EQ(resumed.results[0]->epochs_trained, 4);
+  EXPECT_EQ(resumed.models[0].valid_evals, 1);
+}
+
+TEST(TrainLoopTest, WithoutPatienceTheValidationMetricIsRecordedButTrainingRunsAllEpochs) {
+  Job job;
+  job.loop = TwoEpochs();
+  job.loop.epochs = 4;
+  for (FakeModel& m : job.models) m.valid_metric = {5, 6, 7, 8};
+  job.Run();
+  ASSERT_TRUE(job.results[0].ok()) << job.results[0].status().ToString();
+  EXPECT_FALSE(job.results[0]->early_stopped);
+  EXPECT_EQ(job.results[0]->epochs_trained, 4);
+  EXPECT_EQ(job.models[0].valid_evals, 4);
 }
 
 }  // namespace
