@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "core/safe_output.h"
+#include "launch/auto_defaults.h"
 
 namespace po = boost::program_options;
 
@@ -179,14 +180,17 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("model", po::value<std::string>(&o.model)->default_value("mf"), "model: mf (biased matrix factorisation) | lr | fm | deepfm | wide_deep | dcn_v2 (CTR models)")
     ("train", po::value<std::string>(&o.mf.train_path), "training ratings file (omit for the embedded demo: a generated planted set, trained with --l2 0.02 --lr 0.05 --batch-size 256 --epochs 20 unless given)")
     ("test", po::value<std::string>(&o.mf.test_path), "test ratings file, evaluated after every epoch")
+    ("valid", po::value<std::string>(&o.mf.valid_path), "MF: validation ratings for --early-stop (never --test)")
+    ("valid-fraction", po::value<double>(&o.mf.valid_fraction)->default_value(0), "MF: hold this fraction of the training ratings out for --early-stop when no --valid is given (default: chosen with the epochs)")
+    ("early-stop", po::value<int>(&o.mf.early_stop)->default_value(0), "MF: end training after N epochs without a better validation RMSE; 0: never (default: chosen with the epochs when --epochs is not given)")
     ("format", po::value<std::string>(&format)->default_value("auto"), "input format: mf: auto|tab|dat|csv|libmf; CTR: auto|criteo|libsvm|libffm|cache")
     ("skip-bad-lines", po::bool_switch(&o.mf.skip_bad_lines), "count and skip malformed lines instead of stopping")
     ("dim", po::value<int>(&o.mf.dim)->default_value(o.mf.dim), "latent factors per user/item")
-    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (CTR default: 1)")
-    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (CTR default: 4096; MF with --device cuda: 8192)")
-    ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (CTR default: 0.001)")
-    ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating)")
-    ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating)")
+    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (MF default: chosen from the size of --train, see the start-up line; CTR default: 1)")
+    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (MF default: chosen from the size of --train; CTR default: 4096; MF with --device cuda: 8192)")
+    ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (MF default: chosen from the size of --train; CTR default: 0.001)")
+    ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating; default: chosen from the size of --train)")
+    ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating; default: chosen from the size of --train)")
     ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer on the servers: sgd|adagrad|adam|ftrl (CTR default: adam)")
     ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors / embeddings")
     ("emb-dim", po::value<int>(&ctr.model.emb_dim)->default_value(ctr.model.emb_dim), "CTR: embedding dimension per field")
@@ -305,6 +309,10 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     return Fail("--insecure and --auth-key exclude each other");
   if (o.mf.dim < 1 || o.mf.dim > 4096) return Fail("--dim must be in [1, 4096]");
   if (o.mf.epochs < 1) return Fail("--epochs must be at least 1");
+  if (o.mf.early_stop < 0) return Fail("--early-stop must be >= 0");
+  if (!(o.mf.valid_fraction >= 0 && o.mf.valid_fraction <= 0.5)) {
+    return Fail("--valid-fraction must be in [0, 0.5]");
+  }
   if (o.mf.batch_size < 1 || o.mf.batch_size > (1 << 24)) {
     return Fail("--batch-size must be in [1, 16777216]");
   }
@@ -383,6 +391,19 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       return Fail("--test " + o.mf.test_path + ": no such readable file");
     }
   }
+  if (o.ctr && (!o.mf.valid_path.empty() || o.mf.valid_fraction > 0 || o.mf.early_stop > 0)) {
+    return Fail("--valid, --valid-fraction and --early-stop are MF options (not yet for " +
+                o.model + ")");
+  }
+  if (!o.mf.valid_path.empty()) {
+    if (!IsReadableFile(o.mf.valid_path)) {
+      return Fail("--valid " + o.mf.valid_path + ": no such readable file");
+    }
+    if (o.mf.valid_path == o.mf.test_path) {
+      return Fail("--valid " + o.mf.valid_path + " is the --test file: early stopping on the test "
+                  "set would tune to it; give other ratings or --valid-fraction");
+    }
+  }
   if (!o.mf.metrics_out.empty()) {
     Status output = safe_output::CheckOutputFile(
         o.mf.metrics_out, "--metrics-out",
@@ -395,6 +416,18 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       !preset_names.count("batch-size")) {
     o.mf.batch_size = worker::kMfCudaDefaultBatchSize;
     device_defaults["batch-size"] = std::to_string(o.mf.batch_size);
+  }
+  if (!o.ctr && !o.embedded_default) {
+    auto line = ApplyMfAutoDefaults(
+        [&](const std::string& flag) {
+          return !vm[flag].defaulted() || device_defaults.count(flag) > 0;
+        },
+        &o);
+    if (!line.ok()) return Fail(line.status().message());
+    o.defaults_line = *line;
+  }
+  if (o.mf.early_stop > 0 && o.mf.valid_path.empty() && o.mf.valid_fraction == 0) {
+    return Fail("--early-stop needs validation ratings: --valid FILE or --valid-fraction F");
   }
   if (o.ctr) {
     ctr.train_path = o.mf.train_path;

@@ -166,6 +166,7 @@ void LogStartup(const TrainOptions& o, const std::string& mode) {
   TS_LOG(INFO) << "tessera train (" << mode << "): " << o.servers << " server(s), "
                << "options:\n"
                << o.summary;
+  if (!o.defaults_line.empty()) TS_LOG(INFO) << o.defaults_line;
 }
 
 // What AssignDevice needs to know about this host, whichever worker asks. A CPU job does not

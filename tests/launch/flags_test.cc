@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include "launch/auto_defaults.h"
 #include "tests/testing/test_util.h"
 
 namespace tessera::launch {
@@ -262,7 +263,8 @@ TEST_F(FlagsTest, MfOnCudaTakesTheDeviceBatchSizeUnlessOneIsGiven) {
   TrainOptions cpu;
   out = Parse({"--train", train_}, &cpu);
   ASSERT_TRUE(out.run) << out.text;
-  EXPECT_EQ(cpu.mf.batch_size, 64);
+  // On the CPU the batch size is chosen for the data's size (launch/auto_defaults.h).
+  EXPECT_EQ(cpu.mf.batch_size, ChooseMfDefaults(1).batch_size);
   // The embedded demo keeps its tuned preset on either device.
   TrainOptions demo;
   out = Parse({"--device", "cuda"}, &demo);

@@ -71,7 +71,8 @@ TEST(JobIdentityTest, SameDataPathWithOtherContentHasAnotherFingerprint) {
 TEST(JobIdentityTest, DifferentFlagsAreRefusedNamingEachWithBothValuesUnlessOverridden) {
   TempDir dir;
   WriteFile(dir.Join("train.txt"), "1 2 3.5\n");
-  const auto first = Identity(Parse({"--train", dir.Join("train.txt"), "--lr", "0.05"}));
+  const auto first =
+      Identity(Parse({"--train", dir.Join("train.txt"), "--lr", "0.05", "--epochs", "80"}));
   const auto second =
       Identity(Parse({"--train", dir.Join("train.txt"), "--lr", "0.1", "--epochs", "90"}));
   Status s = CompareJobIdentity(first, second, {}, "ck/step-40");

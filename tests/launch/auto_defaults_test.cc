@@ -1,0 +1,123 @@
+#include "launch/auto_defaults.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "launch/flags.h"
+#include "tests/testing/test_util.h"
+
+namespace tessera::launch {
+namespace {
+
+using testing::TempDir;
+using testing::WriteFile;
+
+TEST(EstimateLinesTest, CountsSmallFilesExactlyWithOrWithoutAFinalNewline) {
+  TempDir dir;
+  WriteFile(dir.Join("a.txt"), "1 2 3\n4 5 6\n7 8 9\n");
+  WriteFile(dir.Join("b.txt"), "1 2 3\n4 5 6\n7 8 9");
+  WriteFile(dir.Join("empty.txt"), "");
+  EXPECT_EQ(*EstimateLines(dir.Join("a.txt")), 3);
+  EXPECT_EQ(*EstimateLines(dir.Join("b.txt")), 3);
+  EXPECT_EQ(*EstimateLines(dir.Join("empty.txt")), 0);
+  EXPECT_EQ(EstimateLines(dir.Join("missing.txt")).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(EstimateLinesTest, ExtrapolatesLargeFilesFromTheirFirstMiB) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 400000; ++i) {
+    text += std::to_string(i % 1000) + "\t" + std::to_string(i % 97) + "\t" +
+            std::to_string(1 + i % 5) + "\n";
+  }
+  WriteFile(dir.Join("big.txt"), text);
+  ASSERT_GT(text.size(), 2u << 20);
+  const int64_t estimate = *EstimateLines(dir.Join("big.txt"));
+  EXPECT_NEAR(static_cast<double>(estimate), 400000.0, 400000.0 * 0.05);
+}
+
+TEST(ChooseMfDefaultsTest, SmallSetsTrainFixedEpochsLargeOnesStopEarlyWithLargeBatches) {
+  const MfAutoDefaults small = ChooseMfDefaults(80000);
+  EXPECT_EQ(small.early_stop, 0);
+  EXPECT_EQ(small.batch_size, 32);
+  const MfAutoDefaults medium = ChooseMfDefaults(1000000);
+  EXPECT_GT(medium.early_stop, 0);
+  EXPECT_GT(medium.valid_fraction, 0);
+  EXPECT_GT(medium.batch_size, small.batch_size);
+  const MfAutoDefaults large = ChooseMfDefaults(10000000);
+  EXPECT_GT(large.early_stop, 0);
+  EXPECT_GE(large.batch_size, 8192);
+  EXPECT_LT(large.l2, small.l2);
+}
+
+class AutoFlagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteFile(train_, "1 2 3.5\n2 3 4\n");
+    WriteFile(test_, "1 3 4\n");
+  }
+  ParseOutcome Parse(std::vector<std::string> args, TrainOptions* o) {
+    args.insert(args.begin(), {"--train", train_});
+    return ParseTrainOptions(args, o);
+  }
+  TempDir dir_;
+  const std::string train_ = dir_.Join("train.txt");
+  const std::string test_ = dir_.Join("test.txt");
+};
+
+TEST_F(AutoFlagsTest, UnsetFlagsAreChosenAndTheStartupLineSaysSo) {
+  TrainOptions o;
+  ParseOutcome out = Parse({}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  const MfAutoDefaults d = ChooseMfDefaults(2);
+  EXPECT_EQ(o.mf.batch_size, d.batch_size);
+  EXPECT_EQ(o.mf.epochs, d.epochs);
+  EXPECT_FLOAT_EQ(o.optimizer.lr, d.lr);
+  EXPECT_FLOAT_EQ(o.mf.l2, d.l2);
+  EXPECT_FLOAT_EQ(o.mf.l2_bias, d.l2_bias);
+  EXPECT_EQ(o.mf.early_stop, 0);
+  EXPECT_NE(o.defaults_line.find("--batch-size 32"), std::string::npos) << o.defaults_line;
+  EXPECT_NE(o.defaults_line.find(train_), std::string::npos) << o.defaults_line;
+}
+
+TEST_F(AutoFlagsTest, GivenFlagsWinAndEarlyStoppingHoldsOutAFractionUnlessAFileIsGiven) {
+  TrainOptions o;
+  ASSERT_TRUE(Parse({"--batch-size", "7", "--lr", "0.3", "--l2", "0.5", "--l2-bias", "0.4",
+                     "--epochs", "9"},
+                    &o)
+                  .run);
+  EXPECT_EQ(o.mf.batch_size, 7);
+  EXPECT_FLOAT_EQ(o.optimizer.lr, 0.3f);
+  EXPECT_EQ(o.mf.epochs, 9);
+  EXPECT_EQ(o.mf.early_stop, 0);
+  EXPECT_EQ(o.defaults_line, "");
+  TrainOptions stop;
+  ASSERT_TRUE(Parse({"--early-stop", "2"}, &stop).run);
+  EXPECT_EQ(stop.mf.early_stop, 2);
+  EXPECT_DOUBLE_EQ(stop.mf.valid_fraction, ChooseMfDefaults(2).valid_fraction);
+  TrainOptions file;
+  ASSERT_TRUE(Parse({"--early-stop", "2", "--valid", test_}, &file).run);
+  EXPECT_DOUBLE_EQ(file.mf.valid_fraction, 0);
+}
+
+TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
+  TrainOptions o;
+  ParseOutcome out = Parse({"--test", test_, "--valid", test_}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("is the --test file"), std::string::npos) << out.text;
+  o = TrainOptions();
+  out = Parse({"--early-stop", "2", "--valid-fraction", "0"}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("--early-stop needs validation ratings"), std::string::npos) << out.text;
+  o = TrainOptions();
+  out = Parse({"--valid-fraction", "0.9"}, &o);
+  EXPECT_FALSE(out.run);
+  o = TrainOptions();
+  out = Parse({"--model", "deepfm", "--early-stop", "2"}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("MF options"), std::string::npos) << out.text;
+}
+
+}  // namespace
+}  // namespace tessera::launch
