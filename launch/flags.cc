@@ -400,7 +400,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       return Fail("--valid " + o.mf.valid_path + ": no such readable file");
     }
     if (o.mf.valid_path == o.mf.test_path) {
-      return Fail("--valid " + o.mf.valid_path + " is the --test file: early stopping on the test "
+      return Fail("--valid " + o.mf.valid_path +
+                  " is the --test file: early stopping on the test "
                   "set would tune to it; give other ratings or --valid-fraction");
     }
   }

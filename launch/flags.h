@@ -55,7 +55,7 @@ struct TrainOptions {
   bool embedded_default = false;  // no --train: generate a planted set and train on it
   worker::RatingGenOptions embedded_data;
   std::string config_path;
-  std::string summary;  // "option = value" lines, printed at start-up
+  std::string summary;        // "option = value" lines, printed at start-up
   std::string defaults_line;  // the flags chosen for the data's size (launch/auto_defaults.h)
   // Checkpoints and resume (the workers' part lives in mf.recovery / ctr_options.recovery,
   // filled in by the launcher).

@@ -155,9 +155,8 @@ std::vector<std::string> MfModel::StartupLines(const JobShape& shape) const {
     line << ", " << total_valid_ratings_ << " validation ratings"
          << (options_.valid_path.empty() ? " held out of the training file" : "");
   }
-  line << "; " << shape.num_workers << " worker(s) x "
-       << shape.steps_per_epoch << " steps/epoch of " << shape.batch_size << " on "
-       << shape.num_servers << " server(s)";
+  line << "; " << shape.num_workers << " worker(s) x " << shape.steps_per_epoch
+       << " steps/epoch of " << shape.batch_size << " on " << shape.num_servers << " server(s)";
   return {line.str()};
 }
 
@@ -422,8 +421,8 @@ Status MfModel::Finish(const EvalReport& last_eval, double train_seconds,
   const double rmse = last_eval.metrics[0].second, mae = last_eval.metrics[1].second;
   char buf[200];
   if (std::isnan(options_.noise_floor)) {
-    std::snprintf(buf, sizeof(buf), "final test RMSE %.4f, MAE %.4f, %.1f s of training", rmse,
-                  mae, train_seconds);
+    std::snprintf(buf, sizeof(buf), "final test RMSE %.4f, MAE %.4f, %.1f s of training", rmse, mae,
+                  train_seconds);
   } else {
     std::snprintf(buf, sizeof(buf),
                   "final test RMSE %.4f next to the noise floor %.4f (σ of the planted noise): "

@@ -104,8 +104,8 @@ StatusOr<EvalReport> TrainLoop::Evaluate(int epoch, EvalSet set) {
   TS_ASSIGN_OR_RETURN(EvalReport report, model_->EndEval(clock_));
   model_->SelectEvalSet(EvalSet::kTest);
   if (IsReporter()) {
-    TS_RETURN_IF_ERROR(metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1,
-                                     EvalSetName(set), report.metrics));
+    TS_RETURN_IF_ERROR(metrics_.Eval(epoch + 1, report.record_step ? clock_ : -1, EvalSetName(set),
+                                     report.metrics));
     if (!report.log_line.empty()) TS_LOG(INFO) << report.log_line;
   }
   return report;
@@ -328,10 +328,10 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
     if (IsReporter()) {
       for (const std::string& line : lines) TS_LOG(INFO) << line;
       // Without test data nothing was evaluated: the record has no metrics (never null).
-      TS_RETURN_IF_ERROR(metrics_.Done(
-          result.epochs_trained,
-          model_->has_eval_data() ? result.last_eval.metrics : MetricValues(),
-          train_seconds_, result.samples_per_sec, done_fields));
+      TS_RETURN_IF_ERROR(
+          metrics_.Done(result.epochs_trained,
+                        model_->has_eval_data() ? result.last_eval.metrics : MetricValues(),
+                        train_seconds_, result.samples_per_sec, done_fields));
       TS_RETURN_IF_ERROR(metrics_.Close());
     }
   }

@@ -32,16 +32,16 @@ namespace tessera::worker {
 
 struct TrainLoopOptions {
   int epochs = 1;
-  int batch_size = 64;           // samples per worker per step
-  int64_t eval_every = 0;        // steps between evaluations; 0: only at the end of each epoch
+  int batch_size = 64;     // samples per worker per step
+  int64_t eval_every = 0;  // steps between evaluations; 0: only at the end of each epoch
   // Early stopping: training ends after this many epochs in a row without a validation metric
   // (Model::early_stop_metric on the model's validation set) better than the best by more than
   // 0.01 %; 0: never.
   int early_stop = 0;
-  uint64_t seed = 1;             // shuffling
-  std::string metrics_out;       // JSON lines, written by worker 0
-  bool progress = true;          // worker 0 logs progress lines
-  int64_t poll_samples = 16384;  // signal polls about every this many samples
+  uint64_t seed = 1;                          // shuffling
+  std::string metrics_out;                    // JSON lines, written by worker 0
+  bool progress = true;                       // worker 0 logs progress lines
+  int64_t poll_samples = 16384;               // signal polls about every this many samples
   std::chrono::milliseconds timeout{600000};  // bound on any single wait for a peer
   RecoveryOptions recovery;                   // checkpoints, resume, heartbeats
 };
