@@ -35,35 +35,42 @@ bool RunCurve(const CeilingBenchOptions& o, JsonLines* json) {
   FpsgdTrainer& trainer = **loaded;
   std::printf("dim %d, lr %g, l2 %g, l2_bias %g, init_std %g\n", o.fpsgd.dim, o.fpsgd.lr,
               o.fpsgd.l2, o.fpsgd.l2_bias, o.fpsgd.init_std);
-  std::printf("%-6s %14s %8s %10s %12s\n", "epoch", "updates/s", "idle", "test RMSE", "elapsed s");
-  Samples steady;
+  std::printf("%-6s %12s %14s %7s %10s %10s\n", "epoch", "updates/s", "per CPU x thr", "idle",
+              "test RMSE", "elapsed s");
+  Samples steady, per_cpu;
   double rmse = 0;
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     const FpsgdEpochStats s = trainer.RunEpoch();
     rmse = trainer.TestRmse();
     const double elapsed = SecondsSince(t0);
-    std::printf("%-6d %14s %7.1f%% %10.4f %12.2f\n", epoch, Human(s.updates_per_sec).c_str(),
-                100 * s.idle_fraction, rmse, elapsed);
+    std::printf("%-6d %12s %14s %6.1f%% %10.4f %10.2f\n", epoch, Human(s.updates_per_sec).c_str(),
+                Human(s.updates_per_cpu_sec_x_threads).c_str(), 100 * s.idle_fraction, rmse,
+                elapsed);
     std::fflush(stdout);
     steady.Add(s.updates_per_sec);
-    json->Write("ceiling_epoch", {{"dim", o.fpsgd.dim},
-                                  {"threads", o.fpsgd.threads},
-                                  {"blocks", trainer.options().Blocks()},
-                                  {"epoch", epoch},
-                                  {"updates_per_sec", s.updates_per_sec},
-                                  {"idle_fraction", s.idle_fraction},
-                                  {"test_rmse", rmse},
-                                  {"elapsed_sec", elapsed},
-                                  {"load_sec", load_seconds}});
+    per_cpu.Add(s.updates_per_cpu_sec_x_threads);
+    json->Write("ceiling_epoch",
+                {{"dim", o.fpsgd.dim},
+                 {"threads", o.fpsgd.threads},
+                 {"blocks", trainer.options().Blocks()},
+                 {"epoch", epoch},
+                 {"updates_per_sec", s.updates_per_sec},
+                 {"updates_per_cpu_sec_x_threads", s.updates_per_cpu_sec_x_threads},
+                 {"idle_fraction", s.idle_fraction},
+                 {"test_rmse", rmse},
+                 {"elapsed_sec", elapsed},
+                 {"load_sec", load_seconds}});
   }
-  std::printf("median %s updates/s over %d epochs %s\n", Human(steady.Median()).c_str(), o.epochs,
-              steady.List(1e6).c_str());
+  std::printf("median %s updates/s over %d epochs %s; per CPU second x threads %s %s\n",
+              Human(steady.Median()).c_str(), o.epochs, steady.List(1e6).c_str(),
+              Human(per_cpu.Median()).c_str(), per_cpu.List(1e6).c_str());
   json->Write("ceiling", {{"dim", o.fpsgd.dim},
                           {"threads", o.fpsgd.threads},
                           {"blocks", trainer.options().Blocks()},
                           {"epochs", o.epochs},
                           {"updates_per_sec", steady.Median()},
                           {"updates_per_sec_best", steady.Best()},
+                          {"updates_per_cpu_sec_x_threads", per_cpu.Median()},
                           {"test_rmse", rmse},
                           {"load_sec", load_seconds},
                           {"elapsed_sec", SecondsSince(t0)}});

@@ -36,7 +36,7 @@ namespace tessera::bench {
 struct FpsgdOptions {
   int dim = 32;             // factors per row, >= 1
   int threads = 2;          // training threads, >= 1
-  int blocks = 0;           // B: the grid is B x B blocks, >= 1; 0 picks a default (see Blocks())
+  int blocks = 0;           // B: the grid is B x B, >= 1; 0: 2 threads + 2 (see Blocks())
   float lr = 0.05f;         // base learning rate (eta_0 of the adaptive schedule), > 0
   float l2 = 0.02f;         // L2 on the factors, >= 0
   float l2_bias = 0.01f;    // L2 on the biases, >= 0
@@ -96,6 +96,11 @@ struct FpsgdEpochStats {
   double seconds = 0;   // wall time of the epoch
   double updates_per_sec = 0;
   double idle_fraction = 0;  // of thread time spent waiting for a free block
+  // CPU seconds of the training threads (CLOCK_THREAD_CPUTIME_ID), and updates / cpu_seconds x
+  // threads: the rate had each thread had a core to itself (robust against other load on a
+  // shared machine, where wall-clock rates swing by 2x).
+  double cpu_seconds = 0;
+  double updates_per_cpu_sec_x_threads = 0;
 };
 
 class FpsgdTrainer {
