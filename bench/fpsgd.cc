@@ -198,10 +198,11 @@ class IdMap {
 
 int FpsgdOptions::Blocks() const {
   if (blocks > 0) return blocks;
-  // The fewest blocks that leave a free one to a thread finishing while the others hold theirs
-  // (FPSGD's 2t+1) plus one: big blocks keep more of a user's ratings consecutive once sorted.
-  // Measured on 2 threads (docs/PERFORMANCE.md): B=6 46M updates/s per CPU at dim 32, 16: 31M.
-  return 2 * threads + 2;
+  // FPSGD's fewest: a thread finishing a block finds a free one while the others hold theirs.
+  // Fewer, bigger blocks keep more of a user's ratings consecutive once sorted; measured on 2
+  // threads (docs/PERFORMANCE.md), per CPU second at dim 32: B=5 90M updates/s, 6 80M, 8 68M,
+  // 16 48M (dim 128: 39M, 35M, 34M, 23M).
+  return 2 * threads + 1;
 }
 
 Status ValidateFpsgdOptions(const FpsgdOptions& o) {

@@ -36,7 +36,7 @@ namespace tessera::bench {
 struct FpsgdOptions {
   int dim = 32;             // factors per row, >= 1
   int threads = 2;          // training threads, >= 1
-  int blocks = 0;           // B: the grid is B x B, >= 1; 0: 2 threads + 2 (see Blocks())
+  int blocks = 0;           // B: the grid is B x B, >= 1; 0: 2 threads + 1 (see Blocks())
   float lr = 0.05f;         // base learning rate (eta_0 of the adaptive schedule), > 0
   float l2 = 0.02f;         // L2 on the factors, >= 0
   float l2_bias = 0.01f;    // L2 on the biases, >= 0
