@@ -16,11 +16,13 @@ StatusOr<std::unique_ptr<FpsgdTrainer>> LoadTrainer(const CeilingBenchOptions& o
   *load_seconds = SecondsSince(t0);
   std::printf(
       "\n== MF ceiling (FPSGD, %d threads, %d x %d blocks): %lld users x %lld items, "
-      "%lld train / %lld test ratings, mean %.4f; load %.2f s\n",
+      "%lld train / %lld test ratings, mean %.4f; load %.2f s (read %.2f, ids %.2f, grid %.2f, "
+      "init %.2f)\n",
       o.fpsgd.threads, trainer->options().Blocks(), trainer->options().Blocks(),
       static_cast<long long>(trainer->num_users()), static_cast<long long>(trainer->num_items()),
       static_cast<long long>(trainer->num_train()), static_cast<long long>(trainer->num_test()),
-      trainer->global_mean(), *load_seconds);
+      trainer->global_mean(), *load_seconds, trainer->load_seconds().read,
+      trainer->load_seconds().map, trainer->load_seconds().grid, trainer->load_seconds().init);
   return trainer;
 }
 

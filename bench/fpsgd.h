@@ -40,7 +40,7 @@ struct FpsgdOptions {
   float lr = 0.05f;         // base learning rate (eta_0 of the adaptive schedule), > 0
   float l2 = 0.02f;         // L2 on the factors, >= 0
   float l2_bias = 0.01f;    // L2 on the biases, >= 0
-  float init_std = 0.1f;    // factors start as init_std * N(0, 1) (as Tessera's tables); >= 0
+  float init_std = 0.1f;    // std of the initial factors (uniform, zero mean); >= 0
   uint64_t seed = 1;        // permutations, initial factors, block order
   bool sort_blocks = true;  // order each block's ratings by (user, item) for locality
 
@@ -134,6 +134,12 @@ class FpsgdTrainer {
   float global_mean() const { return mu_; }
   const FpsgdOptions& options() const { return options_; }
   const BlockScheduler& scheduler() const { return *scheduler_; }
+  // Seconds of the last Load/LoadData and Reset: reading the files, mapping ids, building the
+  // grid (grouping and sorting), initialising the rows.
+  struct LoadSeconds {
+    double read = 0, map = 0, grid = 0, init = 0;
+  };
+  const LoadSeconds& load_seconds() const { return load_seconds_; }
 
   // One rating in dense indices (user -1 / item -1: not in the training set).
   struct Entry {
@@ -164,6 +170,7 @@ class FpsgdTrainer {
   };
   std::unique_ptr<float[], FreeAligned> users_, items_;
   std::unique_ptr<BlockScheduler> scheduler_;
+  LoadSeconds load_seconds_;
 };
 
 }  // namespace tessera::bench
