@@ -92,7 +92,8 @@ run_ceiling() {  # dim rep: the same model, data and learning setup as run_train
 
 for dim in $DIMS; do
   for rep in $(seq 1 "$REPS"); do
-    log "tessera train dim $dim, rep $rep: the ceiling, in-process, then mpirun -np 3 (rep 1: also with --shared-memory off)"
+    log "tessera train dim $dim, rep $rep: the ceiling, in-process, then mpirun -np 3" \
+      "(rep 1: also with --shared-memory off)"
     [[ ${SKIP_CEILING:-0} == 1 ]] || run_ceiling "$dim" "$rep"
     run_train inproc "$dim" "$rep"
     [[ ${SKIP_MPI:-0} == 1 ]] || run_train mpi "$dim" "$rep"
@@ -111,7 +112,8 @@ if [[ ${SKIP_TORCH:-0} != 1 ]]; then
 fi
 if [[ ${SCALING:-0} == 1 ]]; then
   log "scaling curve (bench/run_mf_scaling.sh)"
-  BENCH_DIR=$BENCH_DIR bash "$REPO/bench/run_mf_scaling.sh" "$BUILD" "$OUT" 2>&1 | tee -a "$OUT/run.log"
+  BENCH_DIR=$BENCH_DIR bash "$REPO/bench/run_mf_scaling.sh" "$BUILD" "$OUT" 2>&1 |
+    tee -a "$OUT/run.log"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
 

@@ -60,7 +60,8 @@ for rows in $ROWS; do
   rss_kb=$(sed -n 's/^maxrss_kb //p' "$OUT/scale-$rows.log")
   held=$(grep -o 'stopped: [0-9]* rows' "$OUT/scale-$rows.log" | awk '{s += $2} END {print s}')
   bpr=$(awk -v kb="$rss_kb" -v r="$held" 'BEGIN { printf "%.1f", kb * 1024 / r }')
-  log "  $rows rows ($held held): tessera ${steady} ratings/s (epoch 1 $first), ceiling $ceiling, $bpr B/row"
+  log "  $rows rows ($held held): tessera ${steady} ratings/s (epoch 1 $first)," \
+    "ceiling $ceiling, $bpr B/row"
   echo "{\"stage\":\"rows\",\"rows\":$held,\"rows_generated\":$rows,\"ratings\":$RATINGS," \
        "\"tessera_per_sec\":$steady,\"tessera_first_per_sec\":$first," \
        "\"ceiling_per_sec\":${ceiling:-0},\"bytes_per_row\":$bpr}" >> "$OUT/scaling.jsonl"

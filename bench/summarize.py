@@ -4,8 +4,9 @@
 Reads bench.jsonl (tessera_bench), ceiling.jsonl (tessera_bench ceiling), train-*.json (tessera
 --metrics-out), torch-d*.json and scaling.jsonl (bench/run_mf_scaling.sh), and prints every figure
 next to its target or baseline, with the ratio. Tessera's steady ratings/s is also quoted as a
-fraction of the MF ceiling's (FPSGD, bench/fpsgd.h) on the same data and dim. "steady" is the mean rate of
-the epochs after the first (the rows exist); "epoch 1" also creates every row on the servers.
+fraction of the MF ceiling's (FPSGD, bench/fpsgd.h) on the same data and dim. "steady" is the
+mean rate of the epochs after the first (the rows exist); "epoch 1" also creates every row on the
+servers.
 Figures over repetitions are medians; the individual values follow in brackets.
 """
 import glob
