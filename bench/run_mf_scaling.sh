@@ -4,7 +4,7 @@
 #
 # 1. Table size: for each total row count R in $SCALING_ROWS (users = 10/11 R, items = 1/11 R),
 #    a planted set of $SCALING_RATINGS ratings (tessera gen ratings, rank 32, into
-#    $BENCH_DIR/scale-R, reused), then the MF ceiling and `tessera train` in one process at dim
+#    $BENCH_DIR/scale-R-RATINGS, reused), then the MF ceiling and `tessera train` in one process at dim
 #    32: steady ratings/s, epoch 1 (which creates the rows), and resident bytes per row = the
 #    process's peak RSS / the rows the servers hold at the end (the RSS includes the data and
 #    the worker, so small tables overstate it).
@@ -42,7 +42,7 @@ rates() {
 for rows in $ROWS; do
   users=$((rows * 10 / 11))
   items=$((rows - users))
-  data=$BENCH_DIR/scale-$rows
+  data=$BENCH_DIR/scale-$rows-$RATINGS
   if [[ ! -s $data/train.txt ]]; then
     log "generating $data: $users users x $items items, $RATINGS ratings"
     "$TESSERA" gen ratings --users "$users" --items "$items" --ratings "$RATINGS" --rank 32 \
