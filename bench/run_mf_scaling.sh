@@ -4,8 +4,8 @@
 #
 # 1. Table size: for each total row count R in $SCALING_ROWS (users = 10/11 R, items = 1/11 R),
 #    a planted set of $SCALING_RATINGS ratings (tessera gen ratings, rank 32, into
-#    $BENCH_DIR/scale-R-RATINGS, reused), then the MF ceiling and `tessera train` in one process at dim
-#    32: steady ratings/s, epoch 1 (which creates the rows), and resident bytes per row = the
+#    $BENCH_DIR/scale-R-RATINGS, reused), then the MF ceiling and `tessera train` in one process
+#    at dim 32: steady ratings/s, epoch 1 (which creates the rows), and resident bytes per row = the
 #    process's peak RSS / the rows the servers hold at the end (the RSS includes the data and
 #    the worker, so small tables overstate it).
 # 2. Processes: on $BENCH_DIR/data (run_mf_bench.sh's set), under mpirun with S servers and W
