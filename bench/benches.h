@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/fpsgd.h"
 
 namespace tessera::bench {
 
@@ -100,6 +101,19 @@ struct GpuBenchOptions {
 // MLP forward and backward, download) on the device next to the same step on the CPU kernels
 // in this process. Without a usable device: one line saying so, and true.
 bool RunGpuBench(const GpuBenchOptions& o, JsonLines* json);
+
+struct CeilingBenchOptions {
+  std::string train, test;  // rating files (any format worker/data/rating_reader.h reads)
+  FpsgdOptions fpsgd;       // dim, threads, blocks, lr, l2, l2_bias, init_std, seed
+  int epochs = 10;
+  bool grid = false;  // run the grid below instead of one curve
+  std::vector<float> grid_lr = {0.02f, 0.05f, 0.1f};
+  std::vector<float> grid_l2 = {0.01f, 0.02f, 0.05f};
+};
+// The MF ceiling (bench/fpsgd.h): load time, then per epoch updates/s, test RMSE and seconds
+// since the load began; with grid, the best test RMSE of each (lr, l2) over `epochs` epochs and
+// the best setting. Returns false on a load error.
+bool RunCeilingBench(const CeilingBenchOptions& o, JsonLines* json);
 
 #if TESSERA_WITH_CUDA
 namespace internal {

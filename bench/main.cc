@@ -2,13 +2,16 @@
 // appends one JSON line per figure for the script's summary.
 //
 //   tessera_bench [options] PART...      PART: read | net | memory | kernels | blas | checkpoint |
-//                                        gpu | all (all but checkpoint and gpu)
+//                                        gpu | ceiling | ceiling-grid | all (all but checkpoint,
+//                                        gpu and the ceiling parts)
 //
 // Options (all optional): --json FILE, --train FILE (for read), --reps N, --seconds S,
 // --dim N --keys N --depth N --key-space N --server-threads N --only PHASE,... (net),
 // --memory-rows N,N,... --memory-dims N,N,... (memory), --kernel-dims N,N --batch N (kernels),
 // --mlp-input N --mlp N,N,.. --mlp-batch N (blas), --ckpt-rows N --ckpt-dim N --ckpt-servers N
-// --ckpt-dir DIR (checkpoint), --gpu-shrink N (gpu: sizes / N; default 64 on the emulated device).
+// --ckpt-dir DIR (checkpoint), --gpu-shrink N (gpu: sizes / N; default 64 on the emulated device),
+// --train F --test F --dim N --epochs N --lr X --l2 X --l2-bias X --init-std X --threads N
+// --blocks N --seed N --sort 0|1 (ceiling), and --grid-lr X,.. --grid-l2 X,.. (ceiling-grid).
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -30,6 +33,14 @@ std::vector<T> ParseList(const std::string& text) {
   return out;
 }
 
+std::vector<float> ParseFloats(const std::string& text) {
+  std::vector<float> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::stof(item));
+  return out;
+}
+
 int Usage() {
   std::fprintf(
       stderr,
@@ -37,8 +48,10 @@ int Usage() {
       "[--dim N] [--keys N] [--depth N] [--key-space N] [--server-threads N] [--only P,..] "
       "[--memory-rows N,..] [--memory-dims N,..] [--kernel-dims N,..] [--batch N] "
       "[--mlp-input N] [--mlp N,..] [--mlp-batch N] [--ckpt-rows N] [--ckpt-dim N] "
-      "[--ckpt-servers N] [--ckpt-dir DIR] [--gpu-shrink N] "
-      "read|net|memory|kernels|blas|checkpoint|gpu|all ...\n");
+      "[--ckpt-servers N] [--ckpt-dir DIR] [--gpu-shrink N] [--test FILE] [--epochs N] "
+      "[--lr X] [--l2 X] [--l2-bias X] [--init-std X] [--threads N] [--blocks N] [--seed N] "
+      "[--sort 0|1] [--grid-lr X,..] [--grid-l2 X,..] "
+      "read|net|memory|kernels|blas|checkpoint|gpu|ceiling|ceiling-grid|all ...\n");
   return 2;
 }
 
@@ -82,7 +95,8 @@ int main(int argc, char** argv) {
     NetBenchOptions net;
     net.reps = reps;
     net.seconds = seconds;
-    net.dim = std::stoi(flag("dim", std::to_string(net.dim)));
+    const std::string dim = flag("dim", "");  // net and ceiling
+    if (!dim.empty()) net.dim = std::stoi(dim);
     net.keys = std::stoi(flag("keys", std::to_string(net.keys)));
     net.depth = std::stoi(flag("depth", std::to_string(net.depth)));
     net.key_space = std::stoll(flag("key-space", std::to_string(net.key_space)));
@@ -116,6 +130,23 @@ int main(int argc, char** argv) {
     gpu.reps = reps;
     gpu.seconds = seconds / 8;
     gpu.shrink = std::stoi(flag("gpu-shrink", "0"));
+    CeilingBenchOptions ceiling;
+    ceiling.train = read.path;
+    ceiling.test = flag("test", "");
+    if (!dim.empty()) ceiling.fpsgd.dim = std::stoi(dim);
+    ceiling.epochs = std::stoi(flag("epochs", std::to_string(ceiling.epochs)));
+    ceiling.fpsgd.lr = std::stof(flag("lr", std::to_string(ceiling.fpsgd.lr)));
+    ceiling.fpsgd.l2 = std::stof(flag("l2", std::to_string(ceiling.fpsgd.l2)));
+    ceiling.fpsgd.l2_bias = std::stof(flag("l2-bias", std::to_string(ceiling.fpsgd.l2_bias)));
+    ceiling.fpsgd.init_std = std::stof(flag("init-std", std::to_string(ceiling.fpsgd.init_std)));
+    ceiling.fpsgd.threads = std::stoi(flag("threads", std::to_string(ceiling.fpsgd.threads)));
+    ceiling.fpsgd.blocks = std::stoi(flag("blocks", std::to_string(ceiling.fpsgd.blocks)));
+    ceiling.fpsgd.seed = std::stoull(flag("seed", std::to_string(ceiling.fpsgd.seed)));
+    ceiling.fpsgd.sort_blocks = std::stoi(flag("sort", "1")) != 0;
+    const std::string grid_lr = flag("grid-lr", "");
+    if (!grid_lr.empty()) ceiling.grid_lr = ParseFloats(grid_lr);
+    const std::string grid_l2 = flag("grid-l2", "");
+    if (!grid_l2.empty()) ceiling.grid_l2 = ParseFloats(grid_l2);
     if (!flags.empty()) {
       std::fprintf(stderr, "unknown option --%s\n", flags.begin()->first.c_str());
       return Usage();
@@ -138,8 +169,13 @@ int main(int argc, char** argv) {
       if (part == "blas" || all) ok &= RunBlasBench(blas, &json);
       if (part == "checkpoint") ok &= RunCheckpointBench(ckpt, &json);
       if (part == "gpu") ok &= RunGpuBench(gpu, &json);
+      if (part == "ceiling" || part == "ceiling-grid") {
+        ceiling.grid = part == "ceiling-grid";
+        ok &= RunCeilingBench(ceiling, &json);
+      }
       if (!all && part != "read" && part != "net" && part != "memory" && part != "kernels" &&
-          part != "blas" && part != "checkpoint" && part != "gpu") {
+          part != "blas" && part != "checkpoint" && part != "gpu" && part != "ceiling" &&
+          part != "ceiling-grid") {
         return Usage();
       }
     }

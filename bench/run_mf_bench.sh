@@ -8,12 +8,16 @@
 #    memory per row, kernels;
 # 3. runs `tessera train` in one process and under mpirun (1 scheduler + 1 server + 1 worker) at
 #    dim 32 and 128, $REPS times each, alternating, and reads samples_per_sec from --metrics-out;
-#    in rep 1 also under mpirun with --shared-memory off (the frames through TCP loopback);
+#    in rep 1 also under mpirun with --shared-memory off (the frames through TCP loopback); each
+#    rep starts with the MF ceiling (tessera_bench ceiling: FPSGD, 2 threads, bench/fpsgd.h) on
+#    the same data and dim, so that Tessera's ratings/s is quoted as a fraction of it;
 # 4. runs the PyTorch baseline (bench/torch_mf.py) on the same data;
-# 5. prints a summary with ratios and targets and writes it to $OUT/summary.txt.
+# 5. with SCALING=1, the scaling curve of issue 15 (bench/run_mf_scaling.sh, long);
+# 6. prints a summary with ratios and targets and writes it to $OUT/summary.txt.
 #
 # Environment: BENCH_DIR (default /tmp/tessera-bench), EPOCHS (3), REPS (2), BATCH (16384),
-# TORCH_EPOCHS (2), TORCH_MAX_RATINGS (0 = all), SKIP_TORCH=1, SKIP_MPI=1, DIMS ("32 128").
+# TORCH_EPOCHS (2), TORCH_MAX_RATINGS (0 = all), SKIP_TORCH=1, SKIP_MPI=1, DIMS ("32 128"),
+# CEILING_EPOCHS (4), SKIP_CEILING=1, SCALING=1 (and its variables: bench/run_mf_scaling.sh).
 # Needs: mpirun (Open MPI), /usr/bin/python3 with python3-torch and python3-numpy (Debian).
 set -euo pipefail
 
@@ -25,6 +29,7 @@ REPS=${REPS:-2}
 BATCH=${BATCH:-16384}
 TORCH_EPOCHS=${TORCH_EPOCHS:-2}
 TORCH_MAX_RATINGS=${TORCH_MAX_RATINGS:-0}
+CEILING_EPOCHS=${CEILING_EPOCHS:-4}
 DIMS=${DIMS:-32 128}
 PY=/usr/bin/python3
 TESSERA=$BUILD/bin/tessera
@@ -77,9 +82,19 @@ run_train() {  # mode dim rep
       | cut -d: -f2 | awk '{printf "%.2fM ", $1/1e6}')ratings/s by epoch"
 }
 
+run_ceiling() {  # dim rep: the same model, data and learning setup as run_train
+  local dim=$1 rep=$2
+  "$BENCH" ceiling --json "$OUT/ceiling.jsonl" --train "$DATA/train.txt" --test "$DATA/test.txt" \
+    --dim "$dim" --epochs "$CEILING_EPOCHS" --threads 2 --lr 0.05 --l2 0.02 --l2-bias 0.01 \
+    --init-std 0.1 > "$OUT/ceiling-d$dim-r$rep.txt" 2>&1
+  log "  ceiling-d$dim-r$rep: $(grep '^median' "$OUT/ceiling-d$dim-r$rep.txt")"
+}
+
 for dim in $DIMS; do
   for rep in $(seq 1 "$REPS"); do
-    log "tessera train dim $dim, rep $rep: in-process, then mpirun -np 3 (rep 1: also with --shared-memory off)"
+    log "tessera train dim $dim, rep $rep: the ceiling, in-process, then mpirun -np 3" \
+      "(rep 1: also with --shared-memory off)"
+    [[ ${SKIP_CEILING:-0} == 1 ]] || run_ceiling "$dim" "$rep"
     run_train inproc "$dim" "$rep"
     [[ ${SKIP_MPI:-0} == 1 ]] || run_train mpi "$dim" "$rep"
     [[ ${SKIP_MPI:-0} == 1 || $rep != 1 ]] || run_train mpitcp "$dim" "$rep"
@@ -94,6 +109,11 @@ if [[ ${SKIP_TORCH:-0} != 1 ]]; then
       "${MODEL_FLAGS[@]}" > "$OUT/torch-d$dim.json" 2> "$OUT/torch-d$dim.log"
     log "  $(tail -n 1 "$OUT/torch-d$dim.json" | cut -c1-160)"
   done
+fi
+if [[ ${SCALING:-0} == 1 ]]; then
+  log "scaling curve (bench/run_mf_scaling.sh)"
+  BENCH_DIR=$BENCH_DIR bash "$REPO/bench/run_mf_scaling.sh" "$BUILD" "$OUT" 2>&1 |
+    tee -a "$OUT/run.log"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
 

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """Summary table of one bench/run_mf_bench.sh run: python3 bench/summarize.py RESULTS_DIR.
 
-Reads bench.jsonl (tessera_bench), train-*.json (tessera --metrics-out) and torch-d*.json, and
-prints every figure next to its target or baseline, with the ratio. "steady" is the mean rate of
-the epochs after the first (the rows exist); "epoch 1" also creates every row on the servers.
+Reads bench.jsonl (tessera_bench), ceiling.jsonl (tessera_bench ceiling), train-*.json (tessera
+--metrics-out), torch-d*.json and scaling.jsonl (bench/run_mf_scaling.sh), and prints every figure
+next to its target or baseline, with the ratio. Tessera's steady ratings/s is also quoted as a
+fraction of the MF ceiling's (FPSGD, bench/fpsgd.h) on the same data and dim. "steady" is the
+mean rate of the epochs after the first (the rows exist); "epoch 1" also creates every row on the
+servers.
 Figures over repetitions are medians; the individual values follow in brackets.
 """
 import glob
@@ -21,6 +24,8 @@ READ_TARGET = 5e6  # lines/s
 MPI_TARGET = 0.5  # x in-process
 NET_TARGET = 0.5  # x raw ZeroMQ
 MEMORY_BUDGET = 1.25  # x (dim + state) x 4 bytes
+CEILING_TARGETS = {"inproc": 0.5, "mpi": 0.35}  # issue 15: x the ceiling's updates/s
+LIBMF = {32: 35e6, 128: 11e6}  # issue 15: LIBMF's steady updates/s on this machine class
 
 
 def human(v, unit=""):
@@ -89,7 +94,13 @@ def main():
         if done:
             torch[int(re.search(r"torch-d(\d+)", path).group(1))] = done[-1]
 
-    dims = sorted({d for (_, d) in runs} | set(torch))
+    ceiling = {}  # dim -> [ceiling lines], one per rep
+    ceiling_path = os.path.join(out, "ceiling.jsonl")
+    for c in load_lines(ceiling_path) if os.path.exists(ceiling_path) else []:
+        if c.get("bench") == "ceiling":
+            ceiling.setdefault(int(c["dim"]), []).append(c)
+
+    dims = sorted({d for (_, d) in runs} | set(torch) | set(ceiling))
     for dim in dims:
         inproc = runs.get(("inproc", dim), [])
         mpi = runs.get(("mpi", dim), [])
@@ -117,6 +128,27 @@ def main():
             add(f"MF dim {dim}, mpirun 1+1, --shared-memory off", human(med_tcp, " ratings/s"),
                 "in-process", med_tcp / med_in if med_in else None,
                 detail=f"reps {reps}; frames through TCP loopback")
+        ceil = ceiling.get(dim, [])
+        if ceil:
+            med_ceil = statistics.median(c["updates_per_sec"] for c in ceil)
+            per_cpu = statistics.median(c.get("updates_per_cpu_sec_x_threads", 0) for c in ceil)
+            reps = ", ".join(human(c["updates_per_sec"]) for c in ceil)
+            add(f"MF ceiling dim {dim} (FPSGD, 2 threads)", human(med_ceil, " updates/s"),
+                f"LIBMF {human(LIBMF[dim])}" if dim in LIBMF else "",
+                med_ceil / LIBMF[dim] if dim in LIBMF else None,
+                met(med_ceil >= 0.7 * LIBMF[dim]) if dim in LIBMF else "",
+                f"reps {reps}; per CPU second x 2: {human(per_cpu)}; "
+                f"test RMSE {ceil[-1]['test_rmse']:.4f}, load {ceil[-1]['load_sec']:.1f} s")
+            for mode, label in (("inproc", "in-process"), ("mpi", "mpirun 1+1"),
+                                ("mpitcp", "mpirun 1+1, TCP")):
+                rates = runs.get((mode, dim), [])
+                if not rates:
+                    continue
+                ratio = statistics.median(r[1] for r in rates) / med_ceil
+                target = CEILING_TARGETS.get(mode)
+                add(f"  tessera {label} / ceiling, dim {dim}", "",
+                    f">= {target}x" if target else "", ratio,
+                    met(ratio >= target) if target else "", "steady ratings/s over updates/s")
         t = torch.get(dim)
         if t:
             note = ", first %d ratings" % t["ratings"] if t["ratings"] < 9e6 else ""
@@ -152,6 +184,20 @@ def main():
             met(worst["rss_bytes_per_row"] <= worst["budget_bytes_per_row"]),
             f"resident, worst of {sizes} sizes: {int(worst['rows'])} rows, "
             f"index load {worst['index_load']:.2f}")
+
+    scaling_path = os.path.join(out, "scaling.jsonl")
+    for sc in load_lines(scaling_path) if os.path.exists(scaling_path) else []:
+        if sc.get("stage") == "rows":
+            ratio = (sc["tessera_per_sec"] / sc["ceiling_per_sec"]
+                     if sc.get("ceiling_per_sec") else None)
+            add(f"scaling: {human(sc['rows'])} rows, dim 32", human(sc["tessera_per_sec"],
+                                                                   " ratings/s"),
+                f"ceiling {human(sc.get('ceiling_per_sec'))}", ratio, "",
+                f"{sc['bytes_per_row']:.0f} resident B/row; epoch 1 "
+                f"{human(sc['tessera_first_per_sec'])}")
+        elif sc.get("stage") == "procs":
+            add(f"scaling: mpirun {int(sc['servers'])} servers + {int(sc['workers'])} workers",
+                human(sc["tessera_per_sec"], " ratings/s"), detail="dim 32, steady")
 
     with open(os.path.join(out, "machine.txt")) as f:
         print(f.read().rstrip())
