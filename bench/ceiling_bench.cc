@@ -2,6 +2,8 @@
 // updates/s, test RMSE and the seconds since the load began; with --grid, the best test RMSE
 // over a small grid of learning rates x regularisations.
 #include <cstdio>
+#include <memory>
+#include <utility>
 
 #include "bench/benches.h"
 #include "bench/fpsgd.h"
@@ -9,8 +11,8 @@
 namespace tessera::bench {
 namespace {
 
-StatusOr<std::unique_ptr<FpsgdTrainer>> LoadTrainer(const CeilingBenchOptions& o,
-                                                    double* load_seconds, Clock::time_point t0) {
+StatusOr<std::unique_ptr<FpsgdTrainer>> Load(const CeilingBenchOptions& o, double* load_seconds,
+                                             Clock::time_point t0) {
   TS_ASSIGN_OR_RETURN(std::unique_ptr<FpsgdTrainer> trainer, FpsgdTrainer::Create(o.fpsgd));
   TS_RETURN_IF_ERROR(trainer->Load(o.train, o.test));
   *load_seconds = SecondsSince(t0);
@@ -26,15 +28,21 @@ StatusOr<std::unique_ptr<FpsgdTrainer>> LoadTrainer(const CeilingBenchOptions& o
   return trainer;
 }
 
+// Load, or null after saying why on stderr.
+std::unique_ptr<FpsgdTrainer> LoadTrainer(const CeilingBenchOptions& o, double* load_seconds,
+                                          Clock::time_point t0) {
+  auto loaded = Load(o, load_seconds, t0);
+  if (loaded.ok()) return std::move(*loaded);
+  std::fprintf(stderr, "ceiling: %s\n", loaded.status().ToString().c_str());
+  return nullptr;
+}
+
 bool RunCurve(const CeilingBenchOptions& o, JsonLines* json) {
   const auto t0 = Clock::now();
   double load_seconds = 0;
-  auto loaded = LoadTrainer(o, &load_seconds, t0);
-  if (!loaded.ok()) {
-    std::fprintf(stderr, "ceiling: %s\n", loaded.status().ToString().c_str());
-    return false;
-  }
-  FpsgdTrainer& trainer = **loaded;
+  std::unique_ptr<FpsgdTrainer> loaded = LoadTrainer(o, &load_seconds, t0);
+  if (loaded == nullptr) return false;
+  FpsgdTrainer& trainer = *loaded;
   std::printf("dim %d, lr %g, l2 %g, l2_bias %g, init_std %g\n", o.fpsgd.dim, o.fpsgd.lr,
               o.fpsgd.l2, o.fpsgd.l2_bias, o.fpsgd.init_std);
   std::printf("%-6s %12s %14s %7s %10s %10s\n", "epoch", "updates/s", "per CPU x thr", "idle",
@@ -82,12 +90,9 @@ bool RunCurve(const CeilingBenchOptions& o, JsonLines* json) {
 bool RunGrid(const CeilingBenchOptions& o, JsonLines* json) {
   const auto t0 = Clock::now();
   double load_seconds = 0;
-  auto loaded = LoadTrainer(o, &load_seconds, t0);
-  if (!loaded.ok()) {
-    std::fprintf(stderr, "ceiling: %s\n", loaded.status().ToString().c_str());
-    return false;
-  }
-  FpsgdTrainer& trainer = **loaded;
+  std::unique_ptr<FpsgdTrainer> loaded = LoadTrainer(o, &load_seconds, t0);
+  if (loaded == nullptr) return false;
+  FpsgdTrainer& trainer = *loaded;
   std::printf("grid: dim %d, %d epochs per setting, l2_bias %g; best test RMSE per setting\n",
               o.fpsgd.dim, o.epochs, o.fpsgd.l2_bias);
   std::printf("%8s %8s %10s %6s %10s\n", "lr", "l2", "best RMSE", "epoch", "seconds");

@@ -1,9 +1,9 @@
 #include "kernels/mf_device.h"
 
-#include "kernels/finite.h"
-
 #include <string>
 #include <vector>
+
+#include "kernels/finite.h"
 
 namespace tessera::kernels {
 namespace {

@@ -44,7 +44,7 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
   d.batch_size = 16384;
   d.lr = 0.05f;
   d.l2 = 0.02f;
-  d.epochs = 40;
+  d.epochs = 60;
   d.early_stop = 2;
   d.valid_fraction = 0.01;
   return d;

@@ -116,9 +116,9 @@ StatusOr<bool> TrainLoop::EarlyStopCheck(int epoch, proto::WorkerCheckpoint* pos
   TS_ASSIGN_OR_RETURN(const EvalReport report, Evaluate(epoch, EvalSet::kValid));
   const auto& [name, value] = report.metrics[model_->early_stop_metric()];
   // Every worker reduced the same metric, so every worker takes the same decision. Better means
-  // by more than 0.01 %: a metric that creeps down by its last digits has stopped improving.
+  // by more than 0.05 %: a metric that creeps down in its last digits has stopped improving.
   if (position->best_valid_epoch() == 0 ||
-      value < position->best_valid() - 1e-4 * std::abs(position->best_valid())) {
+      value < position->best_valid() - 5e-4 * std::abs(position->best_valid())) {
     position->set_best_valid(value);
     position->set_best_valid_epoch(epoch + 1);
     position->set_epochs_without_improvement(0);

@@ -36,7 +36,7 @@ struct TrainLoopOptions {
   int64_t eval_every = 0;  // steps between evaluations; 0: only at the end of each epoch
   // Early stopping: training ends after this many epochs in a row without a validation metric
   // (Model::early_stop_metric on the model's validation set) better than the best by more than
-  // 0.01 %; 0: never.
+  // 0.05 %; 0: never.
   int early_stop = 0;
   uint64_t seed = 1;                          // shuffling
   std::string metrics_out;                    // JSON lines, written by worker 0

@@ -192,9 +192,9 @@ TEST(DeterministicCudaTest, MfWorkspaceOfADeterministicContextRepeatsItsBits) {
     UseSchedule(100 + run);
     users[run].assign(h.user_rows.size(), 42.0f);
     items[run].assign(h.item_rows.size(), 42.0f);
-    TS_ASSERT_OK(
-        (*workspace)
-            ->BatchGradient(h.Batch(), users[run].data(), items[run].data(), &sq_error[run], nullptr));
+    TS_ASSERT_OK((*workspace)
+                     ->BatchGradient(h.Batch(), users[run].data(), items[run].data(),
+                                     &sq_error[run], nullptr));
   }
   EXPECT_TRUE(SameBits(users[0], users[1]));
   EXPECT_TRUE(SameBits(items[0], items[1]));
