@@ -140,6 +140,17 @@ StatusOr<bool> TrainLoop::EarlyStopCheck(int epoch, proto::WorkerCheckpoint* pos
   return stop;
 }
 
+proto::WorkerCheckpoint TrainLoop::Position(int epoch, int64_t step_in_epoch, double loss_sum,
+                                            int64_t samples) const {
+  proto::WorkerCheckpoint position =
+      MakePosition(clock_, epoch, step_in_epoch, loss_sum, samples, samples_done_, train_seconds_);
+  position.set_best_valid(early_stop_.best_valid());
+  position.set_best_valid_epoch(early_stop_.best_valid_epoch());
+  position.set_epochs_without_improvement(early_stop_.epochs_without_improvement());
+  position.set_early_stopped(early_stop_.early_stopped());
+  return position;
+}
+
 StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
                                      int64_t* samples) {
   std::vector<uint32_t> order(static_cast<size_t>(model_->num_train_samples()));
@@ -202,10 +213,9 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     LogProgress(epoch, step + 1, *samples, *loss_sum);
     // The epoch's last boundary is taken after its evaluation (Run).
     if (step + 1 < steps_per_epoch_) {
-      TS_ASSIGN_OR_RETURN(bool stop, checkpointer_->AtBoundary(
-                                         MakePosition(clock_, epoch, step + 1, *loss_sum, *samples,
-                                                      samples_done_, train_seconds_),
-                                         false, false));
+      TS_ASSIGN_OR_RETURN(
+          bool stop,
+          checkpointer_->AtBoundary(Position(epoch, step + 1, *loss_sum, *samples), false, false));
       if (stop) {
         // The pull of the next step is in flight: let it finish before leaving.
         TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
@@ -268,8 +278,7 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
     result.last_eval.metrics.emplace_back(name, NAN);
   }
   train_start_ = last_progress_ = Clock::now();
-  // The early-stopping state travels in the epoch boundaries' positions.
-  proto::WorkerCheckpoint boundary = from;
+  early_stop_ = from;  // the early-stopping state so far (all zero on a fresh start)
   result.epochs_trained = from.epoch();
   for (int epoch = from.epoch(); epoch < options_.epochs; ++epoch) {
     const auto epoch_start = Clock::now();
@@ -304,15 +313,10 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
       TS_LOG(INFO) << model_->EpochLine(shape_, stats, eval_text);
     }
     result.epochs_trained = epoch + 1;
-    TS_ASSIGN_OR_RETURN(result.early_stopped, EarlyStopCheck(epoch, &boundary));
-    proto::WorkerCheckpoint position =
-        MakePosition(clock_, epoch + 1, 0, 0, 0, samples_done_, train_seconds_);
-    position.set_best_valid(boundary.best_valid());
-    position.set_best_valid_epoch(boundary.best_valid_epoch());
-    position.set_epochs_without_improvement(boundary.epochs_without_improvement());
-    position.set_early_stopped(boundary.early_stopped());
+    TS_ASSIGN_OR_RETURN(result.early_stopped, EarlyStopCheck(epoch, &early_stop_));
     const bool last = result.early_stopped || epoch + 1 == options_.epochs;
-    TS_ASSIGN_OR_RETURN(bool stop_now, checkpointer_->AtBoundary(position, true, last));
+    TS_ASSIGN_OR_RETURN(bool stop_now,
+                        checkpointer_->AtBoundary(Position(epoch + 1, 0, 0, 0), true, last));
     if (result.early_stopped) break;
     if (stop_now) {
       result.stopped = true;

@@ -84,6 +84,9 @@ class TrainLoop {
   // After epoch `epoch` (0-based): evaluates the validation set and updates the early-stopping
   // state in *position; true when training should end here.
   StatusOr<bool> EarlyStopCheck(int epoch, proto::WorkerCheckpoint* position);
+  // MakePosition at the current clock and totals, with early_stop_'s fields.
+  proto::WorkerCheckpoint Position(int epoch, int64_t step_in_epoch, double loss_sum,
+                                   int64_t samples) const;
   void LogProgress(int epoch, int64_t step, int64_t samples, double loss_sum);
   Status WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
                          proto::ModelDescription* description);
@@ -105,6 +108,9 @@ class TrainLoop {
   int64_t clock_ = 0;         // global step counter, the BSP clock
   int64_t samples_done_ = 0;  // this worker's training samples of finished epochs
   double train_seconds_ = 0;
+  // The early-stopping fields of WorkerCheckpoint (best_valid ...), carried into every position
+  // the loop checkpoints, mid-epoch ones included.
+  proto::WorkerCheckpoint early_stop_;
   Clock::time_point train_start_, last_progress_;
 };
 

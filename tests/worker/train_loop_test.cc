@@ -494,14 +494,15 @@ TEST(TrainLoopTest, StateMadeNonFiniteByAnUpdateStopsTheJobAtTheNextCheckpointWh
 
 // Early stopping: the validation metric of epochs 1..6 is 5, 4, 3.999 (better by less than 0.05 %),
 // 4.5, 3, 2; with a patience of 2 training ends after epoch 4 on every worker, and a run resumed
-// from epoch 3's checkpoint carries the count on and ends there too.
+// from a checkpoint inside epoch 4 (after one epoch without improvement) carries the count on and
+// ends there too.
 TEST(TrainLoopTest, EarlyStoppingEndsTrainingAfterPatienceEpochsWithoutABetterValidationMetric) {
   testing::TempDir dir;
   Job job;
   job.loop = TwoEpochs();
   job.loop.epochs = 6;
   job.loop.early_stop = 2;
-  job.loop.recovery.checkpoint_epochs = 1;
+  job.loop.recovery.checkpoint_every = 1;
   job.checkpoint_dir = dir.path();
   job.loop.metrics_out = dir.Join("metrics.jsonl");
   for (FakeModel& m : job.models) m.valid_metric = {5, 4, 3.999, 4.5, 3, 2};
@@ -522,7 +523,7 @@ TEST(TrainLoopTest, EarlyStoppingEndsTrainingAfterPatienceEpochsWithoutABetterVa
   resumed.loop = job.loop;
   resumed.loop.metrics_out.clear();
   resumed.checkpoint_dir = dir.Join("again");
-  resumed.resume_dir = dir.Join("step-15");  // after epoch 3: one epoch without improvement
+  resumed.resume_dir = dir.Join("step-17");  // epoch 4, step 2 of 5
   for (FakeModel& m : resumed.models) m.valid_metric = job.models[0].valid_metric;
   resumed.Run();
   ASSERT_TRUE(resumed.results[0].ok()) << resumed.results[0].status().ToString();
