@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "launch/flags.h"
@@ -21,8 +23,13 @@ StatusOr<int64_t> EstimateLines(const std::string& path) {
   std::vector<char> head(static_cast<size_t>(std::min<int64_t>(kSample, st.st_size)));
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
   const int64_t read = in.gcount();
-  int64_t lines = std::count(head.begin(), head.begin() + read, '\n');
-  if (read > 0 && head[static_cast<size_t>(read) - 1] != '\n' && read == st.st_size) ++lines;
+  // Lines end in \n or \r\n, or (old Mac files, which the readers take too) in \r alone.
+  const char end = std::find(head.begin(), head.begin() + read, '\n') != head.begin() + read ||
+                           std::find(head.begin(), head.begin() + read, '\r') == head.begin() + read
+                       ? '\n'
+                       : '\r';
+  int64_t lines = std::count(head.begin(), head.begin() + read, end);
+  if (read > 0 && head[static_cast<size_t>(read) - 1] != end && read == st.st_size) ++lines;
   if (read == st.st_size || lines == 0) return lines;
   return static_cast<int64_t>(static_cast<double>(st.st_size) * lines / read);
 }
@@ -51,11 +58,11 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
 }
 
 StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::string&)>& given,
-                                          TrainOptions* o) {
-  const bool choose_early_stop = !given("epochs") && !given("early-stop");
-  if (given("batch-size") && given("lr") && given("l2") && given("l2-bias") && !choose_early_stop) {
-    return std::string();
-  }
+                                          TrainOptions* o,
+                                          std::map<std::string, std::string>* chosen_values) {
+  const char* const kFlags[] = {"batch-size",    "lr", "l2", "l2-bias", "epochs", "early-stop",
+                                "valid-fraction"};
+  if (std::all_of(std::begin(kFlags), std::end(kFlags), given)) return std::string();
   TS_ASSIGN_OR_RETURN(const int64_t ratings, EstimateLines(o->mf.train_path));
   const MfAutoDefaults d = ChooseMfDefaults(ratings);
   std::string chosen;
@@ -65,16 +72,18 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
     *target = value;
     std::snprintf(part, sizeof(part), format, flag, value);
     chosen += (chosen.empty() ? "" : ", ") + std::string(part);
+    (*chosen_values)[flag] = std::string(part).substr(std::strlen(flag) + 3);
   };
   choose("batch-size", d.batch_size, &o->mf.batch_size, "--%s %d");
   choose("lr", d.lr, &o->optimizer.lr, "--%s %g");
   choose("l2", d.l2, &o->mf.l2, "--%s %g");
   choose("l2-bias", d.l2_bias, &o->mf.l2_bias, "--%s %g");
-  if (choose_early_stop) {
-    choose("epochs", d.epochs, &o->mf.epochs, d.early_stop > 0 ? "--%s %d (at most)" : "--%s %d");
-    if (d.early_stop > 0) choose("early-stop", d.early_stop, &o->mf.early_stop, "--%s %d");
+  choose("epochs", d.epochs, &o->mf.epochs, d.early_stop > 0 ? "--%s %d (at most)" : "--%s %d");
+  // Early stopping comes with the chosen epochs: a user who sets --epochs trains that many.
+  if (!given("epochs") && d.early_stop > 0) {
+    choose("early-stop", d.early_stop, &o->mf.early_stop, "--%s %d");
   }
-  if (o->mf.early_stop > 0 && o->mf.valid_path.empty() && !given("valid-fraction")) {
+  if (o->mf.early_stop > 0 && o->mf.valid_path.empty()) {
     choose("valid-fraction", d.valid_fraction, &o->mf.valid_fraction, "--%s %g");
   }
   if (chosen.empty()) return chosen;

@@ -97,7 +97,8 @@ Status StoreConfigFile(const std::string& path, const po::options_description& d
 // `preset`: options the embedded demo set; `device_default`: options set for the device
 // (name -> the value taken).
 std::string Summarize(const po::variables_map& vm, const std::set<std::string>& preset = {},
-                      const std::map<std::string, std::string>& device_default = {}) {
+                      const std::map<std::string, std::string>& device_default = {},
+                      const std::map<std::string, std::string>& data_default = {}) {
   std::ostringstream out;
   for (const auto& [name, value] : vm) {
     if (preset.count(name)) {
@@ -106,6 +107,10 @@ std::string Summarize(const po::variables_map& vm, const std::set<std::string>& 
     }
     if (auto it = device_default.find(name); it != device_default.end()) {
       out << "  " << name << " = " << it->second << " (default for --device cuda)\n";
+      continue;
+    }
+    if (auto it = data_default.find(name); it != data_default.end()) {
+      out << "  " << name << " = " << it->second << " (chosen for the data's size)\n";
       continue;
     }
     out << "  " << name << " = ";
@@ -399,6 +404,11 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     if (!IsReadableFile(o.mf.valid_path)) {
       return Fail("--valid " + o.mf.valid_path + ": no such readable file");
     }
+    if (o.mf.valid_path == o.mf.train_path) {
+      return Fail("--valid " + o.mf.valid_path +
+                  " is the --train file: give held-out ratings or "
+                  "--valid-fraction");
+    }
     if (o.mf.valid_path == o.mf.test_path) {
       return Fail("--valid " + o.mf.valid_path +
                   " is the --test file: early stopping on the test "
@@ -406,9 +416,11 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     }
   }
   if (!o.mf.metrics_out.empty()) {
-    Status output = safe_output::CheckOutputFile(
-        o.mf.metrics_out, "--metrics-out",
-        {{"--train", o.mf.train_path}, {"--test", o.mf.test_path}, {"--config", o.config_path}});
+    Status output = safe_output::CheckOutputFile(o.mf.metrics_out, "--metrics-out",
+                                                 {{"--train", o.mf.train_path},
+                                                  {"--test", o.mf.test_path},
+                                                  {"--valid", o.mf.valid_path},
+                                                  {"--config", o.config_path}});
     if (!output.ok()) return Fail(output.message());
   }
   // MF on a GPU: a batch that fills the device unless the user or the demo preset chose one.
@@ -418,17 +430,21 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     o.mf.batch_size = worker::kMfCudaDefaultBatchSize;
     device_defaults["batch-size"] = std::to_string(o.mf.batch_size);
   }
-  if (!o.ctr && !o.embedded_default) {
-    auto line = ApplyMfAutoDefaults(
-        [&](const std::string& flag) {
-          return !vm[flag].defaulted() || device_defaults.count(flag) > 0;
-        },
-        &o);
+  // MF on the CPU: what the user left out is chosen for the data's size. On CUDA the device
+  // batch and the fixed defaults stay (the table of launch/auto_defaults.h was tuned on the CPU).
+  std::map<std::string, std::string> data_defaults;
+  if (!o.ctr && !o.embedded_default && o.mf.device == kernels::Device::kCpu) {
+    auto line = ApplyMfAutoDefaults([&](const std::string& flag) { return !vm[flag].defaulted(); },
+                                    &o, &data_defaults);
     if (!line.ok()) return Fail(line.status().message());
     o.defaults_line = *line;
   }
   if (o.mf.early_stop > 0 && o.mf.valid_path.empty() && o.mf.valid_fraction == 0) {
-    return Fail("--early-stop needs validation ratings: --valid FILE or --valid-fraction F");
+    return Fail(std::string("--early-stop needs validation ratings: --valid FILE or "
+                            "--valid-fraction F") +
+                (vm["early-stop"].defaulted() ? " (early stopping was chosen for the data's size; "
+                                                "--early-stop 0 trains a fixed number of epochs)"
+                                              : ""));
   }
   if (o.ctr) {
     ctr.train_path = o.mf.train_path;
@@ -442,7 +458,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ctr.metrics_out = o.mf.metrics_out;
     ctr.timeout = o.mf.timeout;
   }
-  o.summary = Summarize(vm, preset_names, device_defaults);
+  o.summary = Summarize(vm, preset_names, device_defaults, data_defaults);
   return outcome;
 }
 

@@ -86,10 +86,13 @@ StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& o,
   ResumePoint point;
   TS_RETURN_IF_ERROR(CheckResumeOverrides(o.resume_override));
   if (!o.checkpoint_dir.empty()) {
-    TS_RETURN_IF_ERROR(safe_output::PrepareOutputDir(
-        o.checkpoint_dir, "--checkpoint-dir", "checkpoints",
-        {{"--train", o.mf.train_path}, {"--test", o.mf.test_path}, {"--config", o.config_path}},
-        checkpoint::LooksLikeCheckpointRoot));
+    TS_RETURN_IF_ERROR(safe_output::PrepareOutputDir(o.checkpoint_dir, "--checkpoint-dir",
+                                                     "checkpoints",
+                                                     {{"--train", o.mf.train_path},
+                                                      {"--test", o.mf.test_path},
+                                                      {"--valid", o.mf.valid_path},
+                                                      {"--config", o.config_path}},
+                                                     checkpoint::LooksLikeCheckpointRoot));
   }
   TS_ASSIGN_OR_RETURN(point.identity, JobIdentity(o));
   if (o.resume.empty()) return point;
@@ -116,13 +119,14 @@ StatusOr<ResumePoint> PrepareResume(Env* env, const TrainOptions& o,
                     "with a larger --epochs and --resume-override epochs";
     return point;
   }
-  if (position.early_stopped() && o.mf.early_stop > 0) {
+  if (position.early_stopped() && o.mf.early_stop > 0 &&
+      position.epochs_without_improvement() >= o.mf.early_stop) {
     point.finished = true;
     TS_LOG(INFO) << "checkpoint " << point.dir << " is the end of a run that --early-stop ended ("
                  << position.epoch() << " epochs, the best validation metric after epoch "
                  << position.best_valid_epoch()
-                 << "): nothing left to train, no metrics written. To train on, resume with "
-                    "--early-stop 0 and --resume-override early-stop";
+                 << "): nothing left to train, no metrics written. To train on, resume with a "
+                    "larger --early-stop and --resume-override early-stop";
     return point;
   }
   TS_LOG(INFO) << "resuming from " << point.dir << " (step " << point.manifest.step() << ", "

@@ -117,7 +117,7 @@ StatusOr<bool> TrainLoop::EarlyStopCheck(int epoch, proto::WorkerCheckpoint* pos
   const auto& [name, value] = report.metrics[model_->early_stop_metric()];
   // Every worker reduced the same metric, so every worker takes the same decision. Better means
   // by more than 0.05 %: a metric that creeps down in its last digits has stopped improving.
-  if (position->best_valid_epoch() == 0 ||
+  if (position->best_valid_epoch() == 0 || !std::isfinite(position->best_valid()) ||
       value < position->best_valid() - 5e-4 * std::abs(position->best_valid())) {
     position->set_best_valid(value);
     position->set_best_valid_epoch(epoch + 1);
@@ -279,6 +279,7 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
   }
   train_start_ = last_progress_ = Clock::now();
   early_stop_ = from;  // the early-stopping state so far (all zero on a fresh start)
+  early_stop_.set_early_stopped(false);  // a run resumed with more patience trains on
   result.epochs_trained = from.epoch();
   for (int epoch = from.epoch(); epoch < options_.epochs; ++epoch) {
     const auto epoch_start = Clock::now();

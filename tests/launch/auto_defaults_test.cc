@@ -18,9 +18,11 @@ TEST(EstimateLinesTest, CountsSmallFilesExactlyWithOrWithoutAFinalNewline) {
   WriteFile(dir.Join("a.txt"), "1 2 3\n4 5 6\n7 8 9\n");
   WriteFile(dir.Join("b.txt"), "1 2 3\n4 5 6\n7 8 9");
   WriteFile(dir.Join("empty.txt"), "");
+  WriteFile(dir.Join("cr.txt"), "1 2 3\r4 5 6\r7 8 9\r");
   EXPECT_EQ(*EstimateLines(dir.Join("a.txt")), 3);
   EXPECT_EQ(*EstimateLines(dir.Join("b.txt")), 3);
   EXPECT_EQ(*EstimateLines(dir.Join("empty.txt")), 0);
+  EXPECT_EQ(*EstimateLines(dir.Join("cr.txt")), 3);  // CR-only line ends, as the readers take
   EXPECT_EQ(EstimateLines(dir.Join("missing.txt")).status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -79,6 +81,9 @@ TEST_F(AutoFlagsTest, UnsetFlagsAreChosenAndTheStartupLineSaysSo) {
   EXPECT_EQ(o.mf.early_stop, 0);
   EXPECT_NE(o.defaults_line.find("--batch-size 32"), std::string::npos) << o.defaults_line;
   EXPECT_NE(o.defaults_line.find(train_), std::string::npos) << o.defaults_line;
+  // The option summary shows the values training uses, not the table's.
+  EXPECT_NE(o.summary.find("batch-size = 32 (chosen for the data's size)"), std::string::npos)
+      << o.summary;
 }
 
 TEST_F(AutoFlagsTest, GivenFlagsWinAndEarlyStoppingHoldsOutAFractionUnlessAFileIsGiven) {
@@ -99,6 +104,14 @@ TEST_F(AutoFlagsTest, GivenFlagsWinAndEarlyStoppingHoldsOutAFractionUnlessAFileI
   TrainOptions file;
   ASSERT_TRUE(Parse({"--early-stop", "2", "--valid", test_}, &file).run);
   EXPECT_DOUBLE_EQ(file.mf.valid_fraction, 0);
+  // Every tuning flag given and --early-stop too: the held-out fraction is still chosen.
+  TrainOptions all;
+  ParseOutcome out = Parse(
+      {"--batch-size", "7", "--lr", "0.3", "--l2", "0.5", "--l2-bias", "0.4", "--early-stop", "2"},
+      &all);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(all.mf.epochs, ChooseMfDefaults(2).epochs);
+  EXPECT_DOUBLE_EQ(all.mf.valid_fraction, ChooseMfDefaults(2).valid_fraction);
 }
 
 TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
@@ -110,6 +123,10 @@ TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
   out = Parse({"--early-stop", "2", "--valid-fraction", "0"}, &o);
   EXPECT_FALSE(out.run);
   EXPECT_NE(out.text.find("--early-stop needs validation ratings"), std::string::npos) << out.text;
+  o = TrainOptions();
+  out = Parse({"--valid", train_}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("is the --train file"), std::string::npos) << out.text;
   o = TrainOptions();
   out = Parse({"--valid-fraction", "0.9"}, &o);
   EXPECT_FALSE(out.run);

@@ -57,7 +57,8 @@ TEST_F(FlagsTest, TypedValuesAreParsedAndSummarised) {
   EXPECT_EQ(o.threads_per_shard, 0);
   EXPECT_TRUE(o.shared_memory);
   EXPECT_NE(o.summary.find("dim = 16"), std::string::npos) << o.summary;
-  EXPECT_NE(o.summary.find("l2 = 0.09 (default)"), std::string::npos) << o.summary;
+  EXPECT_NE(o.summary.find("l2 = 0.09 (chosen for the data's size)"), std::string::npos)
+      << o.summary;
 }
 
 TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
