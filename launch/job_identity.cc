@@ -157,6 +157,17 @@ Status CheckResumeOverrides(const std::vector<std::string>& overrides) {
   return OkStatus();
 }
 
+namespace {
+
+// The value of a flag that an older checkpoint's identity lacks because the job could not set it
+// then (the early-stopping flags), which matches such a checkpoint.
+bool NeutralWhenAbsent(const std::string& flag, const std::string& value) {
+  return (flag == "valid" && value == "(none)") || (flag == "valid-fraction" && value == "0") ||
+         (flag == "early-stop" && value == "0");
+}
+
+}  // namespace
+
 Status CompareJobIdentity(const std::vector<proto::JobConfigEntry>& checkpoint,
                           const std::vector<proto::JobConfigEntry>& run,
                           const std::vector<std::string>& overrides, const std::string& dir) {
@@ -173,6 +184,8 @@ Status CompareJobIdentity(const std::vector<proto::JobConfigEntry>& checkpoint,
     const std::string& was = o == old_values.end() ? absent : o->second;
     const std::string& now = n == new_values.end() ? absent : n->second;
     if (was == now) continue;
+    // Checkpoints from before early stopping (issue 15) lack its flags: off is what they did.
+    if (o == old_values.end() && NeutralWhenAbsent(flag, now)) continue;
     const std::string line = "--" + flag + " " + was + " (this run: " + now + ")";
     bool overridden = false;
     for (const std::string& name : overrides) overridden |= Trim(name) == flag;

@@ -89,8 +89,30 @@ TEST(JobIdentityTest, DifferentFlagsAreRefusedNamingEachWithBothValuesUnlessOver
   EXPECT_TRUE(CompareJobIdentity(first, second, {"lr", "--epochs"}, "ck/step-40").ok());
   EXPECT_TRUE(CompareJobIdentity(first, first, {}, "ck/step-40").ok());
   // A flag recorded on one side only counts as different.
-  std::vector<proto::JobConfigEntry> fewer(first.begin(), first.end() - 1);
+  std::vector<proto::JobConfigEntry> fewer(first.begin() + 1, first.end());
   EXPECT_FALSE(CompareJobIdentity(fewer, first, {}, "ck/step-40").ok());
+}
+
+// A checkpoint written before early stopping existed lacks its three flags: it matches a run
+// with early stopping off, and not one with it on.
+TEST(JobIdentityTest, CheckpointsWithoutTheEarlyStoppingFlagsMatchRunsWithoutEarlyStopping) {
+  TempDir dir;
+  WriteFile(dir.Join("train.txt"), "1 2 3.5\n");
+  const auto now = Identity(Parse({"--train", dir.Join("train.txt"), "--epochs", "5"}));
+  std::vector<proto::JobConfigEntry> old;
+  for (const auto& e : now) {
+    if (e.flag() != "valid" && e.flag() != "valid-fraction" && e.flag() != "early-stop") {
+      old.push_back(e);
+    }
+  }
+  ASSERT_EQ(old.size() + 3, now.size());
+  EXPECT_TRUE(CompareJobIdentity(old, now, {}, "ck/step-40").ok());
+  const auto stopping =
+      Identity(Parse({"--train", dir.Join("train.txt"), "--epochs", "5", "--early-stop", "2"}));
+  Status s = CompareJobIdentity(old, stopping, {}, "ck/step-40");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--early-stop (not set) (this run: 2)"), std::string::npos)
+      << s.message();
 }
 
 TEST(JobIdentityTest, ResumeOverrideNamesOnlyIdentityFlags) {
