@@ -92,4 +92,23 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
          " (give a flag to override)";
 }
 
+Status CheckValidationFlags(const TrainOptions& o) {
+  if (o.ctr && (!o.mf.valid_path.empty() || o.mf.valid_fraction > 0 || o.mf.early_stop > 0)) {
+    return Status::InvalidArgument(
+        "--valid, --valid-fraction and --early-stop are MF options (not yet for " + o.model + ")");
+  }
+  if (o.mf.valid_path.empty()) return OkStatus();
+  if (o.mf.valid_path == o.mf.train_path) {
+    return Status::InvalidArgument("--valid " + o.mf.valid_path +
+                                   " is the --train file: give held-out ratings or "
+                                   "--valid-fraction");
+  }
+  if (o.mf.valid_path == o.mf.test_path) {
+    return Status::InvalidArgument("--valid " + o.mf.valid_path +
+                                   " is the --test file: early stopping on the test set would "
+                                   "tune to it; give other ratings or --valid-fraction");
+  }
+  return OkStatus();
+}
+
 }  // namespace tessera::launch

@@ -51,4 +51,8 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values);
 
+// InvalidArgument when the validation flags (--valid, --valid-fraction, --early-stop) are given
+// to a CTR model (not yet supported) or --valid names the --train or --test file.
+Status CheckValidationFlags(const TrainOptions& o);
+
 }  // namespace tessera::launch

@@ -396,25 +396,10 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       return Fail("--test " + o.mf.test_path + ": no such readable file");
     }
   }
-  if (o.ctr && (!o.mf.valid_path.empty() || o.mf.valid_fraction > 0 || o.mf.early_stop > 0)) {
-    return Fail("--valid, --valid-fraction and --early-stop are MF options (not yet for " +
-                o.model + ")");
+  if (!o.mf.valid_path.empty() && !IsReadableFile(o.mf.valid_path)) {
+    return Fail("--valid " + o.mf.valid_path + ": no such readable file");
   }
-  if (!o.mf.valid_path.empty()) {
-    if (!IsReadableFile(o.mf.valid_path)) {
-      return Fail("--valid " + o.mf.valid_path + ": no such readable file");
-    }
-    if (o.mf.valid_path == o.mf.train_path) {
-      return Fail("--valid " + o.mf.valid_path +
-                  " is the --train file: give held-out ratings or "
-                  "--valid-fraction");
-    }
-    if (o.mf.valid_path == o.mf.test_path) {
-      return Fail("--valid " + o.mf.valid_path +
-                  " is the --test file: early stopping on the test "
-                  "set would tune to it; give other ratings or --valid-fraction");
-    }
-  }
+  if (Status valid = CheckValidationFlags(o); !valid.ok()) return Fail(valid.message());
   if (!o.mf.metrics_out.empty()) {
     Status output = safe_output::CheckOutputFile(o.mf.metrics_out, "--metrics-out",
                                                  {{"--train", o.mf.train_path},
