@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -67,24 +66,25 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
   const MfAutoDefaults d = ChooseMfDefaults(ratings);
   std::string chosen;
   char part[96];
+  // `format` prints the value alone; the line and the summary both take that text.
   auto choose = [&](const char* flag, auto value, auto* target, const char* format) {
     if (given(flag)) return;
     *target = value;
-    std::snprintf(part, sizeof(part), format, flag, value);
-    chosen += (chosen.empty() ? "" : ", ") + std::string(part);
-    (*chosen_values)[flag] = std::string(part).substr(std::strlen(flag) + 3);
+    std::snprintf(part, sizeof(part), format, value);
+    chosen += (chosen.empty() ? "--" : ", --") + std::string(flag) + " " + part;
+    (*chosen_values)[flag] = part;
   };
-  choose("batch-size", d.batch_size, &o->mf.batch_size, "--%s %d");
-  choose("lr", d.lr, &o->optimizer.lr, "--%s %g");
-  choose("l2", d.l2, &o->mf.l2, "--%s %g");
-  choose("l2-bias", d.l2_bias, &o->mf.l2_bias, "--%s %g");
-  choose("epochs", d.epochs, &o->mf.epochs, d.early_stop > 0 ? "--%s %d (at most)" : "--%s %d");
+  choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
+  choose("lr", d.lr, &o->optimizer.lr, "%g");
+  choose("l2", d.l2, &o->mf.l2, "%g");
+  choose("l2-bias", d.l2_bias, &o->mf.l2_bias, "%g");
+  choose("epochs", d.epochs, &o->mf.epochs, d.early_stop > 0 ? "%d (at most)" : "%d");
   // Early stopping comes with the chosen epochs: a user who sets --epochs trains that many.
   if (!given("epochs") && d.early_stop > 0) {
-    choose("early-stop", d.early_stop, &o->mf.early_stop, "--%s %d");
+    choose("early-stop", d.early_stop, &o->mf.early_stop, "%d");
   }
   if (o->mf.early_stop > 0 && o->mf.valid_path.empty()) {
-    choose("valid-fraction", d.valid_fraction, &o->mf.valid_fraction, "--%s %g");
+    choose("valid-fraction", d.valid_fraction, &o->mf.valid_fraction, "%g");
   }
   if (chosen.empty()) return chosen;
   std::snprintf(part, sizeof(part), "for about %.3gM training ratings", ratings / 1e6);
