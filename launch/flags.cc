@@ -415,12 +415,15 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     o.mf.batch_size = worker::kMfCudaDefaultBatchSize;
     device_defaults["batch-size"] = std::to_string(o.mf.batch_size);
   }
-  // MF on the CPU: what the user left out is chosen for the data's size. On CUDA the device
-  // batch and the fixed defaults stay (the table of launch/auto_defaults.h was tuned on the CPU).
+  // MF: what the user left out is chosen for the data's size, on every device alike (a checkpoint
+  // moves between CUDA and CPU jobs with the same flags), but for CUDA's device batch.
   std::map<std::string, std::string> data_defaults;
-  if (!o.ctr && !o.embedded_default && o.mf.device == kernels::Device::kCpu) {
-    auto line = ApplyMfAutoDefaults([&](const std::string& flag) { return !vm[flag].defaulted(); },
-                                    &o, &data_defaults);
+  if (!o.ctr && !o.embedded_default) {
+    auto line = ApplyMfAutoDefaults(
+        [&](const std::string& flag) {
+          return !vm[flag].defaulted() || device_defaults.count(flag) > 0;
+        },
+        &o, &data_defaults);
     if (!line.ok()) return Fail(line.status().message());
     o.defaults_line = *line;
   }
