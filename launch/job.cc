@@ -296,8 +296,8 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
   signals.SetHandler([&sched](int signal) { sched.RequestCheckpoint(signal); });
   std::vector<Status> server_status(o.servers), worker_status(o.workers);
   std::vector<std::thread> threads;
-  // A node whose thread cannot be started reports that to the scheduler in its name, which ends
-  // the job (the nodes already started stop at its abort); no later node is started.
+  // A node whose thread cannot be started ends the job in its name (the nodes already started
+  // stop at the scheduler's abort); no later node is started.
   Status started;
   for (int r = 0; r < o.servers && started.ok(); ++r) {
     RpcNode* rpc = rpcs[1 + r].get();
@@ -324,6 +324,7 @@ Status RunTrainInProcess(const TrainOptions& options, const LaunchEnv& launch_en
     });
     if (!started.ok()) group.Abort(started.message());
   }
+  if (!started.ok()) sched.Abort(started);
   Status sched_status = sched.Run();
   for (auto& t : threads) t.join();
   signals.SetHandler(nullptr);

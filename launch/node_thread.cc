@@ -8,13 +8,11 @@
 namespace tessera::launch {
 namespace {
 
-Status ThreadStartFailure(RpcNode* rpc, const std::system_error& e) {
-  const Status failure = Status::FailedPrecondition(
+Status ThreadStartFailure(const std::system_error& e) {
+  return Status::FailedPrecondition(
       std::string("cannot start a thread (") + e.what() +
       "): the process is at its thread or memory limit (ulimit -u, ulimit -v); run fewer "
       "--workers or --servers, or raise the limit");
-  ReportFailure(rpc, failure);
-  return failure;
 }
 
 }  // namespace
@@ -24,7 +22,8 @@ Status StartNodeThread(std::vector<std::thread>* threads, RpcNode* rpc,
   try {
     threads->emplace_back(std::move(body));
   } catch (const std::system_error& e) {
-    return ThreadStartFailure(rpc, e);
+    // The node's transport is not started (its thread starts it), so it cannot report.
+    return ThreadStartFailure(e).WithContext(rpc->self().ToString());
   }
   return OkStatus();
 }
@@ -33,7 +32,9 @@ Status RunNode(RpcNode* rpc, const std::function<Status()>& role) {
   try {
     return role();
   } catch (const std::system_error& e) {
-    return ThreadStartFailure(rpc, e);
+    const Status failure = ThreadStartFailure(e);
+    ReportFailure(rpc, failure);
+    return failure;
   }
 }
 

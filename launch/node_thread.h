@@ -13,12 +13,13 @@
 namespace tessera::launch {
 
 // Starts `body`, the thread of rpc's node, on a new thread appended to *threads. When it cannot
-// be started, reports the failure to the scheduler in the node's name (which ends the job: the
-// nodes already started stop at its abort) and returns it.
+// be started, returns the failure in the node's name; the node's transport is not started then
+// (its thread starts it), so the caller ends the job (Scheduler::Abort), and the nodes already
+// started stop at that abort.
 Status StartNodeThread(std::vector<std::thread>* threads, RpcNode* rpc, std::function<void()> body);
 
-// Runs a node's role on its thread: a thread the role itself cannot start fails the node the
-// same way (reported to the scheduler, returned) instead of terminating the process.
+// Runs a node's role on its thread: a thread the role itself cannot start fails the node
+// (reported to the scheduler, returned) instead of terminating the process.
 Status RunNode(RpcNode* rpc, const std::function<Status()>& role);
 
 }  // namespace tessera::launch

@@ -381,6 +381,11 @@ void Scheduler::HandleAbort(Message&& request) {
   AbortLocked(Status(code, s.ok() ? body.reason() : who + " aborted"));
 }
 
+void Scheduler::Abort(const Status& reason) {
+  MutexLock lock(&mu_);
+  AbortLocked(reason);
+}
+
 void Scheduler::AbortLocked(const Status& reason) {
   if (!abort_status_.ok()) return;
   abort_status_ = reason;

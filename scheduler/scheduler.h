@@ -56,6 +56,11 @@ class Scheduler {
   // Any thread (the signal watcher, the delivery thread for COMMAND_SIGNAL).
   void RequestCheckpoint(int signal) TS_EXCLUDES(mu_);
 
+  // Ends the job with `reason`, as a node's COMMAND_ABORT would: for a failure the launcher sees
+  // outside any running node (a one-process job's node whose thread could not be started, so it
+  // has no transport to report on). The first reason wins. Any thread.
+  void Abort(const Status& reason) TS_EXCLUDES(mu_);
+
  private:
   struct PendingCheckpoint {
     int64_t step = -1;

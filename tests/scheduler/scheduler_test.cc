@@ -149,6 +149,29 @@ TEST_F(SchedulerTest, AbortFromAWorkerFailsWaitingReducesAndRun) {
   EXPECT_NE(run.message().find("train.txt:4"), std::string::npos);
 }
 
+// A one-process job's node whose thread could not start has no transport to report on: the
+// launcher's Abort ends registration at once (not after --register-timeout) and answers the
+// nodes already waiting in it.
+TEST_F(SchedulerTest, AbortFromTheLauncherEndsRegistrationAtOnceAndAnswersTheWaitingNodes) {
+  for (size_t i = 1; i < rpcs_.size(); ++i) ASSERT_TRUE(node(i).Start(nullptr).ok());
+  proto::RegisterRequest body;
+  *body.mutable_node() = NodeId::Server(0).ToProto();
+  auto waiting =
+      node(1).Call(NodeId::Scheduler(), MakeControlMessage(proto::COMMAND_REGISTER, body));
+  const Status failure = Status::FailedPrecondition("worker:1: cannot start a thread");
+  scheduler_->Abort(failure);
+  EXPECT_EQ(RpcNode::Wait(waiting, milliseconds(5000), "register").status().code(),
+            StatusCode::kFailedPrecondition);
+  const auto start = std::chrono::steady_clock::now();
+  Status run = scheduler_->Run();  // the register timeout is 10 s
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(5000));
+  EXPECT_EQ(run.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(run.message().find("worker:1: cannot start a thread"), std::string::npos);
+  // A later abort does not replace the first reason.
+  scheduler_->Abort(Status::Aborted("later"));
+  EXPECT_EQ(scheduler_->Run().message(), run.message());
+}
+
 TEST(SchedulerTimeoutTest, MissingNodesAreNamedWhenRegistrationTimesOut) {
   InProcHub hub;
   InProcTransport t(&hub, NodeId::Scheduler());
