@@ -28,13 +28,21 @@ float Dot(const float* __restrict__ p, const float* __restrict__ q, int dim) {
   return sum;
 }
 
-// grad_p += d loss / d p and grad_q += d loss / d q over the dim factors of one sample. Returns
-// the OR of NonFiniteFlag over every value written: a non-finite sum stays non-finite under
-// further adds, so the ORs of all samples see one exactly when a final gradient is one.
-uint32_t AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
-                        const float* __restrict__ p, const float* __restrict__ q, float err,
-                        float l2, int dim) {
-  uint32_t flags[kBlock] = {};
+// The finite flags of a pass (kernels/finite.h): NonFiniteFlag ORed over every gradient value
+// written, kept in kBlock lanes that live across the samples (so the block loops stay SIMD and no
+// sample pays for a reduction) plus one for the scalar remainders, reduced once per pass. A
+// non-finite sum stays non-finite under further adds, so the ORs of all writes see one exactly
+// when a final gradient is one.
+struct FlagLanes {
+  uint32_t lanes[kBlock] = {};
+  uint32_t tail = 0;
+  uint32_t Reduce() const { return OrFlags(lanes) | tail; }
+};
+
+// grad_p += d loss / d p and grad_q += d loss / d q over the dim factors of one sample.
+inline void AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
+                           const float* __restrict__ p, const float* __restrict__ q, float err,
+                           float l2, int dim, FlagLanes* __restrict__ flags) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -42,35 +50,36 @@ uint32_t AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
       const float gq = grad_q[j + k] + MfFactorGrad(err, p[j + k], q[j + k], l2);
       grad_p[j + k] = gp;
       grad_q[j + k] = gq;
-      flags[k] |= NonFiniteFlag(gp) | NonFiniteFlag(gq);
+      flags->lanes[k] |= NonFiniteFlag(gp) | NonFiniteFlag(gq);
     }
   }
   for (; j < dim; ++j) {
-    grad_p[j] += MfFactorGrad(err, q[j], p[j], l2);
-    grad_q[j] += MfFactorGrad(err, p[j], q[j], l2);
-    flags[0] |= NonFiniteFlag(grad_p[j]) | NonFiniteFlag(grad_q[j]);
+    const float gp = grad_p[j] + MfFactorGrad(err, q[j], p[j], l2);
+    const float gq = grad_q[j] + MfFactorGrad(err, p[j], q[j], l2);
+    grad_p[j] = gp;
+    grad_q[j] = gq;
+    flags->tail |= NonFiniteFlag(gp) | NonFiniteFlag(gq);
   }
-  return OrFlags(flags);
 }
 
 // grad += d loss / d own over the dim factors of one sample, one side of AddFactorGrads (the same
 // operations on that side, in the same order, and its flags).
-uint32_t AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
-                      const float* __restrict__ other, float err, float l2, int dim) {
-  uint32_t flags[kBlock] = {};
+inline void AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
+                         const float* __restrict__ other, float err, float l2, int dim,
+                         FlagLanes* __restrict__ flags) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
       const float g = grad[j + k] + MfFactorGrad(err, other[j + k], own[j + k], l2);
       grad[j + k] = g;
-      flags[k] |= NonFiniteFlag(g);
+      flags->lanes[k] |= NonFiniteFlag(g);
     }
   }
   for (; j < dim; ++j) {
-    grad[j] += MfFactorGrad(err, other[j], own[j], l2);
-    flags[0] |= NonFiniteFlag(grad[j]);
+    const float g = grad[j] + MfFactorGrad(err, other[j], own[j], l2);
+    grad[j] = g;
+    flags->tail |= NonFiniteFlag(g);
   }
-  return OrFlags(flags);
 }
 
 // Samples touch rows in random order, so without help the loop waits on DRAM for every row
@@ -117,7 +126,7 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
   std::fill_n(item_grads, b.num_items * stride, 0.0f);
   double sq_error = 0.0;
-  uint32_t flags = 0;
+  FlagLanes flags;
   const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
@@ -134,13 +143,15 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
     const float prediction = MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim));
     const float err = MfError(b.ratings[s], prediction);
     sq_error += static_cast<double>(err) * err;
-    flags |= AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim);
-    grad_p[dim] += MfBiasGrad(err, p[dim], b.l2_bias);
-    grad_q[dim] += MfBiasGrad(err, q[dim], b.l2_bias);
-    flags |= NonFiniteFlag(grad_p[dim]) | NonFiniteFlag(grad_q[dim]);
+    AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim, &flags);
+    const float bias_p = grad_p[dim] + MfBiasGrad(err, p[dim], b.l2_bias);
+    const float bias_q = grad_q[dim] + MfBiasGrad(err, q[dim], b.l2_bias);
+    grad_p[dim] = bias_p;
+    grad_q[dim] = bias_q;
+    flags.tail |= NonFiniteFlag(bias_p) | NonFiniteFlag(bias_q);
   }
   if (sq_error_sum != nullptr) *sq_error_sum = sq_error;
-  if (nonfinite_flags != nullptr) *nonfinite_flags = flags;
+  if (nonfinite_flags != nullptr) *nonfinite_flags = flags.Reduce();
   return OkStatus();
 }
 
@@ -189,7 +200,7 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   const float* own_rows = user ? b.user_rows : b.item_rows;
   const float* other_rows = user ? b.item_rows : b.user_rows;
   std::fill_n(grads, (user ? b.num_users : b.num_items) * stride, 0.0f);
-  uint32_t flags = 0;
+  FlagLanes flags;
   const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
@@ -200,11 +211,12 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
     const float* own = own_rows + own_index[s] * stride;
     const float* other = other_rows + other_index[s] * stride;
     float* g = grads + own_index[s] * stride;
-    flags |= AddSideGrads(g, own, other, errors[s], b.l2, dim);
-    g[dim] += MfBiasGrad(errors[s], own[dim], b.l2_bias);
-    flags |= NonFiniteFlag(g[dim]);
+    AddSideGrads(g, own, other, errors[s], b.l2, dim, &flags);
+    const float bias = g[dim] + MfBiasGrad(errors[s], own[dim], b.l2_bias);
+    g[dim] = bias;
+    flags.tail |= NonFiniteFlag(bias);
   }
-  if (nonfinite_flags != nullptr) *nonfinite_flags = flags;
+  if (nonfinite_flags != nullptr) *nonfinite_flags = flags.Reduce();
   return OkStatus();
 }
 

@@ -33,11 +33,13 @@ struct SgdUpdate {
         flags[k] |= NonFiniteFlag(nw);
       }
     }
+    uint32_t tail = 0;
     for (; j < dim; ++j) {
-      w[j] = SgdStep(w[j], g[j], params);
-      flags[0] |= NonFiniteFlag(w[j]);
+      const float nw = SgdStep(w[j], g[j], params);
+      w[j] = nw;
+      tail |= NonFiniteFlag(nw);
     }
-    return OrFlags(flags);
+    return OrFlags(flags) | tail;
   }
 };
 
@@ -56,11 +58,13 @@ struct SgdUpdate {
       flags[k] |= NonFiniteFlag(nw);
     }
   }
+  uint32_t tail = 0;
   for (; j < dim; ++j) {
-    w[j] = AdagradStep(w[j], g[j], &acc[j], params);
-    flags[0] |= NonFiniteFlag(w[j]);
+    const float nw = AdagradStep(w[j], g[j], &acc[j], params);
+    w[j] = nw;
+    tail |= NonFiniteFlag(nw);
   }
-  return OrFlags(flags);
+  return OrFlags(flags) | tail;
 }
 
 struct AdagradUpdate {
@@ -84,11 +88,13 @@ struct AdagradUpdate {
       flags[k] |= NonFiniteFlag(nw);
     }
   }
+  uint32_t tail = 0;
   for (; j < dim; ++j) {
-    w[j] = AdamStep(w[j], g[j], &m[j], &v[j], step_size, params);
-    flags[0] |= NonFiniteFlag(w[j]);
+    const float nw = AdamStep(w[j], g[j], &m[j], &v[j], step_size, params);
+    w[j] = nw;
+    tail |= NonFiniteFlag(nw);
   }
-  return OrFlags(flags);
+  return OrFlags(flags) | tail;
 }
 
 struct AdamUpdate {
@@ -115,11 +121,13 @@ struct AdamUpdate {
       flags[k] |= NonFiniteFlag(nw);
     }
   }
+  uint32_t tail = 0;
   for (; j < dim; ++j) {
-    w[j] = FtrlStep(w[j], g[j], &z[j], &n[j], params);
-    flags[0] |= NonFiniteFlag(w[j]);
+    const float nw = FtrlStep(w[j], g[j], &z[j], &n[j], params);
+    w[j] = nw;
+    tail |= NonFiniteFlag(nw);
   }
-  return OrFlags(flags);
+  return OrFlags(flags) | tail;
 }
 
 struct FtrlUpdate {
