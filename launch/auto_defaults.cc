@@ -97,6 +97,7 @@ Status CheckValidationFlags(const TrainOptions& o) {
     return Status::InvalidArgument(
         "--valid, --valid-fraction and --early-stop are MF options (not yet for " + o.model + ")");
   }
+  if (o.ctr && !o.mf.blocked_order) return Status::InvalidArgument("--order is an MF option");
   if (o.mf.valid_path.empty()) return OkStatus();
   if (o.mf.valid_path == o.mf.train_path) {
     return Status::InvalidArgument("--valid " + o.mf.valid_path +

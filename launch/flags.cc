@@ -32,9 +32,8 @@ struct DefusedOptionError : po::error_with_option_name {
     if (named == nullptr) return;
     auto& substitutions =
         const_cast<po::error_with_option_name*>(named)->*(&DefusedOptionError::m_substitutions);
-    for (auto& entry : substitutions) {
+    for (auto& entry : substitutions)
       std::replace(entry.second.begin(), entry.second.end(), '%', '?');
-    }
   }
 };
 
@@ -169,7 +168,7 @@ ParseOutcome ParseWith(const std::vector<std::string>& args, const po::options_d
 ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOptions* options) {
   TrainOptions& o = *options;
   std::string format = "auto", optimizer = "adagrad", device = "cpu", devices, transport = "inproc",
-              shared_memory = "auto";
+              shared_memory = "auto", order = "blocked";
   std::string mlp = "400,400,400", dense_optimizer = "adam", linear_optimizer = "ftrl";
   uint64_t seed = 1;
   worker::CtrTrainerOptions& ctr = o.ctr_options;
@@ -189,6 +188,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("valid-fraction", po::value<double>(&o.mf.valid_fraction)->default_value(0), "MF: hold this fraction of the training ratings out for --early-stop when no --valid is given (default: chosen with the epochs)")
     ("early-stop", po::value<int>(&o.mf.early_stop)->default_value(0), "MF: end training after N epochs without a better validation RMSE; 0: never (default: chosen with the epochs when --epochs is not given)")
     ("format", po::value<std::string>(&format)->default_value("auto"), "input format: mf: auto|tab|dat|csv|libmf; CTR: auto|criteo|libsvm|libffm|cache")
+    ("order", po::value<std::string>(&order)->default_value(order), "MF: the epoch's order: blocked (users and items hashed into bands of about 32768 ids, the blocks of a user band x an item band visited in a shuffled order, each shuffled: steps touch rows the caches hold; tables under 32768 rows are one block, the plain shuffle) | shuffled (every rating shuffled)")
     ("skip-bad-lines", po::bool_switch(&o.mf.skip_bad_lines), "count and skip malformed lines instead of stopping")
     ("dim", po::value<int>(&o.mf.dim)->default_value(o.mf.dim), "latent factors per user/item")
     ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (MF default: chosen from the size of --train, see the start-up line; CTR default: 1)")
@@ -299,13 +299,12 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     if (!parsed_devices.ok()) return Fail("--devices: " + parsed_devices.status().message());
     o.devices = *parsed_devices;
   }
-  if (transport == "inproc") {
-    o.transport = TransportKind::kInProc;
-  } else if (transport == "zmq") {
-    o.transport = TransportKind::kZmq;
-  } else {
+  if (transport != "inproc" && transport != "zmq") {
     return Fail("--transport " + transport + " is not one of inproc|zmq");
   }
+  o.transport = transport == "zmq" ? TransportKind::kZmq : TransportKind::kInProc;
+  if (order != "blocked" && order != "shuffled") return Fail("--order must be blocked|shuffled");
+  o.mf.blocked_order = order == "blocked";
   if (shared_memory != "auto" && shared_memory != "off") {
     return Fail("--shared-memory " + shared_memory + " is not one of auto|off");
   }

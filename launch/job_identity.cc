@@ -59,7 +59,8 @@ const std::vector<std::string>& IdentityFlags() {
                                                   "seed",
                                                   "valid",
                                                   "valid-fraction",
-                                                  "early-stop"};
+                                                  "early-stop",
+                                                  "order"};
   return kFlags;
 }
 
@@ -129,6 +130,7 @@ StatusOr<std::vector<proto::JobConfigEntry>> JobIdentity(const TrainOptions& o) 
     add("valid", valid);
     add("valid-fraction", FloatText(static_cast<float>(o.mf.valid_fraction)));
     add("early-stop", std::to_string(o.mf.early_stop));
+    add("order", o.mf.blocked_order ? "blocked" : "shuffled");
   }
   std::vector<proto::JobConfigEntry> identity;
   for (const std::string& flag : IdentityFlags()) {
@@ -160,10 +162,11 @@ Status CheckResumeOverrides(const std::vector<std::string>& overrides) {
 namespace {
 
 // The value of a flag that an older checkpoint's identity lacks because the job could not set it
-// then (the early-stopping flags), which matches such a checkpoint.
+// then (the early-stopping flags; --order, whose only order then was the shuffle), which matches
+// such a checkpoint.
 bool NeutralWhenAbsent(const std::string& flag, const std::string& value) {
   return (flag == "valid" && value == "(none)") || (flag == "valid-fraction" && value == "0") ||
-         (flag == "early-stop" && value == "0");
+         (flag == "early-stop" && value == "0") || (flag == "order" && value == "shuffled");
 }
 
 }  // namespace

@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 
 #include "core/logging.h"
 #include "core/splitmix64.h"
+#include "worker/worker_node.h"
 
 namespace tessera::worker {
 namespace {
@@ -103,7 +106,72 @@ Status MfModel::Setup(WorkerGroup* group) {
   } else if (options_.valid_fraction > 0) {
     HoldOut(options_.valid_fraction, options_.seed, &train_, &valid_);
   }
+  BuildBlocks();
   return OkStatus();
+}
+
+double EstimateDistinct(size_t n, const std::function<uint64_t(size_t)>& id) {
+  // Linear counting (Whang et al. 1990): hash every id into m = 2^24 bits; d distinct ids leave
+  // about m * exp(-d / m) of them clear. One pass and 2 MiB.
+  constexpr uint64_t kBits = uint64_t{1} << 24;
+  std::vector<uint64_t> bits(kBits / 64, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t h = SplitMix64(id(i)) >> 40;
+    bits[h >> 6] |= uint64_t{1} << (h & 63);
+  }
+  uint64_t set = 0;
+  for (uint64_t word : bits) set += static_cast<uint64_t>(__builtin_popcountll(word));
+  const double clear = static_cast<double>(std::max<uint64_t>(kBits - set, 1));
+  return static_cast<double>(kBits) * std::log(static_cast<double>(kBits) / clear);
+}
+
+int MfBands(double distinct_ids) {
+  return static_cast<int>(std::clamp(std::ceil(distinct_ids / kRowsPerBand), 1.0, 4096.0));
+}
+
+void MfModel::BuildBlocks() {
+  block_begin_.clear();
+  if (!options_.blocked_order || train_.empty()) return;
+  user_bands_ = MfBands(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].user; }));
+  item_bands_ = MfBands(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].item; }));
+  const size_t blocks = static_cast<size_t>(user_bands_) * static_cast<size_t>(item_bands_);
+  auto block = [&](const Sample& s) {
+    const uint64_t u = SplitMix64(s.user ^ 0x6A09E667F3BCC908ull) % user_bands_;
+    const uint64_t i = SplitMix64(s.item ^ 0xBB67AE8584CAA73Bull) % item_bands_;
+    return static_cast<size_t>(u * static_cast<uint64_t>(item_bands_) + i);
+  };
+  block_begin_.assign(blocks + 1, 0);
+  for (const Sample& s : train_) ++block_begin_[block(s) + 1];
+  for (size_t b = 0; b < blocks; ++b) block_begin_[b + 1] += block_begin_[b];
+  // In place (no second copy of the ratings at the peak of memory): each sample is swapped into
+  // the next free place of its block until the one in hand belongs where it was taken from (an
+  // American flag sort; deterministic, and with one block nothing moves).
+  std::vector<uint32_t> next(block_begin_.begin(), block_begin_.end() - 1);
+  for (size_t b = 0; b < blocks; ++b) {
+    while (next[b] < block_begin_[b + 1]) {
+      Sample in_hand = train_[next[b]];
+      for (size_t t = block(in_hand); t != b; t = block(in_hand)) {
+        std::swap(in_hand, train_[next[t]++]);
+      }
+      train_[next[b]++] = in_hand;
+    }
+  }
+}
+
+void MfModel::EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const {
+  if (block_begin_.size() < 2) return Model::EpochOrder(seed, order);
+  const size_t blocks = block_begin_.size() - 1;
+  std::vector<uint32_t> block_order(blocks);
+  for (size_t b = 0; b < blocks; ++b) block_order[b] = static_cast<uint32_t>(b);
+  ShuffleIndices(&block_order, SplitMix64(seed ^ 0x3C6EF372FE94F82Bull));
+  order->resize(train_.size());
+  size_t at = 0;
+  for (uint32_t b : block_order) {
+    const size_t first = at;
+    for (uint32_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i) (*order)[at++] = i;
+    // Block 0's samples are shuffled with the epoch's own seed: one block is the plain shuffle.
+    ShuffleIndices(order->data() + first, at - first, seed ^ (b * 0x9E3779B97F4A7C15ull));
+  }
 }
 
 StatusOr<int64_t> MfModel::Summarize() {
@@ -157,6 +225,10 @@ std::vector<std::string> MfModel::StartupLines(const JobShape& shape) const {
   }
   line << "; " << shape.num_workers << " worker(s) x " << shape.steps_per_epoch
        << " steps/epoch of " << shape.batch_size << " on " << shape.num_servers << " server(s)";
+  if (block_begin_.size() > 2) {
+    line << "; blocked order: " << user_bands_ << " user x " << item_bands_
+         << " item bands (worker 0)";
+  }
   return {line.str()};
 }
 

@@ -123,6 +123,8 @@ class Model {
 
   // This worker's training samples (the loop shuffles their indices every epoch).
   virtual int64_t num_train_samples() const = 0;
+  // The order of the epoch's training samples (indices into them): by default all shuffled.
+  virtual void EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const;
   virtual std::unique_ptr<ModelBatch> NewBatch() const = 0;
   // Fills `batch` with training samples order[0..n).
   virtual void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) = 0;

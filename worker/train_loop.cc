@@ -19,6 +19,12 @@ double Seconds(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
+void Model::EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const {
+  order->resize(static_cast<size_t>(num_train_samples()));
+  for (size_t i = 0; i < order->size(); ++i) (*order)[i] = static_cast<uint32_t>(i);
+  ShuffleIndices(order, seed);
+}
+
 // The model's view of the other workers: the loop's reduce rounds and the collective.
 class TrainLoop::Group : public WorkerGroup {
  public:
@@ -153,9 +159,8 @@ proto::WorkerCheckpoint TrainLoop::Position(int epoch, int64_t step_in_epoch, do
 
 StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
                                      int64_t* samples) {
-  std::vector<uint32_t> order(static_cast<size_t>(model_->num_train_samples()));
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
-  ShuffleIndices(&order, EpochSeed(options_.seed, epoch, rpc_->self().rank));
+  std::vector<uint32_t> order;
+  model_->EpochOrder(EpochSeed(options_.seed, epoch, rpc_->self().rank), &order);
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
   auto batch_range = [&](int64_t step, size_t* begin) {
     *begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);

@@ -69,11 +69,15 @@ Status FinishWorker(RpcNode* rpc, std::chrono::milliseconds timeout) {
 }
 
 void ShuffleIndices(std::vector<uint32_t>* order, uint64_t seed) {
+  ShuffleIndices(order->data(), order->size(), seed);
+}
+
+void ShuffleIndices(uint32_t* order, size_t n, uint64_t seed) {
   uint64_t state = kernels::SplitMix64(seed);
-  for (size_t i = order->size(); i > 1; --i) {
+  for (size_t i = n; i > 1; --i) {
     state = kernels::SplitMix64(state);
     const size_t j = static_cast<size_t>((static_cast<unsigned __int128>(state) * i) >> 64);
-    std::swap((*order)[i - 1], (*order)[j]);
+    std::swap(order[i - 1], order[j]);
   }
 }
 

@@ -56,6 +56,8 @@ Status FinishWorker(RpcNode* rpc, std::chrono::milliseconds timeout);
 // Fisher-Yates shuffle with a counter-based generator: the same permutation for the same seed
 // on every platform (std::shuffle's is implementation-defined).
 void ShuffleIndices(std::vector<uint32_t>* order, uint64_t seed);
+// The same shuffle of order[0, n).
+void ShuffleIndices(uint32_t* order, size_t n, uint64_t seed);
 
 // The shuffling seed of one worker's epoch.
 uint64_t EpochSeed(uint64_t seed, int epoch, int worker_rank);
