@@ -8,7 +8,8 @@
 #    memory per row, kernels;
 # 3. runs `tessera train` in one process and under mpirun (1 scheduler + 1 server + 1 worker) at
 #    dim 32 and 128, $REPS times each, alternating, and reads samples_per_sec from --metrics-out;
-#    in rep 1 also under mpirun with --shared-memory off (the frames through TCP loopback); each
+#    in rep 1 also in-process with --order shuffled (the general path; the default order is
+#    blocked) and under mpirun with --shared-memory off (the frames through TCP loopback); each
 #    rep starts with the MF ceiling (tessera_bench ceiling: FPSGD, 2 threads, bench/fpsgd.h) on
 #    the same data and dim, so that Tessera's ratings/s is quoted as a fraction of it;
 # 4. runs the PyTorch baseline (bench/torch_mf.py) on the same data;
@@ -71,6 +72,8 @@ run_train() {  # mode dim rep
   rm -f "$OUT/train-$tag.json"
   if [[ $mode == inproc ]]; then
     "$TESSERA" "${flags[@]}" --servers 1 --workers 1 > "$OUT/train-$tag.log" 2>&1
+  elif [[ $mode == shuffled ]]; then  # in-process, the general path: every rating shuffled
+    "$TESSERA" "${flags[@]}" --servers 1 --workers 1 --order shuffled > "$OUT/train-$tag.log" 2>&1
   elif [[ $mode == mpi ]]; then
     mpirun --allow-run-as-root --oversubscribe -np 3 "$TESSERA" "${flags[@]}" --servers 1 \
       > "$OUT/train-$tag.log" 2>&1
@@ -96,6 +99,7 @@ for dim in $DIMS; do
       "(rep 1: also with --shared-memory off)"
     [[ ${SKIP_CEILING:-0} == 1 ]] || run_ceiling "$dim" "$rep"
     run_train inproc "$dim" "$rep"
+    [[ $rep != 1 ]] || run_train shuffled "$dim" "$rep"
     [[ ${SKIP_MPI:-0} == 1 ]] || run_train mpi "$dim" "$rep"
     [[ ${SKIP_MPI:-0} == 1 || $rep != 1 ]] || run_train mpitcp "$dim" "$rep"
   done

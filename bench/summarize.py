@@ -121,6 +121,12 @@ def main():
             add(f"MF dim {dim}, mpirun 1+1, steady", human(med_mpi, " ratings/s"),
                 f">= {MPI_TARGET} x in-process", ratio,
                 met(ratio is not None and ratio >= MPI_TARGET), f"reps {reps}")
+        shuffled = runs.get(("shuffled", dim), [])
+        if shuffled:
+            med_sh = statistics.median(r[1] for r in shuffled)
+            add(f"MF dim {dim}, in-process, --order shuffled", human(med_sh, " ratings/s"),
+                "in-process (blocked)", med_sh / med_in if med_in else None,
+                detail="the general path: every rating shuffled")
         tcp = runs.get(("mpitcp", dim), [])
         if tcp:
             med_tcp = statistics.median(r[1] for r in tcp)
@@ -139,8 +145,8 @@ def main():
                 met(med_ceil >= 0.7 * LIBMF[dim]) if dim in LIBMF else "",
                 f"reps {reps}; per CPU second x 2: {human(per_cpu)}; "
                 f"test RMSE {ceil[-1]['test_rmse']:.4f}, load {ceil[-1]['load_sec']:.1f} s")
-            for mode, label in (("inproc", "in-process"), ("mpi", "mpirun 1+1"),
-                                ("mpitcp", "mpirun 1+1, TCP")):
+            for mode, label in (("inproc", "in-process"), ("shuffled", "in-process, shuffled"),
+                                ("mpi", "mpirun 1+1"), ("mpitcp", "mpirun 1+1, TCP")):
                 rates = runs.get((mode, dim), [])
                 if not rates:
                     continue
