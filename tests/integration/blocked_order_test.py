@@ -85,12 +85,7 @@ def test(ctx):
     it.check(not it.grep(BANDS, res.stderr), "--order shuffled logged bands")
     it.check(it.model_series(shuffled) != it.model_series(ref),
              "--order shuffled is bit-identical to the blocked order: no blocks were used")
-    blocked_rmse, shuffled_rmse = it.final_rmse(ref), it.final_rmse(shuffled)
-    gap = abs(blocked_rmse - shuffled_rmse) / shuffled_rmse
-    print(f"  final test RMSE: blocked {blocked_rmse:.4f}, shuffled {shuffled_rmse:.4f} "
-          f"({100 * gap:.2f}% apart)")
-    it.check(gap <= 0.02, f"blocked RMSE {blocked_rmse} is {100 * gap:.2f}% from shuffled "
-                          f"{shuffled_rmse}, more than 2%")
+    it.expect_close_rmse("blocked", ref, "shuffled", shuffled, 0.02)
 
     # One band each: the blocked order is the plain shuffle, bit for bit.
     small_train, small_test, _ = ctx.gen_ratings("small", users=2000, items=500, ratings=30000,

@@ -100,12 +100,7 @@ def test(ctx):
         expect_identical(name, series, one_thread)
 
     one_records, _ = train(ctx, data, "1 server + 1 worker", ["--servers", 1, "--workers", 1])
-    ref_rmse, one_rmse = it.final_rmse(ref_records), it.final_rmse(one_records)
-    gap = abs(one_rmse - ref_rmse) / ref_rmse
-    print(f"  final test RMSE: 2 workers {ref_rmse:.6f}, 1 worker {one_rmse:.6f} "
-          f"(gap {100 * gap:.3f}%)")
-    it.check(gap <= 0.01, f"1 worker reaches RMSE {one_rmse}, 2 workers {ref_rmse}: "
-                          f"{100 * gap:.2f}% apart, more than 1% (seed {SEED})")
+    it.expect_close_rmse(f"1 worker (seed {SEED})", one_records, "2 workers", ref_records, 0.01)
 
 
 def add_args(p):

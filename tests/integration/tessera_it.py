@@ -221,6 +221,15 @@ def final_rmse(records):
     return float(done[-1]["rmse"])
 
 
+def expect_close_rmse(what, records, other, other_records, limit):
+    """The final test RMSE of `what` within `limit` (a fraction) of `other`'s."""
+    got, want = final_rmse(records), final_rmse(other_records)
+    gap = abs(got - want) / want
+    print(f"  final test RMSE: {what} {got:.6f}, {other} {want:.6f} ({100 * gap:.3f}% apart)")
+    check(gap <= limit, f"{what} reaches test RMSE {got}, {other} {want}: {100 * gap:.2f}% apart, "
+                        f"more than {100 * limit:g}%")
+
+
 def shared_data_dir():
     """$TESSERA_SHARED_DATA, or raises Skip when it is unset or missing."""
     path = os.environ.get("TESSERA_SHARED_DATA", "")
