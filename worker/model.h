@@ -123,7 +123,9 @@ class Model {
 
   // This worker's training samples (the loop shuffles their indices every epoch).
   virtual int64_t num_train_samples() const = 0;
-  // The order of the epoch's training samples (indices into them): by default all shuffled.
+  // The order of the epoch's training samples (indices into them) for the epoch's seed: by
+  // default all shuffled (ShuffleIndices). The same seed must give the same order, so that a
+  // resume inside an epoch continues it.
   virtual void EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const;
   virtual std::unique_ptr<ModelBatch> NewBatch() const = 0;
   // Fills `batch` with training samples order[0..n).

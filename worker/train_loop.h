@@ -1,8 +1,9 @@
 // TrainLoop: the one training loop of every worker, whatever the model (worker/model.h).
 //
 // Run: register with the scheduler -> Model::Setup (data) -> start-up statistics -> resume
-// position (worker/recovery.h StartPosition) -> epochs. An epoch shuffles the worker's samples
-// (ShuffleIndices, seeded by seed, epoch and rank) and runs steps_per_epoch steps, the same
+// position (worker/recovery.h StartPosition) -> epochs. An epoch orders the worker's samples
+// (Model::EpochOrder, seeded by seed, epoch and rank: a shuffle, or MF's blocked order) and runs
+// steps_per_epoch steps, the same
 // number on every worker so that the servers count one push per worker per step (BSP). A step:
 // finish the pull of its rows -> Model::ComputeGradients into the push buffer -> the step's loss
 // and gradients checked (worker/finite_check.h: a non-finite one ends the run) -> push -> prepare
