@@ -99,6 +99,9 @@ Status CheckValidationFlags(const TrainOptions& o) {
   }
   if (o.ctr && !o.mf.blocked_order) return Status::InvalidArgument("--order is an MF option");
   if (o.mf.valid_path.empty()) return OkStatus();
+  if (o.mf.valid_fraction > 0) {  // checked before the defaults choose a fraction
+    return Status::InvalidArgument("--valid and --valid-fraction exclude each other: give one");
+  }
   if (o.mf.valid_path == o.mf.train_path) {
     return Status::InvalidArgument("--valid " + o.mf.valid_path +
                                    " is the --train file: give held-out ratings or "

@@ -51,8 +51,9 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values);
 
-// InvalidArgument when the validation flags (--valid, --valid-fraction, --early-stop) are given
-// to a CTR model (not yet supported) or --valid names the --train or --test file.
+// InvalidArgument when the validation flags (--valid, --valid-fraction, --early-stop) or
+// --order shuffled are given to a CTR model (MF only), --valid comes with --valid-fraction, or
+// --valid names the --train or --test file. Runs before the defaults are chosen.
 Status CheckValidationFlags(const TrainOptions& o);
 
 }  // namespace tessera::launch

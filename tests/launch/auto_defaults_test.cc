@@ -58,6 +58,7 @@ class AutoFlagsTest : public ::testing::Test {
   void SetUp() override {
     WriteFile(train_, "1 2 3.5\n2 3 4\n");
     WriteFile(test_, "1 3 4\n");
+    WriteFile(valid_, "2 2 3\n");
   }
   ParseOutcome Parse(std::vector<std::string> args, TrainOptions* o) {
     args.insert(args.begin(), {"--train", train_});
@@ -66,6 +67,7 @@ class AutoFlagsTest : public ::testing::Test {
   TempDir dir_;
   const std::string train_ = dir_.Join("train.txt");
   const std::string test_ = dir_.Join("test.txt");
+  const std::string valid_ = dir_.Join("valid.txt");
 };
 
 TEST_F(AutoFlagsTest, UnsetFlagsAreChosenAndTheStartupLineSaysSo) {
@@ -134,6 +136,27 @@ TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
   out = Parse({"--model", "deepfm", "--early-stop", "2"}, &o);
   EXPECT_FALSE(out.run);
   EXPECT_NE(out.text.find("MF options"), std::string::npos) << out.text;
+  o = TrainOptions();
+  out = Parse({"--valid", valid_, "--valid-fraction", "0.1"}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("exclude each other"), std::string::npos) << out.text;
+}
+
+TEST_F(AutoFlagsTest, OrderIsBlockedByDefaultShuffledOnRequestAndMfOnly) {
+  TrainOptions o;
+  ASSERT_TRUE(Parse({}, &o).run);
+  EXPECT_TRUE(o.mf.blocked_order);
+  o = TrainOptions();
+  ASSERT_TRUE(Parse({"--order", "shuffled"}, &o).run);
+  EXPECT_FALSE(o.mf.blocked_order);
+  o = TrainOptions();
+  ParseOutcome out = Parse({"--order", "random"}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("--order must be blocked|shuffled"), std::string::npos) << out.text;
+  o = TrainOptions();
+  out = Parse({"--model", "deepfm", "--order", "shuffled"}, &o);
+  EXPECT_FALSE(out.run);
+  EXPECT_NE(out.text.find("--order is an MF option"), std::string::npos) << out.text;
 }
 
 }  // namespace
