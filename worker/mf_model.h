@@ -69,7 +69,7 @@ struct MfTrainerOptions {
 // are hashed into bands of about kRowsPerBand ids each, and an epoch visits the blocks (user band
 // x item band) in a shuffled order, each block's ratings shuffled. Consecutive steps then touch
 // one band's rows, which the servers' and this worker's caches keep, instead of rows spread over
-// the whole table: on 10^6 users x 10^5 items 1.5x (dim 32) to 1.9x (dim 128) the ratings/s of
+// the whole table: on 10^6 users x 10^5 items 1.65x (dim 32) and 1.5x (dim 128) the ratings/s of
 // the plain shuffle (docs/PERFORMANCE.md). Tables under kRowsPerBand rows have one block, which
 // is the plain shuffle, bit for bit.
 inline constexpr double kRowsPerBand = 32768;

@@ -115,6 +115,28 @@ TEST(JobIdentityTest, CheckpointsWithoutTheEarlyStoppingFlagsMatchRunsWithoutEar
       << s.message();
 }
 
+// A checkpoint written before --order existed was trained in the plain shuffle: it matches
+// --order shuffled, and the default blocked order only with the override.
+TEST(JobIdentityTest, CheckpointsWithoutTheOrderMatchTheShuffledOrder) {
+  TempDir dir;
+  WriteFile(dir.Join("train.txt"), "1 2 3.5\n");
+  const auto shuffled =
+      Identity(Parse({"--train", dir.Join("train.txt"), "--epochs", "5", "--order", "shuffled"}));
+  EXPECT_EQ(ValueOf(shuffled, "order"), "shuffled");
+  std::vector<proto::JobConfigEntry> old;
+  for (const auto& e : shuffled) {
+    if (e.flag() != "order") old.push_back(e);
+  }
+  ASSERT_EQ(old.size() + 1, shuffled.size());
+  EXPECT_TRUE(CompareJobIdentity(old, shuffled, {}, "ck/step-40").ok());
+  const auto blocked = Identity(Parse({"--train", dir.Join("train.txt"), "--epochs", "5"}));
+  EXPECT_EQ(ValueOf(blocked, "order"), "blocked");
+  Status s = CompareJobIdentity(old, blocked, {}, "ck/step-40");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--order"), std::string::npos) << s.message();
+  EXPECT_TRUE(CompareJobIdentity(old, blocked, {"order"}, "ck/step-40").ok());
+}
+
 TEST(JobIdentityTest, ResumeOverrideNamesOnlyIdentityFlags) {
   EXPECT_TRUE(CheckResumeOverrides({"lr", "--epochs", "train"}).ok());
   Status s = CheckResumeOverrides({"lr", "servers"});
