@@ -32,8 +32,9 @@ struct DefusedOptionError : po::error_with_option_name {
     if (named == nullptr) return;
     auto& substitutions =
         const_cast<po::error_with_option_name*>(named)->*(&DefusedOptionError::m_substitutions);
-    for (auto& entry : substitutions)
+    for (auto& entry : substitutions) {
       std::replace(entry.second.begin(), entry.second.end(), '%', '?');
+    }
   }
 };
 
@@ -299,15 +300,13 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     if (!parsed_devices.ok()) return Fail("--devices: " + parsed_devices.status().message());
     o.devices = *parsed_devices;
   }
-  if (transport != "inproc" && transport != "zmq") {
+  if (transport != "inproc" && transport != "zmq")
     return Fail("--transport " + transport + " is not one of inproc|zmq");
-  }
   o.transport = transport == "zmq" ? TransportKind::kZmq : TransportKind::kInProc;
   if (order != "blocked" && order != "shuffled") return Fail("--order must be blocked|shuffled");
   o.mf.blocked_order = order == "blocked";
-  if (shared_memory != "auto" && shared_memory != "off") {
+  if (shared_memory != "auto" && shared_memory != "off")
     return Fail("--shared-memory " + shared_memory + " is not one of auto|off");
-  }
   o.shared_memory = shared_memory == "auto";
   if (o.insecure && !o.auth_key_path.empty())
     return Fail("--insecure and --auth-key exclude each other");

@@ -187,7 +187,7 @@ Status CompareJobIdentity(const std::vector<proto::JobConfigEntry>& checkpoint,
     const std::string& was = o == old_values.end() ? absent : o->second;
     const std::string& now = n == new_values.end() ? absent : n->second;
     if (was == now) continue;
-    // Checkpoints from before early stopping (issue 15) lack its flags: off is what they did.
+    // Flags an older checkpoint lacks count as what it did then (NeutralWhenAbsent).
     if (o == old_values.end() && NeutralWhenAbsent(flag, now)) continue;
     const std::string line = "--" + flag + " " + was + " (this run: " + now + ")";
     bool overridden = false;

@@ -375,10 +375,9 @@ void Scheduler::HandleAbort(Message&& request) {
   Status s = ParseControlBody(request, &body);
   StatusOr<NodeId> node = NodeId::FromProto(request.header.sender());
   std::string who = node.ok() ? node->ToString() : "an unknown node";
-  MutexLock lock(&mu_);
   StatusCode code =
       s.ok() && body.code() != 0 ? static_cast<StatusCode>(body.code()) : StatusCode::kAborted;
-  AbortLocked(Status(code, s.ok() ? body.reason() : who + " aborted"));
+  Abort(Status(code, s.ok() ? body.reason() : who + " aborted"));
 }
 
 void Scheduler::Abort(const Status& reason) {

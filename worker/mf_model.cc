@@ -135,6 +135,7 @@ void MfModel::BuildBlocks() {
   user_bands_ = MfBands(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].user; }));
   item_bands_ = MfBands(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].item; }));
   const size_t blocks = static_cast<size_t>(user_bands_) * static_cast<size_t>(item_bands_);
+  if (blocks == 1) return;  // one block is the plain shuffle (Model::EpochOrder)
   auto block = [&](const Sample& s) {
     const uint64_t u = SplitMix64(s.user ^ 0x6A09E667F3BCC908ull) % user_bands_;
     const uint64_t i = SplitMix64(s.item ^ 0xBB67AE8584CAA73Bull) % item_bands_;
@@ -145,7 +146,7 @@ void MfModel::BuildBlocks() {
   for (size_t b = 0; b < blocks; ++b) block_begin_[b + 1] += block_begin_[b];
   // In place (no second copy of the ratings at the peak of memory): each sample is swapped into
   // the next free place of its block until the one in hand belongs where it was taken from (an
-  // American flag sort; deterministic, and with one block nothing moves).
+  // American flag sort; deterministic).
   std::vector<uint32_t> next(block_begin_.begin(), block_begin_.end() - 1);
   for (size_t b = 0; b < blocks; ++b) {
     while (next[b] < block_begin_[b + 1]) {
@@ -159,7 +160,7 @@ void MfModel::BuildBlocks() {
 }
 
 void MfModel::EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const {
-  if (block_begin_.size() < 2) return Model::EpochOrder(seed, order);
+  if (block_begin_.empty()) return Model::EpochOrder(seed, order);
   const size_t blocks = block_begin_.size() - 1;
   std::vector<uint32_t> block_order(blocks);
   for (size_t b = 0; b < blocks; ++b) block_order[b] = static_cast<uint32_t>(b);
@@ -169,7 +170,6 @@ void MfModel::EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const {
   for (uint32_t b : block_order) {
     const size_t first = at;
     for (uint32_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i) (*order)[at++] = i;
-    // Block 0's samples are shuffled with the epoch's own seed: one block is the plain shuffle.
     ShuffleIndices(order->data() + first, at - first, seed ^ (b * 0x9E3779B97F4A7C15ull));
   }
 }
@@ -225,7 +225,7 @@ std::vector<std::string> MfModel::StartupLines(const JobShape& shape) const {
   }
   line << "; " << shape.num_workers << " worker(s) x " << shape.steps_per_epoch
        << " steps/epoch of " << shape.batch_size << " on " << shape.num_servers << " server(s)";
-  if (block_begin_.size() > 2) {
+  if (!block_begin_.empty()) {
     line << "; blocked order: " << user_bands_ << " user x " << item_bands_
          << " item bands (worker 0)";
   }

@@ -172,7 +172,8 @@ class MfModel : public Model {
 
   std::vector<Sample> train_, test_, valid_;
   // The blocked order: train_ sorted by block (user band x item band), block b holding
-  // train_[block_begin_[b], block_begin_[b + 1]); empty when the order is plain shuffled.
+  // train_[block_begin_[b], block_begin_[b + 1]); empty for the plain shuffle (--order shuffled,
+  // or a single block).
   std::vector<uint32_t> block_begin_;
   int user_bands_ = 1, item_bands_ = 1;
   EvalSet eval_set_ = EvalSet::kTest;

@@ -3,8 +3,8 @@
 // Run: register with the scheduler -> Model::Setup (data) -> start-up statistics -> resume
 // position (worker/recovery.h StartPosition) -> epochs. An epoch orders the worker's samples
 // (Model::EpochOrder, seeded by seed, epoch and rank: a shuffle, or MF's blocked order) and runs
-// steps_per_epoch steps, the same
-// number on every worker so that the servers count one push per worker per step (BSP). A step:
+// steps_per_epoch steps, the same number on every worker so that the servers count one push per
+// worker per step (BSP). A step:
 // finish the pull of its rows -> Model::ComputeGradients into the push buffer -> the step's loss
 // and gradients checked (worker/finite_check.h: a non-finite one ends the run) -> push -> prepare
 // the next step's batch and start its pull (answered once every worker's push of this step was
