@@ -133,8 +133,10 @@ class Model {
   // Gradients of the batch's loss: rows[t] holds the pulled rows of table t (unique-key order);
   // grads[t] receives table t's row gradients in the same order (not zeroed; a table with no keys
   // this batch is not written). *loss_sum is the batch's unscaled loss sum. *known_finite arrives
-  // false; a model sets it true only when the kernels that wrote the gradients saw every one
-  // finite (MF on the CPU, from flags its loops keep); otherwise the loop scans them.
+  // false; a model sets it true only when its kernels vouch for the gradients (MF on the CPU:
+  // every error was finite and the rows are, so only an overflow could make a gradient
+  // non-finite, and the server's row check catches that in the same step); otherwise the loop
+  // scans them.
   virtual Status ComputeGradients(const ModelBatch& batch, const std::vector<const float*>& rows,
                                   const std::vector<float*>& grads, double* loss_sum,
                                   bool* known_finite) = 0;

@@ -188,8 +188,9 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     bool known_finite = false;
     TS_RETURN_IF_ERROR(
         model_->ComputeGradients(*current->batch, rows, grads, &loss, &known_finite));
-    // Nothing non-finite leaves this worker; the servers check the rows the push updates. The
-    // gradients are scanned unless the model's kernels saw them all finite as they wrote them.
+    // The gradients are scanned unless the model vouches for them (MF on the CPU: every error
+    // finite). What a vouching model can still let through, an overflow of error x factor, makes
+    // the row the server updates non-finite, and the server's check stops the job at this step.
     if (!known_finite || !std::isfinite(loss)) {
       TS_RETURN_IF_ERROR(
           CheckStepFinite(clock_ + 1, current->batch->unique_keys, table_dims_, grads, loss));

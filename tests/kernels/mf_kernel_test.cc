@@ -11,6 +11,7 @@
 #include "kernels/finite.h"
 #include "kernels/mf.h"
 #include "kernels/mf_math.h"
+#include "kernels/sparse_optimizer.h"
 #include "tests/testing/mf_problem.h"
 
 namespace tessera::kernels {
@@ -294,38 +295,61 @@ TEST(MfTwoPassGradientTest, MatchesOnePassBitForBit) {
 // The flags see a gradient that overflows while the loss stays finite (the case the worker's
 // check cannot infer from the loss), on the side it happens on only, in the SIMD blocks and in
 // the scalar remainder, and nothing on a finite batch.
-TEST(MfGradientFlagsTest, FlagExactlyTheSideWhoseGradientOverflows) {
+// The kernels vouch for their gradients through the errors (kernels/mf.h): a non-finite error is
+// flagged by both the one-pass and the two-pass kernels; a gradient that overflows under finite
+// errors is not, and the server's update of that row, which checks what it writes, finds it.
+TEST(MfGradientFlagsTest, FlagANonFiniteErrorAndLeaveAnOverflowToTheServersRowCheck) {
   for (int dim : {8, 13}) {
+    const int stride = dim + 1;
+    auto flags_of = [&](const Problem& pr, std::vector<float>* u, std::vector<float>* i) {
+      uint32_t one_pass = 0, user_side = 0, item_side = 0;
+      double sq = 0.0;
+      EXPECT_TRUE(MfBatchGradientCpu(pr.Batch(), u->data(), i->data(), &sq, &one_pass).ok());
+      std::vector<float> errors(pr.ratings.size());
+      EXPECT_TRUE(MfErrorsCpu(pr.Batch(), 0, 200, errors.data()).ok());
+      EXPECT_TRUE(
+          MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kUser, u->data(), &user_side).ok());
+      EXPECT_TRUE(
+          MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kItem, i->data(), &item_side).ok());
+      EXPECT_EQ(FlagsFinite(user_side), FlagsFinite(one_pass)) << "dim " << dim;
+      EXPECT_EQ(FlagsFinite(item_side), FlagsFinite(one_pass)) << "dim " << dim;
+      return FlagsFinite(one_pass);
+    };
     Problem pr = RandomProblem(40 + dim, 200, dim, 5, 7);
     pr.l2 = 0.0f;
     std::vector<float> u(pr.user_rows.size()), i(pr.item_rows.size());
-    double sq = 0.0;
-    uint32_t flags = 0x80000000u;
-    ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), u.data(), i.data(), &sq, &flags).ok());
-    EXPECT_TRUE(FlagsFinite(flags)) << "dim " << dim;
-    // User 0's last factor is 2e38 and every item's is 0: predictions stay finite, user
-    // gradients too (err * 0), but an item's gradient -err * 2e38 is -inf once |err| > 1.7.
+    EXPECT_TRUE(flags_of(pr, &u, &i)) << "dim " << dim;
+
+    // User 0's last factor is 2e38 and every item's is 0: predictions and errors stay finite,
+    // user gradients too (err * 0), but an item's gradient -err * 2e38 is -inf once |err| > 1.7.
+    Problem overflow = pr;
     const int j = dim - 1;
-    pr.user_rows[j] = 2e38f;
-    for (int64_t r = 0; r < pr.num_items; ++r) pr.item_rows[r * (dim + 1) + j] = 0.0f;
-    for (size_t k = 0; k < pr.ratings.size(); ++k) {
-      if (pr.user_index[k] == 0) pr.ratings[k] = 9.0f;
+    overflow.user_rows[j] = 2e38f;
+    for (int64_t r = 0; r < overflow.num_items; ++r) overflow.item_rows[r * stride + j] = 0.0f;
+    for (size_t k = 0; k < overflow.ratings.size(); ++k) {
+      if (overflow.user_index[k] == 0) overflow.ratings[k] = 9.0f;
     }
-    ASSERT_TRUE(MfBatchGradientCpu(pr.Batch(), u.data(), i.data(), &sq, &flags).ok());
-    EXPECT_TRUE(std::isfinite(sq));
-    EXPECT_FALSE(FlagsFinite(flags)) << "dim " << dim;
-    std::vector<float> errors(pr.ratings.size());
-    ASSERT_TRUE(MfErrorsCpu(pr.Batch(), 0, 200, errors.data()).ok());
-    uint32_t user_flags = 0x80000000u, item_flags = 0;
-    ASSERT_TRUE(
-        MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kUser, u.data(), &user_flags).ok());
-    ASSERT_TRUE(
-        MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kItem, i.data(), &item_flags).ok());
-    EXPECT_TRUE(FlagsFinite(user_flags)) << "dim " << dim;
-    EXPECT_FALSE(FlagsFinite(item_flags)) << "dim " << dim;
-    for (float v : u) EXPECT_TRUE(std::isfinite(v));
-    EXPECT_LT(FindNonFinite(i.data(), static_cast<int64_t>(i.size())),
-              static_cast<int64_t>(i.size()));
+    EXPECT_TRUE(flags_of(overflow, &u, &i)) << "dim " << dim;
+    const int64_t bad = FindNonFinite(i.data(), static_cast<int64_t>(i.size()));
+    ASSERT_LT(bad, static_cast<int64_t>(i.size()));
+    // The server's SGD update of that item row writes a non-finite weight and says which row.
+    const int64_t row = bad / stride;
+    std::vector<float> weights(overflow.item_rows.begin() + row * stride,
+                               overflow.item_rows.begin() + (row + 1) * stride);
+    float* rows[1] = {weights.data()};
+    OptimizerParams sgd;
+    sgd.kind = OptimizerKind::kSgd;
+    int64_t first_bad = -1;
+    ASSERT_TRUE(ApplySparseUpdateCpu(sgd, rows, i.data() + row * stride, 1, stride, &first_bad).ok());
+    EXPECT_EQ(first_bad, 0) << "dim " << dim;
+
+    // A factor of 1e20 on both sides makes the prediction, so the error, -inf: flagged.
+    Problem infinite = pr;
+    for (int k = 0; k < dim; ++k) infinite.user_rows[k] = 1e20f;
+    for (int64_t r = 0; r < infinite.num_items; ++r) {
+      for (int k = 0; k < dim; ++k) infinite.item_rows[r * stride + k] = 1e20f;
+    }
+    EXPECT_FALSE(flags_of(infinite, &u, &i)) << "dim " << dim;
   }
 }
 
