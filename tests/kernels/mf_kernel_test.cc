@@ -340,7 +340,8 @@ TEST(MfGradientFlagsTest, FlagANonFiniteErrorAndLeaveAnOverflowToTheServersRowCh
     OptimizerParams sgd;
     sgd.kind = OptimizerKind::kSgd;
     int64_t first_bad = -1;
-    ASSERT_TRUE(ApplySparseUpdateCpu(sgd, rows, i.data() + row * stride, 1, stride, &first_bad).ok());
+    ASSERT_TRUE(
+        ApplySparseUpdateCpu(sgd, rows, i.data() + row * stride, 1, stride, &first_bad).ok());
     EXPECT_EQ(first_bad, 0) << "dim " << dim;
 
     // A factor of 1e20 on both sides makes the prediction, so the error, -inf: flagged.
