@@ -1,5 +1,6 @@
-// The single-precision matrix-product rate of the DeepFM MLP's shapes through the BLAS the
-// project links (OpenBLAS cblas_sgemm, the same calls and layouts as kernels/dense_cpu.cc):
+// The single-precision matrix-product rate of the DeepFM MLP's shapes through OpenBLAS
+// (cblas_sgemm, with whichever kernel it picked: OPENBLAS_CORETYPE forces one) and through
+// oneDNN (kernels::CpuSgemm, what kernels/dense_cpu.cc multiplies with), the same layouts:
 // per layer (in x out) at batch B, forward y = x W (B x in . in x out), backward dW = x^T dy and
 // dx = dy W^T. Each is timed alone and the whole MLP step (all layers, forward and both backward
 // products) is timed as one, in FLOPs/s with 2 * m * n * k FLOPs per product. The run script
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "bench/benches.h"
+#include "kernels/gemm_cpu.h"
 
 namespace tessera::bench {
 namespace {
@@ -22,8 +24,13 @@ struct Product {
   float* c;
   int lda, ldb, ldc;
   double Flops() const { return 2.0 * m * n * k; }
-  void Run() const {
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  void Run(bool onednn) const {
+    if (onednn) {
+      (void)kernels::CpuSgemm(ta == CblasTrans, tb == CblasTrans, m, n, k, 1.0f, a, lda, b, ldb,
+                              0.0f, c, ldc);
+    } else {
+      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    }
   }
 };
 
@@ -47,7 +54,7 @@ bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
   dims.insert(dims.end(), o.hidden.begin(), o.hidden.end());
   dims.push_back(1);
   const int B = o.batch;
-  std::printf("\n== BLAS (cblas_sgemm) for the MLP %d", o.input);
+  std::printf("\n== GEMM (OpenBLAS and oneDNN) for the MLP %d", o.input);
   for (size_t i = 1; i < dims.size(); ++i) std::printf("-%d", dims[i]);
   std::printf(" at batch %d: GFLOP/s (2mnk per product)\n", B);
   std::printf("%-34s %12s %12s %10s\n", "product", "GFLOP/s med", "GFLOP/s best", "MFLOP");
@@ -83,36 +90,48 @@ bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
       }
     }
   }
-  double step_flops = 0;
-  for (const Product& p : products) {
-    Samples s;
-    for (int r = 0; r < o.reps; ++r) s.Add(CallsPerSecond(o.seconds, [&] { p.Run(); }) * p.Flops());
-    step_flops += p.Flops();
-    std::printf("%-34s %12.1f %12.1f %10.1f\n", p.what, s.Median() / 1e9, s.Best() / 1e9,
-                p.Flops() / 1e6);
-    if (json != nullptr) {
-      json->Write(std::string("blas ") + p.what,
-                  {{"gflops", s.Median() / 1e9}, {"gflops_best", s.Best() / 1e9}});
+  // OpenBLAS, then oneDNN on as many threads as the process may use (the worker's policy for
+  // one worker, launch/job.cc).
+  kernels::SetGemmThreads(kernels::AvailableCpus());
+  for (bool onednn : {false, true}) {
+    const char* library = onednn ? "onednn" : "blas";
+    std::printf("-- %s\n", onednn ? ("oneDNN sgemm (" + kernels::GemmIsa() + ", " +
+                                     std::to_string(kernels::GemmThreads()) + " threads)")
+                                        .c_str()
+                                  : "OpenBLAS cblas_sgemm");
+    double step_flops = 0;
+    for (const Product& p : products) {
+      Samples s;
+      for (int r = 0; r < o.reps; ++r) {
+        s.Add(CallsPerSecond(o.seconds, [&] { p.Run(onednn); }) * p.Flops());
+      }
+      step_flops += p.Flops();
+      std::printf("%-34s %12.1f %12.1f %10.1f\n", p.what, s.Median() / 1e9, s.Best() / 1e9,
+                  p.Flops() / 1e6);
+      if (json != nullptr) {
+        json->Write(std::string(library) + " " + p.what,
+                    {{"gflops", s.Median() / 1e9}, {"gflops_best", s.Best() / 1e9}});
+      }
     }
-  }
-  Samples step;
-  for (int r = 0; r < o.reps; ++r) {
-    step.Add(CallsPerSecond(o.seconds * 2,
-                            [&] {
-                              for (const Product& p : products) p.Run();
-                            }) *
-             step_flops);
-  }
-  const double per_sample = step_flops / B;
-  std::printf("%-34s %12.1f %12.1f %10.1f\n", "whole MLP step (all of the above)",
-              step.Median() / 1e9, step.Best() / 1e9, step_flops / 1e6);
-  std::printf("FLOPs per sample %.0f -> BLAS-bound ceiling %.0f samples/s (median rate)\n",
-              per_sample, step.Median() / per_sample);
-  if (json != nullptr) {
-    json->Write("blas mlp_step", {{"gflops", step.Median() / 1e9},
-                                  {"gflops_best", step.Best() / 1e9},
-                                  {"flops_per_sample", per_sample},
-                                  {"batch", static_cast<double>(B)}});
+    Samples step;
+    for (int r = 0; r < o.reps; ++r) {
+      step.Add(CallsPerSecond(o.seconds * 2,
+                              [&] {
+                                for (const Product& p : products) p.Run(onednn);
+                              }) *
+               step_flops);
+    }
+    const double per_sample = step_flops / B;
+    std::printf("%-34s %12.1f %12.1f %10.1f\n", "whole MLP step (all of the above)",
+                step.Median() / 1e9, step.Best() / 1e9, step_flops / 1e6);
+    std::printf("FLOPs per sample %.0f -> GEMM-bound ceiling %.0f samples/s (median rate)\n",
+                per_sample, step.Median() / per_sample);
+    if (json != nullptr) {
+      json->Write(std::string(library) + " mlp_step", {{"gflops", step.Median() / 1e9},
+                                                       {"gflops_best", step.Best() / 1e9},
+                                                       {"flops_per_sample", per_sample},
+                                                       {"batch", static_cast<double>(B)}});
+    }
   }
   return true;
 }

@@ -2,7 +2,7 @@
 //   z       = W x_l + b            (W: dim x dim, z[i] = sum_j W[i][j] x_l[j] + b[i])
 //   x_{l+1} = x_0 (.) z + x_l      ((.) elementwise)
 // over a batch of row-major batch_size x dim matrices x_0, x_l. A stack of L layers is L
-// calls; layer 0 passes x_l = x_0. The product is one SGEMM (OpenBLAS / cuBLAS), the rest is
+// calls; layer 0 passes x_l = x_0. The product is one SGEMM (oneDNN / cuBLAS), the rest is
 // the TS_HD math of kernels/ctr_math.h.
 // Memory, errors, devices and the cuBLAS handle as in kernels/dense.h: caller-owned buffers
 // (the backward's scratch included), kCuda pointers are device memory, work is queued on
@@ -53,7 +53,7 @@ Status CrossBackwardCpu(const float* x0, const float* xl, const float* w, const 
                         float* workspace, int64_t batch_size, int dim);
 
 #if TESSERA_WITH_CUDA
-// Device twins. Match the CPU to float rounding (cuBLAS vs OpenBLAS blocking, fused
+// Device twins. Match the CPU to float rounding (cuBLAS vs oneDNN blocking, fused
 // multiply-adds), not bitwise; no atomics, so each is deterministic run to run.
 Status CrossForwardCuda(struct cublasContext* cublas, const float* d_x0, const float* d_xl,
                         const float* d_w, const float* d_b, float* d_z, float* d_y,

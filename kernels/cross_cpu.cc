@@ -1,13 +1,12 @@
-// CPU DCN-v2 cross layer: the product W x_l (and, backward, dW and dz W) is cblas_sgemm on the
-// row-major batch; the elementwise parts are single vectorisable passes over the ctr_math.h
-// functions. Deterministic for a given OpenBLAS build and thread count.
-#include <cblas.h>
-
+// CPU DCN-v2 cross layer: the product W x_l (and, backward, dW and dz W) is one sgemm on the
+// row-major batch (kernels/gemm_cpu.h); the elementwise parts are single vectorisable passes over
+// the ctr_math.h functions. Deterministic for a given instruction set and thread count.
 #include <algorithm>
 
 #include "kernels/cross.h"
 #include "kernels/ctr_math.h"
 #include "kernels/dense.h"
+#include "kernels/gemm_cpu.h"
 
 namespace tessera::kernels {
 
@@ -19,8 +18,8 @@ Status CrossForwardCpu(const float* x0, const float* xl, const float* w, const f
   float* pre = z != nullptr ? z : y;
   for (int64_t i = 0; i < batch_size; ++i) std::copy_n(b, dim, pre + i * dim);
   // pre (B x dim) += xl (B x dim) W^T: row r of the product is W x_l of sample r.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(batch_size), dim, dim, 1.0f,
-              xl, dim, w, dim, 1.0f, pre, dim);
+  TS_RETURN_IF_ERROR(
+      CpuSgemm(false, true, batch_size, dim, dim, 1.0f, xl, dim, w, dim, 1.0f, pre, dim));
   const int64_t total = batch_size * dim;
   for (int64_t i = 0; i < total; ++i) y[i] = CrossOutput(x0[i], pre[i], xl[i]);
   return OkStatus();
@@ -45,14 +44,11 @@ Status CrossBackwardCpu(const float* x0, const float* xl, const float* w, const 
     std::fill_n(dw, static_cast<int64_t>(dim) * dim, 0.0f);
     return OkStatus();
   }
-  const int rows = static_cast<int>(batch_size);
   // dW (dim x dim) = dz^T (dim x B) xl (B x dim).
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dim, dim, rows, 1.0f, dz, dim, xl, dim, 0.0f,
-              dw, dim);
+  TS_RETURN_IF_ERROR(
+      CpuSgemm(true, false, dim, dim, batch_size, 1.0f, dz, dim, xl, dim, 0.0f, dw, dim));
   // dxl (B x dim) += dz (B x dim) W (dim x dim).
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, dim, dim, 1.0f, dz, dim, w, dim,
-              1.0f, dxl, dim);
-  return OkStatus();
+  return CpuSgemm(false, false, batch_size, dim, dim, 1.0f, dz, dim, w, dim, 1.0f, dxl, dim);
 }
 
 }  // namespace tessera::kernels

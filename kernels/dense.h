@@ -1,14 +1,14 @@
 // Dense layers of the CTR models (the MLP towers of DeepFM / Wide&Deep / DCN-v2 and their loss):
 // fully connected layer, ReLU, and sigmoid + binary cross-entropy, each as a forward and a
-// backward kernel. Per-element math in kernels/ctr_math.h; matrix products are SGEMM (OpenBLAS
-// on CPU, cuBLAS on CUDA). The model code composes the layers and owns every buffer: kernels
+// backward kernel. Per-element math in kernels/ctr_math.h; matrix products are SGEMM (oneDNN
+// on CPU, kernels/gemm_cpu.h; cuBLAS on CUDA). The model code composes the layers and owns every buffer: kernels
 // never allocate, and keep no state between calls.
 //
 // Conventions (also used by kernels/fm.h, cross.h, embedding.h):
 // - Matrices are row-major; a batch is batch_size rows. Sizes are explicit arguments.
 // - Outputs are OVERWRITTEN unless the comment says "added to".
 // - kCpu: every pointer is host memory. Loops run in index order, so results are deterministic
-//   for a given OpenBLAS build and thread count (OpenBLAS runs its own thread pool inside SGEMM).
+//   for a given instruction set and product thread count (kernels/gemm_cpu.h).
 // - kCuda: every pointer (loss sums included) is device memory; work is queued on ctx.stream
 //   and the call returns after the launch, without synchronising. Kernels that multiply
 //   matrices also take a cuBLAS handle (`cublas`, not owned): the call binds it to ctx.stream

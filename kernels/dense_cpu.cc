@@ -1,14 +1,13 @@
-// CPU dense layers: matrix products through OpenBLAS cblas_sgemm (row-major, so no copies or
-// transposes of the caller's buffers), everything else plain loops over the TS_HD math of
+// CPU dense layers: matrix products through oneDNN's sgemm (kernels/gemm_cpu.h; row-major, so no
+// copies or transposes of the caller's buffers), everything else plain loops over the TS_HD math of
 // ctr_math.h that g++ vectorises at the -O3 of Release builds (CMakeLists.txt; at -O2 they ran
 // scalar). The sigmoid/BCE loop calls expf and stays scalar; it is O(batch) next to the
 // O(batch * dim^2) products.
-#include <cblas.h>
-
 #include <algorithm>
 
 #include "kernels/ctr_math.h"
 #include "kernels/dense.h"
+#include "kernels/gemm_cpu.h"
 
 namespace tessera::kernels {
 
@@ -36,9 +35,8 @@ Status LinearForwardCpu(const float* x, const float* w, const float* b, float* y
     for (int64_t i = 0; i < batch_size; ++i) std::copy_n(b, out_dim, y + i * out_dim);
     beta = 1.0f;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(batch_size), out_dim,
-              in_dim, 1.0f, x, in_dim, w, out_dim, beta, y, out_dim);
-  return OkStatus();
+  return CpuSgemm(false, false, batch_size, out_dim, in_dim, 1.0f, x, in_dim, w, out_dim, beta, y,
+                  out_dim);
 }
 
 Status LinearBackwardCpu(const float* x, const float* w, const float* dy, float* dx, float* dw,
@@ -51,16 +49,13 @@ Status LinearBackwardCpu(const float* x, const float* w, const float* dy, float*
     std::fill_n(dw, static_cast<int64_t>(in_dim) * out_dim, 0.0f);
     return OkStatus();
   }
-  const int rows = static_cast<int>(batch_size);
   // dw (in x out) = x^T (in x B) dy (B x out).
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in_dim, out_dim, rows, 1.0f, x, in_dim, dy,
-              out_dim, 0.0f, dw, out_dim);
-  if (dx != nullptr) {
-    // dx (B x in) = dy (B x out) w^T (out x in).
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, in_dim, out_dim, 1.0f, dy, out_dim,
-                w, out_dim, 0.0f, dx, in_dim);
-  }
-  return OkStatus();
+  TS_RETURN_IF_ERROR(CpuSgemm(true, false, in_dim, out_dim, batch_size, 1.0f, x, in_dim, dy,
+                              out_dim, 0.0f, dw, out_dim));
+  if (dx == nullptr) return OkStatus();
+  // dx (B x in) = dy (B x out) w^T (out x in).
+  return CpuSgemm(false, true, batch_size, in_dim, out_dim, 1.0f, dy, out_dim, w, out_dim, 0.0f, dx,
+                  in_dim);
 }
 
 Status ReluForwardCpu(const float* x, float* y, int64_t size) {

@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "core/fork_join.h"
+#include "kernels/gemm_cpu.h"
 
 namespace tessera::kernels {
 
@@ -30,6 +31,11 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
         resources->context_.helper = resources->helper_.get();
       }
       resources->context_.scratch = &resources->scratch_;
+      if (options.gemm_threads < 0) {
+        return Status::InvalidArgument("DeviceResources: gemm_threads must be >= 0, got " +
+                                       std::to_string(options.gemm_threads));
+      }
+      if (options.gemm_threads > 0) SetGemmThreads(options.gemm_threads);
       return resources;
     case Device::kCuda:
       TS_RETURN_IF_ERROR(CheckCudaAvailable());

@@ -1,8 +1,9 @@
 // DeviceResources: the compute resources of one worker, or of one server shard thread, created
 // once by that role and handed down to its models and kernels as a DeviceContext (faiss's
 // GpuResources plays this part). It owns what the context borrows:
-//   kCpu   the helper compute thread (cpu_threads 2: a TwoWayFork, core/fork_join.h) and the
-//          host scratch of the kernels that split a step over the two threads;
+//   kCpu   the helper compute thread (cpu_threads 2: a TwoWayFork, core/fork_join.h), the
+//          host scratch of the kernels that split a step over the two threads, and the thread
+//          count of the dense layers' matrix products (gemm_threads);
 //   kCuda  the stream every kernel of the context is queued on (non-blocking, on device
 //          options.cuda_device); workspaces that stage host data (kernels::MfDeviceWorkspace) use
 //          it too; and one cuBLAS handle bound to that stream, in full-FP32 math unless
@@ -28,8 +29,11 @@ namespace tessera::kernels {
 struct DeviceOptions {
   Device device = Device::kCpu;  // where the kernels of this context run
   int cpu_threads = 1;           // kCpu: compute threads, 1 or 2 (caller + helper); kCuda: unused
-  bool deterministic = false;    // copied into DeviceContext::deterministic
-  int cuda_device = 0;           // kCuda: the device ordinal (launch/device_assignment.h)
+  // kCpu: threads of the dense layers' matrix products (kernels/gemm_cpu.h), set on the thread
+  // that creates the resources, the one that uses them; 0 leaves that thread's count as it is.
+  int gemm_threads = 0;
+  bool deterministic = false;  // copied into DeviceContext::deterministic
+  int cuda_device = 0;         // kCuda: the device ordinal (launch/device_assignment.h)
   // kCuda: let cuBLAS run FP32 products on TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH: about
   // 10 mantissa bits per product). Default: CUBLAS_DEFAULT_MATH, full FP32. kCpu: unused.
   bool allow_tf32 = false;

@@ -1,5 +1,6 @@
 #include "launch/device_assignment.h"
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -64,6 +65,7 @@ StatusOr<std::vector<int>> ParseDeviceList(const std::string& list) {
 
 StatusOr<DeviceAssignment> AssignDevice(const DeviceAssignmentInput& in) {
   DeviceAssignment out;
+  out.workers_on_host = std::max(in.workers_on_host, 1);
   const bool usable = in.visible_devices > 0;
   if (in.choice == DeviceChoice::kCpu) return out;
   if (!usable) {

@@ -49,7 +49,8 @@ struct DeviceAssignmentInput {
 
 struct DeviceAssignment {
   kernels::Device device = kernels::Device::kCpu;
-  int cuda_device = 0;  // kCuda: the ordinal this worker uses
+  int cuda_device = 0;      // kCuda: the ordinal this worker uses
+  int workers_on_host = 1;  // the input's: they share this host's CPUs (worker::WorkerOptions)
   // For the worker's start-up line, after its device: what the user should know about the
   // choice ("--device auto: ...", "CUDA_VISIBLE_DEVICES=2,3"); "" for nothing.
   std::string note;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "core/shared_frames.h"
 #include "core/zmq_transport.h"
 #include "kernels/device.h"
+#include "kernels/gemm_cpu.h"
 #include "launch/device_assignment.h"
 #include "launch/job_security.h"
 #include "launch/node_thread.h"
@@ -193,6 +195,9 @@ worker::WorkerOptions WithDevice(worker::WorkerOptions w, const DeviceAssignment
   w.mf.device = assignment.device;
   w.cuda_device = assignment.cuda_device;
   w.device_note = assignment.note;
+  // The host's CPUs (the affinity mask: taskset, Slurm's --cpus-per-task) shared by its workers;
+  // in one process and under mpirun on one host the same count, so the same bits.
+  w.gemm_threads = std::max(1, kernels::AvailableCpus() / std::max(assignment.workers_on_host, 1));
   return w;
 }
 

@@ -19,7 +19,8 @@ pkgs=(
   libboost-dev libboost-program-options-dev       # flags and --config
   libboost-context-dev                            # fibers of the emulated CUDA device
   libgtest-dev libgmock-dev libbenchmark-dev      # unit tests, micro-benchmarks
-  libopenblas-dev                                 # CPU BLAS
+  libdnnl-dev                                     # oneDNN: the CTR dense layers on CPU
+  libopenblas-dev                                 # BLAS of the emulated cuBLAS and the benchmark
   zlib1g-dev                                      # CRC-32 of checkpoint files
   python3 python3-numpy                           # integration tests, bench tooling
   clang-format                                    # formatting

@@ -5,6 +5,7 @@
 
 #include "core/logging.h"
 #include "kernels/device_resources.h"
+#include "kernels/gemm_cpu.h"
 #include "worker/train_loop.h"
 #include "worker/worker_node.h"
 #if TESSERA_WITH_NCCL
@@ -30,13 +31,14 @@ TrainLoopOptions LoopOptions(const ModelOptions& o, int64_t eval_every) {
 }
 
 // The worker's device: MF splits a CPU step over --compute-threads; the CTR models run one compute
-// thread on the CPU (their GEMMs bring their own threads) and, on CUDA, cuBLAS in TF32 only with
-// --allow-tf32.
+// thread on the CPU whose matrix products run on gemm_threads OpenMP threads, and, on CUDA,
+// cuBLAS in TF32 only with --allow-tf32.
 kernels::DeviceOptions DeviceOptionsOf(const WorkerOptions& options) {
   kernels::DeviceOptions device;
   device.deterministic = options.deterministic;
   device.device = options.device;
   device.cpu_threads = options.ctr ? 1 : options.mf.compute_threads;
+  if (options.ctr) device.gemm_threads = options.gemm_threads;
   device.cuda_device = options.cuda_device;
   device.allow_tf32 = options.ctr && options.ctr_options.allow_tf32;
   return device;
@@ -51,7 +53,13 @@ StatusOr<std::string> DeviceLine(const WorkerOptions& options,
   } else {
     line = std::string(kernels::DeviceName(device.device)) + " (" +
            std::to_string(device.cpu_threads) + " compute thread" +
-           (device.cpu_threads == 1 ? "" : "s") + ")";
+           (device.cpu_threads == 1 ? "" : "s");
+    if (options.ctr) {
+      line += "; dense layers: oneDNN " + kernels::GemmIsa() + " on " +
+              std::to_string(device.gemm_threads) + " thread" +
+              (device.gemm_threads == 1 ? "" : "s");
+    }
+    line += ")";
   }
   if (!options.device_note.empty()) line += "; " + options.device_note;
   return line;

@@ -23,7 +23,10 @@ struct WorkerOptions {
   bool deterministic = false;
   // Where this worker computes: the job's --device resolved for it (launch/device_assignment.h).
   kernels::Device device = kernels::Device::kCpu;
-  int cuda_device = 0;      // kCuda: its device ordinal
+  int cuda_device = 0;  // kCuda: its device ordinal
+  // kCpu CTR models: threads of the dense layers' matrix products, the CPUs of the process's
+  // affinity mask shared among the workers of its host (launch/job.cc); they change the bits.
+  int gemm_threads = 1;
   std::string device_note;  // appended to the worker's device line ("" for nothing)
 };
 
