@@ -1,11 +1,18 @@
 #include "kernels/gemm_cpu.h"
 
-#include <omp.h>
 #include <sched.h>
 
 #include <algorithm>
 
 #include "oneapi/dnnl/dnnl.h"
+
+// The two calls of the OpenMP runtime this file makes, in libgomp (the runtime Debian's oneDNN
+// links): declared here rather than through <omp.h>, which Clang has only with libomp-dev and
+// which would then describe another runtime.
+extern "C" {
+void omp_set_num_threads(int threads);
+int omp_get_max_threads(void);
+}
 
 namespace tessera::kernels {
 
