@@ -4,8 +4,11 @@
 #
 # 1. generates the planted Criteo-format set once (`tessera gen criteo --rows $ROWS --seed 1`,
 #    90% train / 10% test) into $BENCH_DIR/criteo-$ROWS (reused when present);
-# 2. tessera_bench blas: cblas_sgemm GFLOP/s for the MLP's products (429-400-400-400-1, batch
-#    4096: forward, dW, dx per layer) and the whole-step rate, through the OpenBLAS tessera links;
+# 2. tessera_bench blas: GFLOP/s for the MLP's products (429-400-400-400-1, batch 4096: forward,
+#    dW, dx per layer) and the whole-step rate, through OpenBLAS as found (the kernel it picked
+#    for this processor), through OpenBLAS with its AVX-512 kernel forced
+#    (OPENBLAS_CORETYPE=SkylakeX, where the processor has AVX-512) and through oneDNN, which
+#    tessera's dense layers use; each library's choice is recorded (blas*.txt);
 # 3. `tessera train --model deepfm` (26 fields, dim 16, MLP 400-400-400, batch 4096, 1 epoch,
 #    Adam everywhere at lr 0.001 as the issue and the PyTorch baseline: lazy Adam on both sparse
 #    tables (`--linear-optimizer adam --linear-lr 0.001`; tessera's first-order default is FTRL),
@@ -50,8 +53,10 @@ UNSET=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
   echo "host: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "checkout: $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- . ':!bench' ':!docs' 2>/dev/null || echo ' + uncommitted changes outside bench/ and docs/')"
   echo "build: $BUILD"
-  echo "openblas: $(ldd "$TESSERA" | awk "/openblas/{print \$3}") -> $(readlink -f "$(ldd "$TESSERA" | awk "/openblas/{print \$3}")")"
+  echo "openblas: $(ldd "$BENCH" | awk "/openblas/{print \$3}") -> $(readlink -f "$(ldd "$BENCH" | awk "/openblas/{print \$3}")")"
+  echo "onednn: $(ldd "$TESSERA" | awk "/dnnl/{print \$3}") -> $(readlink -f "$(ldd "$TESSERA" | awk "/dnnl/{print \$3}")")"
   echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-<unset>} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-<unset>}"
+  echo "OpenBLAS picked: $(OPENBLAS_VERBOSE=2 "$BENCH" --reps 1 --seconds 0.01 --mlp 8 --mlp-batch 8 blas 2>&1 | sed -n 's/^Core: *//p' | head -1)"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "data: $DATA (tessera gen criteo --rows $ROWS --seed 1)"
   echo "train flags: ${MODEL_FLAGS[*]}"
@@ -64,6 +69,11 @@ fi
 
 log "tessera_bench blas (MLP shapes, batch 4096)"
 "$BENCH" --json "$OUT/blas.jsonl" --reps 3 --seconds 2 blas 2>&1 | tee "$OUT/blas.txt"
+if grep -q avx512f /proc/cpuinfo; then
+  log "tessera_bench blas with OpenBLAS's AVX-512 kernel forced (OPENBLAS_CORETYPE=SkylakeX)"
+  OPENBLAS_CORETYPE=SkylakeX "$BENCH" --json "$OUT/blas-forced.jsonl" --reps 3 --seconds 2 blas \
+    2>&1 | tee "$OUT/blas-forced.txt"
+fi
 
 run_train() {  # tag mode [env prefix...]
   local tag=$1 mode=$2
