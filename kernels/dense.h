@@ -1,8 +1,8 @@
 // Dense layers of the CTR models (the MLP towers of DeepFM / Wide&Deep / DCN-v2 and their loss):
 // fully connected layer, ReLU, and sigmoid + binary cross-entropy, each as a forward and a
 // backward kernel. Per-element math in kernels/ctr_math.h; matrix products are SGEMM (oneDNN
-// on CPU, kernels/gemm_cpu.h; cuBLAS on CUDA). The model code composes the layers and owns every buffer: kernels
-// never allocate, and keep no state between calls.
+// on CPU, kernels/gemm_cpu.h; cuBLAS on CUDA). The model code composes the layers and owns every
+// buffer: kernels never allocate, and keep no state between calls.
 //
 // Conventions (also used by kernels/fm.h, cross.h, embedding.h):
 // - Matrices are row-major; a batch is batch_size rows. Sizes are explicit arguments.
