@@ -100,6 +100,10 @@ run_torch() {  # tag [env prefix...]
   local tag=$1
   shift
   [[ ${SKIP_TORCH:-0} == 1 ]] && return 0
+  if ! "$PY" -c "import torch" 2>/dev/null; then
+    log "python3-torch is not installed (WITH_BENCH=1 scripts/install-deps.sh): no PyTorch $tag"
+    return 0
+  fi
   log "PyTorch baseline $tag (2 threads, max rows $TORCH_MAX_ROWS)"
   "$@" "$PY" "$REPO/bench/torch_deepfm.py" --train "$DATA/train.tsv" --test "$DATA/test.tsv" \
     --threads 2 --max-rows "$TORCH_MAX_ROWS" > "$OUT/$tag.json" 2> "$OUT/$tag.log"

@@ -6,8 +6,9 @@ its AVX-512 kernel forced, oneDNN), each against the issue's target.
 
   summarize_ctr.py OUT_DIR     (reads blas*.jsonl, train-*.json, torch*.json, machine.txt)
 
-Runs tagged "-unset" (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for that command) are compared
-with the BLAS rate and the PyTorch baseline measured the same way, when those exist.
+Every run is compared with the best GEMM rate of the run; runs tagged "-unset" (OPENBLAS_CORETYPE /
+OPENBLAS_L2_SIZE unset for that command) with the PyTorch baseline measured the same way, when it
+exists.
 """
 import glob
 import json
@@ -65,27 +66,25 @@ def main():
     if b:
         print("best GEMM ceiling: %.1f GFLOP/s, %.0f FLOPs/sample" % (b["gflops"],
                                                                      b["flops_per_sample"]))
-    bu = None  # every run is compared with the best GEMM rate
     print()
     hdr = "%-16s %12s %8s %14s %12s %14s %12s" % (
         "run", "samples/s", "AUC", "x PyTorch", "dAUC", "MLP GFLOP/s", "of best")
     print(hdr)
     print("-" * len(hdr))
-    for tag, t, ref in (("pytorch", torch, b), ("pytorch-unset", torch_u, bu or b)):
+    for tag, t in (("pytorch", torch), ("pytorch-unset", torch_u)):
         if t:
-            gf = t["samples_per_sec"] * ref["flops_per_sample"] / 1e9 if ref else 0
+            gf = t["samples_per_sec"] * b["flops_per_sample"] / 1e9 if b else 0
             print("%-16s %12.0f %8.4f %14s %12s %14.1f %11.0f%%" % (
                 tag, t["samples_per_sec"], t["auc"], "1.00", "0", gf,
-                100 * gf / ref["gflops"] if ref else float("nan")))
+                100 * gf / b["gflops"] if b else float("nan")))
     verdicts = []
     for tag, rec in runs:
         sps, auc = rec["samples_per_sec"], rec["auc"]
-        ref = bu if ("unset" in tag and bu) else b
         base = torch_u if ("unset" in tag and torch_u) else torch
         ratio = sps / base["samples_per_sec"] if base else float("nan")
         dauc = auc - base["auc"] if base else float("nan")
-        gf = sps * ref["flops_per_sample"] / 1e9 if ref else float("nan")
-        frac = gf / ref["gflops"] if ref else float("nan")
+        gf = sps * b["flops_per_sample"] / 1e9 if b else float("nan")
+        frac = gf / b["gflops"] if b else float("nan")
         print("%-16s %12.0f %8.4f %14.2f %+12.4f %14.1f %11.0f%%" % (
             tag, sps, auc, ratio, dauc, gf, 100 * frac))
         verdicts.append((tag, ratio, dauc, frac))
