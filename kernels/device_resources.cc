@@ -35,6 +35,7 @@ StatusOr<std::unique_ptr<DeviceResources>> DeviceResources::Create(const DeviceO
         return Status::InvalidArgument("DeviceResources: gemm_threads must be >= 0, got " +
                                        std::to_string(options.gemm_threads));
       }
+      TS_RETURN_IF_ERROR(CheckGemmChoice());
       if (options.gemm_threads > 0) SetGemmThreads(options.gemm_threads);
       return resources;
     case Device::kCuda:

@@ -1,24 +1,72 @@
 #include "kernels/gemm_cpu.h"
 
+#include <cblas.h>
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "oneapi/dnnl/dnnl.h"
 
 // The two calls of the OpenMP runtime this file makes, in libgomp (the runtime Debian's oneDNN
 // links): declared here rather than through <omp.h>, which Clang has only with libomp-dev and
 // which would then describe another runtime.
+// Likewise OpenBLAS's own two, which Debian's cblas.h declares only when the alternative it points
+// to is OpenBLAS's.
 extern "C" {
 void omp_set_num_threads(int threads);
 int omp_get_max_threads(void);
+void openblas_set_num_threads(int threads);
+char* openblas_get_corename(void);
 }
 
 namespace tessera::kernels {
+namespace {
+
+constexpr char kChoiceVariable[] = "TESSERA_CPU_GEMM";
+
+// TESSERA_CPU_GEMM as the process started ("" when unset).
+const std::string& Choice() {
+  static const std::string choice = [] {
+    const char* v = std::getenv(kChoiceVariable);
+    return std::string(v != nullptr ? v : "");
+  }();
+  return choice;
+}
+
+bool UseOpenBlas() {
+  static const bool openblas = Choice() == "openblas";
+  return openblas;
+}
+
+}  // namespace
+
+Status CheckGemmChoice() {
+  const std::string& c = Choice();
+  if (c.empty() || c == "onednn" || c == "openblas") return OkStatus();
+  return Status::InvalidArgument(std::string(kChoiceVariable) + "=" + c +
+                                 " is not one of onednn|openblas");
+}
+
+std::string GemmLibrary() {
+  if (UseOpenBlas()) {
+    return std::string("OpenBLAS ") + openblas_get_corename() + " (" + kChoiceVariable +
+           "=openblas)";
+  }
+  return "oneDNN " + GemmIsa();
+}
 
 Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                 int64_t ldc) {
+  if (UseOpenBlas()) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb),
+                beta, c, static_cast<int>(ldc));
+    return OkStatus();
+  }
   const dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
                                      lda, b, ldb, beta, c, ldc);
   if (s != dnnl_success) {
@@ -29,7 +77,10 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   return OkStatus();
 }
 
-void SetGemmThreads(int threads) { omp_set_num_threads(std::max(threads, 1)); }
+void SetGemmThreads(int threads) {
+  omp_set_num_threads(std::max(threads, 1));
+  if (UseOpenBlas()) openblas_set_num_threads(std::max(threads, 1));
+}
 
 int GemmThreads() { return omp_get_max_threads(); }
 

@@ -11,6 +11,11 @@
 // kernel oneDNN chose, so on the processor's instruction set, and on that thread count; the same
 // machine kind and the same count reproduce them.
 //
+// TESSERA_CPU_GEMM=openblas in the environment sends the products to OpenBLAS's cblas_sgemm
+// instead, the library of the builds before oneDNN: for comparing the two (the CTR test's
+// before/after check) and as a way out should oneDNN misbehave on some processor. OpenBLAS's
+// thread count is the process's, not the thread's: the last SetGemmThreads sets it.
+//
 // Thread-safe: concurrent products from several threads (in-process workers) are independent.
 #pragma once
 
@@ -36,6 +41,13 @@ int GemmThreads();
 // The instruction set oneDNN runs its kernels with on this processor, e.g. "avx512_core" (for
 // the start-up line and the benchmark's record).
 std::string GemmIsa();
+
+// OK when TESSERA_CPU_GEMM is unset, "onednn" or "openblas"; InvalidArgument naming the value
+// and the choices otherwise (checked where a CPU device is set up, so a typo stops the job).
+Status CheckGemmChoice();
+// The library the products run on, e.g. "oneDNN avx512_core_bf16", or "OpenBLAS Haswell
+// (TESSERA_CPU_GEMM=openblas)" with OpenBLAS's kernel name, for the start-up line.
+std::string GemmLibrary();
 
 // The CPUs this process may run on (its affinity mask: taskset, Slurm's --cpus-per-task, a
 // cgroup cpuset), at least 1; not the machine's core count.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "launch/flags.h"
+#include "worker/data/ctr_cache_format.h"
 
 namespace tessera::launch {
 
@@ -31,6 +32,21 @@ StatusOr<int64_t> EstimateLines(const std::string& path) {
   if (read > 0 && head[static_cast<size_t>(read) - 1] != end && read == st.st_size) ++lines;
   if (read == st.st_size || lines == 0) return lines;
   return static_cast<int64_t>(static_cast<double>(st.st_size) * lines / read);
+}
+
+StatusOr<int64_t> EstimateCtrRows(const std::string& path) {
+  struct stat st;
+  char header[worker::kCtrCacheHeaderBytes];
+  std::ifstream in(path, std::ios::binary);
+  if (stat(path.c_str(), &st) != 0 || !in) {
+    return Status::InvalidArgument(path + ": cannot be read to size the training defaults");
+  }
+  in.read(header, sizeof(header));
+  const size_t read = static_cast<size_t>(in.gcount());
+  if (!worker::HasCtrCacheMagic(header, read)) return EstimateLines(path);
+  TS_ASSIGN_OR_RETURN(const worker::CtrCacheHeader h,
+                      worker::DecodeCtrCacheHeader(path, header, static_cast<size_t>(st.st_size)));
+  return static_cast<int64_t>(h.num_records);
 }
 
 MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
@@ -56,6 +72,62 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
   return d;
 }
 
+namespace {
+
+// Collects the start-up line and the summary's values as flags are chosen.
+class Chooser {
+ public:
+  Chooser(const std::function<bool(const std::string&)>& given,
+          std::map<std::string, std::string>* chosen_values)
+      : given_(given), chosen_values_(chosen_values) {}
+
+  // Sets *target to `value` unless the user gave `flag`; `format` prints the value alone.
+  template <typename T>
+  void Choose(const char* flag, T value, T* target, const char* format) {
+    if (given_(flag)) return;
+    *target = value;
+    char part[64];
+    std::snprintf(part, sizeof(part), format, value);
+    line_ += (line_.empty() ? "--" : ", --") + std::string(flag) + " " + part;
+    (*chosen_values_)[flag] = part;
+  }
+
+  // Epochs, and early stopping with them (a user who sets --epochs trains that many), and with
+  // early stopping on and no --valid file the held-out fraction.
+  void ChooseEpochs(int epochs, int early_stop, double valid_fraction,
+                    worker::MfTrainerOptions* mf) {
+    Choose("epochs", epochs, &mf->epochs, early_stop > 0 ? "%d (at most)" : "%d");
+    if (!given_("epochs") && early_stop > 0) {
+      Choose("early-stop", early_stop, &mf->early_stop, "%d");
+    }
+    if (mf->early_stop > 0 && mf->valid_path.empty()) {
+      Choose("valid-fraction", valid_fraction, &mf->valid_fraction, "%g");
+    }
+  }
+
+  // "" when nothing was chosen, else the start-up line.
+  std::string Line(const char* what, int64_t records, const std::string& path) const {
+    if (line_.empty()) return line_;
+    char size[64];
+    const double n = static_cast<double>(records);
+    if (records < 1000) {
+      std::snprintf(size, sizeof(size), "for %lld %s", static_cast<long long>(records), what);
+    } else {
+      std::snprintf(size, sizeof(size), "for about %.3g%s %s", n < 1e6 ? n / 1e3 : n / 1e6,
+                    n < 1e6 ? "k" : "M", what);
+    }
+    return "defaults chosen " + std::string(size) + " in " + path + ": " + line_ +
+           " (give a flag to override)";
+  }
+
+ private:
+  const std::function<bool(const std::string&)>& given_;
+  std::map<std::string, std::string>* const chosen_values_;
+  std::string line_;
+};
+
+}  // namespace
+
 StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::string&)>& given,
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values) {
@@ -64,39 +136,44 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
   if (std::all_of(std::begin(kFlags), std::end(kFlags), given)) return std::string();
   TS_ASSIGN_OR_RETURN(const int64_t ratings, EstimateLines(o->mf.train_path));
   const MfAutoDefaults d = ChooseMfDefaults(ratings);
-  std::string chosen;
-  char part[96];
-  // `format` prints the value alone; the line and the summary both take that text.
-  auto choose = [&](const char* flag, auto value, auto* target, const char* format) {
-    if (given(flag)) return;
-    *target = value;
-    std::snprintf(part, sizeof(part), format, value);
-    chosen += (chosen.empty() ? "--" : ", --") + std::string(flag) + " " + part;
-    (*chosen_values)[flag] = part;
-  };
-  choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
-  choose("lr", d.lr, &o->optimizer.lr, "%g");
-  choose("l2", d.l2, &o->mf.l2, "%g");
-  choose("l2-bias", d.l2_bias, &o->mf.l2_bias, "%g");
-  choose("epochs", d.epochs, &o->mf.epochs, d.early_stop > 0 ? "%d (at most)" : "%d");
-  // Early stopping comes with the chosen epochs: a user who sets --epochs trains that many.
-  if (!given("epochs") && d.early_stop > 0) {
-    choose("early-stop", d.early_stop, &o->mf.early_stop, "%d");
-  }
-  if (o->mf.early_stop > 0 && o->mf.valid_path.empty()) {
-    choose("valid-fraction", d.valid_fraction, &o->mf.valid_fraction, "%g");
-  }
-  if (chosen.empty()) return chosen;
-  std::snprintf(part, sizeof(part), "for about %.3gM training ratings", ratings / 1e6);
-  return "defaults chosen " + std::string(part) + " in " + o->mf.train_path + ": " + chosen +
-         " (give a flag to override)";
+  Chooser chooser(given, chosen_values);
+  chooser.Choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
+  chooser.Choose("lr", d.lr, &o->optimizer.lr, "%g");
+  chooser.Choose("l2", d.l2, &o->mf.l2, "%g");
+  chooser.Choose("l2-bias", d.l2_bias, &o->mf.l2_bias, "%g");
+  chooser.ChooseEpochs(d.epochs, d.early_stop, d.valid_fraction, &o->mf);
+  return chooser.Line("training ratings", ratings, o->mf.train_path);
+}
+
+CtrAutoDefaults ChooseCtrDefaults(int64_t rows) {
+  CtrAutoDefaults d;
+  if (rows >= 1000000) return d;  // one pass of batch 4096, the benchmark's setting
+  // Large batches, so that one epoch moves the model little: the deep models overfit a small
+  // file within an epoch or two, and the model early stopping ends with is the last epoch's, two
+  // past the best. The largest power of two from 256 to 4096 that leaves 3 steps an epoch
+  // (Criteo's 8,000 rows: 2048; measured in docs/PERFORMANCE.md, "CTR defaults").
+  d.batch_size = 256;
+  while (d.batch_size < 4096 && d.batch_size * 2 * 3 <= rows) d.batch_size *= 2;
+  d.epochs = 100;
+  d.early_stop = 2;
+  d.valid_fraction = rows < 100000 ? 0.1 : 0.05;
+  return d;
+}
+
+StatusOr<std::string> ApplyCtrAutoDefaults(const std::function<bool(const std::string&)>& given,
+                                           TrainOptions* o,
+                                           std::map<std::string, std::string>* chosen_values) {
+  const char* const kFlags[] = {"batch-size", "epochs", "early-stop", "valid-fraction"};
+  if (std::all_of(std::begin(kFlags), std::end(kFlags), given)) return std::string();
+  TS_ASSIGN_OR_RETURN(const int64_t rows, EstimateCtrRows(o->mf.train_path));
+  const CtrAutoDefaults d = ChooseCtrDefaults(rows);
+  Chooser chooser(given, chosen_values);
+  chooser.Choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
+  chooser.ChooseEpochs(d.epochs, d.early_stop, d.valid_fraction, &o->mf);
+  return chooser.Line("training rows", rows, o->mf.train_path);
 }
 
 Status CheckValidationFlags(const TrainOptions& o) {
-  if (o.ctr && (!o.mf.valid_path.empty() || o.mf.valid_fraction > 0 || o.mf.early_stop > 0)) {
-    return Status::InvalidArgument(
-        "--valid, --valid-fraction and --early-stop are MF options (not yet for " + o.model + ")");
-  }
   if (o.ctr && !o.mf.blocked_order) return Status::InvalidArgument("--order is an MF option");
   if (o.mf.valid_path.empty()) return OkStatus();
   if (o.mf.valid_fraction > 0) {  // checked before the defaults choose a fraction

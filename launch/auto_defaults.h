@@ -1,5 +1,6 @@
-// Training flags chosen from the size of the data when the user gives none (issue 15): MF's
-// batch size, learning rate, L2, epochs and early stopping. The size is estimated before any node
+// Training flags chosen from the size of the data when the user gives none (issues 15 and 16): MF's
+// batch size, learning rate, L2, epochs and early stopping; the CTR models' batch size, epochs
+// and early stopping. The size is estimated before any node
 // starts, from the training file itself (every rank of a job reads the same file at parse time,
 // so every rank makes the same choice without a message), not from the reader's count.
 //
@@ -38,6 +39,24 @@ struct MfAutoDefaults {
 };
 MfAutoDefaults ChooseMfDefaults(int64_t ratings);
 
+// Rows in the CTR training file at `path`: a binary cache's record count (its header checked),
+// else EstimateLines. InvalidArgument for an unreadable file or a corrupt cache header.
+StatusOr<int64_t> EstimateCtrRows(const std::string& path);
+
+// CTR flags for a training file of about `rows` rows (per job): batch size, epochs and early
+// stopping. A file of a million rows or more trains one pass of batch 4096 (click logs that
+// size are learned in one pass, and a second one overfits the embeddings). A smaller file trains
+// large batches (few steps an epoch, so that an epoch moves the model little) until the logloss
+// on valid_fraction of its rows, held out unless --valid names a file, stops improving for
+// early_stop epochs; `epochs` is then an upper bound.
+struct CtrAutoDefaults {
+  int batch_size = 4096;
+  int epochs = 1;
+  int early_stop = 0;           // epochs of patience; 0: none
+  double valid_fraction = 0.1;  // held out when early stopping is on (chosen or given)
+};
+CtrAutoDefaults ChooseCtrDefaults(int64_t rows);
+
 struct TrainOptions;
 
 // Sets each of o->mf's batch size, lr, l2, l2-bias, epochs, early stopping and validation
@@ -51,9 +70,15 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values);
 
-// InvalidArgument when the validation flags (--valid, --valid-fraction, --early-stop) or
-// --order shuffled are given to a CTR model (MF only), --valid comes with --valid-fraction, or
-// --valid names the --train or --test file. Runs before the defaults are chosen.
+// ApplyMfAutoDefaults for a CTR model: batch size, epochs, early stopping and the held-out
+// fraction from ChooseCtrDefaults, with the same rules for what the user gave.
+StatusOr<std::string> ApplyCtrAutoDefaults(const std::function<bool(const std::string&)>& given,
+                                           TrainOptions* o,
+                                           std::map<std::string, std::string>* chosen_values);
+
+// InvalidArgument when --order shuffled is given to a CTR model (MF only), --valid comes with
+// --valid-fraction, or --valid names the --train or --test file. Runs before the defaults are
+// chosen.
 Status CheckValidationFlags(const TrainOptions& o);
 
 }  // namespace tessera::launch

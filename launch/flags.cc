@@ -185,15 +185,15 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("model", po::value<std::string>(&o.model)->default_value("mf"), "model: mf (biased matrix factorisation) | lr | fm | deepfm | wide_deep | dcn_v2 (CTR models)")
     ("train", po::value<std::string>(&o.mf.train_path), "training ratings file (omit for the embedded demo: a generated planted set, trained with --l2 0.02 --lr 0.05 --batch-size 256 --epochs 20 unless given)")
     ("test", po::value<std::string>(&o.mf.test_path), "test ratings file, evaluated after every epoch")
-    ("valid", po::value<std::string>(&o.mf.valid_path), "MF: validation ratings for --early-stop (never --test)")
-    ("valid-fraction", po::value<double>(&o.mf.valid_fraction)->default_value(0), "MF: hold this fraction of the training ratings out for --early-stop when no --valid is given (default: chosen with the epochs)")
-    ("early-stop", po::value<int>(&o.mf.early_stop)->default_value(0), "MF: end training after N epochs without a better validation RMSE; 0: never (default: chosen with the epochs when --epochs is not given)")
+    ("valid", po::value<std::string>(&o.mf.valid_path), "validation data for --early-stop, in the --train file's format (never --test)")
+    ("valid-fraction", po::value<double>(&o.mf.valid_fraction)->default_value(0), "hold this fraction of the training data out for --early-stop when no --valid is given (default: chosen with the epochs)")
+    ("early-stop", po::value<int>(&o.mf.early_stop)->default_value(0), "end training after N epochs without a better validation RMSE (MF) or logloss (CTR); 0: never (default: chosen with the epochs when --epochs is not given)")
     ("format", po::value<std::string>(&format)->default_value("auto"), "input format: mf: auto|tab|dat|csv|libmf; CTR: auto|criteo|libsvm|libffm|cache")
     ("order", po::value<std::string>(&order)->default_value(order), "MF: the epoch's order: blocked (users and items hashed into bands of about 32768 ids, the blocks of a user band x an item band visited in a shuffled order, each shuffled: steps touch rows the caches hold; tables under 32768 rows are one block, the plain shuffle) | shuffled (every rating shuffled)")
     ("skip-bad-lines", po::bool_switch(&o.mf.skip_bad_lines), "count and skip malformed lines instead of stopping")
     ("dim", po::value<int>(&o.mf.dim)->default_value(o.mf.dim), "latent factors per user/item")
-    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (MF default: chosen from the size of --train, see the start-up line; CTR default: 1)")
-    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (MF default: chosen from the size of --train; CTR default: 4096; MF with --device cuda: 8192)")
+    ("epochs", po::value<int>(&o.mf.epochs)->default_value(o.mf.epochs), "passes over the training data (default: chosen from the size of --train, see the start-up line)")
+    ("batch-size", po::value<int>(&o.mf.batch_size)->default_value(o.mf.batch_size), "ratings (rows) per worker per step (default: chosen from the size of --train; MF with --device cuda: 8192)")
     ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (MF default: chosen from the size of --train; CTR default: 0.001)")
     ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating; default: chosen from the size of --train)")
     ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating; default: chosen from the size of --train)")
@@ -413,20 +413,20 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     o.mf.batch_size = worker::kMfCudaDefaultBatchSize;
     device_defaults["batch-size"] = std::to_string(o.mf.batch_size);
   }
-  // MF: what the user left out is chosen for the data's size, on every device alike (a checkpoint
-  // moves between CUDA and CPU jobs with the same flags), but for CUDA's device batch.
+  // What the user left out is chosen for the data's size, on every device alike (a checkpoint
+  // moves between CUDA and CPU jobs with the same flags), but for MF's CUDA batch.
   std::map<std::string, std::string> data_defaults;
-  if (!o.ctr && !o.embedded_default) {
-    auto line = ApplyMfAutoDefaults(
-        [&](const std::string& flag) {
-          return !vm[flag].defaulted() || device_defaults.count(flag) > 0;
-        },
-        &o, &data_defaults);
+  if (!o.embedded_default) {
+    auto given = [&](const std::string& flag) {
+      return !vm[flag].defaulted() || device_defaults.count(flag) > 0;
+    };
+    auto line = o.ctr ? ApplyCtrAutoDefaults(given, &o, &data_defaults)
+                      : ApplyMfAutoDefaults(given, &o, &data_defaults);
     if (!line.ok()) return Fail(line.status().message());
     o.defaults_line = *line;
   }
   if (o.mf.early_stop > 0 && o.mf.valid_path.empty() && o.mf.valid_fraction == 0) {
-    return Fail(std::string("--early-stop needs validation ratings: --valid FILE or "
+    return Fail(std::string("--early-stop needs validation data: --valid FILE or "
                             "--valid-fraction F") +
                 (vm["early-stop"].defaulted() ? " (early stopping was chosen for the data's size; "
                                                 "--early-stop 0 trains a fixed number of epochs)"
@@ -435,12 +435,14 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   if (o.ctr) {
     ctr.train_path = o.mf.train_path;
     ctr.test_path = o.mf.test_path;
+    ctr.valid_path = o.mf.valid_path;
+    ctr.valid_fraction = o.mf.valid_fraction;
+    ctr.early_stop = o.mf.early_stop;
     ctr.read.skip_bad_lines = o.mf.skip_bad_lines;
     ctr.read.num_threads = o.mf.reader_threads;
     ctr.epochs = o.mf.epochs;
     ctr.batch_size = o.mf.batch_size;
-    ctr.seed = seed;
-    ctr.model.seed = seed;
+    ctr.seed = ctr.model.seed = seed;
     ctr.metrics_out = o.mf.metrics_out;
     ctr.timeout = o.mf.timeout;
   }

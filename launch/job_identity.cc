@@ -104,6 +104,13 @@ StatusOr<std::vector<proto::JobConfigEntry>> JobIdentity(const TrainOptions& o) 
   add("lr", FloatText(o.optimizer.lr));
   add("init-std", FloatText(o.init_std));
   add("seed", std::to_string(o.init_seed));
+  std::string valid = "(none)";
+  if (!o.mf.valid_path.empty()) {
+    TS_ASSIGN_OR_RETURN(valid, DataFingerprint(o.mf.valid_path));
+  }
+  add("valid", valid);
+  add("valid-fraction", FloatText(static_cast<float>(o.mf.valid_fraction)));
+  add("early-stop", std::to_string(o.mf.early_stop));
   if (o.ctr) {
     const worker::CtrTrainerOptions& c = o.ctr_options;
     add("format", worker::CtrFormatName(c.read.format));
@@ -123,13 +130,6 @@ StatusOr<std::vector<proto::JobConfigEntry>> JobIdentity(const TrainOptions& o) 
     add("dim", std::to_string(o.mf.dim));
     add("l2", FloatText(o.mf.l2));
     add("l2-bias", FloatText(o.mf.l2_bias));
-    std::string valid = "(none)";
-    if (!o.mf.valid_path.empty()) {
-      TS_ASSIGN_OR_RETURN(valid, DataFingerprint(o.mf.valid_path));
-    }
-    add("valid", valid);
-    add("valid-fraction", FloatText(static_cast<float>(o.mf.valid_fraction)));
-    add("early-stop", std::to_string(o.mf.early_stop));
     add("order", o.mf.blocked_order ? "blocked" : "shuffled");
   }
   std::vector<proto::JobConfigEntry> identity;

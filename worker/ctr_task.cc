@@ -47,6 +47,16 @@ Status CtrTask::ReadData() {
         CheckCtrSchema(schema_, test_schema)
             .WithContext("--test " + options_.test_path + " does not match --train"));
   }
+  if (!options_.valid_path.empty()) {
+    CtrSchema valid_schema;
+    TS_ASSIGN_OR_RETURN(valid_, CtrReader::ReadAll(options_.valid_path, read, &valid_schema));
+    TS_RETURN_IF_ERROR(
+        CheckCtrSchema(schema_, valid_schema)
+            .WithContext("--valid " + options_.valid_path + " does not match --train"));
+  } else if (options_.valid_fraction > 0) {
+    if (schema_.multi_hot) valid_.offsets.push_back(0);
+    HoldOutCtrRows(options_.valid_fraction, options_.seed, schema_.multi_hot, &train_, &valid_);
+  }
   return OkStatus();
 }
 
@@ -73,18 +83,27 @@ Status CtrTask::Setup(WorkerGroup* group) {
 
 StatusOr<int64_t> CtrTask::Summarize() {
   TS_ASSIGN_OR_RETURN(auto sums, group_->Reduce({static_cast<double>(train_.size()),
-                                                 static_cast<double>(test_.size())},
+                                                 static_cast<double>(test_.size()),
+                                                 static_cast<double>(valid_.size())},
                                                 proto::REDUCE_OP_SUM));
   TS_ASSIGN_OR_RETURN(auto maxima,
                       group_->Reduce({static_cast<double>(train_.size())}, proto::REDUCE_OP_MAX));
   total_rows_ = static_cast<int64_t>(sums[0]);
   total_test_rows_ = static_cast<int64_t>(sums[1]);
+  total_valid_rows_ = static_cast<int64_t>(sums[2]);
   if (total_rows_ == 0) {
     return Status::InvalidArgument("no training rows in " + options_.train_path);
   }
   if (has_eval_data() && total_test_rows_ == 0) {
     return Status::InvalidArgument("--test " + options_.test_path +
                                    " holds no rows: nothing to evaluate");
+  }
+  if (has_valid_data() && total_valid_rows_ == 0) {
+    return Status::InvalidArgument(
+        options_.valid_path.empty()
+            ? "--valid-fraction " + std::to_string(options_.valid_fraction) +
+                  " held out no row of " + options_.train_path + ": nothing to validate on"
+            : "--valid " + options_.valid_path + " holds no rows: nothing to validate on");
   }
   return static_cast<int64_t>(maxima[0]);
 }
@@ -93,6 +112,10 @@ std::vector<std::string> CtrTask::StartupLines(const JobShape& shape) const {
   std::ostringstream data, model;
   data << "data: " << schema_.Describe() << "; " << total_rows_ << " training rows, "
        << total_test_rows_ << " test rows";
+  if (has_valid_data()) {
+    data << ", " << total_valid_rows_ << " validation rows"
+         << (options_.valid_path.empty() ? " held out of the training file" : "");
+  }
   model << "model: " << model_->Describe() << "; " << shape.num_workers << " worker(s) x "
         << shape.steps_per_epoch << " steps/epoch of " << shape.batch_size << " on "
         << shape.num_servers << " server(s)";
@@ -145,10 +168,15 @@ void CtrTask::PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* bat
   Prepare(train_, order, n, static_cast<Batch*>(batch));
 }
 
+void CtrTask::SelectEvalSet(EvalSet set) {
+  eval_set_ = set;
+  probs_.resize(EvalRows().size());
+}
+
 void CtrTask::PrepareEvalBatch(size_t begin, size_t n, ModelBatch* batch) {
   std::vector<uint32_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(begin + i);
-  Prepare(test_, order.data(), n, static_cast<Batch*>(batch));
+  Prepare(EvalRows(), order.data(), n, static_cast<Batch*>(batch));
 }
 
 CtrBatchView CtrTask::View(const Batch& step, const std::vector<const float*>& rows) const {
@@ -282,13 +310,14 @@ Status CtrTask::EvalBatch(size_t begin, const ModelBatch& batch,
 StatusOr<EvalReport> CtrTask::EndEval(int64_t step) {
   std::vector<float> all_probs, all_labels;
   TS_RETURN_IF_ERROR(Gather(probs_, &all_probs));
-  TS_RETURN_IF_ERROR(Gather(test_.labels, &all_labels));
+  TS_RETURN_IF_ERROR(Gather(EvalRows().labels, &all_labels));
   const BinaryMetrics m =
       ComputeBinaryMetrics(all_probs.data(), all_labels.data(), all_probs.size());
   EvalReport report;
   report.metrics = {{"auc", m.auc}, {"logloss", m.logloss}};
   report.record_step = true;
-  if (options_.progress) {
+  // The validation set's line is the training loop's, which says what early stopping made of it.
+  if (options_.progress && eval_set_ == EvalSet::kTest) {
     char line[160];
     std::snprintf(line, sizeof(line), "step %lld: test AUC %.4f, logloss %.4f (%lld rows)",
                   static_cast<long long>(step), m.auc, m.logloss,

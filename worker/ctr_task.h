@@ -31,14 +31,16 @@ namespace tessera::worker {
 struct CtrTrainerOptions {
   std::string train_path;
   std::string test_path;  // "" = no evaluation
-  CtrReadOptions read;    // format, threads, hash seed, bucketised integers, skip_bad_lines
-  CtrModelConfig model;   // num_fields / num_dense are filled in from the data
+  // The validation set of early stopping: a file in the training file's format, or this fraction
+  // of the training rows held out (worker/data/ctr_schema.h HoldOutCtrRows). Neither: none.
+  std::string valid_path;
+  double valid_fraction = 0;
+  CtrReadOptions read;   // format, threads, hash seed, bucketised integers, skip_bad_lines
+  CtrModelConfig model;  // num_fields / num_dense are filled in from the data
   int epochs = 1;
   int batch_size = 4096;   // rows per worker per step
   int64_t eval_every = 0;  // steps between evaluations; 0: only at the end of each epoch
-  // TrainLoopOptions::early_stop; the CTR models have no validation set yet (--valid is MF
-  // only), so the flag refuses them (launch/flags.cc).
-  int early_stop = 0;
+  int early_stop = 0;      // TrainLoopOptions::early_stop, on the validation logloss
   kernels::OptimizerParams dense_optimizer;  // for the replicated dense parameters
   // --device cuda: let cuBLAS use TF32 tensor cores for the dense layers (--allow-tf32); the
   // worker's DeviceResources sets the math mode (run_worker.cc).
@@ -75,8 +77,13 @@ class CtrTask : public Model {
                           const std::vector<float*>& grads, double* loss_sum,
                           bool* known_finite) override;
   Status AfterPush() override;
+  bool has_valid_data() const override {
+    return !options_.valid_path.empty() || options_.valid_fraction > 0;
+  }
+  void SelectEvalSet(EvalSet set) override;
+  size_t early_stop_metric() const override { return 1; }  // logloss
   bool has_eval_data() const override { return !options_.test_path.empty(); }
-  int64_t num_eval_samples() const override { return static_cast<int64_t>(test_.size()); }
+  int64_t num_eval_samples() const override { return static_cast<int64_t>(EvalRows().size()); }
   int64_t eval_batch_size() const override { return 8192; }
   void PrepareEvalBatch(size_t begin, size_t n, ModelBatch* batch) override;
   Status EvalBatch(size_t begin, const ModelBatch& batch,
@@ -92,6 +99,7 @@ class CtrTask : public Model {
  private:
   struct Batch;
   Status ReadData();
+  const CtrBlock& EvalRows() const { return eval_set_ == EvalSet::kTest ? test_ : valid_; }
   void Prepare(const CtrBlock& data, const uint32_t* order, size_t n, Batch* batch);
   CtrBatchView View(const Batch& batch, const std::vector<const float*>& rows) const;
   StatusOr<bool> DenseParamsIdentical();
@@ -106,7 +114,8 @@ class CtrTask : public Model {
   WorkerGroup* group_ = nullptr;
   Collective* collective_ = nullptr;
   CtrSchema schema_;
-  CtrBlock train_, test_;
+  CtrBlock train_, test_, valid_;
+  EvalSet eval_set_ = EvalSet::kTest;
   CtrModelConfig model_config_;
   std::unique_ptr<CtrModel> model_;
   std::unique_ptr<CtrDenseReplica> dense_;
@@ -114,7 +123,8 @@ class CtrTask : public Model {
   float loss_scale_ = 1;  // the mean loss over a nominal global batch
   int64_t total_rows_ = 0;
   int64_t total_test_rows_ = 0;
-  std::vector<float> probs_;  // this worker's test predictions
+  int64_t total_valid_rows_ = 0;
+  std::vector<float> probs_;  // this worker's predictions of the evaluated set
 };
 
 }  // namespace tessera::worker

@@ -55,7 +55,7 @@ StatusOr<std::string> DeviceLine(const WorkerOptions& options,
            std::to_string(device.cpu_threads) + " compute thread" +
            (device.cpu_threads == 1 ? "" : "s");
     if (options.ctr) {
-      line += "; dense layers: oneDNN " + kernels::GemmIsa() + " on " +
+      line += "; dense layers: " + kernels::GemmLibrary() + " on " +
               std::to_string(device.gemm_threads) + " thread" +
               (device.gemm_threads == 1 ? "" : "s");
     }

@@ -13,11 +13,22 @@ Modes:
   --mode real                 On the real Criteo 10k sample and the Frappe libFM files (shared
                               data; skipped when absent) every model trains without error and
                               DeepFM and DCN-v2 beat LR's AUC.
+  --mode defaults             With no tuning flag, LR, DeepFM and DCN-v2 choose batch and epochs
+                              for the file (the start-up line says so), stop early on the logloss
+                              of held-out training rows, and reach AUC 0.72 on the Criteo split;
+                              on Frappe the deep models beat LR. A resume of a run that early
+                              stopping ended says so and trains nothing.
+  --mode gemm                 Each model, --deterministic, 2 workers: oneDNN's metrics are
+                              bit-identical across runs and server counts, and agree with those
+                              of OpenBLAS (TESSERA_CPU_GEMM=openblas, the library before oneDNN)
+                              within GEMM_TOLERANCE; LR and FM, which multiply no matrices,
+                              exactly.
   --mode bad                  bad lines and a mismatched binary cache end with exit status 2 and
                               a message naming the file and line or the mismatched field.
 """
 
 import os
+import re
 
 import tessera_it as it
 
@@ -25,6 +36,10 @@ SMALL = ["--emb-dim", "8", "--mlp", "32,16", "--batch-size", "512"]
 # --mode quality: DeepFM must come within QUALITY_GAP of the oracle AUC and LR must not.
 QUALITY_GAP = 0.01
 QUALITY_SEED = 1  # tessera's default --seed, given explicitly
+# --mode defaults: the AUC every model must reach on the Criteo split with no tuning flag.
+BAR = 0.72
+# --mode gemm: how far a metric (AUC, logloss) may move between oneDNN's and OpenBLAS's products.
+GEMM_TOLERANCE = 1e-4
 
 
 def train(ctx, name, args, mpi_ranks=None, limit_s=300):
@@ -81,7 +96,40 @@ def quality(ctx):
              f"{oracle:.4f} (data seed 3, training seed {QUALITY_SEED})")
 
 
-def real(ctx):
+def gemm(ctx):
+    train_path, test_path, _ = ctx.gen_criteo("data", 20000, 5)
+    for model in ("lr", "fm", "deepfm", "wide_deep", "dcn_v2"):
+        base = ["--model", model, "--train", train_path, "--test", test_path, "--deterministic",
+                "--seed", 5, "--epochs", 2, "--eval-every", 10, "--workers", 2] + SMALL
+        runs = {}
+        for name, gemm_lib, servers in (("oneDNN", "onednn", 1), ("oneDNN again", "onednn", 2),
+                                        ("OpenBLAS", "openblas", 1)):
+            os.environ["TESSERA_CPU_GEMM"] = gemm_lib
+            try:
+                records, res = ctx.train(f"{model} {name}", base + ["--servers", servers])
+            finally:
+                del os.environ["TESSERA_CPU_GEMM"]
+            it.check(model in ("lr", "fm") or it.grep(rf"dense layers: {name[:6]}",
+                                                      res.stderr + res.stdout),
+                     f"{model} {name}: the start-up line names another library\n{res.tail()}")
+            runs[name] = records
+        # oneDNN's bits are the same across runs and server counts.
+        first, again = it.model_series(runs["oneDNN"]), it.model_series(runs["oneDNN again"])
+        it.check(first == again, f"{model}: oneDNN runs differ:\n{first}\n{again}")
+        # Against OpenBLAS, the library of the builds before: the products sum in another order,
+        # so the metrics agree within GEMM_TOLERANCE; a model without matrix products, exactly.
+        pairs = [(a, b) for a, b in zip(first, it.model_series(runs["OpenBLAS"]))
+                 if a[2] in ("auc", "logloss", "loss")]
+        it.check(len(pairs) >= 6, f"{model}: too few metrics to compare: {pairs}")
+        worst = max(abs(float(a[3]) - float(b[3])) for a, b in pairs)
+        bound = 0 if model in ("lr", "fm") else GEMM_TOLERANCE
+        it.check(worst <= bound, f"{model}: oneDNN and OpenBLAS metrics differ by {worst:.2e} > "
+                 f"{bound}:\n{pairs}")
+        print(f"  {model}: {len(pairs)} metrics, oneDNN vs OpenBLAS at most {worst:.1e} apart")
+
+
+def real_sets(ctx):
+    """(criteo train, criteo test, frappe train, frappe test) from the shared data, or Skip."""
     data = it.shared_data_dir()
     criteo = os.path.join(data, "criteo", "train_head9999.tsv")
     frappe_train = os.path.join(data, "frappe", "frappe.validation.libfm")
@@ -97,6 +145,11 @@ def real(ctx):
         f.writelines(lines[:8000])
     with open(c_test, "w", encoding="utf-8") as f:
         f.writelines(lines[8000:])
+    return c_train, c_test, frappe_train, frappe_test
+
+
+def real(ctx):
+    c_train, c_test, frappe_train, frappe_test = real_sets(ctx)
     sets = {
         # 8000 rows are few: small towers and one cross layer.
         "criteo": (c_train, c_test, ["--epochs", 3, "--batch-size", 256, "--emb-dim", 8,
@@ -115,6 +168,70 @@ def real(ctx):
         for model in ("deepfm", "dcn_v2"):
             it.check(aucs[model] > aucs["lr"],
                      f"{name}: {model} AUC {aucs[model]:.4f} does not beat LR's {aucs['lr']:.4f}")
+
+
+def check_early_stop(name, records, max_epochs, patience):
+    """The run ended where the early-stopping rule on the validation logloss says (at
+    max_epochs when it never fires); returns its epochs."""
+    done = [r for r in records if r.get("event") == "done"][-1]
+    epochs = int(done["epochs"])
+    valid = [float(r["logloss"]) for r in records
+             if r.get("event") == "eval" and r.get("split") == "valid"]
+    it.check(len(valid) == epochs, f"{name}: {len(valid)} validation evaluations, {epochs} epochs")
+    # The rule replayed: better means by more than 0.05 %; the run ends at the first epoch that
+    # completes `patience` epochs without a better logloss.
+    best, since, stop_at = None, 0, None
+    for epoch, value in enumerate(valid, 1):
+        if best is None or value < best - 5e-4 * abs(best):
+            best, since = value, 0
+        else:
+            since += 1
+        if since >= patience:
+            stop_at = epoch
+            break
+    it.check(epochs == (stop_at or max_epochs),
+             f"{name}: ended after epoch {epochs}, the rule says {stop_at or max_epochs}: {valid}")
+    return epochs
+
+
+def defaults(ctx):
+    c_train, c_test, frappe_train, frappe_test = real_sets(ctx)
+    # With no tuning flag at all, each model must reach BAR on the Criteo split (with batch 4096
+    # and one epoch, the old defaults, LR reached 0.571); on Frappe, DeepFM and DCN-v2 must beat
+    # LR, as with the tuned flags of --mode real.
+    sets = {"criteo": (c_train, c_test), "frappe": (frappe_train, frappe_test)}
+    for name, (tr, te) in sets.items():
+        aucs, stopped = {}, 0
+        for model in ("lr", "deepfm", "dcn_v2"):
+            run = f"{name}-{model}"
+            flags = ["train", "--model", model, "--train", tr, "--test", te]
+            if run == "criteo-lr":  # checkpoints, for the resume below
+                flags += ["--checkpoint-dir", ctx.path("ck"), "--checkpoint-epochs"]
+            records, res = ctx.train(run, flags[1:])
+            out = res.stderr + res.stdout
+            it.check(it.grep(rf"defaults chosen for about .* training rows in {tr}", out),
+                     f"{run}: no start-up line with the chosen defaults\n{res.tail()}")
+            bound = re.search(r"--epochs (\d+) \(at most\), --early-stop (\d+)", out)
+            it.check(bound, f"{run}: the start-up line chose no early stopping\n{res.tail()}")
+            max_epochs = int(bound.group(1))
+            epochs = check_early_stop(run, records, max_epochs, int(bound.group(2)))
+            stopped += epochs < max_epochs
+            aucs[model] = final_auc(records)
+            print(f"{run}: AUC {aucs[model]:.4f} after {epochs} of at most {max_epochs} epochs")
+        # The deep models overfit these files within a few epochs: early stopping must end them.
+        it.check(stopped >= 2, f"{name}: early stopping ended {stopped} of the 3 runs")
+        if name == "criteo":
+            for model, auc in aucs.items():
+                it.check(auc >= BAR, f"criteo: {model} AUC {auc:.4f} with the default flags < {BAR}")
+        for model in ("deepfm", "dcn_v2"):
+            it.check(aucs[model] > aucs["lr"],
+                     f"{name}: {model} AUC {aucs[model]:.4f} does not beat LR's {aucs['lr']:.4f}")
+    again = ctx.tessera_run(["train", "--model", "lr", "--train", c_train, "--test", c_test,
+                             "--checkpoint-dir", ctx.path("ck"), "--checkpoint-epochs",
+                             "--resume", "auto"], 120)
+    it.expect_exit(again, 0, "resume of a CTR run that early stopping ended")
+    it.check(it.grep(r"--early-stop ended", again.stderr + again.stdout),
+             "the resume does not say the run was ended by early stopping\n" + again.tail())
 
 
 def bad(ctx):
@@ -149,12 +266,14 @@ def bad(ctx):
 
 
 def add_args(p):
-    p.add_argument("--mode", choices=["determinism", "quality", "real", "bad"], required=True)
+    p.add_argument("--mode", choices=["determinism", "quality", "real", "defaults", "gemm",
+                                      "bad"], required=True)
     p.add_argument("--mpi", action="store_true")
 
 
 def test(ctx):
-    {"determinism": determinism, "quality": quality, "real": real, "bad": bad}[ctx.args.mode](ctx)
+    {"determinism": determinism, "quality": quality, "real": real, "defaults": defaults,
+     "gemm": gemm, "bad": bad}[ctx.args.mode](ctx)
 
 
 if __name__ == "__main__":

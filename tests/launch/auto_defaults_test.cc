@@ -6,6 +6,7 @@
 
 #include "launch/flags.h"
 #include "tests/testing/test_util.h"
+#include "worker/data/ctr_cache.h"
 
 namespace tessera::launch {
 namespace {
@@ -51,6 +52,50 @@ TEST(ChooseMfDefaultsTest, SmallSetsTrainFixedEpochsLargeOnesStopEarlyWithLargeB
   EXPECT_GT(large.early_stop, 0);
   EXPECT_GE(large.batch_size, 8192);
   EXPECT_LT(large.l2, small.l2);
+}
+
+TEST(ChooseCtrDefaultsTest, LargeFilesTrainOnePassSmallOnesStopEarlyWithSmallerBatches) {
+  const CtrAutoDefaults large = ChooseCtrDefaults(45000000);  // Criteo's full day
+  EXPECT_EQ(large.batch_size, 4096);
+  EXPECT_EQ(large.epochs, 1);
+  EXPECT_EQ(large.early_stop, 0);
+  EXPECT_EQ(ChooseCtrDefaults(1000000).epochs, 1);        // the benchmark's file trains as before
+  const CtrAutoDefaults small = ChooseCtrDefaults(8000);  // the real Criteo sample's split
+  EXPECT_EQ(small.batch_size, 2048);
+  EXPECT_GT(small.epochs, 1);
+  EXPECT_GT(small.early_stop, 0);
+  EXPECT_GT(small.valid_fraction, 0);
+  // Below a million rows: the largest power of two from 256 to 4096 that leaves 3 steps an
+  // epoch, early stopping on.
+  for (int64_t rows : {2, 700, 3000, 20000, 60000, 300000, 999999}) {
+    const CtrAutoDefaults d = ChooseCtrDefaults(rows);
+    EXPECT_TRUE(d.batch_size == 256 || rows / d.batch_size >= 3) << rows;
+    EXPECT_TRUE(d.batch_size == 4096 || rows / (2 * d.batch_size) < 3) << rows;
+    EXPECT_GE(d.batch_size, 256) << rows;
+    EXPECT_GT(d.early_stop, 0) << rows;
+  }
+  EXPECT_EQ(ChooseCtrDefaults(60000).batch_size, 4096);
+}
+
+TEST(EstimateCtrRowsTest, CountsTextLinesAndReadsACachesRecordCount) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 300; ++i)
+    text += std::to_string(i % 2) + " 3:1 " + std::to_string(i) + ":1\n";
+  WriteFile(dir.Join("clicks.libsvm"), text);
+  EXPECT_EQ(*EstimateCtrRows(dir.Join("clicks.libsvm")), 300);
+  worker::CtrReadOptions read;
+  read.format = worker::CtrFormat::kLibsvm;
+  ASSERT_TRUE(
+      worker::WriteCtrCache(dir.Join("clicks.libsvm"), read, dir.Join("clicks.cache")).ok());
+  EXPECT_EQ(*EstimateCtrRows(dir.Join("clicks.cache")), 300);
+  // A cache whose header is damaged is refused here already, naming the file.
+  std::string cache = testing::ReadFile(dir.Join("clicks.cache"));
+  cache[50] ^= 1;
+  WriteFile(dir.Join("bad.cache"), cache);
+  auto bad = EstimateCtrRows(dir.Join("bad.cache"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.cache"), std::string::npos) << bad.status().message();
 }
 
 class AutoFlagsTest : public ::testing::Test {
@@ -116,7 +161,7 @@ TEST_F(AutoFlagsTest, GivenFlagsWinAndEarlyStoppingHoldsOutAFractionUnlessAFileI
   EXPECT_DOUBLE_EQ(all.mf.valid_fraction, ChooseMfDefaults(2).valid_fraction);
 }
 
-TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
+TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingIsRefused) {
   TrainOptions o;
   ParseOutcome out = Parse({"--test", test_, "--valid", test_}, &o);
   EXPECT_FALSE(out.run);
@@ -124,7 +169,7 @@ TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
   o = TrainOptions();
   out = Parse({"--early-stop", "2", "--valid-fraction", "0"}, &o);
   EXPECT_FALSE(out.run);
-  EXPECT_NE(out.text.find("--early-stop needs validation ratings"), std::string::npos) << out.text;
+  EXPECT_NE(out.text.find("--early-stop needs validation data"), std::string::npos) << out.text;
   o = TrainOptions();
   out = Parse({"--valid", train_}, &o);
   EXPECT_FALSE(out.run);
@@ -132,10 +177,6 @@ TEST_F(AutoFlagsTest, ValidationThatIsTheTestSetOrMissingOrForCtrIsRefused) {
   o = TrainOptions();
   out = Parse({"--valid-fraction", "0.9"}, &o);
   EXPECT_FALSE(out.run);
-  o = TrainOptions();
-  out = Parse({"--model", "deepfm", "--early-stop", "2"}, &o);
-  EXPECT_FALSE(out.run);
-  EXPECT_NE(out.text.find("MF options"), std::string::npos) << out.text;
   o = TrainOptions();
   out = Parse({"--valid", valid_, "--valid-fraction", "0.1"}, &o);
   EXPECT_FALSE(out.run);
@@ -157,6 +198,37 @@ TEST_F(AutoFlagsTest, OrderIsBlockedByDefaultShuffledOnRequestAndMfOnly) {
   out = Parse({"--model", "deepfm", "--order", "shuffled"}, &o);
   EXPECT_FALSE(out.run);
   EXPECT_NE(out.text.find("--order is an MF option"), std::string::npos) << out.text;
+}
+
+TEST_F(AutoFlagsTest, CtrModelsChooseBatchAndEpochsAndStopEarlyOnHeldOutRows) {
+  std::string clicks;
+  for (int i = 0; i < 8000; ++i)
+    clicks += std::to_string(i % 2) + " 1:1 2:" + std::to_string(i) + "\n";
+  const std::string ctr_train = dir_.Join("clicks.libsvm");
+  WriteFile(ctr_train, clicks);
+  TrainOptions o;
+  ParseOutcome out = ParseTrainOptions({"--model", "deepfm", "--train", ctr_train}, &o);
+  ASSERT_TRUE(out.run) << out.text;
+  const CtrAutoDefaults d = ChooseCtrDefaults(8000);
+  EXPECT_EQ(o.ctr_options.batch_size, d.batch_size);
+  EXPECT_EQ(o.ctr_options.epochs, d.epochs);
+  EXPECT_EQ(o.ctr_options.early_stop, d.early_stop);
+  EXPECT_DOUBLE_EQ(o.ctr_options.valid_fraction, d.valid_fraction);
+  EXPECT_NE(o.defaults_line.find("about 8k training rows"), std::string::npos) << o.defaults_line;
+  EXPECT_NE(o.defaults_line.find("--batch-size 2048"), std::string::npos) << o.defaults_line;
+  // --epochs given: that many, no early stopping; a --valid file instead of a held-out fraction.
+  TrainOptions fixed;
+  ASSERT_TRUE(
+      ParseTrainOptions({"--model", "lr", "--train", ctr_train, "--epochs", "2"}, &fixed).run);
+  EXPECT_EQ(fixed.ctr_options.epochs, 2);
+  EXPECT_EQ(fixed.ctr_options.early_stop, 0);
+  EXPECT_EQ(fixed.ctr_options.batch_size, d.batch_size);
+  TrainOptions file;
+  out = ParseTrainOptions({"--model", "dcn_v2", "--train", ctr_train, "--valid", test_}, &file);
+  ASSERT_TRUE(out.run) << out.text;
+  EXPECT_EQ(file.ctr_options.valid_path, test_);
+  EXPECT_DOUBLE_EQ(file.ctr_options.valid_fraction, 0);
+  EXPECT_EQ(file.ctr_options.early_stop, d.early_stop);
 }
 
 }  // namespace

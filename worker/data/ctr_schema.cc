@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "core/splitmix64.h"
 #include "worker/data/internal/ctr_keys.h"
@@ -189,6 +190,42 @@ void AppendCtrBlock(const CtrBlock& from, bool multi_hot, CtrBlock* to) {
       to->offsets.push_back(static_cast<uint32_t>(key_base + from.offsets[r]));
     }
   }
+}
+
+void HoldOutCtrRows(double fraction, uint64_t seed, bool multi_hot, CtrBlock* train,
+                    CtrBlock* held_out) {
+  const size_t n = train->size();
+  if (n == 0) return;
+  const size_t dense_width = train->dense.size() / n;
+  const size_t fields = multi_hot ? 0 : train->keys.size() / n;
+  auto bits = [](float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof(u));
+    return uint64_t{u};
+  };
+  // A row goes when the top 53 bits of its hash, as a fraction of 2^53, fall below `fraction`.
+  const uint64_t threshold = static_cast<uint64_t>(fraction * 9007199254740992.0);
+  CtrBlock kept;
+  if (multi_hot) kept.offsets.push_back(0);
+  for (size_t r = 0; r < n; ++r) {
+    const size_t begin = multi_hot ? train->offsets[r] : r * fields;
+    const size_t end = multi_hot ? train->offsets[r + 1] : begin + fields;
+    uint64_t h = SplitMix64(seed ^ bits(train->labels[r]));
+    for (size_t d = r * dense_width; d < (r + 1) * dense_width; ++d) {
+      h = SplitMix64(h ^ bits(train->dense[d]));
+    }
+    for (size_t k = begin; k < end; ++k) {
+      h = SplitMix64(h ^ train->keys[k] ^ (bits(train->values[k]) << 32));
+    }
+    CtrBlock* to = (h >> 11) < threshold ? held_out : &kept;
+    to->labels.push_back(train->labels[r]);
+    to->dense.insert(to->dense.end(), train->dense.begin() + r * dense_width,
+                     train->dense.begin() + (r + 1) * dense_width);
+    to->keys.insert(to->keys.end(), train->keys.begin() + begin, train->keys.begin() + end);
+    to->values.insert(to->values.end(), train->values.begin() + begin, train->values.begin() + end);
+    if (multi_hot) to->offsets.push_back(static_cast<uint32_t>(to->keys.size()));
+  }
+  *train = std::move(kept);
 }
 
 }  // namespace tessera::worker

@@ -107,4 +107,12 @@ Status ValidateCtrRecord(float label, const float* dense, int num_dense, const f
 // their leading offset (offsets.size() == size() + 1) and the keys fit uint32 offsets.
 void AppendCtrBlock(const CtrBlock& from, bool multi_hot, CtrBlock* to);
 
+// Moves about `fraction` of the rows of *train to the end of *held_out (the validation set of
+// early stopping), both kept in file order. A row goes by a hash of `seed` and its content (label,
+// dense features, keys, values), so it goes the same way whichever worker's partition read it,
+// and duplicate rows go together. REQUIRES: 0 <= fraction <= 1; both blocks have the layout of
+// `multi_hot` (a multi-hot *held_out holds at least its leading offset).
+void HoldOutCtrRows(double fraction, uint64_t seed, bool multi_hot, CtrBlock* train,
+                    CtrBlock* held_out);
+
 }  // namespace tessera::worker

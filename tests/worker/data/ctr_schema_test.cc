@@ -1,5 +1,6 @@
 // CtrSchema's vocabulary (worker/data/ctr_schema.h): format names, HashFeature's keys, the
-// Criteo integer buckets and the value rule of a row (ValidateCtrRecord).
+// Criteo integer buckets, the value rule of a row (ValidateCtrRecord) and the held-out rows of
+// early stopping (HoldOutCtrRows).
 #include "worker/data/ctr_schema.h"
 
 #include <gtest/gtest.h>
@@ -132,6 +133,104 @@ TEST(DataValueTest, BoundIsInclusiveAndRefusesNonFinite) {
   EXPECT_FALSE(IsValidDataValue(3e38f));
   EXPECT_FALSE(IsValidDataValue(NAN));
   EXPECT_FALSE(IsValidDataValue(-INFINITY));
+}
+
+// One-hot rows of 2 fields and 1 dense feature; row i's keys are {i, i % 7}, so every row but
+// those given `dup` differs.
+CtrBlock OneHotRows(int n, int dup = -1) {
+  CtrBlock b;
+  for (int i = 0; i < n; ++i) {
+    const int r = i == dup ? 0 : i;  // `dup` repeats row 0
+    b.labels.push_back(static_cast<float>(r % 3 == 0));
+    b.dense.push_back(0.5f * static_cast<float>(r));
+    b.keys.insert(b.keys.end(), {static_cast<uint64_t>(r), static_cast<uint64_t>(r % 7)});
+    b.values.insert(b.values.end(), {1.0f, 1.0f});
+  }
+  return b;
+}
+
+TEST(HoldOutCtrRowsTest, MovesAboutTheFractionKeepingFileOrderAndEveryRowOnce) {
+  const CtrBlock all = OneHotRows(20000);
+  CtrBlock train = all, held;
+  HoldOutCtrRows(0.1, 7, /*multi_hot=*/false, &train, &held);
+  EXPECT_NEAR(static_cast<double>(held.size()), 2000.0, 200.0);
+  ASSERT_EQ(train.size() + held.size(), all.size());
+  // Each side in file order (the dense feature rises with the row), each row's fields intact.
+  for (const CtrBlock* b : {&train, &held}) {
+    ASSERT_EQ(b->dense.size(), b->size());
+    ASSERT_EQ(b->keys.size(), 2 * b->size());
+    for (size_t r = 0; r < b->size(); ++r) {
+      const uint64_t row = b->keys[2 * r];
+      EXPECT_EQ(b->keys[2 * r + 1], row % 7);
+      EXPECT_EQ(b->dense[r], 0.5f * static_cast<float>(row));
+      EXPECT_EQ(b->labels[r], static_cast<float>(row % 3 == 0));
+      if (r > 0) {
+        EXPECT_LT(b->keys[2 * (r - 1)], row);
+      }
+    }
+  }
+  CtrBlock none = all, none_held;
+  HoldOutCtrRows(0, 7, false, &none, &none_held);
+  EXPECT_EQ(none.size(), all.size());
+  EXPECT_EQ(none_held.size(), 0u);
+  // Another seed holds out other rows.
+  CtrBlock other = all, other_held;
+  HoldOutCtrRows(0.1, 8, false, &other, &other_held);
+  EXPECT_NE(other_held.keys, held.keys);
+}
+
+TEST(HoldOutCtrRowsTest, ARowGoesTheSameWayInAnyPartitionAndDuplicatesGoTogether) {
+  // Holding out of two halves (two workers' partitions) gives the rows of holding out of all.
+  CtrBlock all = OneHotRows(4000), all_held;
+  CtrBlock first = OneHotRows(4000), second, first_held, second_held;
+  second.labels.assign(first.labels.begin() + 2000, first.labels.end());
+  second.dense.assign(first.dense.begin() + 2000, first.dense.end());
+  second.keys.assign(first.keys.begin() + 4000, first.keys.end());
+  second.values.assign(first.values.begin() + 4000, first.values.end());
+  first.labels.resize(2000);
+  first.dense.resize(2000);
+  first.keys.resize(4000);
+  first.values.resize(4000);
+  HoldOutCtrRows(0.2, 3, false, &all, &all_held);
+  HoldOutCtrRows(0.2, 3, false, &first, &first_held);
+  HoldOutCtrRows(0.2, 3, false, &second, &second_held);
+  AppendCtrBlock(second_held, false, &first_held);
+  EXPECT_EQ(first_held.keys, all_held.keys);
+  EXPECT_EQ(first_held.labels, all_held.labels);
+  // Row 999 repeats row 0: both sit on the same side.
+  CtrBlock dup = OneHotRows(1000, 999), dup_held;
+  HoldOutCtrRows(0.5, 11, false, &dup, &dup_held);
+  const CtrBlock& side = dup.size() > 0 && dup.keys[0] == 0 ? dup : dup_held;
+  ASSERT_FALSE(side.keys.empty());
+  EXPECT_EQ(side.keys[0], 0u);
+  EXPECT_EQ(side.keys[side.keys.size() - 2], 0u);  // its last row is the repeat of row 0
+}
+
+TEST(HoldOutCtrRowsTest, MultiHotRowsKeepTheirKeyListsAndOffsets) {
+  CtrBlock train;
+  train.offsets.push_back(0);
+  for (int i = 0; i < 3000; ++i) {
+    train.labels.push_back(static_cast<float>(i % 2));
+    for (int k = 0; k <= i % 4; ++k) {  // 1 to 4 keys, each row's first key is its number
+      train.keys.push_back(static_cast<uint64_t>(i + k * 100000));
+      train.values.push_back(static_cast<float>(k + 1));
+    }
+    train.offsets.push_back(static_cast<uint32_t>(train.keys.size()));
+  }
+  CtrBlock held;
+  held.offsets.push_back(0);
+  HoldOutCtrRows(0.3, 5, /*multi_hot=*/true, &train, &held);
+  EXPECT_NEAR(static_cast<double>(held.size()), 900.0, 120.0);
+  for (const CtrBlock* b : {&train, &held}) {
+    ASSERT_EQ(b->offsets.size(), b->size() + 1);
+    ASSERT_EQ(b->offsets.back(), b->keys.size());
+    for (size_t r = 0; r < b->size(); ++r) {
+      const uint64_t row = b->keys[b->offsets[r]];
+      ASSERT_EQ(b->offsets[r + 1] - b->offsets[r], row % 4 + 1) << "row " << row;
+      EXPECT_EQ(b->labels[r], static_cast<float>(row % 2));
+      EXPECT_EQ(b->values[b->offsets[r + 1] - 1], static_cast<float>(row % 4 + 1));
+    }
+  }
 }
 
 }  // namespace
