@@ -4,6 +4,8 @@
 #include <limits>
 #include <string>
 
+#include "kernels/dense_ops.h"
+
 namespace tessera::kernels {
 namespace internal {
 
@@ -98,6 +100,23 @@ Status LinearBackward(const DeviceContext& ctx, struct cublasContext* cublas, co
   (void)cublas;
 #endif
   return internal::UnsupportedDevice("LinearBackward", ctx.device);
+}
+
+Status LinearReluForward(const DeviceContext& ctx, struct cublasContext* cublas, const float* x,
+                         const float* w, const float* b, float* y, int64_t batch_size, int in_dim,
+                         int out_dim) {
+  if (ctx.device == Device::kCpu) {
+    return LinearReluForwardCpu(x, w, b, y, batch_size, in_dim, out_dim);
+  }
+  TS_RETURN_IF_ERROR(LinearForward(ctx, cublas, x, w, b, y, batch_size, in_dim, out_dim));
+  return ReluForward(ctx, y, y, batch_size * out_dim);
+}
+
+Status ReluBackwardColumnSum(const DeviceContext& ctx, const float* y, const float* dy, float* dx,
+                             float* db, int64_t rows, int cols) {
+  if (ctx.device == Device::kCpu) return ReluBackwardColumnSumCpu(y, dy, dx, db, rows, cols);
+  TS_RETURN_IF_ERROR(ReluBackward(ctx, y, dy, dx, rows * cols));
+  return ColumnSum(ctx, dx, rows, cols, db);
 }
 
 Status ReluForward(const DeviceContext& ctx, const float* x, float* y, int64_t size) {

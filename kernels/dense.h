@@ -52,6 +52,25 @@ Status LinearBackward(const DeviceContext& ctx, struct cublasContext* cublas, co
 Status LinearBackwardCpu(const float* x, const float* w, const float* dy, float* dx, float* dw,
                          float* db, int64_t batch_size, int in_dim, int out_dim);
 
+// ---- Fully connected layer and ReLU in one: y = max(x w + b, 0) ----
+// LinearForward then ReluForward, arguments as LinearForward. On the CPU one oneDNN matmul with
+// the bias and the ReLU as its post-ops (kernels/gemm_cpu.h CpuLinearForward): no separate pass
+// over y for either. On CUDA the two kernels.
+Status LinearReluForward(const DeviceContext& ctx, struct cublasContext* cublas, const float* x,
+                         const float* w, const float* b, float* y, int64_t batch_size, int in_dim,
+                         int out_dim);
+Status LinearReluForwardCpu(const float* x, const float* w, const float* b, float* y,
+                            int64_t batch_size, int in_dim, int out_dim);
+
+// ---- ReLU backward and the bias gradient in one pass ----
+// dx = ReluBackward(y, dy) over rows x cols, and db (cols) = the column sums of dx: the same bits
+// as ReluBackward then ColumnSum (kernels/dense_ops.h), in one pass over the CPU's buffers. dx may
+// equal dy (in place); db overlaps nothing.
+Status ReluBackwardColumnSum(const DeviceContext& ctx, const float* y, const float* dy, float* dx,
+                             float* db, int64_t rows, int cols);
+Status ReluBackwardColumnSumCpu(const float* y, const float* dy, float* dx, float* db, int64_t rows,
+                                int cols);
+
 // ---- ReLU, elementwise over `size` floats ----
 // y = max(x, 0). y may equal x (in place); otherwise they must not overlap.
 Status ReluForward(const DeviceContext& ctx, const float* x, float* y, int64_t size);

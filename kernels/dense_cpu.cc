@@ -1,6 +1,8 @@
-// CPU dense layers: matrix products through oneDNN's sgemm (kernels/gemm_cpu.h; row-major, so no
-// copies or transposes of the caller's buffers), everything else plain loops over the TS_HD math of
-// ctr_math.h that g++ vectorises at the -O3 of Release builds (CMakeLists.txt; at -O2 they ran
+// CPU dense layers: matrix products through oneDNN (kernels/gemm_cpu.h; row-major, so no copies or
+// transposes of the caller's buffers): sgemm, and for a layer with a ReLU its matmul primitive
+// with the bias and the ReLU fused, so neither takes a pass of its own over the output; the ReLU's
+// backward pass sums the bias gradient as it goes. Everything else plain loops over the TS_HD math
+// of ctr_math.h that g++ vectorises at the -O3 of Release builds (CMakeLists.txt; at -O2 they ran
 // scalar). The sigmoid/BCE loop calls expf and stays scalar; it is O(batch) next to the
 // O(batch * dim^2) products.
 #include <algorithm>
@@ -56,6 +58,34 @@ Status LinearBackwardCpu(const float* x, const float* w, const float* dy, float*
   // dx (B x in) = dy (B x out) w^T (out x in).
   return CpuSgemm(false, true, batch_size, in_dim, out_dim, 1.0f, dy, out_dim, w, out_dim, 0.0f, dx,
                   in_dim);
+}
+
+Status LinearReluForwardCpu(const float* x, const float* w, const float* b, float* y,
+                            int64_t batch_size, int in_dim, int out_dim) {
+  TS_RETURN_IF_ERROR(internal::ValidateLinearForwardArgs(x, w, y, batch_size, in_dim, out_dim));
+  if (batch_size == 0) return OkStatus();
+  return CpuLinearForward(x, w, b, y, batch_size, in_dim, out_dim, /*relu=*/true);
+}
+
+Status ReluBackwardColumnSumCpu(const float* y, const float* dy, float* dx, float* db, int64_t rows,
+                                int cols) {
+  TS_RETURN_IF_ERROR(
+      internal::ValidateSizeAndPointers("ReluBackwardColumnSum", rows * cols, {y, dy, dx}));
+  if (db == nullptr) return Status::InvalidArgument("ReluBackwardColumnSum: db must be non-null");
+  // Row by row, as ColumnSumCpu adds: the same bits as the two passes.
+  std::fill_n(db, cols, 0.0f);
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* __restrict__ yi = y + i * cols;
+    const float* dyi = dy + i * cols;
+    float* dxi = dx + i * cols;
+    float* __restrict__ sum = db;
+    for (int j = 0; j < cols; ++j) {
+      const float g = ReluGrad(yi[j], dyi[j]);
+      dxi[j] = g;
+      sum[j] += g;
+    }
+  }
+  return OkStatus();
 }
 
 Status ReluForwardCpu(const float* x, float* y, int64_t size) {

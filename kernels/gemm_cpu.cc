@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <tuple>
+#include <unordered_map>
 
-#include "oneapi/dnnl/dnnl.h"
+#include "oneapi/dnnl/dnnl.hpp"
 
 // The two calls of the OpenMP runtime this file makes, in libgomp (the runtime Debian's oneDNN
 // links): declared here rather than through <omp.h>, which Clang has only with libomp-dev and
@@ -73,6 +76,83 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
     return Status::Internal("oneDNN sgemm (" + std::to_string(m) + " x " + std::to_string(n) +
                             " x " + std::to_string(k) + ") failed with status " +
                             std::to_string(static_cast<int>(s)));
+  }
+  return OkStatus();
+}
+
+namespace {
+
+// A matmul primitive for one layer shape, with what it was made for.
+struct LinearPrimitive {
+  dnnl::matmul matmul;
+  dnnl::memory::desc src, weights, bias, dst;
+};
+
+const dnnl::engine& CpuEngine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+LinearPrimitive MakeLinear(int64_t m, int k, int n, bool bias, bool relu) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  LinearPrimitive p;
+  p.src = dnnl::memory::desc({m, k}, dt::f32, tag::ab);
+  p.weights = dnnl::memory::desc({k, n}, dt::f32, tag::ab);
+  if (bias) p.bias = dnnl::memory::desc({1, n}, dt::f32, tag::ab);
+  p.dst = dnnl::memory::desc({m, n}, dt::f32, tag::ab);
+  dnnl::primitive_attr attr;
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  const dnnl::matmul::desc desc(p.src, p.weights, p.bias, p.dst);
+  p.matmul = dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, CpuEngine()));
+  return p;
+}
+
+Status LinearWithOpenBlas(const float* x, const float* w, const float* b, float* y, int64_t m,
+                          int k, int n, bool relu) {
+  float beta = 0.0f;
+  if (b != nullptr) {
+    for (int64_t i = 0; i < m; ++i) std::copy_n(b, n, y + i * n);
+    beta = 1.0f;
+  }
+  TS_RETURN_IF_ERROR(CpuSgemm(false, false, m, n, k, 1.0f, x, k, w, n, beta, y, n));
+  if (relu) {
+    for (int64_t i = 0; i < m * n; ++i) y[i] = std::max(y[i], 0.0f);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status CpuLinearForward(const float* x, const float* w, const float* b, float* y, int64_t m, int k,
+                        int n, bool relu) {
+  if (UseOpenBlas()) return LinearWithOpenBlas(x, w, b, y, m, k, n, relu);
+  try {
+    // Per thread: a primitive executes on the calling thread's OpenMP team with its own scratch.
+    thread_local std::map<std::tuple<int64_t, int, int, bool, bool>, LinearPrimitive> cache;
+    thread_local dnnl::stream stream(CpuEngine());
+    const auto key = std::make_tuple(m, k, n, b != nullptr, relu);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+      if (cache.size() >= 64) cache.clear();  // a bound; a job uses a handful of shapes
+      it = cache.emplace(key, MakeLinear(m, k, n, b != nullptr, relu)).first;
+    }
+    const LinearPrimitive& p = it->second;
+    const dnnl::engine& engine = CpuEngine();
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, dnnl::memory(p.src, engine, const_cast<float*>(x))},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(p.weights, engine, const_cast<float*>(w))},
+        {DNNL_ARG_DST, dnnl::memory(p.dst, engine, y)}};
+    if (b != nullptr) args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, engine, const_cast<float*>(b));
+    p.matmul.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return Status::Internal("oneDNN matmul (" + std::to_string(m) + " x " + std::to_string(n) +
+                            " x " + std::to_string(k) + ") failed: " + e.what());
   }
   return OkStatus();
 }

@@ -109,4 +109,11 @@ StatusOr<DeviceAssignment> AssignDevice(const DeviceAssignmentInput& in) {
   return out;
 }
 
+WorkerThreads PlanWorkerThreads(int cpus, int workers_on_host, int compute_threads) {
+  WorkerThreads t;
+  t.gemm = std::max(1, cpus / std::max(workers_on_host, 1));
+  t.compute = std::max(1, std::min(compute_threads, t.gemm));
+  return t;
+}
+
 }  // namespace tessera::launch

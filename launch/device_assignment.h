@@ -58,4 +58,16 @@ struct DeviceAssignment {
 
 StatusOr<DeviceAssignment> AssignDevice(const DeviceAssignmentInput& input);
 
+// A CPU worker's threads, from its share of the CPUs the process may use (`cpus`, the affinity
+// mask's count: taskset, Slurm's --cpus-per-task, a cgroup cpuset) among the `workers_on_host`
+// (in one process and under mpirun on one host the same share, so the same bits): the dense
+// layers' product threads (CTR) take the whole share; MF's compute threads are
+// `compute_threads` (--compute-threads), fewer when the share is smaller (MF's bits do not depend
+// on them). Never below 1.
+struct WorkerThreads {
+  int gemm = 1;
+  int compute = 1;
+};
+WorkerThreads PlanWorkerThreads(int cpus, int workers_on_host, int compute_threads);
+
 }  // namespace tessera::launch

@@ -195,9 +195,10 @@ worker::WorkerOptions WithDevice(worker::WorkerOptions w, const DeviceAssignment
   w.mf.device = assignment.device;
   w.cuda_device = assignment.cuda_device;
   w.device_note = assignment.note;
-  // The host's CPUs (the affinity mask: taskset, Slurm's --cpus-per-task) shared by its workers;
-  // in one process and under mpirun on one host the same count, so the same bits.
-  w.gemm_threads = std::max(1, kernels::AvailableCpus() / std::max(assignment.workers_on_host, 1));
+  const WorkerThreads threads =
+      PlanWorkerThreads(kernels::AvailableCpus(), assignment.workers_on_host, w.mf.compute_threads);
+  w.gemm_threads = threads.gemm;
+  w.mf.compute_threads = threads.compute;
   return w;
 }
 

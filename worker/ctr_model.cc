@@ -27,8 +27,8 @@ using kernels::FmBackward;
 using kernels::FmForward;
 using kernels::LinearBackward;
 using kernels::LinearForward;
-using kernels::ReluBackward;
-using kernels::ReluForward;
+using kernels::LinearReluForward;
+using kernels::ReluBackwardColumnSum;
 using kernels::RepeatElements;
 using kernels::SigmoidBceBackward;
 using kernels::SigmoidBceForward;
@@ -319,8 +319,7 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
     const auto& d = L.mlp[l];
     TS_ASSIGN_OR_RETURN(float* out, buf.Get(buf.hidden(l), B * d.out));
     TS_RETURN_IF_ERROR(
-        LinearForward(ctx_, ctx_.cublas, h, params + d.w, params + d.b, out, B, d.in, d.out));
-    TS_RETURN_IF_ERROR(ReluForward(ctx_, out, out, B * d.out));
+        LinearReluForward(ctx_, ctx_.cublas, h, params + d.w, params + d.b, out, B, d.in, d.out));
     h = out;
   }
   TS_ASSIGN_OR_RETURN(float* mlp_logit, buf.Get(Buffers::kMlpOut, B));
@@ -493,10 +492,10 @@ Status CtrModel::Backward(const float* params, const CtrBatchView& in, float los
     for (size_t l = L.mlp.size(); l-- > 0;) {
       const auto& d = L.mlp[l];
       const float* y = buf.at(buf.hidden(l));
-      TS_RETURN_IF_ERROR(ReluBackward(ctx_, y, dh, dh, B * d.out));
+      TS_RETURN_IF_ERROR(ReluBackwardColumnSum(ctx_, y, dh, dh, g + d.b, B, d.out));
       const float* x = l == 0 ? x0 : buf.at(buf.hidden(l - 1));
       TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, x, params + d.w, dh, dprev, g + d.w,
-                                        g + d.b, B, d.in, d.out));
+                                        nullptr, B, d.in, d.out));
       std::swap(dh, dprev);
     }
     if (dx0 != nullptr) TS_RETURN_IF_ERROR(AddTo(ctx_, dh, dx0, B, x0_dim));

@@ -199,7 +199,7 @@ def recommend_mode(ctx):
     ckpt = ctx.path("ckpt-ctr")
     res = ctx.tessera_run(["train", "--model", "deepfm", "--train",
                            os.path.join(data, "train.tsv"), "--emb-dim", 4, "--mlp", "16",
-                           "--batch-size", 512, "--seed", TRAIN_SEED, "--checkpoint-dir", ckpt],
+                           "--batch-size", 512, "--epochs", 1, "--seed", TRAIN_SEED, "--checkpoint-dir", ckpt],
                           300)
     it.expect_exit(res, 0, "DeepFM training with a checkpoint")
     npy_out, npy_model = export(ctx, ckpt, "ctr-npy")

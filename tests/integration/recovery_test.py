@@ -498,7 +498,7 @@ def export_mode(ctx):
     ckpt = ctx.path("ckpt-ctr")
     res = ctx.tessera_run(["train", "--model", "deepfm", "--train",
                            os.path.join(out_dir, "train.tsv"), "--emb-dim", 8, "--mlp", "32,16",
-                           "--batch-size", 512, "--checkpoint-dir", ckpt], 300)
+                           "--batch-size", 512, "--epochs", 1, "--checkpoint-dir", ckpt], 300)
     it.expect_exit(res, 0, "DeepFM training with a checkpoint")
     out = ctx.path("export-ctr")
     res = ctx.tessera_run(["export", "--checkpoint", ckpt, "--out", out], 120)

@@ -6,14 +6,17 @@
 // exact up to float rounding of the forward; the tolerances below cover that rounding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/dense.h"
+#include "kernels/dense_ops.h"
 #include "kernels/device.h"
 #include "kernels/embedding.h"
 #include "kernels/fm.h"
@@ -186,6 +189,65 @@ TEST(CtrReluTest, BackwardMatchesFiniteDifferences) {
   loss();
   ASSERT_TRUE(ReluBackwardCpu(y.data(), r.data(), dx.data(), static_cast<int64_t>(x.size())).ok());
   ExpectMatchesFiniteDifferences(loss, &x, dx, "dx");
+}
+
+// ---------------------------------------------------------------- Fused: linear + ReLU
+
+TEST(CtrFusedTest, LinearReluMatchesTheUnfusedLayersOnEveryShape) {
+  std::mt19937 rng(21);
+  // Odd sizes, a single row, and the MLP's own 400-wide layer on a partial batch; with and
+  // without a bias. The matmul's products may sum in another order than SGEMM's: close, not equal.
+  for (const auto& [batch, in, out] :
+       {std::tuple<int64_t, int, int>{37, 19, 23}, {1, 7, 5}, {300, 429, 400}, {64, 400, 1}}) {
+    for (bool with_bias : {true, false}) {
+      const std::vector<float> x = Random(&rng, batch * in), w = Random(&rng, in * out),
+                               b = Random(&rng, out);
+      const float* bias = with_bias ? b.data() : nullptr;
+      std::vector<float> fused(batch * out, kNan), unfused(batch * out);
+      ASSERT_TRUE(
+          LinearReluForwardCpu(x.data(), w.data(), bias, fused.data(), batch, in, out).ok());
+      ASSERT_TRUE(LinearForwardCpu(x.data(), w.data(), bias, unfused.data(), batch, in, out).ok());
+      ASSERT_TRUE(ReluForwardCpu(unfused.data(), unfused.data(), batch * out).ok());
+      std::vector<double> ref(unfused.begin(), unfused.end());
+      ExpectNear(
+          fused, ref, 2e-5,
+          "y " + std::to_string(batch) + "x" + std::to_string(in) + "x" + std::to_string(out));
+      int negatives = 0;
+      for (float v : fused) negatives += v < 0;
+      EXPECT_EQ(negatives, 0);
+      // A second call reuses the primitive made for the shape: the same bits.
+      std::vector<float> again(batch * out);
+      ASSERT_TRUE(
+          LinearReluForwardCpu(x.data(), w.data(), bias, again.data(), batch, in, out).ok());
+      EXPECT_EQ(again, fused);
+    }
+  }
+}
+
+TEST(CtrFusedTest, ReluBackwardColumnSumIsBitIdenticalToTheTwoPasses) {
+  std::mt19937 rng(22);
+  const int64_t rows = 129;
+  const int cols = 67;
+  std::vector<float> y = Random(&rng, rows * cols);
+  for (size_t i = 0; i < y.size(); i += 3) y[i] = 0;  // ReLU outputs: zeros and positives
+  for (float& v : y) v = std::max(v, 0.0f);
+  const std::vector<float> dy = Random(&rng, rows * cols);
+  std::vector<float> dx(rows * cols), db(cols, kNan), two_dx(rows * cols), two_db(cols);
+  ASSERT_TRUE(ReluBackwardColumnSumCpu(y.data(), dy.data(), dx.data(), db.data(), rows, cols).ok());
+  ASSERT_TRUE(ReluBackwardCpu(y.data(), dy.data(), two_dx.data(), rows * cols).ok());
+  const DeviceContext cpu;
+  ASSERT_TRUE(ColumnSum(cpu, two_dx.data(), rows, cols, two_db.data()).ok());
+  EXPECT_EQ(dx, two_dx);
+  EXPECT_EQ(db, two_db);
+  // In place, as the MLP's backward pass calls it.
+  std::vector<float> inplace = dy, inplace_db(cols);
+  ASSERT_TRUE(ReluBackwardColumnSumCpu(y.data(), inplace.data(), inplace.data(), inplace_db.data(),
+                                       rows, cols)
+                  .ok());
+  EXPECT_EQ(inplace, two_dx);
+  EXPECT_EQ(inplace_db, two_db);
+  EXPECT_EQ(ReluBackwardColumnSumCpu(y.data(), dy.data(), dx.data(), nullptr, rows, cols).code(),
+            StatusCode::kInvalidArgument);
 }
 
 // ---------------------------------------------------------------- Sigmoid + BCE

@@ -151,5 +151,28 @@ TEST(DeviceAssignmentTest, ParsesDeviceLists) {
             std::string::npos);
 }
 
+TEST(PlanWorkerThreadsTest, ShareTheMasksCpusAmongTheHostsWorkers) {
+  // Two CPUs, one worker: both for the products, MF's two compute threads.
+  WorkerThreads t = PlanWorkerThreads(2, 1, 2);
+  EXPECT_EQ(t.gemm, 2);
+  EXPECT_EQ(t.compute, 2);
+  // Two workers on two CPUs (one process or mpirun on one host): one each, MF's second compute
+  // thread dropped rather than two threads fighting over one CPU.
+  t = PlanWorkerThreads(2, 2, 2);
+  EXPECT_EQ(t.gemm, 1);
+  EXPECT_EQ(t.compute, 1);
+  // Slurm's --cpus-per-task 16 with 4 workers: 4 each; --compute-threads 1 stays 1.
+  t = PlanWorkerThreads(16, 4, 1);
+  EXPECT_EQ(t.gemm, 4);
+  EXPECT_EQ(t.compute, 1);
+  // More workers than CPUs, or a nonsensical count: never below one thread.
+  t = PlanWorkerThreads(2, 8, 2);
+  EXPECT_EQ(t.gemm, 1);
+  EXPECT_EQ(t.compute, 1);
+  t = PlanWorkerThreads(0, 0, 2);
+  EXPECT_EQ(t.gemm, 1);
+  EXPECT_EQ(t.compute, 1);
+}
+
 }  // namespace
 }  // namespace tessera::launch
