@@ -40,19 +40,20 @@ Status CtrTask::ReadData() {
   read.partition = group_->rank();
   read.num_partitions = group_->size();
   TS_ASSIGN_OR_RETURN(train_, CtrReader::ReadAll(options_.train_path, read, &schema_));
-  if (!options_.test_path.empty()) {
-    CtrSchema test_schema;
-    TS_ASSIGN_OR_RETURN(test_, CtrReader::ReadAll(options_.test_path, read, &test_schema));
+  // The evaluated files must have the training file's fields.
+  auto read_like_train = [&](const char* flag, const std::string& path) -> StatusOr<CtrBlock> {
+    CtrSchema schema;
+    TS_ASSIGN_OR_RETURN(CtrBlock block, CtrReader::ReadAll(path, read, &schema));
     TS_RETURN_IF_ERROR(
-        CheckCtrSchema(schema_, test_schema)
-            .WithContext("--test " + options_.test_path + " does not match --train"));
+        CheckCtrSchema(schema_, schema)
+            .WithContext(std::string(flag) + " " + path + " does not match --train"));
+    return block;
+  };
+  if (!options_.test_path.empty()) {
+    TS_ASSIGN_OR_RETURN(test_, read_like_train("--test", options_.test_path));
   }
   if (!options_.valid_path.empty()) {
-    CtrSchema valid_schema;
-    TS_ASSIGN_OR_RETURN(valid_, CtrReader::ReadAll(options_.valid_path, read, &valid_schema));
-    TS_RETURN_IF_ERROR(
-        CheckCtrSchema(schema_, valid_schema)
-            .WithContext("--valid " + options_.valid_path + " does not match --train"));
+    TS_ASSIGN_OR_RETURN(valid_, read_like_train("--valid", options_.valid_path));
   } else if (options_.valid_fraction > 0) {
     if (schema_.multi_hot) valid_.offsets.push_back(0);
     HoldOutCtrRows(options_.valid_fraction, options_.seed, schema_.multi_hot, &train_, &valid_);

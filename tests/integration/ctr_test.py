@@ -178,17 +178,9 @@ def check_early_stop(name, records, max_epochs, patience):
     valid = [float(r["logloss"]) for r in records
              if r.get("event") == "eval" and r.get("split") == "valid"]
     it.check(len(valid) == epochs, f"{name}: {len(valid)} validation evaluations, {epochs} epochs")
-    # The rule replayed: better means by more than 0.05 %; the run ends at the first epoch that
-    # completes `patience` epochs without a better logloss.
-    best, since, stop_at = None, 0, None
-    for epoch, value in enumerate(valid, 1):
-        if best is None or value < best - 5e-4 * abs(best):
-            best, since = value, 0
-        else:
-            since += 1
-        if since >= patience:
-            stop_at = epoch
-            break
+    # The rule replayed: the run ends at the first epoch that completes `patience` epochs without
+    # a better logloss.
+    stop_at = it.early_stop_epoch(valid, patience)
     it.check(epochs == (stop_at or max_epochs),
              f"{name}: ended after epoch {epochs}, the rule says {stop_at or max_epochs}: {valid}")
     return epochs

@@ -29,17 +29,9 @@ def test(ctx):
     it.check(len(valid) == epochs and len(test) == epochs,
              f"{len(valid)} valid and {len(test)} test evaluations for {epochs} epochs")
     rmse = [float(r["rmse"]) for r in valid]
-    # The rule replayed on the recorded validation RMSEs: better means by more than 0.05 %; the
-    # run must end at the first epoch that completes 2 epochs without a better one.
-    best, since, stop_at = None, 0, None
-    for epoch, value in enumerate(rmse, 1):
-        if best is None or value < best - 5e-4 * abs(best):
-            best, since = value, 0
-        else:
-            since += 1
-        if since >= 2:
-            stop_at = epoch
-            break
+    # The rule replayed on the recorded validation RMSEs: the run must end at the first epoch
+    # that completes 2 epochs without a better one.
+    stop_at = it.early_stop_epoch(rmse, 2)
     it.check(stop_at == epochs,
              f"training ended after epoch {epochs}, the rule says {stop_at}: {rmse[-4:]}")
     best = min(range(epochs), key=lambda e: rmse[e])

@@ -214,6 +214,22 @@ def model_series(records):
     return series
 
 
+def early_stop_epoch(values, patience):
+    """The epoch (1-based) at which the training loop's early-stopping rule ends a run whose
+    validation metric (lower is better) took `values` after epochs 1, 2, ...; None when it never
+    fires. Better means by more than 0.05 %; the run ends once `patience` epochs in a row were
+    not better."""
+    best, since = None, 0
+    for epoch, value in enumerate(values, 1):
+        if best is None or value < best - 5e-4 * abs(best):
+            best, since = value, 0
+        else:
+            since += 1
+        if since >= patience:
+            return epoch
+    return None
+
+
 def final_rmse(records):
     done = [r for r in records if r.get("event") == "done"]
     check(done, "metrics have no 'done' record")

@@ -152,26 +152,23 @@ TEST(DeviceAssignmentTest, ParsesDeviceLists) {
 }
 
 TEST(PlanWorkerThreadsTest, ShareTheMasksCpusAmongTheHostsWorkers) {
-  // Two CPUs, one worker: both for the products, MF's two compute threads.
-  WorkerThreads t = PlanWorkerThreads(2, 1, 2);
-  EXPECT_EQ(t.gemm, 2);
-  EXPECT_EQ(t.compute, 2);
-  // Two workers on two CPUs (one process or mpirun on one host): one each, MF's second compute
-  // thread dropped rather than two threads fighting over one CPU.
-  t = PlanWorkerThreads(2, 2, 2);
-  EXPECT_EQ(t.gemm, 1);
-  EXPECT_EQ(t.compute, 1);
-  // Slurm's --cpus-per-task 16 with 4 workers: 4 each; --compute-threads 1 stays 1.
-  t = PlanWorkerThreads(16, 4, 1);
-  EXPECT_EQ(t.gemm, 4);
-  EXPECT_EQ(t.compute, 1);
-  // More workers than CPUs, or a nonsensical count: never below one thread.
-  t = PlanWorkerThreads(2, 8, 2);
-  EXPECT_EQ(t.gemm, 1);
-  EXPECT_EQ(t.compute, 1);
-  t = PlanWorkerThreads(0, 0, 2);
-  EXPECT_EQ(t.gemm, 1);
-  EXPECT_EQ(t.compute, 1);
+  struct Case {
+    int cpus, workers_on_host, compute_threads;  // the plan's input
+    int gemm, compute;                           // what it must give
+    const char* what;
+  };
+  const Case cases[] = {
+      {2, 1, 2, 2, 2, "two CPUs, one worker: both for the products, MF's two compute threads"},
+      {2, 2, 2, 1, 1, "two workers on two CPUs: one each, no second compute thread to fight"},
+      {16, 4, 1, 4, 1, "Slurm's --cpus-per-task 16, 4 workers; --compute-threads 1 stays 1"},
+      {2, 8, 2, 1, 1, "more workers than CPUs: never below one thread"},
+      {0, 0, 2, 1, 1, "nonsensical counts: one thread"},
+  };
+  for (const Case& c : cases) {
+    const WorkerThreads t = PlanWorkerThreads(c.cpus, c.workers_on_host, c.compute_threads);
+    EXPECT_EQ(t.gemm, c.gemm) << c.what;
+    EXPECT_EQ(t.compute, c.compute) << c.what;
+  }
 }
 
 }  // namespace
