@@ -18,11 +18,11 @@ Modes:
                               of held-out training rows, and reach AUC 0.72 on the Criteo split;
                               on Frappe the deep models beat LR. A resume of a run that early
                               stopping ended says so and trains nothing.
-  --mode gemm                 Each model, --deterministic, 2 workers: oneDNN's metrics are
-                              bit-identical across runs and server counts, and agree with those
-                              of OpenBLAS (TESSERA_CPU_GEMM=openblas, the library before oneDNN)
-                              within GEMM_TOLERANCE; LR and FM, which multiply no matrices,
-                              exactly.
+  --mode gemm [--mpi]         Each model, --deterministic, 2 workers: oneDNN's metrics are
+                              bit-identical across runs and server counts (with --mpi: between
+                              one process and mpirun -np 4), and agree with those of OpenBLAS
+                              (TESSERA_CPU_GEMM=openblas, the library before oneDNN) within
+                              GEMM_TOLERANCE; LR and FM, which multiply no matrices, exactly.
   --mode bad                  bad lines and a mismatched binary cache end with exit status 2 and
                               a message naming the file and line or the mismatched field.
 """
@@ -102,20 +102,28 @@ def gemm(ctx):
         base = ["--model", model, "--train", train_path, "--test", test_path, "--deterministic",
                 "--seed", 5, "--epochs", 2, "--eval-every", 10, "--workers", 2] + SMALL
         runs = {}
-        for name, gemm_lib, servers in (("oneDNN", "onednn", 1), ("oneDNN again", "onednn", 2),
-                                        ("OpenBLAS", "openblas", 1)):
+        # With --mpi: in one process against mpirun -np 4 (scheduler, server, 2 workers), whose
+        # workers take the same share of the CPUs for their products.
+        plan = ((("oneDNN", "onednn", 1, None), ("oneDNN again", "onednn", 1, 4)) if ctx.args.mpi
+                else (("oneDNN", "onednn", 1, None), ("oneDNN again", "onednn", 2, None),
+                      ("OpenBLAS", "openblas", 1, None)))
+        for name, gemm_lib, servers, ranks in plan:
             os.environ["TESSERA_CPU_GEMM"] = gemm_lib
             try:
-                records, res = ctx.train(f"{model} {name}", base + ["--servers", servers])
+                records, res = ctx.train(f"{model} {name}", base + ["--servers", servers],
+                                         mpi_ranks=ranks)
             finally:
                 del os.environ["TESSERA_CPU_GEMM"]
             it.check(model in ("lr", "fm") or it.grep(rf"dense layers: {name[:6]}",
                                                       res.stderr + res.stdout),
                      f"{model} {name}: the start-up line names another library\n{res.tail()}")
             runs[name] = records
-        # oneDNN's bits are the same across runs and server counts.
+        # oneDNN's bits are the same across runs and server counts (and under mpirun).
         first, again = it.model_series(runs["oneDNN"]), it.model_series(runs["oneDNN again"])
         it.check(first == again, f"{model}: oneDNN runs differ:\n{first}\n{again}")
+        if ctx.args.mpi:
+            print(f"  {model}: mpirun bit-identical to one process ({len(first)} numbers)")
+            continue
         # Against OpenBLAS, the library of the builds before: the products sum in another order,
         # so the metrics agree within GEMM_TOLERANCE; a model without matrix products, exactly.
         pairs = [(a, b) for a, b in zip(first, it.model_series(runs["OpenBLAS"]))
