@@ -61,7 +61,7 @@ def test(ctx):
     it.expect_exit(ctx.tessera_run(["gen", "criteo", "--rows", 4000, "--seed", 5, "--out", out],
                                    120), 0, "tessera gen criteo")
     deepfm = ["--model", "deepfm", "--device", "cuda", "--deterministic", "--workers", 2,
-              "--emb-dim", 8, "--mlp", "32,16", "--batch-size", 256, "--epochs", 1]
+              "--emb-dim", 8, "--mlp", "32,16", "--batch-size", 256]
     ctr_data = (f"{out}/train.tsv", f"{out}/test.tsv")
     runs = [it.model_series(train(ctx, ctr_data, f"deepfm-{s}", deepfm, schedule_seed=s))
             for s in (1, 987654321)]
