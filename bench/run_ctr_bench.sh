@@ -15,14 +15,17 @@
 #    Adam on the dense parameters) in one process
 #    (1 server + 1 worker) and under mpirun -np 4 (scheduler + 1 server + 2 workers), reading
 #    samples_per_sec and the test AUC from --metrics-out;
-# 4. the PyTorch baseline (bench/torch_deepfm.py, 2 threads) on the same files;
+# 4. the PyTorch baseline (bench/torch_deepfm.py, 2 threads) on the same files; then 3 and 4
+#    for each other model of $MODELS (default: dcn_v2, 3 full-rank cross layers beside the same
+#    MLP), tagged "dcn_v2-...";
 # 5. when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set (these machines set them for
 #    compatibility, which holds OpenBLAS to older kernels), repeats 2, 3 and 4 with both unset
 #    for those commands only (labelled "-unset"; PyTorch's libblas.so.3 is OpenBLAS too, so its
 #    baseline is rerun the same way and the "-unset" rows are compared with it);
 # 6. prints a summary with ratios and targets (bench/summarize_ctr.py) into $OUT/summary.txt.
 #
-# Environment: BENCH_DIR (default /tmp/tessera-bench), ROWS (1000000), REPS (1), SKIP_TORCH=1,
+# Environment: BENCH_DIR (default /tmp/tessera-bench), ROWS (1000000), REPS (1), MODELS
+# ("deepfm dcn_v2"), SKIP_TORCH=1,
 # SKIP_MPI=1, SKIP_UNSET=1, TORCH_MAX_ROWS (0 = all).
 # Needs: mpirun (Open MPI), /usr/bin/python3 with python3-torch and python3-numpy (Debian).
 set -euo pipefail
@@ -41,8 +44,10 @@ for bin in "$TESSERA" "$BENCH"; do
 done
 
 DATA=$BENCH_DIR/criteo-$ROWS
-MODEL_FLAGS=(--model deepfm --emb-dim 16 --mlp 400,400,400 --batch-size 4096 --epochs 1
+MODEL_FLAGS=(--emb-dim 16 --mlp 400,400,400 --batch-size 4096 --epochs 1
              --linear-optimizer adam --linear-lr 0.001)
+# DCN-v2 (3 full-rank cross layers beside the same MLP) after DeepFM; MODELS=deepfm for DeepFM only.
+MODELS=${MODELS:-deepfm dcn_v2}
 OUT=$BENCH_DIR/ctr-results-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
@@ -59,7 +64,7 @@ UNSET=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
   echo "OpenBLAS picked: $(OPENBLAS_VERBOSE=2 "$BENCH" --reps 1 --seconds 0.01 --mlp 8 --mlp-batch 8 blas 2>&1 | sed -n 's/^Core: *//p' | head -1)"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "data: $DATA (tessera gen criteo --rows $ROWS --seed 1)"
-  echo "train flags: ${MODEL_FLAGS[*]}"
+  echo "train flags: --model $MODELS (in turn) ${MODEL_FLAGS[*]}"
 } > "$OUT/machine.txt"
 
 if [[ ! -s $DATA/train.tsv || ! -s $DATA/truth.json ]]; then
@@ -75,11 +80,11 @@ if grep -q avx512f /proc/cpuinfo; then
     2>&1 | tee "$OUT/blas-forced.txt"
 fi
 
-run_train() {  # tag mode [env prefix...]
+run_train() {  # tag mode [env prefix...]; DeepFM, or the model of $MODEL (tags "MODEL-...")
   local tag=$1 mode=$2
   shift 2
-  local flags=(train "${MODEL_FLAGS[@]}" --train "$DATA/train.tsv" --test "$DATA/test.tsv"
-               --metrics-out "$OUT/train-$tag.json")
+  local flags=(train "${MODEL_FLAGS[@]}" --model "${MODEL:-deepfm}" --train "$DATA/train.tsv"
+               --test "$DATA/test.tsv" --metrics-out "$OUT/train-$tag.json")
   rm -f "$OUT/train-$tag.json"
   if [[ $mode == inproc ]]; then
     "$@" "$TESSERA" "${flags[@]}" --servers 1 --workers 1 > "$OUT/train-$tag.log" 2>&1
@@ -90,6 +95,7 @@ run_train() {  # tag mode [env prefix...]
   log "  $tag: $(grep '"event":"done"' "$OUT/train-$tag.json" | cut -c1-200)"
 }
 
+MODEL=deepfm
 for rep in $(seq 1 "$REPS"); do
   log "tessera train deepfm, rep $rep: in-process (1 server + 1 worker), then mpirun -np 4"
   run_train "inproc-r$rep" inproc
@@ -105,11 +111,22 @@ run_torch() {  # tag [env prefix...]
     return 0
   fi
   log "PyTorch baseline $tag (2 threads, max rows $TORCH_MAX_ROWS)"
-  "$@" "$PY" "$REPO/bench/torch_deepfm.py" --train "$DATA/train.tsv" --test "$DATA/test.tsv" \
-    --threads 2 --max-rows "$TORCH_MAX_ROWS" > "$OUT/$tag.json" 2> "$OUT/$tag.log"
+  "$@" "$PY" "$REPO/bench/torch_deepfm.py" --model "${MODEL:-deepfm}" --train "$DATA/train.tsv" \
+    --test "$DATA/test.tsv" --threads 2 --max-rows "$TORCH_MAX_ROWS" > "$OUT/$tag.json" \
+    2> "$OUT/$tag.log"
   log "  $(tail -n 1 "$OUT/$tag.json" | cut -c1-240)"
 }
 run_torch torch
+
+# The other models: tessera in one process and under mpirun, and PyTorch, tagged by the model.
+for MODEL in $MODELS; do
+  [[ $MODEL == deepfm ]] && continue
+  log "tessera train $MODEL: in-process, then mpirun -np 4; PyTorch"
+  run_train "$MODEL-inproc-r1" inproc
+  [[ ${SKIP_MPI:-0} == 1 ]] || run_train "$MODEL-mpi-r1" mpi
+  run_torch "$MODEL-torch"
+done
+unset MODEL
 
 if [[ ${SKIP_UNSET:-0} != 1 ]]; then
   if [[ -n ${OPENBLAS_CORETYPE+x} || -n ${OPENBLAS_L2_SIZE+x} ]]; then

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""PyTorch baseline for bench/run_ctr_bench.sh: DeepFM on the same Criteo TSV files as tessera.
+"""PyTorch baseline for bench/run_ctr_bench.sh: DeepFM or DCN-v2 on the same Criteo TSV files as
+tessera.
 
 Model as `tessera train --model deepfm`: logit = bias + sum_f w1[f, c_f] + <w_dense, dense> +
 FM(field embeddings) + MLP([26 x D embeddings, 13 dense] -> 400 -> 400 -> 400 -> 1, ReLU),
@@ -14,6 +15,11 @@ with lazy Adam at lr 0.001 on both tables too: `--linear-optimizer adam --linear
 instead of its FTRL default), torch.optim.Adam (lr 0.001) on the dense part
 (bias, dense weights, MLP; Xavier-uniform weights as tessera). Batch 4096, the training file in
 file order (tessera reads it in order too), 1 epoch.
+
+--model dcn_v2, as `tessera train --model dcn_v2`: no first-order table; x0 = [26 x D embeddings,
+13 dense]; --cross-layers full-rank cross layers x_{l+1} = x0 * (x_l W + b) + x_l beside the MLP
+on x0; logit = bias + <w_dense, dense> + [x_L, MLP(x0)] w_out (no output bias); Adam at lr 0.001
+on the embeddings (SparseAdam) and the dense part.
 
 Differences, in PyTorch's favour: ids are dense indices (tessera hashes uint64 keys on its
 servers), everything sits in one process's tensors (no parameter server, no messages), reading
@@ -119,10 +125,48 @@ class DeepFM(nn.Module):
         return self.bias + first + self.dense_w(dense).squeeze(1) + fm + deep
 
 
+class DcnV2(nn.Module):
+    def __init__(self, num_ids, dim, mlp, init_std, cross_layers):
+        super().__init__()
+        self.emb = nn.Embedding(num_ids, dim, sparse=True)
+        nn.init.normal_(self.emb.weight, 0.0, init_std)
+        self.lin = None  # no first-order table, as tessera's dcn_v2
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.dense_w = nn.Linear(NUM_DENSE, 1, bias=False)
+        nn.init.zeros_(self.dense_w.weight)
+        x0_dim = NUM_FIELDS * dim + NUM_DENSE
+        self.cross = nn.ModuleList()
+        for _ in range(cross_layers):
+            layer = nn.Linear(x0_dim, x0_dim)
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+            self.cross.append(layer)
+        layers, width = [], x0_dim
+        for w in mlp:
+            lin = nn.Linear(width, w)
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+            layers += [lin, nn.ReLU()]
+            width = w
+        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(x0_dim + width, 1, bias=False)
+        nn.init.xavier_uniform_(self.out.weight)
+
+    def forward(self, ids, dense):
+        x0 = torch.cat([self.emb(ids).flatten(1), dense], dim=1)
+        x = x0
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        deep = self.out(torch.cat([x, self.mlp(x0)], dim=1)).squeeze(1)
+        return self.bias + self.dense_w(dense).squeeze(1) + deep
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True)
     p.add_argument("--test", required=True)
+    p.add_argument("--model", choices=["deepfm", "dcn_v2"], default="deepfm")
+    p.add_argument("--cross-layers", type=int, default=3)
     p.add_argument("--emb-dim", type=int, default=16)
     p.add_argument("--mlp", default="400,400,400")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -153,8 +197,12 @@ def main():
     num_ids = int(sizes.sum())
     read_s = time.time() - t0
 
-    model = DeepFM(num_ids, a.emb_dim, [int(w) for w in a.mlp.split(",")], a.init_std)
-    sparse = [model.emb.weight, model.lin.weight]
+    widths = [int(w) for w in a.mlp.split(",")]
+    if a.model == "dcn_v2":
+        model = DcnV2(num_ids, a.emb_dim, widths, a.init_std, a.cross_layers)
+    else:
+        model = DeepFM(num_ids, a.emb_dim, widths, a.init_std)
+    sparse = [model.emb.weight] + ([model.lin.weight] if model.lin is not None else [])
     dense_params = [q for n, q in model.named_parameters() if not n.startswith(("emb.", "lin."))]
     opt_sparse = torch.optim.SparseAdam(sparse, lr=a.lr)
     opt_dense = torch.optim.Adam(dense_params, lr=a.lr)
@@ -189,7 +237,8 @@ def main():
     eps = 1e-7
     logloss = float(-np.mean(y_te * np.log(np.clip(p_te, eps, 1)) +
                              (1 - y_te) * np.log(np.clip(1 - p_te, eps, 1))))
-    print(json.dumps({"event": "done", "framework": "pytorch", "torch": torch.__version__,
+    print(json.dumps({"event": "done", "framework": "pytorch", "model": a.model,
+                      "torch": torch.__version__,
                       "threads": a.threads, "train_rows": n, "epochs": a.epochs,
                       "num_ids": num_ids, "read_seconds": round(read_s, 2),
                       "train_seconds": round(train_s, 3),
