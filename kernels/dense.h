@@ -55,7 +55,9 @@ Status LinearBackwardCpu(const float* x, const float* w, const float* dy, float*
 // ---- Fully connected layer and ReLU in one: y = max(x w + b, 0) ----
 // LinearForward then ReluForward, arguments as LinearForward. On the CPU one oneDNN matmul with
 // the bias and the ReLU as its post-ops (kernels/gemm_cpu.h CpuLinearForward): no separate pass
-// over y for either. On CUDA the two kernels.
+// over y for either; the products may sum in another order than LinearForward's, and a NaN may
+// stay NaN where ReluForward gives 0 (the finite checks stop such a step either way). On CUDA the
+// two kernels.
 Status LinearReluForward(const DeviceContext& ctx, struct cublasContext* cublas, const float* x,
                          const float* w, const float* b, float* y, int64_t batch_size, int in_dim,
                          int out_dim);

@@ -133,9 +133,10 @@ Status CpuLinearForward(const float* x, const float* w, const float* b, float* y
   if (UseOpenBlas()) return LinearWithOpenBlas(x, w, b, y, m, k, n, relu);
   try {
     // Per thread: a primitive executes on the calling thread's OpenMP team with its own scratch.
-    thread_local std::map<std::tuple<int64_t, int, int, bool, bool>, LinearPrimitive> cache;
+    // The thread count is part of the key: a primitive splits its work as it was made.
+    thread_local std::map<std::tuple<int64_t, int, int, bool, bool, int>, LinearPrimitive> cache;
     thread_local dnnl::stream stream(CpuEngine());
-    const auto key = std::make_tuple(m, k, n, b != nullptr, relu);
+    const auto key = std::make_tuple(m, k, n, b != nullptr, relu, omp_get_max_threads());
     auto it = cache.find(key);
     if (it == cache.end()) {
       if (cache.size() >= 64) cache.clear();  // a bound; a job uses a handful of shapes

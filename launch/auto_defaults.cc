@@ -96,7 +96,9 @@ class Chooser {
   // early stopping on and no --valid file the held-out fraction.
   void ChooseEpochs(int epochs, int early_stop, double valid_fraction,
                     worker::MfTrainerOptions* mf) {
-    Choose("epochs", epochs, &mf->epochs, early_stop > 0 ? "%d (at most)" : "%d");
+    // A given --early-stop has been parsed into *mf already.
+    const bool stops = given_("early-stop") ? mf->early_stop > 0 : early_stop > 0;
+    Choose("epochs", epochs, &mf->epochs, stops ? "%d (at most)" : "%d");
     if (!given_("epochs") && early_stop > 0) {
       Choose("early-stop", early_stop, &mf->early_stop, "%d");
     }
@@ -112,9 +114,10 @@ class Chooser {
     const double n = static_cast<double>(records);
     if (records < 1000) {
       std::snprintf(size, sizeof(size), "for %lld %s", static_cast<long long>(records), what);
-    } else {
-      std::snprintf(size, sizeof(size), "for about %.3g%s %s", n < 1e6 ? n / 1e3 : n / 1e6,
-                    n < 1e6 ? "k" : "M", what);
+    } else {  // 3 digits: 999.5k and up print as 1M, not 1e+03k
+      const bool millions = n >= 999500;
+      std::snprintf(size, sizeof(size), "for about %.3g%s %s", millions ? n / 1e6 : n / 1e3,
+                    millions ? "M" : "k", what);
     }
     return "defaults chosen " + std::string(size) + " in " + path + ": " + line_ +
            " (give a flag to override)";
@@ -147,12 +150,17 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
 
 CtrAutoDefaults ChooseCtrDefaults(int64_t rows) {
   CtrAutoDefaults d;
+  d.valid_fraction = 0.05;        // should the user ask for early stopping
   if (rows >= 1000000) return d;  // one pass of batch 4096, the benchmark's setting
+  d.batch_size = 256;
+  if (rows < 1000) {  // too few rows to hold a tenth out and learn from its logloss
+    d.epochs = 10;
+    return d;
+  }
   // Large batches, so that one epoch moves the model little: the deep models overfit a small
   // file within an epoch or two, and the model early stopping ends with is the last epoch's, two
   // past the best. The largest power of two from 256 to 4096 that leaves 3 steps an epoch
   // (Criteo's 8,000 rows: 2048; measured in docs/PERFORMANCE.md, "CTR defaults").
-  d.batch_size = 256;
   while (d.batch_size < 4096 && d.batch_size * 2 * 3 <= rows) d.batch_size *= 2;
   d.epochs = 100;
   d.early_stop = 2;
@@ -166,7 +174,9 @@ StatusOr<std::string> ApplyCtrAutoDefaults(const std::function<bool(const std::s
   const char* const kFlags[] = {"batch-size", "epochs", "early-stop", "valid-fraction"};
   if (std::all_of(std::begin(kFlags), std::end(kFlags), given)) return std::string();
   TS_ASSIGN_OR_RETURN(const int64_t rows, EstimateCtrRows(o->mf.train_path));
-  const CtrAutoDefaults d = ChooseCtrDefaults(rows);
+  CtrAutoDefaults d = ChooseCtrDefaults(rows);
+  // Early stopping asked for where none is chosen (one pass): epochs for it to end.
+  if (given("early-stop") && o->mf.early_stop > 0) d.epochs = std::max(d.epochs, 100);
   Chooser chooser(given, chosen_values);
   chooser.Choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
   chooser.ChooseEpochs(d.epochs, d.early_stop, d.valid_fraction, &o->mf);

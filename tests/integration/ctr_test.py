@@ -200,14 +200,15 @@ def defaults(ctx):
     # and one epoch, the old defaults, LR reached 0.571); on Frappe, DeepFM and DCN-v2 must beat
     # LR, as with the tuned flags of --mode real.
     sets = {"criteo": (c_train, c_test), "frappe": (frappe_train, frappe_test)}
+    resume = None  # the flags of a Criteo run that early stopping ended, for the resume below
     for name, (tr, te) in sets.items():
         aucs, stopped = {}, 0
         for model in ("lr", "deepfm", "dcn_v2"):
             run = f"{name}-{model}"
-            flags = ["train", "--model", model, "--train", tr, "--test", te]
-            if run == "criteo-lr":  # checkpoints, for the resume below
-                flags += ["--checkpoint-dir", ctx.path("ck"), "--checkpoint-epochs"]
-            records, res = ctx.train(run, flags[1:])
+            flags = ["--model", model, "--train", tr, "--test", te]
+            if name == "criteo":
+                flags += ["--checkpoint-dir", ctx.path(f"ck-{model}"), "--checkpoint-epochs"]
+            records, res = ctx.train(run, flags)
             out = res.stderr + res.stdout
             it.check(it.grep(rf"defaults chosen for about .* training rows in {tr}", out),
                      f"{run}: no start-up line with the chosen defaults\n{res.tail()}")
@@ -216,6 +217,8 @@ def defaults(ctx):
             max_epochs = int(bound.group(1))
             epochs = check_early_stop(run, records, max_epochs, int(bound.group(2)))
             stopped += epochs < max_epochs
+            if name == "criteo" and epochs < max_epochs and resume is None:
+                resume = flags
             aucs[model] = final_auc(records)
             print(f"{run}: AUC {aucs[model]:.4f} after {epochs} of at most {max_epochs} epochs")
         # The deep models overfit these files within a few epochs: early stopping must end them.
@@ -226,9 +229,7 @@ def defaults(ctx):
         for model in ("deepfm", "dcn_v2"):
             it.check(aucs[model] > aucs["lr"],
                      f"{name}: {model} AUC {aucs[model]:.4f} does not beat LR's {aucs['lr']:.4f}")
-    again = ctx.tessera_run(["train", "--model", "lr", "--train", c_train, "--test", c_test,
-                             "--checkpoint-dir", ctx.path("ck"), "--checkpoint-epochs",
-                             "--resume", "auto"], 120)
+    again = ctx.tessera_run(["train"] + resume + ["--resume", "auto"], 120)
     it.expect_exit(again, 0, "resume of a CTR run that early stopping ended")
     it.check(it.grep(r"--early-stop ended", again.stderr + again.stdout),
              "the resume does not say the run was ended by early stopping\n" + again.tail())

@@ -65,9 +65,14 @@ TEST(ChooseCtrDefaultsTest, LargeFilesTrainOnePassSmallOnesStopEarlyWithSmallerB
   EXPECT_GT(small.epochs, 1);
   EXPECT_GT(small.early_stop, 0);
   EXPECT_GT(small.valid_fraction, 0);
+  // Under 1,000 rows: a fixed 10 epochs of 256 (nothing held out to find an empty tenth).
+  const CtrAutoDefaults tiny = ChooseCtrDefaults(20);
+  EXPECT_EQ(tiny.batch_size, 256);
+  EXPECT_EQ(tiny.epochs, 10);
+  EXPECT_EQ(tiny.early_stop, 0);
   // Below a million rows: the largest power of two from 256 to 4096 that leaves 3 steps an
   // epoch, early stopping on.
-  for (int64_t rows : {2, 700, 3000, 20000, 60000, 300000, 999999}) {
+  for (int64_t rows : {1000, 3000, 20000, 60000, 300000, 999999}) {
     const CtrAutoDefaults d = ChooseCtrDefaults(rows);
     EXPECT_TRUE(d.batch_size == 256 || rows / d.batch_size >= 3) << rows;
     EXPECT_TRUE(d.batch_size == 4096 || rows / (2 * d.batch_size) < 3) << rows;
@@ -223,6 +228,12 @@ TEST_F(AutoFlagsTest, CtrModelsChooseBatchAndEpochsAndStopEarlyOnHeldOutRows) {
   EXPECT_EQ(fixed.ctr_options.epochs, 2);
   EXPECT_EQ(fixed.ctr_options.early_stop, 0);
   EXPECT_EQ(fixed.ctr_options.batch_size, d.batch_size);
+  // --early-stop 0 on a file where it was chosen: the epochs are a fixed count, not "at most".
+  TrainOptions off;
+  ASSERT_TRUE(
+      ParseTrainOptions({"--model", "lr", "--train", ctr_train, "--early-stop", "0"}, &off).run);
+  EXPECT_EQ(off.ctr_options.early_stop, 0);
+  EXPECT_EQ(off.defaults_line.find("(at most)"), std::string::npos) << off.defaults_line;
   TrainOptions file;
   out = ParseTrainOptions({"--model", "dcn_v2", "--train", ctr_train, "--valid", test_}, &file);
   ASSERT_TRUE(out.run) << out.text;
