@@ -204,7 +204,8 @@ Status CompareJobIdentity(const std::vector<proto::JobConfigEntry>& checkpoint,
     for (const auto& f : refused_flags) list += (list.empty() ? "" : ",") + f;
     return Status::InvalidArgument(
         "checkpoint " + dir + " was written by a job with a different configuration: " + refused +
-        ". Resume with the same flags, start a new --checkpoint-dir, or allow the change with "
+        ". Resume with the checkpoint's values (give them as flags where this run chose others "
+        "for the data's size), start a new --checkpoint-dir, or allow the change with "
         "--resume-override " +
         list);
   }

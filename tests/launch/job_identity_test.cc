@@ -79,8 +79,9 @@ TEST(JobIdentityTest, DifferentFlagsAreRefusedNamingEachWithBothValuesUnlessOver
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(),
             "checkpoint ck/step-40 was written by a job with a different configuration: --epochs "
-            "80 (this run: 90); --lr 0.05 (this run: 0.1). Resume with the same flags, start a "
-            "new --checkpoint-dir, or allow the change with --resume-override epochs,lr");
+            "80 (this run: 90); --lr 0.05 (this run: 0.1). Resume with the checkpoint's values "
+            "(give them as flags where this run chose others for the data's size), start a new "
+            "--checkpoint-dir, or allow the change with --resume-override epochs,lr");
   Status one_left = CompareJobIdentity(first, second, {"lr"}, "ck/step-40");
   EXPECT_NE(one_left.message().find("--epochs 80 (this run: 90)."), std::string::npos)
       << one_left.message();
