@@ -1,6 +1,7 @@
 #include "kernels/gemm_cpu.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -15,13 +16,9 @@
 // The two calls of the OpenMP runtime this file makes, in libgomp (the runtime Debian's oneDNN
 // links): declared here rather than through <omp.h>, which Clang has only with libomp-dev and
 // which would then describe another runtime.
-// Likewise OpenBLAS's own two, which Debian's cblas.h declares only when the alternative it points
-// to is OpenBLAS's.
 extern "C" {
 void omp_set_num_threads(int threads);
 int omp_get_max_threads(void);
-void openblas_set_num_threads(int threads);
-char* openblas_get_corename(void);
 }
 
 namespace tessera::kernels {
@@ -43,19 +40,60 @@ bool UseOpenBlas() {
   return openblas;
 }
 
+// OpenBLAS, loaded when TESSERA_CPU_GEMM=openblas first asks for it: linked into the binary, its
+// thread pool would start in every process (scheduler and servers included). Its own two calls
+// are not in every cblas.h (Debian's points to the alternative installed), so they are looked up
+// by name like cblas_sgemm.
+struct OpenBlas {
+  decltype(&cblas_sgemm) sgemm = nullptr;
+  void (*set_num_threads)(int) = nullptr;
+  char* (*corename)() = nullptr;
+  std::string error;  // why it is not there ("" when it is)
+};
+
+const OpenBlas& LoadOpenBlas() {
+  static const OpenBlas blas = [] {
+    OpenBlas b;
+    constexpr char kLibrary[] = "libopenblas.so.0";
+    void* handle = dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);  // kept for the process's life
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      b.error = std::string(kLibrary) + ": " + (why != nullptr ? why : "cannot be loaded") +
+                " (Debian package libopenblas0)";
+      return b;
+    }
+    b.sgemm = reinterpret_cast<decltype(b.sgemm)>(dlsym(handle, "cblas_sgemm"));
+    b.set_num_threads =
+        reinterpret_cast<decltype(b.set_num_threads)>(dlsym(handle, "openblas_set_num_threads"));
+    b.corename = reinterpret_cast<decltype(b.corename)>(dlsym(handle, "openblas_get_corename"));
+    if (b.sgemm == nullptr || b.set_num_threads == nullptr || b.corename == nullptr) {
+      b.error = std::string(kLibrary) + " lacks cblas_sgemm or OpenBLAS's thread calls";
+      b.sgemm = nullptr;
+    }
+    return b;
+  }();
+  return blas;
+}
+
 }  // namespace
 
 Status CheckGemmChoice() {
   const std::string& c = Choice();
-  if (c.empty() || c == "onednn" || c == "openblas") return OkStatus();
+  if (c.empty() || c == "onednn") return OkStatus();
+  if (c == "openblas") {
+    const OpenBlas& blas = LoadOpenBlas();
+    if (blas.sgemm != nullptr) return OkStatus();
+    return Status::FailedPrecondition(std::string(kChoiceVariable) + "=openblas: " + blas.error);
+  }
   return Status::InvalidArgument(std::string(kChoiceVariable) + "=" + c +
                                  " is not one of onednn|openblas");
 }
 
 std::string GemmLibrary() {
   if (UseOpenBlas()) {
-    return std::string("OpenBLAS ") + openblas_get_corename() + " (" + kChoiceVariable +
-           "=openblas)";
+    const OpenBlas& blas = LoadOpenBlas();
+    return std::string("OpenBLAS ") + (blas.corename != nullptr ? blas.corename() : "(missing)") +
+           " (" + kChoiceVariable + "=openblas)";
   }
   return "oneDNN " + GemmIsa();
 }
@@ -64,10 +102,14 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                 int64_t ldc) {
   if (UseOpenBlas()) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb),
-                beta, c, static_cast<int>(ldc));
+    const OpenBlas& blas = LoadOpenBlas();
+    if (blas.sgemm == nullptr) {
+      return Status::FailedPrecondition(std::string(kChoiceVariable) + "=openblas: " + blas.error);
+    }
+    blas.sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+               trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+               static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+               c, static_cast<int>(ldc));
     return OkStatus();
   }
   const dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
@@ -160,7 +202,9 @@ Status CpuLinearForward(const float* x, const float* w, const float* b, float* y
 
 void SetGemmThreads(int threads) {
   omp_set_num_threads(std::max(threads, 1));
-  if (UseOpenBlas()) openblas_set_num_threads(std::max(threads, 1));
+  if (UseOpenBlas() && LoadOpenBlas().set_num_threads != nullptr) {
+    LoadOpenBlas().set_num_threads(std::max(threads, 1));
+  }
 }
 
 int GemmThreads() { return omp_get_max_threads(); }

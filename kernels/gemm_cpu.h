@@ -12,9 +12,10 @@
 // machine kind and the same count reproduce them.
 //
 // TESSERA_CPU_GEMM=openblas in the environment sends the products to OpenBLAS's cblas_sgemm
-// instead, the library of the builds before oneDNN: for comparing the two (the CTR test's
-// before/after check) and as a way out should oneDNN misbehave on some processor. OpenBLAS's
-// thread count is the process's, not the thread's: the last SetGemmThreads sets it.
+// instead (libopenblas.so.0, loaded on first use), the library of the builds before oneDNN: for
+// comparing the two (the CTR test's before/after check) and as a way out should oneDNN misbehave
+// on some processor. OpenBLAS's thread count is the process's, not the thread's: the last
+// SetGemmThreads sets it.
 //
 // Thread-safe: concurrent products from several threads (in-process workers) are independent.
 #pragma once
@@ -50,8 +51,9 @@ int GemmThreads();
 // the start-up line and the benchmark's record).
 std::string GemmIsa();
 
-// OK when TESSERA_CPU_GEMM is unset, "onednn" or "openblas"; InvalidArgument naming the value
-// and the choices otherwise (checked where a CPU device is set up, so a typo stops the job).
+// OK when TESSERA_CPU_GEMM is unset, "onednn" or "openblas" (and then OpenBLAS loads);
+// InvalidArgument naming the value and the choices otherwise, FailedPrecondition saying why
+// OpenBLAS did not load (checked where a CPU device is set up, so a typo stops the job).
 Status CheckGemmChoice();
 // The library the products run on, e.g. "oneDNN avx512_core_bf16", or "OpenBLAS Haswell
 // (TESSERA_CPU_GEMM=openblas)" with OpenBLAS's kernel name, for the start-up line.

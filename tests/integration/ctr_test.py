@@ -98,6 +98,16 @@ def quality(ctx):
 
 def gemm(ctx):
     train_path, test_path, _ = ctx.gen_criteo("data", 20000, 5)
+    if not ctx.args.mpi:  # a library the variable does not know ends the job naming it
+        os.environ["TESSERA_CPU_GEMM"] = "blis"
+        try:
+            res = ctx.tessera_run(["train", "--model", "deepfm", "--train", train_path,
+                                   "--epochs", 1] + SMALL, 120)
+        finally:
+            del os.environ["TESSERA_CPU_GEMM"]
+        it.expect_exit(res, 2, "TESSERA_CPU_GEMM=blis")
+        it.check("TESSERA_CPU_GEMM=blis is not one of onednn|openblas" in res.stderr,
+                 f"stderr does not name the variable and its choices:\n{res.tail()}")
     for model in ("lr", "fm", "deepfm", "wide_deep", "dcn_v2"):
         base = ["--model", model, "--train", train_path, "--test", test_path, "--deterministic",
                 "--seed", 5, "--epochs", 2, "--eval-every", 10, "--workers", 2] + SMALL
