@@ -93,6 +93,24 @@ def auc(labels, scores):
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def linear(n_in, n_out, bias=True):
+    """nn.Linear with tessera's initialisation: Xavier-uniform weights, zero bias."""
+    layer = nn.Linear(n_in, n_out, bias=bias)
+    nn.init.xavier_uniform_(layer.weight)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def relu_tower(width, mlp):
+    """-> (the layers of the ReLU MLP on `width` inputs, its output width)."""
+    layers = []
+    for w in mlp:
+        layers += [linear(width, w), nn.ReLU()]
+        width = w
+    return layers, width
+
+
 class DeepFM(nn.Module):
     def __init__(self, num_ids, dim, mlp, init_std):
         super().__init__()
@@ -103,17 +121,8 @@ class DeepFM(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
         self.dense_w = nn.Linear(NUM_DENSE, 1, bias=False)
         nn.init.zeros_(self.dense_w.weight)
-        layers, width = [], NUM_FIELDS * dim + NUM_DENSE
-        for w in mlp:
-            lin = nn.Linear(width, w)
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
-            layers += [lin, nn.ReLU()]
-            width = w
-        out = nn.Linear(width, 1)
-        nn.init.xavier_uniform_(out.weight)
-        nn.init.zeros_(out.bias)
-        layers.append(out)
+        layers, width = relu_tower(NUM_FIELDS * dim + NUM_DENSE, mlp)
+        layers.append(linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, ids, dense):
@@ -137,20 +146,10 @@ class DcnV2(nn.Module):
         x0_dim = NUM_FIELDS * dim + NUM_DENSE
         self.cross = nn.ModuleList()
         for _ in range(cross_layers):
-            layer = nn.Linear(x0_dim, x0_dim)
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
-            self.cross.append(layer)
-        layers, width = [], x0_dim
-        for w in mlp:
-            lin = nn.Linear(width, w)
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
-            layers += [lin, nn.ReLU()]
-            width = w
+            self.cross.append(linear(x0_dim, x0_dim))
+        layers, width = relu_tower(x0_dim, mlp)
         self.mlp = nn.Sequential(*layers)
-        self.out = nn.Linear(x0_dim + width, 1, bias=False)
-        nn.init.xavier_uniform_(self.out.weight)
+        self.out = linear(x0_dim + width, 1, bias=False)
 
     def forward(self, ids, dense):
         x0 = torch.cat([self.emb(ids).flatten(1), dense], dim=1)
