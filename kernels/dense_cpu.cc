@@ -64,6 +64,10 @@ Status LinearReluForwardCpu(const float* x, const float* w, const float* b, floa
                             int64_t batch_size, int in_dim, int out_dim) {
   TS_RETURN_IF_ERROR(internal::ValidateLinearForwardArgs(x, w, y, batch_size, in_dim, out_dim));
   if (batch_size == 0) return OkStatus();
+  if (!GemmIsOneDnn()) {  // OpenBLAS (TESSERA_CPU_GEMM): the two layers of the builds before
+    TS_RETURN_IF_ERROR(LinearForwardCpu(x, w, b, y, batch_size, in_dim, out_dim));
+    return ReluForwardCpu(y, y, batch_size * out_dim);
+  }
   return CpuLinearForward(x, w, b, y, batch_size, in_dim, out_dim, /*relu=*/true);
 }
 

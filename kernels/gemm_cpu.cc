@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <tuple>
 #include <unordered_map>
@@ -154,25 +153,16 @@ LinearPrimitive MakeLinear(int64_t m, int k, int n, bool bias, bool relu) {
   return p;
 }
 
-Status LinearWithOpenBlas(const float* x, const float* w, const float* b, float* y, int64_t m,
-                          int k, int n, bool relu) {
-  float beta = 0.0f;
-  if (b != nullptr) {
-    for (int64_t i = 0; i < m; ++i) std::copy_n(b, n, y + i * n);
-    beta = 1.0f;
-  }
-  TS_RETURN_IF_ERROR(CpuSgemm(false, false, m, n, k, 1.0f, x, k, w, n, beta, y, n));
-  if (relu) {
-    for (int64_t i = 0; i < m * n; ++i) y[i] = std::max(y[i], 0.0f);
-  }
-  return OkStatus();
-}
-
 }  // namespace
+
+bool GemmIsOneDnn() { return !UseOpenBlas(); }
 
 Status CpuLinearForward(const float* x, const float* w, const float* b, float* y, int64_t m, int k,
                         int n, bool relu) {
-  if (UseOpenBlas()) return LinearWithOpenBlas(x, w, b, y, m, k, n, relu);
+  if (UseOpenBlas()) {
+    return Status::FailedPrecondition("CpuLinearForward: oneDNN's matmul, not with " +
+                                      std::string(kChoiceVariable) + "=openblas");
+  }
   try {
     // Per thread: a primitive executes on the calling thread's OpenMP team with its own scratch.
     // The thread count is part of the key: a primitive splits its work as it was made.
@@ -202,8 +192,9 @@ Status CpuLinearForward(const float* x, const float* w, const float* b, float* y
 
 void SetGemmThreads(int threads) {
   omp_set_num_threads(std::max(threads, 1));
-  if (UseOpenBlas() && LoadOpenBlas().set_num_threads != nullptr) {
-    LoadOpenBlas().set_num_threads(std::max(threads, 1));
+  if (!UseOpenBlas()) return;
+  if (const OpenBlas& blas = LoadOpenBlas(); blas.set_num_threads != nullptr) {
+    blas.set_num_threads(std::max(threads, 1));
   }
 }
 

@@ -34,11 +34,14 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                 int64_t ldc);
 
+// True unless TESSERA_CPU_GEMM=openblas: the products run on oneDNN, and CpuLinearForward is there.
+bool GemmIsOneDnn();
+
 // y (m x n) = x (m x k) w (k x n) + b (n; null: none), then max(., 0) when `relu`: oneDNN's
 // matmul primitive with the bias and the ReLU as post-ops, created once per shape on each
 // calling thread and reused (oneDNN's primitives are not shared between threads here). y is
-// overwritten and must overlap nothing. With TESSERA_CPU_GEMM=openblas: the bias, cblas_sgemm
-// and a ReLU pass. Internal for an error oneDNN reports.
+// overwritten and must overlap nothing. Internal for an error oneDNN reports; FailedPrecondition
+// without oneDNN (!GemmIsOneDnn(): the caller runs its unfused layers instead).
 Status CpuLinearForward(const float* x, const float* w, const float* b, float* y, int64_t m, int k,
                         int n, bool relu);
 

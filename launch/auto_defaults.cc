@@ -150,7 +150,6 @@ StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::st
 
 CtrAutoDefaults ChooseCtrDefaults(int64_t rows) {
   CtrAutoDefaults d;
-  d.valid_fraction = 0.05;        // should the user ask for early stopping
   if (rows >= 1000000) return d;  // one pass of batch 4096, the benchmark's setting
   d.batch_size = 256;
   if (rows < 1000) {  // too few rows to hold a tenth out and learn from its logloss

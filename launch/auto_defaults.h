@@ -54,8 +54,8 @@ StatusOr<int64_t> EstimateCtrRows(const std::string& path);
 struct CtrAutoDefaults {
   int batch_size = 4096;
   int epochs = 1;
-  int early_stop = 0;           // epochs of patience; 0: none
-  double valid_fraction = 0.1;  // held out when early stopping is on (chosen or given)
+  int early_stop = 0;            // epochs of patience; 0: none
+  double valid_fraction = 0.05;  // held out when early stopping is on (chosen or given)
 };
 CtrAutoDefaults ChooseCtrDefaults(int64_t rows);
 

@@ -55,7 +55,6 @@ Status CtrTask::ReadData() {
   if (!options_.valid_path.empty()) {
     TS_ASSIGN_OR_RETURN(valid_, read_like_train("--valid", options_.valid_path));
   } else if (options_.valid_fraction > 0) {
-    if (schema_.multi_hot) valid_.offsets.push_back(0);
     HoldOutCtrRows(options_.valid_fraction, options_.seed, schema_.multi_hot, &train_, &valid_);
   }
   return OkStatus();

@@ -194,6 +194,7 @@ void AppendCtrBlock(const CtrBlock& from, bool multi_hot, CtrBlock* to) {
 
 void HoldOutCtrRows(double fraction, uint64_t seed, bool multi_hot, CtrBlock* train,
                     CtrBlock* held_out) {
+  if (multi_hot && held_out->offsets.empty()) held_out->offsets.push_back(0);
   const size_t n = train->size();
   if (n == 0) return;
   const size_t dense_width = train->dense.size() / n;

@@ -111,7 +111,7 @@ void AppendCtrBlock(const CtrBlock& from, bool multi_hot, CtrBlock* to);
 // early stopping), both kept in file order. A row goes by a hash of `seed` and its content (label,
 // dense features, keys, values), so it goes the same way whichever worker's partition read it,
 // and duplicate rows go together. REQUIRES: 0 <= fraction <= 1; both blocks have the layout of
-// `multi_hot` (a multi-hot *held_out holds at least its leading offset).
+// `multi_hot` (an empty multi-hot *held_out is given its leading offset here).
 void HoldOutCtrRows(double fraction, uint64_t seed, bool multi_hot, CtrBlock* train,
                     CtrBlock* held_out);
 
