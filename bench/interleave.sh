@@ -6,6 +6,7 @@
 #   bench/interleave.sh OLD/bin/tessera NEW/bin/tessera
 #   REPS=5 MF_RATINGS=10000000 CTR_ROWS=1000000 bench/interleave.sh OLD NEW
 #   WORKLOADS=deepfm REPS=5 bench/interleave.sh OLD NEW     # one workload only
+#   MF_EPOCHS=8 REPS=30 WORKLOADS=mf128 bench/interleave.sh OLD NEW   # a small cost, bounded
 #
 # Workloads (the benchmarks' flags; smaller data by default so a rep takes seconds):
 #   mf32   MF dim 32, batch 16384, 1 server + 1 worker in one process
@@ -15,7 +16,11 @@
 #   mf32-mpi     mf32, mpirun -np 3 (scheduler, server, worker), large frames in shared memory
 #   mf32-tcp     mf32-mpi with --shared-memory off: every frame through TCP loopback
 #   deepfm-mpi   deepfm, mpirun -np 4 (scheduler, server, 2 workers)
-# Prints a table: workload, the median of each binary, new/old. Data and logs in $BENCH_DIR.
+# Prints a table: workload, the median of each binary, new/old; then the pairs (old and new run
+# back to back): the median and geometric mean of their ratios with a bootstrap 95 % interval of
+# the mean, and for MF the ratio of the binaries' 90th percentiles over every epoch after the
+# first (interference from other tenants only slows a run down, so the fast epochs are the ones
+# least disturbed). Data and logs in $BENCH_DIR.
 set -euo pipefail
 
 old=${1:?usage: interleave.sh OLD_TESSERA NEW_TESSERA}
@@ -23,6 +28,7 @@ new=${2:?usage: interleave.sh OLD_TESSERA NEW_TESSERA}
 REPS=${REPS:-3}
 WORKLOADS=${WORKLOADS:-mf32 mf128 deepfm}
 MF_RATINGS=${MF_RATINGS:-3000000}
+MF_EPOCHS=${MF_EPOCHS:-3}
 CTR_ROWS=${CTR_ROWS:-200000}
 BENCH_DIR=${BENCH_DIR:-/tmp/tessera-bench}
 out=$BENCH_DIR/interleave-$(date +%Y%m%d-%H%M%S)
@@ -38,7 +44,7 @@ if [[ ! -s $ctr_data/train.tsv ]]; then
   "$new" gen criteo --rows "$CTR_ROWS" --seed 1 --out "$ctr_data" >"$out/gen-ctr.log" 2>&1
 fi
 
-mf_flags=(--train "$mf_data/train.txt" --test "$mf_data/test.txt" --epochs 3 --batch-size 16384
+mf_flags=(--train "$mf_data/train.txt" --test "$mf_data/test.txt" --epochs "$MF_EPOCHS" --batch-size 16384
           --lr 0.05 --l2 0.02 --l2-bias 0.01 --init-std 0.1 --servers 1)
 ctr_flags=(--model deepfm --emb-dim 16 --mlp 400,400,400 --batch-size 4096 --epochs 1
            --linear-optimizer adam --linear-lr 0.001 --train "$ctr_data/train.tsv"
@@ -90,15 +96,5 @@ for workload in $WORKLOADS; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
 
-python3 - "$out/rates.txt" <<'EOF' | tee "$out/summary.txt"
-import statistics, sys
-rates = {}
-for line in open(sys.argv[1]):
-    workload, tag, value = line.split()
-    rates.setdefault(workload, {}).setdefault(tag, []).append(float(value))
-print(f"{'workload':10} {'old median':>12} {'new median':>12} {'new/old':>8}  samples/s, runs")
-for workload, by_tag in rates.items():
-    o, n = statistics.median(by_tag["old"]), statistics.median(by_tag["new"])
-    print(f"{workload:10} {o:12.0f} {n:12.0f} {n / o:8.3f}  {len(by_tag['old'])}+{len(by_tag['new'])}")
-EOF
+python3 "$(dirname "$0")/interleave_summary.py" "$out" | tee "$out/summary.txt"
 echo "files: $out"
