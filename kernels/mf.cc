@@ -69,9 +69,9 @@ namespace {
 // residuals of each half of the samples, then the user rows on one thread and the item rows on
 // the other, each summed in sample order as the one-pass kernel does (the same bits).
 Status MfBatchGradientCpuSplit(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
-                               float* item_grads, double* sq_error_sum, uint32_t* nonfinite_flags) {
+                               float* item_grads, double* sq_error_sum) {
   if (!internal::MfGradientSplits(ctx, b)) {
-    return MfBatchGradientCpu(b, user_grads, item_grads, sq_error_sum, nonfinite_flags);
+    return MfBatchGradientCpu(b, user_grads, item_grads, sq_error_sum);
   }
   float* errors = ctx.scratch->Floats(static_cast<size_t>(b.num_samples));
   const int64_t half = b.num_samples / 2;
@@ -80,30 +80,22 @@ Status MfBatchGradientCpuSplit(const DeviceContext& ctx, const MfBatch& b, float
                   [&] { helper = MfErrorsCpu(b, half, b.num_samples, errors); });
   TS_RETURN_IF_ERROR(own);
   TS_RETURN_IF_ERROR(helper);
-  uint32_t user_flags = 0, item_flags = 0;
-  ctx.helper->Run(
-      [&] { own = MfSideGradsCpu(b, errors, MfSide::kUser, user_grads, &user_flags); },
-      [&] { helper = MfSideGradsCpu(b, errors, MfSide::kItem, item_grads, &item_flags); });
+  ctx.helper->Run([&] { own = MfSideGradsCpu(b, errors, MfSide::kUser, user_grads); },
+                  [&] { helper = MfSideGradsCpu(b, errors, MfSide::kItem, item_grads); });
   TS_RETURN_IF_ERROR(own);
   TS_RETURN_IF_ERROR(helper);
   if (sq_error_sum != nullptr) *sq_error_sum = MfSquaredErrorSum(errors, b.num_samples);
-  if (nonfinite_flags != nullptr) *nonfinite_flags = user_flags | item_flags;
   return OkStatus();
 }
 
 }  // namespace
 
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
-                       float* item_grads, double* sq_error_sum, const MfGradientPlan* plan,
-                       uint32_t* nonfinite_flags) {
+                       float* item_grads, double* sq_error_sum, const MfGradientPlan* plan) {
   switch (ctx.device) {
     case Device::kCpu:
-      return MfBatchGradientCpuSplit(ctx, b, user_grads, item_grads, sq_error_sum, nonfinite_flags);
+      return MfBatchGradientCpuSplit(ctx, b, user_grads, item_grads, sq_error_sum);
     case Device::kCuda:
-      if (nonfinite_flags != nullptr) {
-        return Status::InvalidArgument(
-            "MfBatchGradient: the CUDA kernels do not compute the non-finite flags");
-      }
 #if TESSERA_WITH_CUDA
       if (plan != nullptr) {
         return MfBatchGradientDeterministicCuda(b, *plan, user_grads, item_grads, sq_error_sum,

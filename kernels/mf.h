@@ -60,17 +60,16 @@ struct MfGradientPlan {
 // kCuda: with a `plan` (device memory, see MfGradientPlan) MfBatchGradientDeterministicCuda,
 // else MfBatchGradientCuda (atomics); a ctx.deterministic context without a plan is
 // FailedPrecondition, never silently the atomic path. kCpu ignores `plan` (always deterministic).
-// kCpu with `nonfinite_flags`: *nonfinite_flags is the OR of NonFiniteFlag (kernels/finite.h)
-// over the samples' errors, the worker's finite check for one integer operation per sample. With
-// finite rows (the servers write no other) a gradient is non-finite only through a non-finite
-// error or an overflow of error x factor; the latter makes the weight the server updates from it
-// non-finite, and the server's check stops the job at the same step. kCuda: InvalidArgument (the
-// device kernels do not compute it; scan what was downloaded).
+// The worker's finite check on kCpu: *sq_error_sum is a double sum of float errors, finite
+// exactly when every error is. With finite rows (the servers write no other) a gradient is
+// non-finite only through a non-finite error or an overflow of error x factor; the latter makes
+// the weight the server updates from it non-finite, and the server's check stops the job at the
+// same step (kernels/sparse_optimizer.h).
 Status MfBatchGradient(const DeviceContext& ctx, const MfBatch& b, float* user_grads,
                        float* item_grads, double* sq_error_sum,
-                       const MfGradientPlan* plan = nullptr, uint32_t* nonfinite_flags = nullptr);
+                       const MfGradientPlan* plan = nullptr);
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
-                          double* sq_error_sum, uint32_t* nonfinite_flags = nullptr);
+                          double* sq_error_sum);
 
 // The same gradient in two passes, so that one batch can be split over two threads and still
 // give MfBatchGradientCpu's bits (MfBatchGradient does so with a helper in its context):
@@ -79,12 +78,11 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
 // (user_grads or item_grads above, overwritten) from the errors, adding the samples in index order
 // as the one-pass kernel does. The two sides write disjoint buffers and may run at the same time.
 // MfSquaredErrorSum(errors, n) is the double sum of MfBatchGradientCpu's *sq_error_sum, in the same
-// order. MfSideGradsCpu's *nonfinite_flags covers the errors it reads. InvalidArgument as for
+// order. InvalidArgument as for
 // MfBatchGradientCpu (a bad range [begin, end) too), in which case no output is written.
 enum class MfSide { kUser, kItem };
 Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors);
-Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads,
-                      uint32_t* nonfinite_flags = nullptr);
+Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads);
 double MfSquaredErrorSum(const float* errors, int64_t n);
 
 // predictions[s] = mu + b_u + b_i + p_u . q_i for every sample (unclipped).

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <string>
 
-#include "kernels/finite.h"
 #include "kernels/mf.h"
 #include "kernels/mf_math.h"
 
@@ -28,12 +27,12 @@ float Dot(const float* __restrict__ p, const float* __restrict__ q, int dim) {
   return sum;
 }
 
-// The worker's finite check (kernels/finite.h) looks at each sample's error, not at each
-// gradient value written: the rows a pass reads are finite (the servers check every row they
-// write, server/shard.cc), so a gradient is non-finite only through a non-finite error, or through
-// an overflow of err * factor, which then makes the updated weight non-finite in the server's
-// check of the same step. One flag per sample instead of one per value: flagging every value cost
-// the pass 15-25 % at dim 32 and 128 (tessera_bench kernels), about 9 % of in-process MF.
+// The worker's finite check is the squared-error sum, not a test of each gradient value written:
+// the rows a pass reads are finite (the servers check every row they write, server/shard.cc), so a
+// gradient is non-finite only through a non-finite error, which makes the double sum non-finite,
+// or through an overflow of err * factor, which then makes the updated weight non-finite in the
+// server's check of the same step. Flagging every value cost the pass 15-25 % at dim 32 and 128
+// (tessera_bench kernels), about 9 % of in-process MF; a flag per sample's error, 1-4 %.
 
 // grad_p += d loss / d p and grad_q += d loss / d q over the dim factors of one sample.
 inline void AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
@@ -109,7 +108,7 @@ Status CheckMfIndices(const MfBatch& b, int64_t begin, int64_t end) {
 }  // namespace internal
 
 Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads,
-                          double* sq_error_sum, uint32_t* nonfinite_flags) {
+                          double* sq_error_sum) {
   TS_RETURN_IF_ERROR(internal::ValidateMfGradientArgs(b, user_grads, item_grads));
   TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples));
   const int dim = b.dim;
@@ -117,7 +116,6 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
   std::fill_n(item_grads, b.num_items * stride, 0.0f);
   double sq_error = 0.0;
-  uint32_t flags = 0;  // NonFiniteFlag ORed over the errors
   const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
@@ -139,10 +137,8 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
     const float bias_q = grad_q[dim] + MfBiasGrad(err, q[dim], b.l2_bias);
     grad_p[dim] = bias_p;
     grad_q[dim] = bias_q;
-    flags |= NonFiniteFlag(err);
   }
   if (sq_error_sum != nullptr) *sq_error_sum = sq_error;
-  if (nonfinite_flags != nullptr) *nonfinite_flags = flags;
   return OkStatus();
 }
 
@@ -174,8 +170,7 @@ Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors) 
   return OkStatus();
 }
 
-Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads,
-                      uint32_t* nonfinite_flags) {
+Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float* grads) {
   const bool user = side == MfSide::kUser;
   TS_RETURN_IF_ERROR(
       internal::ValidateMfGradientArgs(b, user ? grads : b.user_rows, user ? b.item_rows : grads));
@@ -191,7 +186,6 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   const float* own_rows = user ? b.user_rows : b.item_rows;
   const float* other_rows = user ? b.item_rows : b.user_rows;
   std::fill_n(grads, (user ? b.num_users : b.num_items) * stride, 0.0f);
-  uint32_t flags = 0;  // NonFiniteFlag ORed over the errors
   const int64_t ahead = PrefetchAhead(dim);
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
@@ -205,9 +199,7 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
     AddSideGrads(g, own, other, errors[s], b.l2, dim);
     const float bias = g[dim] + MfBiasGrad(errors[s], own[dim], b.l2_bias);
     g[dim] = bias;
-    flags |= NonFiniteFlag(errors[s]);
   }
-  if (nonfinite_flags != nullptr) *nonfinite_flags = flags;
   return OkStatus();
 }
 

@@ -155,8 +155,8 @@ class MfDeviceWorkspace {
   // written). kCuda: stages the batch, runs it and copies the outputs back; Internal with the
   // CUDA error string for a failed allocation, copy, launch or sync (outputs then unspecified).
   // *known_finite (may be null) is set true only when the kernels vouch for the gradients (kCpu:
-  // every error finite, MfBatchGradient's nonfinite_flags); false says nothing (kCuda: the
-  // caller scans the outputs).
+  // every error finite, which the squared-error sum says; kernels/mf.h); false says nothing
+  // (kCuda: the caller scans the outputs).
   virtual Status BatchGradient(const MfBatch& host_batch, float* host_user_grads,
                                float* host_item_grads, double* sq_error_sum,
                                bool* known_finite) = 0;

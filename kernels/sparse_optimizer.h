@@ -78,8 +78,10 @@ void InitOptimizerStateForRow(const OptimizerParams& p, float* row, int dim);
 // the rows. InvalidArgument for num_rows < 0, dim <= 0, null pointers with num_rows > 0 (on CPU
 // also a null row pointer) or bad params; FailedPrecondition for kCuda in a build without CUDA.
 // With `first_non_finite` (kCpu only: InvalidArgument on kCuda), *first_non_finite receives the
-// index of the first row whose update wrote a NaN or infinity into its weights, or num_rows: each
-// row's update tests the weights it writes while they are in registers (kernels/finite.h). The
+// index of the first row whose update wrote a NaN or infinity into its weights, or num_rows: the
+// updates flag the weights they write while they are in registers (kernels/finite.h), and only
+// when a flag is set are the rows scanned for the first non-finite one (a row given twice: its
+// first index). The rows must be finite before the call, as a server's are. The
 // optimizer state is not looked at: a non-finite state shows in the weights at the row's next
 // update or, where it cannot (an Adagrad accumulator at inf), at the next checkpoint, whose
 // writer checks whole rows.

@@ -17,14 +17,17 @@ namespace {
 // the remainder runs scalar.
 constexpr int kBlock = 8;
 
-// Each row update returns the OR of NonFiniteFlag over the weights it wrote (kernels/finite.h),
-// kept in kBlock lanes like the weights themselves so the block stays one SIMD loop: the finite
-// check of the row, done while the values are in registers, for a few integer operations.
+// Each row update ORs NonFiniteFlag of every weight it writes (kernels/finite.h) into the
+// caller's kBlock flag lanes, kept like the weights themselves so the block stays one SIMD loop:
+// the finite check, done while the values are in registers, for a few integer operations per
+// block. The lanes run on over all the rows of a call and are reduced once at its end (a
+// reduction and a branch per row cost as much again as the flags: MF's rows are 33 floats);
+// only when they saw a non-finite value are the rows scanned to name the first (ApplyRows).
 
 struct SgdUpdate {
   SgdParams params;
-  uint32_t operator()(float* __restrict__ w, const float* __restrict__ g, int dim) const {
-    uint32_t flags[kBlock] = {};
+  void operator()(float* __restrict__ w, const float* __restrict__ g, int dim,
+                  uint32_t* __restrict__ flags) const {
     int j = 0;
     for (; j + kBlock <= dim; j += kBlock) {
       for (int k = 0; k < kBlock; ++k) {
@@ -39,17 +42,17 @@ struct SgdUpdate {
       w[j] = nw;
       tail |= NonFiniteFlag(nw);
     }
-    return OrFlags(flags) | tail;
+    flags[0] |= tail;
   }
 };
 
 // acc is the state half of the same row; restrict holds because the two ranges do not overlap.
 // Kept out of line: inlined into the row loop, g++ sees w and acc derive from one pointer,
 // loses the restrict guarantee and leaves the block scalar.
-[[gnu::noinline, TS_WIDE_SIMD]] uint32_t AdagradRow(float* __restrict__ w, float* __restrict__ acc,
-                                                    const float* __restrict__ g, int dim,
-                                                    AdagradParams params) {
-  uint32_t flags[kBlock] = {};
+[[gnu::noinline, TS_WIDE_SIMD]] void AdagradRow(float* __restrict__ w, float* __restrict__ acc,
+                                                const float* __restrict__ g, int dim,
+                                                AdagradParams params,
+                                                uint32_t* __restrict__ flags) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -64,22 +67,22 @@ struct SgdUpdate {
     w[j] = nw;
     tail |= NonFiniteFlag(nw);
   }
-  return OrFlags(flags) | tail;
+  flags[0] |= tail;
 }
 
 struct AdagradUpdate {
   AdagradParams params;
-  uint32_t operator()(float* w, const float* g, int dim) const {
-    return AdagradRow(w, w + dim, g, dim, params);
+  void operator()(float* w, const float* g, int dim, uint32_t* flags) const {
+    AdagradRow(w, w + dim, g, dim, params, flags);
   }
 };
 
 // Lazy Adam on one row: the row's step advances by one and its step size (the bias
 // corrections) is computed once; the element loop is Adagrad's shape with two state arrays.
-[[gnu::noinline, TS_WIDE_SIMD]] uint32_t AdamRow(float* __restrict__ w, float* __restrict__ m,
-                                                 float* __restrict__ v, const float* __restrict__ g,
-                                                 int dim, float step_size, AdamParams params) {
-  uint32_t flags[kBlock] = {};
+[[gnu::noinline, TS_WIDE_SIMD]] void AdamRow(float* __restrict__ w, float* __restrict__ m,
+                                             float* __restrict__ v, const float* __restrict__ g,
+                                             int dim, float step_size, AdamParams params,
+                                             uint32_t* __restrict__ flags) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -94,25 +97,22 @@ struct AdagradUpdate {
     w[j] = nw;
     tail |= NonFiniteFlag(nw);
   }
-  return OrFlags(flags) | tail;
+  flags[0] |= tail;
 }
 
 struct AdamUpdate {
   AdamParams params;
-  uint32_t operator()(float* w, const float* g, int dim) const {
+  void operator()(float* w, const float* g, int dim, uint32_t* flags) const {
     float* step = w + 3 * dim;
     const float t = *step + 1.0f;
-    const uint32_t flags =
-        AdamRow(w, w + dim, w + 2 * dim, g, dim, AdamStepSize(t, params), params);
+    AdamRow(w, w + dim, w + 2 * dim, g, dim, AdamStepSize(t, params), params, flags);
     *step = t;
-    return flags;
   }
 };
 
-[[gnu::noinline]] uint32_t FtrlRow(float* __restrict__ w, float* __restrict__ z,
-                                   float* __restrict__ n, const float* __restrict__ g, int dim,
-                                   FtrlParams params) {
-  uint32_t flags[kBlock] = {};
+[[gnu::noinline]] void FtrlRow(float* __restrict__ w, float* __restrict__ z, float* __restrict__ n,
+                               const float* __restrict__ g, int dim, FtrlParams params,
+                               uint32_t* __restrict__ flags) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -127,13 +127,13 @@ struct AdamUpdate {
     w[j] = nw;
     tail |= NonFiniteFlag(nw);
   }
-  return OrFlags(flags) | tail;
+  flags[0] |= tail;
 }
 
 struct FtrlUpdate {
   FtrlParams params;
-  uint32_t operator()(float* w, const float* g, int dim) const {
-    return FtrlRow(w, w + dim, w + 2 * dim, g, dim, params);
+  void operator()(float* w, const float* g, int dim, uint32_t* flags) const {
+    FtrlRow(w, w + dim, w + 2 * dim, g, dim, params, flags);
   }
 };
 
@@ -146,28 +146,35 @@ void ApplyRows(const Update& update, float* const* rows, const float* grads, int
   // at dims 32 and 128 (16-64 were alike), and in-process MF at dim 128 gained ~15 %.
   constexpr int64_t kAhead = 32;
   const int row_lines = (row_floats * 4 + 63) / 64;
-  // The finite check: the first row (of this lane) whose update wrote a NaN or infinity.
-  if (first_bad != nullptr) *first_bad = num_rows;
-  auto check = [first_bad](int64_t i, uint32_t flags) {
-    if (first_bad != nullptr && !FlagsFinite(flags) && i < *first_bad) *first_bad = i;
-  };
+  alignas(32) uint32_t flags[kBlock] = {};
+  auto in_lane = [&](int64_t i) { return lanes == 1 || RowLane(rows[i], lanes) == lane; };
   if (lanes == 1) {
     for (int64_t i = 0; i < num_rows; ++i) {
       if (i + kAhead < num_rows) {
         const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
         for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
       }
-      check(i, update(rows[i], grads + i * dim, dim));
+      update(rows[i], grads + i * dim, dim, flags);
     }
-    return;
+  } else {
+    for (int64_t i = 0; i < num_rows; ++i) {
+      if (i + kAhead < num_rows && in_lane(i + kAhead)) {
+        const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
+        for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
+      }
+      if (in_lane(i)) update(rows[i], grads + i * dim, dim, flags);
+    }
   }
+  // The finite check: the first row (of this lane) whose weights are not finite after the call.
+  // Rows were finite before it (the servers write no other), so that is the first row whose
+  // update wrote a NaN or infinity (a repeated row: its first occurrence).
+  if (first_bad == nullptr) return;
+  *first_bad = num_rows;
+  if (FlagsFinite(OrFlags(flags))) return;
   for (int64_t i = 0; i < num_rows; ++i) {
-    if (i + kAhead < num_rows && RowLane(rows[i + kAhead], lanes) == lane) {
-      const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
-      for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
-    }
-    if (RowLane(rows[i], lanes) == lane) {
-      check(i, update(rows[i], grads + i * dim, dim));
+    if (in_lane(i) && FindNonFinite(rows[i], dim) < dim) {
+      *first_bad = i;
+      return;
     }
   }
 }

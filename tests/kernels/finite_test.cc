@@ -97,6 +97,22 @@ TEST(FiniteTest, SparseUpdateReportsTheFirstRowItLeftNonFinite) {
     for (int lane = 0; lane < 2; ++lane) {
       EXPECT_TRUE(lane_bad[lane] == kRows || RowLane(rows[lane_bad[lane]], 2) == lane);
     }
+    // A row given twice whose second update goes bad is named by its first index; the flags run
+    // on over the call, so a bad row in the last, partial block of SIMD lanes is found too.
+    std::vector<float> twice(row_floats, 0.0f), last(row_floats, 0.0f);
+    std::vector<float*> repeated = {twice.data(), rows[3], twice.data(), last.data()};
+    std::vector<float> repeated_grads(4 * kDim, 0.5f);
+    repeated_grads[2 * kDim + 3] = NAN;
+    ASSERT_TRUE(
+        ApplySparseUpdateCpu(p, repeated.data(), repeated_grads.data(), 4, kDim, &bad).ok());
+    EXPECT_EQ(bad, 0) << OptimizerName(kind);
+    std::vector<float> fresh(row_floats, 0.0f);
+    repeated = {fresh.data(), last.data()};
+    repeated_grads.assign(2 * kDim, 0.5f);
+    repeated_grads[kDim + kDim - 1] = INFINITY;
+    ASSERT_TRUE(
+        ApplySparseUpdateCpu(p, repeated.data(), repeated_grads.data(), 2, kDim, &bad).ok());
+    EXPECT_EQ(bad, 1) << OptimizerName(kind);
   }
 }
 

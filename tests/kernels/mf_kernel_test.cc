@@ -292,33 +292,28 @@ TEST(MfTwoPassGradientTest, MatchesOnePassBitForBit) {
   }
 }
 
-// The flags see a gradient that overflows while the loss stays finite (the case the worker's
-// check cannot infer from the loss), on the side it happens on only, in the SIMD blocks and in
-// the scalar remainder, and nothing on a finite batch.
-// The kernels vouch for their gradients through the errors (kernels/mf.h): a non-finite error is
-// flagged by both the one-pass and the two-pass kernels; a gradient that overflows under finite
-// errors is not, and the server's update of that row, which checks what it writes, finds it.
-TEST(MfGradientFlagsTest, FlagANonFiniteErrorAndLeaveAnOverflowToTheServersRowCheck) {
+// The kernels vouch for their gradients through the errors (kernels/mf.h): the double sum of the
+// squared errors is not finite when an error is not, in the one-pass and the two-pass kernels; a
+// gradient that overflows under finite errors leaves it finite, and the server's update of that
+// row, which checks what it writes, finds it.
+TEST(MfGradientFiniteTest, TheLossSeesANonFiniteErrorAndTheServersRowCheckAnOverflow) {
   for (int dim : {8, 13}) {
     const int stride = dim + 1;
-    auto flags_of = [&](const Problem& pr, std::vector<float>* u, std::vector<float>* i) {
-      uint32_t one_pass = 0, user_side = 0, item_side = 0;
-      double sq = 0.0;
-      EXPECT_TRUE(MfBatchGradientCpu(pr.Batch(), u->data(), i->data(), &sq, &one_pass).ok());
+    auto loss_finite = [&](const Problem& pr, std::vector<float>* u, std::vector<float>* i) {
+      double one_pass = 0.0;
+      EXPECT_TRUE(MfBatchGradientCpu(pr.Batch(), u->data(), i->data(), &one_pass).ok());
       std::vector<float> errors(pr.ratings.size());
       EXPECT_TRUE(MfErrorsCpu(pr.Batch(), 0, 200, errors.data()).ok());
-      EXPECT_TRUE(
-          MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kUser, u->data(), &user_side).ok());
-      EXPECT_TRUE(
-          MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kItem, i->data(), &item_side).ok());
-      EXPECT_EQ(FlagsFinite(user_side), FlagsFinite(one_pass)) << "dim " << dim;
-      EXPECT_EQ(FlagsFinite(item_side), FlagsFinite(one_pass)) << "dim " << dim;
-      return FlagsFinite(one_pass);
+      const double two_pass = MfSquaredErrorSum(errors.data(), 200);
+      EXPECT_EQ(std::isfinite(two_pass), std::isfinite(one_pass)) << "dim " << dim;
+      EXPECT_TRUE(MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kUser, u->data()).ok());
+      EXPECT_TRUE(MfSideGradsCpu(pr.Batch(), errors.data(), MfSide::kItem, i->data()).ok());
+      return std::isfinite(one_pass);
     };
     Problem pr = RandomProblem(40 + dim, 200, dim, 5, 7);
     pr.l2 = 0.0f;
     std::vector<float> u(pr.user_rows.size()), i(pr.item_rows.size());
-    EXPECT_TRUE(flags_of(pr, &u, &i)) << "dim " << dim;
+    EXPECT_TRUE(loss_finite(pr, &u, &i)) << "dim " << dim;
 
     // User 0's last factor is 2e38 and every item's is 0: predictions and errors stay finite,
     // user gradients too (err * 0), but an item's gradient -err * 2e38 is -inf once |err| > 1.7.
@@ -329,7 +324,7 @@ TEST(MfGradientFlagsTest, FlagANonFiniteErrorAndLeaveAnOverflowToTheServersRowCh
     for (size_t k = 0; k < overflow.ratings.size(); ++k) {
       if (overflow.user_index[k] == 0) overflow.ratings[k] = 9.0f;
     }
-    EXPECT_TRUE(flags_of(overflow, &u, &i)) << "dim " << dim;
+    EXPECT_TRUE(loss_finite(overflow, &u, &i)) << "dim " << dim;
     const int64_t bad = FindNonFinite(i.data(), static_cast<int64_t>(i.size()));
     ASSERT_LT(bad, static_cast<int64_t>(i.size()));
     // The server's SGD update of that item row writes a non-finite weight and says which row.
@@ -344,13 +339,17 @@ TEST(MfGradientFlagsTest, FlagANonFiniteErrorAndLeaveAnOverflowToTheServersRowCh
         ApplySparseUpdateCpu(sgd, rows, i.data() + row * stride, 1, stride, &first_bad).ok());
     EXPECT_EQ(first_bad, 0) << "dim " << dim;
 
-    // A factor of 1e20 on both sides makes the prediction, so the error, -inf: flagged.
+    // A factor of 1e20 on both sides makes the prediction, so the error, -inf.
     Problem infinite = pr;
     for (int k = 0; k < dim; ++k) infinite.user_rows[k] = 1e20f;
     for (int64_t r = 0; r < infinite.num_items; ++r) {
       for (int k = 0; k < dim; ++k) infinite.item_rows[r * stride + k] = 1e20f;
     }
-    EXPECT_FALSE(flags_of(infinite, &u, &i)) << "dim " << dim;
+    EXPECT_FALSE(loss_finite(infinite, &u, &i)) << "dim " << dim;
+    // One NaN rating: that sample's error is NaN, the other 199 are finite.
+    Problem nan_rating = pr;
+    nan_rating.ratings[117] = NAN;
+    EXPECT_FALSE(loss_finite(nan_rating, &u, &i)) << "dim " << dim;
   }
 }
 
