@@ -29,6 +29,11 @@ constexpr size_t kMaxRowsPerChunk = 4096;
 constexpr size_t kTargetChunkBytes = size_t{2} << 20;
 constexpr size_t kPageBytes = 4096;
 
+// The direct index starts at this many keys (a 4 KiB page) and grows only while the rows with keys
+// below kMaxDirectKeys number at least 1 / kDirectFill of its limit.
+constexpr uint64_t kMinDirectKeys = 1024;
+constexpr uint64_t kDirectFill = 4;
+
 // Load factor 0.8 as 4/5 in integers.
 inline int64_t MaxRowsForSlots(uint64_t num_slots) {
   return static_cast<int64_t>(num_slots / 5 * 4 + (num_slots % 5) * 4 / 5);
@@ -118,6 +123,7 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options, int state_floats)
 EmbeddingTable::~EmbeddingTable() {
   for (float* chunk : chunks_) UnmapBytes(chunk, chunk_bytes_);
   UnmapBytes(slot_keys_, IndexBytes(num_slots_));
+  UnmapBytes(direct_rows_, direct_limit_ * sizeof(uint32_t));
 }
 
 void EmbeddingTable::AllocateIndex(uint64_t num_slots) {
@@ -157,23 +163,73 @@ uint64_t EmbeddingTable::Probe(uint64_t key, uint64_t hash) const {
   return slot;
 }
 
-float* EmbeddingTable::Insert(uint64_t key, uint64_t hash, uint64_t slot, bool init) {
-  TS_CHECK_LT(num_rows_, static_cast<int64_t>(kEmptySlot))
-      << "table " << options_.table_id << " is full";
-  if (num_rows_ + 1 > grow_at_rows_) {
-    GrowIndex();
-    slot = Probe(key, hash);
+void EmbeddingTable::GrowDirect(uint64_t limit) {
+  // A fresh anonymous mapping reads as zeros: every new entry is "no row".
+  auto* grown = static_cast<uint32_t*>(MapBytes(limit * sizeof(uint32_t)));
+  if (direct_rows_ != nullptr) {
+    std::memcpy(grown, direct_rows_, direct_limit_ * sizeof(uint32_t));
+    UnmapBytes(direct_rows_, direct_limit_ * sizeof(uint32_t));
   }
+  direct_rows_ = grown;
+  direct_limit_ = limit;
+  if (small_rows_in_hash_ == 0) return;
+  // Rebuild the hash index without the keys now below the limit, which move across.
+  uint64_t* old_keys = slot_keys_;
+  uint32_t* old_rows = slot_rows_;
+  const uint64_t old_slots = num_slots_;
+  AllocateIndex(old_slots);
+  hash_rows_ = 0;
+  const uint64_t mask = num_slots_ - 1;
+  for (uint64_t s = 0; s < old_slots; ++s) {
+    const uint32_t row = old_rows[s];
+    if (row == kEmptySlot) continue;
+    const uint64_t key = old_keys[s];
+    if (key < limit) {
+      direct_rows_[key] = row + 1;
+      --small_rows_in_hash_;
+      continue;
+    }
+    uint64_t slot = IndexHash(key) >> slot_shift_;
+    while (slot_rows_[slot] != kEmptySlot) slot = (slot + 1) & mask;
+    slot_keys_[slot] = key;
+    slot_rows_[slot] = row;
+    ++hash_rows_;
+  }
+  UnmapBytes(old_keys, IndexBytes(old_slots));
+}
+
+uint32_t EmbeddingTable::NewRow(uint64_t key, bool init) {
+  TS_CHECK_LT(num_rows_, static_cast<int64_t>(kEmptySlot) - 1)
+      << "table " << options_.table_id << " is full";
   const uint32_t row = static_cast<uint32_t>(num_rows_);
   if ((row >> chunk_shift_) == chunks_.size()) {
     chunks_.push_back(static_cast<float*>(MapBytes(chunk_bytes_)));
   }
-  float* row_ptr = RowPointer(row);
-  if (init) InitRow(key, row_ptr);
+  if (init) InitRow(key, RowPointer(row));
+  ++num_rows_;
+  return row;
+}
+
+float* EmbeddingTable::Insert(uint64_t key, bool init) {
+  const bool small = key < kMaxDirectKeys;
+  if (small && key >= direct_limit_) {
+    uint64_t limit = std::max(kMinDirectKeys, direct_limit_);
+    while (limit <= key) limit *= 2;
+    if (static_cast<uint64_t>(small_rows_ + 1) * kDirectFill >= limit) GrowDirect(limit);
+  }
+  const uint32_t row = NewRow(key, init);
+  if (small) ++small_rows_;
+  if (key < direct_limit_) {
+    direct_rows_[key] = row + 1;
+    return RowPointer(row);
+  }
+  if (hash_rows_ + 1 > grow_at_rows_) GrowIndex();
+  const uint64_t slot = Probe(key, IndexHash(key));
   slot_keys_[slot] = key;
   slot_rows_[slot] = row;
-  ++num_rows_;
-  return row_ptr;
+  ++hash_rows_;
+  if (small) ++small_rows_in_hash_;
+  return RowPointer(row);
 }
 
 void EmbeddingTable::InitialWeights(uint64_t key, float* out) const {
@@ -193,27 +249,25 @@ void EmbeddingTable::InitRow(uint64_t key, float* row) const {
 }
 
 float* EmbeddingTable::FindOrCreate(uint64_t key) {
-  const uint64_t hash = IndexHash(key);
-  const uint64_t slot = Probe(key, hash);
-  if (slot_rows_[slot] != kEmptySlot) return RowPointer(slot_rows_[slot]);
-  return Insert(key, hash, slot);
+  float* row = Find(key);
+  return row != nullptr ? row : Insert(key);
 }
 
 void EmbeddingTable::Restore(uint64_t key, const float* row) {
-  const uint64_t hash = IndexHash(key);
-  const uint64_t slot = Probe(key, hash);
-  float* dst = slot_rows_[slot] != kEmptySlot ? RowPointer(slot_rows_[slot])
-                                              : Insert(key, hash, slot, /*init=*/false);
+  float* dst = Find(key);
+  if (dst == nullptr) dst = Insert(key, /*init=*/false);
   std::memcpy(dst, row, sizeof(float) * row_floats());
 }
 
 float* EmbeddingTable::Find(uint64_t key) {
-  const uint64_t slot = Probe(key, IndexHash(key));
-  const uint32_t row = slot_rows_[slot];
-  return row == kEmptySlot ? nullptr : RowPointer(row);
+  return const_cast<float*>(static_cast<const EmbeddingTable*>(this)->Find(key));
 }
 
 const float* EmbeddingTable::Find(uint64_t key) const {
+  if (key < direct_limit_) {
+    const uint32_t entry = direct_rows_[key];
+    return entry == 0 ? nullptr : RowPointer(entry - 1);
+  }
   const uint64_t slot = Probe(key, IndexHash(key));
   const uint32_t row = slot_rows_[slot];
   return row == kEmptySlot ? nullptr : RowPointer(row);
@@ -231,7 +285,12 @@ void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, flo
     const uint64_t* block_keys = keys + begin;
     float** block_rows = rows + begin;
     for (int64_t i = 0; i < count; ++i) {
-      const uint64_t hash = IndexHash(block_keys[i]);
+      const uint64_t key = block_keys[i];
+      if (key < direct_limit_) {
+        __builtin_prefetch(direct_rows_ + key);
+        continue;
+      }
+      const uint64_t hash = IndexHash(key);
       hashes[i] = hash;
       const uint64_t slot = hash >> slot_shift_;
       __builtin_prefetch(slot_rows_ + slot);
@@ -239,24 +298,26 @@ void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, flo
     }
     for (int64_t i = 0; i < count; ++i) {
       const uint64_t key = block_keys[i];
-      // slot_shift_ is read here, not in the first pass: an Insert may have grown the index.
-      const uint64_t slot = Probe(key, hashes[i]);
-      const uint32_t row = slot_rows_[slot];
-      float* row_ptr;
-      if (row != kEmptySlot) {
-        // Rows are not prefetched here: a whole batch of them would overflow the line-fill
-        // buffers and be evicted before use; callers prefetch a few rows ahead of their use.
-        row_ptr = RowPointer(row);
+      // Rows are not prefetched here: a whole batch of them would overflow the line-fill
+      // buffers and be evicted before use; callers prefetch a few rows ahead of their use.
+      float* row_ptr = nullptr;
+      // The limits are read here, not in the first pass: an Insert may have grown either index
+      // (the direct limit only rises, so a key hashed above stays hashed or is now direct).
+      if (key < direct_limit_) {
+        const uint32_t entry = direct_rows_[key];
+        if (entry != 0) row_ptr = RowPointer(entry - 1);
       } else {
-        row_ptr = create ? Insert(key, hashes[i], slot) : nullptr;
+        const uint32_t row = slot_rows_[Probe(key, hashes[i])];
+        if (row != kEmptySlot) row_ptr = RowPointer(row);
       }
+      if (row_ptr == nullptr && create) row_ptr = Insert(key);
       block_rows[i] = row_ptr;
     }
   }
 }
 
 size_t EmbeddingTable::MemoryBytes() const {
-  return IndexBytes(num_slots_) + chunks_.size() * chunk_bytes_ +
+  return IndexBytes(num_slots_) + direct_limit_ * sizeof(uint32_t) + chunks_.size() * chunk_bytes_ +
          chunks_.capacity() * sizeof(float*);
 }
 

@@ -1,6 +1,7 @@
 // EmbeddingTable: the rows of one embedding table (or one shard thread's part of it) on a
-// parameter server. An open-addressing hash index (linear probing) maps a uint64 Key to a row
-// number; rows live in a chunked arena. A row is [dim weights | optimizer state], contiguous,
+// parameter server. Keys that are small integers (MF's user and item ids) are looked up in a
+// directly indexed array, the rest by an open-addressing hash index (linear probing); either maps
+// a uint64 Key to a row number, and rows live in a chunked arena. A row is [dim weights | optimizer state], contiguous,
 // 16-byte aligned, created and initialised on first touch from (seed, table_id, key) alone, so
 // two servers create bit-identical rows for the same key (DESIGN.md "Sharding").
 //
@@ -13,8 +14,12 @@
 // from the shard thread that owns the table (DESIGN.md "Server storage"; no locks inside).
 // Const calls may run concurrently with each other, never with a non-const call.
 //
-// Memory: the index costs 12 bytes per slot (a uint64 key array + a uint32 row-number array;
-// empty slots are marked in the row-number array, so every uint64 is a valid key). Index arrays
+// Memory: the hash index costs 12 bytes per slot (a uint64 key array + a uint32 row-number array;
+// empty slots are marked in the row-number array, so every uint64 is a valid key). The direct
+// index costs 4 bytes per key below its limit, a power of two that grows (moving the hash's keys
+// below it across) only while rows with keys under kMaxDirectKeys fill at least a quarter of it:
+// at most 16 bytes per such row, where the hash spends 15-30, and a table of hashed keys (CTR)
+// never has one. Dense ids then cost neither the hash nor its two cache misses per lookup. Index arrays
 // and arena chunks are mmap'd, so memory is resident only once touched and is returned to the
 // OS when freed. For large tables resident bytes per row stay under
 // 1.25 * row_floats() * sizeof(float) (measured in tests/server/embedding_table_test.cc).
@@ -51,6 +56,8 @@ struct TableOptions {
 class EmbeddingTable {
  public:
   static constexpr int kMaxDim = 1 << 20;
+  // Keys below this may be held in the direct index (a limit of 2^26 keys: 256 MiB at most).
+  static constexpr uint64_t kMaxDirectKeys = uint64_t{1} << 26;
 
   // InvalidArgument on bad options (dim out of range, zero_tail outside [0, dim], init_std
   // negative or not finite, negative initial_capacity, optimizer params that
@@ -95,11 +102,17 @@ class EmbeddingTable {
   // REQUIRES: fn does not add rows to this table.
   template <typename Fn>
   void ForEach(Fn&& fn) const {
+    for (uint64_t key = 0; key < direct_limit_; ++key) {
+      if (direct_rows_[key] != 0) fn(key, RowPointer(direct_rows_[key] - 1));
+    }
     for (uint64_t slot = 0; slot < num_slots_; ++slot) {
       const uint32_t row = slot_rows_[slot];
       if (row != kEmptySlot) fn(slot_keys_[slot], RowPointer(row));
     }
   }
+
+  // Keys below this are held in the direct index (0 until a small key arrives); for tests.
+  uint64_t direct_limit() const { return direct_limit_; }
 
   // Bytes allocated for the index, the arena chunks and the chunk directory: what is resident
   // once every allocated page has been touched.
@@ -115,10 +128,15 @@ class EmbeddingTable {
   }
   // Slot holding `key`, or the empty slot where it would go.
   uint64_t Probe(uint64_t key, uint64_t hash) const;
-  // Appends a row for `key` at the empty slot `slot`; grows the index first if needed.
-  float* Insert(uint64_t key, uint64_t hash, uint64_t slot, bool init = true);
+  // The row of a key absent from both indexes, created (initialised if `init`) and entered in
+  // the direct index when the key is below its limit (which may grow first), else in the hash.
+  float* Insert(uint64_t key, bool init = true);
+  // Appends a row to the arena for `key` and returns its number.
+  uint32_t NewRow(uint64_t key, bool init);
   void AllocateIndex(uint64_t num_slots);
   void GrowIndex();
+  // Raises direct_limit_ to `limit` and moves the hash's keys below it into the direct index.
+  void GrowDirect(uint64_t limit);
   void InitRow(uint64_t key, float* row) const;
 
   TableOptions options_;
@@ -134,7 +152,13 @@ class EmbeddingTable {
   uint32_t* slot_rows_ = nullptr;  // num_slots_ row numbers or kEmptySlot
   uint64_t num_slots_ = 0;         // a power of two
   int slot_shift_ = 64;            // 64 - log2(num_slots_): slot = hash >> slot_shift_
-  int64_t grow_at_rows_ = 0;       // double the index before size() exceeds this
+  int64_t hash_rows_ = 0;          // rows entered in the hash index
+  int64_t grow_at_rows_ = 0;       // double the index before hash_rows_ exceeds this
+
+  uint32_t* direct_rows_ = nullptr;  // direct_limit_ entries: row number + 1, or 0 for none
+  uint64_t direct_limit_ = 0;        // 0 or a power of two <= kMaxDirectKeys
+  int64_t small_rows_ = 0;           // rows whose key is below kMaxDirectKeys, in either index
+  int64_t small_rows_in_hash_ = 0;   // of those, the ones in the hash index
 };
 
 }  // namespace tessera::server
