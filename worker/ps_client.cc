@@ -1,5 +1,6 @@
 #include "worker/ps_client.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/logging.h"
@@ -12,9 +13,14 @@ void KeyDeduper::Reserve(size_t n) {
   if (want <= slot_keys_.size()) return;
   slot_keys_.assign(want, 0);
   slot_values_.assign(want, 0);
-  slot_stamps_.assign(want, 0);
-  stamp_ = 0;
+  slot_stamps_.assign(want, 0);  // older than any stamp to come (the direct array keeps its own)
   mask_ = want - 1;
+}
+
+void KeyDeduper::GrowDirect(uint64_t key) {
+  size_t size = std::max<size_t>(direct_.size(), 4096);
+  while (size <= key) size *= 2;
+  direct_.resize(size, DirectEntry{0, 0});
 }
 
 void KeyDeduper::Deduplicate(const uint64_t* keys, size_t n, std::vector<uint64_t>* unique,
@@ -22,11 +28,27 @@ void KeyDeduper::Deduplicate(const uint64_t* keys, size_t n, std::vector<uint64_
   Reserve(n);
   if (++stamp_ == 0) {  // wrapped: forget every stamp once every 2^32 batches
     std::fill(slot_stamps_.begin(), slot_stamps_.end(), 0);
+    for (DirectEntry& e : direct_) e.stamp = 0;
     stamp_ = 1;
   }
   unique->clear();
+  constexpr size_t kAhead = 16;  // direct entries are fetched this many keys ahead
   for (size_t i = 0; i < n; ++i) {
     const uint64_t key = keys[i];
+    if (i + kAhead < n && keys[i + kAhead] < direct_.size()) {
+      __builtin_prefetch(&direct_[keys[i + kAhead]]);
+    }
+    if (key < kMaxDirectKeys) {
+      if (key >= direct_.size()) GrowDirect(key);
+      DirectEntry& e = direct_[key];
+      if (e.stamp != stamp_) {
+        e.stamp = stamp_;
+        e.value = static_cast<int32_t>(unique->size());
+        unique->push_back(key);
+      }
+      index[i] = e.value;
+      continue;
+    }
     uint64_t slot = Mix64(key) & mask_;
     while (true) {
       if (slot_stamps_[slot] != stamp_) {

@@ -23,17 +23,27 @@ namespace tessera::worker {
 
 // Maps a batch's keys to dense indices of their first occurrence. Reused across batches
 // (clearing is O(1) through a generation stamp). Deterministic: unique keys are listed in order
-// of first occurrence.
+// of first occurrence. Keys below kMaxDirectKeys (small integer ids: MF's users and items) are
+// looked up in an array indexed by the key, grown to cover the largest one seen (8 bytes per id:
+// 32 MiB at most); the others in an open-addressing hash table sized for the batch.
 class KeyDeduper {
  public:
+  static constexpr uint64_t kMaxDirectKeys = uint64_t{1} << 22;
+
   // unique (cleared first) receives the distinct keys; index[i] is keys[i]'s position in it.
   void Deduplicate(const uint64_t* keys, size_t n, std::vector<uint64_t>* unique, int32_t* index);
 
  private:
+  struct DirectEntry {
+    uint32_t stamp;  // the batch that last saw this key
+    int32_t value;   // its index in that batch's unique keys
+  };
   void Reserve(size_t n);
+  void GrowDirect(uint64_t key);
   std::vector<uint64_t> slot_keys_;
   std::vector<int32_t> slot_values_;
   std::vector<uint32_t> slot_stamps_;
+  std::vector<DirectEntry> direct_;
   uint32_t stamp_ = 0;
   uint64_t mask_ = 0;
 };
