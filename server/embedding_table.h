@@ -1,14 +1,15 @@
 // EmbeddingTable: the rows of one embedding table (or one shard thread's part of it) on a
 // parameter server. Keys that are small integers (MF's user and item ids) are looked up in a
 // directly indexed array, the rest by an open-addressing hash index (linear probing); either maps
-// a uint64 Key to a row number, and rows live in a chunked arena. A row is [dim weights | optimizer state], contiguous,
-// 16-byte aligned, created and initialised on first touch from (seed, table_id, key) alone, so
-// two servers create bit-identical rows for the same key (DESIGN.md "Sharding").
+// a uint64 Key to a row number, and rows live in a chunked arena. A row is [dim weights |
+// optimizer state], contiguous, 16-byte aligned, created and initialised on first touch from
+// (seed, table_id, key) alone, so two servers create bit-identical rows for the same key
+// (DESIGN.md "Sharding").
 //
 // Ownership: the table owns its index and arena. Row pointers returned by FindOrCreate, Find and
 // FindBatch borrow from the arena and stay valid, at the same address, until the table is
-// destroyed: arena chunks never move or shrink, and growing the index (doubling at load 0.8)
-// only rehashes key -> row-number entries, never rows.
+// destroyed: arena chunks never move or shrink, and growing either index (the hash doubles at
+// load 0.8) only moves key -> row-number entries, never rows.
 //
 // Threads: one writer. Every non-const call (and every write through a row pointer) must come
 // from the shard thread that owns the table (DESIGN.md "Server storage"; no locks inside).
