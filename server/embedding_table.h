@@ -20,9 +20,9 @@
 // index costs 4 bytes per key below its limit, a power of two that grows (moving the hash's keys
 // below it across) only while rows with keys under kMaxDirectKeys fill at least a quarter of it:
 // at most 16 bytes per such row, where the hash spends 15-30, and a table of hashed keys (CTR)
-// never has one. Dense ids then cost neither the hash nor its two cache misses per lookup. Index arrays
-// and arena chunks are mmap'd, so memory is resident only once touched and is returned to the
-// OS when freed. For large tables resident bytes per row stay under
+// never has one. Dense ids then cost neither the hash nor its two cache misses per lookup.
+// Index arrays and arena chunks are mmap'd, so memory is resident only once touched and is
+// returned to the OS when freed. For large tables resident bytes per row stay under
 // 1.25 * row_floats() * sizeof(float) (measured in tests/server/embedding_table_test.cc).
 #pragma once
 
