@@ -1,6 +1,7 @@
 // CPU sparse optimizer: one pass over the rows in order, the inner loop over dim calling the
 // TS_HD step of optimizer_math.h. Compiled with -fno-math-errno (kernels/CMakeLists.txt) so
 // sqrtf has no errno branch and the Adagrad, Adam and FTRL loops vectorise.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -157,12 +158,20 @@ void ApplyRows(const Update& update, float* const* rows, const float* grads, int
       update(rows[i], grads + i * dim, dim, flags);
     }
   } else {
+    // Each row's lane is worked out once, kAhead rows early (for its prefetch), and kept here
+    // until the row's turn: mine[i % kAhead] is row i's.
+    bool mine[kAhead];
+    for (int64_t i = 0; i < std::min(kAhead, num_rows); ++i) mine[i] = in_lane(i);
     for (int64_t i = 0; i < num_rows; ++i) {
-      if (i + kAhead < num_rows && in_lane(i + kAhead)) {
-        const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
-        for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
+      const bool own = mine[i % kAhead];
+      if (i + kAhead < num_rows) {
+        mine[i % kAhead] = in_lane(i + kAhead);
+        if (mine[i % kAhead]) {
+          const char* ahead = reinterpret_cast<const char*>(rows[i + kAhead]);
+          for (int l = 0; l < row_lines; ++l) __builtin_prefetch(ahead + 64 * l, 1);
+        }
       }
-      if (in_lane(i)) update(rows[i], grads + i * dim, dim, flags);
+      if (own) update(rows[i], grads + i * dim, dim, flags);
     }
   }
   // The finite check: the first row (of this lane) whose weights are not finite after the call.

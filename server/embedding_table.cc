@@ -136,21 +136,29 @@ void EmbeddingTable::AllocateIndex(uint64_t num_slots) {
   grow_at_rows_ = MaxRowsForSlots(num_slots);
 }
 
-void EmbeddingTable::GrowIndex() {
+void EmbeddingTable::RebuildIndex(uint64_t num_slots) {
   uint64_t* old_keys = slot_keys_;
   uint32_t* old_rows = slot_rows_;
   const uint64_t old_slots = num_slots_;
-  AllocateIndex(old_slots * 2);
-  // Every key is distinct and absent from the new index, so each takes the first empty slot.
+  AllocateIndex(num_slots);
+  hash_rows_ = 0;
+  // Every key is distinct and absent from the new index, so each takes the first empty slot;
+  // keys the direct index now covers move there.
   const uint64_t mask = num_slots_ - 1;
   for (uint64_t s = 0; s < old_slots; ++s) {
     const uint32_t row = old_rows[s];
     if (row == kEmptySlot) continue;
     const uint64_t key = old_keys[s];
+    if (key < direct_limit_) {
+      direct_rows_[key] = row + 1;
+      --small_rows_in_hash_;
+      continue;
+    }
     uint64_t slot = IndexHash(key) >> slot_shift_;
     while (slot_rows_[slot] != kEmptySlot) slot = (slot + 1) & mask;
     slot_keys_[slot] = key;
     slot_rows_[slot] = row;
+    ++hash_rows_;
   }
   UnmapBytes(old_keys, IndexBytes(old_slots));
 }
@@ -172,30 +180,7 @@ void EmbeddingTable::GrowDirect(uint64_t limit) {
   }
   direct_rows_ = grown;
   direct_limit_ = limit;
-  if (small_rows_in_hash_ == 0) return;
-  // Rebuild the hash index without the keys now below the limit, which move across.
-  uint64_t* old_keys = slot_keys_;
-  uint32_t* old_rows = slot_rows_;
-  const uint64_t old_slots = num_slots_;
-  AllocateIndex(old_slots);
-  hash_rows_ = 0;
-  const uint64_t mask = num_slots_ - 1;
-  for (uint64_t s = 0; s < old_slots; ++s) {
-    const uint32_t row = old_rows[s];
-    if (row == kEmptySlot) continue;
-    const uint64_t key = old_keys[s];
-    if (key < limit) {
-      direct_rows_[key] = row + 1;
-      --small_rows_in_hash_;
-      continue;
-    }
-    uint64_t slot = IndexHash(key) >> slot_shift_;
-    while (slot_rows_[slot] != kEmptySlot) slot = (slot + 1) & mask;
-    slot_keys_[slot] = key;
-    slot_rows_[slot] = row;
-    ++hash_rows_;
-  }
-  UnmapBytes(old_keys, IndexBytes(old_slots));
+  if (small_rows_in_hash_ > 0) RebuildIndex(num_slots_);
 }
 
 uint32_t EmbeddingTable::NewRow(uint64_t key, bool init) {
@@ -215,15 +200,16 @@ float* EmbeddingTable::Insert(uint64_t key, bool init) {
   if (small && key >= direct_limit_) {
     uint64_t limit = std::max(kMinDirectKeys, direct_limit_);
     while (limit <= key) limit *= 2;
-    if (static_cast<uint64_t>(small_rows_ + 1) * kDirectFill >= limit) GrowDirect(limit);
+    // Rows with small keys: those of the direct index and those still in the hash.
+    const int64_t small_rows = num_rows_ - hash_rows_ + small_rows_in_hash_;
+    if (static_cast<uint64_t>(small_rows + 1) * kDirectFill >= limit) GrowDirect(limit);
   }
   const uint32_t row = NewRow(key, init);
-  if (small) ++small_rows_;
   if (key < direct_limit_) {
     direct_rows_[key] = row + 1;
     return RowPointer(row);
   }
-  if (hash_rows_ + 1 > grow_at_rows_) GrowIndex();
+  if (hash_rows_ + 1 > grow_at_rows_) RebuildIndex(num_slots_ * 2);
   const uint64_t slot = Probe(key, IndexHash(key));
   slot_keys_[slot] = key;
   slot_rows_[slot] = row;
@@ -264,13 +250,7 @@ float* EmbeddingTable::Find(uint64_t key) {
 }
 
 const float* EmbeddingTable::Find(uint64_t key) const {
-  if (key < direct_limit_) {
-    const uint32_t entry = direct_rows_[key];
-    return entry == 0 ? nullptr : RowPointer(entry - 1);
-  }
-  const uint64_t slot = Probe(key, IndexHash(key));
-  const uint32_t row = slot_rows_[slot];
-  return row == kEmptySlot ? nullptr : RowPointer(row);
+  return key < direct_limit_ ? DirectRow(key) : HashedRow(key, IndexHash(key));
 }
 
 void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, float** rows) {
@@ -300,16 +280,9 @@ void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, flo
       const uint64_t key = block_keys[i];
       // Rows are not prefetched here: a whole batch of them would overflow the line-fill
       // buffers and be evicted before use; callers prefetch a few rows ahead of their use.
-      float* row_ptr = nullptr;
       // The limits are read here, not in the first pass: an Insert may have grown either index
       // (the direct limit only rises, so a key hashed above stays hashed or is now direct).
-      if (key < direct_limit_) {
-        const uint32_t entry = direct_rows_[key];
-        if (entry != 0) row_ptr = RowPointer(entry - 1);
-      } else {
-        const uint32_t row = slot_rows_[Probe(key, hashes[i])];
-        if (row != kEmptySlot) row_ptr = RowPointer(row);
-      }
+      float* row_ptr = key < direct_limit_ ? DirectRow(key) : HashedRow(key, hashes[i]);
       if (row_ptr == nullptr && create) row_ptr = Insert(key);
       block_rows[i] = row_ptr;
     }

@@ -104,7 +104,7 @@ class EmbeddingTable {
   template <typename Fn>
   void ForEach(Fn&& fn) const {
     for (uint64_t key = 0; key < direct_limit_; ++key) {
-      if (direct_rows_[key] != 0) fn(key, RowPointer(direct_rows_[key] - 1));
+      if (const float* row = DirectRow(key)) fn(key, row);
     }
     for (uint64_t slot = 0; slot < num_slots_; ++slot) {
       const uint32_t row = slot_rows_[slot];
@@ -127,6 +127,15 @@ class EmbeddingTable {
   float* RowPointer(uint32_t row) const {
     return chunks_[row >> chunk_shift_] + static_cast<size_t>(row & chunk_mask_) * stride_floats_;
   }
+  // The row of `key`, or nullptr: from the direct index (REQUIRES key < direct_limit_), or from
+  // the hash index given the key's IndexHash.
+  float* DirectRow(uint64_t key) const {
+    return direct_rows_[key] == 0 ? nullptr : RowPointer(direct_rows_[key] - 1);
+  }
+  float* HashedRow(uint64_t key, uint64_t hash) const {
+    const uint32_t row = slot_rows_[Probe(key, hash)];
+    return row == kEmptySlot ? nullptr : RowPointer(row);
+  }
   // Slot holding `key`, or the empty slot where it would go.
   uint64_t Probe(uint64_t key, uint64_t hash) const;
   // The row of a key absent from both indexes, created (initialised if `init`) and entered in
@@ -135,7 +144,9 @@ class EmbeddingTable {
   // Appends a row to the arena for `key` and returns its number.
   uint32_t NewRow(uint64_t key, bool init);
   void AllocateIndex(uint64_t num_slots);
-  void GrowIndex();
+  // Moves the hash index's entries into a new one of `num_slots` slots, except the keys below
+  // direct_limit_, which go to the direct index.
+  void RebuildIndex(uint64_t num_slots);
   // Raises direct_limit_ to `limit` and moves the hash's keys below it into the direct index.
   void GrowDirect(uint64_t limit);
   void InitRow(uint64_t key, float* row) const;
@@ -158,8 +169,7 @@ class EmbeddingTable {
 
   uint32_t* direct_rows_ = nullptr;  // direct_limit_ entries: row number + 1, or 0 for none
   uint64_t direct_limit_ = 0;        // 0 or a power of two <= kMaxDirectKeys
-  int64_t small_rows_ = 0;           // rows whose key is below kMaxDirectKeys, in either index
-  int64_t small_rows_in_hash_ = 0;   // of those, the ones in the hash index
+  int64_t small_rows_in_hash_ = 0;   // rows in the hash whose key is below kMaxDirectKeys
 };
 
 }  // namespace tessera::server
