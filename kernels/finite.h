@@ -24,14 +24,6 @@ inline uint32_t NonFiniteFlag(float v) {
 }
 // True when `flags`, an OR of NonFiniteFlag values, saw only finite values.
 inline bool FlagsFinite(uint32_t flags) { return (flags & 0x80000000u) == 0; }
-// The OR of flags kept in N lanes, as a SIMD block accumulates them alongside the values.
-template <int N>
-inline uint32_t OrFlags(const uint32_t (&flags)[N]) {
-  uint32_t all = 0;
-  for (uint32_t f : flags) all |= f;
-  return all;
-}
-
 // Index of the first element of values[0, n) that is NaN or +-inf; n when all are finite.
 // REQUIRES: n >= 0.
 int64_t FindNonFinite(const float* values, int64_t n);

@@ -116,5 +116,27 @@ TEST(FiniteTest, SparseUpdateReportsTheFirstRowItLeftNonFinite) {
   }
 }
 
+// The row loops run full-width SIMD blocks, narrower epilogues and a scalar remainder (by the
+// clone the CPU picks): a NaN written at any position of a row of any width is seen.
+TEST(FiniteTest, ANonFiniteWeightAtAnyPositionOfARowIsSeen) {
+  for (OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+    OptimizerParams p;
+    p.kind = kind;
+    for (int dim : {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 64, 129}) {
+      const int row_floats = dim + OptimizerStateFloats(kind, dim);
+      for (int pos = 0; pos < dim; ++pos) {
+        std::vector<std::vector<float>> storage(3, std::vector<float>(row_floats, 0.0f));
+        std::vector<float*> rows = {storage[0].data(), storage[1].data(), storage[2].data()};
+        std::vector<float> grads(3 * dim, 0.25f);
+        grads[dim + pos] = NAN;
+        int64_t bad = -1;
+        ASSERT_TRUE(ApplySparseUpdateCpu(p, rows.data(), grads.data(), 3, dim, &bad).ok());
+        ASSERT_EQ(bad, 1) << OptimizerName(kind) << " dim " << dim << " position " << pos;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tessera::kernels
