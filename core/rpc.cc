@@ -49,6 +49,11 @@ void RpcNode::Poison(const Status& status) {
   FailPending(status);
 }
 
+Status RpcNode::poisoned() const {
+  MutexLock lock(&mu_);
+  return poisoned_;
+}
+
 void RpcNode::Dispatch(Message&& message) {
   if (!message.header.is_reply()) {
     if (handler_) handler_(std::move(message));

@@ -76,7 +76,12 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
 }
 
 void Server::Stop() {
-  for (auto& shard : shards_) shard->Close();
+  Status why;
+  {
+    MutexLock lock(&mu_);
+    why = abort_status_;
+  }
+  for (auto& shard : shards_) shard->Close(why);
   for (auto& shard : shards_) shard->Join();
 }
 

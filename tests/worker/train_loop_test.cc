@@ -446,7 +446,8 @@ TEST(TrainLoopTest, NonFiniteGradientStopsTheJobNamingStepTableAndKeyBeforeItsCh
   EXPECT_EQ(job.models[1].steps.size(), 5u);
   EXPECT_EQ(CheckpointDirs(dir.path()), (std::vector<std::string>{"step-2", "step-4"}));
   EXPECT_FALSE(job.results[0].ok());
-  EXPECT_EQ(job.results[0].status().code(), StatusCode::kNonFinite);
+  EXPECT_EQ(job.results[0].status().code(), StatusCode::kNonFinite)
+      << job.results[0].status().ToString();
 }
 
 TEST(TrainLoopTest, InfiniteLossWithFiniteGradientsStopsTheJob) {
