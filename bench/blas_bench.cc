@@ -1,6 +1,7 @@
 // The single-precision matrix-product rate of the DeepFM MLP's shapes through OpenBLAS
-// (cblas_sgemm, with whichever kernel it picked: OPENBLAS_CORETYPE forces one) and through
-// oneDNN (kernels::CpuSgemm, what kernels/dense_cpu.cc multiplies with), the same layouts:
+// (cblas_sgemm, with whichever kernel it picked: OPENBLAS_CORETYPE forces one), through
+// oneDNN's matmul primitives (kernels::CpuSgemm, what kernels/dense_cpu.cc multiplies with) and
+// through oneDNN's sgemm call (dnnl_sgemm, what it multiplied with before), the same layouts:
 // per layer (in x out) at batch B, forward y = x W (B x in . in x out), backward dW = x^T dy and
 // dx = dy W^T. Each is timed alone and the whole MLP step (all layers, forward and both backward
 // products) is timed as one, in FLOPs/s with 2 * m * n * k FLOPs per product. The run script
@@ -12,9 +13,12 @@
 
 #include "bench/benches.h"
 #include "kernels/gemm_cpu.h"
+#include "oneapi/dnnl/dnnl.h"
 
 namespace tessera::bench {
 namespace {
+
+enum class Library { kOpenBlas, kOneDnn, kOneDnnSgemm };
 
 struct Product {
   const char* what;
@@ -24,12 +28,19 @@ struct Product {
   float* c;
   int lda, ldb, ldc;
   double Flops() const { return 2.0 * m * n * k; }
-  void Run(bool onednn) const {
-    if (onednn) {
-      (void)kernels::CpuSgemm(ta == CblasTrans, tb == CblasTrans, m, n, k, 1.0f, a, lda, b, ldb,
-                              0.0f, c, ldc);
-    } else {
-      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  void Run(Library library) const {
+    switch (library) {
+      case Library::kOpenBlas:
+        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+        break;
+      case Library::kOneDnn:
+        (void)kernels::CpuSgemm(ta == CblasTrans, tb == CblasTrans, m, n, k, 1.0f, a, lda, b, ldb,
+                                0.0f, c, ldc);
+        break;
+      case Library::kOneDnnSgemm:
+        (void)dnnl_sgemm(ta == CblasTrans ? 'T' : 'N', tb == CblasTrans ? 'T' : 'N', m, n, k, 1.0f,
+                         a, lda, b, ldb, 0.0f, c, ldc);
+        break;
     }
   }
 };
@@ -93,17 +104,21 @@ bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
   // OpenBLAS, then oneDNN on as many threads as the process may use (the worker's policy for
   // one worker, launch/job.cc).
   kernels::SetGemmThreads(kernels::AvailableCpus());
-  for (bool onednn : {false, true}) {
-    const char* library = onednn ? "onednn" : "blas";
-    std::printf("-- %s\n", onednn ? ("oneDNN sgemm (" + kernels::GemmIsa() + ", " +
-                                     std::to_string(kernels::GemmThreads()) + " threads)")
-                                        .c_str()
-                                  : "OpenBLAS cblas_sgemm");
+  const std::string onednn =
+      kernels::GemmIsa() + ", " + std::to_string(kernels::GemmThreads()) + " threads";
+  for (Library lib : {Library::kOpenBlas, Library::kOneDnn, Library::kOneDnnSgemm}) {
+    const char* library = lib == Library::kOpenBlas ? "blas"
+                          : lib == Library::kOneDnn ? "onednn"
+                                                    : "onednn_sgemm";
+    std::printf("-- %s\n", lib == Library::kOpenBlas ? "OpenBLAS cblas_sgemm"
+                           : lib == Library::kOneDnn
+                               ? ("oneDNN matmul primitives (" + onednn + ")").c_str()
+                               : ("oneDNN dnnl_sgemm (" + onednn + ")").c_str());
     double step_flops = 0;
     for (const Product& p : products) {
       Samples s;
       for (int r = 0; r < o.reps; ++r) {
-        s.Add(CallsPerSecond(o.seconds, [&] { p.Run(onednn); }) * p.Flops());
+        s.Add(CallsPerSecond(o.seconds, [&] { p.Run(lib); }) * p.Flops());
       }
       step_flops += p.Flops();
       std::printf("%-34s %12.1f %12.1f %10.1f\n", p.what, s.Median() / 1e9, s.Best() / 1e9,
@@ -117,7 +132,7 @@ bool RunBlasBench(const BlasBenchOptions& o, JsonLines* json) {
     for (int r = 0; r < o.reps; ++r) {
       step.Add(CallsPerSecond(o.seconds * 2,
                               [&] {
-                                for (const Product& p : products) p.Run(onednn);
+                                for (const Product& p : products) p.Run(lib);
                               }) *
                step_flops);
     }

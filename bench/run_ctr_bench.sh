@@ -7,8 +7,9 @@
 # 2. tessera_bench blas: GFLOP/s for the MLP's products (429-400-400-400-1, batch 4096: forward,
 #    dW, dx per layer) and the whole-step rate, through OpenBLAS as found (the kernel it picked
 #    for this processor), through OpenBLAS with its AVX-512 kernel forced
-#    (OPENBLAS_CORETYPE=SkylakeX, where the processor has AVX-512) and through oneDNN, which
-#    tessera's dense layers use; each library's choice is recorded (blas*.txt);
+#    (OPENBLAS_CORETYPE=SkylakeX, where the processor has AVX-512), through oneDNN's matmul
+#    primitives, which tessera's dense layers use, and through oneDNN's sgemm call; each
+#    library's choice is recorded (blas*.txt);
 # 3. `tessera train --model deepfm` (26 fields, dim 16, MLP 400-400-400, batch 4096, 1 epoch,
 #    Adam everywhere at lr 0.001 as the issue and the PyTorch baseline: lazy Adam on both sparse
 #    tables (`--linear-optimizer adam --linear-lr 0.001`; tessera's first-order default is FTRL),

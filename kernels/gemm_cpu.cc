@@ -97,6 +97,93 @@ std::string GemmLibrary() {
   return "oneDNN " + GemmIsa();
 }
 
+namespace {
+
+// Products with fewer columns than this (the output layers' 400 x 1: matrix-vector products) run
+// on oneDNN's sgemm call, whose matrix-vector kernels ran them 2.5-3.4x faster than a matmul
+// primitive (tessera_bench blas); every other product on a matmul primitive, 1.1x the sgemm
+// call's rate over the whole MLP step (docs/PERFORMANCE.md).
+constexpr int64_t kMatmulMinColumns = 16;
+
+// What a matmul primitive is made for: C (m x n) = alpha op(A) op(B) (+ bias) (+ beta C), then
+// max(., 0) when relu; the row strides and the thread count are part of it (a primitive splits
+// its work as it was made).
+struct MatmulShape {
+  bool trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  bool bias, relu;
+  int threads;
+  auto tie() const {
+    return std::tie(trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, bias, relu, threads);
+  }
+  bool operator<(const MatmulShape& o) const { return tie() < o.tie(); }
+};
+
+struct MatmulPrimitive {
+  dnnl::matmul matmul;
+  dnnl::memory::desc a, b, bias, c;
+};
+
+const dnnl::engine& CpuEngine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+MatmulPrimitive MakeMatmul(const MatmulShape& s) {
+  using dt = dnnl::memory::data_type;
+  MatmulPrimitive p;
+  // A transposed operand is the same row-major buffer read with its strides swapped.
+  p.a = dnnl::memory::desc({s.m, s.k}, dt::f32,
+                           s.trans_a ? dnnl::memory::dims{1, s.lda} : dnnl::memory::dims{s.lda, 1});
+  p.b = dnnl::memory::desc({s.k, s.n}, dt::f32,
+                           s.trans_b ? dnnl::memory::dims{1, s.ldb} : dnnl::memory::dims{s.ldb, 1});
+  if (s.bias) p.bias = dnnl::memory::desc({1, s.n}, dt::f32, dnnl::memory::dims{s.n, 1});
+  p.c = dnnl::memory::desc({s.m, s.n}, dt::f32, dnnl::memory::dims{s.ldc, 1});
+  dnnl::primitive_attr attr;
+  if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
+  dnnl::post_ops ops;
+  if (s.beta != 0.0f) ops.append_sum(s.beta);  // beta 0: C is never read
+  if (s.relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  attr.set_post_ops(ops);
+  const dnnl::matmul::desc desc(p.a, p.b, p.bias, p.c);
+  p.matmul = dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, CpuEngine()));
+  return p;
+}
+
+// Runs the product on oneDNN's matmul primitive for its shape, made on first use by the calling
+// thread and kept: a primitive executes on that thread's OpenMP team with its own scratch.
+Status RunMatmul(const MatmulShape& shape, const float* a, const float* b, const float* bias,
+                 float* c) {
+  try {
+    thread_local std::map<MatmulShape, MatmulPrimitive> cache;
+    thread_local dnnl::stream stream(CpuEngine());
+    auto it = cache.find(shape);
+    if (it == cache.end()) {
+      if (cache.size() >= 64) cache.clear();  // a bound; a job uses a handful of shapes
+      it = cache.emplace(shape, MakeMatmul(shape)).first;
+    }
+    const MatmulPrimitive& p = it->second;
+    const dnnl::engine& engine = CpuEngine();
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, dnnl::memory(p.a, engine, const_cast<float*>(a))},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(p.b, engine, const_cast<float*>(b))},
+        {DNNL_ARG_DST, dnnl::memory(p.c, engine, c)}};
+    if (bias != nullptr) {
+      args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, engine, const_cast<float*>(bias));
+    }
+    p.matmul.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return Status::Internal("oneDNN matmul (" + std::to_string(shape.m) + " x " +
+                            std::to_string(shape.n) + " x " + std::to_string(shape.k) +
+                            ") failed: " + e.what());
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                 int64_t ldc) {
@@ -111,6 +198,19 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
                c, static_cast<int>(ldc));
     return OkStatus();
   }
+  if (m == 0 || n == 0) return OkStatus();
+  if (k == 0) {  // an empty sum: C = beta C, C not read when beta is 0
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = c + i * ldc;
+      for (int64_t j = 0; j < n; ++j) row[j] = beta == 0.0f ? 0.0f : beta * row[j];
+    }
+    return OkStatus();
+  }
+  if (n >= kMatmulMinColumns) {
+    return RunMatmul({trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, /*bias=*/false,
+                      /*relu=*/false, omp_get_max_threads()},
+                     a, b, nullptr, c);
+  }
   const dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
                                      lda, b, ldb, beta, c, ldc);
   if (s != dnnl_success) {
@@ -121,40 +221,6 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   return OkStatus();
 }
 
-namespace {
-
-// A matmul primitive for one layer shape, with what it was made for.
-struct LinearPrimitive {
-  dnnl::matmul matmul;
-  dnnl::memory::desc src, weights, bias, dst;
-};
-
-const dnnl::engine& CpuEngine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-LinearPrimitive MakeLinear(int64_t m, int k, int n, bool bias, bool relu) {
-  using dt = dnnl::memory::data_type;
-  using tag = dnnl::memory::format_tag;
-  LinearPrimitive p;
-  p.src = dnnl::memory::desc({m, k}, dt::f32, tag::ab);
-  p.weights = dnnl::memory::desc({k, n}, dt::f32, tag::ab);
-  if (bias) p.bias = dnnl::memory::desc({1, n}, dt::f32, tag::ab);
-  p.dst = dnnl::memory::desc({m, n}, dt::f32, tag::ab);
-  dnnl::primitive_attr attr;
-  if (relu) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    attr.set_post_ops(ops);
-  }
-  const dnnl::matmul::desc desc(p.src, p.weights, p.bias, p.dst);
-  p.matmul = dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, CpuEngine()));
-  return p;
-}
-
-}  // namespace
-
 bool GemmIsOneDnn() { return !UseOpenBlas(); }
 
 Status CpuLinearForward(const float* x, const float* w, const float* b, float* y, int64_t m, int k,
@@ -163,31 +229,10 @@ Status CpuLinearForward(const float* x, const float* w, const float* b, float* y
     return Status::FailedPrecondition("CpuLinearForward: oneDNN's matmul, not with " +
                                       std::string(kChoiceVariable) + "=openblas");
   }
-  try {
-    // Per thread: a primitive executes on the calling thread's OpenMP team with its own scratch.
-    // The thread count is part of the key: a primitive splits its work as it was made.
-    thread_local std::map<std::tuple<int64_t, int, int, bool, bool, int>, LinearPrimitive> cache;
-    thread_local dnnl::stream stream(CpuEngine());
-    const auto key = std::make_tuple(m, k, n, b != nullptr, relu, omp_get_max_threads());
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-      if (cache.size() >= 64) cache.clear();  // a bound; a job uses a handful of shapes
-      it = cache.emplace(key, MakeLinear(m, k, n, b != nullptr, relu)).first;
-    }
-    const LinearPrimitive& p = it->second;
-    const dnnl::engine& engine = CpuEngine();
-    std::unordered_map<int, dnnl::memory> args = {
-        {DNNL_ARG_SRC, dnnl::memory(p.src, engine, const_cast<float*>(x))},
-        {DNNL_ARG_WEIGHTS, dnnl::memory(p.weights, engine, const_cast<float*>(w))},
-        {DNNL_ARG_DST, dnnl::memory(p.dst, engine, y)}};
-    if (b != nullptr) args[DNNL_ARG_BIAS] = dnnl::memory(p.bias, engine, const_cast<float*>(b));
-    p.matmul.execute(stream, args);
-    stream.wait();
-  } catch (const dnnl::error& e) {
-    return Status::Internal("oneDNN matmul (" + std::to_string(m) + " x " + std::to_string(n) +
-                            " x " + std::to_string(k) + ") failed: " + e.what());
-  }
-  return OkStatus();
+  if (m == 0) return OkStatus();
+  return RunMatmul(
+      {false, false, m, n, k, k, n, n, 1.0f, 0.0f, b != nullptr, relu, omp_get_max_threads()}, x, w,
+      b, y);
 }
 
 void SetGemmThreads(int threads) {

@@ -1,7 +1,10 @@
 // The CPU matrix product of the CTR layers (dense_cpu.cc, cross_cpu.cc):
-// C = alpha op(A) op(B) + beta C on row-major matrices, through oneDNN's sgemm (Debian's
-// libdnnl-dev). oneDNN picks its JIT kernel from CPUID as the process starts, so a processor
-// newer than the library still gets its widest vector unit. Debian's OpenBLAS 0.3.21 picks from
+// C = alpha op(A) op(B) + beta C on row-major matrices, through oneDNN's matmul primitive
+// (Debian's libdnnl-dev), made once per product shape and reused: the forward layers' and the
+// backward products alike, a transposed operand being the same buffer read with swapped strides
+// (a product of fewer than 16 columns, a matrix-vector one, goes to oneDNN's sgemm call).
+// oneDNN picks its JIT kernel from CPUID as the process starts, so a processor newer than the
+// library still gets its widest vector unit. Debian's OpenBLAS 0.3.21 picks from
 // a table of the processors it knew, and on an AVX-512 Xeon it does not know it ran its SSE3
 // kernels at a quarter of the rate (docs/PERFORMANCE.md, "Dense layers through oneDNN").
 //
@@ -38,8 +41,8 @@ Status CpuSgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 bool GemmIsOneDnn();
 
 // y (m x n) = x (m x k) w (k x n) + b (n; null: none), then max(., 0) when `relu`: oneDNN's
-// matmul primitive with the bias and the ReLU as post-ops, created once per shape on each
-// calling thread and reused (oneDNN's primitives are not shared between threads here). y is
+// matmul primitive with the bias and the ReLU as post-ops. Like CpuSgemm's, the primitives are
+// created once per shape on each calling thread and reused (not shared between threads). y is
 // overwritten and must overlap nothing. Internal for an error oneDNN reports; FailedPrecondition
 // without oneDNN (!GemmIsOneDnn(): the caller runs its unfused layers instead).
 Status CpuLinearForward(const float* x, const float* w, const float* b, float* y, int64_t m, int k,
