@@ -141,6 +141,26 @@ TEST(ServerTest, PushAppliesAdagradToTheRow) {
   }
 }
 
+// A pull copies rows in 16-float pieces and then float by float (shard.cc CopyRow): rows of
+// every width come back whole, beside new keys' initial rows.
+TEST(ServerTest, PulledRowsOfEveryWidthAreTheUpdatedRows) {
+  for (int dim : {1, 15, 16, 17, 33, 129}) {
+    ServerHarness h(1, 1, false, dim);
+    std::vector<float> w = h.InitialRow(0, 9);
+    std::vector<float> g(dim);
+    for (int j = 0; j < dim; ++j) g[j] = (j % 2 == 0 ? 0.5f : -1.0f) * static_cast<float>(j + 1);
+    ASSERT_TRUE(h.PushAndWait(0, 0, {9}, g, 0).ok());
+    auto values = h.PullValues(0, 0, {4, 9}, 1);
+    ASSERT_TRUE(values.ok());
+    ASSERT_EQ(values->size(), 2u * dim);
+    EXPECT_EQ(std::vector<float>(values->begin(), values->begin() + dim), h.InitialRow(0, 4));
+    for (int j = 0; j < dim; ++j) {
+      const float expect = w[j] - 0.1f * g[j] / (std::sqrt(g[j] * g[j]) + 1e-8f);
+      EXPECT_FLOAT_EQ((*values)[dim + j], expect) << "dim " << dim << " position " << j;
+    }
+  }
+}
+
 TEST(ServerTest, MalformedRequestGetsAnErrorReplyAndTheServerKeepsServing) {
   ServerHarness h(1, 2, false);
   Message bad = ServerHarness::KeyMessage(proto::COMMAND_PULL, 0, {1, 2, 3}, 0);
