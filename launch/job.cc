@@ -45,6 +45,14 @@ StatusOr<Env*> JobEnv() {
   return env.release();
 }
 
+// TESSERA_DIRECT_INDEX=0 keeps every MF id in the hash indexes, on the servers and in the
+// worker's deduplication: the general path, which the direct arrays match bit for bit
+// (tests/integration/direct_index_test.py). Any other value, or none: the direct arrays.
+bool DirectIndexes() {
+  const char* v = std::getenv("TESSERA_DIRECT_INDEX");
+  return v == nullptr || std::string(v) != "0";
+}
+
 server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   server::ServerOptions s;
   s.num_shard_threads = o.server_threads;
@@ -77,6 +85,7 @@ server::ServerOptions MakeServerOptions(const TrainOptions& o) {
     t.init_std = o.init_std;
     t.zero_tail = 1;  // the bias starts at 0
     t.optimizer = o.optimizer;
+    t.direct_index = DirectIndexes();
     s.tables.push_back(t);
   }
   return s;
@@ -87,6 +96,7 @@ worker::WorkerOptions MakeWorkerOptions(const TrainOptions& o) {
   worker::WorkerOptions w;
   w.ctr = o.ctr;
   w.mf = o.mf;
+  w.mf.direct_ids = DirectIndexes();
   w.ctr_options = o.ctr_options;
   w.deterministic = o.deterministic;
   return w;

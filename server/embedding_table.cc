@@ -196,7 +196,7 @@ uint32_t EmbeddingTable::NewRow(uint64_t key, bool init) {
 }
 
 float* EmbeddingTable::Insert(uint64_t key, bool init) {
-  const bool small = key < kMaxDirectKeys;
+  const bool small = options_.direct_index && key < kMaxDirectKeys;
   if (small && key >= direct_limit_) {
     uint64_t limit = std::max(kMinDirectKeys, direct_limit_);
     while (limit <= key) limit *= 2;

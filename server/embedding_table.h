@@ -52,6 +52,9 @@ struct TableOptions {
   kernels::OptimizerParams optimizer;
   // Rows the index holds before its first doubling; >= 0.
   int64_t initial_capacity = 1024;
+  // Keys below EmbeddingTable::kMaxDirectKeys may be held in the directly indexed array; false:
+  // every key in the hash (the general path, which the tests compare the fast one with).
+  bool direct_index = true;
 };
 
 class EmbeddingTable {

@@ -69,7 +69,7 @@ std::vector<MfModel::Sample> MfModel::Pack(const RatingData& data) {
   return samples;
 }
 
-MfModel::MfModel(const MfTrainerOptions& options) : options_(options) {}
+MfModel::MfModel(const MfTrainerOptions& options) : options_(options), dedup_(options.direct_ids) {}
 
 MfModel::~MfModel() = default;
 

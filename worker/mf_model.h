@@ -46,6 +46,9 @@ struct MfTrainerOptions {
   int early_stop = 0;  // TrainLoopOptions::early_stop
   // The epoch's order (MfModel::EpochOrder): blocked, or every sample shuffled (--order).
   bool blocked_order = true;
+  // Ids below KeyDeduper::kMaxDirectKeys deduplicated through a directly indexed array; false:
+  // through the hash, the general path (the servers' tables have the same switch).
+  bool direct_ids = true;
   RatingFormat format = RatingFormat::kAuto;
   bool skip_bad_lines = false;
   int reader_threads = 2;

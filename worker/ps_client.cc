@@ -38,7 +38,7 @@ void KeyDeduper::Deduplicate(const uint64_t* keys, size_t n, std::vector<uint64_
     if (i + kAhead < n && keys[i + kAhead] < direct_.size()) {
       __builtin_prefetch(&direct_[keys[i + kAhead]]);
     }
-    if (key < kMaxDirectKeys) {
+    if (key < direct_limit_) {
       if (key >= direct_.size()) GrowDirect(key);
       DirectEntry& e = direct_[key];
       if (e.stamp != stamp_) {

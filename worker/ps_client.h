@@ -30,6 +30,9 @@ class KeyDeduper {
  public:
   static constexpr uint64_t kMaxDirectKeys = uint64_t{1} << 22;
 
+  // `direct` false: every key through the hash (the general path, for the tests' comparisons).
+  explicit KeyDeduper(bool direct = true) : direct_limit_(direct ? kMaxDirectKeys : 0) {}
+
   // unique (cleared first) receives the distinct keys; index[i] is keys[i]'s position in it.
   void Deduplicate(const uint64_t* keys, size_t n, std::vector<uint64_t>* unique, int32_t* index);
 
@@ -46,6 +49,7 @@ class KeyDeduper {
   std::vector<DirectEntry> direct_;
   uint32_t stamp_ = 0;
   uint64_t mask_ = 0;
+  uint64_t direct_limit_;  // keys below it use direct_: kMaxDirectKeys, or 0
 };
 
 // Which server gets which unique keys of a batch.

@@ -470,6 +470,25 @@ int64_t ResidentBytes() {
 // Dense ids (MF's users and items) end up in the direct index, whatever order they arrive in:
 // rows keep their address as the index grows and the hash's keys move across, every id is found
 // by Find and FindBatch, hashed keys beside them are unaffected, and ForEach visits each once.
+// direct_index = false (TESSERA_DIRECT_INDEX=0): small ids stay in the hash, with the same rows.
+TEST(EmbeddingTableTest, WithoutTheDirectIndexSmallIdsStayInTheHashWithTheSameRows) {
+  TableOptions hashed_options = SmallOptions();
+  hashed_options.direct_index = false;
+  auto direct = MakeTable(SmallOptions());
+  auto hashed = MakeTable(hashed_options);
+  std::vector<uint64_t> ids(20000);
+  for (uint64_t i = 0; i < ids.size(); ++i) ids[i] = i;
+  std::shuffle(ids.begin(), ids.end(), std::mt19937_64(5));
+  for (uint64_t id : ids) {
+    const float* a = direct->FindOrCreate(id);
+    const float* b = hashed->FindOrCreate(id);
+    ASSERT_TRUE(std::equal(a, a + direct->row_floats(), b)) << "id " << id;
+  }
+  EXPECT_GE(direct->direct_limit(), ids.size());
+  EXPECT_EQ(hashed->direct_limit(), 0u);
+  for (uint64_t id : ids) ASSERT_NE(hashed->Find(id), nullptr) << id;
+}
+
 TEST(EmbeddingTableTest, DenseIdsMoveToTheDirectIndexAndKeepTheirRows) {
   auto table = MakeTable(SmallOptions());
   constexpr uint64_t kIds = 50000;

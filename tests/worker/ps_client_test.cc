@@ -27,36 +27,39 @@ TEST(KeyDeduperTest, ListsUniqueKeysInFirstOccurrenceOrderAndMapsEveryKey) {
 }
 
 // Small ids (the direct array, grown as larger ones arrive), large keys (the hash) and keys on
-// either side of the boundary between them, mixed in one batch: first occurrences in order.
+// either side of the boundary between them, mixed in one batch: first occurrences in order; and
+// the same through the hash alone (KeyDeduper(false), the general path).
 TEST(KeyDeduperTest, ReuseAcrossBatchesForgetsPreviousBatches) {
-  KeyDeduper dedup;
-  std::mt19937_64 rng(3);
-  const uint64_t edge = KeyDeduper::kMaxDirectKeys;
-  for (int batch = 0; batch < 50; ++batch) {
-    std::vector<uint64_t> keys(1 + rng() % 5000);
-    const uint64_t small_ids = 700 * static_cast<uint64_t>(batch + 1);
-    for (auto& k : keys) {
-      switch (rng() % 4) {
-        case 0:
-          k = (rng() % 700) | (uint64_t{1} << 40);
-          break;
-        case 1:
-          k = edge - 2 + rng() % 4;
-          break;
-        default:
-          k = rng() % small_ids;
+  for (bool direct : {true, false}) {
+    KeyDeduper dedup(direct);
+    std::mt19937_64 rng(3);
+    const uint64_t edge = KeyDeduper::kMaxDirectKeys;
+    for (int batch = 0; batch < 50; ++batch) {
+      std::vector<uint64_t> keys(1 + rng() % 5000);
+      const uint64_t small_ids = 700 * static_cast<uint64_t>(batch + 1);
+      for (auto& k : keys) {
+        switch (rng() % 4) {
+          case 0:
+            k = (rng() % 700) | (uint64_t{1} << 40);
+            break;
+          case 1:
+            k = edge - 2 + rng() % 4;
+            break;
+          default:
+            k = rng() % small_ids;
+        }
       }
+      std::vector<uint64_t> unique;
+      std::vector<int32_t> index(keys.size());
+      dedup.Deduplicate(keys.data(), keys.size(), &unique, index.data());
+      std::vector<uint64_t> first;
+      std::set<uint64_t> seen;
+      for (uint64_t k : keys) {
+        if (seen.insert(k).second) first.push_back(k);
+      }
+      ASSERT_EQ(unique, first) << "direct " << direct;
+      for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(unique[index[i]], keys[i]);
     }
-    std::vector<uint64_t> unique;
-    std::vector<int32_t> index(keys.size());
-    dedup.Deduplicate(keys.data(), keys.size(), &unique, index.data());
-    std::vector<uint64_t> first;
-    std::set<uint64_t> seen;
-    for (uint64_t k : keys) {
-      if (seen.insert(k).second) first.push_back(k);
-    }
-    ASSERT_EQ(unique, first);
-    for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(unique[index[i]], keys[i]);
   }
 }
 
