@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/cpu_simd.h"
 #include "kernels/mf.h"
 #include "kernels/mf_math.h"
 
@@ -15,7 +16,8 @@ constexpr int kBlock = 8;
 
 // kBlock independent partial sums break the add dependency chain and form SIMD lanes; the
 // fixed combination order keeps the result deterministic.
-float Dot(const float* __restrict__ p, const float* __restrict__ q, int dim) {
+[[gnu::always_inline]] inline float Dot(const float* __restrict__ p, const float* __restrict__ q,
+                                        int dim) {
   float partial[kBlock] = {};
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
@@ -35,9 +37,11 @@ float Dot(const float* __restrict__ p, const float* __restrict__ q, int dim) {
 // (tessera_bench kernels), about 9 % of in-process MF; a flag per sample's error, 1-4 %.
 
 // grad_p += d loss / d p and grad_q += d loss / d q over the dim factors of one sample.
-inline void AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_q,
-                           const float* __restrict__ p, const float* __restrict__ q, float err,
-                           float l2, int dim) {
+[[gnu::always_inline]] inline void AddFactorGrads(float* __restrict__ grad_p,
+                                                  float* __restrict__ grad_q,
+                                                  const float* __restrict__ p,
+                                                  const float* __restrict__ q, float err, float l2,
+                                                  int dim) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -57,8 +61,10 @@ inline void AddFactorGrads(float* __restrict__ grad_p, float* __restrict__ grad_
 
 // grad += d loss / d own over the dim factors of one sample, one side of AddFactorGrads (the same
 // operations on that side, in the same order).
-inline void AddSideGrads(float* __restrict__ grad, const float* __restrict__ own,
-                         const float* __restrict__ other, float err, float l2, int dim) {
+[[gnu::always_inline]] inline void AddSideGrads(float* __restrict__ grad,
+                                                const float* __restrict__ own,
+                                                const float* __restrict__ other, float err,
+                                                float l2, int dim) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
     for (int k = 0; k < kBlock; ++k) {
@@ -76,13 +82,85 @@ inline void AddSideGrads(float* __restrict__ grad, const float* __restrict__ own
 // (four per sample, 9 cache lines each at dim 128). Fetching the rows of a sample a few samples
 // ahead keeps several misses in flight; it changes no arithmetic. Wide rows want the fetch
 // started earlier (measured with tessera_bench kernels: 2 samples ahead at dim 32, 8 at 128).
-int64_t PrefetchAhead(int dim) { return dim >= 64 ? 8 : 2; }
+[[gnu::always_inline]] inline int64_t PrefetchAhead(int dim) { return dim >= 64 ? 8 : 2; }
 
-void PrefetchRow(const float* row, int64_t stride) {
+[[gnu::always_inline]] inline void PrefetchRow(const float* row, int64_t stride) {
   const char* bytes = reinterpret_cast<const char*>(row);
   const int64_t size = stride * static_cast<int64_t>(sizeof(float));
   for (int64_t offset = 0; offset < size; offset += 64) __builtin_prefetch(bytes + offset);
   __builtin_prefetch(bytes + size - 1);
+}
+
+// The per-sample loops, out of line so that each is also compiled for AVX-512 and AVX2
+// (TS_WIDE_SIMD; the loader picks the widest clone the CPU runs). The bits do not depend on the
+// clone: each of kBlock lanes sums its own products in the same order at any vector width.
+[[gnu::noinline, TS_WIDE_SIMD]] double BatchGradientLoop(const MfBatch& b, float* user_grads,
+                                                         float* item_grads) {
+  const int dim = b.dim;
+  const int64_t stride = MfRowStride(dim);
+  double sq_error = 0.0;
+  const int64_t ahead = PrefetchAhead(dim);
+  for (int64_t s = 0; s < b.num_samples; ++s) {
+    if (s + ahead < b.num_samples) {
+      const int64_t u = b.user_index[s + ahead], i = b.item_index[s + ahead];
+      PrefetchRow(b.user_rows + u * stride, stride);
+      PrefetchRow(b.item_rows + i * stride, stride);
+      PrefetchRow(user_grads + u * stride, stride);
+      PrefetchRow(item_grads + i * stride, stride);
+    }
+    const float* p = b.user_rows + b.user_index[s] * stride;
+    const float* q = b.item_rows + b.item_index[s] * stride;
+    float* grad_p = user_grads + b.user_index[s] * stride;
+    float* grad_q = item_grads + b.item_index[s] * stride;
+    const float prediction = MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim));
+    const float err = MfError(b.ratings[s], prediction);
+    sq_error += static_cast<double>(err) * err;
+    AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim);
+    const float bias_p = grad_p[dim] + MfBiasGrad(err, p[dim], b.l2_bias);
+    const float bias_q = grad_q[dim] + MfBiasGrad(err, q[dim], b.l2_bias);
+    grad_p[dim] = bias_p;
+    grad_q[dim] = bias_q;
+  }
+  return sq_error;
+}
+
+[[gnu::noinline, TS_WIDE_SIMD]] void ErrorsLoop(const MfBatch& b, int64_t begin, int64_t end,
+                                                float* errors) {
+  const int dim = b.dim;
+  const int64_t stride = MfRowStride(dim);
+  const int64_t ahead = PrefetchAhead(dim);
+  for (int64_t s = begin; s < end; ++s) {
+    if (s + ahead < end) {
+      PrefetchRow(b.user_rows + b.user_index[s + ahead] * stride, stride);
+      PrefetchRow(b.item_rows + b.item_index[s + ahead] * stride, stride);
+    }
+    const float* p = b.user_rows + b.user_index[s] * stride;
+    const float* q = b.item_rows + b.item_index[s] * stride;
+    errors[s] = MfError(b.ratings[s], MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim)));
+  }
+}
+
+[[gnu::noinline, TS_WIDE_SIMD]] void SideGradsLoop(const MfBatch& b, const float* errors,
+                                                   const int32_t* own_index,
+                                                   const int32_t* other_index,
+                                                   const float* own_rows, const float* other_rows,
+                                                   float* grads) {
+  const int dim = b.dim;
+  const int64_t stride = MfRowStride(dim);
+  const int64_t ahead = PrefetchAhead(dim);
+  for (int64_t s = 0; s < b.num_samples; ++s) {
+    if (s + ahead < b.num_samples) {
+      PrefetchRow(own_rows + own_index[s + ahead] * stride, stride);
+      PrefetchRow(other_rows + other_index[s + ahead] * stride, stride);
+      PrefetchRow(grads + own_index[s + ahead] * stride, stride);
+    }
+    const float* own = own_rows + own_index[s] * stride;
+    const float* other = other_rows + other_index[s] * stride;
+    float* g = grads + own_index[s] * stride;
+    AddSideGrads(g, own, other, errors[s], b.l2, dim);
+    const float bias = g[dim] + MfBiasGrad(errors[s], own[dim], b.l2_bias);
+    g[dim] = bias;
+  }
 }
 
 }  // namespace
@@ -115,29 +193,7 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   const int64_t stride = MfRowStride(dim);
   std::fill_n(user_grads, b.num_users * stride, 0.0f);
   std::fill_n(item_grads, b.num_items * stride, 0.0f);
-  double sq_error = 0.0;
-  const int64_t ahead = PrefetchAhead(dim);
-  for (int64_t s = 0; s < b.num_samples; ++s) {
-    if (s + ahead < b.num_samples) {
-      const int64_t u = b.user_index[s + ahead], i = b.item_index[s + ahead];
-      PrefetchRow(b.user_rows + u * stride, stride);
-      PrefetchRow(b.item_rows + i * stride, stride);
-      PrefetchRow(user_grads + u * stride, stride);
-      PrefetchRow(item_grads + i * stride, stride);
-    }
-    const float* p = b.user_rows + b.user_index[s] * stride;
-    const float* q = b.item_rows + b.item_index[s] * stride;
-    float* grad_p = user_grads + b.user_index[s] * stride;
-    float* grad_q = item_grads + b.item_index[s] * stride;
-    const float prediction = MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim));
-    const float err = MfError(b.ratings[s], prediction);
-    sq_error += static_cast<double>(err) * err;
-    AddFactorGrads(grad_p, grad_q, p, q, err, b.l2, dim);
-    const float bias_p = grad_p[dim] + MfBiasGrad(err, p[dim], b.l2_bias);
-    const float bias_q = grad_q[dim] + MfBiasGrad(err, q[dim], b.l2_bias);
-    grad_p[dim] = bias_p;
-    grad_q[dim] = bias_q;
-  }
+  const double sq_error = BatchGradientLoop(b, user_grads, item_grads);
   if (sq_error_sum != nullptr) *sq_error_sum = sq_error;
   return OkStatus();
 }
@@ -155,18 +211,7 @@ Status MfErrorsCpu(const MfBatch& b, int64_t begin, int64_t end, float* errors) 
     return Status::InvalidArgument("MfErrorsCpu: errors must be non-null");
   }
   TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, begin, end));
-  const int dim = b.dim;
-  const int64_t stride = MfRowStride(dim);
-  const int64_t ahead = PrefetchAhead(dim);
-  for (int64_t s = begin; s < end; ++s) {
-    if (s + ahead < end) {
-      PrefetchRow(b.user_rows + b.user_index[s + ahead] * stride, stride);
-      PrefetchRow(b.item_rows + b.item_index[s + ahead] * stride, stride);
-    }
-    const float* p = b.user_rows + b.user_index[s] * stride;
-    const float* q = b.item_rows + b.item_index[s] * stride;
-    errors[s] = MfError(b.ratings[s], MfPrediction(b.global_mean, p[dim], q[dim], Dot(p, q, dim)));
-  }
+  ErrorsLoop(b, begin, end, errors);
   return OkStatus();
 }
 
@@ -186,20 +231,7 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   const float* own_rows = user ? b.user_rows : b.item_rows;
   const float* other_rows = user ? b.item_rows : b.user_rows;
   std::fill_n(grads, (user ? b.num_users : b.num_items) * stride, 0.0f);
-  const int64_t ahead = PrefetchAhead(dim);
-  for (int64_t s = 0; s < b.num_samples; ++s) {
-    if (s + ahead < b.num_samples) {
-      PrefetchRow(own_rows + own_index[s + ahead] * stride, stride);
-      PrefetchRow(other_rows + other_index[s + ahead] * stride, stride);
-      PrefetchRow(grads + own_index[s + ahead] * stride, stride);
-    }
-    const float* own = own_rows + own_index[s] * stride;
-    const float* other = other_rows + other_index[s] * stride;
-    float* g = grads + own_index[s] * stride;
-    AddSideGrads(g, own, other, errors[s], b.l2, dim);
-    const float bias = g[dim] + MfBiasGrad(errors[s], own[dim], b.l2_bias);
-    g[dim] = bias;
-  }
+  SideGradsLoop(b, errors, own_index, other_index, own_rows, other_rows, grads);
   return OkStatus();
 }
 
