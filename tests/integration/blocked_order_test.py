@@ -29,21 +29,6 @@ def run(ctx, data, name, extra, mpi_ranks=None):
     return records, res
 
 
-def expect_same(name, records, reference):
-    got, want = it.model_series(records), it.model_series(reference)
-    it.check(got == want, f"'{name}' differs from the reference:\n{got}\n{want}")
-    print(f"  '{name}': {len(got)} numbers bit-identical to the reference")
-
-
-def expect_resumed_suffix(name, records, reference):
-    first = min(int(r["epoch"]) for r in records if "epoch" in r)
-    kept = [r for r in reference if r.get("event") == "done" or int(r.get("epoch", "0")) >= first]
-    got, want = it.model_series(records), it.model_series(kept)
-    it.check(got and want[len(want) - len(got):] == got,
-             f"'{name}' differs from the uninterrupted run:\nresumed {got}\nreference {want}")
-    print(f"  '{name}': resumed in epoch {first}, {len(got)} numbers bit-identical")
-
-
 def test(ctx):
     # About 60k users in the training file: each worker's half holds over 32768 of them, two
     # user bands (the items, fewer, stay one band).
@@ -62,10 +47,10 @@ def test(ctx):
 
     if ctx.args.mpi:
         records, _ = run(ctx, data, "mpirun -np 5 --servers 2", ["--servers", 2], mpi_ranks=5)
-        expect_same("mpirun -np 5 --servers 2", records, ref)
+        it.expect_same_series("mpirun -np 5 --servers 2", records, ref)
         records, _ = run(ctx, data, "resumed from step 50 under mpirun with 1 server",
                          ["--servers", 1, "--resume", step], mpi_ranks=4)
-        expect_resumed_suffix("resumed from step 50 under mpirun with 1 server", records, ref)
+        it.expect_resumed_suffix("resumed from step 50 under mpirun with 1 server", records, ref)
         return
 
     for name, extra in {"again": ["--servers", 2, "--workers", 2],
@@ -75,10 +60,10 @@ def test(ctx):
                         "--order blocked given": ["--servers", 2, "--workers", 2, "--order",
                                                   "blocked"]}.items():
         records, _ = run(ctx, data, name, extra)
-        expect_same(name, records, ref)
+        it.expect_same_series(name, records, ref)
     records, _ = run(ctx, data, "resumed from step 50 on 3 servers",
                      ["--servers", 3, "--workers", 2, "--resume", step])
-    expect_resumed_suffix("resumed from step 50 on 3 servers", records, ref)
+    it.expect_resumed_suffix("resumed from step 50 on 3 servers", records, ref)
 
     shuffled, res = run(ctx, data, "--order shuffled",
                         ["--servers", 2, "--workers", 2, "--order", "shuffled"])
@@ -95,7 +80,7 @@ def test(ctx):
     it.check(not it.grep(BANDS, res.stderr), "one block logged bands")
     shuffled, _ = run(ctx, small, "small, shuffled",
                       ["--servers", 1, "--workers", 2, "--order", "shuffled"])
-    expect_same("small set: shuffled against blocked", shuffled, blocked)
+    it.expect_same_series("small set: shuffled against blocked", shuffled, blocked)
 
 
 def add_args(p):

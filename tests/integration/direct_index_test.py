@@ -18,6 +18,7 @@ import os
 
 import tessera_it as it
 
+GENERAL = "the general path"
 STEP_FLAGS = ["--deterministic", "--seed", 7, "--epochs", 3, "--batch-size", 512, "--lr", 0.05,
               "--l2", 0.02, "--l2-bias", 0.01]
 
@@ -38,21 +39,6 @@ def run(ctx, data, name, extra, mpi_ranks=None):
     return records
 
 
-def expect_same(name, records, reference):
-    got, want = it.model_series(records), it.model_series(reference)
-    it.check(got == want, f"'{name}' differs from the general path:\n{got}\n{want}")
-    print(f"  '{name}': {len(got)} numbers bit-identical to the general path")
-
-
-def expect_resumed_suffix(name, records, reference):
-    first = min(int(r["epoch"]) for r in records if "epoch" in r)
-    kept = [r for r in reference if r.get("event") == "done" or int(r.get("epoch", "0")) >= first]
-    got, want = it.model_series(records), it.model_series(kept)
-    it.check(got and want[len(want) - len(got):] == got,
-             f"'{name}' differs from the uninterrupted run:\nresumed {got}\nreference {want}")
-    print(f"  '{name}': resumed in epoch {first}, {len(got)} numbers bit-identical")
-
-
 def test(ctx):
     it.check("TESSERA_DIRECT_INDEX" not in os.environ, "TESSERA_DIRECT_INDEX is set already")
     data = ctx.gen_ratings("data", users=6000, items=2000, ratings=60000, seed=9)[:2]
@@ -65,31 +51,31 @@ def test(ctx):
 
     if ctx.args.mpi:
         records = run(ctx, data, "mpirun -np 5 --servers 2", ["--servers", 2], mpi_ranks=5)
-        expect_same("mpirun -np 5 --servers 2, direct arrays", records, general)
+        it.expect_same_series("mpirun -np 5 --servers 2, direct arrays", records, general, GENERAL)
         records = run(ctx, data, "resumed under mpirun on 1 server",
                       ["--servers", 1, "--resume", os.path.join(general_ckpt, "step-40")],
                       mpi_ranks=4)
-        expect_resumed_suffix("general path's step 40 resumed under mpirun on 1 server, direct",
-                              records, general)
+        it.expect_resumed_suffix("general path's step 40 resumed under mpirun on 1 server, direct",
+                                 records, general)
         return
 
     direct = run(ctx, data, "direct arrays, 2 servers + 2 workers",
                  ["--servers", 2, "--workers", 2, "--checkpoint-dir", direct_ckpt,
                   "--checkpoint-every", 40])
-    expect_same("direct arrays, 2 servers + 2 workers", direct, general)
+    it.expect_same_series("direct arrays, 2 servers + 2 workers", direct, general, GENERAL)
     records = run(ctx, data, "direct arrays, 1 server", ["--servers", 1, "--workers", 2])
-    expect_same("direct arrays, 1 server", records, general)
+    it.expect_same_series("direct arrays, 1 server", records, general, GENERAL)
     records = run(ctx, data, "general step 40 resumed direct on 3 servers",
                   ["--servers", 3, "--workers", 2, "--resume",
                    os.path.join(general_ckpt, "step-40")])
-    expect_resumed_suffix("general path's step 40 resumed with direct arrays on 3 servers",
-                          records, general)
+    it.expect_resumed_suffix("general path's step 40 resumed with direct arrays on 3 servers",
+                             records, general)
     with general_path():
         records = run(ctx, data, "direct step 40 resumed general on 1 server",
                       ["--servers", 1, "--workers", 2, "--resume",
                        os.path.join(direct_ckpt, "step-40")])
-    expect_resumed_suffix("direct arrays' step 40 resumed on the general path on 1 server",
-                          records, general)
+    it.expect_resumed_suffix("direct arrays' step 40 resumed on the general path on 1 server",
+                             records, general)
 
 
 def add_args(p):

@@ -214,6 +214,24 @@ def model_series(records):
     return series
 
 
+def expect_same_series(name, records, reference, against="the reference"):
+    """Run `name`'s model numbers are bit-identical to the reference's."""
+    got, want = model_series(records), model_series(reference)
+    check(got == want, f"'{name}' differs from {against}:\n{got}\n{want}")
+    print(f"  '{name}': {len(got)} numbers bit-identical to {against}")
+
+
+def expect_resumed_suffix(name, records, reference):
+    """A resumed run's model numbers are the uninterrupted reference's from the epoch it resumed
+    in on, bit for bit."""
+    first = min(int(r["epoch"]) for r in records if "epoch" in r)
+    kept = [r for r in reference if r.get("event") == "done" or int(r.get("epoch", "0")) >= first]
+    got, want = model_series(records), model_series(kept)
+    check(got and want[len(want) - len(got):] == got,
+          f"'{name}' differs from the uninterrupted run:\nresumed {got}\nreference {want}")
+    print(f"  '{name}': resumed in epoch {first}, {len(got)} numbers bit-identical")
+
+
 def early_stop_epoch(values, patience):
     """The epoch (1-based) at which the training loop's early-stopping rule ends a run whose
     validation metric (lower is better) took `values` after epochs 1, 2, ...; None when it never
