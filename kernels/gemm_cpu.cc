@@ -101,8 +101,9 @@ namespace {
 
 // Products with fewer columns than this (the output layers' 400 x 1: matrix-vector products) run
 // on oneDNN's sgemm call, whose matrix-vector kernels ran them 2.5-3.4x faster than a matmul
-// primitive (tessera_bench blas); every other product on a matmul primitive, 1.1x the sgemm
-// call's rate over the whole MLP step (docs/PERFORMANCE.md).
+// primitive (tessera_bench blas); every other product on a matmul primitive, as fast as the
+// sgemm call over the whole MLP step within this machine's drift (1.1x and 0.93x in two runs,
+// docs/PERFORMANCE.md).
 constexpr int64_t kMatmulMinColumns = 16;
 
 // What a matmul primitive is made for: C (m x n) = alpha op(A) op(B) (+ bias) (+ beta C), then
