@@ -45,12 +45,14 @@ void RpcNode::Poison(const Status& status) {
   {
     MutexLock lock(&mu_);
     if (poisoned_.ok()) poisoned_ = status;
+    poisoned_cv_.SignalAll();
   }
   FailPending(status);
 }
 
-Status RpcNode::poisoned() const {
+Status RpcNode::WaitPoisoned(std::chrono::milliseconds timeout) {
   MutexLock lock(&mu_);
+  poisoned_cv_.WaitFor(&mu_, timeout, [&]() TS_REQUIRES(mu_) { return !poisoned_.ok(); });
   return poisoned_;
 }
 

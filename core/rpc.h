@@ -35,8 +35,8 @@ class RpcNode {
   // Fails every call still waiting, and every later call at once, with `status`: the job is
   // over (aborted, or the scheduler is lost), so nothing may wait for a peer any more.
   void Poison(const Status& status) TS_EXCLUDES(mu_);
-  // The first Poison's status; OK when there was none.
-  Status poisoned() const TS_EXCLUDES(mu_);
+  // The first Poison's status, waiting at most `timeout` for one; OK when there was none.
+  Status WaitPoisoned(std::chrono::milliseconds timeout) TS_EXCLUDES(mu_);
 
   // Sends `request` (its request id is assigned here) and returns the future reply.
   std::future<StatusOr<Message>> Call(const NodeId& to, Message request) TS_EXCLUDES(mu_);
@@ -63,7 +63,8 @@ class RpcNode {
   Transport* transport_;
   RequestHandler handler_;
   std::atomic<uint64_t> next_request_id_{1};
-  mutable Mutex mu_;
+  Mutex mu_;
+  CondVar poisoned_cv_;  // signalled by Poison
   std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> pending_ TS_GUARDED_BY(mu_);
   bool stopped_ TS_GUARDED_BY(mu_) = false;
   Status poisoned_ TS_GUARDED_BY(mu_);

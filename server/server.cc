@@ -76,12 +76,7 @@ Status Server::Start(const ShardMap& shard_map, int num_workers) {
 }
 
 void Server::Stop() {
-  Status why;
-  {
-    MutexLock lock(&mu_);
-    why = abort_status_;
-  }
-  for (auto& shard : shards_) shard->Close(why);
+  for (auto& shard : shards_) shard->Close();
   for (auto& shard : shards_) shard->Join();
 }
 

@@ -62,16 +62,9 @@ bool Shard::PullCache::Matches(const proto::Header& h, const Frame& other) const
 void Shard::Loop() {
   while (auto item = queue_.Pop()) Process(*item);
   // Closed: answer whatever is still parked so no worker waits for a stopped server.
-  Status why;
-  {
-    MutexLock lock(&close_mu_);
-    why = close_reason_;
-  }
-  const std::string stopped = "server:" + std::to_string(context_.server_rank) + " stopped";
-  const Status answer =
-      why.ok() ? Status::Unavailable(stopped) : Status(why.code(), stopped + ": " + why.message());
   for (WorkItem& pull : parked_pulls_) {
-    pull.request->Fail(answer);
+    pull.request->Fail(
+        Status::Unavailable("server:" + std::to_string(context_.server_rank) + " stopped"));
     context_.finish_part(pull.request);
   }
   parked_pulls_.clear();

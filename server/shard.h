@@ -106,16 +106,8 @@ class Shard {
   void Start(const ShardContext& context, const std::string& log_tag);
   // Queues work for the shard thread (any thread).
   void Enqueue(WorkItem item) { queue_.Push(std::move(item)); }
-  // Ends the queue: the thread answers what is still parked and exits. Any thread. `why`: the
-  // job's abort status, which those answers carry (its code, so a worker whose pull was parked
-  // ends with the job's reason, not a generic stop); OK for a plain shutdown.
-  void Close(const Status& why = OkStatus()) TS_EXCLUDES(close_mu_) {
-    {
-      MutexLock lock(&close_mu_);
-      if (close_reason_.ok()) close_reason_ = why;
-    }
-    queue_.Close();
-  }
+  // Ends the queue: the thread answers what is still parked and exits. Any thread.
+  void Close() { queue_.Close(); }
   // Waits for the thread to exit (after Close).
   void Join();
 
@@ -175,10 +167,6 @@ class Shard {
   // The first non-finite row a push left (Status::NonFinite naming step, table and key): from
   // then on every pull and push of this shard fails with it (the shard thread only).
   Status failure_;
-
-  // Close's `why` (written by the closing thread, read by the shard thread once the queue ends).
-  Mutex close_mu_;
-  Status close_reason_ TS_GUARDED_BY(close_mu_);
 
   std::vector<float*> rows_;    // scratch
   std::vector<uint64_t> keys_;  // scratch

@@ -1,7 +1,5 @@
 #include "worker/worker_node.h"
 
-#include <thread>
-
 #include "core/checkpoint.h"
 #include "kernels/random_math.h"
 
@@ -30,13 +28,6 @@ Status StartWorkerRpc(RpcNode* rpc, std::shared_ptr<std::atomic<bool>> aborted_b
                                                          proto::Command_Name(m.header.command())));
     }
   });
-}
-
-void AwaitAbort(const std::atomic<bool>& aborted, std::chrono::milliseconds grace) {
-  const auto until = std::chrono::steady_clock::now() + grace;
-  while (!aborted.load() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
 }
 
 std::unique_ptr<Heartbeater> StartWorkerHeartbeat(RpcNode* rpc, const RecoveryOptions& recovery,

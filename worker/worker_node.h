@@ -33,8 +33,6 @@ Status ExplainFailure(const Status& failure, const RecoveryOptions& recovery);
 
 // How long a worker whose call a stopped peer refused waits for the scheduler's ABORT.
 inline constexpr std::chrono::milliseconds kAbortGrace{1000};
-// Returns once `aborted` is true or `grace` has passed.
-void AwaitAbort(const std::atomic<bool>& aborted, std::chrono::milliseconds grace);
 
 // Runs a worker role's body between StartWorkerRpc and rpc->Stop(); a failure of this worker
 // (not an abort caused by another node) is reported to the scheduler first (ExplainFailure).
@@ -46,14 +44,13 @@ StatusOr<Result> RunWorkerNode(RpcNode* rpc, const RecoveryOptions& recovery,
   std::unique_ptr<Heartbeater> heartbeat = StartWorkerHeartbeat(rpc, recovery, aborted_by_peer);
   StatusOr<Result> result = body();
   heartbeat.reset();
-  // A server that stopped because the scheduler aborted the job refuses a call at once, and that
-  // can come before this worker has the ABORT: wait a moment for it, so that this worker ends
-  // with the job's reason, not the stopped peer's.
-  if (!result.ok() && result.status().code() == StatusCode::kUnavailable) {
-    AwaitAbort(*aborted_by_peer, kAbortGrace);
-  }
-  if (!result.ok() && aborted_by_peer->load() && !rpc->poisoned().ok()) {
-    result = rpc->poisoned();
+  // An ABORT (or the scheduler lost) poisons the rpc with the job's reason, which this worker
+  // then ends with. A server that stopped for the abort refuses a call at once (Unavailable),
+  // which can come before this worker has the ABORT: then wait a moment for it.
+  if (!result.ok()) {
+    const bool refused = result.status().code() == StatusCode::kUnavailable;
+    const Status why = rpc->WaitPoisoned(refused ? kAbortGrace : std::chrono::milliseconds(0));
+    if (!why.ok()) result = why;
   }
   if (!result.ok() && !aborted_by_peer->load()) {
     result = ExplainFailure(result.status(), recovery);
