@@ -1,8 +1,11 @@
 // CPU DCN-v2 cross layer: the product W x_l (and, backward, dW and dz W) is one sgemm on the
 // row-major batch (kernels/gemm_cpu.h); the elementwise parts are single vectorisable passes over
-// the ctr_math.h functions. Deterministic for a given instruction set and thread count.
+// the ctr_math.h functions, cut over the calling thread's OpenMP team (kernels/cpu_parallel.h: by
+// element, and the bias gradient by column, so the cut changes no bit). Deterministic for a given
+// instruction set and thread count.
 #include <algorithm>
 
+#include "kernels/cpu_parallel.h"
 #include "kernels/cross.h"
 #include "kernels/ctr_math.h"
 #include "kernels/dense.h"
@@ -16,12 +19,15 @@ Status CrossForwardCpu(const float* x0, const float* xl, const float* w, const f
   if (batch_size == 0) return OkStatus();
   // Without a z buffer the pre-activation is built in y and finished in place.
   float* pre = z != nullptr ? z : y;
-  for (int64_t i = 0; i < batch_size; ++i) std::copy_n(b, dim, pre + i * dim);
+  CpuParallelFor(batch_size, kParallelGrainFloats / dim + 1, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) std::copy_n(b, dim, pre + i * dim);
+  });
   // pre (B x dim) += xl (B x dim) W^T: row r of the product is W x_l of sample r.
   TS_RETURN_IF_ERROR(
       CpuSgemm(false, true, batch_size, dim, dim, 1.0f, xl, dim, w, dim, 1.0f, pre, dim));
-  const int64_t total = batch_size * dim;
-  for (int64_t i = 0; i < total; ++i) y[i] = CrossOutput(x0[i], pre[i], xl[i]);
+  CpuParallelFor(batch_size * dim, kParallelGrainFloats, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = CrossOutput(x0[i], pre[i], xl[i]);
+  });
   return OkStatus();
 }
 
@@ -31,14 +37,15 @@ Status CrossBackwardCpu(const float* x0, const float* xl, const float* w, const 
   TS_RETURN_IF_ERROR(internal::ValidateCrossBackwardArgs(x0, xl, w, z, dy, dx0, dxl, dw, db,
                                                          workspace, batch_size, dim));
   float* dz = workspace;
-  const int64_t total = batch_size * dim;
   // dy is read before dxl[i] is written, so dxl == dy works.
-  for (int64_t i = 0; i < total; ++i) {
-    const float g = dy[i];
-    dz[i] = CrossGradZ(g, x0[i]);
-    dx0[i] += CrossGradX0(g, z[i]);
-    dxl[i] = g;  // the identity path; the product path is added below
-  }
+  CpuParallelFor(batch_size * dim, kParallelGrainFloats, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = dy[i];
+      dz[i] = CrossGradZ(g, x0[i]);
+      dx0[i] += CrossGradX0(g, z[i]);
+      dxl[i] = g;  // the identity path; the product path is added below
+    }
+  });
   internal::ColumnSumCpu(dz, batch_size, dim, db);
   if (batch_size == 0) {
     std::fill_n(dw, static_cast<int64_t>(dim) * dim, 0.0f);

@@ -144,8 +144,9 @@ Status ValidateBlasRows(const char* op, int64_t rows);
 // without CUDA, InvalidArgument for a value outside the enum. Shared by the CTR kernels.
 Status UnsupportedDevice(const char* op, Device device);
 
-// out[j] = sum_i m[i * cols + j] (rows x cols, summed in row order). Host memory. Shared with
-// the cross layer.
+// out[j] = sum_i m[i * cols + j] (rows x cols): each block of 256 rows summed in row order, the
+// blocks' sums added in block order, the blocks cut over the calling thread's OpenMP team (the
+// same bits on any number of threads; dense_cpu.cc). Host memory. Shared with the cross layer.
 void ColumnSumCpu(const float* m, int64_t rows, int cols, float* out);
 
 #if TESSERA_WITH_CUDA

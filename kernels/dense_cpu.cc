@@ -6,22 +6,62 @@
 // scalar). The sigmoid/BCE loop calls expf and stays scalar; it is O(batch) next to the
 // O(batch * dim^2) products.
 #include <algorithm>
+#include <vector>
 
+#include "kernels/cpu_parallel.h"
 #include "kernels/ctr_math.h"
 #include "kernels/dense.h"
 #include "kernels/gemm_cpu.h"
 
 namespace tessera::kernels {
+namespace {
+
+// Column sums go by blocks of kSumRows rows: each block sums its rows in order into its own
+// partial row, the blocks run cut over the calling thread's OpenMP team (kernels/cpu_parallel.h),
+// and the partials are added in block order. Two threads stream disjoint rows (cut by columns,
+// they shared every row's cache lines and ran no faster than one), and the order of the sum is
+// fixed by the block size alone, so the bits do not depend on the thread count. A matrix of at
+// most kSumRows rows is one block: the plain sum in row order.
+constexpr int64_t kSumRows = 256;
+
+// out[j] = the blocked sum over rows i of what add_row(i, acc) adds into acc[j] (acc: cols
+// floats, zeroed per block); add_row may write its own outputs of row i as it goes.
+template <typename AddRow>
+void BlockedColumnSums(int64_t rows, int cols, float* out, const AddRow& add_row) {
+  const int64_t blocks = (rows + kSumRows - 1) / kSumRows;
+  std::fill_n(out, cols, 0.0f);
+  if (blocks <= 1) {
+    for (int64_t i = 0; i < rows; ++i) add_row(i, out);
+    return;
+  }
+  // The calling thread's scratch, named through a plain pointer in the team's threads (a
+  // thread_local named there would be their own).
+  thread_local std::vector<float> scratch;
+  scratch.assign(static_cast<size_t>(blocks) * cols, 0.0f);
+  float* const partials = scratch.data();
+  const int64_t grain = kParallelGrainFloats / (kSumRows * std::max(cols, 1)) + 1;
+  CpuParallelFor(blocks, grain, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      float* acc = partials + k * cols;
+      for (int64_t i = k * kSumRows; i < std::min(rows, (k + 1) * kSumRows); ++i) add_row(i, acc);
+    }
+  });
+  for (int64_t k = 0; k < blocks; ++k) {
+    const float* __restrict__ partial = partials + k * cols;
+    float* __restrict__ sum = out;
+    for (int j = 0; j < cols; ++j) sum[j] += partial[j];
+  }
+}
+
+}  // namespace
 
 namespace internal {
 
 void ColumnSumCpu(const float* m, int64_t rows, int cols, float* out) {
-  std::fill_n(out, cols, 0.0f);
-  for (int64_t i = 0; i < rows; ++i) {
+  BlockedColumnSums(rows, cols, out, [&](int64_t i, float* __restrict__ sum) {
     const float* __restrict__ row = m + i * cols;
-    float* __restrict__ sum = out;
     for (int j = 0; j < cols; ++j) sum[j] += row[j];
-  }
+  });
 }
 
 }  // namespace internal
@@ -77,18 +117,16 @@ Status ReluBackwardColumnSumCpu(const float* y, const float* dy, float* dx, floa
       internal::ValidateSizeAndPointers("ReluBackwardColumnSum", rows * cols, {y, dy, dx}));
   if (db == nullptr) return Status::InvalidArgument("ReluBackwardColumnSum: db must be non-null");
   // Row by row, as ColumnSumCpu adds: the same bits as the two passes.
-  std::fill_n(db, cols, 0.0f);
-  for (int64_t i = 0; i < rows; ++i) {
+  BlockedColumnSums(rows, cols, db, [&](int64_t i, float* __restrict__ sum) {
     const float* __restrict__ yi = y + i * cols;
     const float* dyi = dy + i * cols;
     float* dxi = dx + i * cols;
-    float* __restrict__ sum = db;
     for (int j = 0; j < cols; ++j) {
       const float g = ReluGrad(yi[j], dyi[j]);
       dxi[j] = g;
       sum[j] += g;
     }
-  }
+  });
   return OkStatus();
 }
 

@@ -22,8 +22,9 @@
 
 namespace tessera::kernels {
 
-// out[j] = sum_i m[i * cols + j] for j < cols (m: rows x cols). CPU: out[j] = 0, then added in
-// row order. REQUIRES: out does not overlap m.
+// out[j] = sum_i m[i * cols + j] for j < cols (m: rows x cols). CPU: blocks of 256 rows each
+// summed in row order, the blocks' sums added in block order (internal::ColumnSumCpu, whatever
+// the thread count; up to 256 rows the plain row-order sum). REQUIRES: out does not overlap m.
 Status ColumnSum(const DeviceContext& ctx, const float* m, int64_t rows, int cols, float* out);
 
 // out[j] = sum_i scale[i] * m[i * cols + j] (scale: rows). CPU: out[j] = 0, then

@@ -1,7 +1,10 @@
 // CPU twins of kernels/dense_ops.h: plain loops in index order (the bits the header promises).
+// A copy of columns is cut by rows over the calling thread's OpenMP team (kernels/cpu_parallel.h),
+// which leaves every element's arithmetic as it was.
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu_parallel.h"
 #include "kernels/dense_ops.h"
 #include "kernels/dense_ops_math.h"
 
@@ -26,15 +29,17 @@ Status CopyColumnsCpu(const float* src, int src_cols, int src_col, float* dst, i
   TS_RETURN_IF_ERROR(internal::ValidateCopyColumnsArgs(src, src_cols, src_col, dst, dst_cols,
                                                        dst_col, rows, cols));
   if (cols == 0) return OkStatus();
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* __restrict__ from = src + i * src_cols + src_col;
-    float* __restrict__ to = dst + i * dst_cols + dst_col;
-    if (accumulate) {
-      for (int k = 0; k < cols; ++k) to[k] += from[k];
-    } else {
-      std::memcpy(to, from, sizeof(float) * cols);
+  CpuParallelFor(rows, kParallelGrainFloats / cols + 1, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* __restrict__ from = src + i * src_cols + src_col;
+      float* __restrict__ to = dst + i * dst_cols + dst_col;
+      if (accumulate) {
+        for (int k = 0; k < cols; ++k) to[k] += from[k];
+      } else {
+        std::memcpy(to, from, sizeof(float) * cols);
+      }
     }
-  }
+  });
   return OkStatus();
 }
 

@@ -2,6 +2,7 @@
 // TS_HD step of optimizer_math.h. Same shape and flags as sparse_optimizer_cpu.cc (8-element
 // blocks, restrict pointers, -fno-math-errno) so the loops vectorise; vectorising across
 // elements does not change any element's arithmetic, so the result is the scalar loop's.
+#include "kernels/cpu_parallel.h"
 #include "kernels/dense_optimizer.h"
 #include "kernels/optimizer_math.h"
 
@@ -53,18 +54,28 @@ Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float*
 Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float* grads,
                            int64_t count, float* slots, int64_t* step) {
   TS_RETURN_IF_ERROR(internal::ValidateDenseSlotsArgs(p, params, grads, count, slots, step));
+  // Cut over the calling thread's OpenMP team (kernels/cpu_parallel.h) in blocks of 16: every
+  // element's step is its own, so the cut changes no bit.
   switch (p.kind) {
     case OptimizerKind::kSgd:
-      SgdLoop(params, grads, count, SgdParams{p.lr});
+      CpuParallelFor(count, kParallelGrainFloats, 16, [&](int64_t begin, int64_t end) {
+        SgdLoop(params + begin, grads + begin, end - begin, SgdParams{p.lr});
+      });
       break;
     case OptimizerKind::kAdagrad:
-      AdagradLoop(params, slots, grads, count, AdagradParams{p.lr, p.eps});
+      CpuParallelFor(count, kParallelGrainFloats, 16, [&](int64_t begin, int64_t end) {
+        AdagradLoop(params + begin, slots + begin, grads + begin, end - begin,
+                    AdagradParams{p.lr, p.eps});
+      });
       break;
     case OptimizerKind::kAdam: {
       // The step is counted even for count == 0, so every replica's counter moves together.
       const AdamParams adam{p.lr, p.beta1, p.beta2, p.eps};
-      const float t = static_cast<float>(*step + 1);
-      AdamLoop(params, slots, slots + count, grads, count, AdamStepSize(t, adam), adam);
+      const float step_size = AdamStepSize(static_cast<float>(*step + 1), adam);
+      CpuParallelFor(count, kParallelGrainFloats, 16, [&](int64_t begin, int64_t end) {
+        AdamLoop(params + begin, slots + begin, slots + count + begin, grads + begin, end - begin,
+                 step_size, adam);
+      });
       ++*step;
       break;
     }

@@ -21,12 +21,21 @@ Status ValidateGatherArgs(const char* op, const float* rows, int64_t num_rows,
 }
 
 Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, const int64_t* offsets,
-                        const int32_t* indices, const float* out, int64_t num_bags, int dim) {
+                        const int32_t* indices, const float* out, int64_t num_bags, int dim,
+                        const BagLayout& layout) {
   if (num_rows < 0 || num_bags < 0 || dim <= 0) {
     return Status::InvalidArgument(
         std::string(op) +
         ": need num_rows >= 0, num_bags >= 0, dim > 0, got num_rows=" + std::to_string(num_rows) +
         " num_bags=" + std::to_string(num_bags) + " dim=" + std::to_string(dim));
+  }
+  if (layout.bags_per_row < 1 ||
+      (layout.row_stride != 0 &&
+       layout.row_stride < static_cast<int64_t>(layout.bags_per_row) * dim)) {
+    return Status::InvalidArgument(
+        std::string(op) + ": a bag layout needs bags_per_row >= 1 and a row stride of 0 or at " +
+        "least bags_per_row x dim, got bags_per_row=" + std::to_string(layout.bags_per_row) +
+        " row_stride=" + std::to_string(layout.row_stride) + " dim=" + std::to_string(dim));
   }
   TS_RETURN_IF_ERROR(ValidateSizeAndPointers(op, num_rows, {rows}));
   return ValidateSizeAndPointers(op, num_bags, {offsets, indices, out});
@@ -102,14 +111,14 @@ Status EmbeddingGatherBackward(const DeviceContext& ctx, const int32_t* indices,
 
 Status EmbeddingPool(const DeviceContext& ctx, const float* rows, int64_t num_rows,
                      const int64_t* offsets, const int32_t* indices, const float* weights,
-                     float* out, int64_t num_bags, int dim) {
+                     float* out, int64_t num_bags, int dim, const BagLayout& layout) {
   if (ctx.device == Device::kCpu) {
-    return EmbeddingPoolCpu(rows, num_rows, offsets, indices, weights, out, num_bags, dim);
+    return EmbeddingPoolCpu(rows, num_rows, offsets, indices, weights, out, num_bags, dim, layout);
   }
 #if TESSERA_WITH_CUDA
   if (ctx.device == Device::kCuda) {
     return EmbeddingPoolCuda(rows, num_rows, offsets, indices, weights, out, num_bags, dim,
-                             ctx.stream);
+                             ctx.stream, layout);
   }
 #endif
   return internal::UnsupportedDevice("EmbeddingPool", ctx.device);
@@ -118,20 +127,21 @@ Status EmbeddingPool(const DeviceContext& ctx, const float* rows, int64_t num_ro
 Status EmbeddingPoolBackward(const DeviceContext& ctx, const int64_t* offsets,
                              const int32_t* indices, const float* weights, const float* grad_out,
                              float* grad_rows, int64_t num_rows, int64_t num_bags, int dim,
-                             const SegmentsView* segments) {
+                             const SegmentsView* segments, const BagLayout& layout) {
   if (ctx.device == Device::kCpu) {
     return EmbeddingPoolBackwardCpu(offsets, indices, weights, grad_out, grad_rows, num_rows,
-                                    num_bags, dim);
+                                    num_bags, dim, layout);
   }
 #if TESSERA_WITH_CUDA
   if (ctx.device == Device::kCuda) {
     if (segments != nullptr) {
       return EmbeddingPoolBackwardDeterministicCuda(offsets, *segments, weights, grad_out,
-                                                    grad_rows, num_rows, num_bags, dim, ctx.stream);
+                                                    grad_rows, num_rows, num_bags, dim, ctx.stream,
+                                                    layout);
     }
     TS_RETURN_IF_ERROR(RequireSegmentsIfDeterministic(ctx, "EmbeddingPoolBackward"));
     return EmbeddingPoolBackwardCuda(offsets, indices, weights, grad_out, grad_rows, num_rows,
-                                     num_bags, dim, ctx.stream);
+                                     num_bags, dim, ctx.stream, layout);
   }
 #endif
   (void)segments;  // read by the CUDA branch only

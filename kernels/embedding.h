@@ -22,9 +22,28 @@
 
 #include "core/status.h"
 #include "kernels/device.h"
+#include "kernels/hd.h"
 #include "kernels/segments.h"
 
 namespace tessera::kernels {
+
+// Where a pool writes bag k's dim floats (and its backward reads their gradient): the bags in
+// groups of bags_per_row side by side, consecutive groups row_stride floats apart. That is a block
+// of columns in a wider row-major matrix, such as the MLP's input x0 = [field embeddings | dense
+// features], which the pool then fills in place (no copy of the embeddings into it). The default
+// is the dense num_bags x dim matrix.
+struct BagLayout {
+  int bags_per_row = 1;    // >= 1
+  int64_t row_stride = 0;  // 0: bags_per_row * dim (dense); else >= bags_per_row * dim
+};
+
+// The first float of bag k.
+TS_HD int64_t BagStart(const BagLayout& layout, int64_t bag, int dim) {
+  const int64_t row = bag / layout.bags_per_row;
+  const int64_t stride =
+      layout.row_stride != 0 ? layout.row_stride : static_cast<int64_t>(layout.bags_per_row) * dim;
+  return row * stride + (bag - row * layout.bags_per_row) * dim;
+}
 
 // indices: batch_size x num_fields; out: batch_size x num_fields x dim.
 // REQUIRES: out does not overlap rows.
@@ -49,17 +68,19 @@ Status EmbeddingGatherBackwardCpu(const int32_t* indices, const float* grad_out,
                                   int64_t num_rows, int64_t batch_size, int num_fields, int dim);
 
 // offsets: num_bags + 1 non-decreasing values >= 0; indices and weights (weights may be null)
-// are read at positions [offsets[0], offsets[num_bags]). out: num_bags x dim.
+// are read at positions [offsets[0], offsets[num_bags]). out: the bags as `layout` places them
+// (default num_bags x dim); the floats between the bags are left alone.
 // REQUIRES: out does not overlap rows.
 Status EmbeddingPool(const DeviceContext& ctx, const float* rows, int64_t num_rows,
                      const int64_t* offsets, const int32_t* indices, const float* weights,
-                     float* out, int64_t num_bags, int dim);
+                     float* out, int64_t num_bags, int dim, const BagLayout& layout = {});
 Status EmbeddingPoolCpu(const float* rows, int64_t num_rows, const int64_t* offsets,
                         const int32_t* indices, const float* weights, float* out, int64_t num_bags,
-                        int dim);
+                        int dim, const BagLayout& layout = {});
 
 // grad_rows[indices[p], :] += weights[p] * grad_out[k, :] for every position p of bag k
-// (grad_out: num_bags x dim). CPU adds in bag, then position order (deterministic).
+// (grad_out: the bags as `layout` places them, default num_bags x dim). CPU adds in bag, then
+// position order (deterministic).
 // kCuda: with `segments` (device memory: the plan of indices[offsets[0], offsets[num_bags]),
 // built from the host's indices + offsets[0], so its positions count from offsets[0])
 // EmbeddingPoolBackwardDeterministicCuda, else the atomic EmbeddingPoolBackwardCuda; a
@@ -67,10 +88,11 @@ Status EmbeddingPoolCpu(const float* rows, int64_t num_rows, const int64_t* offs
 Status EmbeddingPoolBackward(const DeviceContext& ctx, const int64_t* offsets,
                              const int32_t* indices, const float* weights, const float* grad_out,
                              float* grad_rows, int64_t num_rows, int64_t num_bags, int dim,
-                             const SegmentsView* segments = nullptr);
+                             const SegmentsView* segments = nullptr, const BagLayout& layout = {});
 Status EmbeddingPoolBackwardCpu(const int64_t* offsets, const int32_t* indices,
                                 const float* weights, const float* grad_out, float* grad_rows,
-                                int64_t num_rows, int64_t num_bags, int dim);
+                                int64_t num_rows, int64_t num_bags, int dim,
+                                const BagLayout& layout = {});
 
 #if TESSERA_WITH_CUDA
 // Device twins, one thread per output float (grid-stride). Index values and offsets live on the
@@ -87,11 +109,12 @@ Status EmbeddingGatherBackwardCuda(const int32_t* d_indices, const float* d_grad
                                    int num_fields, int dim, struct CUstream_st* stream);
 Status EmbeddingPoolCuda(const float* d_rows, int64_t num_rows, const int64_t* d_offsets,
                          const int32_t* d_indices, const float* d_weights, float* d_out,
-                         int64_t num_bags, int dim, struct CUstream_st* stream);
+                         int64_t num_bags, int dim, struct CUstream_st* stream,
+                         const BagLayout& layout = {});
 Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indices,
                                  const float* d_weights, const float* d_grad_out,
                                  float* d_grad_rows, int64_t num_rows, int64_t num_bags, int dim,
-                                 struct CUstream_st* stream);
+                                 struct CUstream_st* stream, const BagLayout& layout = {});
 
 // Deterministic backwards: no atomics. One thread per element of grad_rows walks its row's
 // lookups in the plan's order (increasing position) and adds them to the element's value, so a
@@ -112,8 +135,8 @@ Status EmbeddingPoolBackwardDeterministicCuda(const int64_t* d_offsets,
                                               const SegmentsView& d_segments,
                                               const float* d_weights, const float* d_grad_out,
                                               float* d_grad_rows, int64_t num_rows,
-                                              int64_t num_bags, int dim,
-                                              struct CUstream_st* stream);
+                                              int64_t num_bags, int dim, struct CUstream_st* stream,
+                                              const BagLayout& layout = {});
 #endif
 
 namespace internal {
@@ -125,8 +148,10 @@ namespace internal {
 Status ValidateGatherArgs(const char* op, const float* rows, int64_t num_rows,
                           const int32_t* indices, const float* out, int64_t batch_size,
                           int num_fields, int dim);
+// The pool's also checks `layout` (bags_per_row >= 1, row_stride 0 or >= bags_per_row * dim).
 Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, const int64_t* offsets,
-                        const int32_t* indices, const float* out, int64_t num_bags, int dim);
+                        const int32_t* indices, const float* out, int64_t num_bags, int dim,
+                        const BagLayout& layout = {});
 // InvalidArgument naming `op` unless `segments` has num_rows rows, num_positions positions
 // (num_positions < 0: any count) and non-null arrays (order only when it has positions).
 Status ValidateSegmentsArgs(const char* op, const SegmentsView& segments, int64_t num_rows,

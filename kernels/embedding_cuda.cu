@@ -51,7 +51,7 @@ __global__ void GatherBackwardKernel(const int32_t* __restrict__ indices,
 __global__ void PoolKernel(const float* __restrict__ rows, int64_t num_rows,
                            const int64_t* __restrict__ offsets, const int32_t* __restrict__ indices,
                            const float* __restrict__ weights, float* __restrict__ out,
-                           int64_t total, int dim) {
+                           int64_t total, int dim, BagLayout layout) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
@@ -67,7 +67,7 @@ __global__ void PoolKernel(const float* __restrict__ rows, int64_t num_rows,
       const float weight = weights != nullptr ? weights[p] : 1.0f;
       sum += weight * rows[row * static_cast<int64_t>(dim) + d];
     }
-    out[i] = sum;
+    out[BagStart(layout, bag, dim) + d] = sum;
   }
 }
 
@@ -76,13 +76,13 @@ __global__ void PoolBackwardKernel(const int64_t* __restrict__ offsets,
                                    const float* __restrict__ weights,
                                    const float* __restrict__ grad_out,
                                    float* __restrict__ grad_rows, int64_t num_rows, int64_t total,
-                                   int dim) {
+                                   int dim, BagLayout layout) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
     const int64_t bag = i / dim;
     const int64_t d = i - bag * dim;
-    const float g = grad_out[i];
+    const float g = grad_out[BagStart(layout, bag, dim) + d];
     for (int64_t p = offsets[bag]; p < offsets[bag + 1]; ++p) {
       const int32_t row = indices[p];
       if (!RowInRange(row, num_rows)) continue;
@@ -138,7 +138,8 @@ __global__ void PoolBackwardSegmentedKernel(const int64_t* __restrict__ offsets,
                                             const int32_t* __restrict__ seg_order,
                                             const float* __restrict__ weights,
                                             const float* __restrict__ grad_out,
-                                            float* __restrict__ grad_rows, int64_t total, int dim) {
+                                            float* __restrict__ grad_rows, int64_t total, int dim,
+                                            BagLayout layout) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = offsets[0];
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
@@ -152,7 +153,7 @@ __global__ void PoolBackwardSegmentedKernel(const int64_t* __restrict__ offsets,
     for (int32_t k = begin; k < end; ++k) {
       const int64_t p = first + seg_order[k];
       const float weight = weights != nullptr ? weights[p] : 1.0f;
-      sum += weight * grad_out[BagOfPosition(offsets, num_bags, p) * dim + d];
+      sum += weight * grad_out[BagStart(layout, BagOfPosition(offsets, num_bags, p), dim) + d];
     }
     grad_rows[i] = sum;
   }
@@ -187,26 +188,27 @@ Status EmbeddingGatherBackwardCuda(const int32_t* d_indices, const float* d_grad
 
 Status EmbeddingPoolCuda(const float* d_rows, int64_t num_rows, const int64_t* d_offsets,
                          const int32_t* d_indices, const float* d_weights, float* d_out,
-                         int64_t num_bags, int dim, cudaStream_t stream) {
+                         int64_t num_bags, int dim, cudaStream_t stream, const BagLayout& layout) {
   TS_RETURN_IF_ERROR(internal::ValidatePoolArgs("EmbeddingPool", d_rows, num_rows, d_offsets,
-                                                d_indices, d_out, num_bags, dim));
+                                                d_indices, d_out, num_bags, dim, layout));
   const int64_t total = num_bags * dim;
   if (total == 0) return OkStatus();
   TS_LAUNCH(PoolKernel, GridBlocks(total), kThreadsPerBlock, stream, d_rows, num_rows, d_offsets,
-            d_indices, d_weights, d_out, total, dim);
+            d_indices, d_weights, d_out, total, dim, layout);
   return internal::CudaLaunchStatus("EmbeddingPoolCuda");
 }
 
 Status EmbeddingPoolBackwardCuda(const int64_t* d_offsets, const int32_t* d_indices,
                                  const float* d_weights, const float* d_grad_out,
                                  float* d_grad_rows, int64_t num_rows, int64_t num_bags, int dim,
-                                 cudaStream_t stream) {
+                                 cudaStream_t stream, const BagLayout& layout) {
   TS_RETURN_IF_ERROR(internal::ValidatePoolArgs("EmbeddingPoolBackward", d_grad_rows, num_rows,
-                                                d_offsets, d_indices, d_grad_out, num_bags, dim));
+                                                d_offsets, d_indices, d_grad_out, num_bags, dim,
+                                                layout));
   const int64_t total = num_bags * dim;
   if (total == 0) return OkStatus();
   TS_LAUNCH(PoolBackwardKernel, GridBlocks(total), kThreadsPerBlock, stream, d_offsets, d_indices,
-            d_weights, d_grad_out, d_grad_rows, num_rows, total, dim);
+            d_weights, d_grad_out, d_grad_rows, num_rows, total, dim, layout);
   return internal::CudaLaunchStatus("EmbeddingPoolBackwardCuda");
 }
 
@@ -231,16 +233,18 @@ Status EmbeddingPoolBackwardDeterministicCuda(const int64_t* d_offsets,
                                               const SegmentsView& d_segments,
                                               const float* d_weights, const float* d_grad_out,
                                               float* d_grad_rows, int64_t num_rows,
-                                              int64_t num_bags, int dim, cudaStream_t stream) {
+                                              int64_t num_bags, int dim, cudaStream_t stream,
+                                              const BagLayout& layout) {
   constexpr const char* kOp = "EmbeddingPoolBackwardDeterministicCuda";
   TS_RETURN_IF_ERROR(internal::ValidatePoolArgs(kOp, d_grad_rows, num_rows, d_offsets,
-                                                d_segments.offsets, d_grad_out, num_bags, dim));
+                                                d_segments.offsets, d_grad_out, num_bags, dim,
+                                                layout));
   TS_RETURN_IF_ERROR(internal::ValidateSegmentsArgs(kOp, d_segments, num_rows, -1));
   const int64_t total = num_rows * dim;
   if (total == 0 || num_bags == 0 || d_segments.num_positions == 0) return OkStatus();
   TS_LAUNCH(PoolBackwardSegmentedKernel, GridBlocks(total), kThreadsPerBlock, stream, d_offsets,
             num_bags, d_segments.offsets, d_segments.order, d_weights, d_grad_out, d_grad_rows,
-            total, dim);
+            total, dim, layout);
   return internal::CudaLaunchStatus(kOp);
 }
 

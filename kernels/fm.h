@@ -18,31 +18,42 @@
 
 namespace tessera::kernels {
 
+// Strides: sample b's embeddings start at v + b * v_stride (0: num_fields * dim, the dense
+// layout; otherwise >= num_fields * dim, as when they are the first columns of the MLP input x0
+// = [field embeddings | dense features]), and its gradient at dv + b * dv_stride likewise.
+// `accumulate` adds the result to the output (y[b] + interaction, dv + gradient: the bits of the
+// separate addition) instead of overwriting it.
+
 // y: batch_size floats. REQUIRES: y does not overlap v.
 Status FmForward(const DeviceContext& ctx, const float* v, float* y, int64_t batch_size,
-                 int num_fields, int dim);
-Status FmForwardCpu(const float* v, float* y, int64_t batch_size, int num_fields, int dim);
+                 int num_fields, int dim, int64_t v_stride = 0, bool accumulate = false);
+Status FmForwardCpu(const float* v, float* y, int64_t batch_size, int num_fields, int dim,
+                    int64_t v_stride = 0, bool accumulate = false);
 
 // Given dy = d loss / d y (batch_size), writes dv[b,f,d] = dy[b] * (sum_g v[b,g,d] - v[b,f,d])
-// (batch_size x num_fields x dim). REQUIRES: dv overlaps neither v nor dy.
+// (batch_size x num_fields x dim, or added to it). REQUIRES: dv overlaps neither v nor dy.
 Status FmBackward(const DeviceContext& ctx, const float* v, const float* dy, float* dv,
-                  int64_t batch_size, int num_fields, int dim);
+                  int64_t batch_size, int num_fields, int dim, int64_t v_stride = 0,
+                  int64_t dv_stride = 0, bool accumulate = false);
 Status FmBackwardCpu(const float* v, const float* dy, float* dv, int64_t batch_size, int num_fields,
-                     int dim);
+                     int dim, int64_t v_stride = 0, int64_t dv_stride = 0, bool accumulate = false);
 
 #if TESSERA_WITH_CUDA
 // One warp per sample, lanes over dim; no atomics, so the result is deterministic run to run
 // and matches the CPU to float rounding (different summation order over dim).
 Status FmForwardCuda(const float* d_v, float* d_y, int64_t batch_size, int num_fields, int dim,
-                     struct CUstream_st* stream);
+                     struct CUstream_st* stream, int64_t v_stride = 0, bool accumulate = false);
 Status FmBackwardCuda(const float* d_v, const float* d_dy, float* d_dv, int64_t batch_size,
-                      int num_fields, int dim, struct CUstream_st* stream);
+                      int num_fields, int dim, struct CUstream_st* stream, int64_t v_stride = 0,
+                      int64_t dv_stride = 0, bool accumulate = false);
 #endif
 
 namespace internal {
-// Shared by the Cpu and Cuda entry points; checks pointer values only.
+// Shared by the Cpu and Cuda entry points; checks pointer values and that every stride is 0 or
+// at least num_fields * dim.
 Status ValidateFmArgs(const char* op, std::initializer_list<const void*> required,
-                      int64_t batch_size, int num_fields, int dim);
+                      int64_t batch_size, int num_fields, int dim,
+                      std::initializer_list<int64_t> strides = {});
 }  // namespace internal
 
 }  // namespace tessera::kernels

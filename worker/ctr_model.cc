@@ -112,8 +112,7 @@ class CtrModel::Buffers {
   enum Id {
     kLogits,
     kLinearTerms,
-    kEmb,
-    kFm,
+    kEmb,  // the field embeddings without an MLP (with one they are x0's first columns)
     kX0,
     kConcat,
     kScratchA,  // the gradient flowing down the MLP
@@ -294,23 +293,26 @@ Status CtrModel::Forward(const float* params, const CtrBatchView& in) {
   TS_RETURN_IF_ERROR(FirstOrderLogits(
       ctx_, params + L.bias, linear_terms, linear_terms != nullptr ? F : 0,
       L.has_dense_w ? params + L.dense_w : nullptr, in.dense, L.has_dense_w ? Nd : 0, logits, B));
-  float* emb = nullptr;
+  // The field embeddings: pooled straight into the first F * D columns of the MLP's input x0 =
+  // [field embeddings, dense features] when there is an MLP (no copy into it), else into a
+  // batch x F x D buffer of their own.
+  const int x0_dim = L.x0_dim;
+  const float* emb = nullptr;
   if (UsesEmbeddingTable(c.kind)) {
-    TS_ASSIGN_OR_RETURN(emb, buf.Get(Buffers::kEmb, bags * D));
+    const bool in_x0 = UsesMlp(c.kind);
+    TS_ASSIGN_OR_RETURN(
+        float* out, buf.Get(in_x0 ? Buffers::kX0 : Buffers::kEmb, in_x0 ? B * x0_dim : bags * D));
     TS_RETURN_IF_ERROR(EmbeddingPool(ctx_, in.emb_rows, in.num_rows, in.offsets, in.indices,
-                                     in.weights, emb, bags, D));
+                                     in.weights, out, bags, D, EmbLayout()));
+    emb = out;
   }
+  // The FM term goes straight into the logits.
   if (UsesFm(c.kind)) {
-    TS_ASSIGN_OR_RETURN(float* fm, buf.Get(Buffers::kFm, B));
-    TS_RETURN_IF_ERROR(FmForward(ctx_, emb, fm, B, F, D));
-    TS_RETURN_IF_ERROR(AddTo(ctx_, fm, logits, B, 1));
+    TS_RETURN_IF_ERROR(FmForward(ctx_, emb, logits, B, F, D, EmbLayout().row_stride, true));
   }
   if (!UsesMlp(c.kind)) return OkStatus();
 
-  // x0 = [field embeddings, dense features] per row.
-  const int x0_dim = L.x0_dim;
-  TS_ASSIGN_OR_RETURN(float* x0, buf.Get(Buffers::kX0, B * x0_dim));
-  TS_RETURN_IF_ERROR(CopyColumns(ctx_, emb, F * D, 0, x0, x0_dim, 0, B, F * D, false));
+  float* x0 = buf.at(Buffers::kX0);
   if (Nd > 0) {
     TS_RETURN_IF_ERROR(CopyColumns(ctx_, in.dense, Nd, 0, x0, x0_dim, F * D, B, Nd, false));
   }
@@ -398,6 +400,13 @@ StatusOr<const kernels::SegmentsView*> CtrModel::PlanSegments(const CtrBatchView
 #endif
 }
 
+kernels::BagLayout CtrModel::EmbLayout() const {
+  kernels::BagLayout layout;
+  layout.bags_per_row = config_.num_fields;
+  if (UsesMlp(config_.kind)) layout.row_stride = layout_->x0_dim;
+  return layout;
+}
+
 Status CtrModel::Backward(const float* params, const CtrBatchView& in, float loss_scale, float* g,
                           float* emb_grads, float* linear_grads, double* loss_sum,
                           const kernels::SegmentsView* segments) {
@@ -439,72 +448,70 @@ Status CtrModel::Backward(const float* params, const CtrBatchView& in, float los
   }
   if (!emb_table) return OkStatus();
 
-  // FmBackward overwrites demb; without FM the MLP's gradient is added to zeros.
-  TS_ASSIGN_OR_RETURN(float* demb, buf.Get(Buffers::kDemb, bags * D));
-  const float* emb = buf.at(Buffers::kEmb);
-  if (UsesFm(c.kind)) {
-    TS_RETURN_IF_ERROR(FmBackward(ctx_, emb, dlogits, demb, B, F, D));
+  if (!UsesMlp(c.kind)) {  // FM: the embeddings' gradient is the FM term's alone
+    TS_ASSIGN_OR_RETURN(float* demb, buf.Get(Buffers::kDemb, bags * D));
+    TS_RETURN_IF_ERROR(FmBackward(ctx_, buf.at(Buffers::kEmb), dlogits, demb, B, F, D));
+    return EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, demb, emb_grads,
+                                 in.num_rows, bags, D, segments);
+  }
+  const int x0_dim = L.x0_dim;
+  const float* x0 = buf.at(Buffers::kX0);
+  // Gradient arriving at the last hidden layer's output (every buffer below is overwritten
+  // by the kernel that fills it, so none is zeroed first).
+  const int m = L.mlp.back().out;
+  float* dh = scratch_a;
+  float* dx0 = nullptr;  // what reaches x0 besides the MLP: the cross stack (DCN-v2)
+  if (c.kind != CtrModelKind::kDcnV2) {
+    TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(buf.hidden(L.mlp.size() - 1)),
+                                      params + L.mlp_out.w, dlogits, dh, g + L.mlp_out.w,
+                                      g + L.mlp_out.b, B, m, 1));
   } else {
-    TS_RETURN_IF_ERROR(FillZeros(ctx_, demb, sizeof(float) * bags * D));
-  }
-
-  if (UsesMlp(c.kind)) {
-    const int x0_dim = L.x0_dim;
-    const float* x0 = buf.at(Buffers::kX0);
-    // Gradient arriving at the last hidden layer's output (every buffer below is overwritten
-    // by the kernel that fills it, so none is zeroed first).
-    const int m = L.mlp.back().out;
-    float* dh = scratch_a;
-    float* dx0 = nullptr;  // what reaches x0 besides the MLP: the cross stack (DCN-v2)
-    if (c.kind != CtrModelKind::kDcnV2) {
-      TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(buf.hidden(L.mlp.size() - 1)),
-                                        params + L.mlp_out.w, dlogits, dh, g + L.mlp_out.w,
-                                        g + L.mlp_out.b, B, m, 1));
-    } else {
-      const int concat_dim = x0_dim + m;
-      TS_ASSIGN_OR_RETURN(float* dconcat, buf.Get(Buffers::kDconcat, B * concat_dim));
-      TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(Buffers::kConcat),
-                                        params + L.dcn_out.w, dlogits, dconcat, g + L.dcn_out.w,
-                                        nullptr, B, concat_dim, 1));
-      TS_ASSIGN_OR_RETURN(float* dx, buf.Get(Buffers::kDx, B * x0_dim));
-      TS_RETURN_IF_ERROR(
-          CopyColumns(ctx_, dconcat, concat_dim, 0, dx, x0_dim, 0, B, x0_dim, false));
-      TS_RETURN_IF_ERROR(CopyColumns(ctx_, dconcat, concat_dim, x0_dim, dh, m, 0, B, m, false));
-      // Cross stack backwards; x0 feeds every layer, so its gradient accumulates in dx0.
-      TS_ASSIGN_OR_RETURN(dx0, buf.Get(Buffers::kDx0, B * x0_dim));
-      TS_RETURN_IF_ERROR(FillZeros(ctx_, dx0, sizeof(float) * B * x0_dim));
-      TS_ASSIGN_OR_RETURN(
-          float* workspace,
-          buf.Get(Buffers::kCrossWorkspace, kernels::CrossBackwardWorkspaceFloats(B, x0_dim)));
-      TS_ASSIGN_OR_RETURN(float* dxl, buf.Get(Buffers::kDxl, B * x0_dim));
-      for (size_t l = L.cross.size(); l-- > 0;) {
-        const auto& d = L.cross[l];
-        const float* xl = l == 0 ? x0 : buf.at(buf.cross_x(l - 1));
-        TS_RETURN_IF_ERROR(CrossBackward(ctx_, ctx_.cublas, x0, xl, params + d.w,
-                                         buf.at(buf.cross_z(l)), dx, dx0, dxl, g + d.w, g + d.b,
-                                         workspace, B, x0_dim));
-        std::swap(dx, dxl);
-      }
-      TS_RETURN_IF_ERROR(AddTo(ctx_, dx, dx0, B, x0_dim));  // layer 0's x_l is x0
+    const int concat_dim = x0_dim + m;
+    TS_ASSIGN_OR_RETURN(float* dconcat, buf.Get(Buffers::kDconcat, B * concat_dim));
+    TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(Buffers::kConcat),
+                                      params + L.dcn_out.w, dlogits, dconcat, g + L.dcn_out.w,
+                                      nullptr, B, concat_dim, 1));
+    TS_ASSIGN_OR_RETURN(float* dx, buf.Get(Buffers::kDx, B * x0_dim));
+    TS_RETURN_IF_ERROR(CopyColumns(ctx_, dconcat, concat_dim, 0, dx, x0_dim, 0, B, x0_dim, false));
+    TS_RETURN_IF_ERROR(CopyColumns(ctx_, dconcat, concat_dim, x0_dim, dh, m, 0, B, m, false));
+    // Cross stack backwards; x0 feeds every layer, so its gradient accumulates in dx0.
+    TS_ASSIGN_OR_RETURN(dx0, buf.Get(Buffers::kDx0, B * x0_dim));
+    TS_RETURN_IF_ERROR(FillZeros(ctx_, dx0, sizeof(float) * B * x0_dim));
+    TS_ASSIGN_OR_RETURN(
+        float* workspace,
+        buf.Get(Buffers::kCrossWorkspace, kernels::CrossBackwardWorkspaceFloats(B, x0_dim)));
+    TS_ASSIGN_OR_RETURN(float* dxl, buf.Get(Buffers::kDxl, B * x0_dim));
+    for (size_t l = L.cross.size(); l-- > 0;) {
+      const auto& d = L.cross[l];
+      const float* xl = l == 0 ? x0 : buf.at(buf.cross_x(l - 1));
+      TS_RETURN_IF_ERROR(CrossBackward(ctx_, ctx_.cublas, x0, xl, params + d.w,
+                                       buf.at(buf.cross_z(l)), dx, dx0, dxl, g + d.w, g + d.b,
+                                       workspace, B, x0_dim));
+      std::swap(dx, dxl);
     }
-    // MLP backwards down to x0.
-    float* dprev = scratch_b;
-    for (size_t l = L.mlp.size(); l-- > 0;) {
-      const auto& d = L.mlp[l];
-      const float* y = buf.at(buf.hidden(l));
-      TS_RETURN_IF_ERROR(ReluBackwardColumnSum(ctx_, y, dh, dh, g + d.b, B, d.out));
-      const float* x = l == 0 ? x0 : buf.at(buf.hidden(l - 1));
-      TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, x, params + d.w, dh, dprev, g + d.w,
-                                        nullptr, B, d.in, d.out));
-      std::swap(dh, dprev);
-    }
-    if (dx0 != nullptr) TS_RETURN_IF_ERROR(AddTo(ctx_, dh, dx0, B, x0_dim));
-    const float* dx0_total = dx0 != nullptr ? dx0 : dh;
-    // The embedding part of x0's gradient joins the FM's.
-    TS_RETURN_IF_ERROR(CopyColumns(ctx_, dx0_total, x0_dim, 0, demb, F * D, 0, B, F * D, true));
+    TS_RETURN_IF_ERROR(AddTo(ctx_, dx, dx0, B, x0_dim));  // layer 0's x_l is x0
   }
-  return EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, demb, emb_grads,
-                               in.num_rows, bags, D, segments);
+  // MLP backwards down to x0.
+  float* dprev = scratch_b;
+  for (size_t l = L.mlp.size(); l-- > 0;) {
+    const auto& d = L.mlp[l];
+    const float* y = buf.at(buf.hidden(l));
+    TS_RETURN_IF_ERROR(ReluBackwardColumnSum(ctx_, y, dh, dh, g + d.b, B, d.out));
+    const float* x = l == 0 ? x0 : buf.at(buf.hidden(l - 1));
+    TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, x, params + d.w, dh, dprev, g + d.w,
+                                      nullptr, B, d.in, d.out));
+    std::swap(dh, dprev);
+  }
+  if (dx0 != nullptr) TS_RETURN_IF_ERROR(AddTo(ctx_, dh, dx0, B, x0_dim));
+  float* dx0_total = dx0 != nullptr ? dx0 : dh;
+  // DeepFM: the FM term's gradient joins the MLP's in the embedding columns of x0's gradient
+  // (the embeddings are x0's first columns), which the pool's backward then reads in place.
+  if (UsesFm(c.kind)) {
+    TS_RETURN_IF_ERROR(
+        FmBackward(ctx_, x0, dlogits, dx0_total, B, F, D, x0_dim, x0_dim, /*accumulate=*/true));
+  }
+  return EmbeddingPoolBackward(ctx_, in.offsets, in.indices, in.weights, dx0_total, emb_grads,
+                               in.num_rows, bags, D, segments, EmbLayout());
 }
 
 }  // namespace tessera::worker

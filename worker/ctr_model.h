@@ -33,6 +33,7 @@
 
 #include "core/status.h"
 #include "kernels/device.h"
+#include "kernels/embedding.h"
 #include "kernels/segments.h"
 
 namespace tessera::worker {
@@ -136,6 +137,9 @@ class CtrModel {
   // host from `batch`, uploaded on the context's stream), for the embedding backwards without
   // float atomics; null (and nothing done) otherwise.
   StatusOr<const kernels::SegmentsView*> PlanSegments(const CtrBatchView& batch);
+  // Where the pools put the field embeddings: the first num_fields * emb_dim columns of the MLP's
+  // input x0 when there is an MLP, else a dense batch x fields x emb_dim buffer.
+  kernels::BagLayout EmbLayout() const;
 
   CtrModelConfig config_;
   kernels::DeviceContext ctx_;  // its resources are borrowed

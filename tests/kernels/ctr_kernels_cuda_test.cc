@@ -256,6 +256,63 @@ TEST_F(CtrCudaTest, GatherAndPoolMatchCpu) {
   }
 }
 
+// The fused layouts of the CTR step (embeddings pooled into the MLP input x0, FM read from it and
+// added into the logits and x0's gradient) against the CPU's, which tests/kernels/
+// fused_layout_test.cc holds to the unfused passes.
+TEST_F(CtrCudaTest, FusedLayoutsMatchCpu) {
+  unsigned seed = 600;
+  for (int64_t batch : {0, 1, 77, 2000}) {
+    for (int dim : {1, 16, 33}) {
+      SCOPED_TRACE("seed=" + std::to_string(++seed) + " batch=" + std::to_string(batch) +
+                   " dim=" + std::to_string(dim));
+      std::mt19937 rng(seed);
+      const int fields = 3, extra = 5, x0_cols = fields * dim + extra;
+      const int32_t num_rows = 17;
+      const BagLayout layout{fields, x0_cols};
+      const std::vector<float> rows = Random(&rng, num_rows * dim);
+      std::vector<int64_t> offsets = {0};
+      for (int64_t k = 0; k < batch * fields; ++k) offsets.push_back(offsets.back() + k % 5);
+      const std::vector<int32_t> keys = RandomIndices(&rng, offsets.back(), num_rows);
+      const std::vector<float> weights = Random(&rng, offsets.back());
+      const std::vector<float> x0_start = Random(&rng, batch * x0_cols);
+      const std::vector<float> dx0 = Random(&rng, batch * x0_cols);
+      const std::vector<float> logits_start = Random(&rng, batch), dy = Random(&rng, batch);
+      const int64_t num_bags = batch * fields;
+
+      std::vector<float> x0 = x0_start, logits = logits_start, dx0_fm = dx0;
+      std::vector<float> grad_rows(rows.size(), 0.0f);
+      TS_ASSERT_OK(EmbeddingPoolCpu(rows.data(), num_rows, offsets.data(), keys.data(),
+                                    weights.data(), x0.data(), num_bags, dim, layout));
+      TS_ASSERT_OK(FmForwardCpu(x0.data(), logits.data(), batch, fields, dim, x0_cols, true));
+      TS_ASSERT_OK(FmBackwardCpu(x0.data(), dy.data(), dx0_fm.data(), batch, fields, dim, x0_cols,
+                                 x0_cols, true));
+      TS_ASSERT_OK(EmbeddingPoolBackwardCpu(offsets.data(), keys.data(), weights.data(),
+                                            dx0_fm.data(), grad_rows.data(), num_rows, num_bags,
+                                            dim, layout));
+
+      DeviceVector<float> d_rows(rows), d_weights(weights), d_x0(x0_start), d_dy(dy);
+      DeviceVector<float> d_logits(logits_start), d_dx0(dx0);
+      DeviceVector<int32_t> d_keys(keys);
+      DeviceVector<int64_t> d_offsets(offsets);
+      DeviceVector<float> d_grad_rows(std::vector<float>(rows.size(), 0.0f));
+      TS_ASSERT_OK(EmbeddingPool(ctx_, d_rows.data(), num_rows, d_offsets.data(), d_keys.data(),
+                                 d_weights.data(), d_x0.data(), num_bags, dim, layout));
+      TS_ASSERT_OK(
+          FmForward(ctx_, d_x0.data(), d_logits.data(), batch, fields, dim, x0_cols, true));
+      TS_ASSERT_OK(FmBackward(ctx_, d_x0.data(), d_dy.data(), d_dx0.data(), batch, fields, dim,
+                              x0_cols, x0_cols, true));
+      TS_ASSERT_OK(EmbeddingPoolBackward(ctx_, d_offsets.data(), d_keys.data(), d_weights.data(),
+                                         d_dx0.data(), d_grad_rows.data(), num_rows, num_bags, dim,
+                                         nullptr, layout));
+      Sync();
+      ExpectClose(d_x0.ToHost(), x0, 1e-5f, "x0 (the dense columns untouched)");
+      ExpectClose(d_logits.ToHost(), logits, 1e-4f, "logits + FM");
+      ExpectClose(d_dx0.ToHost(), dx0_fm, 1e-4f, "dx0 + FM gradient");
+      ExpectClose(d_grad_rows.ToHost(), grad_rows, 1e-4f, "grad_rows");
+    }
+  }
+}
+
 TEST_F(CtrCudaTest, OutOfRangeIndicesAreNeverRead) {
   const std::vector<float> rows = {1, 2, 3, 4};  // 2 rows of dim 2
   const std::vector<int32_t> indices = {1, 2, -1, 0};

@@ -217,17 +217,23 @@ struct EmbeddingProblem {
   std::vector<int32_t> keys;     // offsets.back() entries; [0, first) are never read
   std::vector<float> weights;
   std::vector<float> initial;  // num_rows * dim
+  // The pool backward reads its bags' gradient as the layout places them in grad_out (the gather
+  // backward reads grad_out densely).
+  BagLayout layout;
   int64_t num_bags() const { return batch * fields; }
 };
 
-EmbeddingProblem RandomEmbeddingProblem(unsigned seed, int64_t batch, int dim, int64_t num_rows) {
+// pad > 0: the bags' gradient as the first columns of rows pad floats wider (BagLayout).
+EmbeddingProblem RandomEmbeddingProblem(unsigned seed, int64_t batch, int dim, int64_t num_rows,
+                                        int pad = 0) {
   std::mt19937 rng(seed);
   EmbeddingProblem p;
   p.batch = batch;
   p.dim = dim;
   p.num_rows = num_rows;
   p.indices = RandomIndices(&rng, batch * p.fields, static_cast<int32_t>(num_rows));
-  p.grad_out = Random(&rng, batch * p.fields * dim);
+  if (pad > 0) p.layout = {p.fields, p.fields * dim + pad};
+  p.grad_out = Random(&rng, batch * (p.fields * dim + pad));
   const int64_t first = 3;
   p.offsets = {first};
   for (int64_t k = 0; k < p.num_bags(); ++k) p.offsets.push_back(p.offsets.back() + k % 5);
@@ -249,7 +255,7 @@ EmbeddingResult RunEmbeddingCpu(const EmbeddingProblem& p) {
                   .ok());
   EXPECT_TRUE(EmbeddingPoolBackwardCpu(p.offsets.data(), p.keys.data(), p.weights.data(),
                                        p.grad_out.data(), r.pool.data(), p.num_rows, p.num_bags(),
-                                       p.dim)
+                                       p.dim, p.layout)
                   .ok());
   return r;
 }
@@ -273,7 +279,7 @@ EmbeddingResult RunEmbeddingDeterministic(const EmbeddingProblem& p, uint64_t sc
   EXPECT_TRUE(s.ok()) << s.ToString();
   s = EmbeddingPoolBackward(ctx, d_offsets.data(), d_keys.data(), d_weights.data(),
                             d_grad_out.data(), d_pool.data(), p.num_rows, p.num_bags(), p.dim,
-                            &pool_segments);
+                            &pool_segments, p.layout);
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   return {d_gather.ToHost(), d_pool.ToHost()};
@@ -296,6 +302,9 @@ TEST(DeterministicCudaTest, EmbeddingBackwardsMatchCpu) {
                      " dim=" + std::to_string(dim) + " rows=" + std::to_string(num_rows));
         ExpectEmbeddingMatchesCpu(RandomEmbeddingProblem(++seed, batch, dim, num_rows));
       }
+      // The pool backward reading x0's gradient in place (the fused CTR step).
+      SCOPED_TRACE("in a wider matrix, batch=" + std::to_string(batch));
+      ExpectEmbeddingMatchesCpu(RandomEmbeddingProblem(++seed, batch, dim, 17, /*pad=*/7));
     }
   }
 }
