@@ -1,4 +1,5 @@
-// CpuParallelRanges (kernels/cpu_parallel.h): its pieces cut [0, n) once each, aligned; and every CPU kernel cut over the OpenMP team gives the bits it gives on one thread.
+// CpuParallelRanges (kernels/cpu_parallel.h): its pieces cut [0, n) once each, aligned; and every
+// CPU kernel cut over the OpenMP team gives the bits it gives on one thread.
 #include "kernels/cpu_parallel.h"
 
 #include <gtest/gtest.h>
