@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "tests/testing/ctr_batch.h"
@@ -103,6 +105,42 @@ TEST(CtrModelTest, WideDeepGradientsMatchFiniteDifferences) {
 TEST(CtrModelTest, DcnV2GradientsMatchFiniteDifferences) {
   CheckGradients(CtrModelKind::kDcnV2, false);
   CheckGradients(CtrModelKind::kDcnV2, true);
+}
+
+// The model writes every dense gradient without reading the buffer first (it is not zeroed
+// before a step): a buffer full of NaN gives the bits of a zeroed one, for every model, and an
+// empty batch gives zeros.
+TEST(CtrModelTest, EveryDenseGradientIsWrittenWhateverTheBufferHeld) {
+  for (CtrModelKind kind : {CtrModelKind::kLr, CtrModelKind::kFm, CtrModelKind::kDeepFm,
+                            CtrModelKind::kWideDeep, CtrModelKind::kDcnV2}) {
+    for (bool multi_hot : {false, true}) {
+      SCOPED_TRACE(std::string(CtrModelName(kind)) + (multi_hot ? " multi-hot" : " one-hot"));
+      Fixture fx(kind, multi_hot, 5);
+      auto model = CtrModel::Create(fx.config, kernels::DeviceContext{});
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      fx.params.resize((*model)->num_params());
+      (*model)->InitParams(fx.params.data());
+      HostGradients zeroed(**model, fx), poisoned(**model, fx);
+      std::fill(poisoned.params.begin(), poisoned.params.end(), NAN);
+      double loss = 0;
+      ASSERT_TRUE(
+          (*model)->ForwardBackward(fx.params.data(), fx.View(), 1.0f, zeroed.View(), &loss).ok());
+      ASSERT_TRUE((*model)
+                      ->ForwardBackward(fx.params.data(), fx.View(), 1.0f, poisoned.View(), &loss)
+                      .ok());
+      ASSERT_EQ(zeroed.params.size(), poisoned.params.size());
+      EXPECT_EQ(std::memcmp(zeroed.params.data(), poisoned.params.data(),
+                            zeroed.params.size() * sizeof(float)),
+                0);
+      // An empty batch: every gradient zero.
+      std::fill(poisoned.params.begin(), poisoned.params.end(), NAN);
+      CtrBatchView empty = fx.View();
+      empty.batch_size = 0;
+      ASSERT_TRUE(
+          (*model)->ForwardBackward(fx.params.data(), empty, 1.0f, poisoned.View(), &loss).ok());
+      for (float v : poisoned.params) ASSERT_EQ(v, 0.0f);
+    }
+  }
 }
 
 TEST(CtrModelTest, PredictGivesTheProbabilitiesOfTheTrainingForward) {
