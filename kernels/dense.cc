@@ -119,16 +119,6 @@ Status ReluBackwardColumnSum(const DeviceContext& ctx, const float* y, const flo
   return ColumnSum(ctx, dx, rows, cols, db);
 }
 
-Status OutputReluBackward(const DeviceContext& ctx, struct cublasContext* cublas, const float* h,
-                          const float* w, const float* dy, float* dh, float* dw, float* db,
-                          float* dh_sum, int64_t rows, int cols) {
-  if (ctx.device == Device::kCpu) {
-    return OutputReluBackwardCpu(h, w, dy, dh, dw, db, dh_sum, rows, cols);
-  }
-  TS_RETURN_IF_ERROR(LinearBackward(ctx, cublas, h, w, dy, dh, dw, db, rows, cols, 1));
-  return ReluBackwardColumnSum(ctx, h, dh, dh, dh_sum, rows, cols);
-}
-
 Status ReluForward(const DeviceContext& ctx, const float* x, float* y, int64_t size) {
   if (ctx.device == Device::kCpu) return ReluForwardCpu(x, y, size);
 #if TESSERA_WITH_CUDA

@@ -73,20 +73,6 @@ Status ReluBackwardColumnSum(const DeviceContext& ctx, const float* y, const flo
 Status ReluBackwardColumnSumCpu(const float* y, const float* dy, float* dx, float* db, int64_t rows,
                                 int cols);
 
-// ---- The one-unit output layer's backward and the ReLU backward beneath it, in one ----
-// For the logit y = h w + b of a ReLU layer's output h (rows x cols, w: cols, one output unit)
-// and dy = d loss / d y (rows): dw = h^T dy (cols), db[0] = sum_i dy[i], dh[i, j] =
-// ReluBackward(h, dy[i] w[j]) and dh_sum = the column sums of dh (that ReLU layer's bias
-// gradient). It is LinearBackward (out_dim 1) then ReluBackwardColumnSum; on the CPU one pass over
-// h and dh instead of three (dw then sums like ColumnSum, in blocks of rows, not in SGEMM's order;
-// the other outputs keep their bits). On CUDA the two kernels. REQUIRES: the outputs overlap
-// neither each other nor the inputs.
-Status OutputReluBackward(const DeviceContext& ctx, struct cublasContext* cublas, const float* h,
-                          const float* w, const float* dy, float* dh, float* dw, float* db,
-                          float* dh_sum, int64_t rows, int cols);
-Status OutputReluBackwardCpu(const float* h, const float* w, const float* dy, float* dh, float* dw,
-                             float* db, float* dh_sum, int64_t rows, int cols);
-
 // ---- ReLU, elementwise over `size` floats ----
 // y = max(x, 0). y may equal x (in place); otherwise they must not overlap.
 Status ReluForward(const DeviceContext& ctx, const float* x, float* y, int64_t size);

@@ -130,33 +130,6 @@ Status ReluBackwardColumnSumCpu(const float* y, const float* dy, float* dx, floa
   return OkStatus();
 }
 
-Status OutputReluBackwardCpu(const float* h, const float* w, const float* dy, float* dh, float* dw,
-                             float* db, float* dh_sum, int64_t rows, int cols) {
-  TS_RETURN_IF_ERROR(internal::ValidateLinearBackwardArgs(h, w, dy, dh, dw, rows, cols, 1));
-  if (w == nullptr || db == nullptr || dh_sum == nullptr || (rows > 0 && dh == nullptr)) {
-    return Status::InvalidArgument("OutputReluBackward: w, dh, db and dh_sum must be non-null");
-  }
-  internal::ColumnSumCpu(dy, rows, 1, db);
-  // Both column sums in one pass: dh's in [0, cols), dw's in [cols, 2 cols) of the scratch.
-  thread_local std::vector<float> scratch;
-  scratch.resize(2 * static_cast<size_t>(cols));
-  float* const sums = scratch.data();
-  BlockedColumnSums(rows, 2 * cols, sums, [&](int64_t i, float* __restrict__ acc) {
-    const float g = dy[i];
-    const float* __restrict__ hi = h + i * cols;
-    float* __restrict__ dhi = dh + i * cols;
-    for (int j = 0; j < cols; ++j) {
-      const float d = ReluGrad(hi[j], g * w[j]);
-      dhi[j] = d;
-      acc[j] += d;
-      acc[cols + j] += hi[j] * g;
-    }
-  });
-  std::copy_n(sums, cols, dh_sum);
-  std::copy_n(sums + cols, cols, dw);
-  return OkStatus();
-}
-
 Status ReluForwardCpu(const float* x, float* y, int64_t size) {
   TS_RETURN_IF_ERROR(internal::ValidateSizeAndPointers("ReluForward", size, {x, y}));
   for (int64_t i = 0; i < size; ++i) y[i] = Relu(x[i]);

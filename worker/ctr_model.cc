@@ -28,7 +28,6 @@ using kernels::FmForward;
 using kernels::LinearBackward;
 using kernels::LinearForward;
 using kernels::LinearReluForward;
-using kernels::OutputReluBackward;
 using kernels::ReluBackwardColumnSum;
 using kernels::RepeatElements;
 using kernels::SigmoidBceBackward;
@@ -463,14 +462,10 @@ Status CtrModel::Backward(const float* params, const CtrBatchView& in, float los
   const int m = L.mlp.back().out;
   float* dh = scratch_a;
   float* dx0 = nullptr;  // what reaches x0 besides the MLP: the cross stack (DCN-v2)
-  // Whether the top hidden layer's ReLU backward (and its bias gradient) is done already.
-  bool top_relu_done = false;
   if (c.kind != CtrModelKind::kDcnV2) {
-    // The output unit's backward and the top ReLU's in one pass over the top layer's output.
-    TS_RETURN_IF_ERROR(OutputReluBackward(ctx_, ctx_.cublas, buf.at(buf.hidden(L.mlp.size() - 1)),
-                                          params + L.mlp_out.w, dlogits, dh, g + L.mlp_out.w,
-                                          g + L.mlp_out.b, g + L.mlp.back().b, B, m));
-    top_relu_done = true;
+    TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, buf.at(buf.hidden(L.mlp.size() - 1)),
+                                      params + L.mlp_out.w, dlogits, dh, g + L.mlp_out.w,
+                                      g + L.mlp_out.b, B, m, 1));
   } else {
     const int concat_dim = x0_dim + m;
     TS_ASSIGN_OR_RETURN(float* dconcat, buf.Get(Buffers::kDconcat, B * concat_dim));
@@ -501,10 +496,8 @@ Status CtrModel::Backward(const float* params, const CtrBatchView& in, float los
   float* dprev = scratch_b;
   for (size_t l = L.mlp.size(); l-- > 0;) {
     const auto& d = L.mlp[l];
-    if (!top_relu_done || l + 1 < L.mlp.size()) {
-      TS_RETURN_IF_ERROR(
-          ReluBackwardColumnSum(ctx_, buf.at(buf.hidden(l)), dh, dh, g + d.b, B, d.out));
-    }
+    const float* y = buf.at(buf.hidden(l));
+    TS_RETURN_IF_ERROR(ReluBackwardColumnSum(ctx_, y, dh, dh, g + d.b, B, d.out));
     const float* x = l == 0 ? x0 : buf.at(buf.hidden(l - 1));
     TS_RETURN_IF_ERROR(LinearBackward(ctx_, ctx_.cublas, x, params + d.w, dh, dprev, g + d.w,
                                       nullptr, B, d.in, d.out));

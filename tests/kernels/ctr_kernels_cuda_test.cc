@@ -313,33 +313,6 @@ TEST_F(CtrCudaTest, FusedLayoutsMatchCpu) {
   }
 }
 
-TEST_F(CtrCudaTest, OutputReluBackwardMatchesCpu) {
-  unsigned seed = 700;
-  for (int64_t rows : {0, 1, 300, 2000}) {
-    for (int cols : {1, 33, 400}) {
-      SCOPED_TRACE("seed=" + std::to_string(++seed) + " rows=" + std::to_string(rows) +
-                   " cols=" + std::to_string(cols));
-      std::mt19937 rng(seed);
-      std::vector<float> h = Random(&rng, rows * cols);
-      for (float& x : h) x = x > 0.0f ? x : 0.0f;
-      const std::vector<float> w = Random(&rng, cols), dy = Random(&rng, rows);
-      std::vector<float> dh(rows * cols), dw(cols), db(1), dh_sum(cols);
-      TS_ASSERT_OK(OutputReluBackwardCpu(h.data(), w.data(), dy.data(), dh.data(), dw.data(),
-                                         db.data(), dh_sum.data(), rows, cols));
-      DeviceVector<float> d_h(h), d_w(w), d_dy(dy), d_dh(Garbage(dh.size())), d_dw(Garbage(cols)),
-          d_db(Garbage(1)), d_dh_sum(Garbage(cols));
-      TS_ASSERT_OK(OutputReluBackward(ctx_, cublas_, d_h.data(), d_w.data(), d_dy.data(),
-                                      d_dh.data(), d_dw.data(), d_db.data(), d_dh_sum.data(), rows,
-                                      cols));
-      Sync();
-      ExpectClose(d_dh.ToHost(), dh, 1e-6f, "dh");
-      ExpectClose(d_dw.ToHost(), dw, kGemmTol, "dw");
-      ExpectClose(d_db.ToHost(), db, kGemmTol, "db");
-      ExpectClose(d_dh_sum.ToHost(), dh_sum, kGemmTol, "dh_sum");
-    }
-  }
-}
-
 TEST_F(CtrCudaTest, OutOfRangeIndicesAreNeverRead) {
   const std::vector<float> rows = {1, 2, 3, 4};  // 2 rows of dim 2
   const std::vector<int32_t> indices = {1, 2, -1, 0};

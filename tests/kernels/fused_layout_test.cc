@@ -1,16 +1,13 @@
 // The CTR step's fusions against the unfused passes they replace (issue 16, point 3): the pool
 // writing the field embeddings straight into the MLP input x0 (BagLayout) and its backward
 // reading them from x0's gradient, and the FM term read from x0 and added into the logits and
-// into x0's gradient, each with the bits of the separate passes; and the output unit's backward
-// with the ReLU backward beneath it, whose weight gradient sums in another order.
+// into x0's gradient. Each must give the bits of the separate passes.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
-#include "kernels/dense.h"
 #include "kernels/dense_ops.h"
 #include "kernels/device.h"
 #include "kernels/embedding.h"
@@ -156,49 +153,6 @@ TEST(FusedLayoutTest, FmReadFromX0AndAddedIntoItsOutputsIsTheSeparateSteps) {
       }
     }
   }
-}
-
-TEST(FusedLayoutTest, OutputReluBackwardIsTheOutputLayerThenTheReluBackward) {
-  unsigned seed = 300;
-  for (int64_t rows : {0, 1, 100, 256, 257, 4096}) {
-    for (int cols : {1, 17, 400}) {
-      SCOPED_TRACE("rows " + std::to_string(rows) + " cols " + std::to_string(cols));
-      std::mt19937 rng(++seed);
-      // h is a ReLU output: about half zeros.
-      std::vector<float> h = Random(&rng, rows * cols);
-      for (float& x : h) x = x > 0.0f ? x : 0.0f;
-      const std::vector<float> w = Random(&rng, cols), dy = Random(&rng, rows);
-      std::vector<float> dh(rows * cols), dw(cols, 9.0f), db(1, 9.0f), dh_sum(cols, 9.0f);
-      ASSERT_TRUE(OutputReluBackward(kCpu, nullptr, h.data(), w.data(), dy.data(), dh.data(),
-                                     dw.data(), db.data(), dh_sum.data(), rows, cols)
-                      .ok());
-      std::vector<float> ref_dh(rows * cols), ref_dw(cols), ref_db(1), ref_dh_sum(cols);
-      ASSERT_TRUE(LinearBackward(kCpu, nullptr, h.data(), w.data(), dy.data(), ref_dh.data(),
-                                 ref_dw.data(), ref_db.data(), rows, cols, 1)
-                      .ok());
-      ASSERT_TRUE(ReluBackwardColumnSum(kCpu, h.data(), ref_dh.data(), ref_dh.data(),
-                                        ref_dh_sum.data(), rows, cols)
-                      .ok());
-      EXPECT_TRUE(SameBits(dh, ref_dh));
-      EXPECT_TRUE(SameBits(db, ref_db));
-      EXPECT_TRUE(SameBits(dh_sum, ref_dh_sum));
-      // dw sums in blocks of rows rather than in the product's order: close to a double sum.
-      for (int j = 0; j < cols; ++j) {
-        double exact = 0.0, magnitude = 0.0;
-        for (int64_t i = 0; i < rows; ++i) {
-          exact += static_cast<double>(h[i * cols + j]) * dy[i];
-          magnitude += std::abs(static_cast<double>(h[i * cols + j]) * dy[i]);
-        }
-        EXPECT_NEAR(dw[j], exact, 4e-6 * magnitude + 1e-30) << "dw column " << j;
-        EXPECT_NEAR(dw[j], ref_dw[j], 4e-6 * magnitude + 1e-30) << "dw column " << j;
-      }
-    }
-  }
-  float x = 0.0f;
-  EXPECT_EQ(OutputReluBackwardCpu(&x, &x, &x, &x, &x, &x, nullptr, 1, 1).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(OutputReluBackwardCpu(&x, &x, &x, nullptr, &x, &x, &x, 1, 1).code(),
-            StatusCode::kInvalidArgument);
 }
 
 TEST(FusedLayoutTest, LayoutsAndStridesShorterThanTheEmbeddingsAreRejected) {
