@@ -1,15 +1,16 @@
 // Element-wise CPU work of the CTR step on the threads its matrix products run on.
 //
 // Debian's oneDNN is the OpenMP build: a product runs on the calling thread's OpenMP team
-// (kernels/gemm_cpu.h, SetGemmThreads), whose other threads spin in libgomp between products
-// while the calling thread alone ran the pooling, the FM term, the ReLU backward and the copies
-// (17 % of a DeepFM step spent so). CpuParallelFor cuts such a loop over the same team, so the
-// threads that wait for the next product take half of it: one thread policy for both kinds of
-// work, and no second pool competing for the cores.
+// (kernels/gemm_cpu.h, SetGemmThreads), whose other threads spin in libgomp between products.
+// They spun while the calling thread alone ran the pooling, the FM term, the ReLU backwards and
+// the copies: 11 % of a DeepFM run's CPU samples (docs/PERFORMANCE.md). CpuParallelFor cuts such
+// a loop over the same team, so the threads that wait for the next product take part of it: one
+// thread policy for both kinds of work, and no second pool competing for the cores.
 //
 // The cut never changes a result: a loop handed to CpuParallelFor computes each item from its
-// inputs alone (a sum over rows is cut by columns, a scatter by destination rows), so the bits are
-// the same on 1 and on 2 threads (tests/kernels/cpu_parallel_test.cc).
+// inputs alone (a column sum is cut into fixed blocks of rows whose sums are added in block order,
+// a scatter-add is not cut at all), so the bits are the same on 1 and on 2 threads
+// (tests/kernels/cpu_parallel_test.cc).
 //
 // Under ThreadSanitizer the loops run on the calling thread: Debian's libgomp is not
 // instrumented, so TSan cannot see the barrier that orders a team's writes before the caller's

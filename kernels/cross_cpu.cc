@@ -1,8 +1,8 @@
 // CPU DCN-v2 cross layer: the product W x_l (and, backward, dW and dz W) is one sgemm on the
 // row-major batch (kernels/gemm_cpu.h); the elementwise parts are single vectorisable passes over
-// the ctr_math.h functions, cut over the calling thread's OpenMP team (kernels/cpu_parallel.h: by
-// element, and the bias gradient by column, so the cut changes no bit). Deterministic for a given
-// instruction set and thread count.
+// the ctr_math.h functions, cut by element over the calling thread's OpenMP team
+// (kernels/cpu_parallel.h; the bias gradient is ColumnSumCpu's blocked sum), so the cut changes
+// no bit. Deterministic for a given instruction set and product thread count.
 #include <algorithm>
 
 #include "kernels/cpu_parallel.h"

@@ -148,7 +148,7 @@ namespace internal {
 Status ValidateGatherArgs(const char* op, const float* rows, int64_t num_rows,
                           const int32_t* indices, const float* out, int64_t batch_size,
                           int num_fields, int dim);
-// The pool's also checks `layout` (bags_per_row >= 1, row_stride 0 or >= bags_per_row * dim).
+// ValidatePoolArgs also checks `layout` (bags_per_row >= 1, row_stride 0 or >= bags_per_row * dim).
 Status ValidatePoolArgs(const char* op, const float* rows, int64_t num_rows, const int64_t* offsets,
                         const int32_t* indices, const float* out, int64_t num_bags, int dim,
                         const BagLayout& layout = {});
