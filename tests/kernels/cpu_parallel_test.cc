@@ -19,16 +19,15 @@
 #include "kernels/embedding.h"
 #include "kernels/fm.h"
 #include "kernels/gemm_cpu.h"
+#include "tests/kernels/ctr_kernels_test_util.h"
 
 namespace tessera::kernels {
 namespace {
 
+// n floats uniform in [-1, 1) from `seed`.
 std::vector<float> Random(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
+  return test_util::Random(&rng, n);
 }
 
 // Restores the calling thread's team size when a test ends.
