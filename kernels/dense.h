@@ -7,8 +7,9 @@
 // Conventions (also used by kernels/fm.h, cross.h, embedding.h):
 // - Matrices are row-major; a batch is batch_size rows. Sizes are explicit arguments.
 // - Outputs are OVERWRITTEN unless the comment says "added to".
-// - kCpu: every pointer is host memory. Loops run in index order, so results are deterministic
-//   for a given instruction set and product thread count (kernels/gemm_cpu.h).
+// - kCpu: every pointer is host memory. Loops sum in a fixed order (column sums by fixed blocks
+//   of rows, kernels/cpu_parallel.h), so results are deterministic for a given instruction set
+//   and product thread count (kernels/gemm_cpu.h).
 // - kCuda: every pointer (loss sums included) is device memory; work is queued on ctx.stream
 //   and the call returns after the launch, without synchronising. Kernels that multiply
 //   matrices also take a cuBLAS handle (`cublas`, not owned): the call binds it to ctx.stream

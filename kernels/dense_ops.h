@@ -8,10 +8,11 @@
 // queued on ctx.stream without a sync. InvalidArgument for negative sizes, a column block outside
 // its matrix, or a null pointer the call needs (when there is something to compute).
 //
-// Determinism: no atomics on either device. The CPU loops run in index order, so a CPU result is
-// the same bits as the scalar loop written out in the comment; the CUDA twins reduce in a fixed
-// order (each output written by one thread) and match the CPU to float rounding (nvcc fuses
-// multiply-adds; the column sums combine partial sums in another order).
+// Determinism: no atomics on either device. The CPU loops compute each output in index order, so a
+// CPU result is the same bits as the scalar loop written out in the comment (ColumnSum: by blocks
+// of rows, as its comment says), whatever the number of threads they are cut over; the CUDA twins
+// reduce in a fixed order (each output written by one thread) and match the CPU to float rounding
+// (nvcc fuses multiply-adds; the column sums combine partial sums in another order).
 // Thread-compatible: concurrent calls must not share outputs.
 #pragma once
 

@@ -4,10 +4,12 @@
 // optimizer_math.h's, shared with the sparse optimizers (Adam here is plain Adam: every element
 // is updated every step, so one step counter serves the whole vector).
 //
-// Determinism: the update is elementwise, in index order, with no reduction, no threads and no
-// data-dependent order, so replicas that start bit-identical and receive bit-identical gradients
-// stay bit-identical (same binary on the same ISA: a compiler that contracts a * b + c into an FMA
-// on one machine and not on another would break it, which is why replicas run one build).
+// Determinism: the update is elementwise, with no reduction and no data-dependent order (on the
+// CPU its pieces run on the calling thread's OpenMP team, kernels/cpu_parallel.h, which changes
+// no element's arithmetic), so replicas that start bit-identical and receive bit-identical
+// gradients stay bit-identical (same binary on the same ISA: a compiler that contracts a * b + c
+// into an FMA on one machine and not on another would break it, which is why replicas run one
+// build).
 //
 // Memory: the caller owns the parameters, the gradients and the state (DenseOptimizerState, sized
 // by DenseOptimizerStateFloats and set up by InitDenseOptimizerState, or the same slots in device

@@ -1,7 +1,8 @@
-// CPU dense optimizer: one pass over the vector in index order, the inner loop calling the
-// TS_HD step of optimizer_math.h. Same shape and flags as sparse_optimizer_cpu.cc (8-element
-// blocks, restrict pointers, -fno-math-errno) so the loops vectorise; vectorising across
-// elements does not change any element's arithmetic, so the result is the scalar loop's.
+// CPU dense optimizer: one pass over the vector, cut in pieces of multiples of 16 elements over the
+// calling thread's OpenMP team, the inner loop calling the TS_HD step of optimizer_math.h. Same
+// shape and flags as sparse_optimizer_cpu.cc (8-element blocks, restrict pointers, -fno-math-errno)
+// so the loops vectorise; vectorising across elements does not change any element's arithmetic, so
+// the result is the scalar loop's.
 #include "kernels/cpu_parallel.h"
 #include "kernels/dense_optimizer.h"
 #include "kernels/optimizer_math.h"

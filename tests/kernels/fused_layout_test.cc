@@ -21,7 +21,8 @@ using test_util::Random;
 using test_util::RandomIndices;
 
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // A multi-hot batch: `fields` bags per row, bag k holding k % 4 keys (empty bags included).
