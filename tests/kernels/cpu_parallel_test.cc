@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <mutex>
 #include <random>
 #include <utility>
@@ -111,8 +110,7 @@ std::pair<std::vector<float>, std::vector<float>> OnOneAndTwoThreads(const Kerne
 void ExpectSameBits(const std::pair<std::vector<float>, std::vector<float>>& runs,
                     const char* what) {
   ASSERT_EQ(runs.first.size(), runs.second.size()) << what;
-  EXPECT_TRUE(runs.first.empty() || std::memcmp(runs.first.data(), runs.second.data(),
-                                                runs.first.size() * sizeof(float)) == 0)
+  EXPECT_TRUE(test_util::SameBits(runs.first, runs.second))
       << what << ": the bits differ between 1 and 2 threads";
 }
 

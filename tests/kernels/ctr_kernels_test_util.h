@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -31,6 +32,14 @@ inline std::vector<int32_t> RandomIndices(std::mt19937* rng, size_t size, int32_
   std::vector<int32_t> v(size);
   for (int32_t& x : v) x = dist(*rng);
   return v;
+}
+
+// Whether a and b hold the same values bit for bit (empty vectors may hold a null data(), which
+// memcmp must not get).
+template <typename T>
+bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 // sum_k r[k] * y[k] in double: the scalar loss whose gradient with respect to y is r.

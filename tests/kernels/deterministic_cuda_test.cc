@@ -45,6 +45,7 @@ using ::tessera::testing::ExpectClose;
 using ::tessera::testing::MfProblem;
 using test_util::Random;
 using test_util::RandomIndices;
+using test_util::SameBits;
 
 // Threads of one grid-stride pass: cuda_util.cuh's grid cap (65536 blocks on a GPU, 64 on the
 // emulated device) of 256 threads. The sizes derived from it make every grid-stride loop take a
@@ -63,11 +64,6 @@ void UseSchedule(uint64_t seed) {
 #else
   (void)seed;
 #endif
-}
-
-template <typename T>
-bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 // A host plan and its device copy.

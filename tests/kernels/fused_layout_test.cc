@@ -4,7 +4,6 @@
 // into x0's gradient. Each must give the bits of the separate passes.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <random>
 #include <vector>
 
@@ -19,11 +18,7 @@ namespace {
 
 using test_util::Random;
 using test_util::RandomIndices;
-
-bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
+using test_util::SameBits;
 
 // A multi-hot batch: `fields` bags per row, bag k holding k % 4 keys (empty bags included).
 struct Bags {
