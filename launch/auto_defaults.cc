@@ -62,9 +62,11 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
     return d;
   }
   // Millions of ratings: large batches keep the servers and the pipeline busy, and with about
-  // a hundred ratings per row the data, not the L2 term, holds the factors in.
+  // a hundred ratings per row the data, not the L2 term, holds the factors in. lr 0.1 halves the
+  // epochs to a good model (issue 15's planted set: 1 % above the ceiling's best after 8 epochs,
+  // against 16 at lr 0.05) at a final test RMSE 1 % higher (0.5931 against 0.5871).
   d.batch_size = 16384;
-  d.lr = 0.05f;
+  d.lr = 0.1f;
   d.l2 = 0.02f;
   d.epochs = 60;
   d.early_stop = 2;
