@@ -9,6 +9,7 @@
 #include <memory>
 #include <sstream>
 
+#include "core/huge_pages.h"
 #include "core/logging.h"
 #include "core/splitmix64.h"
 #include "worker/worker_node.h"
@@ -62,9 +63,10 @@ void MfModel::HoldOut(double fraction, uint64_t seed, std::vector<Sample>* train
 }
 
 std::vector<MfModel::Sample> MfModel::Pack(const RatingData& data) {
-  std::vector<Sample> samples(data.size());
-  for (size_t i = 0; i < samples.size(); ++i) {
-    samples[i] = {data.users[i], data.items[i], data.ratings[i]};
+  std::vector<Sample> samples;
+  ReserveHugePages(&samples, data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    samples.push_back({data.users[i], data.items[i], data.ratings[i]});
   }
   return samples;
 }

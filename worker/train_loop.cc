@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/cluster.h"
+#include "core/huge_pages.h"
 #include "core/logging.h"
 #include "worker/finite_check.h"
 #include "worker/worker_node.h"
@@ -160,6 +161,7 @@ proto::WorkerCheckpoint TrainLoop::Position(int epoch, int64_t step_in_epoch, do
 StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
                                      int64_t* samples) {
   std::vector<uint32_t> order;
+  ReserveHugePages(&order, static_cast<size_t>(model_->num_train_samples()));
   model_->EpochOrder(EpochSeed(options_.seed, epoch, rpc_->self().rank), &order);
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
   auto batch_range = [&](int64_t step, size_t* begin) {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/huge_pages.h"
 #include "core/logging.h"
 #include "worker/data/internal/text_chunks.h"
 #include "worker/data/value_limits.h"
@@ -115,9 +116,9 @@ void ParseChunk(const char* begin, const char* end, bool skip_bad_lines, size_t 
   // memory, and updating them in place on every line would bounce cache lines (false sharing).
   ChunkResult chunk;
   RatingData& d = chunk.data;
-  d.users.reserve(reserve);
-  d.items.reserve(reserve);
-  d.ratings.reserve(reserve);
+  ReserveHugePages(&d.users, reserve);
+  ReserveHugePages(&d.items, reserve);
+  ReserveHugePages(&d.ratings, reserve);
   for (const char* p = begin; p < end;) {
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
     const char* next = nl == nullptr ? end : nl + 1;
