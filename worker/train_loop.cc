@@ -96,17 +96,29 @@ StatusOr<EvalReport> TrainLoop::Evaluate(int epoch, EvalSet set) {
   model_->SelectEvalSet(set);
   const size_t total = static_cast<size_t>(model_->num_eval_samples());
   const size_t batch_size = static_cast<size_t>(model_->eval_batch_size());
-  std::unique_ptr<ModelBatch> batch = model_->NewBatch();
+  // One batch ahead, as in training: the next batch is prepared and its pull sent before this
+  // one is evaluated, so the servers copy rows while the worker predicts. Every pull reads the
+  // same clock, and rows for unseen keys come back as their initial values without being created.
+  struct EvalStep {
+    std::unique_ptr<ModelBatch> batch;
+    BatchPlan plan;
+    PsClient::PendingPull pull;
+  };
+  EvalStep current{model_->NewBatch(), {}, {}}, next{model_->NewBatch(), {}, {}};
+  auto start = [&](size_t begin, EvalStep* step) {
+    model_->PrepareEvalBatch(begin, std::min(batch_size, total - begin), step->batch.get());
+    step->plan = ps_->Plan(step->batch->unique_keys);
+    step->pull = ps_->StartPull(step->plan, clock_, proto::FLAG_NO_CREATE);
+  };
   std::vector<const float*> rows;
+  if (total > 0) start(0, &current);
   for (size_t begin = 0; begin < total; begin += batch_size) {
-    const size_t n = std::min(batch_size, total - begin);
-    model_->PrepareEvalBatch(begin, n, batch.get());
-    const BatchPlan plan = ps_->Plan(batch->unique_keys);
-    // Rows for unseen keys come back as their initial values without being created.
-    PsClient::PendingPull pull = ps_->StartPull(plan, clock_, proto::FLAG_NO_CREATE);
+    if (begin + batch_size < total) start(begin + batch_size, &next);
     TS_RETURN_IF_ERROR(
-        ps_->FinishPull(plan, pull, &rows, model_->PullDestination(*batch, plan.total_floats)));
-    TS_RETURN_IF_ERROR(model_->EvalBatch(begin, *batch, rows));
+        ps_->FinishPull(current.plan, current.pull, &rows,
+                        model_->PullDestination(*current.batch, current.plan.total_floats)));
+    TS_RETURN_IF_ERROR(model_->EvalBatch(begin, *current.batch, rows));
+    std::swap(current, next);
   }
   TS_ASSIGN_OR_RETURN(EvalReport report, model_->EndEval(clock_));
   model_->SelectEvalSet(EvalSet::kTest);
