@@ -17,8 +17,8 @@
 namespace {
 
 struct Cublas {
-  void* library = nullptr;
-  std::string error;  // why it did not load, or ""
+  void* library = nullptr;  // null unless loaded with every entry point below resolved
+  std::string error;        // why it did not load, or ""
   decltype(&cublasCreate_v2) create = nullptr;
   decltype(&cublasDestroy_v2) destroy = nullptr;
   decltype(&cublasSetStream_v2) set_stream = nullptr;
@@ -55,7 +55,6 @@ const Cublas& Library() {
     if (!all) {
       dlclose(c->library);
       c->library = nullptr;
-      c->create = nullptr;  // the entry points below test this one
     }
     return c;
   }();
@@ -68,24 +67,24 @@ const Cublas& Library() {
 
 TS_CUBLAS_ENTRY cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t* handle) {
   const Cublas& c = Library();
-  return c.create != nullptr ? c.create(handle) : CUBLAS_STATUS_NOT_INITIALIZED;
+  return c.library != nullptr ? c.create(handle) : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
 TS_CUBLAS_ENTRY cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
   const Cublas& c = Library();
-  return c.create != nullptr ? c.destroy(handle) : CUBLAS_STATUS_NOT_INITIALIZED;
+  return c.library != nullptr ? c.destroy(handle) : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
 TS_CUBLAS_ENTRY cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle,
                                                                cudaStream_t stream) {
   const Cublas& c = Library();
-  return c.create != nullptr ? c.set_stream(handle, stream) : CUBLAS_STATUS_NOT_INITIALIZED;
+  return c.library != nullptr ? c.set_stream(handle, stream) : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
 TS_CUBLAS_ENTRY cublasStatus_t CUBLASWINAPI cublasSetMathMode(cublasHandle_t handle,
                                                               cublasMath_t mode) {
   const Cublas& c = Library();
-  return c.create != nullptr ? c.set_math_mode(handle, mode) : CUBLAS_STATUS_NOT_INITIALIZED;
+  return c.library != nullptr ? c.set_math_mode(handle, mode) : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
 TS_CUBLAS_ENTRY cublasStatus_t CUBLASWINAPI
@@ -93,13 +92,13 @@ cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_
                int n, int k, const float* alpha, const float* a, int lda, const float* b, int ldb,
                const float* beta, float* c_out, int ldc) {
   const Cublas& c = Library();
-  return c.create != nullptr
+  return c.library != nullptr
              ? c.sgemm(handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c_out, ldc)
              : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
 TS_CUBLAS_ENTRY const char* CUBLASWINAPI cublasGetStatusString(cublasStatus_t status) {
   const Cublas& c = Library();
-  if (c.create != nullptr) return c.status_string(status);
+  if (c.library != nullptr) return c.status_string(status);
   return c.error.c_str();
 }
