@@ -99,13 +99,8 @@ StatusOr<EvalReport> TrainLoop::Evaluate(int epoch, EvalSet set) {
   // One batch ahead, as in training: the next batch is prepared and its pull sent before this
   // one is evaluated, so the servers copy rows while the worker predicts. Every pull reads the
   // same clock, and rows for unseen keys come back as their initial values without being created.
-  struct EvalStep {
-    std::unique_ptr<ModelBatch> batch;
-    BatchPlan plan;
-    PsClient::PendingPull pull;
-  };
-  EvalStep current{model_->NewBatch(), {}, {}}, next{model_->NewBatch(), {}, {}};
-  auto start = [&](size_t begin, EvalStep* step) {
+  Step current{model_->NewBatch(), {}, {}}, next{model_->NewBatch(), {}, {}};
+  auto start = [&](size_t begin, Step* step) {
     model_->PrepareEvalBatch(begin, std::min(batch_size, total - begin), step->batch.get());
     step->plan = ps_->Plan(step->batch->unique_keys);
     step->pull = ps_->StartPull(step->plan, clock_, proto::FLAG_NO_CREATE);
@@ -172,7 +167,7 @@ proto::WorkerCheckpoint TrainLoop::Position(int epoch, int64_t step_in_epoch, do
 
 StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss_sum,
                                      int64_t* samples) {
-  std::vector<uint32_t> order;
+  std::vector<uint32_t>& order = epoch_order_;
   ReserveHugePages(&order, static_cast<size_t>(model_->num_train_samples()));
   model_->EpochOrder(EpochSeed(options_.seed, epoch, rpc_->self().rank), &order);
   const size_t batch_size = static_cast<size_t>(options_.batch_size);

@@ -105,6 +105,9 @@ class TrainLoop {
   JobShape shape_;
   uint64_t reduce_round_ = 0;
   std::vector<int> table_dims_;  // row width of each table (Model::TableDims)
+  // The epoch's sample order (Model::EpochOrder), kept across epochs: 4 bytes a sample, in huge
+  // pages, allocated and faulted in once instead of every epoch.
+  std::vector<uint32_t> epoch_order_;
   int64_t steps_per_epoch_ = 0;
   int64_t clock_ = 0;         // global step counter, the BSP clock
   int64_t samples_done_ = 0;  // this worker's training samples of finished epochs
