@@ -212,9 +212,9 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("servers", po::value<int>(&o.servers)->default_value(1), "parameter servers")
     ("workers", po::value<int>(&o.workers)->default_value(1), "workers (under mpirun: the remaining ranks)")
     ("server-threads", po::value<int>(&o.server_threads)->default_value(1), "shard threads per server")
-    ("threads-per-shard", po::value<int>(&o.threads_per_shard)->default_value(0), "1 or 2: with 2, each shard thread has a helper that takes half the rows of a large push's update and pull's copy (the same bits either way); 0: 2 for MF, 1 for CTR")
+    ("threads-per-shard", po::value<int>(&o.threads_per_shard)->default_value(0), "1 or 2: with 2, each shard thread has a helper that takes half the rows of a large push's update and pull's copy (the same bits either way); 0: 2 for MF, except 1 in a job of one worker in the blocked order (its pulls go ahead, and the worker takes the other core), and 1 for CTR")
     ("reader-threads", po::value<int>(&o.mf.reader_threads)->default_value(2), "parser threads per worker")
-    ("compute-threads", po::value<int>(&o.mf.compute_threads)->default_value(2), "MF on CPU: threads per worker for a step's gradient, 1 or 2 (the same bits either way)")
+    ("compute-threads", po::value<int>(&o.mf.compute_threads)->default_value(0), "MF on CPU: threads per worker for a step's gradient, 1 or 2 (the same bits either way); 0: 1 in a job of one worker in the blocked order (its pulls go ahead, and the server takes the other core), else 2")
     ("seed", po::value<uint64_t>(&seed)->default_value(1), "seed of row initialisation and shuffling")
     ("deterministic", po::bool_switch(&o.deterministic), "apply each step's pushes in worker order and reduce on the device without float atomics: bit-identical runs")
     ("metrics-out", po::value<std::string>(&o.mf.metrics_out), "write JSON-lines metrics to this file")
@@ -334,8 +334,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   if (o.threads_per_shard < 0 || o.threads_per_shard > 2) {
     return Fail("--threads-per-shard must be 0 (automatic), 1 or 2");
   }
-  if (o.mf.compute_threads < 1 || o.mf.compute_threads > 2) {
-    return Fail("--compute-threads must be 1 or 2");
+  if (o.mf.compute_threads < 0 || o.mf.compute_threads > 2) {
+    return Fail("--compute-threads must be 0 (automatic), 1 or 2");
   }
   if (timeout_s < 1 || register_timeout_s < 1) return Fail("timeouts must be at least 1 second");
   if (!(heartbeat_timeout_s >= 0.5 && heartbeat_timeout_s <= 86400)) {

@@ -53,12 +53,32 @@ bool DirectIndexes() {
   return v == nullptr || std::string(v) != "0";
 }
 
+// TESSERA_PULL_AHEAD=0 sends every pull after the push of the step before (the general path,
+// which the pull ahead matches bit for bit: tests/integration/pull_ahead_test.py). Any other
+// value, or none: a one-worker job pulls ahead where the order allows (worker/train_loop.h).
+bool PullAhead() {
+  const char* v = std::getenv("TESSERA_PULL_AHEAD");
+  return v == nullptr || std::string(v) != "0";
+}
+
+// An MF job of one worker in the blocked order: where the order has more than one block, the
+// worker's pull of a step goes ahead of the push before it (worker/train_loop.h), and the server
+// copies rows while the worker computes. One thread each then keeps the cores busy, where a
+// helper on either side would take a core from the other: in one process on 2 cores, dim 128
+// ran 1.3x faster with --compute-threads 1 --threads-per-shard 1 than with 2 and 2, and dim 32
+// the same (docs/PERFORMANCE.md).
+bool OneWorkerPullsAhead(const TrainOptions& o) {
+  return !o.ctr && o.workers == 1 && o.mf.blocked_order && PullAhead();
+}
+
 server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   server::ServerOptions s;
   s.num_shard_threads = o.server_threads;
   // CTR workers keep both cores busy with dense layers while the servers apply (the CTR
-  // benchmark was measured without a helper); MF workers wait for the servers.
-  s.threads_per_shard = o.threads_per_shard != 0 ? o.threads_per_shard : (o.ctr ? 1 : 2);
+  // benchmark was measured without a helper); MF workers wait for the servers unless the one
+  // worker pulls ahead.
+  s.threads_per_shard = o.threads_per_shard;
+  if (s.threads_per_shard == 0) s.threads_per_shard = o.ctr || OneWorkerPullsAhead(o) ? 1 : 2;
   s.deterministic = o.deterministic;
   if (o.ctr) {
     // Table 0: field embeddings; table 1: first-order weights (start at 0, as FTRL needs).
@@ -97,8 +117,10 @@ worker::WorkerOptions MakeWorkerOptions(const TrainOptions& o) {
   w.ctr = o.ctr;
   w.mf = o.mf;
   w.mf.direct_ids = DirectIndexes();
+  if (w.mf.compute_threads == 0) w.mf.compute_threads = OneWorkerPullsAhead(o) ? 1 : 2;
   w.ctr_options = o.ctr_options;
   w.deterministic = o.deterministic;
+  w.pull_ahead = PullAhead();
   return w;
 }
 

@@ -8,8 +8,10 @@
 // so rows need no locks. The last shard thread to finish a request sends the reply.
 //
 // Consistency (BSP): a PULL for step c is answered only once every worker's PUSH of every step
-// before c has been applied. With `deterministic`, the pushes of a step are applied in worker-
-// rank order, so the model does not depend on message timing or on the number of servers.
+// before c has been applied, except a pull ahead (FLAG_AHEAD) in a job of one worker, which
+// reads none of step c - 1's rows and may be answered before that step's push (shard.h). With
+// `deterministic`, the pushes of a step are applied in worker-rank order, so the model does not
+// depend on message timing or on the number of servers.
 //
 // Files: server.cc routes (requests, validation, hand-off to the shards, replies); shard.h holds
 // a shard thread (the BSP gate, ordering, pull cache); server_checkpoint.cc writes and loads the

@@ -75,7 +75,7 @@ void Shard::Process(WorkItem& item) {
   const proto::Header& h = item.request->message.header;
   const int64_t clock = h.clock();
   if (h.command() == proto::COMMAND_PULL) {
-    if (clock <= applied_clock_) {
+    if (MayServe(h)) {
       ServePull(item);
     } else {
       parked_pulls_.push_back(std::move(item));
@@ -124,13 +124,21 @@ void Shard::Process(WorkItem& item) {
   // Serve the pulls this push released, in arrival order.
   std::deque<WorkItem> still_parked;
   for (WorkItem& pull : parked_pulls_) {
-    if (pull.request->message.header.clock() <= applied_clock_) {
+    if (MayServe(pull.request->message.header)) {
       ServePull(pull);
     } else {
       still_parked.push_back(std::move(pull));
     }
   }
   parked_pulls_.swap(still_parked);
+}
+
+bool Shard::MayServe(const proto::Header& h) const {
+  if (h.clock() <= applied_clock_) return true;
+  // Ahead: every push of the steps before h.clock() - 1 is applied, and the one worker vouches
+  // that the push of step h.clock() - 1 changes none of these rows.
+  return (h.flags() & proto::FLAG_AHEAD) != 0 && context_.num_workers == 1 &&
+         h.clock() == applied_clock_ + 1;
 }
 
 void Shard::ServePull(WorkItem& item) {
@@ -145,7 +153,8 @@ void Shard::ServePull(WorkItem& item) {
   int64_t served = 0;
   PullCache* cache = nullptr;
   if (item.all && create) {
-    cache = &last_pull_[r.worker_rank];
+    cache = &last_pull_[r.worker_rank][h.clock() % 2];
+    cache->clock = h.clock();
     cache->keys = r.message.frames[0];
     cache->tables.clear();
     for (const auto& t : h.tables()) cache->tables.emplace_back(t.table_id(), t.num_keys());
@@ -205,11 +214,13 @@ void Shard::ApplyPush(WorkItem& item) {
   const uint64_t* keys = r.message.frames[0].as<uint64_t>();
   const float* grads = r.message.frames[1].as<float>();
   int64_t applied = 0;
-  // Rows of the same keys' pull, if this worker's last pull asked for exactly these keys.
+  // Rows of this worker's pull of the same step, if it asked for exactly these keys.
   float* const* cached_rows = nullptr;
   if (item.all) {
-    const PullCache& cache = last_pull_[r.worker_rank];
-    if (cache.Matches(h, r.message.frames[0])) cached_rows = cache.rows.data();
+    const PullCache& cache = last_pull_[r.worker_rank][h.clock() % 2];
+    if (cache.clock == h.clock() && cache.Matches(h, r.message.frames[0])) {
+      cached_rows = cache.rows.data();
+    }
   }
   for (int ti = 0; ti < h.tables_size(); ++ti) {
     const uint32_t table_id = h.tables(ti).table_id();

@@ -4,10 +4,13 @@
 //
 //   BSP gate       a PULL for step c waits (parked) until every worker's PUSH of every step
 //                  before c has been applied here.
+//   pull ahead     in a job of one worker, a PULL for step c flagged FLAG_AHEAD (the worker
+//                  vouches that step c reads none of step c - 1's rows) is served once every
+//                  push before c - 1 is applied, while the worker still computes step c - 1.
 //   ordering       with `deterministic`, the pushes of a step are held until all have arrived and
 //                  applied in worker-rank order, so the model does not depend on message timing.
-//   pull cache     per worker, the rows of its last whole pull: the push of the same keys reuses
-//                  them instead of probing the index again.
+//   pull cache     per worker, the rows of its whole pulls of the last two steps: the push of a
+//                  step's keys reuses them instead of probing the index again.
 //   finite rows    after each push the rows it updated are checked; the first non-finite one
 //                  fails that push and every later pull and push (Status::NonFinite, exit 3).
 //
@@ -19,6 +22,7 @@
 // else runs on the shard thread, or before Start / after Join.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -126,10 +130,13 @@ class Shard {
   std::atomic<int64_t> pulls{0}, pushes{0}, keys_pulled{0}, keys_pushed{0};
 
  private:
-  // Per worker: the keys and rows of its last pull (whole requests only). A worker pushes the
-  // keys it just pulled, so the push can reuse the rows instead of probing the index again.
-  // Rows never move (EmbeddingTable's arena contract), and the keys are compared before reuse.
+  // Per worker and step: the keys and rows of a pull (whole requests only). A worker pushes the
+  // keys it pulled for the same step, so the push can reuse the rows instead of probing the index
+  // again. Rows never move (EmbeddingTable's arena contract), and the keys are compared before
+  // reuse. Two per worker, by the parity of the step: a pull ahead (step c) arrives before the
+  // push of step c - 1.
   struct PullCache {
+    int64_t clock = -1;  // the pull's step; -1: none
     Frame keys;
     std::vector<std::pair<uint32_t, uint64_t>> tables;  // (table id, keys) as in the header
     std::vector<float*> rows;
@@ -142,6 +149,9 @@ class Shard {
   void Process(WorkItem& item);
   void ApplyPush(WorkItem& item);
   void ServePull(WorkItem& item);
+  // A pull the BSP gate lets through now: its step's pushes before it are applied, or it is a
+  // pull ahead (FLAG_AHEAD) one step past them in a job of one worker.
+  bool MayServe(const proto::Header& h) const;
   // Copies the weights of rows[0..n) (or the initial weights of keys[i] where rows[i] is null)
   // to out, dim floats each; split with the shard's helper when it has one.
   void CopyRows(const EmbeddingTable& table, const uint64_t* keys, float* const* rows, uint64_t n,
@@ -161,8 +171,8 @@ class Shard {
   int64_t applied_clock_ = 0;
   std::map<int64_t, int> pushes_applied_;                         // non-deterministic mode
   std::map<int64_t, std::vector<std::optional<WorkItem>>> held_;  // deterministic mode
-  std::deque<WorkItem> parked_pulls_;                             // clock > applied_clock_
-  std::vector<PullCache> last_pull_;                              // by worker rank
+  std::deque<WorkItem> parked_pulls_;                             // !MayServe yet
+  std::vector<std::array<PullCache, 2>> last_pull_;               // by worker rank, clock % 2
 
   // The first non-finite row a push left (Status::NonFinite naming step, table and key): from
   // then on every pull and push of this shard fails with it (the shard thread only).

@@ -112,36 +112,19 @@ Status MfModel::Setup(WorkerGroup* group) {
   return OkStatus();
 }
 
-double EstimateDistinct(size_t n, const std::function<uint64_t(size_t)>& id) {
-  // Linear counting (Whang et al. 1990): hash every id into m = 2^24 bits; d distinct ids leave
-  // about m * exp(-d / m) of them clear. One pass and 2 MiB.
-  constexpr uint64_t kBits = uint64_t{1} << 24;
-  std::vector<uint64_t> bits(kBits / 64, 0);
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t h = SplitMix64(id(i)) >> 40;
-    bits[h >> 6] |= uint64_t{1} << (h & 63);
-  }
-  uint64_t set = 0;
-  for (uint64_t word : bits) set += static_cast<uint64_t>(__builtin_popcountll(word));
-  const double clear = static_cast<double>(std::max<uint64_t>(kBits - set, 1));
-  return static_cast<double>(kBits) * std::log(static_cast<double>(kBits) / clear);
-}
-
-int MfBands(double distinct_ids) {
-  return static_cast<int>(std::clamp(std::ceil(distinct_ids / kRowsPerBand), 1.0, 4096.0));
-}
-
 void MfModel::BuildBlocks() {
   block_begin_.clear();
   if (!options_.blocked_order || train_.empty()) return;
-  user_bands_ = MfBands(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].user; }));
-  item_bands_ = MfBands(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].item; }));
-  const size_t blocks = static_cast<size_t>(user_bands_) * static_cast<size_t>(item_bands_);
+  grid_ = MfGrid(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].user; }),
+                 EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].item; }));
+  const auto user_bands = static_cast<uint64_t>(grid_.user_bands);
+  const auto item_bands = static_cast<uint64_t>(grid_.item_bands);
+  const size_t blocks = user_bands * item_bands;
   if (blocks == 1) return;  // one block is the plain shuffle (Model::EpochOrder)
   auto block = [&](const Sample& s) {
-    const uint64_t u = SplitMix64(s.user ^ 0x6A09E667F3BCC908ull) % user_bands_;
-    const uint64_t i = SplitMix64(s.item ^ 0xBB67AE8584CAA73Bull) % item_bands_;
-    return static_cast<size_t>(u * static_cast<uint64_t>(item_bands_) + i);
+    const uint64_t u = SplitMix64(s.user ^ 0x6A09E667F3BCC908ull) % user_bands;
+    const uint64_t i = SplitMix64(s.item ^ 0xBB67AE8584CAA73Bull) % item_bands;
+    return static_cast<size_t>(u * item_bands + i);
   };
   block_begin_.assign(blocks + 1, 0);
   for (const Sample& s : train_) ++block_begin_[block(s) + 1];
@@ -161,19 +144,10 @@ void MfModel::BuildBlocks() {
   }
 }
 
-void MfModel::EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const {
-  if (block_begin_.empty()) return Model::EpochOrder(seed, order);
-  const size_t blocks = block_begin_.size() - 1;
-  std::vector<uint32_t> block_order(blocks);
-  for (size_t b = 0; b < blocks; ++b) block_order[b] = static_cast<uint32_t>(b);
-  ShuffleIndices(&block_order, SplitMix64(seed ^ 0x3C6EF372FE94F82Bull));
-  order->resize(train_.size());
-  size_t at = 0;
-  for (uint32_t b : block_order) {
-    const size_t first = at;
-    for (uint32_t i = block_begin_[b]; i < block_begin_[b + 1]; ++i) (*order)[at++] = i;
-    ShuffleIndices(order->data() + first, at - first, seed ^ (b * 0x9E3779B97F4A7C15ull));
-  }
+void MfModel::EpochOrder(uint64_t seed, size_t batch_size, std::vector<uint32_t>* order,
+                         std::vector<bool>* disjoint_next) const {
+  if (block_begin_.empty()) return Model::EpochOrder(seed, batch_size, order, disjoint_next);
+  BlockedEpochOrder(block_begin_, grid_, seed, batch_size, order, disjoint_next);
 }
 
 StatusOr<int64_t> MfModel::Summarize() {
@@ -228,7 +202,7 @@ std::vector<std::string> MfModel::StartupLines(const JobShape& shape) const {
   line << "; " << shape.num_workers << " worker(s) x " << shape.steps_per_epoch
        << " steps/epoch of " << shape.batch_size << " on " << shape.num_servers << " server(s)";
   if (!block_begin_.empty()) {
-    line << "; blocked order: " << user_bands_ << " user x " << item_bands_
+    line << "; blocked order: " << grid_.user_bands << " user x " << grid_.item_bands
          << " item bands (worker 0)";
   }
   return {line.str()};

@@ -18,6 +18,7 @@
 #include "kernels/mf.h"
 #include "kernels/mf_device.h"
 #include "worker/data/rating_reader.h"
+#include "worker/mf_order.h"
 #include "worker/model.h"
 #include "worker/ps_client.h"
 #include "worker/recovery.h"
@@ -68,21 +69,6 @@ struct MfTrainerOptions {
   RecoveryOptions recovery;                   // checkpoints, resume, heartbeats
 };
 
-// The blocked order (FPSGD's grid, Chin et al. 2015, for a parameter server): users and items
-// are hashed into bands of about kRowsPerBand ids each, and an epoch visits the blocks (user band
-// x item band) in a shuffled order, each block's ratings shuffled. Consecutive steps then touch
-// one band's rows, which the servers' and this worker's caches keep, instead of rows spread over
-// the whole table: on 10^6 users x 10^5 items 1.65x (dim 32) and 1.5x (dim 128) the ratings/s of
-// the plain shuffle (docs/PERFORMANCE.md). Tables under kRowsPerBand rows have one block, which
-// is the plain shuffle, bit for bit.
-inline constexpr double kRowsPerBand = 32768;
-
-// The number of distinct values among id(0), ..., id(n - 1), estimated by linear counting: within
-// a few per cent up to about 10^7 distinct values, and an underestimate above.
-double EstimateDistinct(size_t n, const std::function<uint64_t(size_t)>& id);
-// Bands for `distinct_ids` ids: about kRowsPerBand each, at least 1 and at most 4096.
-int MfBands(double distinct_ids);
-
 // Biased MF as a Model of the training loop. Create makes the device workspace the kernels run in
 // on the worker's device context (whose kernels split a CPU step over its compute threads).
 // Borrows `options` and `device`, which must outlive the model.
@@ -107,7 +93,8 @@ class MfModel : public Model {
   Status WriteCheckpoint(const std::string& dir, std::vector<proto::CheckpointFile>* files,
                          proto::ModelDescription* description) override;
   int64_t num_train_samples() const override { return static_cast<int64_t>(train_.size()); }
-  void EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const override;
+  void EpochOrder(uint64_t seed, size_t batch_size, std::vector<uint32_t>* order,
+                  std::vector<bool>* disjoint_next) const override;
   std::unique_ptr<ModelBatch> NewBatch() const override;
   void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) override;
   float* PullDestination(const ModelBatch& batch, uint64_t total_floats) override;
@@ -148,7 +135,7 @@ class MfModel : public Model {
   static void HoldOut(double fraction, uint64_t seed, std::vector<Sample>* train,
                       std::vector<Sample>* held_out);
   explicit MfModel(const MfTrainerOptions& options);
-  // Sorts train_ by block (blocked_order) and sets block_begin_, user_bands_, item_bands_.
+  // Sorts train_ by block (blocked_order) and sets block_begin_ and grid_.
   void BuildBlocks();
   void Prepare(const std::vector<Sample>& data, const uint32_t* order, size_t n, Batch* batch);
   kernels::MfBatch MakeKernelBatch(const Batch& b, const std::vector<const float*>& rows) const;
@@ -174,11 +161,11 @@ class MfModel : public Model {
   }
 
   std::vector<Sample> train_, test_, valid_;
-  // The blocked order: train_ sorted by block (user band x item band), block b holding
-  // train_[block_begin_[b], block_begin_[b + 1]); empty for the plain shuffle (--order shuffled,
-  // or a single block).
+  // The blocked order (worker/mf_order.h): train_ sorted by block (user band x item band of
+  // grid_), block b holding train_[block_begin_[b], block_begin_[b + 1]); empty for the plain
+  // shuffle (--order shuffled, or a single block).
   std::vector<uint32_t> block_begin_;
-  int user_bands_ = 1, item_bands_ = 1;
+  MfBlockGrid grid_;
   EvalSet eval_set_ = EvalSet::kTest;
   KeyDeduper dedup_;
   float global_mean_ = 0;

@@ -123,10 +123,14 @@ class Model {
 
   // This worker's training samples (the loop shuffles their indices every epoch).
   virtual int64_t num_train_samples() const = 0;
-  // The order of the epoch's training samples (indices into them) for the epoch's seed: by
-  // default all shuffled (ShuffleIndices). The same seed must give the same order, so that a
-  // resume inside an epoch continues it.
-  virtual void EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const;
+  // The order of the epoch's training samples (indices into them) for the epoch's seed, of which
+  // the steps take `batch_size` in turn: by default all shuffled (ShuffleIndices). The same seed
+  // must give the same order, so that a resume inside an epoch continues it. *disjoint_next
+  // (cleared first; may stay empty, the default): entry s true when step s + 1's batch reads
+  // none of the rows that step s's push updates, so that its pull may go ahead of that push
+  // (TrainLoop, proto::FLAG_AHEAD).
+  virtual void EpochOrder(uint64_t seed, size_t batch_size, std::vector<uint32_t>* order,
+                          std::vector<bool>* disjoint_next) const;
   virtual std::unique_ptr<ModelBatch> NewBatch() const = 0;
   // Fills `batch` with training samples order[0..n).
   virtual void PrepareTrainBatch(const uint32_t* order, size_t n, ModelBatch* batch) = 0;

@@ -69,9 +69,10 @@ StatusOr<std::string> DeviceLine(const WorkerOptions& options,
 
 Status RunWorker(const WorkerOptions& options, RpcNode* rpc, Collective* host_collective,
                  std::chrono::milliseconds register_timeout) {
-  const TrainLoopOptions loop_options =
+  TrainLoopOptions loop_options =
       options.ctr ? LoopOptions(options.ctr_options, options.ctr_options.eval_every)
                   : LoopOptions(options.mf, /*eval_every=*/0);
+  loop_options.pull_ahead = options.pull_ahead;
   return RunWorkerNode<TrainResult>(
              rpc, loop_options.recovery,
              [&]() -> StatusOr<TrainResult> {

@@ -21,6 +21,7 @@ struct WorkerOptions {
   // --deterministic: the device context's kernels reduce in a fixed order (no float atomics on
   // CUDA; kernels::DeviceContext::deterministic).
   bool deterministic = false;
+  bool pull_ahead = true;  // TrainLoopOptions::pull_ahead
   // Where this worker computes: the job's --device resolved for it (launch/device_assignment.h).
   kernels::Device device = kernels::Device::kCpu;
   int cuda_device = 0;  // kCuda: its device ordinal

@@ -20,7 +20,9 @@ double Seconds(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
-void Model::EpochOrder(uint64_t seed, std::vector<uint32_t>* order) const {
+void Model::EpochOrder(uint64_t seed, size_t, std::vector<uint32_t>* order,
+                       std::vector<bool>* disjoint_next) const {
+  disjoint_next->clear();
   order->resize(static_cast<size_t>(num_train_samples()));
   for (size_t i = 0; i < order->size(); ++i) (*order)[i] = static_cast<uint32_t>(i);
   ShuffleIndices(order, seed);
@@ -47,6 +49,7 @@ struct TrainLoop::Step {
   std::unique_ptr<ModelBatch> batch;
   BatchPlan plan;
   PsClient::PendingPull pull;
+  bool pulled = false;  // `pull` was started for this batch
 };
 
 TrainLoop::TrainLoop(const TrainLoopOptions& options, Model* model, RpcNode* rpc,
@@ -169,25 +172,47 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
                                      int64_t* samples) {
   std::vector<uint32_t>& order = epoch_order_;
   ReserveHugePages(&order, static_cast<size_t>(model_->num_train_samples()));
-  model_->EpochOrder(EpochSeed(options_.seed, epoch, rpc_->self().rank), &order);
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
-  auto batch_range = [&](int64_t step, size_t* begin) {
-    *begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
-    return std::min(order.size(), *begin + batch_size) - *begin;
+  model_->EpochOrder(EpochSeed(options_.seed, epoch, rpc_->self().rank), batch_size, &order,
+                     &disjoint_next_);
+  // A pull ahead needs the servers' word that no other worker's push of the step before touches
+  // its rows: they give it to a job of one worker only.
+  const bool pull_ahead = options_.pull_ahead && shape_.num_workers == 1;
+  auto prepare = [&](int64_t step, Step* s) {
+    const size_t begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
+    PrepareTrain(order.data() + begin, std::min(order.size(), begin + batch_size) - begin, s);
+    s->pulled = false;
   };
-  auto current = std::make_unique<Step>(), next = std::make_unique<Step>();
-  current->batch = model_->NewBatch();
-  next->batch = model_->NewBatch();
-  size_t begin = 0;
-  size_t n = batch_range(start_step, &begin);
-  PrepareTrain(order.data() + begin, n, current.get());
-  current->pull = ps_->StartPull(current->plan, clock_, proto::FLAG_NONE);
+  auto start_pull = [&](Step* s, int64_t clock, uint32_t flags) {
+    s->pull = ps_->StartPull(s->plan, clock, flags);
+    s->pulled = true;
+  };
+  // The steps' batches in turn: the current step's; the next one's (prepared a step early with
+  // pull_ahead); with pull_ahead a spare, the step before's, whose push was acknowledged before
+  // this step's was sent, in which the step after next is prepared.
+  std::unique_ptr<Step> steps[3];
+  for (auto& s : steps) {
+    s = std::make_unique<Step>();
+    s->batch = model_->NewBatch();
+  }
+  Step *current = steps[0].get(), *next = steps[1].get(), *spare = steps[2].get();
+  prepare(start_step, current);
+  start_pull(current, clock_, proto::FLAG_NONE);
+  if (pull_ahead && start_step + 1 < steps_per_epoch_) prepare(start_step + 1, next);
   std::vector<const float*> rows;
   std::vector<float*> grads;
   for (int64_t step = start_step; step < steps_per_epoch_; ++step) {
+    const bool has_next = step + 1 < steps_per_epoch_;
     const uint64_t total_floats = current->plan.total_floats;
     TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows,
                                        model_->PullDestination(*current->batch, total_floats)));
+    // The next step reads none of this step's rows: its pull goes now, and the servers copy its
+    // rows while this step computes.
+    if (pull_ahead && has_next && static_cast<size_t>(step) < disjoint_next_.size() &&
+        disjoint_next_[step]) {
+      start_pull(next, clock_ + 1, proto::FLAG_AHEAD);
+      ++steps_pulled_ahead_;
+    }
     float* out = nullptr;
     Frame grad_frame = model_->GradientFrame(*current->batch, total_floats, &out);
     if (grad_frame.empty()) grad_frame = PsClient::AllocateGradients(current->plan, &out);
@@ -209,25 +234,31 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     TS_RETURN_IF_ERROR(ps_->WaitPushes());
     TS_RETURN_IF_ERROR(ps_->StartPush(current->plan, std::move(grad_frame), clock_));
     ++clock_;
-    // While the servers apply this step, prepare the next batch and ask for its rows: they are
-    // sent as soon as every worker's push of this step has been applied (BSP). Then the model's
+    // While the servers apply this step, ask for the next step's rows (sent as soon as every
+    // worker's push of this step has been applied: BSP) unless they went ahead, and prepare the
+    // step after it in the spare (with pull_ahead; else the next step here). Then the model's
     // dense part of the step.
-    if (step + 1 < steps_per_epoch_) {
-      n = batch_range(step + 1, &begin);
-      PrepareTrain(order.data() + begin, n, next.get());
-      next->pull = ps_->StartPull(next->plan, clock_, proto::FLAG_NONE);
-    }
+    if (has_next && !pull_ahead) prepare(step + 1, next);
+    if (has_next && !next->pulled) start_pull(next, clock_, proto::FLAG_NONE);
+    if (pull_ahead && step + 2 < steps_per_epoch_) prepare(step + 2, spare);
     TS_RETURN_IF_ERROR(model_->AfterPush());
-    std::swap(current, next);
-    if (options_.eval_every > 0 && clock_ % options_.eval_every == 0 &&
-        step + 1 < steps_per_epoch_ && model_->has_eval_data()) {
+    if (pull_ahead) {  // this step's batch becomes the spare once its push is acknowledged
+      Step* done = current;
+      current = next;
+      next = spare;
+      spare = done;
+    } else {
+      std::swap(current, next);
+    }
+    if (options_.eval_every > 0 && clock_ % options_.eval_every == 0 && has_next &&
+        model_->has_eval_data()) {
       // Evaluation pulls at the current clock: wait for this step's push to be applied first.
       TS_RETURN_IF_ERROR(ps_->WaitPushes());
       TS_RETURN_IF_ERROR(Evaluate(epoch, EvalSet::kTest).status());
     }
     LogProgress(epoch, step + 1, *samples, *loss_sum);
     // The epoch's last boundary is taken after its evaluation (Run).
-    if (step + 1 < steps_per_epoch_) {
+    if (has_next) {
       TS_ASSIGN_OR_RETURN(
           bool stop,
           checkpointer_->AtBoundary(Position(epoch, step + 1, *loss_sum, *samples), false, false));
@@ -341,6 +372,10 @@ StatusOr<TrainResult> TrainLoop::Run(std::chrono::milliseconds register_timeout)
   }
   result.steps = clock_;
   result.train_seconds = train_seconds_;
+  if (IsReporter() && options_.progress && steps_pulled_ahead_ > 0) {
+    TS_LOG(INFO) << "pulled ahead " << steps_pulled_ahead_ << " of " << clock_ - from.step()
+                 << " steps: their rows were copied while the step before them computed";
+  }
   if (!result.stopped) {
     std::vector<std::string> lines;
     std::vector<JsonField> done_fields;

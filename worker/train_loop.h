@@ -5,12 +5,15 @@
 // (Model::EpochOrder, seeded by seed, epoch and rank: a shuffle, or MF's blocked order) and runs
 // steps_per_epoch steps, the same number on every worker so that the servers count one push per
 // worker per step (BSP). A step:
-// finish the pull of its rows -> Model::ComputeGradients into the push buffer -> the step's loss
-// and gradients checked (worker/finite_check.h: a non-finite one ends the run) -> push -> prepare
-// the next step's batch and start its pull (answered once every worker's push of this step was
-// applied) -> Model::AfterPush -> evaluation every `eval_every` steps -> progress -> checkpoint
-// boundary (WorkerCheckpointer::AtBoundary: checkpoints and signal polls). After each epoch:
-// train statistics reduced over every worker, evaluation, the epoch's line and its boundary.
+// finish the pull of its rows -> (pull ahead: the next step's pull, when it reads none of this
+// step's rows and the job has one worker) -> Model::ComputeGradients into the push buffer -> the
+// step's loss and gradients checked (worker/finite_check.h: a non-finite one ends the run) ->
+// push -> start the next step's pull unless it went ahead (answered once every worker's push of
+// this step was applied), the next step's batch prepared here (or, pulling ahead, a step
+// earlier, and the one after it here) -> Model::AfterPush -> evaluation every `eval_every` steps
+// -> progress -> checkpoint boundary (WorkerCheckpointer::AtBoundary: checkpoints and signal
+// polls). After each epoch: train statistics reduced over every worker, evaluation, the epoch's
+// line and its boundary.
 // Worker 0 logs and writes --metrics-out.
 //
 // Threads: one worker thread runs a TrainLoop; the model's calls run on it.
@@ -39,6 +42,10 @@ struct TrainLoopOptions {
   // (Model::early_stop_metric on the model's validation set) better than the best by more than
   // 0.05 %; 0: never.
   int early_stop = 0;
+  // In a job of one worker, the pull of a step that reads none of the previous step's rows
+  // (Model::EpochOrder's disjoint_next) goes before that step's push, so the servers copy its
+  // rows while the worker computes. The same bits either way.
+  bool pull_ahead = true;
   uint64_t seed = 1;                          // shuffling
   std::string metrics_out;                    // JSON lines, written by worker 0
   bool progress = true;                       // worker 0 logs progress lines
@@ -108,6 +115,8 @@ class TrainLoop {
   // The epoch's sample order (Model::EpochOrder), kept across epochs: 4 bytes a sample, in huge
   // pages, allocated and faulted in once instead of every epoch.
   std::vector<uint32_t> epoch_order_;
+  std::vector<bool> disjoint_next_;  // the epoch's, from Model::EpochOrder
+  int64_t steps_pulled_ahead_ = 0;   // in this run
   int64_t steps_per_epoch_ = 0;
   int64_t clock_ = 0;         // global step counter, the BSP clock
   int64_t samples_done_ = 0;  // this worker's training samples of finished epochs

@@ -53,7 +53,7 @@ TEST_F(FlagsTest, TypedValuesAreParsedAndSummarised) {
   EXPECT_TRUE(o.deterministic);
   EXPECT_EQ(o.mf.format, worker::RatingFormat::kLibmf);
   EXPECT_EQ(o.init_seed, 9u);
-  EXPECT_EQ(o.mf.compute_threads, 2);  // defaults
+  EXPECT_EQ(o.mf.compute_threads, 0);  // defaults: automatic (launch/job.cc)
   EXPECT_EQ(o.threads_per_shard, 0);
   EXPECT_TRUE(o.shared_memory);
   EXPECT_NE(o.summary.find("dim = 16"), std::string::npos) << o.summary;
@@ -79,7 +79,7 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--transport", "carrier-pigeon"},
       {"--shared-memory", "on"},
       {"--compute-threads", "3"},
-      {"--compute-threads", "0"},
+      {"--compute-threads", "-1"},
       {"--threads-per-shard", "3"},
       {"--threads-per-shard", "-1"},
       {"--devices", "0"},  // without --device cuda|auto

@@ -131,11 +131,28 @@ TEST(JobIdentityTest, CheckpointsWithoutTheOrderMatchTheShuffledOrder) {
   ASSERT_EQ(old.size() + 1, shuffled.size());
   EXPECT_TRUE(CompareJobIdentity(old, shuffled, {}, "ck/step-40").ok());
   const auto blocked = Identity(Parse({"--train", dir.Join("train.txt"), "--epochs", "5"}));
-  EXPECT_EQ(ValueOf(blocked, "order"), "blocked");
+  EXPECT_EQ(ValueOf(blocked, "order"), "blocked in pairs");
   Status s = CompareJobIdentity(old, blocked, {}, "ck/step-40");
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("--order"), std::string::npos) << s.message();
   EXPECT_TRUE(CompareJobIdentity(old, blocked, {"order"}, "ck/step-40").ok());
+}
+
+// The blocked order before its blocks went in pairs visited an epoch's ratings in another order:
+// its checkpoints resume in the paired order only with the override.
+TEST(JobIdentityTest, CheckpointsOfTheUnpairedBlockedOrderNeedTheOverride) {
+  TempDir dir;
+  WriteFile(dir.Join("train.txt"), "1 2 3.5\n");
+  const auto now = Identity(Parse({"--train", dir.Join("train.txt"), "--epochs", "5"}));
+  std::vector<proto::JobConfigEntry> unpaired = now;
+  for (auto& e : unpaired) {
+    if (e.flag() == "order") e.set_value("blocked");
+  }
+  Status s = CompareJobIdentity(unpaired, now, {}, "ck/step-40");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--order blocked (this run: blocked in pairs)"), std::string::npos)
+      << s.message();
+  EXPECT_TRUE(CompareJobIdentity(unpaired, now, {"order"}, "ck/step-40").ok());
 }
 
 TEST(JobIdentityTest, ResumeOverrideNamesOnlyIdentityFlags) {

@@ -225,6 +225,84 @@ TEST(ServerTest, BspPullWaitsForEveryWorkersPushOfThePreviousStep) {
   EXPECT_NE(after, h.InitialRow(0, 1));
 }
 
+// FLAG_AHEAD: the worker vouches that step c reads none of step c - 1's rows. With one worker the
+// pull is answered before the push of step c - 1, with the rows as they are (the same as after
+// that push); a pull two steps ahead, or one not flagged, waits for the push as before.
+TEST(ServerTest, APullAheadIsAnsweredBeforeThePushOfTheStepBeforeInAOneWorkerJob) {
+  for (int shard_threads : {1, 2}) {
+    ServerHarness h(1, shard_threads, true);
+    ASSERT_TRUE(h.PullValues(0, 0, {1, 2}, 0).ok());
+    auto ahead = h.Pull(0, 0, {3, 4}, 1, proto::FLAG_AHEAD);
+    auto plain = h.Pull(0, 0, {5}, 1);
+    auto two_ahead = h.Pull(0, 0, {6}, 2, proto::FLAG_AHEAD);
+    auto answered = RpcNode::Wait(ahead, kWait, "pull ahead");
+    ASSERT_TRUE(answered.ok()) << answered.status().ToString();
+    const float* v = answered->frames[0].as<float>();
+    EXPECT_EQ(std::vector<float>(v, v + 3), h.InitialRow(0, 3));
+    EXPECT_EQ(std::vector<float>(v + 3, v + 6), h.InitialRow(0, 4));
+    EXPECT_EQ(plain.wait_for(milliseconds(100)), std::future_status::timeout);
+    EXPECT_EQ(two_ahead.wait_for(milliseconds(0)), std::future_status::timeout);
+    // The push of step 0 releases the plain pull of step 1 and makes step 2 one step ahead.
+    ASSERT_TRUE(h.PushAndWait(0, 0, {1, 2}, {1, 1, 1, 1, 1, 1}, 0).ok());
+    EXPECT_TRUE(RpcNode::Wait(plain, kWait, "pull").ok());
+    EXPECT_TRUE(RpcNode::Wait(two_ahead, kWait, "pull two ahead").ok());
+    auto row1 = h.PullValues(0, 0, {1}, 1);
+    ASSERT_TRUE(row1.ok());
+    EXPECT_NE(*row1, h.InitialRow(0, 1)) << "the push of step 0 was not applied";
+  }
+}
+
+TEST(ServerTest, APullAheadWaitsForEveryPushOfTheStepBeforeInAJobOfTwoWorkers) {
+  ServerHarness h(2, 1, false);  // each push is applied (and acknowledged) on arrival
+  auto ahead = h.Pull(0, 0, {3}, 1, proto::FLAG_AHEAD);
+  EXPECT_EQ(ahead.wait_for(milliseconds(100)), std::future_status::timeout);
+  ASSERT_TRUE(h.PushAndWait(0, 0, {1}, {1, 1, 1}, 0).ok());
+  EXPECT_EQ(ahead.wait_for(milliseconds(50)), std::future_status::timeout);
+  ASSERT_TRUE(h.PushAndWait(1, 0, {2}, {1, 1, 1}, 0).ok());
+  EXPECT_TRUE(RpcNode::Wait(ahead, kWait, "pull ahead").ok());
+}
+
+// Steps of disjoint keys, each pulled ahead of the push before it, end with the rows of the same
+// steps in plain BSP order, bit for bit: the push of a step finds its own pull's rows (two
+// cached per worker), whatever pull came in between, and one whose keys differ from its pull's
+// looks them up.
+TEST(ServerTest, PullsAheadGiveTheRowsOfPlainBspOrder) {
+  constexpr int kDim = 8;
+  ServerHarness ahead(1, 1, true, kDim), plain(1, 1, true, kDim);
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> grad(0.0f, 0.5f);
+  // Step s reads keys of parity s % 2: consecutive steps are disjoint.
+  std::vector<std::vector<uint64_t>> keys(6);
+  for (size_t s = 0; s < keys.size(); ++s) {
+    for (uint64_t k = 0; k < 300; ++k) keys[s].push_back((rng() % 500) * 2 + s % 2);
+    std::sort(keys[s].begin(), keys[s].end());
+    keys[s].erase(std::unique(keys[s].begin(), keys[s].end()), keys[s].end());
+    std::shuffle(keys[s].begin(), keys[s].end(), rng);
+  }
+  auto pending = ahead.Pull(0, 0, keys[0], 0);
+  for (size_t s = 0; s < keys.size(); ++s) {
+    auto rows = RpcNode::Wait(pending, kWait, "pull");
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    if (s + 1 < keys.size()) pending = ahead.Pull(0, 0, keys[s + 1], s + 1, proto::FLAG_AHEAD);
+    auto reference = plain.PullValues(0, 0, keys[s], s);
+    ASSERT_TRUE(reference.ok());
+    const float* v = rows->frames[0].as<float>();
+    ASSERT_EQ(std::vector<float>(v, v + reference->size()), *reference) << "step " << s;
+    std::vector<uint64_t> push_keys = keys[s];
+    if (s == 3) std::reverse(push_keys.begin(), push_keys.end());  // not the pull's key order
+    std::vector<float> grads(push_keys.size() * kDim);
+    for (float& g : grads) g = grad(rng);
+    ASSERT_TRUE(ahead.PushAndWait(0, 0, push_keys, grads, s).ok());
+    ASSERT_TRUE(plain.PushAndWait(0, 0, push_keys, grads, s).ok());
+  }
+  std::vector<uint64_t> all(1000);
+  for (uint64_t k = 0; k < all.size(); ++k) all[k] = k;
+  auto a = ahead.PullValues(0, 0, all, keys.size(), proto::FLAG_NO_CREATE);
+  auto b = plain.PullValues(0, 0, all, keys.size(), proto::FLAG_NO_CREATE);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+}
+
 // A pull parked for a step that never completes (a worker stopped) is answered when the server
 // stops, so no worker waits for a stopped server.
 TEST(ServerTest, APullParkedAtAPlainStopIsUnavailable) {
