@@ -40,12 +40,7 @@ int MfBands(double distinct_ids) {
 }
 
 MfBlockGrid MfGrid(double distinct_users, double distinct_items) {
-  MfBlockGrid grid{MfBands(distinct_users), MfBands(distinct_items)};
-  if (grid.user_bands * grid.item_bands > 1) {
-    grid.user_bands = std::max(grid.user_bands, 2);
-    grid.item_bands = std::max(grid.item_bands, 2);
-  }
-  return grid;
+  return MfBlockGrid{MfBands(distinct_users), MfBands(distinct_items)};
 }
 
 void BlockedEpochOrder(const std::vector<uint32_t>& block_begin, MfBlockGrid grid, uint64_t seed,

@@ -31,7 +31,7 @@ def run(ctx, data, name, extra, mpi_ranks=None):
 
 def test(ctx):
     # About 60k users in the training file: each worker's half holds over 32768 of them, two
-    # user bands, and so two item bands too (worker/mf_order.h: blocks go in pairs).
+    # user bands (the items, fewer, stay one band).
     train_path, test_path, _ = ctx.gen_ratings("data", users=70000, items=40000, ratings=150000,
                                                seed=3)
     data = (train_path, test_path)
