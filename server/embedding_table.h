@@ -22,13 +22,15 @@
 // at most 16 bytes per such row, where the hash spends 15-30, and a table of hashed keys (CTR)
 // never has one. Dense ids then cost neither the hash nor its two cache misses per lookup.
 // Index arrays and arena chunks are mmap'd, so memory is resident only once touched and is
-// returned to the OS when freed. For large tables resident bytes per row stay under
+// returned to the OS when freed; large index arrays and the chunks of a large table sit in huge
+// pages (embedding_table.cc, NewChunk). For large tables resident bytes per row stay under
 // 1.25 * row_floats() * sizeof(float) (measured in tests/server/embedding_table_test.cc).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -119,7 +121,8 @@ class EmbeddingTable {
   uint64_t direct_limit() const { return direct_limit_; }
 
   // Bytes allocated for the index, the arena chunks and the chunk directory: what is resident
-  // once every allocated page has been touched.
+  // once every allocated page has been touched (with huge pages, up to the end of the 2 MiB page
+  // that the last chunk ends in).
   size_t MemoryBytes() const;
 
  private:
@@ -144,6 +147,8 @@ class EmbeddingTable {
   // The row of a key absent from both indexes, created (initialised if `init`) and entered in
   // the direct index when the key is below its limit (which may grow first), else in the hash.
   float* Insert(uint64_t key, bool init = true);
+  // A new arena chunk: its own mapping for the first kSmallTableChunks, then carved from slabs.
+  float* NewChunk();
   // Appends a row to the arena for `key` and returns its number.
   uint32_t NewRow(uint64_t key, bool init);
   void AllocateIndex(uint64_t num_slots);
@@ -161,6 +166,14 @@ class EmbeddingTable {
   uint32_t chunk_mask_;         // rows per chunk - 1
   size_t chunk_bytes_;          // multiple of the page size
   std::vector<float*> chunks_;  // each chunk_bytes_, mmap'd, never moved
+  // Chunks past the first kSmallTableChunks come from slabs: mappings of kSlabBytes (or one chunk
+  // if larger) in huge pages, so that a large table's rows sit in 2 MiB pages. A small table
+  // keeps a mapping per chunk and holds no more than it touches.
+  static constexpr size_t kSmallTableChunks = 16;
+  static constexpr size_t kSlabBytes = size_t{32} << 20;
+  std::vector<std::pair<char*, size_t>> slabs_;  // (start, bytes)
+  char* slab_next_ = nullptr;                    // the next chunk of the last slab
+  size_t slab_left_ = 0;                         // bytes left in the last slab
   int64_t num_rows_ = 0;
 
   uint64_t* slot_keys_ = nullptr;  // num_slots_ keys; meaningful where slot_rows_ != kEmptySlot
