@@ -130,8 +130,9 @@ StatusOr<std::vector<proto::JobConfigEntry>> JobIdentity(const TrainOptions& o) 
     add("dim", std::to_string(o.mf.dim));
     add("l2", FloatText(o.mf.l2));
     add("l2-bias", FloatText(o.mf.l2_bias));
-    // "blocked" was the order before its blocks went in pairs (worker/mf_order.h): another
-    // order within an epoch, so a checkpoint of it resumes only with --resume-override order.
+    // "blocked" was the order before its blocks went in pairs and users into smaller bands
+    // (worker/mf_order.h): another order within an epoch, so a checkpoint of it resumes only with
+    // --resume-override order.
     add("order", o.mf.blocked_order ? "blocked in pairs" : "shuffled");
   }
   std::vector<proto::JobConfigEntry> identity;

@@ -116,7 +116,8 @@ void MfModel::BuildBlocks() {
   block_begin_.clear();
   if (!options_.blocked_order || train_.empty()) return;
   grid_ = MfGrid(EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].user; }),
-                 EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].item; }));
+                 EstimateDistinct(train_.size(), [&](size_t i) { return train_[i].item; }),
+                 static_cast<double>(train_.size()), options_.batch_size);
   const auto user_bands = static_cast<uint64_t>(grid_.user_bands);
   const auto item_bands = static_cast<uint64_t>(grid_.item_bands);
   const size_t blocks = user_bands * item_bands;

@@ -39,8 +39,16 @@ int MfBands(double distinct_ids) {
   return static_cast<int>(std::clamp(std::ceil(distinct_ids / kRowsPerBand), 1.0, 4096.0));
 }
 
-MfBlockGrid MfGrid(double distinct_users, double distinct_items) {
-  return MfBlockGrid{MfBands(distinct_users), MfBands(distinct_items)};
+MfBlockGrid MfGrid(double distinct_users, double distinct_items, double ratings,
+                   double batch_size) {
+  MfBlockGrid grid{MfBands(distinct_users), MfBands(distinct_items)};
+  if (grid.user_bands > 1) {
+    const double for_steps = std::ceil(ratings / (kStepsPerBlock * batch_size * grid.item_bands));
+    const double most = std::floor(distinct_users / kMinUsersPerBand);
+    grid.user_bands = static_cast<int>(
+        std::clamp(std::min(for_steps, most), static_cast<double>(grid.user_bands), 4096.0));
+  }
+  return grid;
 }
 
 void BlockedEpochOrder(const std::vector<uint32_t>& block_begin, MfBlockGrid grid, uint64_t seed,

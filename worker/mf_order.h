@@ -3,17 +3,23 @@
 // x item band) in a shuffled order, each block's ratings shuffled. Consecutive steps then touch
 // one band's rows, which the servers' and this worker's caches keep, instead of rows spread over
 // the whole table: on 10^6 users x 10^5 items 1.65x (dim 32) and 1.5x (dim 128) the ratings/s of
-// the plain shuffle (docs/PERFORMANCE.md). Tables under kRowsPerBand rows have one block, which
+// the plain shuffle (docs/PERFORMANCE.md). Tables under kRowsPerBand users have one block, which
 // is the plain shuffle, bit for bit.
+//
+// Small user bands: where the users need more than one band, they get more, down to bands of
+// kMinUsersPerBand users, until a block holds about kStepsPerBlock steps. A step then holds
+// several ratings of each of its users: fewer distinct rows to pull and push, and (measured, not
+// derived) fewer epochs to a given test RMSE. On the issue's planted set (10^5 users, 90 ratings
+// each) 46 bands instead of 4 reached the test RMSE target in 7 epochs instead of 8 and ran an
+// epoch in 0.5-0.6 s instead of 0.7 (docs/PERFORMANCE.md).
 //
 // Pairs: where the grid has two bands of each kind or more, the blocks are visited two at a
 // time, two that share neither a user band nor an item band, and the steps alternate between
 // them. Each step then reads none of the rows the step before it updates, so that with one worker
 // its pull goes ahead of that step's push and the server copies its rows while the worker
-// computes (TrainLoop, proto::FLAG_AHEAD). A grid of one item band (or one user band) has no such
-// pairs and keeps the order of blocks one by one, bit for bit: splitting its items into two bands
-// to make pairs cost convergence (docs/PERFORMANCE.md, issue 15: on the planted 10M set the test
-// RMSE after 10 epochs was 0.6003 instead of 0.5939).
+// computes (TrainLoop, proto::FLAG_AHEAD). A grid of one item band has no such pairs and visits
+// its blocks one by one: splitting 20k items into two bands to make pairs cost convergence (on
+// the planted set the test RMSE after 10 epochs was 0.6003 instead of 0.5939).
 #pragma once
 
 #include <cstddef>
@@ -36,8 +42,14 @@ struct MfBlockGrid {
   int user_bands = 1;
   int item_bands = 1;
 };
-// The grid for about this many distinct users and items: MfBands of each.
-MfBlockGrid MfGrid(double distinct_users, double distinct_items);
+// Steps a block should hold, about, and the fewest users in a band (MfGrid).
+inline constexpr double kStepsPerBlock = 12;
+inline constexpr double kMinUsersPerBand = 1024;
+
+// The grid for about this many distinct users and items, and `ratings` ratings trained in steps
+// of `batch_size`: MfBands of each, and where the users need more than one band, more user
+// bands, down to kMinUsersPerBand users each, until a block holds about kStepsPerBlock steps.
+MfBlockGrid MfGrid(double distinct_users, double distinct_items, double ratings, double batch_size);
 
 // One epoch of the blocked order. Block b of `grid` holds the samples [block_begin[b],
 // block_begin[b + 1]). The non-empty blocks are shuffled (seed) and paired greedily, each with a

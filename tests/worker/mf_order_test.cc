@@ -40,15 +40,21 @@ TEST(MfBandsTest, AboutRowsPerBandIdsEachAndAtLeastOne) {
   EXPECT_EQ(MfBands(Estimate(20000, 5, 3)), 1);
 }
 
-TEST(MfGridTest, BandsOfEachKindForItsDistinctIds) {
-  auto grid = MfGrid(1000, 1000);
+TEST(MfGridTest, BandsOfEachKindAndUserBandsSmallEnoughForBlocksOfAboutTwelveSteps) {
+  auto grid = MfGrid(1000, 1000, 1e5, 64);
   EXPECT_EQ(grid.user_bands * grid.item_bands, 1);  // one block: the plain shuffle
-  grid = MfGrid(1e6, 1e5);                          // the benchmark's set: blocks that pair up
+  // The benchmark's set: 31 x 4 bands already make blocks of 4-5 steps.
+  grid = MfGrid(1e6, 1e5, 9e6, 16384);
   EXPECT_EQ(grid.user_bands, 31);
   EXPECT_EQ(grid.item_bands, 4);
-  grid = MfGrid(1e5, 2e4);  // the planted set: one item band, no pairs
-  EXPECT_EQ(grid.user_bands, 4);
+  // The planted set: 4 user bands by their ids would make blocks of 137 steps; 46 bands
+  // of about 2200 users make blocks of 12.
+  grid = MfGrid(1e5, 2e4, 9e6, 16384);
+  EXPECT_EQ(grid.user_bands, 46);
   EXPECT_EQ(grid.item_bands, 1);
+  // Small batches: bands of no fewer than 1024 users.
+  grid = MfGrid(1e5, 2e4, 9e6, 64);
+  EXPECT_EQ(grid.user_bands, 97);
 }
 
 // Blocks of the given sizes (row-major over the grid) and the blocked order of one epoch.
