@@ -13,7 +13,6 @@ With --deterministic, on a planted set of integer ids:
     path in one process, and a resume under mpirun on 1 server too.
 """
 
-import contextlib
 import os
 
 import tessera_it as it
@@ -23,13 +22,8 @@ STEP_FLAGS = ["--deterministic", "--seed", 7, "--epochs", 3, "--batch-size", 512
               "--l2", 0.02, "--l2-bias", 0.01]
 
 
-@contextlib.contextmanager
 def general_path():
-    os.environ["TESSERA_DIRECT_INDEX"] = "0"
-    try:
-        yield
-    finally:
-        del os.environ["TESSERA_DIRECT_INDEX"]
+    return it.env_set("TESSERA_DIRECT_INDEX", "0")
 
 
 def run(ctx, data, name, extra, mpi_ranks=None):

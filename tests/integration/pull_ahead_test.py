@@ -14,7 +14,6 @@ With --deterministic, on a set of more than one block of the blocked order:
     one process, and a resume under mpirun on 2 servers too.
 """
 
-import contextlib
 import os
 
 import tessera_it as it
@@ -25,13 +24,8 @@ STEP_FLAGS = ["--deterministic", "--seed", 5, "--epochs", 2, "--batch-size", 512
 AHEAD = r"pulled ahead ([0-9]+) of ([0-9]+) steps"
 
 
-@contextlib.contextmanager
 def general_path():
-    os.environ["TESSERA_PULL_AHEAD"] = "0"
-    try:
-        yield
-    finally:
-        del os.environ["TESSERA_PULL_AHEAD"]
+    return it.env_set("TESSERA_PULL_AHEAD", "0")
 
 
 def run(ctx, data, name, extra, mpi_ranks=None):

@@ -9,6 +9,7 @@ killed if the test gives up waiting, so a hung `tessera` or `mpirun` never outli
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -306,3 +307,14 @@ def main(test, description, add_args=None):
 def grep(pattern, text):
     """The first match of a multi-line regex in text, or None."""
     return re.search(pattern, text, re.MULTILINE)
+
+
+@contextlib.contextmanager
+def env_set(name, value):
+    """Sets the environment variable `name` (unset before: checked) for the body's processes."""
+    check(name not in os.environ, f"{name} is set already")
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        del os.environ[name]
