@@ -35,7 +35,7 @@ struct TrainOptions {
   int workers = 1;             // under MPI: the ranks left after scheduler and servers
   bool workers_given = false;  // --workers was set explicitly
   int server_threads = 1;
-  int threads_per_shard = 0;  // ServerOptions::threads_per_shard; 0: 2 for MF, 1 for CTR
+  int threads_per_shard = 0;  // ServerOptions::threads_per_shard; 0: automatic (launch/job.cc)
   bool deterministic = false;
   // --device: resolved per worker by launch/job.cc (launch/device_assignment.h); mf.device says
   // cuda here only for --device cuda, and the job sets it to the resolved device.

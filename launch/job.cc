@@ -61,13 +61,14 @@ bool PullAhead() {
   return v == nullptr || std::string(v) != "0";
 }
 
-// An MF job of one worker in the blocked order: where the order has more than one block, the
-// worker's pull of a step goes ahead of the push before it (worker/train_loop.h), and the server
-// copies rows while the worker computes. One thread each then keeps the cores busy, where a
-// helper on either side would take a core from the other: in one process on 2 cores, dim 128
-// ran 1.3x faster with --compute-threads 1 --threads-per-shard 1 than with 2 and 2, and dim 32
-// the same (docs/PERFORMANCE.md).
-bool OneWorkerPullsAhead(const TrainOptions& o) {
+// An MF job of one worker in the blocked order: where the order pairs blocks (two bands or more
+// of users and of items), the worker's pull of a step goes ahead of the push before it
+// (worker/train_loop.h), and the server copies rows while the worker computes. One thread each
+// then keeps the cores busy, where a helper on either side would take a core from the other: in
+// one process on 2 cores, dim 128 ran 1.3x faster with --compute-threads 1 --threads-per-shard 1
+// than with 2 and 2, and dim 32 the same. Where the order has no pairs, 1 and 1 ran as fast as 2
+// and 2 (docs/PERFORMANCE.md); the job cannot tell before the workers read their data.
+bool OneWorkerMayPullAhead(const TrainOptions& o) {
   return !o.ctr && o.workers == 1 && o.mf.blocked_order && PullAhead();
 }
 
@@ -78,7 +79,7 @@ server::ServerOptions MakeServerOptions(const TrainOptions& o) {
   // benchmark was measured without a helper); MF workers wait for the servers unless the one
   // worker pulls ahead.
   s.threads_per_shard = o.threads_per_shard;
-  if (s.threads_per_shard == 0) s.threads_per_shard = o.ctr || OneWorkerPullsAhead(o) ? 1 : 2;
+  if (s.threads_per_shard == 0) s.threads_per_shard = (o.ctr || OneWorkerMayPullAhead(o)) ? 1 : 2;
   s.deterministic = o.deterministic;
   if (o.ctr) {
     // Table 0: field embeddings; table 1: first-order weights (start at 0, as FTRL needs).
@@ -117,7 +118,7 @@ worker::WorkerOptions MakeWorkerOptions(const TrainOptions& o) {
   w.ctr = o.ctr;
   w.mf = o.mf;
   w.mf.direct_ids = DirectIndexes();
-  if (w.mf.compute_threads == 0) w.mf.compute_threads = OneWorkerPullsAhead(o) ? 1 : 2;
+  if (w.mf.compute_threads == 0) w.mf.compute_threads = OneWorkerMayPullAhead(o) ? 1 : 2;
   w.ctr_options = o.ctr_options;
   w.deterministic = o.deterministic;
   w.pull_ahead = PullAhead();

@@ -49,6 +49,10 @@ inline int64_t MaxRowsForSlots(uint64_t num_slots) {
 constexpr size_t kHugePageBytes = size_t{2} << 20;
 constexpr size_t kHugeMapBytes = 2 * kHugePageBytes;
 
+void UnmapBytes(void* p, size_t bytes) {
+  if (p != nullptr) TS_CHECK_EQ(munmap(p, bytes), 0) << std::strerror(errno);
+}
+
 void* MapBytes(size_t bytes) {
   const bool huge = bytes >= kHugeMapBytes;
   const size_t mapped = huge ? bytes + kHugePageBytes : bytes;
@@ -59,15 +63,11 @@ void* MapBytes(size_t bytes) {
   const uintptr_t start = reinterpret_cast<uintptr_t>(p);
   const uintptr_t aligned = (start + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
   const uintptr_t end = start + mapped;
-  if (aligned > start) munmap(p, aligned - start);
+  if (aligned > start) UnmapBytes(p, aligned - start);
   if (end > aligned + bytes)
-    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+    UnmapBytes(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
   AdviseHugePages(reinterpret_cast<void*>(aligned), bytes);
   return reinterpret_cast<void*>(aligned);
-}
-
-void UnmapBytes(void* p, size_t bytes) {
-  if (p != nullptr) TS_CHECK_EQ(munmap(p, bytes), 0) << std::strerror(errno);
 }
 
 size_t IndexBytes(uint64_t num_slots) {
@@ -207,7 +207,9 @@ void EmbeddingTable::GrowDirect(uint64_t limit) {
 float* EmbeddingTable::NewChunk() {
   if (chunks_.size() < kSmallTableChunks) return static_cast<float*>(MapBytes(chunk_bytes_));
   if (slab_left_ < chunk_bytes_) {
-    const size_t bytes = std::max(kSlabBytes, chunk_bytes_);
+    // Whole chunks: no slab but the last has an untouched end that a huge page could make
+    // resident.
+    const size_t bytes = std::max<size_t>(1, kSlabBytes / chunk_bytes_) * chunk_bytes_;
     slabs_.emplace_back(static_cast<char*>(MapBytes(bytes)), bytes);
     slab_next_ = slabs_.back().first;
     slab_left_ = bytes;
@@ -324,7 +326,7 @@ void EmbeddingTable::FindBatch(const uint64_t* keys, int64_t n, bool create, flo
 
 size_t EmbeddingTable::MemoryBytes() const {
   // A huge page is resident whole: the last slab counts up to the end of the 2 MiB page that its
-  // last chunk ends in.
+  // last chunk ends in (earlier slabs hold whole chunks to their end).
   const uintptr_t next = reinterpret_cast<uintptr_t>(slab_next_);
   const size_t huge_tail =
       std::min<size_t>(slab_left_, ((next + kHugePageBytes - 1) & ~(kHugePageBytes - 1)) - next);

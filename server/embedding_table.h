@@ -127,6 +127,8 @@ class EmbeddingTable {
 
  private:
   static constexpr uint32_t kEmptySlot = 0xFFFFFFFFu;
+  static constexpr size_t kSmallTableChunks = 16;
+  static constexpr size_t kSlabBytes = size_t{32} << 20;
 
   EmbeddingTable(const TableOptions& options, int state_floats);
 
@@ -166,11 +168,9 @@ class EmbeddingTable {
   uint32_t chunk_mask_;         // rows per chunk - 1
   size_t chunk_bytes_;          // multiple of the page size
   std::vector<float*> chunks_;  // each chunk_bytes_, mmap'd, never moved
-  // Chunks past the first kSmallTableChunks come from slabs: mappings of kSlabBytes (or one chunk
-  // if larger) in huge pages, so that a large table's rows sit in 2 MiB pages. A small table
-  // keeps a mapping per chunk and holds no more than it touches.
-  static constexpr size_t kSmallTableChunks = 16;
-  static constexpr size_t kSlabBytes = size_t{32} << 20;
+  // Chunks past the first kSmallTableChunks come from slabs: mappings of whole chunks, about
+  // kSlabBytes (or one chunk if larger), in huge pages, so that a large table's rows sit in 2 MiB
+  // pages. A small table keeps a mapping per chunk and holds no more than it touches.
   std::vector<std::pair<char*, size_t>> slabs_;  // (start, bytes)
   char* slab_next_ = nullptr;                    // the next chunk of the last slab
   size_t slab_left_ = 0;                         // bytes left in the last slab

@@ -258,8 +258,9 @@ void MfModel::Prepare(const std::vector<Sample>& data, const uint32_t* order, si
 }
 
 void MfModel::Stage(Batch* batch) {
-  // The slot of this batch object's previous step goes back first (two batch objects alternate,
-  // so the step computing or pushing now keeps its own slot).
+  // The slot of this batch object's previous step goes back first (the loop prepares a batch
+  // object again only after its push was acknowledged, so the step computing or pushing now keeps
+  // its own slot).
   batch->staged.reset();
   kernels::MfStageShape shape;
   shape.num_samples = batch->num_samples;

@@ -3,8 +3,8 @@
 // x item band) in a shuffled order, each block's ratings shuffled. Consecutive steps then touch
 // one band's rows, which the servers' and this worker's caches keep, instead of rows spread over
 // the whole table: on 10^6 users x 10^5 items 1.65x (dim 32) and 1.5x (dim 128) the ratings/s of
-// the plain shuffle (docs/PERFORMANCE.md). Tables under kRowsPerBand users have one block, which
-// is the plain shuffle, bit for bit.
+// the plain shuffle (docs/PERFORMANCE.md). Tables under kRowsPerBand users and items have one
+// block, which is the plain shuffle, bit for bit.
 //
 // Small user bands: where the users need more than one band, they get more, down to bands of
 // kMinUsersPerBand users, until a block holds about kStepsPerBlock steps. A step then holds

@@ -9,8 +9,9 @@
 //
 // Calls, all from the worker's training thread, in this order:
 //   Setup -> Summarize -> StartupLines -> [Restore] -> per step: PrepareTrainBatch (one step
-//   ahead), ComputeGradients, AfterPush -> at an evaluation: PrepareEvalBatch (one batch
-//   ahead) / EvalBatch for each batch, then EndEval -> Finish once training ended without a stop.
+//   ahead; two when the loop pulls ahead), ComputeGradients, AfterPush -> at an evaluation:
+//   PrepareEvalBatch (one batch ahead) / EvalBatch for each batch, then EndEval -> Finish once
+//   training ended without a stop.
 // WriteCheckpoint runs at any checkpoint boundary, after every push of this worker was applied.
 #pragma once
 

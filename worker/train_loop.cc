@@ -176,8 +176,11 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
   model_->EpochOrder(EpochSeed(options_.seed, epoch, rpc_->self().rank), batch_size, &order,
                      &disjoint_next_);
   // A pull ahead needs the servers' word that no other worker's push of the step before touches
-  // its rows: they give it to a job of one worker only.
-  const bool pull_ahead = options_.pull_ahead && shape_.num_workers == 1;
+  // its rows: they give it to a job of one worker only. An order that marks no step (CTR, MF's
+  // plain shuffle, a grid without pairs) keeps the loop's two batches, prepared one step ahead.
+  const bool pull_ahead =
+      options_.pull_ahead && shape_.num_workers == 1 &&
+      std::find(disjoint_next_.begin(), disjoint_next_.end(), true) != disjoint_next_.end();
   auto prepare = [&](int64_t step, Step* s) {
     const size_t begin = std::min(order.size(), static_cast<size_t>(step) * batch_size);
     PrepareTrain(order.data() + begin, std::min(order.size(), begin + batch_size) - begin, s);

@@ -44,8 +44,8 @@ def expect_pulled_ahead(name, res):
 
 def test(ctx):
     it.check("TESSERA_PULL_AHEAD" not in os.environ, "TESSERA_PULL_AHEAD is set already")
-    # About 60k users and 60k items in the training file: two bands of each, four blocks that
-    # pair up.
+    # About 60k users and 60k items in the training file: two item bands and (blocks of about 12
+    # steps) 11 user bands, blocks that pair up.
     data = ctx.gen_ratings("data", users=70000, items=80000, ratings=150000, seed=3)[:2]
     general_ckpt, ahead_ckpt = ctx.path("ckpt-general"), ctx.path("ckpt-ahead")
     with general_path():
