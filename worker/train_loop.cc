@@ -194,9 +194,9 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
   // pull_ahead); with pull_ahead a spare, the step before's, whose push was acknowledged before
   // this step's was sent, in which the step after next is prepared.
   std::unique_ptr<Step> steps[3];
-  for (auto& s : steps) {
-    s = std::make_unique<Step>();
-    s->batch = model_->NewBatch();
+  for (int i = 0; i < (pull_ahead ? 3 : 2); ++i) {
+    steps[i] = std::make_unique<Step>();
+    steps[i]->batch = model_->NewBatch();
   }
   Step *current = steps[0].get(), *next = steps[1].get(), *spare = steps[2].get();
   prepare(start_step, current);
