@@ -125,8 +125,11 @@ bool MfGradientSplits(const DeviceContext& ctx, const MfBatch& b);
 Status ValidateMfGradientArgs(const MfBatch& b, const float* user_grads, const float* item_grads);
 Status ValidateMfPredictArgs(const MfBatch& b, const float* predictions);
 // InvalidArgument naming the first sample s in [begin, end) whose user or item index is out of
-// range. Reads the indices: host memory only.
-Status CheckMfIndices(const MfBatch& b, int64_t begin, int64_t end);
+// range. Reads the indices: host memory only. With `first_seen_order`, also says whether both
+// index arrays number their rows in the order of the rows' first samples in [begin, end), every
+// row having one (as KeyDeduper numbers them).
+Status CheckMfIndices(const MfBatch& b, int64_t begin, int64_t end,
+                      bool* first_seen_order = nullptr);
 }  // namespace internal
 
 }  // namespace tessera::kernels

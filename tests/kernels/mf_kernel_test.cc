@@ -2,7 +2,9 @@
 // finite differences of the loss (in double), and a plain double-precision reference loop.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -289,6 +291,72 @@ TEST(MfTwoPassGradientTest, MatchesOnePassBitForBit) {
       EXPECT_EQ(i1, i2) << "dim " << dim << " split " << split;
       EXPECT_EQ(MfSquaredErrorSum(errors.data(), 1000), sq1) << "dim " << dim;
     }
+  }
+}
+
+// Renumbers pr's users and items in the order of their first samples, as KeyDeduper numbers a
+// batch's rows (rows without a sample are dropped): the one-pass kernel then writes each row at
+// its first sample instead of adding to a zeroed row.
+Problem InFirstSampleOrder(const Problem& pr) {
+  Problem out = pr;
+  auto renumber = [&](const std::vector<int32_t>& index, const std::vector<float>& rows,
+                      std::vector<int32_t>* new_index, std::vector<float>* new_rows) {
+    const size_t stride = static_cast<size_t>(pr.dim) + 1;
+    std::vector<int32_t> number(rows.size() / stride, -1);
+    new_rows->clear();
+    for (size_t s = 0; s < index.size(); ++s) {
+      int32_t& n = number[static_cast<size_t>(index[s])];
+      if (n < 0) {
+        n = static_cast<int32_t>(new_rows->size() / stride);
+        new_rows->insert(new_rows->end(), rows.begin() + index[s] * stride,
+                         rows.begin() + (index[s] + 1) * stride);
+      }
+      (*new_index)[s] = n;
+    }
+    return static_cast<int64_t>(new_rows->size() / stride);
+  };
+  out.num_users = renumber(pr.user_index, pr.user_rows, &out.user_index, &out.user_rows);
+  out.num_items = renumber(pr.item_index, pr.item_rows, &out.item_index, &out.item_rows);
+  return out;
+}
+
+// A batch in first-sample order gets the one-pass kernel's writes without zeroing; any other
+// batch zeroes its outputs first. Both give the bits of the two-pass kernel, which zeroes and
+// adds in sample order, and neither reads what the outputs held before (NaN here).
+TEST(MfGradientTest, RowsInFirstSampleOrderGiveTheBitsOfZeroedRows) {
+  for (int dim : {1, 8, 13, 32, 128}) {
+    const Problem ordered = InFirstSampleOrder(RandomProblem(5 + dim, 600, dim, 300, 40));
+    Problem unordered = ordered;
+    std::swap(unordered.user_index.front(), unordered.user_index.back());  // row n-1 comes first
+    Problem spare_row = ordered;  // in order, but its last user has no sample
+    spare_row.num_users += 1;
+    spare_row.user_rows.resize(spare_row.user_rows.size() + dim + 1, 0.25f);
+    const Problem* const cases[] = {&ordered, &unordered, &spare_row};
+    for (const Problem* pr : cases) {
+      const MfBatch b = pr->Batch();
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> u1(pr->user_rows.size(), nan), i1(pr->item_rows.size(), nan);
+      double sq1 = 0.0;
+      ASSERT_TRUE(MfBatchGradientCpu(b, u1.data(), i1.data(), &sq1).ok());
+      std::vector<float> errors(pr->ratings.size());
+      std::vector<float> u2(pr->user_rows.size(), nan), i2(pr->item_rows.size(), nan);
+      ASSERT_TRUE(MfErrorsCpu(b, 0, b.num_samples, errors.data()).ok());
+      ASSERT_TRUE(MfSideGradsCpu(b, errors.data(), MfSide::kUser, u2.data()).ok());
+      ASSERT_TRUE(MfSideGradsCpu(b, errors.data(), MfSide::kItem, i2.data()).ok());
+      const char* which = pr == &ordered ? "ordered" : pr == &unordered ? "unordered" : "spare";
+      EXPECT_EQ(0, std::memcmp(u1.data(), u2.data(), u1.size() * sizeof(float)))
+          << which << " dim " << dim;
+      EXPECT_EQ(0, std::memcmp(i1.data(), i2.data(), i1.size() * sizeof(float)))
+          << which << " dim " << dim;
+      EXPECT_EQ(sq1, MfSquaredErrorSum(errors.data(), b.num_samples));
+    }
+    bool first_seen = false;
+    ASSERT_TRUE(internal::CheckMfIndices(ordered.Batch(), 0, 600, &first_seen).ok());
+    EXPECT_TRUE(first_seen);
+    ASSERT_TRUE(internal::CheckMfIndices(unordered.Batch(), 0, 600, &first_seen).ok());
+    EXPECT_FALSE(first_seen);
+    ASSERT_TRUE(internal::CheckMfIndices(spare_row.Batch(), 0, 600, &first_seen).ok());
+    EXPECT_FALSE(first_seen);
   }
 }
 
