@@ -9,6 +9,7 @@ int64_t DenseOptimizerStateFloats(OptimizerKind kind, int64_t count) {
   switch (kind) {
     case OptimizerKind::kSgd:
     case OptimizerKind::kFtrl:
+    case OptimizerKind::kRowwiseAdagrad:
       return 0;
     case OptimizerKind::kAdagrad:
       return count;
@@ -22,9 +23,10 @@ namespace {
 
 Status ValidateDenseParams(const OptimizerParams& p) {
   TS_RETURN_IF_ERROR(ValidateOptimizerParams(p));
-  if (p.kind == OptimizerKind::kFtrl) {
-    return Status::InvalidArgument(
-        "ftrl is a sparse-row optimizer; dense parameters take sgd, adagrad or adam");
+  if (p.kind == OptimizerKind::kFtrl || p.kind == OptimizerKind::kRowwiseAdagrad) {
+    return Status::InvalidArgument(std::string(OptimizerName(p.kind)) +
+                                   " is a sparse-row optimizer; dense parameters take sgd, "
+                                   "adagrad or adam");
   }
   return OkStatus();
 }

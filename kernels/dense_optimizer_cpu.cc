@@ -80,7 +80,8 @@ Status ApplyDenseUpdateCpu(const OptimizerParams& p, float* params, const float*
       ++*step;
       break;
     }
-    case OptimizerKind::kFtrl:  // rejected by ValidateDenseSlotsArgs
+    case OptimizerKind::kFtrl:  // row optimizers: rejected by ValidateDenseSlotsArgs
+    case OptimizerKind::kRowwiseAdagrad:
       break;
   }
   return OkStatus();

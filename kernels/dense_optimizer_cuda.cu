@@ -74,7 +74,8 @@ Status ApplyDenseUpdateCuda(const OptimizerParams& p, float* d_params, const flo
                 d_grads, count, step_size, adam);
       break;
     }
-    case OptimizerKind::kFtrl:  // rejected by ValidateDenseSlotsArgs
+    case OptimizerKind::kFtrl:  // row optimizers: rejected by ValidateDenseSlotsArgs
+    case OptimizerKind::kRowwiseAdagrad:
       return OkStatus();
   }
   return internal::CudaLaunchStatus("ApplyDenseUpdateCuda");

@@ -1,6 +1,7 @@
 // Per-element optimizer updates shared by the CPU loops and the CUDA kernels (TS_HD): one
 // formula for both devices, so the CPU unit tests check the arithmetic the GPU runs.
-// No loops, no memory beyond the element, no I/O.
+// No loops, no memory beyond the element, no I/O; the one exception is row-wise Adagrad's mean
+// square of a gradient row, a reduction whose order both devices must share.
 #pragma once
 
 #include <cmath>
@@ -41,6 +42,35 @@ TS_HD float AdagradStep(float w, float g, float* acc, const AdagradParams& p) {
   *acc += g * g;
   return w - p.lr * g / (sqrtf(*acc) + p.eps);
 }
+
+// Row-wise Adagrad (the embedding-table form of FBGEMM and TorchRec; LIBMF's per-row adaptive
+// rate): one accumulator per row, acc <- acc + mean_j(g_j^2), then every weight of the row moves
+// by the same scale: w_j <- w_j - (eta / (sqrt(acc) + eps)) g_j. One float of state per row
+// instead of dim. The mean square sums in kRowwiseLanes partial sums, j mod kRowwiseLanes, added
+// in lane order: the same order on every device and vector width, so the CPU vectorises it and a
+// CUDA thread gives the same sums.
+constexpr int kRowwiseLanes = 16;
+
+TS_HD float RowwiseMeanSquare(const float* g, int dim) {
+  float lanes[kRowwiseLanes] = {};
+  int j = 0;
+  for (; j + kRowwiseLanes <= dim; j += kRowwiseLanes) {
+    for (int k = 0; k < kRowwiseLanes; ++k) lanes[k] += g[j + k] * g[j + k];
+  }
+  for (int k = 0; j + k < dim; ++k) lanes[k] += g[j + k] * g[j + k];
+  float sum = 0.0f;
+  for (int k = 0; k < kRowwiseLanes; ++k) sum += lanes[k];
+  return sum / static_cast<float>(dim);
+}
+
+// Adds the row's mean square to *acc and returns the row's step scale eta / (sqrt(acc) + eps).
+TS_HD float RowwiseAdagradScale(float mean_square, float* acc, const AdagradParams& p) {
+  *acc += mean_square;
+  return p.lr / (sqrtf(*acc) + p.eps);
+}
+
+// w <- w - scale * g.
+TS_HD float RowwiseAdagradStep(float w, float g, float scale) { return w - scale * g; }
 
 // Adam (Kingma, Ba 2015), in the form of Section 2's last paragraph, as PyTorch's SparseAdam and
 // TF's LazyAdam compute it: the bias corrections fold into one step size per row,

@@ -13,8 +13,9 @@ StatusOr<OptimizerKind> ParseOptimizer(const std::string& name) {
   if (name == "adagrad") return OptimizerKind::kAdagrad;
   if (name == "adam") return OptimizerKind::kAdam;
   if (name == "ftrl") return OptimizerKind::kFtrl;
+  if (name == "rowwise-adagrad") return OptimizerKind::kRowwiseAdagrad;
   return Status::InvalidArgument("unknown optimizer '" + name +
-                                 "'; choices: sgd, adagrad, adam, ftrl");
+                                 "'; choices: sgd, adagrad, adam, ftrl, rowwise-adagrad");
 }
 
 const char* OptimizerName(OptimizerKind k) {
@@ -27,6 +28,8 @@ const char* OptimizerName(OptimizerKind k) {
       return "adam";
     case OptimizerKind::kFtrl:
       return "ftrl";
+    case OptimizerKind::kRowwiseAdagrad:
+      return "rowwise-adagrad";
   }
   return "unknown";
 }
@@ -52,10 +55,13 @@ Status ValidateOptimizerParams(const OptimizerParams& p) {
     case OptimizerKind::kSgd:
       break;
     case OptimizerKind::kAdagrad:
-      TS_RETURN_IF_ERROR(CheckRange(p.eps >= 0.0f, "adagrad", "eps", ">= 0", p.eps));
-      TS_RETURN_IF_ERROR(CheckRange(p.initial_accumulator >= 0.0f, "adagrad", "initial_accumulator",
+    case OptimizerKind::kRowwiseAdagrad: {
+      const char* name = OptimizerName(p.kind);
+      TS_RETURN_IF_ERROR(CheckRange(p.eps >= 0.0f, name, "eps", ">= 0", p.eps));
+      TS_RETURN_IF_ERROR(CheckRange(p.initial_accumulator >= 0.0f, name, "initial_accumulator",
                                     ">= 0", p.initial_accumulator));
       break;
+    }
     case OptimizerKind::kAdam:
       TS_RETURN_IF_ERROR(CheckRange(p.eps >= 0.0f, "adam", "eps", ">= 0", p.eps));
       TS_RETURN_IF_ERROR(
@@ -89,6 +95,8 @@ int OptimizerStateFloats(OptimizerKind kind, int dim) {
       return 2 * dim + 1;
     case OptimizerKind::kFtrl:
       return 2 * dim;
+    case OptimizerKind::kRowwiseAdagrad:
+      return 1;
   }
   return 0;
 }
@@ -98,7 +106,8 @@ void InitOptimizerState(const OptimizerParams& p, float* state, int dim) {
     case OptimizerKind::kSgd:
       return;
     case OptimizerKind::kAdagrad:
-      std::fill(state, state + dim, p.initial_accumulator);
+    case OptimizerKind::kRowwiseAdagrad:
+      std::fill(state, state + OptimizerStateFloats(p.kind, dim), p.initial_accumulator);
       return;
     case OptimizerKind::kAdam:
     case OptimizerKind::kFtrl:

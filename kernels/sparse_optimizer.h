@@ -3,6 +3,7 @@
 // caller (an embedding table) owns the rows and lays them out this way. State per kind:
 //   sgd      none
 //   adagrad  [acc(dim)]                    squared-gradient sums
+//   rowwise-adagrad [acc(1)]               sum of the row's mean squared gradients
 //   adam     [m(dim) | v(dim) | step(1)]   moments; step = updates this row has had, a float
 //   ftrl     [z(dim) | n(dim)]             FTRL-proximal z and sum of squared gradients
 // Adam is lazy (TF LazyAdam, PyTorch SparseAdam): only rows in a push change, and the bias
@@ -26,18 +27,19 @@
 
 namespace tessera::kernels {
 
-enum class OptimizerKind { kSgd, kAdagrad, kAdam, kFtrl };
+enum class OptimizerKind { kSgd, kAdagrad, kAdam, kFtrl, kRowwiseAdagrad };
 
-// "sgd" | "adagrad" | "adam" | "ftrl"; anything else is InvalidArgument listing the choices.
+// "sgd" | "adagrad" | "adam" | "ftrl" | "rowwise-adagrad"; anything else is InvalidArgument
+// listing the choices.
 StatusOr<OptimizerKind> ParseOptimizer(const std::string& name);
-// "sgd" | "adagrad" | "adam" | "ftrl" ("unknown" for a value outside the enum).
+// "sgd" | "adagrad" | "adam" | "ftrl" | "rowwise-adagrad" ("unknown" for a value outside the enum).
 const char* OptimizerName(OptimizerKind k);
 
 struct OptimizerParams {
   OptimizerKind kind = OptimizerKind::kAdagrad;
   float lr = 0.05f;                  // learning rate; finite (ftrl: alpha, > 0)
-  float eps = 1e-8f;                 // adagrad, adam: added to sqrt(acc) / sqrt(v); >= 0
-  float initial_accumulator = 0.0f;  // adagrad: starting value of every accumulator; >= 0
+  float eps = 1e-8f;                 // (rowwise-)adagrad, adam: added to sqrt(acc) / sqrt(v); >= 0
+  float initial_accumulator = 0.0f;  // (rowwise-)adagrad: starting value of every accumulator
   float beta1 = 0.9f;                // adam: decay of the first moment; in [0, 1)
   float beta2 = 0.999f;              // adam: decay of the second moment; in [0, 1)
   float ftrl_beta = 1.0f;            // ftrl: rate alpha / (ftrl_beta + sqrt(n)); > 0
@@ -50,12 +52,12 @@ struct OptimizerParams {
 Status ValidateOptimizerParams(const OptimizerParams& p);
 
 // Floats of optimizer state after the dim weights of a row: sgd 0, adagrad dim, adam 2 dim + 1,
-// ftrl 2 dim.
+// ftrl 2 dim, rowwise-adagrad 1.
 int OptimizerStateFloats(OptimizerKind kind, int dim);
 
 // Initialises the state part of a freshly created row (host memory, OptimizerStateFloats
-// floats): adagrad fills initial_accumulator, adam zeroes m, v and step, ftrl zeroes z and n
-// (consistent only with all-zero weights: see InitOptimizerStateForRow), sgd writes nothing.
+// floats): (rowwise-)adagrad fills initial_accumulator, adam zeroes m, v and step, ftrl zeroes z
+// and n (consistent only with all-zero weights: see InitOptimizerStateForRow), sgd writes nothing.
 void InitOptimizerState(const OptimizerParams& p, float* state, int dim);
 
 // Initialises the state of a freshly created row [weights(dim) | state] (host memory) whose

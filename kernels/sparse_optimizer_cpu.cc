@@ -56,6 +56,28 @@ struct AdagradUpdate {
   }
 };
 
+// Row-wise Adagrad on one row: its mean square and scale once, then one multiply-add per weight.
+[[gnu::noinline, TS_WIDE_SIMD]] uint32_t RowwiseAdagradRow(float* __restrict__ w,
+                                                           float* __restrict__ acc,
+                                                           const float* __restrict__ g, int dim,
+                                                           AdagradParams params) {
+  const float scale = RowwiseAdagradScale(RowwiseMeanSquare(g, dim), acc, params);
+  uint32_t flags = 0;
+  for (int j = 0; j < dim; ++j) {
+    const float nw = RowwiseAdagradStep(w[j], g[j], scale);
+    w[j] = nw;
+    flags |= NonFiniteFlag(nw);
+  }
+  return flags;
+}
+
+struct RowwiseAdagradUpdate {
+  AdagradParams params;
+  uint32_t operator()(float* w, const float* g, int dim) const {
+    return RowwiseAdagradRow(w, w + dim, g, dim, params);
+  }
+};
+
 // Lazy Adam on one row: the row's step advances by one and its step size (the bias
 // corrections) is computed once; the element loop is Adagrad's shape with two state arrays.
 [[gnu::noinline, TS_WIDE_SIMD]] uint32_t AdamRow(float* __restrict__ w, float* __restrict__ m,
@@ -193,6 +215,10 @@ Status ApplySparseUpdateCpuLane(const OptimizerParams& p, float* const* rows, co
       break;
     case OptimizerKind::kFtrl:
       ApplyRows(FtrlUpdate{FtrlParams{p.lr, p.ftrl_beta, p.l1, p.l2}}, rows, grads, num_rows, dim,
+                row_floats, lane, lanes, first_non_finite);
+      break;
+    case OptimizerKind::kRowwiseAdagrad:
+      ApplyRows(RowwiseAdagradUpdate{AdagradParams{p.lr, p.eps}}, rows, grads, num_rows, dim,
                 row_floats, lane, lanes, first_non_finite);
       break;
   }

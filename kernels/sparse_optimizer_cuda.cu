@@ -1,5 +1,7 @@
 // CUDA sparse optimizer: one thread per (row, element), grid-stride, calling the TS_HD step of
-// optimizer_math.h. Rows are distinct (header contract), so no two threads write one float.
+// optimizer_math.h (row-wise Adagrad: one thread per row, whose mean square is a reduction over
+// the row in optimizer_math.h's order). Rows are distinct (header contract), so no two threads
+// write one float.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -44,6 +46,18 @@ struct FtrlElement {
     row[j] = FtrlStep(row[j], g, &row[dim + j], &row[2 * dim + j], params);
   }
 };
+
+__global__ void RowwiseAdagradKernel(AdagradParams params, float* const* __restrict__ rows,
+                                     const float* __restrict__ grads, int64_t num_rows, int dim) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < num_rows;
+       i += stride) {
+    float* row = rows[i];
+    const float* g = grads + i * dim;
+    const float scale = RowwiseAdagradScale(RowwiseMeanSquare(g, dim), &row[dim], params);
+    for (int j = 0; j < dim; ++j) row[j] = RowwiseAdagradStep(row[j], g[j], scale);
+  }
+}
 
 __global__ void AdvanceAdamStepKernel(float* const* __restrict__ rows, int64_t num_rows, int dim) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -97,6 +111,10 @@ Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, con
     case OptimizerKind::kFtrl:
       Launch(FtrlElement{FtrlParams{p.lr, p.ftrl_beta, p.l1, p.l2}}, d_rows, d_grads, num_rows, dim,
              stream);
+      break;
+    case OptimizerKind::kRowwiseAdagrad:
+      TS_LAUNCH(RowwiseAdagradKernel, GridBlocks(num_rows), kThreadsPerBlock, stream,
+                AdagradParams{p.lr, p.eps}, d_rows, d_grads, num_rows, dim);
       break;
   }
   return internal::CudaLaunchStatus("ApplySparseUpdateCuda");

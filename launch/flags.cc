@@ -197,14 +197,14 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (MF default: chosen from the size of --train; CTR default: 0.001)")
     ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating; default: chosen from the size of --train)")
     ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating; default: chosen from the size of --train)")
-    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer on the servers: sgd|adagrad|adam|ftrl (CTR default: adam)")
+    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer on the servers: sgd|adagrad|adam|ftrl|rowwise-adagrad (one accumulator per row: half the memory of adagrad; CTR default: adam)")
     ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors / embeddings")
     ("emb-dim", po::value<int>(&ctr.model.emb_dim)->default_value(ctr.model.emb_dim), "CTR: embedding dimension per field")
     ("mlp", po::value<std::string>(&mlp)->default_value(mlp), "CTR: hidden layer widths of the MLP, comma separated")
     ("cross-layers", po::value<int>(&ctr.model.cross_layers)->default_value(ctr.model.cross_layers), "CTR: cross layers of dcn_v2")
     ("dense-optimizer", po::value<std::string>(&dense_optimizer)->default_value(dense_optimizer), "CTR: optimizer of the replicated dense parameters: sgd|adagrad|adam")
     ("dense-lr", po::value<float>(&dense_lr)->default_value(dense_lr), "CTR: learning rate of the dense optimizer")
-    ("linear-optimizer", po::value<std::string>(&linear_optimizer)->default_value(linear_optimizer), "CTR: optimizer of the first-order (1-dim) table: sgd|adagrad|adam|ftrl")
+    ("linear-optimizer", po::value<std::string>(&linear_optimizer)->default_value(linear_optimizer), "CTR: optimizer of the first-order (1-dim) table: sgd|adagrad|adam|ftrl|rowwise-adagrad")
     ("linear-lr", po::value<float>(&linear_lr)->default_value(linear_lr), "CTR: learning rate (FTRL alpha) of the first-order table; the loss is the batch mean, so FTRL wants a larger alpha than per-example FTRL")
     ("eval-every", po::value<int64_t>(&ctr.eval_every)->default_value(0), "CTR: evaluate on --test every N steps (0: after each epoch only)")
     ("hash-seed", po::value<uint64_t>(&ctr.read.hash_seed)->default_value(0), "CTR: seed of the (field, value) -> key hash")
@@ -256,8 +256,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
   auto parsed_optimizer = kernels::ParseOptimizer(optimizer);
   if (!parsed_optimizer.ok()) return Fail("--optimizer: " + parsed_optimizer.status().message());
   o.optimizer.kind = *parsed_optimizer;
-  if (o.ctr) {
-    // CTR defaults where the MF ones do not fit.
+  if (o.ctr) {  // CTR defaults where the MF ones do not fit, then CTR's own flags
     if (vm["optimizer"].defaulted()) o.optimizer.kind = kernels::OptimizerKind::kAdam;
     if (vm["lr"].defaulted()) o.optimizer.lr = 0.001f;
     if (vm["epochs"].defaulted()) o.mf.epochs = 1;
@@ -274,7 +273,8 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       }
     }
     auto parsed_dense = kernels::ParseOptimizer(dense_optimizer);
-    if (!parsed_dense.ok() || *parsed_dense == kernels::OptimizerKind::kFtrl) {
+    if (!parsed_dense.ok() || *parsed_dense == kernels::OptimizerKind::kFtrl ||
+        *parsed_dense == kernels::OptimizerKind::kRowwiseAdagrad) {
       return Fail("--dense-optimizer " + dense_optimizer + " is not one of sgd|adagrad|adam");
     }
     ctr.dense_optimizer.kind = *parsed_dense;

@@ -234,16 +234,18 @@ TEST(DenseOptimizerTest, RejectsInvalidArgumentsWithoutChangingAnything) {
   EXPECT_EQ(state.step, 0);
 }
 
-TEST(DenseOptimizerTest, FtrlIsRejectedAsASparseOnlyOptimizer) {
-  OptimizerParams ftrl;
-  ftrl.kind = OptimizerKind::kFtrl;
+TEST(DenseOptimizerTest, FtrlAndRowwiseAdagradAreRejectedAsSparseOnlyOptimizers) {
   DenseOptimizerState state;
-  Status s = InitDenseOptimizerState(ftrl, 4, &state);
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("ftrl"), std::string::npos);
-  std::vector<float> w(4, 1.0f), g(4, 1.0f);
-  EXPECT_EQ(ApplyDenseUpdateCpu(ftrl, w.data(), g.data(), 4, &state).code(),
-            StatusCode::kInvalidArgument);
+  for (OptimizerKind kind : {OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
+    OptimizerParams row_only;
+    row_only.kind = kind;
+    Status s = InitDenseOptimizerState(row_only, 4, &state);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(OptimizerName(kind)), std::string::npos) << s.message();
+    std::vector<float> w(4, 1.0f), g(4, 1.0f);
+    EXPECT_EQ(ApplyDenseUpdateCpu(row_only, w.data(), g.data(), 4, &state).code(),
+              StatusCode::kInvalidArgument);
+  }
   EXPECT_EQ(InitDenseOptimizerState(OptimizerParams{}, -1, &state).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(InitDenseOptimizerState(OptimizerParams{}, 1, nullptr).code(),

@@ -27,8 +27,8 @@ using test_util::Sgd;
 // ---- Parsing and state layout ----
 
 TEST(OptimizerTest, ParseOptimizerRoundTripsNames) {
-  for (OptimizerKind k :
-       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+  for (OptimizerKind k : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam,
+                          OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
     auto parsed = ParseOptimizer(OptimizerName(k));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, k);
@@ -37,6 +37,7 @@ TEST(OptimizerTest, ParseOptimizerRoundTripsNames) {
   EXPECT_STREQ(OptimizerName(OptimizerKind::kAdagrad), "adagrad");
   EXPECT_STREQ(OptimizerName(OptimizerKind::kAdam), "adam");
   EXPECT_STREQ(OptimizerName(OptimizerKind::kFtrl), "ftrl");
+  EXPECT_STREQ(OptimizerName(OptimizerKind::kRowwiseAdagrad), "rowwise-adagrad");
 }
 
 TEST(OptimizerTest, ParseOptimizerRejectsUnknownNameAndListsChoices) {
@@ -45,7 +46,8 @@ TEST(OptimizerTest, ParseOptimizerRejectsUnknownNameAndListsChoices) {
     ASSERT_FALSE(k.ok()) << name;
     EXPECT_EQ(k.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(k.status().message().find("'" + name + "'"), std::string::npos);
-    EXPECT_NE(k.status().message().find("sgd, adagrad, adam, ftrl"), std::string::npos);
+    EXPECT_NE(k.status().message().find("sgd, adagrad, adam, ftrl, rowwise-adagrad"),
+              std::string::npos);
   }
 }
 
@@ -57,11 +59,13 @@ TEST(OptimizerTest, StateFloatsMatchTheDocumentedLayouts) {
   EXPECT_EQ(OptimizerStateFloats(OptimizerKind::kAdam, 1), 3);
   EXPECT_EQ(OptimizerStateFloats(OptimizerKind::kFtrl, 32), 64);  // z, n
   EXPECT_EQ(OptimizerStateFloats(OptimizerKind::kFtrl, 5), 10);
+  EXPECT_EQ(OptimizerStateFloats(OptimizerKind::kRowwiseAdagrad, 32), 1);  // acc of the row
+  EXPECT_EQ(OptimizerStateFloats(OptimizerKind::kRowwiseAdagrad, 1), 1);
 }
 
 TEST(OptimizerTest, DefaultsOfEveryKindAreValid) {
-  for (OptimizerKind k :
-       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+  for (OptimizerKind k : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam,
+                          OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
     OptimizerParams p;
     p.kind = k;
     EXPECT_TRUE(ValidateOptimizerParams(p).ok()) << OptimizerName(k);
@@ -106,6 +110,14 @@ TEST(OptimizerTest, InitOptimizerStateFillsAdagradAccumulators) {
   std::vector<float> state(5, -1.0f);
   InitOptimizerState(Adagrad(0.1f, 1e-8f, 0.25f), state.data(), 5);
   for (float v : state) EXPECT_EQ(v, 0.25f);
+  OptimizerParams rowwise = Adagrad(0.1f, 1e-8f, 0.25f);
+  rowwise.kind = OptimizerKind::kRowwiseAdagrad;
+  std::vector<float> row_state(2, -1.0f);
+  InitOptimizerState(rowwise, row_state.data(), 5);
+  EXPECT_EQ(row_state[0], 0.25f);
+  EXPECT_EQ(row_state[1], -1.0f);  // one float of state, whatever the dim
+  rowwise.initial_accumulator = -1.0f;
+  EXPECT_NE(ValidateOptimizerParams(rowwise).message().find("rowwise-adagrad"), std::string::npos);
   std::vector<float> untouched(3, -1.0f);
   InitOptimizerState(Sgd(0.1f), untouched.data(), 3);
   for (float v : untouched) EXPECT_EQ(v, -1.0f);

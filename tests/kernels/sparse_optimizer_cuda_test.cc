@@ -83,8 +83,8 @@ TEST(SparseOptimizerCudaTest, MatchesCpuOnRandomRows) {
   const int64_t row_counts[] = {0, 1, 7, 255, 256, 257, 1000, 5003};
   const int dims[] = {1, 8, 31, 32, 33, 128};
   unsigned seed = 2024;
-  for (OptimizerKind kind :
-       {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam,
+                             OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
     OptimizerParams p;
     p.kind = kind;
     p.lr = 0.05f;
@@ -104,7 +104,8 @@ TEST(SparseOptimizerCudaTest, RandomSizesMatchCpuOnDefaultStream) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int64_t> rows(0, 3000);
   std::uniform_int_distribution<int> dims(1, 200);
-  for (OptimizerKind kind : {OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl}) {
+  for (OptimizerKind kind : {OptimizerKind::kAdagrad, OptimizerKind::kAdam, OptimizerKind::kFtrl,
+                             OptimizerKind::kRowwiseAdagrad}) {
     OptimizerParams p;  // defaults of each kind
     p.kind = kind;
     for (int trial = 0; trial < 10; ++trial) {

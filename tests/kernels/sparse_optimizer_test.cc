@@ -137,6 +137,68 @@ TEST(SparseAdagradTest, EveryDimMatchesElementwiseReference) {
   }
 }
 
+// ---- Sparse row-wise Adagrad ----
+
+OptimizerParams RowwiseAdagrad(float lr, float eps, float initial_accumulator) {
+  OptimizerParams p = Adagrad(lr, eps, initial_accumulator);
+  p.kind = OptimizerKind::kRowwiseAdagrad;
+  return p;
+}
+
+// One row [w0, w1 | acc] = [1, -1 | 0.5], g = (3, 1): acc = 0.5 + (9 + 1) / 2 = 5.5, scale =
+// 0.1 / sqrt(5.5) = 0.042640143; w0 = 1 - 3 scale = 0.87207957, w1 = -1 - scale = -1.0426401.
+// A second row given twice takes both steps in order.
+TEST(SparseRowwiseAdagradTest, MatchesHandComputedValues) {
+  std::vector<float> row = {1.0f, -1.0f, 0.5f};
+  std::vector<float> twice = {2.0f, 0.0f, 0.0f};
+  float* rows[] = {row.data(), twice.data(), twice.data()};
+  const std::vector<float> grads = {3.0f, 1.0f, 2.0f, 0.0f, 2.0f, 0.0f};
+  ASSERT_TRUE(
+      ApplySparseUpdateCpu(RowwiseAdagrad(0.1f, 0.0f, 0.0f), rows, grads.data(), 3, 2).ok());
+  EXPECT_FLOAT_EQ(row[2], 5.5f);
+  EXPECT_FLOAT_EQ(row[0], 0.87207957f);
+  EXPECT_FLOAT_EQ(row[1], -1.0426401f);
+  // acc 2 then 4; w0 = 2 - 0.1 * 2 / sqrt(2) - 0.1 * 2 / sqrt(4) = 1.7585786.
+  EXPECT_FLOAT_EQ(twice[2], 4.0f);
+  EXPECT_FLOAT_EQ(twice[0], 1.7585786f);
+  EXPECT_EQ(twice[1], 0.0f);
+}
+
+// Dims around the 16 lanes of the mean square (and its remainder) against a plain loop that sums
+// in the documented lane order; the state is one float after the dim weights.
+TEST(SparseRowwiseAdagradTest, EveryDimMatchesLaneOrderReference) {
+  const unsigned seed = 4321;
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const OptimizerParams p = RowwiseAdagrad(0.05f, 1e-8f, 0.1f);
+  for (int dim = 1; dim <= 41; ++dim) {
+    SCOPED_TRACE("dim=" + std::to_string(dim));
+    const int num_rows = 3, row_floats = dim + 1;
+    ASSERT_EQ(OptimizerStateFloats(p.kind, dim), 1);
+    std::vector<float> table(num_rows * row_floats);
+    for (float& v : table) v = uniform(rng);
+    for (int i = 0; i < num_rows; ++i) InitOptimizerState(p, &table[i * row_floats + dim], dim);
+    std::vector<float> grads(num_rows * dim);
+    for (float& v : grads) v = uniform(rng);
+    std::vector<float> expected = table;
+    for (int i = 0; i < num_rows; ++i) {
+      float lanes[16] = {};
+      for (int j = 0; j < dim; ++j) lanes[j % 16] += grads[i * dim + j] * grads[i * dim + j];
+      float sum = 0.0f;
+      for (float lane : lanes) sum += lane;
+      float& acc = expected[i * row_floats + dim];
+      acc += sum / static_cast<float>(dim);
+      const float scale = p.lr / (std::sqrt(acc) + p.eps);
+      for (int j = 0; j < dim; ++j) expected[i * row_floats + j] -= scale * grads[i * dim + j];
+    }
+    std::vector<float*> rows;
+    for (int i = 0; i < num_rows; ++i) rows.push_back(&table[i * row_floats]);
+    ASSERT_TRUE(ApplySparseUpdateCpu(p, rows.data(), grads.data(), num_rows, dim).ok());
+    for (size_t k = 0; k < table.size(); ++k) EXPECT_EQ(table[k], expected[k]) << k;
+  }
+}
+
 // ---- Sparse Adam (lazy) ----
 
 TEST(SparseAdamTest, MatchesHandComputedValuesAndCountsSteps) {

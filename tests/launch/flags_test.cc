@@ -74,6 +74,7 @@ TEST_F(FlagsTest, BadFlagsAndValuesExitWithStatusTwoAndOneClearLine) {
       {"--model", "xgboost"},
       {"--model", "deepfm", "--mlp", "400,x"},
       {"--model", "deepfm", "--dense-optimizer", "ftrl"},
+      {"--model", "deepfm", "--dense-optimizer", "rowwise-adagrad"},
       {"--model", "deepfm", "--format", "tab"},
       {"--servers", "0"},
       {"--transport", "carrier-pigeon"},
