@@ -181,15 +181,24 @@ def main():
         add("raw ZeroMQ one-way stream", f"{s['gb_per_sec']:.2f} GB/s")
 
     mem = by.get("memory", [])
-    for dim in sorted({int(m["dim"]) for m in mem}):
-        worst = max((m for m in mem if int(m["dim"]) == dim), key=lambda m: m["rss_bytes_per_row"])
-        sizes = len([m for m in mem if int(m["dim"]) == dim])
-        add(f"table memory, {dim} weights + Adagrad", f"{worst['rss_bytes_per_row']:.0f} B/row",
-            f"<= {worst['budget_bytes_per_row']:.0f} B/row",
-            worst["rss_bytes_per_row"] / worst["budget_bytes_per_row"],
-            met(worst["rss_bytes_per_row"] <= worst["budget_bytes_per_row"]),
-            f"resident, worst of {sizes} sizes: {int(worst['rows'])} rows, "
-            f"index load {worst['index_load']:.2f}")
+    worst_adagrad = {}
+    for dim, state in sorted({(int(m["dim"]), int(m.get("state_floats", m["dim"]))) for m in mem},
+                             key=lambda ds: (ds[1] != ds[0], ds[0])):
+        same = [m for m in mem if int(m["dim"]) == dim and int(m.get("state_floats", dim)) == state]
+        worst = max(same, key=lambda m: m["rss_bytes_per_row"])
+        detail = (f"resident, worst of {len(same)} sizes: {int(worst['rows'])} rows, "
+                  f"index load {worst['index_load']:.2f}")
+        if state == dim:  # Adagrad: against the budget of the first wave
+            worst_adagrad[dim] = worst["rss_bytes_per_row"]
+            add(f"table memory, {dim} weights + Adagrad", f"{worst['rss_bytes_per_row']:.0f} B/row",
+                f"<= {worst['budget_bytes_per_row']:.0f} B/row",
+                worst["rss_bytes_per_row"] / worst["budget_bytes_per_row"],
+                met(worst["rss_bytes_per_row"] <= worst["budget_bytes_per_row"]), detail)
+        elif dim in worst_adagrad:  # row-wise Adagrad: against Adagrad's rows
+            add(f"table memory, {dim} weights + row-wise Adagrad",
+                f"{worst['rss_bytes_per_row']:.0f} B/row",
+                f"Adagrad {worst_adagrad[dim]:.0f} B/row",
+                worst["rss_bytes_per_row"] / worst_adagrad[dim], "", detail)
 
     scaling_path = os.path.join(out, "scaling.jsonl")
     for sc in load_lines(scaling_path) if os.path.exists(scaling_path) else []:
