@@ -62,12 +62,15 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
     return d;
   }
   // Millions of ratings: large batches keep the servers and the pipeline busy, and with about
-  // a hundred ratings per row the data, not the L2 term, holds the factors in. On issue 15's
-  // planted set, in the blocked order of 46 user bands, lr 0.12 comes within 1 % of the
-  // ceiling's best test RMSE after 6 epochs (lr 0.1: 7, 0.15: 5, 0.05 in the order of 4 bands:
-  // 16) and ends at 0.589, below the ceiling's 0.592 (lr 0.15: 0.591; 0.2 stalls at 0.5965).
+  // a hundred ratings per row the data, not the L2 term, holds the factors in. Row-wise Adagrad
+  // (one accumulator a row, as LIBMF's rates): on issue 15's planted set, in the blocked order
+  // of 46 user bands, lr 0.15 comes within 1 % of the ceiling's best test RMSE after 4 epochs
+  // (5 with two workers) and early stopping ends it at 0.581, where per-element Adagrad at its
+  // best lr, 0.12, took 6 epochs (8) and ended at 0.5895 (0.594); the ceiling's best is 0.592.
+  // Row-wise lr 0.12 ends at 0.578 but takes 5 epochs; 0.18 and 0.2 end at 0.586 and 0.590.
+  d.optimizer = kernels::OptimizerKind::kRowwiseAdagrad;
   d.batch_size = 16384;
-  d.lr = 0.12f;
+  d.lr = 0.15f;
   d.l2 = 0.02f;
   d.epochs = 60;
   d.early_stop = 2;
@@ -137,12 +140,17 @@ class Chooser {
 StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::string&)>& given,
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values) {
-  const char* const kFlags[] = {"batch-size",    "lr", "l2", "l2-bias", "epochs", "early-stop",
-                                "valid-fraction"};
+  const char* const kFlags[] = {"optimizer", "batch-size", "lr",         "l2",
+                                "l2-bias",   "epochs",     "early-stop", "valid-fraction"};
   if (std::all_of(std::begin(kFlags), std::end(kFlags), given)) return std::string();
   TS_ASSIGN_OR_RETURN(const int64_t ratings, EstimateLines(o->mf.train_path));
   const MfAutoDefaults d = ChooseMfDefaults(ratings);
   Chooser chooser(given, chosen_values);
+  if (d.optimizer != o->optimizer.kind) {  // the flag's default (adagrad) goes unnamed
+    const char* name = kernels::OptimizerName(o->optimizer.kind);
+    chooser.Choose("optimizer", kernels::OptimizerName(d.optimizer), &name, "%s");
+    o->optimizer.kind = *kernels::ParseOptimizer(name);
+  }
   chooser.Choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
   chooser.Choose("lr", d.lr, &o->optimizer.lr, "%g");
   chooser.Choose("l2", d.l2, &o->mf.l2, "%g");

@@ -1,5 +1,6 @@
 // Training flags chosen from the size of the data when the user gives none (issues 15 and 16): MF's
-// batch size, learning rate, L2, epochs and early stopping; the CTR models' batch size, epochs
+// batch size, learning rate, L2, epochs and early stopping (and, for millions of ratings, the
+// optimizer); the CTR models' batch size, epochs
 // and early stopping. The size is estimated before any node
 // starts, from the training file itself (every rank of a job reads the same file at parse time,
 // so every rank makes the same choice without a message), not from the reader's count.
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "kernels/sparse_optimizer.h"
 
 namespace tessera::launch {
 
@@ -29,6 +31,8 @@ StatusOr<int64_t> EstimateLines(const std::string& path);
 // busy, and early stopping on the RMSE of valid_fraction of the training ratings, held out
 // (unless the user names a --valid file), ends them; `epochs` is then an upper bound.
 struct MfAutoDefaults {
+  // Named in the start-up line only where it is not --optimizer's default (adagrad).
+  kernels::OptimizerKind optimizer = kernels::OptimizerKind::kAdagrad;
   int batch_size = 32;
   float lr = 0.02f;
   float l2 = 0.09f;

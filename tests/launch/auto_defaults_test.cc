@@ -52,6 +52,10 @@ TEST(ChooseMfDefaultsTest, SmallSetsTrainFixedEpochsLargeOnesStopEarlyWithLargeB
   EXPECT_GT(large.early_stop, 0);
   EXPECT_GE(large.batch_size, 8192);
   EXPECT_LT(large.l2, small.l2);
+  // Row-wise Adagrad for millions of ratings only; the MovieLens sets keep --optimizer's default.
+  EXPECT_EQ(small.optimizer, kernels::OptimizerKind::kAdagrad);
+  EXPECT_EQ(medium.optimizer, kernels::OptimizerKind::kAdagrad);
+  EXPECT_EQ(large.optimizer, kernels::OptimizerKind::kRowwiseAdagrad);
 }
 
 TEST(ChooseCtrDefaultsTest, LargeFilesTrainOnePassSmallOnesStopEarlyWithSmallerBatches) {
