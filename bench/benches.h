@@ -43,8 +43,8 @@ struct MemoryBenchOptions {
   std::vector<int> dims = {33, 129};  // row weights: MF dim + bias
   std::vector<int64_t> rows = {100000, 838861, 1000000};
 };
-// EmbeddingTable (Adagrad) resident bytes per row from /proc/self/statm deltas and MemoryBytes(),
-// next to the budget 1.25 x (dim + state) x 4 bytes.
+// EmbeddingTable resident bytes per row from /proc/self/statm deltas and MemoryBytes(), with
+// Adagrad next to the budget 1.25 x (dim + state) x 4 bytes, then with row-wise Adagrad.
 bool RunMemoryBench(const MemoryBenchOptions& o, JsonLines* json);
 
 struct KernelBenchOptions {

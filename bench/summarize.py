@@ -182,13 +182,12 @@ def main():
 
     mem = by.get("memory", [])
     worst_adagrad = {}
-    for dim, state in sorted({(int(m["dim"]), int(m.get("state_floats", m["dim"]))) for m in mem},
-                             key=lambda ds: (ds[1] != ds[0], ds[0])):
-        same = [m for m in mem if int(m["dim"]) == dim and int(m.get("state_floats", dim)) == state]
+    for rowwise, dim in sorted({(int(m.get("rowwise", 0)), int(m["dim"])) for m in mem}):
+        same = [m for m in mem if int(m["dim"]) == dim and int(m.get("rowwise", 0)) == rowwise]
         worst = max(same, key=lambda m: m["rss_bytes_per_row"])
         detail = (f"resident, worst of {len(same)} sizes: {int(worst['rows'])} rows, "
                   f"index load {worst['index_load']:.2f}")
-        if state == dim:  # Adagrad: against the budget of the first wave
+        if not rowwise:  # Adagrad: against the budget of the first wave
             worst_adagrad[dim] = worst["rss_bytes_per_row"]
             add(f"table memory, {dim} weights + Adagrad", f"{worst['rss_bytes_per_row']:.0f} B/row",
                 f"<= {worst['budget_bytes_per_row']:.0f} B/row",

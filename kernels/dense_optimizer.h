@@ -36,16 +36,18 @@ struct DenseOptimizerState {
 };
 
 // Floats of DenseOptimizerState::slots for `count` parameters: sgd 0, adagrad count,
-// adam 2 count; 0 for ftrl, which is not a dense optimizer here (InvalidArgument below).
+// adam 2 count; 0 for ftrl and rowwise-adagrad, which are not dense optimizers here
+// (InvalidArgument below).
 int64_t DenseOptimizerStateFloats(OptimizerKind kind, int64_t count);
 
 // Sizes `state` for `count` parameters and sets its initial values (adagrad: initial_accumulator;
 // adam: zero moments, step 0). InvalidArgument for params ValidateOptimizerParams rejects, for
-// ftrl (sparse rows only), for count < 0 or a null state.
+// ftrl and rowwise-adagrad (sparse rows only), for count < 0 or a null state.
 Status InitDenseOptimizerState(const OptimizerParams& p, int64_t count, DenseOptimizerState* state);
 
 // params[i] <- update(params[i], grads[i]) for i in [0, count), with p's optimizer and `state`.
-// REQUIRES: grads does not overlap params. InvalidArgument for bad params, ftrl, count < 0, null
+// REQUIRES: grads does not overlap params. InvalidArgument for bad params, ftrl or
+// rowwise-adagrad, count < 0, null
 // pointers with count > 0, or a state whose size is not DenseOptimizerStateFloats(p.kind, count)
 // (nothing changes then). The state is host memory, so this form is kCpu only (InvalidArgument
 // for another device: keep the state in the device's memory and use the form below).

@@ -4,7 +4,6 @@
 // cost model skips loops that would need a runtime epilogue); the remainder runs scalar.
 #include <algorithm>
 #include <string>
-#include <vector>
 
 #include "kernels/cpu_simd.h"
 #include "kernels/mf.h"
@@ -88,6 +87,10 @@ constexpr int kBlock = 8;
 // (four per sample, 9 cache lines each at dim 128). Fetching the rows of a sample a few samples
 // ahead keeps several misses in flight; it changes no arithmetic. Wide rows want the fetch
 // started earlier (measured with tessera_bench kernels: 2 samples ahead at dim 32, 8 at 128).
+// The base of a gradient row's first sample in BatchGradientLoop (dims up to 1023).
+constexpr int64_t kZeroRowFloats = 1024;
+alignas(64) constexpr float kZeroRow[kZeroRowFloats] = {};
+
 [[gnu::always_inline]] inline int64_t PrefetchAhead(int dim) { return dim >= 64 ? 8 : 2; }
 
 [[gnu::always_inline]] inline void PrefetchRow(const float* row, int64_t stride) {
@@ -220,13 +223,15 @@ Status MfBatchGradientCpu(const MfBatch& b, float* user_grads, float* item_grads
   TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples, &first_seen_order));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
-  if (!first_seen_order) {  // rows may come before their first sample, or have none: zero them
+  // Rows may come before their first sample, or have none, or be wider than the row of zeros:
+  // then the outputs are zeroed and every sample adds.
+  const bool first_writes = first_seen_order && stride <= kZeroRowFloats;
+  if (!first_writes) {
     std::fill_n(user_grads, b.num_users * stride, 0.0f);
     std::fill_n(item_grads, b.num_items * stride, 0.0f);
   }
-  const std::vector<float> zeros(first_seen_order ? static_cast<size_t>(stride) : 0, 0.0f);
   const double sq_error =
-      BatchGradientLoop(b, user_grads, item_grads, first_seen_order ? zeros.data() : nullptr);
+      BatchGradientLoop(b, user_grads, item_grads, first_writes ? kZeroRow : nullptr);
   if (sq_error_sum != nullptr) *sq_error_sum = sq_error;
   return OkStatus();
 }

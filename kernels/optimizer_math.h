@@ -47,8 +47,8 @@ TS_HD float AdagradStep(float w, float g, float* acc, const AdagradParams& p) {
 // rate): one accumulator per row, acc <- acc + mean_j(g_j^2), then every weight of the row moves
 // by the same scale: w_j <- w_j - (eta / (sqrt(acc) + eps)) g_j. One float of state per row
 // instead of dim. The mean square sums in kRowwiseLanes partial sums, j mod kRowwiseLanes, added
-// in lane order: the same order on every device and vector width, so the CPU vectorises it and a
-// CUDA thread gives the same sums.
+// in lane order: the same order on every vector width, so the CPU vectorises it, and a CUDA
+// thread adds in that order too (nvcc fuses the multiply-adds: the bits agree to rounding).
 constexpr int kRowwiseLanes = 16;
 
 TS_HD float RowwiseMeanSquare(const float* g, int dim) {

@@ -56,7 +56,7 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
   d.l2_bias = 0.01f;
   if (ratings < 3000000) {  // MovieLens 1M and the like
     d.batch_size = 1024;
-    d.lr = 0.05f;
+    d.lr = d.other_lr = 0.05f;
     d.l2 = 0.05f;
     d.epochs = 60;
     return d;
@@ -71,6 +71,7 @@ MfAutoDefaults ChooseMfDefaults(int64_t ratings) {
   d.optimizer = kernels::OptimizerKind::kRowwiseAdagrad;
   d.batch_size = 16384;
   d.lr = 0.15f;
+  d.other_lr = 0.12f;
   d.l2 = 0.02f;
   d.epochs = 60;
   d.early_stop = 2;
@@ -140,19 +141,21 @@ class Chooser {
 StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::string&)>& given,
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values) {
-  const char* const kFlags[] = {"optimizer", "batch-size", "lr",         "l2",
-                                "l2-bias",   "epochs",     "early-stop", "valid-fraction"};
+  const char* const kFlags[] = {"batch-size",    "lr", "l2", "l2-bias", "epochs", "early-stop",
+                                "valid-fraction"};
   if (std::all_of(std::begin(kFlags), std::end(kFlags), given)) return std::string();
   TS_ASSIGN_OR_RETURN(const int64_t ratings, EstimateLines(o->mf.train_path));
   const MfAutoDefaults d = ChooseMfDefaults(ratings);
   Chooser chooser(given, chosen_values);
-  if (d.optimizer != o->optimizer.kind) {  // the flag's default (adagrad) goes unnamed
+  // The optimizer only with its lr; --optimizer's default (adagrad) goes unnamed.
+  if (d.optimizer != o->optimizer.kind && !given("lr")) {
     const char* name = kernels::OptimizerName(o->optimizer.kind);
     chooser.Choose("optimizer", kernels::OptimizerName(d.optimizer), &name, "%s");
     o->optimizer.kind = *kernels::ParseOptimizer(name);
   }
   chooser.Choose("batch-size", d.batch_size, &o->mf.batch_size, "%d");
-  chooser.Choose("lr", d.lr, &o->optimizer.lr, "%g");
+  chooser.Choose("lr", o->optimizer.kind == d.optimizer ? d.lr : d.other_lr, &o->optimizer.lr,
+                 "%g");
   chooser.Choose("l2", d.l2, &o->mf.l2, "%g");
   chooser.Choose("l2-bias", d.l2_bias, &o->mf.l2_bias, "%g");
   chooser.ChooseEpochs(d.epochs, d.early_stop, d.valid_fraction, &o->mf);

@@ -31,10 +31,12 @@ StatusOr<int64_t> EstimateLines(const std::string& path);
 // busy, and early stopping on the RMSE of valid_fraction of the training ratings, held out
 // (unless the user names a --valid file), ends them; `epochs` is then an upper bound.
 struct MfAutoDefaults {
-  // Named in the start-up line only where it is not --optimizer's default (adagrad).
+  // Chosen, and named in the start-up line, only where it is not --optimizer's default (adagrad)
+  // and the user gave neither --optimizer nor --lr: an lr is tuned to its optimizer.
   kernels::OptimizerKind optimizer = kernels::OptimizerKind::kAdagrad;
   int batch_size = 32;
-  float lr = 0.02f;
+  float lr = 0.02f;        // the lr of `optimizer`
+  float other_lr = 0.02f;  // the lr chosen when the user names another optimizer
   float l2 = 0.09f;
   float l2_bias = 0.003f;
   int epochs = 60;
@@ -67,7 +69,8 @@ struct TrainOptions;
 
 // Sets each of o->mf's batch size, lr, l2, l2-bias, epochs, early stopping and validation
 // fraction that the user did not give (`given(flag)` false) to ChooseMfDefaults of the training
-// file's estimated size, and (*chosen_values)[flag] to the value's text. Early stopping comes
+// file's estimated size, and (*chosen_values)[flag] to the value's text. The optimizer is chosen
+// only when neither --optimizer nor --lr is given, and the lr is that of the optimizer used. Early stopping comes
 // with the chosen epochs only: a user who sets --epochs trains that many unless --early-stop is
 // given too; with early stopping on and no --valid file, the held-out fraction is chosen unless
 // given. Returns the start-up line that says what was chosen and why ("" when nothing was).

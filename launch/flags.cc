@@ -197,7 +197,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
     ("lr", po::value<float>(&o.optimizer.lr)->default_value(o.optimizer.lr), "learning rate of the embedding optimizer (MF default: chosen from the size of --train; CTR default: 0.001)")
     ("l2", po::value<float>(&o.mf.l2)->default_value(o.mf.l2), "L2 regularisation of the factors (per rating; default: chosen from the size of --train)")
     ("l2-bias", po::value<float>(&o.mf.l2_bias)->default_value(o.mf.l2_bias), "L2 regularisation of the biases (per rating; default: chosen from the size of --train)")
-    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer on the servers: sgd|adagrad|adam|ftrl|rowwise-adagrad (one accumulator per row: half the memory of adagrad; CTR default: adam)")
+    ("optimizer", po::value<std::string>(&optimizer)->default_value("adagrad"), "embedding optimizer on the servers: sgd|adagrad|adam|ftrl|rowwise-adagrad (one accumulator per row: 0.5-0.6x adagrad's bytes a row; CTR default: adam; MF on 3M+ ratings without --lr: rowwise-adagrad)")
     ("init-std", po::value<float>(&o.init_std)->default_value(o.init_std), "std-dev of the initial factors / embeddings")
     ("emb-dim", po::value<int>(&ctr.model.emb_dim)->default_value(ctr.model.emb_dim), "CTR: embedding dimension per field")
     ("mlp", po::value<std::string>(&mlp)->default_value(mlp), "CTR: hidden layer widths of the MLP, comma separated")

@@ -167,6 +167,12 @@ namespace {
 // The value of a flag that an older checkpoint's identity lacks because the job could not set it
 // then (the early-stopping flags; --order, whose only order then was the shuffle), which matches
 // such a checkpoint.
+// Flags that fix what a table's rows hold (their weights and the optimizer's state): the
+// restore refuses rows of another shape, so an override of these cannot help.
+bool ShapesRows(const std::string& flag) {
+  return flag == "optimizer" || flag == "linear-optimizer" || flag == "dim" || flag == "emb-dim";
+}
+
 bool NeutralWhenAbsent(const std::string& flag, const std::string& value) {
   return (flag == "valid" && value == "(none)") || (flag == "valid-fraction" && value == "0") ||
          (flag == "early-stop" && value == "0") || (flag == "order" && value == "shuffled");
@@ -203,14 +209,18 @@ Status CompareJobIdentity(const std::vector<proto::JobConfigEntry>& checkpoint,
     }
   }
   if (!refused.empty()) {
-    std::string list;
-    for (const auto& f : refused_flags) list += (list.empty() ? "" : ",") + f;
-    return Status::InvalidArgument(
-        "checkpoint " + dir + " was written by a job with a different configuration: " + refused +
-        ". Resume with the checkpoint's values (give them as flags where this run chose others "
-        "for the data's size), start a new --checkpoint-dir, or allow the change with "
-        "--resume-override " +
-        list);
+    std::string list, fixed;
+    for (const auto& f : refused_flags) {
+      std::string& to = ShapesRows(f) ? fixed : list;
+      to += (to.empty() ? "" : ",") + f;
+    }
+    std::string message = "checkpoint " + dir +
+                          " was written by a job with a different configuration: " + refused +
+                          ". Resume with the checkpoint's values (give them as flags where this "
+                          "run chose others for the data's size), start a new --checkpoint-dir";
+    if (!list.empty()) message += ", or allow the change with --resume-override " + list;
+    if (!fixed.empty()) message += " (" + fixed + ": the checkpoint's rows are of its values)";
+    return Status::InvalidArgument(message);
   }
   if (!allowed.empty()) {
     TS_LOG(WARNING) << "resuming " << dir

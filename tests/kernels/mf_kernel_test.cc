@@ -324,7 +324,7 @@ Problem InFirstSampleOrder(const Problem& pr) {
 // batch zeroes its outputs first. Both give the bits of the two-pass kernel, which zeroes and
 // adds in sample order, and neither reads what the outputs held before (NaN here).
 TEST(MfGradientTest, RowsInFirstSampleOrderGiveTheBitsOfZeroedRows) {
-  for (int dim : {1, 8, 13, 32, 128}) {
+  for (int dim : {1, 8, 13, 32, 128, 1100}) {  // 1100: wider than the kernel's row of zeros
     const Problem ordered = InFirstSampleOrder(RandomProblem(5 + dim, 600, dim, 300, 40));
     Problem unordered = ordered;
     std::swap(unordered.user_index.front(), unordered.user_index.back());  // row n-1 comes first

@@ -1,6 +1,7 @@
 #include "launch/auto_defaults.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -140,6 +141,35 @@ TEST_F(AutoFlagsTest, UnsetFlagsAreChosenAndTheStartupLineSaysSo) {
   // The option summary shows the values training uses, not the table's.
   EXPECT_NE(o.summary.find("batch-size = 32 (chosen for the data's size)"), std::string::npos)
       << o.summary;
+}
+
+// A training file of millions of ratings (its first MiB of lines, then a sparse tail that
+// EstimateLines does not read): row-wise Adagrad at its lr, unless the user gives --optimizer
+// (Adagrad's lr then) or --lr (the optimizer left as given).
+TEST_F(AutoFlagsTest, MillionsOfRatingsChooseRowwiseAdagradWithItsLrUnlessEitherIsGiven) {
+  std::string head;
+  while (head.size() < (1u << 20)) head += "12345 678 3.5\n";
+  WriteFile(train_, head);
+  ASSERT_EQ(truncate(train_.c_str(), 64 << 20), 0);
+  ASSERT_GE(*EstimateLines(train_), 3000000);
+  const MfAutoDefaults d = ChooseMfDefaults(*EstimateLines(train_));
+  TrainOptions chosen;
+  ASSERT_TRUE(Parse({}, &chosen).run);
+  EXPECT_EQ(chosen.optimizer.kind, kernels::OptimizerKind::kRowwiseAdagrad);
+  EXPECT_FLOAT_EQ(chosen.optimizer.lr, d.lr);
+  EXPECT_NE(chosen.defaults_line.find("--optimizer rowwise-adagrad"), std::string::npos)
+      << chosen.defaults_line;
+  TrainOptions adagrad;
+  ASSERT_TRUE(Parse({"--optimizer", "adagrad"}, &adagrad).run);
+  EXPECT_EQ(adagrad.optimizer.kind, kernels::OptimizerKind::kAdagrad);
+  EXPECT_FLOAT_EQ(adagrad.optimizer.lr, d.other_lr);
+  EXPECT_NE(d.lr, d.other_lr);
+  EXPECT_EQ(adagrad.defaults_line.find("--optimizer"), std::string::npos);
+  TrainOptions lr;
+  ASSERT_TRUE(Parse({"--lr", "0.05"}, &lr).run);
+  EXPECT_EQ(lr.optimizer.kind, kernels::OptimizerKind::kAdagrad);
+  EXPECT_FLOAT_EQ(lr.optimizer.lr, 0.05f);
+  EXPECT_EQ(lr.defaults_line.find("--optimizer"), std::string::npos) << lr.defaults_line;
 }
 
 TEST_F(AutoFlagsTest, GivenFlagsWinAndEarlyStoppingHoldsOutAFractionUnlessAFileIsGiven) {
