@@ -70,10 +70,10 @@ struct TrainOptions;
 // Sets each of o->mf's batch size, lr, l2, l2-bias, epochs, early stopping and validation
 // fraction that the user did not give (`given(flag)` false) to ChooseMfDefaults of the training
 // file's estimated size, and (*chosen_values)[flag] to the value's text. The optimizer is chosen
-// only when neither --optimizer nor --lr is given, and the lr is that of the optimizer used. Early stopping comes
-// with the chosen epochs only: a user who sets --epochs trains that many unless --early-stop is
-// given too; with early stopping on and no --valid file, the held-out fraction is chosen unless
-// given. Returns the start-up line that says what was chosen and why ("" when nothing was).
+// only when neither --optimizer nor --lr is given, and the lr is that of the optimizer used.
+// Early stopping comes with the chosen epochs only: a user who sets --epochs trains that many
+// unless --early-stop is given too; with early stopping on and no --valid file, the held-out
+// fraction is chosen unless given. Returns the start-up line that says what was chosen and why ("" when nothing was).
 // InvalidArgument for an unreadable --train.
 StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::string&)>& given,
                                           TrainOptions* o,
