@@ -73,8 +73,8 @@ struct TrainOptions;
 // only when neither --optimizer nor --lr is given, and the lr is that of the optimizer used.
 // Early stopping comes with the chosen epochs only: a user who sets --epochs trains that many
 // unless --early-stop is given too; with early stopping on and no --valid file, the held-out
-// fraction is chosen unless given. Returns the start-up line that says what was chosen and why ("" when nothing was).
-// InvalidArgument for an unreadable --train.
+// fraction is chosen unless given. Returns the start-up line that says what was chosen and why (""
+// when nothing was). InvalidArgument for an unreadable --train.
 StatusOr<std::string> ApplyMfAutoDefaults(const std::function<bool(const std::string&)>& given,
                                           TrainOptions* o,
                                           std::map<std::string, std::string>* chosen_values);
