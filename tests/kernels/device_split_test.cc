@@ -228,7 +228,7 @@ TEST(SparseSplitUpdateTest, WithAndWithoutHelperMatchOneThreadBitForBit) {
   ASSERT_NE(two, nullptr);
   unsigned seed = 70;
   for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam,
-                            OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
+                             OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
     const OptimizerParams p = Params(kind);
     for (const SparseCase& c : kSparseCases) {
       const std::string where = std::string(OptimizerName(kind)) + " rows " +

@@ -71,7 +71,7 @@ TEST(FiniteTest, SparseUpdateReportsTheFirstRowItLeftNonFinite) {
   constexpr int kDim = 5;
   constexpr int64_t kRows = 150;  // blocks of 64 rows and a partial one
   for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam,
-                            OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
+                             OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
     OptimizerParams p;
     p.kind = kind;
     const int row_floats = kDim + OptimizerStateFloats(kind, kDim);
@@ -120,7 +120,7 @@ TEST(FiniteTest, SparseUpdateReportsTheFirstRowItLeftNonFinite) {
 // clone the CPU picks): a NaN written at any position of a row of any width is seen.
 TEST(FiniteTest, ANonFiniteWeightAtAnyPositionOfARowIsSeen) {
   for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdagrad, OptimizerKind::kAdam,
-                            OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
+                             OptimizerKind::kFtrl, OptimizerKind::kRowwiseAdagrad}) {
     OptimizerParams p;
     p.kind = kind;
     for (int dim : {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 64, 129}) {
