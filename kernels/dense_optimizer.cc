@@ -19,11 +19,16 @@ int64_t DenseOptimizerStateFloats(OptimizerKind kind, int64_t count) {
   return 0;
 }
 
+bool IsDenseOptimizer(OptimizerKind kind) {
+  return kind == OptimizerKind::kSgd || kind == OptimizerKind::kAdagrad ||
+         kind == OptimizerKind::kAdam;
+}
+
 namespace {
 
 Status ValidateDenseParams(const OptimizerParams& p) {
   TS_RETURN_IF_ERROR(ValidateOptimizerParams(p));
-  if (p.kind == OptimizerKind::kFtrl || p.kind == OptimizerKind::kRowwiseAdagrad) {
+  if (!IsDenseOptimizer(p.kind)) {
     return Status::InvalidArgument(std::string(OptimizerName(p.kind)) +
                                    " is a sparse-row optimizer; dense parameters take sgd, "
                                    "adagrad or adam");

@@ -40,6 +40,9 @@ struct DenseOptimizerState {
 // (InvalidArgument below).
 int64_t DenseOptimizerStateFloats(OptimizerKind kind, int64_t count);
 
+// sgd, adagrad and adam update dense parameters; ftrl and rowwise-adagrad are sparse-row only.
+bool IsDenseOptimizer(OptimizerKind kind);
+
 // Sizes `state` for `count` parameters and sets its initial values (adagrad: initial_accumulator;
 // adam: zero moments, step 0). InvalidArgument for params ValidateOptimizerParams rejects, for
 // ftrl and rowwise-adagrad (sparse rows only), for count < 0 or a null state.

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "core/safe_output.h"
+#include "kernels/dense_optimizer.h"
 #include "launch/auto_defaults.h"
 
 namespace po = boost::program_options;
@@ -273,8 +274,7 @@ ParseOutcome ParseTrainOptions(const std::vector<std::string>& args, TrainOption
       }
     }
     auto parsed_dense = kernels::ParseOptimizer(dense_optimizer);
-    if (!parsed_dense.ok() || *parsed_dense == kernels::OptimizerKind::kFtrl ||
-        *parsed_dense == kernels::OptimizerKind::kRowwiseAdagrad) {
+    if (!parsed_dense.ok() || !kernels::IsDenseOptimizer(*parsed_dense)) {
       return Fail("--dense-optimizer " + dense_optimizer + " is not one of sgd|adagrad|adam");
     }
     ctr.dense_optimizer.kind = *parsed_dense;
