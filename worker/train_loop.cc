@@ -186,6 +186,10 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     PrepareTrain(order.data() + begin, std::min(order.size(), begin + batch_size) - begin, s);
     s->pulled = false;
   };
+  // Step `step + 1` reads none of the rows step `step` pushes.
+  auto disjoint = [&](int64_t step) {
+    return static_cast<size_t>(step) < disjoint_next_.size() && disjoint_next_[step];
+  };
   auto start_pull = [&](Step* s, int64_t clock, uint32_t flags) {
     s->pull = ps_->StartPull(s->plan, clock, flags);
     s->pulled = true;
@@ -211,8 +215,7 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
                                        model_->PullDestination(*current->batch, total_floats)));
     // The next step reads none of this step's rows: its pull goes now, and the servers copy its
     // rows while this step computes.
-    if (pull_ahead && has_next && static_cast<size_t>(step) < disjoint_next_.size() &&
-        disjoint_next_[step]) {
+    if (pull_ahead && has_next && !next->pulled && disjoint(step)) {
       start_pull(next, clock_ + 1, proto::FLAG_AHEAD);
       ++steps_pulled_ahead_;
     }
@@ -243,7 +246,16 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     // dense part of the step.
     if (has_next && !pull_ahead) prepare(step + 1, next);
     if (has_next && !next->pulled) start_pull(next, clock_, proto::FLAG_NONE);
-    if (pull_ahead && step + 2 < steps_per_epoch_) prepare(step + 2, spare);
+    if (pull_ahead && step + 2 < steps_per_epoch_) {
+      prepare(step + 2, spare);
+      // Two steps ahead: when the step after next reads none of the next step's rows, its pull
+      // goes now, behind this step's push, and the servers serve it once they have applied that
+      // push, while this worker computes the next step.
+      if (disjoint(step + 1)) {
+        start_pull(spare, clock_ + 1, proto::FLAG_AHEAD);
+        ++steps_pulled_ahead_;
+      }
+    }
     TS_RETURN_IF_ERROR(model_->AfterPush());
     if (pull_ahead) {  // this step's batch becomes the spare once its push is acknowledged
       Step* done = current;
@@ -266,8 +278,11 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
           bool stop,
           checkpointer_->AtBoundary(Position(epoch, step + 1, *loss_sum, *samples), false, false));
       if (stop) {
-        // The pull of the next step is in flight: let it finish before leaving.
+        // The pulls of the next steps are in flight: let them finish before leaving.
         TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
+        if (pull_ahead && next->pulled) {
+          TS_RETURN_IF_ERROR(ps_->FinishPull(next->plan, next->pull, &rows));
+        }
         TS_RETURN_IF_ERROR(ps_->WaitPushes());
         return true;
       }

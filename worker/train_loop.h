@@ -10,7 +10,8 @@
 // step's loss and gradients checked (worker/finite_check.h: a non-finite one ends the run) ->
 // push -> start the next step's pull unless it went ahead (answered once every worker's push of
 // this step was applied), the next step's batch prepared here (or, pulling ahead, a step
-// earlier, and the one after it here) -> Model::AfterPush -> evaluation every `eval_every` steps
+// earlier, and the one after it here, its pull sent at once when it reads none of the next
+// step's rows: two pulls in flight) -> Model::AfterPush -> evaluation every `eval_every` steps
 // -> progress -> checkpoint boundary (WorkerCheckpointer::AtBoundary: checkpoints and signal
 // polls). After each epoch: train statistics reduced over every worker, evaluation, the epoch's
 // line and its boundary.
@@ -44,7 +45,9 @@ struct TrainLoopOptions {
   int early_stop = 0;
   // In a job of one worker, the pull of a step that reads none of the previous step's rows
   // (Model::EpochOrder's disjoint_next) goes before that step's push, so the servers copy its
-  // rows while the worker computes. The same bits either way.
+  // rows while the worker computes; the pull of the step after goes with this step's push when
+  // it reads none of the next step's rows, so the servers serve it as soon as they have applied
+  // that push. The same bits either way.
   bool pull_ahead = true;
   uint64_t seed = 1;                          // shuffling
   std::string metrics_out;                    // JSON lines, written by worker 0

@@ -11,10 +11,14 @@ With --deterministic, on a set of more than one block of the blocked order:
     another number of servers (2) ends bit-identical to the uninterrupted run, and the other way
     round;
   - (--mpi) `mpirun -np 3` (one worker) pulls ahead and is bit-identical to the general path in
-    one process, and a resume under mpirun on 2 servers too.
+    one process, and a resume under mpirun on 2 servers too;
+  - a run pulling ahead stopped by SIGTERM (two pulls in flight) and resumed.
 """
 
 import os
+import signal
+import subprocess
+import time
 
 import tessera_it as it
 
@@ -40,6 +44,40 @@ def expect_pulled_ahead(name, res):
     ahead, steps = int(m.group(1)), int(m.group(2))
     it.check(ahead > steps // 2, f"{name}: only {ahead} of {steps} steps pulled ahead")
     print(f"  {name}: {m.group(0)}")
+
+
+def stop_pulling_ahead(ctx, data, ckpt):
+    """Runs the pull ahead with a checkpoint every 50 steps in ckpt and sends SIGTERM once the
+    first is written: the loop stops at a step's boundary with the next two steps' pulls in
+    flight (it sends the step after next's with this step's push), writes a checkpoint and exits
+    143. Returns the checkpoint's step."""
+    train_path, test_path = data
+    log_path = ctx.path("stopped-ahead.log")
+    cmd = [ctx.tessera, "train", "--train", train_path, "--test", test_path] + \
+        [str(a) for a in STEP_FLAGS] + ["--servers", 1, "--checkpoint-dir", ckpt,
+                                        "--checkpoint-every", 50]
+    with open(log_path, "w+", encoding="utf-8") as log:
+        proc = subprocess.Popen([str(a) for a in cmd], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not os.path.isdir(os.path.join(ckpt, "step-50")):
+                it.check(proc.poll() is None and time.monotonic() < deadline,
+                         "the run to stop ended or never wrote step-50 (exit "
+                         f"{proc.poll()})\n{open(log_path, encoding='utf-8').read()[-3000:]}")
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            status = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = open(log_path, encoding="utf-8").read()
+    it.check(status == 143 and "stopped by a signal after checkpoint" in text,
+             f"SIGTERM while pulling ahead: exit {status}\n{text[-3000:]}")
+    steps = [int(d.split("-")[1]) for d in os.listdir(ckpt) if d.startswith("step-")]
+    it.check(steps, f"SIGTERM while pulling ahead wrote no checkpoint\n{text[-3000:]}")
+    it.check(max(steps) > 50, f"SIGTERM while pulling ahead: checkpoints {steps}\n{text[-3000:]}")
+    return max(steps)
 
 
 def test(ctx):
@@ -82,6 +120,12 @@ def test(ctx):
         records, _ = run(ctx, data, "pull ahead's step 50 resumed on the general path",
                          ["--servers", 1, "--resume", os.path.join(ahead_ckpt, "step-50")])
     it.expect_resumed_suffix("pull ahead's step 50 resumed on the general path", records, general)
+    stopped_ckpt = ctx.path("ckpt-stopped")
+    step = stop_pulling_ahead(ctx, data, stopped_ckpt)
+    records, _ = run(ctx, data, f"stopped while pulling ahead at step {step}, resumed",
+                     ["--servers", 1, "--checkpoint-dir", stopped_ckpt, "--resume", "auto"])
+    it.expect_resumed_suffix(f"stopped while pulling ahead at step {step}, resumed", records,
+                             general)
 
 
 def add_args(p):
