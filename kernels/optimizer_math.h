@@ -47,8 +47,9 @@ TS_HD float AdagradStep(float w, float g, float* acc, const AdagradParams& p) {
 // rate): one accumulator per row, acc <- acc + mean_j(g_j^2), then every weight of the row moves
 // by the same scale: w_j <- w_j - (eta / (sqrt(acc) + eps)) g_j. One float of state per row
 // instead of dim. The mean square sums in kRowwiseLanes partial sums, j mod kRowwiseLanes, added
-// in lane order: the same order on every vector width, so the CPU vectorises it, and a CUDA
-// thread adds in that order too (nvcc fuses the multiply-adds: the bits agree to rounding).
+// in lane order: the same order on every vector width, so the CPU vectorises it, and the CUDA
+// kernel's threads take a lane each and add the lanes in that order too (nvcc fuses the
+// multiply-adds: the bits agree to rounding; on the emulated device they are the CPU's).
 constexpr int kRowwiseLanes = 16;
 
 TS_HD float RowwiseMeanSquare(const float* g, int dim) {
@@ -61,6 +62,14 @@ TS_HD float RowwiseMeanSquare(const float* g, int dim) {
   float sum = 0.0f;
   for (int k = 0; k < kRowwiseLanes; ++k) sum += lanes[k];
   return sum / static_cast<float>(dim);
+}
+
+// Lane `lane` of RowwiseMeanSquare: the squares of g[j] for j = lane mod kRowwiseLanes, added in
+// order from 0 (the CUDA kernel's threads each take one lane; lanes[lane] above is this sum).
+TS_HD float RowwiseLaneSquares(const float* g, int dim, int lane) {
+  float sum = 0.0f;
+  for (int j = lane; j < dim; j += kRowwiseLanes) sum += g[j] * g[j];
+  return sum;
 }
 
 // Adds the row's mean square to *acc and returns the row's step scale eta / (sqrt(acc) + eps).

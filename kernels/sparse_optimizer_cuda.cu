@@ -1,7 +1,7 @@
 // CUDA sparse optimizer: one thread per (row, element), grid-stride, calling the TS_HD step of
-// optimizer_math.h (row-wise Adagrad: one thread per row, whose mean square is a reduction over
-// the row in optimizer_math.h's order). Rows are distinct (header contract), so no two threads
-// write one float.
+// optimizer_math.h (row-wise Adagrad: half a warp per row, whose mean square is a reduction over
+// the row in optimizer_math.h's lane order). Rows are distinct (header contract), so no two
+// threads write one float.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,15 +47,43 @@ struct FtrlElement {
   }
 };
 
+// One row per half warp (kRowwiseLanes threads). Thread k of a half sums lane k of the row's
+// squares (RowwiseLaneSquares), the half adds the lanes in lane order as RowwiseMeanSquare does
+// (each thread gathers them by shuffles), its first thread advances the accumulator and hands the
+// scale round, and every thread updates the elements of its lane. A half warp reads and writes 64
+// contiguous bytes at a time, where a thread per row read its whole row alone (a memory
+// transaction per element and thread). A warp takes rows in pairs and loops while its first row
+// exists, so the whole warp shuffles together; a half past the last row adds zeros and writes
+// nothing.
+constexpr int kRowsPerBlock = kThreadsPerBlock / kRowwiseLanes;
+static_assert(2 * kRowwiseLanes == cuda::kWarpSize, "two rows per warp");
+
 __global__ void RowwiseAdagradKernel(AdagradParams params, float* const* __restrict__ rows,
                                      const float* __restrict__ grads, int64_t num_rows, int dim) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < num_rows;
-       i += stride) {
-    float* row = rows[i];
+  const int lane = static_cast<int>(threadIdx.x) % kRowwiseLanes;
+  const int half = static_cast<int>(threadIdx.x) % cuda::kWarpSize / kRowwiseLanes;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * cuda::kWarpsPerBlock;
+  for (int64_t w =
+           static_cast<int64_t>(blockIdx.x) * cuda::kWarpsPerBlock + threadIdx.x / cuda::kWarpSize;
+       2 * w < num_rows; w += warps) {
+    const int64_t i = 2 * w + half;
+    const bool live = i < num_rows;
     const float* g = grads + i * dim;
-    const float scale = RowwiseAdagradScale(RowwiseMeanSquare(g, dim), &row[dim], params);
-    for (int j = 0; j < dim; ++j) row[j] = RowwiseAdagradStep(row[j], g[j], scale);
+    const float partial = live ? RowwiseLaneSquares(g, dim, lane) : 0.0f;
+    float sum = 0.0f;
+    for (int k = 0; k < kRowwiseLanes; ++k) {
+      sum += __shfl_sync(cuda::kFullMask, partial, k, kRowwiseLanes);
+    }
+    float scale = 0.0f;
+    if (live && lane == 0) {
+      scale = RowwiseAdagradScale(sum / static_cast<float>(dim), &rows[i][dim], params);
+    }
+    scale = __shfl_sync(cuda::kFullMask, scale, 0, kRowwiseLanes);
+    if (!live) continue;
+    float* row = rows[i];
+    for (int j = lane; j < dim; j += kRowwiseLanes) {
+      row[j] = RowwiseAdagradStep(row[j], g[j], scale);
+    }
   }
 }
 
@@ -113,8 +141,11 @@ Status ApplySparseUpdateCuda(const OptimizerParams& p, float* const* d_rows, con
              stream);
       break;
     case OptimizerKind::kRowwiseAdagrad:
-      TS_LAUNCH(RowwiseAdagradKernel, GridBlocks(num_rows), kThreadsPerBlock, stream,
-                AdagradParams{p.lr, p.eps}, d_rows, d_grads, num_rows, dim);
+      TS_LAUNCH_COOPERATIVE(RowwiseAdagradKernel,
+                            static_cast<unsigned>(std::min(
+                                cuda::kMaxBlocks, (num_rows + kRowsPerBlock - 1) / kRowsPerBlock)),
+                            kThreadsPerBlock, stream, AdagradParams{p.lr, p.eps}, d_rows, d_grads,
+                            num_rows, dim);
       break;
   }
   return internal::CudaLaunchStatus("ApplySparseUpdateCuda");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -28,8 +29,10 @@ using ::tessera::testing::DeviceVector;
 
 // Runs one update on CPU and CUDA over the same table and compares the whole table. Rows are
 // a random subset of the table in random order (distinct, as the CUDA kernel requires).
+// With same_bits, every float must have the CPU's bits (the emulated device, whose kernels are
+// the same sources compiled as C++ without fused multiply-adds).
 void CompareCpuAndCuda(const OptimizerParams& p, int64_t num_rows, int dim, unsigned seed,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, bool same_bits = false) {
   SCOPED_TRACE("seed=" + std::to_string(seed) + " optimizer=" + OptimizerName(p.kind) +
                " num_rows=" + std::to_string(num_rows) + " dim=" + std::to_string(dim));
   std::mt19937 rng(seed);
@@ -70,6 +73,10 @@ void CompareCpuAndCuda(const OptimizerParams& p, int64_t num_rows, int dim, unsi
   const std::vector<float> gpu_table = d_table.ToHost();
   ASSERT_EQ(gpu_table.size(), cpu_table.size());
   for (size_t k = 0; k < cpu_table.size(); ++k) {
+    if (same_bits) {
+      ASSERT_EQ(std::memcmp(&gpu_table[k], &cpu_table[k], sizeof(float)), 0)
+          << "element " << k << ": " << gpu_table[k] << " against the CPU's " << cpu_table[k];
+    }
     ASSERT_NEAR(gpu_table[k], cpu_table[k], 1e-5f * (1.0f + std::fabs(cpu_table[k])))
         << "element " << k;
   }
@@ -96,6 +103,27 @@ TEST(SparseOptimizerCudaTest, MatchesCpuOnRandomRows) {
     }
   }
   TS_ASSERT_CUDA_OK(cudaStreamDestroy(stream));
+}
+
+// Row-wise Adagrad's kernel gives each of a row's kRowwiseLanes threads one lane of the mean
+// square and adds the lanes in the CPU's order: on the emulated device (no fused multiply-adds)
+// its rows are the CPU's to the bit, for rows shorter than, equal to and longer than the lanes,
+// and for more rows than one grid pass of groups covers.
+TEST(SparseOptimizerCudaTest, RowwiseAdagradAddsTheLanesInTheCpuOrder) {
+  TS_SKIP_WITHOUT_CUDA_DEVICE();
+#if !TESSERA_CUDA_EMULATION
+  GTEST_SKIP() << "a GPU fuses multiply-adds: MatchesCpuOnRandomRows compares to rounding";
+#endif
+  OptimizerParams p;
+  p.kind = OptimizerKind::kRowwiseAdagrad;
+  p.lr = 0.05f;
+  p.initial_accumulator = 0.1f;
+  unsigned seed = 77;
+  for (int64_t num_rows : {1, 16, 17, 2000}) {
+    for (int dim : {1, 15, 16, 17, 33, 128, 200}) {
+      CompareCpuAndCuda(p, num_rows, dim, ++seed, nullptr, /*same_bits=*/true);
+    }
+  }
 }
 
 TEST(SparseOptimizerCudaTest, RandomSizesMatchCpuOnDefaultStream) {
