@@ -259,6 +259,7 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     TS_RETURN_IF_ERROR(model_->AfterPush());
     if (pull_ahead) {  // this step's batch becomes the spare once its push is acknowledged
       Step* done = current;
+      done->pulled = false;  // its pull was finished: a stop must not finish it again
       current = next;
       next = spare;
       spare = done;
