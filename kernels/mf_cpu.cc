@@ -64,21 +64,21 @@ constexpr int kBlock = 8;
   }
 }
 
-// grad += d loss / d own over the dim factors of one sample, one side of AddFactorGrads (the same
-// operations on that side, in the same order).
-[[gnu::always_inline]] inline void AddSideGrads(float* __restrict__ grad,
+// grad = base + d loss / d own over the dim factors of one sample, one side of AddFactorGrads
+// (the same operations on that side, in the same order; base may be grad, as there).
+[[gnu::always_inline]] inline void AddSideGrads(float* grad, const float* base,
                                                 const float* __restrict__ own,
                                                 const float* __restrict__ other, float err,
                                                 float l2, int dim) {
   int j = 0;
   for (; j + kBlock <= dim; j += kBlock) {
-    for (int k = 0; k < kBlock; ++k) {
-      const float g = grad[j + k] + MfFactorGrad(err, other[j + k], own[j + k], l2);
-      grad[j + k] = g;
-    }
+    float g[kBlock];
+    for (int k = 0; k < kBlock; ++k)
+      g[k] = base[j + k] + MfFactorGrad(err, other[j + k], own[j + k], l2);
+    for (int k = 0; k < kBlock; ++k) grad[j + k] = g[k];
   }
   for (; j < dim; ++j) {
-    const float g = grad[j] + MfFactorGrad(err, other[j], own[j], l2);
+    const float g = base[j] + MfFactorGrad(err, other[j], own[j], l2);
     grad[j] = g;
   }
 }
@@ -163,14 +163,16 @@ alignas(64) constexpr float kZeroRow[kZeroRowFloats] = {};
   }
 }
 
+// `zeros` as in BatchGradientLoop, for this side's rows alone.
 [[gnu::noinline, TS_WIDE_SIMD]] void SideGradsLoop(const MfBatch& b, const float* errors,
                                                    const int32_t* own_index,
                                                    const int32_t* other_index,
                                                    const float* own_rows, const float* other_rows,
-                                                   float* grads) {
+                                                   float* grads, const float* zeros) {
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   const int64_t ahead = PrefetchAhead(dim);
+  int32_t new_own = zeros != nullptr ? 0 : -1;  // as new_user in BatchGradientLoop
   for (int64_t s = 0; s < b.num_samples; ++s) {
     if (s + ahead < b.num_samples) {
       PrefetchRow(own_rows + own_index[s + ahead] * stride, stride);
@@ -180,10 +182,25 @@ alignas(64) constexpr float kZeroRow[kZeroRowFloats] = {};
     const float* own = own_rows + own_index[s] * stride;
     const float* other = other_rows + other_index[s] * stride;
     float* g = grads + own_index[s] * stride;
-    AddSideGrads(g, own, other, errors[s], b.l2, dim);
-    const float bias = g[dim] + MfBiasGrad(errors[s], own[dim], b.l2_bias);
+    const bool first = own_index[s] == new_own;
+    new_own += first ? 1 : 0;
+    const float* base = first ? zeros : g;
+    const float bias = base[dim] + MfBiasGrad(errors[s], own[dim], b.l2_bias);
+    AddSideGrads(g, base, own, other, errors[s], b.l2, dim);
     g[dim] = bias;
   }
+}
+
+// True when index[0..n) numbers `rows` rows in the order of their first samples (each index
+// either one seen before or the next new one) and every row has a sample.
+bool InFirstSampleOrder(const int32_t* index, int64_t n, int64_t rows) {
+  int64_t next = 0;
+  bool ordered = true;
+  for (int64_t s = 0; s < n; ++s) {
+    ordered = ordered && index[s] <= next;
+    next += index[s] == next ? 1 : 0;
+  }
+  return ordered && next == rows;
 }
 
 }  // namespace
@@ -268,8 +285,14 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   const int32_t* other_index = user ? b.item_index : b.user_index;
   const float* own_rows = user ? b.user_rows : b.item_rows;
   const float* other_rows = user ? b.item_rows : b.user_rows;
-  std::fill_n(grads, (user ? b.num_users : b.num_items) * stride, 0.0f);
-  SideGradsLoop(b, errors, own_index, other_index, own_rows, other_rows, grads);
+  const int64_t own_count = user ? b.num_users : b.num_items;
+  // As the one-pass kernel: rows in the order of their first samples, every one with a sample,
+  // are written at their first sample; any other side is zeroed first.
+  const bool first_writes =
+      stride <= kZeroRowFloats && InFirstSampleOrder(own_index, b.num_samples, own_count);
+  if (!first_writes) std::fill_n(grads, own_count * stride, 0.0f);
+  SideGradsLoop(b, errors, own_index, other_index, own_rows, other_rows, grads,
+                first_writes ? kZeroRow : nullptr);
   return OkStatus();
 }
 
