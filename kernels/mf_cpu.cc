@@ -163,7 +163,7 @@ alignas(64) constexpr float kZeroRow[kZeroRowFloats] = {};
   }
 }
 
-// `zeros` as in BatchGradientLoop, for this side's rows alone.
+// `zeros` as in BatchGradientLoop (for this side's rows).
 [[gnu::noinline, TS_WIDE_SIMD]] void SideGradsLoop(const MfBatch& b, const float* errors,
                                                    const int32_t* own_index,
                                                    const int32_t* other_index,
@@ -189,18 +189,6 @@ alignas(64) constexpr float kZeroRow[kZeroRowFloats] = {};
     AddSideGrads(g, base, own, other, errors[s], b.l2, dim);
     g[dim] = bias;
   }
-}
-
-// True when index[0..n) numbers `rows` rows in the order of their first samples (each index
-// either one seen before or the next new one) and every row has a sample.
-bool InFirstSampleOrder(const int32_t* index, int64_t n, int64_t rows) {
-  int64_t next = 0;
-  bool ordered = true;
-  for (int64_t s = 0; s < n; ++s) {
-    ordered = ordered && index[s] <= next;
-    next += index[s] == next ? 1 : 0;
-  }
-  return ordered && next == rows;
 }
 
 }  // namespace
@@ -277,7 +265,8 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   if (b.num_samples > 0 && errors == nullptr) {
     return Status::InvalidArgument("MfSideGradsCpu: errors must be non-null");
   }
-  TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples));
+  bool first_seen_order = false;
+  TS_RETURN_IF_ERROR(internal::CheckMfIndices(b, 0, b.num_samples, &first_seen_order));
   const int dim = b.dim;
   const int64_t stride = MfRowStride(dim);
   // This side's rows ("own") get the gradient; the other side's factors enter it.
@@ -286,10 +275,9 @@ Status MfSideGradsCpu(const MfBatch& b, const float* errors, MfSide side, float*
   const float* own_rows = user ? b.user_rows : b.item_rows;
   const float* other_rows = user ? b.item_rows : b.user_rows;
   const int64_t own_count = user ? b.num_users : b.num_items;
-  // As the one-pass kernel: rows in the order of their first samples, every one with a sample,
-  // are written at their first sample; any other side is zeroed first.
-  const bool first_writes =
-      stride <= kZeroRowFloats && InFirstSampleOrder(own_index, b.num_samples, own_count);
+  // As the one-pass kernel: a batch whose rows come in the order of their first samples writes
+  // each row at its first sample; any other is zeroed first.
+  const bool first_writes = first_seen_order && stride <= kZeroRowFloats;
   if (!first_writes) std::fill_n(grads, own_count * stride, 0.0f);
   SideGradsLoop(b, errors, own_index, other_index, own_rows, other_rows, grads,
                 first_writes ? kZeroRow : nullptr);
