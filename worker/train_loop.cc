@@ -49,7 +49,7 @@ struct TrainLoop::Step {
   std::unique_ptr<ModelBatch> batch;
   BatchPlan plan;
   PsClient::PendingPull pull;
-  bool pulled = false;  // `pull` was started for this batch
+  bool pulled = false;  // `pull` is in flight: started for this batch and not yet finished
 };
 
 TrainLoop::TrainLoop(const TrainLoopOptions& options, Model* model, RpcNode* rpc,
@@ -213,6 +213,7 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     const uint64_t total_floats = current->plan.total_floats;
     TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows,
                                        model_->PullDestination(*current->batch, total_floats)));
+    current->pulled = false;
     // The next step reads none of this step's rows: its pull goes now, and the servers copy its
     // rows while this step computes.
     if (pull_ahead && has_next && !next->pulled && disjoint(step)) {
@@ -259,7 +260,6 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
     TS_RETURN_IF_ERROR(model_->AfterPush());
     if (pull_ahead) {  // this step's batch becomes the spare once its push is acknowledged
       Step* done = current;
-      done->pulled = false;  // its pull was finished: a stop must not finish it again
       current = next;
       next = spare;
       spare = done;
@@ -281,7 +281,7 @@ StatusOr<bool> TrainLoop::TrainEpoch(int epoch, int64_t start_step, double* loss
       if (stop) {
         // The pulls of the next steps are in flight: let them finish before leaving.
         TS_RETURN_IF_ERROR(ps_->FinishPull(current->plan, current->pull, &rows));
-        if (pull_ahead && next->pulled) {
+        if (next->pulled) {
           TS_RETURN_IF_ERROR(ps_->FinishPull(next->plan, next->pull, &rows));
         }
         TS_RETURN_IF_ERROR(ps_->WaitPushes());
