@@ -17,9 +17,8 @@ With --deterministic, on a set of more than one block of the blocked order:
 
 import os
 import signal
-import subprocess
-import time
 
+import recovery_test
 import tessera_it as it
 
 GENERAL = "the general path"
@@ -52,32 +51,19 @@ def stop_pulling_ahead(ctx, data, ckpt):
     flight (it sends the step after next's with this step's push), writes a checkpoint and exits
     143. Returns the checkpoint's step."""
     train_path, test_path = data
-    log_path = ctx.path("stopped-ahead.log")
-    cmd = [ctx.tessera, "train", "--train", train_path, "--test", test_path] + \
-        [str(a) for a in STEP_FLAGS] + ["--servers", 1, "--checkpoint-dir", ckpt,
-                                        "--checkpoint-every", 50]
-    with open(log_path, "w+", encoding="utf-8") as log:
-        proc = subprocess.Popen([str(a) for a in cmd], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while not os.path.isdir(os.path.join(ckpt, "step-50")):
-                it.check(proc.poll() is None and time.monotonic() < deadline,
-                         "the run to stop ended or never wrote step-50 (exit "
-                         f"{proc.poll()})\n{open(log_path, encoding='utf-8').read()[-3000:]}")
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGTERM)
-            status = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    text = open(log_path, encoding="utf-8").read()
+    cmd = [ctx.tessera, "train", "--train", train_path, "--test", test_path] + STEP_FLAGS + \
+        ["--servers", 1, "--checkpoint-dir", ckpt, "--checkpoint-every", 50]
+    with recovery_test.Job(ctx, cmd, "stopped-ahead") as job:
+        recovery_test.wait_for("step-50", lambda: os.path.isdir(os.path.join(ckpt, "step-50")),
+                               job, 120)
+        job.proc.send_signal(signal.SIGTERM)
+        status = job.wait(120)
+        text = job.text()
     it.check(status == 143 and "stopped by a signal after checkpoint" in text,
              f"SIGTERM while pulling ahead: exit {status}\n{text[-3000:]}")
-    steps = [int(d.split("-")[1]) for d in os.listdir(ckpt) if d.startswith("step-")]
-    it.check(steps, f"SIGTERM while pulling ahead wrote no checkpoint\n{text[-3000:]}")
-    it.check(max(steps) > 50, f"SIGTERM while pulling ahead: checkpoints {steps}\n{text[-3000:]}")
-    return max(steps)
+    step = recovery_test.latest_step(ckpt)
+    it.check(step > 50, f"SIGTERM while pulling ahead: latest checkpoint {step}\n{text[-3000:]}")
+    return step
 
 
 def test(ctx):
